@@ -1,0 +1,105 @@
+"""Label corrections stored beside the images, never touching the images themselves.
+
+``DATASET/annotations.csv`` is an append-only history: one row per correction with columns
+``timestamp, path, original_label, action, label``. ``path`` is relative to the dataset folder
+(POSIX separators). ``action`` is one of:
+
+- ``relabel``   — the image belongs to class ``label``;
+- ``exclude``   — leave the image out (bad, duplicate, off-topic);
+- ``ambiguous`` — leave it out, flagged as ambiguous rather than wrong;
+- ``restore``   — back to the folder's label (undoes every earlier row for that path).
+
+The last row per path decides the image's state. Every write rewrites the file atomically.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fileio import read_csv, write_csv
+
+FILENAME = "annotations.csv"
+COLUMNS = ["timestamp", "path", "original_label", "action", "label"]
+ACTIONS = ("relabel", "exclude", "ambiguous", "restore")
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Annotation:
+    timestamp: str
+    path: str
+    original_label: str
+    action: str
+    label: str
+
+
+def annotations_path(dataset_dir: str | os.PathLike) -> Path:
+    return Path(dataset_dir) / FILENAME
+
+
+def read_history(dataset_dir: str | os.PathLike) -> list[Annotation]:
+    """Every row of the history, oldest first (empty when there is no file)."""
+    p = annotations_path(dataset_dir)
+    if not p.exists():
+        return []
+    return [Annotation(**{c: row.get(c, "") or "" for c in COLUMNS}) for row in read_csv(p)]
+
+
+def current_state(dataset_dir: str | os.PathLike) -> dict[str, Annotation]:
+    """The effective annotation per relative path (``restore`` rows drop out)."""
+    state: dict[str, Annotation] = {}
+    for a in read_history(dataset_dir):
+        if a.action == "restore":
+            state.pop(a.path, None)
+        else:
+            state[a.path] = a
+    return state
+
+
+def record(
+    dataset_dir: str | os.PathLike,
+    entries: list[tuple[str, str, str, str]],
+) -> list[Annotation]:
+    """Append corrections ``(path, original_label, action, label)`` atomically; returns them."""
+    dataset_dir = Path(dataset_dir)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    new = []
+    for path, original, action, label in entries:
+        if action not in ACTIONS:
+            raise ValueError(f"annotation action must be one of {', '.join(ACTIONS)}; got {action!r}")
+        rel = Path(path).as_posix()
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise ValueError(f"annotation path must be relative to the dataset folder; got {path!r}")
+        if action == "relabel" and not label:
+            raise ValueError("a relabel needs the new label")
+        new.append(Annotation(now, rel, original, action, label if action == "relabel" else ""))
+    with _lock:
+        rows = read_history(dataset_dir) + new
+        write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+    return new
+
+
+def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annotation | None:
+    """Undo the newest correction (of ``path`` if given) by appending the state before it.
+
+    History is kept: the undo is itself a row. Returns the row that was undone, or None.
+    """
+    history = read_history(dataset_dir)
+    idx = [i for i, a in enumerate(history) if path is None or a.path == Path(path).as_posix()]
+    # skip rows that are themselves undos of later rows: find the last non-undone correction
+    if not idx:
+        return None
+    last = history[idx[-1]]
+    earlier = [a for a in history[: idx[-1]] if a.path == last.path]
+    effective = None
+    for a in earlier:
+        effective = None if a.action == "restore" else a
+    if effective is None:
+        record(dataset_dir, [(last.path, last.original_label, "restore", "")])
+    else:
+        record(dataset_dir, [(last.path, last.original_label, effective.action, effective.label)])
+    return last

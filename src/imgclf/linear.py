@@ -1,0 +1,150 @@
+"""Linear SVM on CNN features, C chosen by cross-validation on the train split only.
+
+Probabilities are calibrated by temperature scaling: ``p = softmax(T * d)`` over the one-vs-rest
+decision values ``d``, with the single temperature ``T`` fit by minimising log-loss on
+out-of-fold decision values of the train split. One scalar keeps argmax(p) == predict, and a
+held-out fit keeps the scores honest (an SVM's in-sample margins are overconfident).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class LinearHead:
+    """What every classifier in a bundle reduces to: ``softmax(T * (W·f + b))``.
+
+    ``weight`` (K, D), ``bias`` (K,), ``temperature`` T, and whether features are
+    L2-normalised first. Saved as plain arrays, loaded without pickle.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    temperature: float = 1.0
+    l2_normalize: bool = True
+
+    def decision_function(self, features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, dtype=np.float32)
+        if self.l2_normalize:
+            x = l2_normalize(x)
+        return x @ self.weight.T + self.bias  # (N, K)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.temperature * self.decision_function(features).astype(np.float64))
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.decision_function(features).argmax(axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "weight": self.weight.astype(np.float32),
+            "bias": self.bias.astype(np.float32),
+            "temperature": np.float64(self.temperature),
+            "l2_normalize": np.bool_(self.l2_normalize),
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> "LinearHead":
+        return cls(a["weight"].astype(np.float32), a["bias"].astype(np.float32), float(a["temperature"]), bool(a["l2_normalize"]))
+
+
+def _fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the log-loss of softmax(T * decision) (1-D bounded search)."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        p = softmax(np.exp(log_t) * decision)
+        return -float(np.mean(np.log(np.clip(p[rows, y], 1e-12, None))))
+
+    res = minimize_scalar(nll, bounds=(np.log(1e-2), np.log(1e3)), method="bounded")
+    return float(np.exp(res.x))
+
+
+class SvmClassifier:
+    """LinearSVC with C by stratified k-fold CV (class-averaged accuracy) and calibrated scores.
+
+    Follows the scikit-learn contract: ``__init__`` stores arguments, ``fit`` returns self,
+    learned state ends in ``_`` (``head_``, ``C_``, ``cv_scores_``, ``classes_``).
+    """
+
+    def __init__(
+        self,
+        c_values: Sequence[float] = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0),
+        cv_folds: int = 5,
+        l2_normalize: bool = True,
+        class_weight: str | None = "balanced",
+        max_iter: int = 10000,
+        seed: int = 0,
+    ):
+        self.c_values = c_values
+        self.cv_folds = cv_folds
+        self.l2_normalize = l2_normalize
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def _svc(self, c: float) -> Any:
+        from sklearn.svm import LinearSVC
+
+        cw = None if self.class_weight in (None, "none") else self.class_weight
+        return LinearSVC(C=c, class_weight=cw, max_iter=self.max_iter, random_state=self.seed, dual="auto")
+
+    def fit(self, features: np.ndarray, y: np.ndarray) -> "SvmClassifier":
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
+
+        x = np.asarray(features, dtype=np.float64)
+        y = np.asarray(y)
+        if x.ndim != 2 or len(x) != len(y):
+            raise ValueError(f"features must be (N, D) with N = len(y); got {x.shape} and {len(y)} labels")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes to train; got {len(self.classes_)}")
+        if self.l2_normalize:
+            x = l2_normalize(x)
+        min_count = int(np.bincount(np.searchsorted(self.classes_, y)).min())
+        folds = max(2, min(self.cv_folds, min_count))
+        cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.cv_scores_ = {
+                float(c): float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
+                for c in self.c_values
+            }
+            # ties go to the smaller C (the simpler model)
+            self.C_ = max(self.cv_scores_, key=lambda c: (round(self.cv_scores_[c], 10), -c))
+            oof = cross_val_predict(self._svc(self.C_), x, y, cv=cv, method="decision_function")
+            svc = self._svc(self.C_).fit(x, y)
+        w, b = svc.coef_, svc.intercept_
+        if len(self.classes_) == 2:  # sklearn gives one row for binary: make it symmetric two-class
+            w, b = np.vstack([-w[0], w[0]]), np.array([-b[0], b[0]])
+            oof = np.stack([-oof, oof], axis=1)
+        t = _fit_temperature(oof, np.searchsorted(self.classes_, y))
+        self.head_ = LinearHead(w.astype(np.float32), b.astype(np.float32), t, self.l2_normalize)
+        self.cv_folds_ = folds
+        return self
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return self.head_.predict_proba(features)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.classes_[self.head_.predict(features)]

@@ -1,0 +1,371 @@
+"""The steps of a run, each reading and writing files in one run directory.
+
+    prepare    images → split.csv, skipped.csv, config.json
+    featurize  split.csv → features.npz (features of every usable image, cached by content)
+    train      features.npz → model/ (the bundle), with the classifier ``train.classifier``
+    evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
+               confusion_matrix.png, report.html (and the metrics go into the bundle)
+
+``run`` does all four. Each step can be re-run alone on the same run directory, like the
+2017 sample's numbered scripts.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import Config, config_from_dict, to_toml
+from .dataset import scan_dataset
+from .engines import cpu_threads
+from .errors import DatasetError, RunDirError
+from .fileio import read_csv, read_json, read_npz, write_csv, write_json, write_npz, write_text
+from .images import ImageError, decode_image
+from .split import load_split, make_split, save_split
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """File names inside a run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda s: s.root / "config.json")
+    split = property(lambda s: s.root / "split.csv")
+    skipped = property(lambda s: s.root / "skipped.csv")
+    features = property(lambda s: s.root / "features.npz")
+    model = property(lambda s: s.root / "model")
+    metrics = property(lambda s: s.root / "metrics.json")
+    predictions = property(lambda s: s.root / "predictions.csv")
+    report = property(lambda s: s.root / "report.html")
+
+    def need(self, path: Path, step: str) -> Path:
+        if not path.exists():
+            raise RunDirError(f"{path} is missing", hint=f"run `imgclf {step} --run-dir {self.root}` first (or `imgclf run`)")
+        return path
+
+
+def run_config(run_dir: str | os.PathLike) -> Config | None:
+    """The resolved config saved in a run directory, or None."""
+    p = RunDir(run_dir).config
+    return config_from_dict(read_json(p)) if p.exists() else None
+
+
+def save_config(cfg: Config, rd: RunDir) -> None:
+    write_json(rd.config, cfg.to_dict())
+    write_text(rd.root / "config.toml", to_toml(cfg))
+
+
+def feature_cache_dir(cfg: Config) -> Path | None:
+    return Path(cfg.data.root) / "features" if cfg.featurize.cache else None
+
+
+# ---------------------------------------------------------------- skipped files
+
+
+def _read_skipped(rd: RunDir) -> list[tuple[str, str, str]]:
+    return [(r["path"], r["reason"], r["stage"]) for r in read_csv(rd.skipped)] if rd.skipped.exists() else []
+
+
+def _add_skipped(rd: RunDir, rows: list[tuple[str, str, str]], replace_stage: str | None = None) -> None:
+    old = [r for r in _read_skipped(rd) if r[2] != replace_stage]
+    seen = {r[0] for r in old}
+    write_csv(rd.skipped, ["path", "reason", "stage"], old + [r for r in rows if r[0] not in seen])
+
+
+def skipped_paths(rd: RunDir) -> set[str]:
+    return {r[0] for r in _read_skipped(rd)}
+
+
+def _check(path: str) -> str:
+    try:
+        decode_image(path, draft_size=64)
+        return ""
+    except ImageError as e:
+        return str(e)
+
+
+# ---------------------------------------------------------------- steps
+
+
+def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Scan the images, drop undecodable ones (listed in skipped.csv), split, save config."""
+    rd = RunDir(run_dir)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    ds = scan_dataset(cfg.images_dir())
+    with ThreadPoolExecutor(cpu_threads()) as pool:
+        reasons = list(pool.map(_check, [it.path for it in ds.items]))
+    bad = [(it.path, r, "prepare") for it, r in zip(ds.items, reasons) if r]
+    ds.items = [it for it, r in zip(ds.items, reasons) if not r]
+    _add_skipped(rd, bad, replace_stage="prepare")
+    extra_groups: list[list[str]] = []
+    leakage = None
+    if cfg.data.group_duplicates or _leak_check_available():
+        extra_groups, leakage = _duplicates(ds, cfg)
+    rows = make_split(ds, cfg.data, extra_groups if cfg.data.group_duplicates else ())
+    save_split(str(rd.split), rows)
+    save_config(cfg, rd)
+    summary = {
+        "images": len(rows),
+        "train": sum(r.split == "train" for r in rows),
+        "test": sum(r.split == "test" for r in rows),
+        "classes": ds.counts(),
+        "skipped": len(bad),
+        "excluded_by_annotations": len(ds.excluded),
+    }
+    if leakage is not None:
+        summary["leakage"] = _report_leakage(rd, rows, leakage)
+    return summary
+
+
+def _leak_check_available() -> bool:
+    try:
+        from .acquire import dedup  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _duplicates(ds: Any, cfg: Config) -> tuple[list[list[str]], list[list[str]] | None]:
+    try:
+        from .acquire.dedup import duplicate_groups
+    except ImportError:
+        if cfg.data.group_duplicates:
+            raise DatasetError("data.group_duplicates needs the imgclf.acquire package") from None
+        return [], None
+    groups = duplicate_groups([it.path for it in ds.items], cfg.data.duplicate_distance)
+    return groups, groups
+
+
+def _report_leakage(rd: RunDir, rows: list, groups: list[list[str]]) -> int:
+    """Write leakage.csv: near-duplicate pairs that straddle train and test; returns their count."""
+    side = {r.path: r.split for r in rows}
+    pairs = []
+    for g in groups:
+        train = [p for p in g if side.get(p) == "train"]
+        test = [p for p in g if side.get(p) == "test"]
+        pairs.extend((a, b) for a in train for b in test)
+    write_csv(rd.root / "leakage.csv", ["train_path", "test_path"], pairs)
+    return len(pairs)
+
+
+def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Features of every image in split.csv with the configured backbone → features.npz."""
+    from .featurize import build_featurizer, featurize_paths
+
+    rd = RunDir(run_dir)
+    rows = load_split(str(rd.need(rd.split, "prepare")))
+    t0 = time.perf_counter()
+    engine = build_featurizer(cfg.model, cfg.engine)
+    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
+    seconds = time.perf_counter() - t0
+    _add_skipped(rd, [(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
+    write_npz(rd.features, paths=np.array(res.paths), features=res.features, ok=res.ok,
+              feature_id=np.array(engine.feature_id))
+    return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
+            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
+            "images_per_s": round(len(rows) / seconds, 1) if seconds > 0 else None}
+
+
+def load_features(rd: RunDir) -> tuple[dict[str, int], np.ndarray, np.ndarray, str]:
+    """(row of each path, features, ok, feature id) from features.npz."""
+    z = read_npz(rd.need(rd.features, "featurize"))
+    return {str(p): i for i, p in enumerate(z["paths"])}, z["features"], z["ok"], str(z["feature_id"])
+
+
+# ---------------------------------------------------------------- classifiers
+
+Trainer = Callable[[Config, RunDir], dict[str, Any]]
+_TRAINERS: dict[str, Trainer] = {}
+
+
+def register_trainer(name: str) -> Callable[[Trainer], Trainer]:
+    """Decorator: ``train.classifier = name`` runs this function, which writes RUN_DIR/model."""
+
+    def deco(fn: Trainer) -> Trainer:
+        _TRAINERS[name] = fn
+        return fn
+
+    return deco
+
+
+def split_features(rd: RunDir, side: str) -> tuple[list[Any], np.ndarray]:
+    """Split rows of ``side`` that have features, and their features."""
+    index, feats, ok, _ = load_features(rd)
+    rows = [r for r in load_split(str(rd.need(rd.split, "prepare"))) if r.split == side and r.path in index and ok[index[r.path]]]
+    return rows, feats[[index[r.path] for r in rows]] if rows else np.zeros((0, feats.shape[1]), np.float32)
+
+
+def bundle_meta(cfg: Config, labels: list[str], spec: Any, featurizer: dict[str, Any], classifier: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "labels": labels,
+        "backbone": cfg.model.backbone,
+        "resolution": cfg.model.resolution,
+        "preprocessing": spec.to_dict(),
+        "featurizer": featurizer,
+        "classifier": classifier,
+        "engine": {"backend": cfg.engine.backend, "precision": cfg.engine.precision, "threads": cfg.engine.threads},
+        "dataset": cfg.data.images or cfg.data.dataset,
+    }
+
+
+@register_trainer("svm")
+def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
+    """LinearSVC on the backbone's pretrained features (C by CV on train)."""
+    from .backbones import create_backbone
+    from .bundle import write_bundle
+    from .linear import SvmClassifier
+
+    rows, x = split_features(rd, "train")
+    labels = sorted({r.label for r in load_split(str(rd.split))})
+    y = np.array([labels.index(r.label) for r in rows])
+    missing = [lab for i, lab in enumerate(labels) if not (y == i).any()]
+    if missing:
+        raise DatasetError(f"no usable train images for class(es) {missing}", hint="see skipped.csv and the split")
+    clf = SvmClassifier(cfg.svm.c_values, cfg.svm.cv_folds, cfg.svm.l2_normalize, cfg.svm.class_weight, cfg.svm.max_iter, cfg.data.seed)
+    clf.fit(x, y)
+    _, _, _, fid = load_features(rd)
+    _, spec = _spec_of(cfg)
+    meta = bundle_meta(cfg, labels, spec, {"weights": "imagenet", "feature_id": fid, "dim": int(x.shape[1])},
+                       {"type": "svm", "C": clf.C_, "cv_folds": clf.cv_folds_, "cv_class_avg_accuracy": clf.cv_scores_,
+                        "temperature": clf.head_.temperature})
+    write_bundle(rd.model, meta, clf.head_)
+    return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": len(rows)}
+
+
+def _spec_of(cfg: Config):
+    from .backbones import create_backbone
+
+    return create_backbone(cfg.model.backbone, cfg.model.resolution, pretrained=False)
+
+
+def train(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Train ``cfg.train.classifier`` and write the model bundle."""
+    rd = RunDir(run_dir)
+    name = cfg.train.classifier
+    if name not in _TRAINERS:
+        try:  # trainers in optional modules register themselves on import
+            __import__("imgclf.refine")
+        except ModuleNotFoundError:
+            pass
+    if name not in _TRAINERS:
+        raise DatasetError(f"train.classifier {name!r} is not available", hint=f"use one of: {', '.join(sorted(_TRAINERS))}")
+    t0 = time.perf_counter()
+    out = _TRAINERS[name](cfg, rd)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    save_config(cfg, rd)
+    return out
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def test_features(cfg: Config, rd: RunDir, bundle: Any) -> tuple[list[Any], np.ndarray]:
+    """Test rows and their features under the bundle's featurizer (reusing features.npz when it matches)."""
+    from .featurize import featurize_paths
+
+    rows = [r for r in load_split(str(rd.need(rd.split, "prepare"))) if r.split == "test" and r.path not in skipped_paths(rd)]
+    if rd.features.exists():
+        index, feats, ok, fid = load_features(rd)
+        if fid == bundle.meta["featurizer"]["feature_id"] and all(r.path in index for r in rows):
+            rows = [r for r in rows if ok[index[r.path]]]
+            return rows, feats[[index[r.path] for r in rows]]
+    engine = bundle.build_engine(cfg.engine)
+    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=True, desc="featurize test")
+    _add_skipped(rd, [(p, reason, "evaluate") for p, reason in res.errors])
+    keep = np.flatnonzero(res.ok)
+    return [rows[i] for i in keep], res.features[keep]
+
+
+def evaluate(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Evaluate the bundle on the test split once; write metrics, plots, predictions, report."""
+    from .bundle import load_bundle, rewrite_bundle
+    from .evaluate import compute_metrics, plot_confusion, plot_roc, save_figure, write_report
+
+    rd = RunDir(run_dir)
+    bundle = load_bundle(rd.need(rd.model, "train"))
+    labels = bundle.labels
+    rows, x = test_features(cfg, rd, bundle)
+    if not rows:
+        raise DatasetError("no usable test images", hint="see skipped.csv and split.csv")
+    unknown = sorted({r.label for r in rows} - set(labels))
+    if unknown:
+        raise DatasetError(f"test labels {unknown} are not classes of the model {labels}")
+    y = np.array([labels.index(r.label) for r in rows])
+    proba = bundle.head.predict_proba(x)
+    metrics = compute_metrics(y, proba, labels)
+    split = load_split(str(rd.split))
+    metrics["n_train"] = sum(r.split == "train" for r in split) - sum(1 for r in split if r.split == "train" and r.path in skipped_paths(rd))
+    metrics["n_skipped"] = len(_read_skipped(rd))
+    metrics["classifier"] = bundle.meta["classifier"]
+    metrics["backbone"] = bundle.meta["backbone"]
+    metrics["resolution"] = bundle.meta["resolution"]
+    history = bundle.meta.get("training_history")
+    if history:
+        metrics["training_history"] = history
+    metrics.update(_extra_evaluations(cfg, rd, bundle, rows, y, metrics))
+    preds = [{"path": r.path, "rel": r.rel, "label": r.label, "predicted": labels[int(p.argmax())], "score": float(p.max()),
+              **{f"p_{n}": float(v) for n, v in zip(labels, p)}} for r, p in zip(rows, proba)]
+    write_csv(rd.predictions, list(preds[0].keys()), (list(p.values()) for p in preds))
+    save_figure(plot_roc(metrics), rd.root / "roc.png")
+    save_figure(plot_confusion(metrics), rd.root / "confusion_matrix.png")
+    write_json(rd.metrics, metrics)
+    write_report(rd.root, metrics, preds, title=f"imgclf run {rd.root.name}")
+    rewrite_bundle(rd.model, metrics={k: v for k, v in metrics.items() if k != "roc_curves"})
+    return metrics
+
+
+_EXTRA_EVALUATIONS: list[Callable[..., dict[str, Any]]] = []
+
+
+def register_evaluation(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Add a function ``(cfg, rd, bundle, rows, y, metrics) -> extra metrics`` (e.g. int8 accuracy)."""
+    _EXTRA_EVALUATIONS.append(fn)
+    return fn
+
+
+def _extra_evaluations(cfg: Config, rd: RunDir, bundle: Any, rows: list, y: np.ndarray, metrics: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fn in _EXTRA_EVALUATIONS:
+        out.update(fn(cfg, rd, bundle, rows, y, metrics) or {})
+    return out
+
+
+def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
+    """Log the run to the tracking store when that feature is installed and enabled."""
+    try:
+        from .tracking import log_run
+    except ImportError:
+        return
+    log_run(cfg, run_dir, command)
+
+
+def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """prepare → featurize → train → evaluate in one go; returns the test metrics."""
+    t0 = time.perf_counter()
+    steps = {"prepare": prepare(cfg, run_dir)}
+    if cfg.train.classifier == "svm":
+        steps["featurize"] = featurize(cfg, run_dir, progress=progress)
+    steps["train"] = train(cfg, run_dir)
+    metrics = evaluate(cfg, run_dir)
+    metrics["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    metrics["steps"] = steps
+    write_json(RunDir(run_dir).metrics, metrics)
+    track(cfg, run_dir, "run")
+    return metrics
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``ROOT/runs/<dataset>/<timestamp>`` for a run without --run-dir."""
+    name = Path(cfg.data.images).name if cfg.data.images else cfg.data.dataset
+    return Path(cfg.data.root) / "runs" / name / time.strftime("%Y%m%d-%H%M%S")
