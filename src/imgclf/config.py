@@ -108,6 +108,8 @@ class ServeConfig:
     queue_size: int = 64  # images waiting at most; beyond that 503 + Retry-After
     timeout_s: float = 30.0  # per-request deadline (504 after it)
     model_name: str = "imgclf"  # name in the Open Inference Protocol routes
+    drain_s: float = 2.0  # after SIGTERM, ready answers 503 this long before the server stops accepting
+    max_connections: int = 256  # concurrent connections at most; beyond that uvicorn answers 503
 
 
 @dataclass

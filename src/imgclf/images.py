@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -78,6 +79,9 @@ def _open(fp: BinaryIO, max_pixels: int) -> Image.Image:
                 "unsupported_format", f"{fmt} images are not accepted; use one of {', '.join(ALLOWED_FORMATS)}"
             ) from None
         raise ImageError("not_an_image", "the data is not a recognisable image") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:  # cut off inside the header
+        msg = str(e) or type(e).__name__
+        raise ImageError("truncated" if "truncated" in msg.lower() else "corrupt", msg) from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageError("corrupt", f"invalid size {w}x{h}")

@@ -132,11 +132,11 @@ def _get(target: Target, opts: FetchOptions, deadline: float) -> tuple[int, str,
     conn = (_PinnedHTTPS if target.scheme == "https" else _PinnedHTTP)(target, opts)
     conn.timeout = min(opts.connect_timeout, left)
     expired = threading.Event()
+    opened: list[socket.socket] = []  # conn.sock is dropped once a closing response arrives; keep it
 
     def expire() -> None:  # a hard stop: a server dripping bytes defeats every per-read timeout
         expired.set()
-        sock = conn.sock
-        if sock is not None:
+        for sock in opened:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -151,6 +151,9 @@ def _get(target: Target, opts: FetchOptions, deadline: float) -> tuple[int, str,
         conn.putheader("Accept", "image/*,*/*;q=0.5")
         conn.putheader("Accept-Encoding", "identity")  # the byte cap counts what we store
         conn.endheaders()
+        opened.append(conn.sock)
+        if expired.is_set():
+            raise FetchError("deadline", f"not connected within the {opts.deadline:g} s deadline")
         conn.sock.settimeout(opts.read_timeout)
         resp = conn.getresponse()
         if resp.status in REDIRECT_CODES:

@@ -1,0 +1,213 @@
+"""The REST service: ``create_app`` builds the FastAPI app around an :class:`InferenceService`.
+
+Routes: ``POST /predict`` (multipart files or one raw image body), ``POST /score`` (the 2017
+sample's contract), the Open Inference Protocol under ``/v2``, ``GET /metrics`` and the
+OpenAPI docs at ``/docs`` (served from local files, no CDN). Middleware, outermost first:
+metrics, token auth (when a token is set), body limit; they cover routes added later too, such
+as the web UI's. The service (predictor, batcher) is ``app.state.imgclf``; its ``predictor``
+is None while the model loads or when the app runs without one.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from .. import __version__
+from ..config import ConfigError, ServeConfig
+from ..errors import ImgclfError
+from . import protocol as p
+from .auth import TokenAuthMiddleware
+from .errors import ApiError, install_error_handlers
+from .limits import BodyLimitMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .service import InferenceService
+
+_ERRORS = {code: {"model": p.ErrorBody} for code in (400, 401, 404, 413, 415, 503, 504)}
+_RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Image files as multipart field(s) `files`, or one image file as the raw body.",
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+            "image/jpeg": _RAW_IMAGE, "image/png": _RAW_IMAGE, "application/octet-stream": _RAW_IMAGE,
+        },
+    }
+}
+
+
+def _check(cfg: ServeConfig) -> None:
+    bad = [f"serve.{k} must be {rule}; got {getattr(cfg, k)}" for k, ok, rule in (
+        ("max_body_mb", cfg.max_body_mb > 0, "> 0"), ("max_batch_size", cfg.max_batch_size >= 1, ">= 1"),
+        ("queue_size", cfg.queue_size >= 1, ">= 1"), ("timeout_s", cfg.timeout_s > 0, "> 0"),
+        ("max_wait_ms", cfg.max_wait_ms >= 0, ">= 0"), ("drain_s", cfg.drain_s >= 0, ">= 0"),
+        ("max_connections", cfg.max_connections >= 1, ">= 1")) if not ok]
+    if bad:
+        raise ConfigError("; ".join(bad))
+
+
+async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], list[str | None]]:
+    """Images of a /predict request: every file part of a multipart form, or the raw body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        try:
+            async with request.form(max_files=max_files, max_fields=max_files, max_part_size=64 * 1024) as form:
+                files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+                return [await f.read() for f in files], [f.filename for f in files]
+        except MultiPartException as e:
+            raise ApiError(400, f"malformed multipart form: {e.message}", "bad_multipart") from None
+    if ctype in ("application/json", "application/x-www-form-urlencoded", "text/plain"):
+        raise ApiError(415, f"/predict takes image files (multipart/form-data or a raw image body), not {ctype}; "
+                            "JSON with base64 goes to /score or /v2/models/{name}/infer", "unsupported_media_type")
+    return [await request.body()], [None]
+
+
+def _mount_ui(app: FastAPI, predictor: Any, ui: dict[str, Any]) -> None:
+    try:
+        from imgclf.ui import mount_ui
+    except ModuleNotFoundError as e:
+        if e.name and "imgclf.ui".startswith(e.name):
+            raise ImgclfError("the web UI is not part of this build", hint="serve the API alone (ui=None)") from None
+        raise
+    mount_ui(app, predictor=predictor, **ui)
+
+
+def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None,
+               ui: dict[str, Any] | None = None, loader: Callable[[], Any] | None = None) -> FastAPI:
+    """The service app for ``predictor`` (an :class:`imgclf.predict.Predictor`), or for the one
+    ``loader()`` returns on a background thread at startup (ready answers 503 until then).
+
+    With neither, the app serves no model: the model routes answer 404, /predict 503.
+    ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`).
+    ``ui`` (``images_dir``, ``run_dir``) mounts the web UI through ``imgclf.ui.mount_ui``.
+    """
+    _check(serve_cfg)
+    cfg = serve_cfg
+    metrics = Metrics()
+    service = InferenceService(cfg, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if predictor is not None:
+            service.install(predictor)
+        elif loader is not None:
+            service.load_in_background(loader)
+        yield
+        service.draining = True
+        await run_in_threadpool(service.close)
+
+    app = FastAPIOffline(title="imgclf", version=__version__, redoc_url=None, lifespan=lifespan,
+                         description="Image classification service: /predict, the 2017 sample's /score, "
+                                     "the Open Inference Protocol (v2) and Prometheus /metrics.")
+    app.state.imgclf = service
+    install_error_handlers(app, metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(cfg.max_body_mb * 1024 * 1024))
+    if token:
+        app.add_middleware(TokenAuthMiddleware, token=token)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes_of=app)
+
+    def model(name: str, version: str | None = None):
+        """The predictor behind ``name``: 404 for other names and versions, 503 while loading."""
+        if name != cfg.model_name or (version is not None and version != p.MODEL_VERSION):
+            what = f"model {name!r}" + (f" version {version!r}" if version is not None else "")
+            raise ApiError(404, f"unknown {what}; this server serves {cfg.model_name!r} version {p.MODEL_VERSION}",
+                           "unknown_model")
+        if service.predictor is None and not service.loading:
+            raise ApiError(404, f"model {name!r} is not loaded on this server", "no_model")
+        return service.require_model()
+
+    @app.get("/v2/health/live", tags=["health"])
+    def live() -> dict[str, bool]:
+        """Liveness: 200 as soon as the server answers."""
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["health"], responses={503: {"model": p.ErrorBody}})
+    def ready() -> Any:
+        """Readiness: 200 once the model is loaded, 503 before that and while shutting down."""
+        if service.ready:
+            return {"ready": True}
+        why = ("shutting down" if service.draining else "the model is loading" if service.loading
+               else f"the model failed to load: {service.load_error}" if service.load_error else "no model loaded")
+        return JSONResponse({"error": f"not ready: {why}", "reason": "not_ready"}, status_code=503)
+
+    @app.get("/v2", tags=["v2"], response_model=p.ServerMetadata)
+    def server_metadata() -> p.ServerMetadata:
+        """Server metadata (Open Inference Protocol)."""
+        return p.ServerMetadata(name="imgclf", version=__version__, extensions=[])
+
+    def _metadata(name: str, version: str | None = None) -> p.ModelMetadata:
+        pred = model(name, version)
+        return p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}")
+
+    async def _infer(name: str, req: p.InferRequest, version: str | None = None) -> p.InferResponse:
+        pred = model(name, version)
+        result = await service.classify(p.infer_images(req))
+        return p.infer_response(cfg.model_name, req, result.proba, pred.labels)
+
+    @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
+    def model_metadata(name: str) -> p.ModelMetadata:
+        """Model metadata: input (BYTES images), outputs (FP32 probabilities, labels), class labels."""
+        return _metadata(name)
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
+    def model_version_metadata(name: str, version: str) -> p.ModelMetadata:
+        """Metadata of one model version (this server has version 1)."""
+        return _metadata(name, version)
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=_ERRORS)
+    def model_ready(name: str) -> dict[str, Any]:
+        """Model readiness: 200 when the model answers requests."""
+        model(name)
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
+    async def infer(name: str, req: p.InferRequest) -> p.InferResponse:
+        """Classify base64 images (one BYTES input of shape [n]) → FP32 probabilities [n, classes] and labels."""
+        return await _infer(name, req)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
+    async def infer_version(name: str, version: str, req: p.InferRequest) -> p.InferResponse:
+        """Inference on one model version (this server has version 1)."""
+        return await _infer(name, req, version)
+
+    @app.post("/predict", tags=["predict"], response_model=p.PredictResponse, responses=_ERRORS,
+              openapi_extra=_PREDICT_BODY)
+    async def predict(request: Request) -> p.PredictResponse:
+        """Classify image files (multipart field `files`, repeatable) or one raw image body."""
+        pred = service.require_model()
+        images, names = await _read_upload(request, cfg.queue_size)
+        result = await service.classify(images, names)
+        preds = [p.Prediction(filename=name, executionTimeMs=result.ms, **_scored(pred, row))
+                 for name, row in zip(names, result.proba)]
+        return p.PredictResponse(model=cfg.model_name, predictions=preds, executionTimeMs=result.ms)
+
+    @app.post("/score", tags=["predict"], response_model=p.ScoreResult | list[p.ScoreResult], responses=_ERRORS)
+    async def score(req: p.ScoreRequest) -> Any:
+        """The 2017 sample's contract: one object per image (a list when several are sent)."""
+        pred = service.require_model()
+        images = [p.decode_base64(row.image, f"input_df[{i}]['image base64 string']") for i, row in enumerate(req.input_df)]
+        result = await service.classify(images)
+        out = [p.score_result(row, pred.labels, result.ms) for row in result.proba]
+        return out[0] if len(out) == 1 else out
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, batch sizes, queue depth."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    if ui is not None:
+        _mount_ui(app, predictor, ui)
+    return app
+
+
+def _scored(predictor: Any, proba_row: Any) -> dict[str, Any]:
+    r = predictor.result(proba_row)
+    return {"label": r["label"], "score": r["score"], "scores": r["scores"]}

@@ -1,0 +1,144 @@
+"""Running the app on uvicorn: ``serve_bundle`` for the CLI, :class:`ServerThread` for tests and
+benchmarks.
+
+Graceful shutdown: the first SIGTERM turns readiness to 503 at once, keeps serving for
+``serve.drain_s`` (so load balancers stop sending), then stops accepting, lets in-flight
+requests finish (at most ``serve.timeout_s``) and exits 0. SIGINT (Ctrl-C) skips the drain
+wait. A second signal exits at once.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ..config import Config
+from ..errors import ImgclfError
+
+log = logging.getLogger("imgclf.serve")
+
+
+def bind_is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None, insecure: bool) -> None:
+    """Refuse to expose the service beyond this machine without a token (unless ``insecure``)."""
+    if not token and not insecure and not bind_is_loopback(host):
+        raise ImgclfError(f"refusing to serve on {host} without a token: anyone who can reach it could use it",
+                          hint="pass --token T (or set IMGCLF_TOKEN), or --insecure to serve without one, "
+                               "or bind 127.0.0.1")
+
+
+def _uvicorn_config(app: Any, cfg: Any, **kw: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, host=cfg.host, port=cfg.port, limit_concurrency=cfg.max_connections,
+                          timeout_graceful_shutdown=max(1, int(cfg.timeout_s + 0.999)), access_log=False,
+                          server_header=False, lifespan="on", **kw)
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn, with readiness turned off before the listening socket closes."""
+
+    def __init__(self, config: uvicorn.Config, service: Any, drain_s: float):
+        super().__init__(config)
+        self._service = service
+        self._drain_s = drain_s
+        self._signalled = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self._signalled:
+            self.force_exit = True
+            return
+        self._signalled = True
+        self.begin_shutdown(self._drain_s if sig == signal.SIGTERM else 0.0)
+
+    def begin_shutdown(self, drain_s: float = 0.0) -> None:
+        """Readiness → 503 now; stop accepting after ``drain_s`` seconds."""
+        self._service.draining = True
+        timer = threading.Timer(drain_s, lambda: setattr(self, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+
+
+def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = None, insecure: bool = False,
+                 engine_cfg: Any = None) -> None:
+    """Verify the bundle, then serve it until SIGTERM/SIGINT; raises ImgclfError on refusal.
+
+    The manifest is checked before binding (a tampered bundle never starts); the engine is
+    built after the server is up, so /v2/health/live answers while /ready says 503.
+    """
+    from ..bundle import load_bundle
+    from ..predict import Predictor
+    from .app import create_app
+
+    check_bind(cfg.serve.host, token, insecure)
+    bundle = load_bundle(bundle_dir)  # BundleError with a clear message on a mismatch
+    app = create_app(None, cfg.serve, token=token, loader=lambda: Predictor(bundle_dir, engine_cfg))
+    service = app.state.imgclf
+    server = _GracefulServer(_uvicorn_config(app, cfg.serve, log_level="info"), service, cfg.serve.drain_s)
+    failure: list[BaseException] = []
+
+    def _on_load_error(e: BaseException) -> None:
+        failure.append(e)
+        server.begin_shutdown(0.0)
+
+    service.on_load_error = _on_load_error
+    log.info("serving %s (%s) on http://%s:%d", Path(bundle_dir), ", ".join(bundle.labels), cfg.serve.host, cfg.serve.port)
+    server.run()
+    if failure:
+        e = failure[0]
+        raise ImgclfError(f"the model in {bundle_dir} failed to load: {e}",
+                          hint=getattr(e, "hint", "") or "check the bundle with `imgclf predict BUNDLE IMAGE`")
+    if not server.started:
+        raise ImgclfError(f"could not start the server on {cfg.serve.host}:{cfg.serve.port}",
+                          hint="is the port in use? pick another with --port")
+
+
+class ServerThread:
+    """Serve ``app`` on 127.0.0.1 on a free port in a background thread (tests, benchmarks).
+
+    >>> with ServerThread(app) as srv:  # doctest: +SKIP
+    ...     httpx.get(srv.url + "/v2/health/live")
+    """
+
+    def __init__(self, app: Any, cfg: Any | None = None, *, ready_timeout: float = 60.0):
+        from ..config import ServeConfig
+
+        self.app = app
+        self.cfg = cfg or ServeConfig()
+        self.ready_timeout = ready_timeout
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(_uvicorn_config(app, self.cfg, log_level="warning"))
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
+                                        name="imgclf-server", daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self._thread.start()
+        until = time.monotonic() + self.ready_timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > until:
+                raise RuntimeError(f"the test server on {self.url} did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(30)
+        self._sock.close()

@@ -1,0 +1,141 @@
+"""The inference service behind every endpoint: admission, decoding, deadline, micro-batching.
+
+``classify(images)`` reserves room in the :class:`MicroBatcher` (503 + Retry-After when it is
+full), decodes the images on a small thread pool with the one safe decoder, queues them for
+the engine and waits, all within ``serve.timeout_s`` (504 after it; the batcher then drops the
+request's images that have not reached the engine yet).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import ServeConfig
+from ..engines import cpu_threads
+from ..images import ImageError
+from .batching import MicroBatcher, QueueFull
+from .errors import ApiError, image_error
+from .metrics import Metrics
+
+log = logging.getLogger("imgclf.serve")
+
+
+@dataclass
+class Classified:
+    proba: np.ndarray  # (n, K)
+    ms: float  # server time for the request (decode + queue + inference)
+
+
+class InferenceService:
+    """Holds the predictor (once loaded) and serves classification requests."""
+
+    def __init__(self, cfg: ServeConfig, metrics: Metrics):
+        self.cfg = cfg
+        self.metrics = metrics
+        self.predictor = None  # set by install(); the UI may read it at request time
+        self.batcher: MicroBatcher | None = None
+        self.loading = False
+        self.load_error: str | None = None
+        self.draining = False
+        self.on_load_error: Callable[[BaseException], None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        metrics.model_ready.set_function(lambda: float(self.ready))
+        metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
+
+    @property
+    def ready(self) -> bool:
+        return self.predictor is not None and not self.draining
+
+    def install(self, predictor) -> None:
+        """Start serving ``predictor`` (an :class:`imgclf.predict.Predictor`)."""
+        threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
+        self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
+        self.batcher = MicroBatcher(predictor.predict_arrays, max_batch_size=self.cfg.max_batch_size,
+                                    max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
+                                    on_batch=self.metrics.observe_batch).start()
+        self.predictor = predictor
+
+    def load_in_background(self, loader: Callable[[], object]) -> threading.Thread:
+        """Call ``loader`` on a thread and install its predictor; ready stays 503 until then."""
+        self.loading = True
+
+        def _load() -> None:
+            try:
+                self.install(loader())
+            except BaseException as e:  # reported to the server runner, which stops
+                self.load_error = f"{type(e).__name__}: {e}"
+                log.error("the model failed to load: %s", self.load_error)
+                if self.on_load_error is not None:
+                    self.on_load_error(e)
+            finally:
+                self.loading = False
+
+        t = threading.Thread(target=_load, name="imgclf-load", daemon=True)
+        t.start()
+        return t
+
+    def close(self) -> None:
+        """Finish queued work and stop the worker and decode threads."""
+        if self.batcher is not None:
+            self.batcher.stop(timeout=self.cfg.timeout_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def require_model(self):
+        """The predictor, or a 503 ApiError while loading or without a model.
+
+        Draining does not refuse requests: only readiness changes, so in-flight and late requests
+        still complete while load balancers move away.
+        """
+        if self.predictor is None:
+            if self.loading:
+                raise ApiError(503, "the model is still loading; retry shortly", "loading", {"Retry-After": "1"})
+            raise ApiError(503, "this server has no model loaded; start it with `imgclf serve RUN_DIR/model`", "no_model")
+        return self.predictor
+
+    async def classify(self, images: Sequence[bytes], names: Sequence[str | None] | None = None) -> Classified:
+        """Probabilities of each image, or an ApiError (400/413/415/503/504)."""
+        predictor = self.require_model()
+        n = len(images)
+        if n == 0:
+            raise ApiError(400, "no image in the request; send at least one image file", "no_image")
+        if n > self.cfg.queue_size:
+            raise ApiError(413, f"{n} images in one request; at most {self.cfg.queue_size} (serve.queue_size) are accepted",
+                           "too_many_images")
+        t0 = time.perf_counter()
+        try:
+            reservation = self.batcher.reserve(n)
+        except QueueFull as e:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise ApiError(503, f"server busy: {e}; retry after {e.retry_after} s", "queue_full",
+                           {"Retry-After": str(e.retry_after)}) from None
+        deadline = time.monotonic() + self.cfg.timeout_s
+        with reservation:
+            try:
+                proba = await asyncio.wait_for(self._run(predictor, reservation, images, names, deadline),
+                                               self.cfg.timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                self.metrics.rejected.labels("deadline").inc()
+                raise ApiError(504, f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
+                                    "retry, or send fewer images per request", "deadline") from None
+        return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3))
+
+    async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, predictor.prepare, data) for data in images),
+                                       return_exceptions=True)
+        for i, x in enumerate(decoded):
+            if isinstance(x, ImageError):
+                self.metrics.rejected.labels(x.reason).inc()
+                raise image_error(x, i, names[i] if names else None)
+            if isinstance(x, BaseException):
+                raise x
+        return await asyncio.wrap_future(reservation.submit(decoded, deadline))
+

@@ -1,0 +1,52 @@
+"""``imgclf ui``: the web UI (and the REST service) for a dataset folder and, optionally, a run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import DatasetError, ImgclfError
+
+
+def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The ``ui`` argument of ``create_app``: checked folders, the thumbnail cache under data.root.
+
+    Without ``images_dir`` the run's own dataset (from its config.json) is opened.
+    """
+    from ..pipeline import RunDir, run_config
+
+    if run_dir is not None:
+        RunDir(run_dir).need(RunDir(run_dir).model, "run")
+        if images_dir is None:
+            saved = run_config(run_dir)
+            images_dir = saved.images_dir() if saved is not None else None
+    if images_dir is None:
+        raise ImgclfError("no dataset to open", hint="pass --images DIR (a folder with one subfolder per class)")
+    if not Path(images_dir).is_dir():
+        raise DatasetError(f"images folder {images_dir} does not exist",
+                           hint="pass --images DIR (a folder with one subfolder per class)")
+    return {"images_dir": str(Path(images_dir).resolve()),
+            "run_dir": str(Path(run_dir).resolve()) if run_dir is not None else None,
+            "thumbs_dir": str(Path(cfg.data.root).resolve() / "thumbs")}
+
+
+def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None, *,
+             token: str | None = None, insecure: bool = False) -> None:
+    """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until interrupted."""
+    import uvicorn
+
+    from ..predict import Predictor
+    from ..serve.app import create_app
+    from ..serve.server import check_bind
+
+    check_bind(cfg.serve.host, token, insecure)
+    ui = ui_settings(cfg, images_dir, run_dir)
+    predictor = Predictor(Path(run_dir) / "model") if run_dir is not None else None
+    app = create_app(predictor, cfg.serve, token=token, ui=ui)
+    server = uvicorn.Server(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="info",
+                                           access_log=False, lifespan="on"))
+    server.run()
+    if not server.started:
+        raise ImgclfError(f"could not start the server on {cfg.serve.host}:{cfg.serve.port}",
+                          hint="is the port in use? pick another with --port")

@@ -1,0 +1,315 @@
+// Dataset page: thumbnails per class, filters, and fast corrections by click or keyboard.
+// Each correction is sent at once; the server appends it to the dataset's annotations.csv.
+"use strict";
+
+(() => {
+  const { api, el, badge, colour, setClasses, toast, isShortcut, showContext } = UI;
+  const PAGE_SIZE = 100;
+  const $ = (id) => document.getElementById(id);
+
+  const state = { label: "", status: "", q: "", page: 0, total: 0, items: [], sel: -1, summary: null, wantSel: "" };
+
+  // ------------------------------------------------------------ URL state (survives a reload)
+  function readHash() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    state.label = h.get("label") || "";
+    state.status = h.get("status") || "";
+    state.q = h.get("q") || "";
+    state.page = Math.max(0, parseInt(h.get("page") || "0", 10) || 0);
+    state.wantSel = h.get("sel") || "";
+    $("search").value = state.q;
+  }
+  function writeHash() {
+    const h = new URLSearchParams();
+    if (state.label) h.set("label", state.label);
+    if (state.status) h.set("status", state.status);
+    if (state.q) h.set("q", state.q);
+    if (state.page) h.set("page", String(state.page));
+    const cur = state.items[state.sel];
+    if (cur) h.set("sel", cur.path);
+    history.replaceState(null, "", `${location.pathname}${location.search}${h.toString() ? "#" + h : ""}`);
+  }
+
+  // ------------------------------------------------------------ loading
+  async function load({ refresh = false, select = "first" } = {}) {
+    const qs = new URLSearchParams({ label: state.label, status: state.status, q: state.q,
+      offset: String(state.page * PAGE_SIZE), limit: String(PAGE_SIZE) });
+    if (refresh) qs.set("refresh", "true");
+    let data;
+    try {
+      data = await api(`api/images?${qs}`);
+    } catch (e) {
+      $("grid").replaceChildren(el("div", { class: "empty", style: { gridColumn: "1 / -1" } }, e.message));
+      toast(e.message, { error: true });
+      return;
+    }
+    if (data.total && state.page * PAGE_SIZE >= data.total) {  // the filter shrank: go to its last page
+      state.page = Math.floor((data.total - 1) / PAGE_SIZE);
+      return load({ select });
+    }
+    state.total = data.total;
+    state.items = data.items;
+    setSummary(data.summary);
+    renderGrid();
+    let idx = -1;
+    if (state.wantSel) idx = state.items.findIndex((it) => it.path === state.wantSel);
+    if (idx < 0 && state.items.length) idx = select === "last" ? state.items.length - 1 : 0;
+    state.wantSel = "";
+    selectIndex(idx, { focus: document.activeElement === document.body || document.activeElement?.closest?.("#grid") !== null });
+    renderPager();
+  }
+
+  function setSummary(summary) {
+    state.summary = summary;
+    setClasses(summary.classes);
+    renderFilters();
+    renderClassButtons();
+    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history. Images are never moved or deleted.`;
+  }
+
+  // ------------------------------------------------------------ rendering
+  function renderFilters() {
+    const s = state.summary;
+    const entry = (text, count, label, status, extra = null) => {
+      const pressed = state.label === label && state.status === status;
+      return el("li", {}, el("button", {
+        type: "button", class: "filter", "aria-pressed": String(pressed), dataset: { label, status },
+        onclick: () => { state.label = label; state.status = status; state.page = 0; load(); },
+      }, extra, el("span", {}, text), el("span", { class: "count" }, String(count))));
+    };
+    const items = [entry("All images", s.total, "", "")];
+    s.classes.forEach((c, i) => items.push(entry(c, s.counts[c] || 0, c, "",
+      el("span", { class: "swatch", style: { background: colour(c) }, "aria-hidden": "true" }))));
+    items.push(el("li", { class: "sep", role: "presentation" }));
+    items.push(entry("Relabeled", s.statuses.relabeled, "", "relabeled"));
+    items.push(entry("Excluded", s.statuses.excluded, "", "excluded"));
+    items.push(entry("Ambiguous", s.statuses.ambiguous, "", "ambiguous"));
+    $("filters").replaceChildren(...items);
+  }
+
+  function renderClassButtons() {
+    $("class-buttons").replaceChildren(...state.summary.classes.slice(0, 9).map((c, i) =>
+      el("button", { type: "button", class: "btn", dataset: { act: "relabel", label: c }, title: `Relabel as ${c}` },
+        el("kbd", {}, String(i + 1)), el("span", { class: "swatch", style: { background: colour(c) }, "aria-hidden": "true" }), c)));
+  }
+
+  const thumbUrl = (it, size) => `api/thumb?path=${encodeURIComponent(it.path)}&size=${size}&v=${it.v}`;
+  const fileName = (p) => p.split("/").pop();
+
+  function labelText(it) {
+    if (it.status === "excluded") return "excluded";
+    if (it.status === "ambiguous") return "ambiguous";
+    return it.label;
+  }
+
+  function tile(it, i) {
+    const img = el("img", { src: thumbUrl(it, 256), alt: "", loading: "lazy", decoding: "async" });
+    const node = el("button", {
+      type: "button", class: "tile", role: "option", tabindex: "-1", "aria-selected": "false",
+      dataset: { path: it.path, index: String(i) },
+      onclick: () => selectIndex(i, { focus: true }),
+      ondblclick: () => openViewer(),
+    }, img, el("span", { class: "flag" }), el("span", { class: "cap" }));
+    img.addEventListener("error", () => node.classList.add("broken"));
+    fillTile(node, it);
+    return node;
+  }
+
+  function fillTile(node, it) {
+    node.dataset.status = it.status;
+    node.dataset.label = it.label || "";
+    node.setAttribute("aria-label", `${fileName(it.path)}: ${labelText(it)}`);
+    const flag = node.querySelector(".flag");
+    flag.textContent = it.status === "excluded" ? "EXCLUDED" : it.status === "ambiguous" ? "AMBIGUOUS" : "";
+    flag.hidden = !flag.textContent;
+    const tag = it.label ? badge(it.label) : el("span", { class: `badge ${it.status}` }, it.status);
+    node.querySelector(".cap").replaceChildren(tag, it.status !== "unchanged" ? el("span", { class: "was" }, `folder: ${it.original}`) : null,
+      el("span", { class: "name", title: it.path }, fileName(it.path)));
+  }
+
+  function renderGrid() {
+    const nodes = [];
+    let group = null;
+    if (!state.items.length) {
+      const why = state.total === 0 && !state.label && !state.status && !state.q ? "The dataset has no images." : "No image matches this filter.";
+      $("grid").replaceChildren(el("div", { class: "empty", style: { gridColumn: "1 / -1" } }, why));
+      return;
+    }
+    state.items.forEach((it, i) => {
+      if (it.original !== group) {
+        group = it.original;
+        nodes.push(el("h3", { class: "group", role: "presentation" },
+          el("span", { class: "swatch", style: { background: colour(group) }, "aria-hidden": "true" }), group,
+          el("span", { class: "muted" }, "folder")));
+      }
+      nodes.push(tile(it, i));
+    });
+    $("grid").replaceChildren(...nodes);
+  }
+
+  function renderPager() {
+    const pages = Math.max(1, Math.ceil(state.total / PAGE_SIZE));
+    const from = state.total ? state.page * PAGE_SIZE + 1 : 0;
+    const to = Math.min(state.total, (state.page + 1) * PAGE_SIZE);
+    $("page-info").textContent = `Page ${state.page + 1} of ${pages} · images ${from}–${to} of ${state.total}`;
+    $("prev").disabled = state.page === 0;
+    $("next").disabled = state.page >= pages - 1;
+  }
+
+  // ------------------------------------------------------------ selection
+  const tiles = () => Array.from($("grid").querySelectorAll(".tile"));
+
+  function selectIndex(i, { focus = false } = {}) {
+    const all = tiles();
+    all.forEach((t) => { t.setAttribute("aria-selected", "false"); t.tabIndex = -1; });
+    state.sel = i;
+    const cur = state.items[i];
+    const node = all[i];
+    if (node) {
+      node.setAttribute("aria-selected", "true");
+      node.tabIndex = 0;
+      if (focus) node.focus({ preventScroll: true });
+      node.scrollIntoView({ block: "nearest" });
+    }
+    $("selected-name").textContent = cur ? fileName(cur.path) : "No image selected";
+    document.querySelectorAll("#actions [data-act]").forEach((b) => { b.disabled = !cur; });
+    writeHash();
+    if ($("viewer").open) fillViewer();
+  }
+
+  async function move(delta) {
+    const n = state.items.length;
+    if (!n) return;
+    const next = state.sel + delta;
+    if (next >= n && (state.page + 1) * PAGE_SIZE < state.total) { state.page += 1; await load({ select: "first" }); return; }
+    if (next < 0 && state.page > 0) { state.page -= 1; await load({ select: "last" }); return; }
+    selectIndex(Math.max(0, Math.min(n - 1, next)), { focus: true });
+  }
+
+  // Up and down go to the nearest tile in the row above or below, whatever the grid's width.
+  function moveVertical(dir) {
+    const all = tiles();
+    const cur = all[state.sel];
+    if (!cur) return;
+    const r0 = cur.getBoundingClientRect();
+    const cx = r0.left + r0.width / 2;
+    const rows = all.map((t, i) => ({ i, r: t.getBoundingClientRect() }))
+      .filter(({ r }) => (dir > 0 ? r.top > r0.top + 4 : r.top < r0.top - 4));
+    if (!rows.length) { move(dir * PAGE_SIZE); return; }
+    const rowTop = dir > 0 ? Math.min(...rows.map(({ r }) => r.top)) : Math.max(...rows.map(({ r }) => r.top));
+    const row = rows.filter(({ r }) => Math.abs(r.top - rowTop) < 4);
+    row.sort((a, b) => Math.abs(a.r.left + a.r.width / 2 - cx) - Math.abs(b.r.left + b.r.width / 2 - cx));
+    selectIndex(row[0].i, { focus: true });
+  }
+
+  // ------------------------------------------------------------ corrections
+  function updateItem(item) {
+    const i = state.items.findIndex((it) => it.path === item.path);
+    if (i < 0) return -1;
+    state.items[i] = item;
+    const node = tiles()[i];
+    if (node) fillTile(node, item);
+    return i;
+  }
+
+  async function act(action, label = "") {
+    const cur = state.items[state.sel];
+    if (!cur) return;
+    try {
+      const res = await api("api/annotate", { json: { path: cur.path, action, label } });
+      updateItem(res.item);
+      setSummary(res.summary);
+      toast(`${fileName(cur.path)} → ${labelText(res.item)} · saved`, { action: undo });
+      if ($("advance").checked && !$("viewer").open) move(1);
+      else selectIndex(state.sel, { focus: true });
+    } catch (e) {
+      toast(`Not saved: ${e.message}`, { error: true });
+    }
+  }
+
+  async function undo() {
+    try {
+      const res = await api("api/undo", { json: {} });
+      if (!res.undone) { toast("Nothing to undo"); return; }
+      setSummary(res.summary);
+      if (res.item) {
+        const i = updateItem(res.item);
+        if (i >= 0) selectIndex(i, { focus: true });
+        toast(`Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`);
+      }
+    } catch (e) {
+      toast(`Undo failed: ${e.message}`, { error: true });
+    }
+  }
+
+  // ------------------------------------------------------------ viewer
+  function fillViewer() {
+    const cur = state.items[state.sel];
+    if (!cur) return;
+    $("viewer-img").src = thumbUrl(cur, 1024);
+    $("viewer-img").alt = cur.path;
+    $("viewer-title").textContent = cur.path;
+    $("viewer-label").replaceChildren(cur.label ? badge(cur.label) : el("span", { class: `badge ${cur.status}` }, cur.status));
+  }
+  function openViewer() {
+    if (!state.items[state.sel]) return;
+    fillViewer();
+    if (!$("viewer").open) $("viewer").showModal();
+    $("viewer-close").focus();
+  }
+  function closeViewer() {
+    $("viewer").close();
+  }
+
+  // ------------------------------------------------------------ keys and clicks
+  function onKey(ev) {
+    if (!isShortcut(ev)) return;
+    const k = ev.key;
+    const viewerOpen = $("viewer").open;
+    const classes = state.summary ? state.summary.classes : [];
+    let handled = true;
+    if (k === "ArrowRight") move(1);
+    else if (k === "ArrowLeft") move(-1);
+    else if (k === "ArrowDown") viewerOpen ? move(1) : moveVertical(1);
+    else if (k === "ArrowUp") viewerOpen ? move(-1) : moveVertical(-1);
+    else if (k === "Home") selectIndex(0, { focus: true });
+    else if (k === "End") selectIndex(state.items.length - 1, { focus: true });
+    else if (k === "PageDown") { if (!$("next").disabled) { state.page += 1; load(); } }
+    else if (k === "PageUp") { if (!$("prev").disabled) { state.page -= 1; load(); } }
+    else if (/^[1-9]$/.test(k) && classes[Number(k) - 1]) act("relabel", classes[Number(k) - 1]);
+    else if (k === "0") act("restore");
+    else if (k === "x" || k === "X") act("exclude");
+    else if (k === "a" || k === "A") act("ambiguous");
+    else if (k === "u" || k === "U") undo();
+    else if (k === "Enter" || k === " ") {
+      if (ev.target && ev.target.tagName === "BUTTON" && !ev.target.classList.contains("tile") && ev.target.id !== "viewer-close") return;
+      viewerOpen ? closeViewer() : openViewer();
+    } else handled = false;
+    if (handled) ev.preventDefault();
+  }
+
+  function wire() {
+    document.addEventListener("keydown", onKey);
+    $("actions").addEventListener("click", (ev) => {
+      const b = ev.target.closest("[data-act]");
+      if (b) act(b.dataset.act, b.dataset.label || "");
+    });
+    $("undo").addEventListener("click", undo);
+    $("prev").addEventListener("click", () => { state.page -= 1; load(); });
+    $("next").addEventListener("click", () => { state.page += 1; load(); });
+    $("viewer-close").addEventListener("click", closeViewer);
+    $("viewer-prev").addEventListener("click", () => move(-1));
+    $("viewer-next").addEventListener("click", () => move(1));
+    $("viewer").addEventListener("close", () => tiles()[state.sel]?.focus({ preventScroll: true }));
+    let timer = null;
+    $("search").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { state.q = $("search").value.trim(); state.page = 0; load(); }, 250);
+    });
+  }
+
+  readHash();
+  wire();
+  showContext();
+  load({ refresh: true });
+})();
