@@ -36,8 +36,9 @@ class DataConfig:
     seed: int = 0  # seed of the split (and of everything else that draws)
     test_list: str = ""  # TSV of label<TAB>filename naming the test images (the sample's dedicatedTestImages.tsv)
     min_images_per_class: int = 2  # a class with fewer usable images is an error
+    check_leakage: bool = True  # report near-duplicate train/test pairs (leakage.csv)
     group_duplicates: bool = False  # keep each group of near-duplicate images on one side of the split
-    duplicate_distance: int = 10  # dhash (16x16) Hamming distance under which two images are near duplicates
+    duplicate_distance: int = 20  # dhash (16x16 = 256 bits) Hamming distance up to which two images are near duplicates
 
 
 @dataclass

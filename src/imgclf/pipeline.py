@@ -85,12 +85,17 @@ def skipped_paths(rd: RunDir) -> set[str]:
     return {r[0] for r in _read_skipped(rd)}
 
 
-def _check(path: str) -> str:
+def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
+    """(reason it can't be used or "", its dhash when asked): one decode serves both."""
     try:
-        decode_image(path, draft_size=64)
-        return ""
+        if not want_hash:
+            decode_image(path, draft_size=64)
+            return "", None
+        from .acquire.dedup import HASH_DRAFT, dhash_image
+
+        return "", dhash_image(decode_image(path, draft_size=HASH_DRAFT))
     except ImageError as e:
-        return str(e)
+        return str(e), None
 
 
 # ---------------------------------------------------------------- steps
@@ -101,16 +106,19 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     rd = RunDir(run_dir)
     rd.root.mkdir(parents=True, exist_ok=True)
     ds = scan_dataset(cfg.images_dir())
+    want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
     with ThreadPoolExecutor(cpu_threads()) as pool:
-        reasons = list(pool.map(_check, [it.path for it in ds.items]))
-    bad = [(it.path, r, "prepare") for it, r in zip(ds.items, reasons) if r]
-    ds.items = [it for it, r in zip(ds.items, reasons) if not r]
+        checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
+    bad = [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
+    good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]
+    ds.items = [it for it, _ in good]
     _add_skipped(rd, bad, replace_stage="prepare")
-    extra_groups: list[list[str]] = []
-    leakage = None
-    if cfg.data.group_duplicates or _leak_check_available():
-        extra_groups, leakage = _duplicates(ds, cfg)
-    rows = make_split(ds, cfg.data, extra_groups if cfg.data.group_duplicates else ())
+    groups: list[list[str]] = []
+    if want_hash and good:
+        from .acquire.dedup import groups_from_codes
+
+        groups = groups_from_codes([it.path for it, _ in good], np.stack([c for _, c in good]), cfg.data.duplicate_distance)
+    rows = make_split(ds, cfg.data, groups if cfg.data.group_duplicates else ())
     save_split(str(rd.split), rows)
     save_config(cfg, rd)
     summary = {
@@ -121,28 +129,10 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
         "skipped": len(bad),
         "excluded_by_annotations": len(ds.excluded),
     }
-    if leakage is not None:
-        summary["leakage"] = _report_leakage(rd, rows, leakage)
+    if want_hash:
+        summary["duplicate_groups"] = len(groups)
+        summary["leakage"] = _report_leakage(rd, rows, groups)
     return summary
-
-
-def _leak_check_available() -> bool:
-    try:
-        from .acquire import dedup  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _duplicates(ds: Any, cfg: Config) -> tuple[list[list[str]], list[list[str]] | None]:
-    try:
-        from .acquire.dedup import duplicate_groups
-    except ImportError:
-        if cfg.data.group_duplicates:
-            raise DatasetError("data.group_duplicates needs the imgclf.acquire package") from None
-        return [], None
-    groups = duplicate_groups([it.path for it in ds.items], cfg.data.duplicate_distance)
-    return groups, groups
 
 
 def _report_leakage(rd: RunDir, rows: list, groups: list[list[str]]) -> int:
@@ -307,6 +297,8 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     split = load_split(str(rd.split))
     metrics["n_train"] = sum(r.split == "train" for r in split) - sum(1 for r in split if r.split == "train" and r.path in skipped_paths(rd))
     metrics["n_skipped"] = len(_read_skipped(rd))
+    if (rd.root / "leakage.csv").exists():
+        metrics["leakage_pairs"] = len(read_csv(rd.root / "leakage.csv"))
     metrics["classifier"] = bundle.meta["classifier"]
     metrics["backbone"] = bundle.meta["backbone"]
     metrics["resolution"] = bundle.meta["resolution"]

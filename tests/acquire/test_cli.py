@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import typer
@@ -161,3 +160,20 @@ def test_killed_download_resumes_without_partial_files(server, tmp_path):
     assert res.summary() == f"ok {n - len(present)}, exists {len(present)}, failed 0"
     assert len(list((ds / "slow").iterdir())) == n and not (ds / ".incoming").exists()
     assert [r["status"] for r in read_csv(ds / "download_report.csv")].count("exists") == len(present)
+
+
+@pytest.mark.slow
+def test_dedup_command_with_cnn_features(tmp_path, monkeypatch):
+    # pooled CNN features are non-negative, so at threshold 0 every pair is "similar": the wiring
+    # through the real featurizer must put all three images (dhash-distinct) in one features group
+    monkeypatch.setenv("IMGCLF_DATA_DIR", str(tmp_path / "data"))
+    ds = tmp_path / "ds"
+    for i, d in enumerate(["a", "b", "c"]):
+        (ds / d).mkdir(parents=True)
+        (ds / d / f"{i}.jpg").write_bytes(encode(make_image(20 + i, (160, 120)), "JPEG"))
+    app = typer.Typer()
+    acquire_cli.register(app)
+    r = CliRunner().invoke(app, ["dedup", "--images", str(ds), "--features", "--feature-threshold", "0", "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("3 images: 1 duplicate groups (exact 0, near 0, by features 1); 2 images excluded")
+    assert len(current_state(ds)) == 2  # which one is kept depends on the JPEG sizes

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 
@@ -79,7 +78,7 @@ def test_hazard_catalogue(server, tmp_path):
     assert res.summary().startswith("ok 4, exists 0, failed 10 (")
     assert "http_404: 1" in res.summary() and "byte_cap: 2" in res.summary()
     assert res.summary().endswith("malformed lines 3, skipped lines 1")
-    assert took < 6  # workers overlap the slow cases; deadlines bound each
+    assert took < 8  # workers overlap the slow cases; deadlines bound each
 
 
 def test_rerun_skips_existing_files(server, tmp_path):
@@ -176,3 +175,34 @@ def test_parse_url_list_rejects_path_tricks():
     from imgclf.acquire.urls import url_file_stem
 
     assert url_file_stem(entries[1].url) == stem("http://x/../../%2e%2e%2fetc/passwd")
+
+
+def test_https_verifies_the_original_name_on_the_checked_address(tmp_path):
+    import ssl
+    import subprocess
+    import sys
+
+    from acquire_helpers import TestServer, make_tls_files, standard_routes
+
+    ca, cert, key = make_tls_files(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    tls = TestServer(tls=ctx)
+    standard_routes(tls)
+    tls.start()
+    try:
+        script = (
+            "import sys\nfrom imgclf.acquire.fetch import fetch, FetchOptions, FetchError\n"
+            "for url in sys.argv[1:]:\n"
+            "    try: print(len(fetch(url, FetchOptions(allow_private=True, retries=0, deadline=5))))\n"
+            "    except FetchError as e: print(e.reason)\n"
+        )
+        urls = [f"https://localhost:{tls.port}/img/1.jpg", tls.url("/img/1.jpg")]  # the cert names localhost only
+        env = {"SSL_CERT_FILE": ca, "PATH": "/usr/bin:/bin"}
+        out = subprocess.run([sys.executable, "-c", script, *urls], capture_output=True, text=True, env=env, timeout=60)
+        assert out.stdout.split() == [str(len(jpeg(1))), "tls"], out.stderr
+        with pytest.raises(FetchError) as e:  # not trusted without the test CA
+            fetch(urls[0], FetchOptions(allow_private=True, retries=0, deadline=5))
+        assert e.value.reason == "tls"
+    finally:
+        tls.stop()

@@ -101,3 +101,13 @@ def test_allow_addresses_admits_exactly_one_endpoint():
 )
 def test_is_public_address(address, public):
     assert is_public_address(address) is public
+
+
+@pytest.mark.parametrize("spec", ["localhost:80", "127.0.0.1", "127.0.0.1:http", "[::1]"])
+def test_malformed_allowed_address_fails_when_options_are_made(spec):
+    from imgclf.acquire.fetch import FetchOptions
+    from imgclf.errors import ImgclfError
+
+    with pytest.raises(ImgclfError, match="IP:PORT|IP address"):
+        FetchOptions(allow_addresses=(spec,))
+    assert FetchOptions(allow_addresses=("[::1]:8080", "10.0.0.5:80")).allow_addresses

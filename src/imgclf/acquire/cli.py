@@ -47,7 +47,7 @@ def fetch_options(connect_timeout: float, read_timeout: float, deadline: float, 
                         allow_addresses=tuple(allow_address or ()))
 
 
-def _features_fn(cfg: Config):
+def _features_fn(cfg: Config, progress: bool):
     """Features of image paths through the configured backbone and engine, cached like `featurize`."""
     from ..featurize import build_featurizer, featurize_paths
     from ..pipeline import feature_cache_dir
@@ -55,7 +55,7 @@ def _features_fn(cfg: Config):
     def run(paths: list[str]):
         engine = build_featurizer(cfg.model, cfg.engine)
         return featurize_paths(paths, engine, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
-                               threads=cfg.engine.threads, desc="features").features
+                               threads=cfg.engine.threads, progress=progress, desc="features").features
 
     return run
 
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         cfg = make_config(config, set)
         folder = dataset_dir(cfg, dataset, images)
         res = dedup_dataset(folder, cfg.data.duplicate_distance if distance is None else distance,
-                            featurize=_features_fn(cfg) if features else None, feature_threshold=feature_threshold,
+                            featurize=_features_fn(cfg, not quiet) if features else None, feature_threshold=feature_threshold,
                             move_to=move_to, dry_run=dry_run, progress=not quiet)
         html_path, csv_path = write_dedup_report(res)
         typer.echo(res.summary())

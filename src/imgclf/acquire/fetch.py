@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urljoin
 
-from .safety import Resolver, Target, UnsafeURL, check_url
+from ..errors import ImgclfError
+from .safety import Resolver, Target, UnsafeURL, check_url, parse_endpoint
 
 USER_AGENT = "imgclf/0.1 (image dataset downloader)"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -36,6 +37,15 @@ class FetchOptions:
     allow_private: bool = False  # skip the address check (a server on this machine or network)
     allow_addresses: tuple[str, ...] = ()  # single private endpoints allowed, "IP:PORT"
     resolver: Resolver | None = field(default=None, compare=False)  # None = the system resolver
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "deadline", "max_bytes"):
+            if getattr(self, name) <= 0:
+                raise ImgclfError(f"download option {name} must be > 0; got {getattr(self, name)}")
+        if self.retries < 0 or self.max_redirects < 0 or self.backoff < 0:
+            raise ImgclfError("download options retries, max_redirects and backoff must be >= 0")
+        for spec in self.allow_addresses:
+            parse_endpoint(spec)  # a typo fails here, not in every worker
 
 
 class FetchError(Exception):
@@ -89,7 +99,6 @@ class _PinnedHTTP(http.client.HTTPConnection):
     def __init__(self, target: Target, opts: FetchOptions):
         super().__init__(target.host, target.port, timeout=opts.connect_timeout)
         self._addresses = target.addresses
-        self._read_timeout = opts.read_timeout
 
     def connect(self) -> None:
         self.sock = self._open_socket()
@@ -98,7 +107,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
         last: OSError | None = None
         for address in self._addresses:  # all checked; try them in the resolver's order
             try:
-                sock = socket.create_connection((address.split("%", 1)[0], self.port), self.timeout)
+                sock = socket.create_connection((address, self.port), self.timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 return sock
             except OSError as e:

@@ -104,7 +104,7 @@ def check_url(
     if not addresses:
         raise UnsafeURL("dns", f"host {host!r} resolves to no address")
     if not allow_private:
-        allowed = {_endpoint(a) for a in allow_addresses}
+        allowed = {parse_endpoint(a) for a in allow_addresses}
         for a in addresses:
             if (str(ipaddress.ip_address(a.split("%", 1)[0])), port) not in allowed and not is_public_address(a):
                 raise UnsafeURL("private_address", f"host {host!r} resolves to the non-public address {a}")
@@ -114,8 +114,8 @@ def check_url(
     return Target(url, scheme, host, port, target, tuple(addresses))
 
 
-def _endpoint(spec: str) -> tuple[str, int]:
-    """``"IP:PORT"`` or ``"[IPv6]:PORT"`` → (normalised IP, port)."""
+def parse_endpoint(spec: str) -> tuple[str, int]:
+    """``"IP:PORT"`` or ``"[IPv6]:PORT"`` → (normalised IP, port); ImgclfError when malformed."""
     host, sep, port = spec.strip().rpartition(":")
     if not sep or not port.isdigit():
         raise ImgclfError(f"allowed address {spec!r} must look like IP:PORT, e.g. 10.0.0.5:8080 or [::1]:8080")
