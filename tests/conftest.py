@@ -4,49 +4,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+
+from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
 
 # Tests never write into the user's data directory or a shared tracking store.
 os.environ.setdefault("IMGCLF_TEST", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-CLASSES = ("circles", "squares", "stripes")
-
-
-def make_image(cls: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
-    """A noisy picture of ``cls`` with random colours: easy for a CNN, not for a pixel mean."""
-    bg = tuple(int(v) for v in rng.integers(0, 256, 3))
-    fg = tuple(int(v) for v in rng.integers(0, 256, 3))
-    img = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(img)
-    if cls == "circles":
-        for _ in range(int(rng.integers(3, 7))):
-            x, y, r = rng.integers(0, size), rng.integers(0, size), rng.integers(6, 16)
-            d.ellipse((x - r, y - r, x + r, y + r), fill=fg)
-    elif cls == "squares":
-        for _ in range(int(rng.integers(3, 7))):
-            x, y, r = rng.integers(0, size), rng.integers(0, size), rng.integers(6, 16)
-            d.rectangle((x - r, y - r, x + r, y + r), fill=fg)
-    else:
-        w = int(rng.integers(4, 12))
-        for x in range(0, size, 2 * w):
-            d.rectangle((x, 0, x + w - 1, size), fill=fg)
-        img = img.rotate(float(rng.uniform(-40, 40)), fillcolor=bg)
-    arr = np.asarray(img, dtype=np.int16) + rng.integers(-20, 21, (size, size, 3))
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-
-
-def make_dataset(root: Path, n_per_class: int = 12, seed: int = 0, classes=CLASSES, size: int = 96) -> Path:
-    """Write ``root/<class>/<class>_NNN.jpg`` images; returns root."""
-    rng = np.random.default_rng(seed)
-    for cls in classes:
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            make_image(cls, rng, size).save(root / cls / f"{cls}_{i:03d}.jpg", quality=90)
-    return root
-
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
@@ -60,13 +24,6 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "data"
     monkeypatch.setenv("IMGCLF_DATA_DIR", str(root))
     return root
-
-
-def tiny_config(data_root: Path, images: Path, *extra: str):
-    from imgclf.config import load_config
-
-    return load_config(None, [f'data.root="{data_root}"', f'data.images="{images}"', "svm.cv_folds=3",
-                              "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false", *extra])
 
 
 @pytest.fixture(scope="session")

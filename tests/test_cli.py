@@ -63,7 +63,7 @@ def test_backbones_lists_offline_ones():
 
 
 def test_step_commands_on_one_run_dir(tmp_path):
-    from conftest import make_dataset
+    from datagen import make_dataset
 
     images = make_dataset(tmp_path / "imgs", n_per_class=6, seed=5)
     common = ["--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", "--set", "svm.cv_folds=2"]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from conftest import make_dataset, tiny_config
+from datagen import make_dataset, tiny_config
 from imgclf.fileio import read_csv
 from imgclf.pipeline import prepare
 

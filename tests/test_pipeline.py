@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_dataset, tiny_config
+from datagen import make_dataset, tiny_config
 from imgclf.bundle import load_bundle
 from imgclf.errors import BundleError
 from imgclf.fileio import read_csv, read_json

@@ -1,7 +1,7 @@
 """Label corrections stored beside the images, never touching the images themselves.
 
 ``DATASET/annotations.csv`` is an append-only history: one row per correction with columns
-``timestamp, path, original_label, action, label``. ``path`` is relative to the dataset folder
+``timestamp, path, original_label, action, label, undoes``. ``path`` is relative to the dataset folder
 (POSIX separators). ``action`` is one of:
 
 - ``relabel``   — the image belongs to class ``label``;
@@ -9,7 +9,9 @@
 - ``ambiguous`` — leave it out, flagged as ambiguous rather than wrong;
 - ``restore``   — back to the folder's label (undoes every earlier row for that path).
 
-The last row per path decides the image's state. Every write rewrites the file atomically.
+The last row per path decides the image's state. An undo is a row too: it sets the state the
+image had before the row it undoes, whose number (1-based, in file order) it names in
+``undoes``; other rows leave ``undoes`` empty. Every write rewrites the file atomically.
 """
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ from pathlib import Path
 from .fileio import read_csv, write_csv
 
 FILENAME = "annotations.csv"
-COLUMNS = ["timestamp", "path", "original_label", "action", "label"]
+COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes"]
 ACTIONS = ("relabel", "exclude", "ambiguous", "restore")
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Annotation:
     original_label: str
     action: str
     label: str
+    undoes: str = ""  # row number this row undoes (1-based); empty for a correction
 
 
 def annotations_path(dataset_dir: str | os.PathLike) -> Path:
@@ -65,8 +68,7 @@ def record(
     entries: list[tuple[str, str, str, str]],
 ) -> list[Annotation]:
     """Append corrections ``(path, original_label, action, label)`` atomically; returns them."""
-    dataset_dir = Path(dataset_dir)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = _now()
     new = []
     for path, original, action, label in entries:
         if action not in ACTIONS:
@@ -77,29 +79,45 @@ def record(
         if action == "relabel" and not label:
             raise ValueError("a relabel needs the new label")
         new.append(Annotation(now, rel, original, action, label if action == "relabel" else ""))
-    with _lock:
-        rows = read_history(dataset_dir) + new
-        write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+    _append(dataset_dir, new)
     return new
 
 
-def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annotation | None:
-    """Undo the newest correction (of ``path`` if given) by appending the state before it.
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
-    History is kept: the undo is itself a row. Returns the row that was undone, or None.
+
+def _append(dataset_dir: str | os.PathLike, new: list[Annotation]) -> None:
+    with _lock:
+        rows = read_history(dataset_dir) + new
+        write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+
+
+def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annotation | None:
+    """Undo the newest correction not undone yet (of ``path`` if given) by appending the state before it.
+
+    History is kept: the undo is itself a row naming the row it undoes, so undoing again walks
+    further back instead of undoing the undo. Returns the row that was undone, or None.
     """
-    history = read_history(dataset_dir)
-    idx = [i for i, a in enumerate(history) if path is None or a.path == Path(path).as_posix()]
-    # skip rows that are themselves undos of later rows: find the last non-undone correction
-    if not idx:
-        return None
-    last = history[idx[-1]]
-    earlier = [a for a in history[: idx[-1]] if a.path == last.path]
-    effective = None
-    for a in earlier:
-        effective = None if a.action == "restore" else a
-    if effective is None:
-        record(dataset_dir, [(last.path, last.original_label, "restore", "")])
-    else:
-        record(dataset_dir, [(last.path, last.original_label, effective.action, effective.label)])
+    want = None if path is None else Path(path).as_posix()
+    with _lock:
+        history = read_history(dataset_dir)
+        undone: set[int] = set()
+        target = 0
+        for n in range(len(history), 0, -1):
+            a = history[n - 1]
+            if a.undoes.isdigit():
+                undone.add(int(a.undoes))
+            elif n not in undone and (want is None or a.path == want):
+                target = n
+                break
+        if not target:
+            return None
+        last = history[target - 1]
+        before = None  # the image's state just before the undone row: replay the rows above it
+        for a in history[: target - 1]:
+            if a.path == last.path:
+                before = None if a.action == "restore" else a
+        action, label = (before.action, before.label) if before else ("restore", "")
+        _append(dataset_dir, [Annotation(_now(), last.path, last.original_label, action, label, str(target))])
     return last

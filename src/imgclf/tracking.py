@@ -139,17 +139,22 @@ def _log(cfg: Config, rd: Path, command: str, uri: str) -> str:
     record.update({"tracking_uri": redact_uri(uri), "experiment": exp_name, "experiment_id": exp_id, "run_id": run_id})
     _write_record(rd, record, command, "logging")  # the id is on disk even if logging breaks off below
     now = int(time.time() * 1000)
-    new_params = {k: v for k, v in params.items() if k not in run.data.params}
-    _batched(client, run_id, params=[Param(k, v) for k, v in new_params.items()])
-    _batched(client, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-    metrics = [Metric(k, v, now, 0) for k, v in metric_values(results).items()]
-    metrics += [m for m in _history_metrics(results.get("training_history"), now) if m.key not in run.data.metrics]
-    _batched(client, run_id, metrics=metrics)
-    for name in ARTIFACT_FILES:
-        if (rd / name).is_file():
-            client.log_artifact(run_id, str(rd / name))
-    if (rd / "model").is_dir():
-        client.log_artifacts(run_id, str(rd / "model"), "model")
+    try:
+        new_params = {k: v for k, v in params.items() if k not in run.data.params}
+        _batched(client, run_id, params=[Param(k, v) for k, v in new_params.items()])
+        _batched(client, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        metrics = [Metric(k, v, now, 0) for k, v in metric_values(results).items()]
+        metrics += [m for m in _history_metrics(results.get("training_history"), now) if m.key not in run.data.metrics]
+        _batched(client, run_id, metrics=metrics)
+        for name in ARTIFACT_FILES:
+            if (rd / name).is_file():
+                client.log_artifact(run_id, str(rd / name))
+        if (rd / "model").is_dir():
+            client.log_artifacts(run_id, str(rd / "model"), "model")
+    except Exception:
+        with contextlib.suppress(Exception):  # the store may be the thing that broke
+            client.set_terminated(run_id, "FAILED")
+        raise
     client.set_terminated(run_id, "FINISHED")
     _write_record(rd, record, command, "logged")
     return run_id
@@ -171,25 +176,30 @@ def metric_values(metrics: dict[str, Any]) -> dict[str, float]:
 
     Counts such as n_train are included; undefined values (None, e.g. an AUC without positives) are not.
     """
+    per_class = {k: v for k, v in metrics.items()
+                 if isinstance(v, dict) and v and all(_is_number(x) or x is None for x in v.values())}
+    names = _label_names([*metrics.get("labels", []), *(lab for v in per_class.values() for lab in v)])
     out: dict[str, float] = {}
     for key, v in metrics.items():
-        if key in ("resolution",):
-            continue  # a setting, logged as the param model.resolution
-        if _is_number(v):
+        if _is_number(v) and key != "resolution":  # resolution is a setting: the param model.resolution
             out[sanitize_key(key)] = float(v)
-        elif isinstance(v, dict) and v and all(_is_number(x) or x is None for x in v.values()):
-            for label, x in v.items():
-                if x is not None:
-                    _put_unique(out, f"{sanitize_key(key)}.{sanitize_key(str(label))}", float(x))
+        elif key in per_class:
+            out.update({f"{sanitize_key(key)}.{names[str(lab)]}": float(x) for lab, x in v.items() if x is not None})
     return out
 
 
-def _put_unique(out: dict[str, float], key: str, value: float) -> None:
-    # Two labels that sanitize alike ("a+b", "a*b") must not overwrite each other.
-    k, n = key, 2
-    while k in out:
-        k, n = f"{key}_{n}", n + 1
-    out[k] = value
+def _label_names(labels: list[Any]) -> dict[str, str]:
+    """A distinct metric-safe name per label: two labels that sanitize alike ("a+b", "a*b") must not merge."""
+    out: dict[str, str] = {}
+    for lab in map(str, labels):
+        if lab in out:
+            continue
+        base = name = sanitize_key(lab)
+        n = 2
+        while name in out.values():
+            name, n = f"{base}_{n}", n + 1
+        out[lab] = name
+    return out
 
 
 def _history_metrics(history: Any, now: int) -> list[Any]:
@@ -421,6 +431,9 @@ def find_run(cfg: Config, ref: str) -> TrackedRun:
         exps = _all_experiments(client)
         if record.get("run_id"):
             return _tracked(client.get_run(record["run_id"]), exps, uri)
+        if re.fullmatch(r"[0-9a-f]{32}", ref):
+            with contextlib.suppress(Exception):  # not an id after all: try it as a prefix or a name
+                return _tracked(client.get_run(ref), exps, uri)
         runs = client.search_runs(list(exps), max_results=50000) if exps else []
         hits = [r for r in runs if r.info.run_id == ref] or [r for r in runs if r.info.run_id.startswith(ref.lower())] \
             or [r for r in runs if r.info.run_name == ref]

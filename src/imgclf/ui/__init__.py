@@ -26,8 +26,8 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``), their API and static files to ``app``.
 
     ``images_dir``: the dataset to browse and correct; ``run_dir``: a run whose test results to
-    show; ``predictor``: the loaded model for the try page. Any of them may be None. Nothing is
-    read until a page asks for it.
+    show; ``predictor``: the loaded model for the try page. Any of them may be None. Thumbnails
+    are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs). Nothing is read until a page asks.
     """
     from .catalog import Catalog
     from .results import RunResults

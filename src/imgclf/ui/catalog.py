@@ -15,9 +15,12 @@ from typing import Any
 
 from ..annotations import Annotation, current_state, read_history, record, undo_last
 from ..dataset import scan_dataset
+from ..errors import DatasetError
+from .thumbs import file_version
 
 #: What an image can be: used as its folder label, relabelled, or left out (two ways).
 STATUSES = ("unchanged", "relabeled", "excluded", "ambiguous")
+_LEFT_OUT = {"exclude": "excluded", "ambiguous": "ambiguous"}  # annotation action → status
 _RESCAN_AFTER_S = 2.0  # a path missing from the listing triggers a rescan at most this often
 
 
@@ -55,7 +58,10 @@ class Catalog:
         """Every image by rel path, in (folder label, path) order; rescanned when ``refresh``."""
         with self._lock:
             if self._entries is None or refresh:
-                ds = scan_dataset(self.root, apply_annotations=False)
+                try:
+                    ds = scan_dataset(self.root, apply_annotations=False)
+                except DatasetError as e:
+                    raise UIError(404, f"{e}; {e.hint}", "no_images") from None
                 items = sorted(ds.items, key=lambda it: (it.label, it.rel))
                 self._entries = {it.rel: Entry(it.rel, it.path, it.label) for it in items}
                 self._scanned_at = time.monotonic()
@@ -97,7 +103,7 @@ class Catalog:
         """JSON of one image: current ``label`` (None when left out) and ``status``."""
         label, status = _label_status(entry, ann)
         return {"path": entry.rel, "original": entry.original, "label": label, "status": status,
-                "v": _version(entry.path)}
+                "v": file_version(entry.path)}
 
     def summary(self, state: dict[str, Annotation] | None = None) -> dict[str, Any]:
         """Counts: images per current class (what training will use) and per status."""
@@ -182,13 +188,4 @@ def _label_status(entry: Entry, ann: Annotation | None) -> tuple[str | None, str
         return entry.original, "unchanged"
     if ann.action == "relabel":
         return ann.label, "unchanged" if ann.label == entry.original else "relabeled"
-    return None, ann.action
-
-
-def _version(path: str) -> str:
-    """Changes whenever the file does: lets the browser cache a thumbnail URL for good."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "0"
-    return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+    return None, _LEFT_OUT[ann.action]

@@ -10,13 +10,20 @@ import typer
 from ..cli import ConfigOpt, SetOpt, make_config
 
 
+ImagesOpt = Annotated[Optional[Path], typer.Option(
+    "--images", "-i", help="Dataset folder: one subfolder per class (default: the run's dataset).")]
+RunOpt = Annotated[Optional[Path], typer.Option(
+    "--run", "-r", help="Run directory: shows its test results and loads RUN/model for the try page.")]
+TokenOpt = Annotated[Optional[str], typer.Option(
+    "--token", envvar="IMGCLF_TOKEN", help="Require this token (default: $IMGCLF_TOKEN); open the page once with ?token=T.")]
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def ui(images: Annotated[Optional[Path], typer.Option("--images", "-i", help="Dataset folder: one subfolder per class (default: the run's dataset).")] = None,
-           run: Annotated[Optional[Path], typer.Option("--run", "-r", help="Run directory: shows its test results and loads RUN/model for the try page.")] = None,
+    def ui(images: ImagesOpt = None, run: RunOpt = None,
            host: Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")] = None,
            port: Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")] = None,
-           token: Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN", help="Require this token (default: $IMGCLF_TOKEN); open the page once with ?token=T.")] = None,
+           token: TokenOpt = None,
            insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")] = False,
            config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
@@ -24,6 +31,5 @@ def register(app: typer.Typer) -> None:
 
         extra = ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
         cfg = make_config(config, set, extra)
-        url = f"http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else "")
-        typer.echo(f"web UI: {url}")
+        typer.echo(f"web UI: http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else ""))
         serve_ui(cfg, images, run, token=token or None, insecure=insecure)

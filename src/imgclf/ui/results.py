@@ -13,6 +13,7 @@ from typing import Any
 from ..fileio import read_csv, read_json
 from ..pipeline import RunDir
 from .catalog import Catalog, UIError
+from .thumbs import file_version
 
 _METRIC_KEYS = ("accuracy", "class_avg_accuracy", "n_test", "n_train", "per_class_accuracy", "backbone", "resolution")
 
@@ -56,7 +57,7 @@ class RunResults:
         rows, metrics = self._load()
         rels = [catalog.rel_of(r["path"]) if catalog is not None else None for r in rows]
         views = catalog.views([rel for rel in rels if rel]) if catalog is not None else {}
-        items = [{**{k: v for k, v in r.items() if k != "path"}, "name": Path(r["path"]).name,
+        items = [{**{k: v for k, v in r.items() if k != "path"}, "name": Path(r["path"]).name, "v": file_version(r["path"]),
                   "correct": r["label"] == r["predicted"], "dataset_path": rel, "dataset": views.get(rel)}
                  for r, rel in zip(rows, rels)]
         return {"run": str(self.rd.root), "name": self.rd.root.name, "labels": list(metrics["labels"]),

@@ -88,7 +88,13 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
             meta = pred.bundle.meta
             model = {"labels": list(pred.labels), "backbone": meta.get("backbone"),
                      "resolution": meta.get("resolution"), "classifier": meta.get("classifier", {}).get("type")}
-        return {"dataset": catalog.summary() if catalog is not None else None,
+        dataset, problem = None, None
+        if catalog is not None:
+            try:
+                dataset = catalog.summary()
+            except UIError as e:  # an empty dataset folder must not hide the run and the model
+                problem = e.message
+        return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model}
 
     @r.get("/ui/api/images")
@@ -129,9 +135,9 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         return need_results().payload(catalog)
 
     @r.get("/ui/api/results/{index}/thumb")
-    def result_thumb(index: int, size: int = 256) -> Response:
-        """JPEG thumbnail of test result ``index`` (its row in predictions.csv)."""
-        return _thumbnail(thumbs, need_results().image_path(index), size, f"result {index}", cacheable=False)
+    def result_thumb(index: int, size: int = 256, v: str = "") -> Response:
+        """JPEG thumbnail of test result ``index`` (its row in predictions.csv; ``v`` as for /thumb)."""
+        return _thumbnail(thumbs, need_results().image_path(index), size, f"result {index}", cacheable=bool(v))
 
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -163,8 +169,8 @@ def _thumbnail(thumbs: ThumbnailCache, path: str, size: int, what: str, cacheabl
         raise UIError(400, f"size must be one of {', '.join(map(str, SIZES))}; got {size}")
     try:
         data = thumbs.get(path, size)
-    except FileNotFoundError:
-        raise UIError(404, f"{what}: the image file is gone; reload the page") from None
+    except OSError as e:
+        raise UIError(404, f"{what} cannot be read ({e.strerror or e}); reload the page", "unreadable") from None
     except ImageError as e:
         raise UIError(e.status, f"{what} is not a usable image ({e.detail}); exclude it with x", e.reason) from None
     return Response(data, media_type="image/jpeg", headers=_IMMUTABLE if cacheable else _NO_CACHE)

@@ -46,7 +46,10 @@ class ThumbnailCache:
         buf = io.BytesIO()
         safe_thumbnail(path, size).save(buf, format="JPEG", quality=_QUALITY)
         data = buf.getvalue()
-        write_bytes(target, data)
+        try:
+            write_bytes(target, data)
+        except OSError:
+            pass  # a full or read-only cache folder only costs speed: the thumbnail is still served
         return data
 
     def _hash(self, path: Path) -> str:
@@ -61,3 +64,12 @@ class ThumbnailCache:
                     self._hashes.clear()
                 self._hashes[key] = digest
         return digest
+
+
+def file_version(path: str | os.PathLike) -> str:
+    """Changes whenever the file does: put in a thumbnail URL, it lets the browser cache it for good."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "0"
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}"

@@ -88,9 +88,10 @@
   }
 
   function renderClassButtons() {
-    $("class-buttons").replaceChildren(...state.summary.classes.slice(0, 9).map((c, i) =>
+    $("class-buttons").replaceChildren(...state.summary.classes.map((c, i) =>
       el("button", { type: "button", class: "btn", dataset: { act: "relabel", label: c }, title: `Relabel as ${c}` },
-        el("kbd", {}, String(i + 1)), el("span", { class: "swatch", style: { background: colour(c) }, "aria-hidden": "true" }), c)));
+        i < 9 ? el("kbd", {}, String(i + 1)) : null,
+        el("span", { class: "swatch", style: { background: colour(c) }, "aria-hidden": "true" }), c)));
   }
 
   const thumbUrl = (it, size) => `api/thumb?path=${encodeURIComponent(it.path)}&size=${size}&v=${it.v}`;
@@ -120,11 +121,11 @@
     node.dataset.label = it.label || "";
     node.setAttribute("aria-label", `${fileName(it.path)}: ${labelText(it)}`);
     const flag = node.querySelector(".flag");
-    flag.textContent = it.status === "excluded" ? "EXCLUDED" : it.status === "ambiguous" ? "AMBIGUOUS" : "";
+    flag.textContent = it.status === "unchanged" ? "" : it.status.toUpperCase();
     flag.hidden = !flag.textContent;
     const tag = it.label ? badge(it.label) : el("span", { class: `badge ${it.status}` }, it.status);
-    node.querySelector(".cap").replaceChildren(tag, it.status !== "unchanged" ? el("span", { class: "was" }, `folder: ${it.original}`) : null,
-      el("span", { class: "name", title: it.path }, fileName(it.path)));
+    const was = it.status !== "unchanged" ? [el("span", { class: "was" }, `folder: ${it.original}`)] : [];
+    node.querySelector(".cap").replaceChildren(tag, ...was, el("span", { class: "name", title: it.path }, fileName(it.path)));
   }
 
   function renderGrid() {

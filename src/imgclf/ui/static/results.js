@@ -5,6 +5,7 @@
 (() => {
   const { api, el, bars, badge, setClasses, toast, pct, isShortcut, showContext } = UI;
   const STEP = 60;  // cards added per "Show more"
+  const MAX_CLASS_BUTTONS = 5;  // more classes than this: a menu instead of one button each
   const $ = (id) => document.getElementById(id);
 
   const state = { data: null, shown: [], limit: STEP, sel: -1, truth: "", pred: "", errors: false, sort: "errors" };
@@ -79,7 +80,7 @@
 
   function renderSelects() {
     for (const id of ["f-true", "f-pred"]) {
-      $(id).replaceChildren(el("option", { value: "" }, "All classes"), state.data.labels.map((l) => el("option", { value: l }, l)));
+      $(id).replaceChildren(el("option", { value: "" }, "All classes"), ...state.data.labels.map((l) => el("option", { value: l }, l)));
     }
   }
 
@@ -137,14 +138,21 @@
         actions.push(el("button", { type: "button", class: "btn primary", onclick: () => relabel(it, "relabel", it.predicted) },
           `Relabel as ${it.predicted}`));
       }
-      state.data.labels.filter((l) => l !== current && (it.correct || l !== it.predicted)).forEach((l) =>
-        actions.push(el("button", { type: "button", class: "btn", onclick: () => relabel(it, "relabel", l) }, `→ ${l}`)));
+      const others = state.data.labels.filter((l) => l !== current && (it.correct || l !== it.predicted));
+      if (others.length <= MAX_CLASS_BUTTONS) {
+        others.forEach((l) => actions.push(el("button", { type: "button", class: "btn", onclick: () => relabel(it, "relabel", l) }, `→ ${l}`)));
+      } else {
+        const pick = el("select", { "aria-label": `Relabel ${it.name} as`, class: "btn",
+          onchange: () => { if (pick.value) relabel(it, "relabel", pick.value); } },
+        el("option", { value: "" }, "Relabel as…"), others.map((l) => el("option", { value: l }, l)));
+        actions.push(pick);
+      }
       if (ds.status !== "excluded") actions.push(el("button", { type: "button", class: "btn danger", onclick: () => relabel(it, "exclude") }, "Exclude"));
       if (ds.status !== "unchanged") actions.push(el("button", { type: "button", class: "btn", onclick: () => relabel(it, "restore") }, "Restore"));
     }
     const stateLine = ds && ds.status !== "unchanged"
       ? el("span", { class: "state" }, ds.label ? `now labelled ${ds.label} in the dataset` : `${ds.status} in the dataset`) : null;
-    const img = el("img", { class: "thumb", src: `api/results/${it.i}/thumb?size=256`, alt: `${it.name}`, loading: "lazy",
+    const img = el("img", { class: "thumb", src: `api/results/${it.i}/thumb?size=256&v=${it.v}`, alt: `${it.name}`, loading: "lazy",
       onclick: () => openViewer(it) });
     return el("li", {
       class: `result${it.correct ? "" : " wrong"}`, tabindex: k === state.sel ? "0" : "-1", dataset: { index: String(k), i: String(it.i) },
@@ -210,7 +218,7 @@
   }
 
   function openViewer(it) {
-    $("viewer-img").src = `api/results/${it.i}/thumb?size=1024`;
+    $("viewer-img").src = `api/results/${it.i}/thumb?size=1024&v=${it.v}`;
     $("viewer-img").alt = it.name;
     $("viewer-title").textContent = `${it.name} · true ${it.label} · predicted ${it.predicted} ${pct(it.score)}`;
     $("viewer").showModal();

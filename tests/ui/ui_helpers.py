@@ -1,0 +1,48 @@
+"""Helpers of the web UI tests: the dataset with mislabelled images, a live server, Chromium."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+STRAYS = 3  # images of another class put in each class folder: the run's test set gets real errors
+
+
+import datagen as _ROOT  # noqa: E402  (tests/ is on pythonpath)
+
+CLASSES = _ROOT.CLASSES
+make_dataset = _ROOT.make_dataset
+tiny_config = _ROOT.tiny_config
+
+
+def make_mislabelled_dataset(root: Path, n_per_class: int = 14, seed: int = 7) -> Path:
+    """``make_dataset`` plus ``STRAYS`` images of the next class in each folder (named ``stray_*``)."""
+    make_dataset(root, n_per_class=n_per_class, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for i, cls in enumerate(CLASSES):
+        other = CLASSES[(i + 1) % len(CLASSES)]
+        for j in range(STRAYS):
+            _ROOT.make_image(other, rng).save(root / cls / f"stray_{j:03d}.jpg", quality=90)
+    return root
+
+
+def files_per_class(root: Path) -> dict[str, list[str]]:
+    """The rel paths of the images in each class folder, sorted."""
+    return {c: sorted(p.relative_to(root).as_posix() for p in (root / c).iterdir() if p.suffix == ".jpg") for c in CLASSES}
+
+
+def copy_dataset(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("annotations.csv"))
+    return dst
+
+
+def chromium_available() -> tuple[bool, str]:
+    if os.path.exists(CHROMIUM):
+        return True, ""
+    return False, f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium) to run the browser tests"
