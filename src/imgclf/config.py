@@ -56,10 +56,11 @@ class FeaturizeConfig:
 
 @dataclass
 class EngineConfig:
-    backend: Literal["onnxruntime", "torch"] = "torch"  # inference engine for featurize/predict/serve
-    precision: Literal["fp32", "int8"] = "fp32"  # int8: static quantisation calibrated on the training images
+    backend: Literal["onnxruntime", "torch"] = "onnxruntime"  # inference engine for featurize/predict/serve
+    precision: Literal["fp32", "int8"] = "fp32"  # int8: static quantisation calibrated on the training images (onnxruntime only)
     threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
     calibration_images: int = 128  # training images used to calibrate int8
+    compare_fp32: bool = True  # int8 runs also train and test an fp32 SVM to report the accuracy int8 costs
 
 
 @dataclass
@@ -73,30 +74,36 @@ class SvmConfig:
 
 @dataclass
 class TrainConfig:
-    classifier: Literal["svm", "dnn", "svm_on_refined"] = "svm"  # what `imgclf run` trains
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs
+    classifier: Literal["svm", "dnn", "svm_on_refined"] = "svm"  # what `imgclf run` trains (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
 
 
 @dataclass
 class RefineConfig:
     epochs: int = 8  # passes over the train split
-    batch_size: int = 16  # minibatch size (per process)
-    lr: list[float] = field(default_factory=list)  # per-epoch learning rates (the sample's [0.01]*20+...); empty = use lr_schedule
-    lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # used when refine.lr is empty
-    base_lr: float = 0.01  # peak learning rate of the schedule
+    batch_size: int = 16  # minibatch size (per process; lower it after an out-of-memory error)
+    lr: list[float] = field(default_factory=list)  # per-epoch learning rates, the last one repeating (the sample's [0.01]*20+[0.001]*20+[0.0001]); empty = use lr_schedule
+    lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # per-step schedule used when refine.lr is empty
+    base_lr: float = 0.01  # peak learning rate of the schedule (of the pretrained layers)
+    head_lr_mult: float = 1.0  # learning-rate factor of the new head (pooled features have norm ~15: much above 1 diverges)
     momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 5e-4  # L2 penalty
+    weight_decay: float = 5e-4  # L2 penalty on weights (not on biases and BatchNorm parameters)
     dropout: float = 0.5  # dropout before the new linear head
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     freeze_backbone: bool = False  # train only the new head
-    balance: bool = False  # oversample small classes
-    max_images_per_epoch: int = 0  # cap on train images per epoch (0 = all)
-    val_fraction: float = 0.1  # part of the TRAIN split held out for validation
-    augment: Literal["none", "basic", "trivialaugment"] = "basic"  # crop/flip/rotate/jitter, or TrivialAugment
+    freeze_stages: int = 3  # leading stages kept at their pretrained weights (the stem counts as one; 0 = train all): faster, and generic early features
+    balance: bool = False  # oversample small classes to the size of the largest
+    max_images_per_epoch: int = 2000  # cap on train images per epoch, drawn afresh each epoch (0 = all): bounds the time on big datasets
+    val_fraction: float = 0.1  # part of the TRAIN split held out for validation (never the test split)
+    augment: Literal["none", "basic", "trivialaugment"] = "basic"  # random resized crop + flip, then rotate/jitter (basic) or one TrivialAugment op
+    crop_scale: float = 0.25  # smallest area fraction kept by the random resized crop
     rotation: float = 10.0  # max random rotation in degrees (basic augmentation)
     color_jitter: float = 0.2  # brightness/contrast/saturation jitter (basic augmentation)
-    bn_freeze: bool = True  # keep BatchNorm statistics frozen (small batches)
+    bn_freeze: bool = True  # keep BatchNorm statistics frozen (small batches give noisy statistics)
     warmup_epochs: int = 0  # linear warm-up epochs before the schedule
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # CPU: bf16 autocast where the CPU has bf16 instructions, else fp32; CUDA: mixed precision unless fp32
+    decode_threads: int = 0  # threads decoding and augmenting images (0 = one per core)
+    log_samples: bool = False  # write the sample ids each process trained on, per epoch, to refine/samples_seen.json
 
 
 @dataclass
@@ -158,9 +165,27 @@ class Config:
             raise ConfigError(f"refine.dropout must be in [0, 1); got {self.refine.dropout}")
         if not 0.0 <= self.refine.val_fraction < 1.0:
             raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
+        if self.engine.precision == "int8" and self.engine.backend != "onnxruntime":
+            raise ConfigError(f"engine.precision = 'int8' needs engine.backend = 'onnxruntime'; got {self.engine.backend!r}")
+        if self.engine.threads < 0 or self.engine.calibration_images < 1:
+            raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
+        self._validate_refine()
         return self
+
+    def _validate_refine(self) -> None:
+        r = self.refine
+        if any(v <= 0 for v in r.lr) or r.base_lr <= 0 or r.head_lr_mult <= 0:
+            raise ConfigError(f"refine.lr, refine.base_lr and refine.head_lr_mult must be positive; got {r.lr}, {r.base_lr}, {r.head_lr_mult}")
+        if not 0.0 < r.crop_scale <= 1.0:
+            raise ConfigError(f"refine.crop_scale must be in (0, 1]; got {r.crop_scale}")
+        if not 0.0 <= r.label_smoothing < 1.0:
+            raise ConfigError(f"refine.label_smoothing must be in [0, 1); got {r.label_smoothing}")
+        if min(r.freeze_stages, r.max_images_per_epoch, r.warmup_epochs, r.decode_threads) < 0:
+            raise ConfigError("refine.freeze_stages, max_images_per_epoch, warmup_epochs and decode_threads must be >= 0")
+        if r.momentum < 0 or r.weight_decay < 0 or r.rotation < 0 or r.color_jitter < 0:
+            raise ConfigError("refine.momentum, weight_decay, rotation and color_jitter must be >= 0")
 
 
 def _describe(tp: Any) -> str:

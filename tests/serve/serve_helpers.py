@@ -6,16 +6,11 @@ import io
 import re
 import struct
 import zlib
-from pathlib import Path
 from typing import Iterator
 
-import httpx
 import numpy as np
 import psutil
-import pytest
-from PIL import Image
-
-from conftest import make_image
+from PIL import Image, ImageDraw
 
 
 @contextlib.contextmanager
@@ -31,11 +26,20 @@ def running(predictor, token: str | None = None, **serve: object) -> Iterator[tu
         yield srv.url, app
 
 
-def jpeg(cls: str = "circles", seed: int = 0, size: int = 96) -> bytes:
-    """A generated picture of ``cls`` as JPEG bytes."""
-    buf = io.BytesIO()
-    make_image(cls, np.random.default_rng(seed), size).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+def picture(seed: int = 0, size: int = 96) -> Image.Image:
+    """A noisy RGB picture with a few coloured boxes, different for every seed."""
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x, y = (int(v) for v in rng.integers(0, size - 8, 2))
+        draw.rectangle((x, y, x + size // 3, y + size // 4), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return img
+
+
+def jpeg(seed: int = 0, size: int = 96) -> bytes:
+    """A generated picture as JPEG bytes."""
+    return encode(picture(seed, size), "JPEG", quality=90)
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -51,6 +55,13 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def gif_bomb(width: int = 65535, height: int = 65535) -> bytes:
+    """A tiny GIF whose screen and frame declare width × height pixels."""
+    screen = struct.pack("<HHBBB", width, height, 0, 0, 0)
+    frame = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return b"GIF89a" + screen + frame + b";"
 
 
 def metric(text: str, name: str, **labels: str) -> float:

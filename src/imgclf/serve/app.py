@@ -10,13 +10,14 @@ is None while the model loads or when the app runs without one.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from .. import __version__
@@ -62,11 +63,15 @@ async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], l
             async with request.form(max_files=max_files, max_fields=max_files, max_part_size=64 * 1024) as form:
                 files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
                 return [await f.read() for f in files], [f.filename for f in files]
-        except MultiPartException as e:
-            raise ApiError(400, f"malformed multipart form: {e.message}", "bad_multipart") from None
-    if ctype in ("application/json", "application/x-www-form-urlencoded", "text/plain"):
-        raise ApiError(415, f"/predict takes image files (multipart/form-data or a raw image body), not {ctype}; "
+        except (MultiPartException, HTTPException) as e:
+            if isinstance(e, HTTPException) and e.status_code != 400:
+                raise  # e.g. the body limit's 413
+            message = e.message if isinstance(e, MultiPartException) else e.detail
+            raise ApiError(400, f"multipart form refused: {message}", "bad_multipart") from None
+    if ctype == "application/json":
+        raise ApiError(415, "/predict takes image files (multipart/form-data or a raw image body), not JSON; "
                             "JSON with base64 goes to /score or /v2/models/{name}/infer", "unsupported_media_type")
+    # Any other type is the image itself: `curl --data-binary @x.jpg` labels it a urlencoded form.
     return [await request.body()], [None]
 
 
@@ -81,15 +86,18 @@ def _mount_ui(app: FastAPI, predictor: Any, ui: dict[str, Any]) -> None:
 
 
 def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None,
-               ui: dict[str, Any] | None = None, loader: Callable[[], Any] | None = None) -> FastAPI:
-    """The service app for ``predictor`` (an :class:`imgclf.predict.Predictor`), or for the one
-    ``loader()`` returns on a background thread at startup (ready answers 503 until then).
+               ui: dict[str, Any] | None = None) -> FastAPI:
+    """The service app for ``predictor`` (an :class:`imgclf.predict.Predictor`).
 
-    With neither, the app serves no model: the model routes answer 404, /predict 503.
+    Without one, the model routes answer 404 and /predict 503 until a predictor is loaded with
+    ``app.state.imgclf.load_in_background(loader)`` (503 "loading" meanwhile), if ever.
     ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`).
     ``ui`` (``images_dir``, ``run_dir``) mounts the web UI through ``imgclf.ui.mount_ui``.
     """
     _check(serve_cfg)
+    if token and not (token.isascii() and token.isprintable()):
+        raise ImgclfError("the token must be printable ASCII (it travels in an HTTP header)",
+                          hint="choose a token of letters, digits and punctuation, e.g. from `openssl rand -hex 16`")
     cfg = serve_cfg
     metrics = Metrics()
     service = InferenceService(cfg, metrics)
@@ -98,8 +106,6 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     async def lifespan(_: FastAPI):
         if predictor is not None:
             service.install(predictor)
-        elif loader is not None:
-            service.load_in_background(loader)
         yield
         service.draining = True
         await run_in_threadpool(service.close)
@@ -113,6 +119,26 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     if token:
         app.add_middleware(TokenAuthMiddleware, token=token)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes_of=app)
+
+    _add_v2_routes(app, service, cfg)
+    _add_predict_routes(app, service, cfg)
+
+    @app.get("/metrics", tags=["metrics"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, batch sizes, queue depth."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    if ui is not None:
+        _mount_ui(app, predictor, ui)
+    return app
+
+
+def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
+    """The Open Inference Protocol (KServe v2 REST): health, metadata, readiness, inference."""
+    # The schema names the one model and version (so fuzzers reach the model); any other name
+    # still gets the protocol's 404, not a validation error.
+    name_param = PathParam(json_schema_extra={"enum": [cfg.model_name]})
+    version_param = PathParam(json_schema_extra={"enum": [p.MODEL_VERSION]})
 
     def model(name: str, version: str | None = None):
         """The predictor behind ``name``: 404 for other names and versions, 503 while loading."""
@@ -153,31 +179,34 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
         return p.infer_response(cfg.model_name, req, result.proba, pred.labels)
 
     @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
-    def model_metadata(name: str) -> p.ModelMetadata:
+    def model_metadata(name: str = name_param) -> p.ModelMetadata:
         """Model metadata: input (BYTES images), outputs (FP32 probabilities, labels), class labels."""
         return _metadata(name)
 
     @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
-    def model_version_metadata(name: str, version: str) -> p.ModelMetadata:
+    def model_version_metadata(name: str = name_param, version: str = version_param) -> p.ModelMetadata:
         """Metadata of one model version (this server has version 1)."""
         return _metadata(name, version)
 
     @app.get("/v2/models/{name}/ready", tags=["v2"], responses=_ERRORS)
-    def model_ready(name: str) -> dict[str, Any]:
+    def model_ready(name: str = name_param) -> dict[str, Any]:
         """Model readiness: 200 when the model answers requests."""
         model(name)
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
-    async def infer(name: str, req: p.InferRequest) -> p.InferResponse:
+    async def infer(req: p.InferRequest, name: str = name_param) -> p.InferResponse:
         """Classify base64 images (one BYTES input of shape [n]) → FP32 probabilities [n, classes] and labels."""
         return await _infer(name, req)
 
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
-    async def infer_version(name: str, version: str, req: p.InferRequest) -> p.InferResponse:
+    async def infer_version(req: p.InferRequest, name: str = name_param, version: str = version_param) -> p.InferResponse:
         """Inference on one model version (this server has version 1)."""
         return await _infer(name, req, version)
 
+
+def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
+    """``/predict`` (image files) and ``/score`` (the 2017 sample's base64 JSON)."""
     @app.post("/predict", tags=["predict"], response_model=p.PredictResponse, responses=_ERRORS,
               openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> p.PredictResponse:
@@ -197,15 +226,6 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
         result = await service.classify(images)
         out = [p.score_result(row, pred.labels, result.ms) for row in result.proba]
         return out[0] if len(out) == 1 else out
-
-    @app.get("/metrics", tags=["metrics"], response_class=Response)
-    def prometheus_metrics() -> Response:
-        """Prometheus text format: requests, latency, batch sizes, queue depth."""
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    if ui is not None:
-        _mount_ui(app, predictor, ui)
-    return app
 
 
 def _scored(predictor: Any, proba_row: Any) -> dict[str, Any]:

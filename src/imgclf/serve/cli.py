@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         extra = ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
         cfg = make_config(config, set, extra)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-        typer.echo(f"docs: http://{cfg.serve.host}:{cfg.serve.port}/docs" + ("?token=<token>" if token else ""))
         serve_bundle(bundle, cfg, token=token or None, insecure=insecure,
                      engine_cfg=cfg.engine if _mentions_engine(config, set) else None)
 

@@ -97,3 +97,62 @@ def summary(results: list[CallResult]) -> str:
     med = statistics.median
     return (f"median of {len(results)}: round trip {med(r.round_trip_ms for r in results):.1f} ms, "
             f"server {med(r.server_ms for r in results):.1f} ms, overhead {med(r.overhead_ms for r in results):.1f} ms")
+
+
+@dataclass
+class LoadResult:
+    """What :func:`run_load` saw: latencies of the successful calls and every failure."""
+
+    seconds: float
+    latencies_ms: list[float]
+    errors: dict[str, int]  # status code (or exception name) -> count
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
+
+
+def run_load(url: str, images: list[bytes], *, clients: int = 32, duration_s: float = 10.0,
+             token: str | None = None, timeout: float = 60.0) -> LoadResult:
+    """``clients`` concurrent callers POST the images (round robin) to /predict for ``duration_s``."""
+    import asyncio
+
+    full, _ = endpoint(url)
+    headers = {"Content-Type": "application/octet-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def caller(client: httpx.AsyncClient, k: int, until: float) -> None:
+        i = k
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(full, content=images[i % len(images)], headers=headers)
+                key = None if r.status_code == 200 else str(r.status_code)
+            except httpx.HTTPError as e:
+                key = type(e).__name__
+            if key is None:
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+            else:
+                errors[key] = errors.get(key, 0) + 1
+            i += clients
+
+    async def main() -> float:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(caller(client, k, t0 + duration_s) for k in range(clients)))
+            return time.perf_counter() - t0
+
+    seconds = asyncio.run(main())
+    return LoadResult(seconds, latencies, errors)

@@ -2,8 +2,9 @@
 
 A declared ``Content-Length`` over the limit is refused at once, before the body is read. A
 body without one (chunked) is counted as it streams in and refused as soon as it passes the
-limit, so neither kind ever sits in memory whole. The 413 closes the connection: a client
-that keeps sending gets nothing more read.
+limit, so neither kind ever sits in memory whole. The connection stays open: uvicorn drops
+the rest of the body as it arrives (never buffering it), so a client still busy sending reads
+the 413 instead of a connection reset.
 """
 from __future__ import annotations
 
@@ -19,16 +20,14 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int, declared: int | None = None):
         got = f"Content-Length is {declared}" if declared is not None else "the body went past it"
         super().__init__(413, f"request body too large: the limit is {limit} bytes and {got}; "
-                              "send smaller images or fewer per request (serve.max_body_mb)",
-                         headers={"Connection": "close"})
+                              "send smaller images or fewer per request (serve.max_body_mb)")
         self.reason = "body_too_large"
 
 
 def _json_error(status: int, message: str, reason: str) -> tuple[Message, Message]:
     body = json.dumps({"error": message, "reason": reason}).encode()
     start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close")]}
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
     return start, {"type": "http.response.body", "body": body}
 
 

@@ -45,7 +45,8 @@ class PredictResponse(BaseModel):
 
 class ScoreRow(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
-    image: str = Field(alias="image base64 string", description="A base64-encoded image file")
+    image: str = Field(alias="image base64 string", description="A base64-encoded image file",
+                       json_schema_extra={"format": "byte"})
 
 
 class ScoreRequest(BaseModel):

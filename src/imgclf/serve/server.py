@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 
@@ -52,11 +52,17 @@ def _uvicorn_config(app: Any, cfg: Any, **kw: Any) -> uvicorn.Config:
 class _GracefulServer(uvicorn.Server):
     """uvicorn, with readiness turned off before the listening socket closes."""
 
-    def __init__(self, config: uvicorn.Config, service: Any, drain_s: float):
+    def __init__(self, config: uvicorn.Config, service: Any, drain_s: float, loader: Callable[[], Any] | None):
         super().__init__(config)
         self._service = service
         self._drain_s = drain_s
+        self._loader = loader
         self._signalled = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self._loader is not None:  # listening: live answers, ready says 503 until loaded
+            self._service.load_in_background(self._loader)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self._signalled:
@@ -73,6 +79,30 @@ class _GracefulServer(uvicorn.Server):
         timer.start()
 
 
+def run_app(app: Any, serve_cfg: Any, *, loader: Callable[[], Any] | None = None, log_level: str = "info") -> None:
+    """Serve an app made by ``create_app`` on ``serve_cfg.host:port`` until SIGTERM or SIGINT,
+    shutting down gracefully (see the module docstring); ImgclfError if it cannot start or its
+    model fails to load. ``loader()`` (returning a Predictor) runs once the server listens.
+    """
+    service = app.state.imgclf
+    server = _GracefulServer(_uvicorn_config(app, serve_cfg, log_level=log_level), service, serve_cfg.drain_s, loader)
+    failure: list[BaseException] = []
+
+    def _on_load_error(e: BaseException) -> None:
+        failure.append(e)
+        server.begin_shutdown(0.0)
+
+    service.on_load_error = _on_load_error
+    server.run()
+    if failure:
+        e = failure[0]
+        raise ImgclfError(f"the model failed to load: {e}",
+                          hint=getattr(e, "hint", "") or "check the bundle with `imgclf predict BUNDLE IMAGE`")
+    if not server.started:
+        raise ImgclfError(f"could not start the server on {serve_cfg.host}:{serve_cfg.port}",
+                          hint="is the port in use? pick another with --port")
+
+
 def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = None, insecure: bool = False,
                  engine_cfg: Any = None) -> None:
     """Verify the bundle, then serve it until SIGTERM/SIGINT; raises ImgclfError on refusal.
@@ -86,25 +116,11 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
 
     check_bind(cfg.serve.host, token, insecure)
     bundle = load_bundle(bundle_dir)  # BundleError with a clear message on a mismatch
-    app = create_app(None, cfg.serve, token=token, loader=lambda: Predictor(bundle_dir, engine_cfg))
-    service = app.state.imgclf
-    server = _GracefulServer(_uvicorn_config(app, cfg.serve, log_level="info"), service, cfg.serve.drain_s)
-    failure: list[BaseException] = []
-
-    def _on_load_error(e: BaseException) -> None:
-        failure.append(e)
-        server.begin_shutdown(0.0)
-
-    service.on_load_error = _on_load_error
-    log.info("serving %s (%s) on http://%s:%d", Path(bundle_dir), ", ".join(bundle.labels), cfg.serve.host, cfg.serve.port)
-    server.run()
-    if failure:
-        e = failure[0]
-        raise ImgclfError(f"the model in {bundle_dir} failed to load: {e}",
-                          hint=getattr(e, "hint", "") or "check the bundle with `imgclf predict BUNDLE IMAGE`")
-    if not server.started:
-        raise ImgclfError(f"could not start the server on {cfg.serve.host}:{cfg.serve.port}",
-                          hint="is the port in use? pick another with --port")
+    app = create_app(None, cfg.serve, token=token)
+    url = f"http://{cfg.serve.host}:{cfg.serve.port}"
+    log.info("serving %s (%s) on %s; docs at %s/docs%s", Path(bundle_dir), ", ".join(bundle.labels), url, url,
+             "?token=<token>" if token else "")
+    run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg))
 
 
 class ServerThread:

@@ -1,0 +1,95 @@
+"""Micro-batching, the bounded queue (503 + Retry-After) and the deadline (504, worker freed)."""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import httpx
+import numpy as np
+from serve_helpers import jpeg, metric, running
+
+
+def _post_all(url: str, bodies: list[bytes]) -> list[httpx.Response]:
+    """POST each body to /predict from its own thread, all at once."""
+    out: list[httpx.Response | None] = [None] * len(bodies)
+    gate = threading.Barrier(len(bodies))
+
+    def one(i: int) -> None:
+        with httpx.Client(timeout=120) as c:
+            gate.wait()
+            out[i] = c.post(url + "/predict", content=bodies[i], headers={"Content-Type": "image/jpeg"})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out  # type: ignore[return-value]
+
+
+def test_concurrent_requests_share_engine_calls(predictor):
+    bodies = [jpeg(i) for i in range(8)]
+    with running(predictor, max_batch_size=8, max_wait_ms=200) as (url, _):
+        responses = _post_all(url, bodies)
+        text = httpx.get(url + "/metrics").text
+    assert all(r.status_code == 200 for r in responses)
+    calls = metric(text, "imgclf_batch_size_count")
+    assert metric(text, "imgclf_batch_size_sum") == 8 and calls < 8  # some images shared a call
+    for r, body in zip(responses, bodies):  # batching does not change the answers
+        offline = predictor.predict_bytes([body])[0]["scores"]
+        np.testing.assert_allclose(list(r.json()["predictions"][0]["scores"].values()), list(offline.values()), atol=1e-4)
+
+
+def _wait_for_depth(url: str, depth: int, timeout: float = 60) -> None:
+    until = time.monotonic() + timeout
+    with httpx.Client() as c:
+        while metric(c.get(url + "/metrics").text, "imgclf_queue_depth") < depth:
+            assert time.monotonic() < until, "the first request never filled the queue"
+            time.sleep(0.002)
+
+
+def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predictor):
+    files = [("files", (f"{i}.jpg", jpeg(i), "image/jpeg")) for i in range(16)]
+    with running(predictor, queue_size=16, max_batch_size=1) as (url, _):
+        first: dict[str, httpx.Response] = {}
+        t = threading.Thread(target=lambda: first.setdefault("r", httpx.post(url + "/predict", files=files, timeout=120)))
+        t.start()
+        _wait_for_depth(url, 16)  # the first request holds the whole queue until it is answered
+        refused = httpx.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"})
+        t.join()
+        later = httpx.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}, timeout=60)
+        text = httpx.get(url + "/metrics").text
+    assert refused.status_code == 503 and refused.json()["reason"] == "queue_full"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert first["r"].status_code == 200 and len(first["r"].json()["predictions"]) == 16
+    assert later.status_code == 200
+    assert metric(text, "imgclf_rejected_total", reason="queue_full") == 1
+
+
+def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
+    one = jpeg(1)
+    with running(predictor) as (url, _):  # measure one warm request on this machine, now
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            assert httpx.post(url + "/predict", content=one, timeout=60).status_code == 200
+            times.append(time.perf_counter() - t0)
+    per_image = statistics.median(times)
+    n = 48
+    files = [("files", (f"{i}.jpg", jpeg(i), "image/jpeg")) for i in range(n)]
+    # One image per engine call: the request needs ~n× a single image but gets 4×.
+    with running(predictor, max_batch_size=1, timeout_s=max(0.3, 4 * per_image)) as (url, _):
+        t0 = time.perf_counter()
+        r = httpx.post(url + "/predict", files=files, timeout=120)
+        waited = time.perf_counter() - t0
+        time.sleep(3 * per_image)  # let the engine finish the call it was in
+        done = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
+        after = httpx.post(url + "/predict", content=one, timeout=60)
+        text = httpx.get(url + "/metrics").text
+    assert r.status_code == 504 and r.json()["reason"] == "deadline", r.text
+    assert waited < 4 * per_image + 5  # answered at the deadline, not when the work would have ended
+    assert done < n / 2  # the images nobody waits for any more never reached the engine
+    assert after.status_code == 200  # the worker is free for the next request
+    assert metric(text, "imgclf_queue_depth") == 0
+    assert metric(text, "imgclf_internal_errors_total") == 0

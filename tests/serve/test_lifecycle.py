@@ -1,0 +1,97 @@
+"""A real ``python -m imgclf serve`` process: readiness, graceful SIGTERM, tampered bundle."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from serve_helpers import jpeg
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(bundle, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return None
+
+
+def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(bundle_dir, port, "--set", "serve.drain_s=3")
+    try:
+        seen: list[tuple[int | None, int | None]] = []
+        until = time.monotonic() + 120
+        while not seen or seen[-1][1] != 200:
+            assert proc.poll() is None and time.monotonic() < until, "the server did not become ready"
+            seen.append((_status(base + "/v2/health/live"), _status(base + "/v2/health/ready")))
+            time.sleep(0.02)
+        assert (200, 503) in seen  # up and alive, but not ready while the model loaded
+
+        # A request in flight: headers and half of the body sent, the rest comes after SIGTERM.
+        body = jpeg(3)
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
+        time.sleep(0.2)
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        while _status(base + "/v2/health/ready") != 503:  # readiness flips first (once the signal is handled) ...
+            assert time.monotonic() - t_term < 2, "ready did not turn 503 after SIGTERM"
+            time.sleep(0.02)
+        assert _status(base + "/v2/health/live") == 200  # ... while the server still answers
+        assert _status(base + "/v2/health/ready") == 503
+        while _status(base + "/v2/health/live") is not None:  # after the drain it stops accepting
+            assert time.monotonic() - t_term < 10, "the server kept accepting connections"
+            time.sleep(0.05)
+        assert proc.poll() is None  # but waits for the request in flight
+        s.sendall(body[len(body) // 2:])
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+        s.close()
+        head, _, payload = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), response[:300]
+        assert json.loads(payload)["predictions"][0]["label"]
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path):
+    bad = tmp_path / "model"
+    shutil.copytree(bundle_dir, bad)
+    head = bad / "head.npz"
+    data = bytearray(head.read_bytes())
+    data[-10] ^= 0xFF
+    head.write_bytes(bytes(data))
+    port = _free_port()
+    proc = _serve(bad, port)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "head.npz" in out and "error:" in out
+    assert _status(f"http://127.0.0.1:{port}/v2/health/live") is None  # it never listened
+
+
+def test_serve_and_call_have_help():
+    for cmd, options in (("serve", ("--token", "--insecure", "--host", "--port")), ("call", ("-n", "--token"))):
+        p = subprocess.run([sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and all(o in p.stdout for o in options), p.stdout

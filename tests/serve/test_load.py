@@ -1,0 +1,23 @@
+"""32 concurrent clients: no errors, bounded tail latency, flat memory."""
+from __future__ import annotations
+
+import httpx
+from serve_helpers import jpeg, metric, rss_mb, running
+
+from imgclf.serve.client import run_load
+
+
+def test_32_concurrent_clients(predictor):
+    images = [jpeg(i, size=160) for i in range(16)]
+    with running(predictor) as (url, _):
+        warm = run_load(url, images, clients=32, duration_s=1.5)
+        before = rss_mb()
+        load = run_load(url, images, clients=32, duration_s=4.0)
+        grown = rss_mb() - before
+        text = httpx.get(url + "/metrics").text
+    assert warm.errors == {} and load.errors == {}, (warm.errors, load.errors)
+    assert load.ok >= 32
+    assert load.percentile(99) < 10_000  # bounded by the queue, far below the 30 s deadline
+    assert grown < 40, f"RSS grew {grown:.0f} MB under load"
+    assert metric(text, "imgclf_batch_size_sum") / metric(text, "imgclf_batch_size_count") > 1.5  # batches formed
+    assert metric(text, "imgclf_queue_depth") == 0
