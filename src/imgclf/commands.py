@@ -40,6 +40,9 @@ def _print_metrics(m: dict, run_dir: Path) -> None:
     for name, v in m["per_class_accuracy"].items():
         auc = m["roc_auc"].get(name)
         typer.echo(f"  {name:<20} accuracy {'—' if v is None else f'{100 * v:.1f}%':>7}   AUC {'—' if auc is None else f'{auc:.3f}'}")
+    if m.get("fp32_accuracy") is not None:
+        typer.echo(f"  int8 vs fp32: accuracy {100 * m['int8_accuracy']:.2f}% vs {100 * m['fp32_accuracy']:.2f}%, class-averaged "
+                   f"{100 * m['int8_class_avg_accuracy']:.2f}% vs {100 * m['fp32_class_avg_accuracy']:.2f}%")
     typer.echo(f"report: {run_dir / 'report.html'}")
     typer.echo(f"model:  {run_dir / 'model'}")
     typer.echo(f"run dir: {run_dir}")

@@ -84,13 +84,14 @@ class RefineConfig:
     batch_size: int = 16  # minibatch size (per process; lower it after an out-of-memory error)
     lr: list[float] = field(default_factory=list)  # per-epoch learning rates, the last one repeating (the sample's [0.01]*20+[0.001]*20+[0.0001]); empty = use lr_schedule
     lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # per-step schedule used when refine.lr is empty
-    base_lr: float = 0.01  # peak learning rate of the schedule (of the pretrained layers)
+    base_lr: float = 0.001  # peak learning rate of the schedule (hymenoptera, lite0: 0.001 beat 0.003 and 0.01)
     head_lr_mult: float = 1.0  # learning-rate factor of the new head (pooled features have norm ~15: much above 1 diverges)
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 penalty on weights (not on biases and BatchNorm parameters)
     dropout: float = 0.5  # dropout before the new linear head
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     freeze_backbone: bool = False  # train only the new head
+    head_init: Literal["probe", "random"] = "probe"  # start the head from a linear probe on the pretrained features (LP-FT: fine-tuning then distorts them less)
     freeze_stages: int = 3  # leading stages kept at their pretrained weights (the stem counts as one; 0 = train all): faster, and generic early features
     balance: bool = False  # oversample small classes to the size of the largest
     max_images_per_epoch: int = 2000  # cap on train images per epoch, drawn afresh each epoch (0 = all): bounds the time on big datasets

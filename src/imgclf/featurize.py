@@ -56,21 +56,23 @@ class FeatureResult:
     cache_hits: int = 0
 
 
-def _load(path: str, spec: Any, cache: FeatureCache | None) -> tuple[str, np.ndarray | None, np.ndarray | None, str]:
-    """(digest, cached feature or None, preprocessed input or None, error)."""
+def _load_into(path: str, spec: Any, cache: FeatureCache | None, out: np.ndarray) -> tuple[str, np.ndarray | None, str]:
+    """Decode ``path`` into ``out`` (3, H, W) → (digest, cached feature or None, error)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        return "", None, None, f"unreadable: {e.strerror or e}"
-    digest = sha256_bytes(data)
+        return "", None, f"unreadable: {e.strerror or e}"
+    digest = ""
     if cache is not None:
+        digest = sha256_bytes(data)
         hit = cache.get(digest)
         if hit is not None:
-            return digest, hit, None, ""
+            return digest, hit, ""
     try:
-        return digest, None, load_and_preprocess(data, spec), ""
+        out[...] = load_and_preprocess(data, spec)
     except ImageError as e:
-        return digest, None, None, str(e)
+        return digest, None, str(e)
+    return digest, None, ""
 
 
 def featurize_paths(
@@ -82,8 +84,14 @@ def featurize_paths(
     threads: int = 0,
     progress: bool = True,
     desc: str = "featurize",
+    ahead: int = 2,
 ) -> FeatureResult:
-    """Featurize image files with ``engine``; undecodable files are listed, never fatal."""
+    """Featurize image files with ``engine``; undecodable files are listed, never fatal.
+
+    ``threads`` decode threads (0 = all cores) fill batch buffers ``ahead`` batches in front of
+    the engine, so decoding overlaps inference; memory stays at ``ahead + 1`` batch buffers
+    whatever the number of images. Feature-cache writes run on the decode threads too.
+    """
     paths = [str(p) for p in paths]
     n = len(paths)
     feats = np.zeros((n, engine.dim), dtype=np.float32)
@@ -92,46 +100,54 @@ def featurize_paths(
     cache = FeatureCache(cache_dir, engine.feature_id) if cache_dir else None
     hits = 0
     bar = _progress(n, desc) if progress else None
-    pending: deque[tuple[int, Future]] = deque()
-    lookahead = 3 * batch_size  # decode ahead of the engine, but never the whole dataset
+    r = engine.spec.resolution
+    buffers = [np.empty((batch_size, 3, r, r), dtype=np.float32) for _ in range(ahead + 1)]  # (B, 3, H, W)
+    starts = range(0, n, batch_size)
     with ThreadPoolExecutor(max_workers=cpu_threads(threads), thread_name_prefix="decode") as pool:
-        it = iter(range(n))
+        pending: deque[list[Future]] = deque()
 
-        def fill() -> None:
-            while len(pending) < lookahead:
-                i = next(it, None)
-                if i is None:
-                    return
-                pending.append((i, pool.submit(_load, paths[i], engine.spec, cache)))
+        def submit(k: int) -> None:
+            if k < len(starts):
+                buf = buffers[k % len(buffers)]
+                first = starts[k]
+                pending.append([pool.submit(_load_into, paths[i], engine.spec, cache, buf[j])
+                                for j, i in enumerate(range(first, min(first + batch_size, n)))])
 
-        fill()
-        while pending:
-            idx, inputs, digests = [], [], []
-            while pending and len(idx) < batch_size:
-                i, fut = pending.popleft()
-                digest, cached, x, err = fut.result()
+        for k in range(ahead + 1):
+            submit(k)
+        for k, first in enumerate(starts):
+            rows, idx, digests = [], [], []
+            for j, fut in enumerate(pending.popleft()):
+                i = first + j
+                digest, cached, err = fut.result()
                 if err:
                     errors.append((paths[i], err))
                 elif cached is not None:
                     feats[i], ok[i] = cached, True
                     hits += 1
                 else:
+                    rows.append(j)
                     idx.append(i)
-                    inputs.append(x)
                     digests.append(digest)
-                if bar is not None:
-                    bar.update(1)
-            fill()  # keep decoding while the engine runs
             if idx:
-                out = engine.run(np.stack(inputs))  # (B, D)
+                buf = buffers[k % len(buffers)]
+                x = buf[: len(rows)] if rows[-1] == len(rows) - 1 else buf[rows]  # contiguous unless rows failed
+                out = engine.run(x)  # (B, D)
                 feats[idx] = out
                 ok[idx] = True
                 if cache is not None:
-                    for d, f in zip(digests, out):
-                        cache.put(d, f)
+                    pool.submit(_put_all, cache, digests, out)
+            submit(k + ahead + 1)  # this batch's buffer is free again
+            if bar is not None:
+                bar.update(min(batch_size, n - first))
     if bar is not None:
         bar.close()
     return FeatureResult(paths, feats, ok, errors, hits)
+
+
+def _put_all(cache: FeatureCache, digests: list[str], features: np.ndarray) -> None:
+    for d, f in zip(digests, features):
+        cache.put(d, f)
 
 
 def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
@@ -153,13 +169,34 @@ def feature_id(backbone: str, resolution: int, weights: str = "imagenet", precis
     return f"{backbone}-r{resolution}-{weights}-{precision}"
 
 
-def build_featurizer(model_cfg: Any, engine_cfg: Any, *, state_dict: dict | None = None, weights: str = "imagenet", **kw: Any) -> Engine:
-    """The backbone of ``model_cfg`` (optionally with refined ``state_dict``) on ``engine_cfg``'s engine."""
+def with_precision(fid: str, precision: str) -> str:
+    """The id of the same featurizer at another precision (drops an int8 calibration digest)."""
+    for p in ("-fp32", "-int8"):
+        if p in fid:
+            return fid[: fid.rindex(p)] + f"-{precision}"
+    raise ValueError(f"feature id {fid!r} names no precision (expected ...-fp32 or ...-int8)")
+
+
+def build_featurizer(model_cfg: Any, engine_cfg: Any, *, state_dict: dict | None = None, weights: str = "imagenet",
+                     cache_dir: str | os.PathLike | None = None, **kw: Any) -> Engine:
+    """The backbone of ``model_cfg`` (optionally with refined ``state_dict``) on ``engine_cfg``'s engine.
+
+    ``cache_dir`` keeps exported engines between runs; when it already holds this featurizer's
+    ONNX export, neither torch nor the weights are loaded at all.
+    """
     from .backbones import create_backbone
     from .engines import build_engine
 
+    if state_dict is None and not model_cfg.pretrained:
+        weights = "random"
+    fid = feature_id(model_cfg.backbone, model_cfg.resolution, weights, getattr(engine_cfg, "precision", "fp32"))
+    if engine_cfg.backend == "onnxruntime" and state_dict is None and cache_dir is not None:
+        from .engine_onnxruntime import onnx_spec
+
+        spec = onnx_spec(Path(cache_dir) / f"{with_precision(fid, 'fp32')}.onnx")
+        if spec is not None:
+            return build_engine(None, spec, fid, engine_cfg, cache_dir=cache_dir, **kw)
     module, spec = create_backbone(model_cfg.backbone, model_cfg.resolution, pretrained=model_cfg.pretrained and state_dict is None)
     if state_dict is not None:
         module.load_state_dict(state_dict)
-    fid = feature_id(model_cfg.backbone, model_cfg.resolution, weights, getattr(engine_cfg, "precision", "fp32"))
-    return build_engine(module, spec, fid, engine_cfg, **kw)
+    return build_engine(module, spec, fid, engine_cfg, cache_dir=cache_dir, **kw)

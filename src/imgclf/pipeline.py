@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,26 @@ def save_config(cfg: Config, rd: RunDir) -> None:
 
 def feature_cache_dir(cfg: Config) -> Path | None:
     return Path(cfg.data.root) / "features" if cfg.featurize.cache else None
+
+
+def engine_cache_dir(cfg: Config) -> Path:
+    """Where exported (and quantised) featurizer ONNX files are kept between runs."""
+    return Path(cfg.data.root) / "engines"
+
+
+def calibration_paths(cfg: Config, rd: RunDir) -> list[str]:
+    """``engine.calibration_images`` train images for int8, drawn by ``data.seed`` (same draw every time)."""
+    train = sorted(r.path for r in load_split(str(rd.need(rd.split, "prepare"))) if r.split == "train")
+    n = min(cfg.engine.calibration_images, len(train))
+    pick = np.random.default_rng(cfg.data.seed).choice(len(train), size=n, replace=False)
+    return [train[i] for i in sorted(pick)]
+
+
+def _engine_kw(cfg: Config, rd: RunDir) -> dict[str, Any]:
+    kw: dict[str, Any] = {"cache_dir": engine_cache_dir(cfg)}
+    if cfg.engine.precision == "int8":
+        kw["calibration"] = calibration_paths(cfg, rd)
+    return kw
 
 
 # ---------------------------------------------------------------- skipped files
@@ -154,7 +175,8 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
     rd = RunDir(run_dir)
     rows = load_split(str(rd.need(rd.split, "prepare")))
     t0 = time.perf_counter()
-    engine = build_featurizer(cfg.model, cfg.engine)
+    engine = build_featurizer(cfg.model, cfg.engine, **_engine_kw(cfg, rd))
+    t1 = time.perf_counter()  # building (exporting, quantising) the engine happens once per featurizer
     res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
     seconds = time.perf_counter() - t0
@@ -163,7 +185,36 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
               feature_id=np.array(engine.feature_id))
     return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
             "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
-            "images_per_s": round(len(rows) / seconds, 1) if seconds > 0 else None}
+            "backend": cfg.engine.backend, "precision": cfg.engine.precision, "engine_seconds": round(t1 - t0, 2),
+            "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
+
+
+def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: str) -> tuple[Path, dict[str, Any]]:
+    """The ONNX file of the featurizer that made ``feature_id`` features, and what bundle.json says of it.
+
+    Taken from the engine cache (featurize put it there), else exported (and quantised) again;
+    the SVM is trained on the features of this very file, so int8 bundles are judged honestly.
+    """
+    from .config import EngineConfig
+    from .engine_onnxruntime import OPSET
+    from .featurize import build_featurizer
+
+    precision = "int8" if "-int8" in feature_id else "fp32"
+    path = engine_cache_dir(cfg) / f"{feature_id}.onnx"
+    if not path.is_file():
+        ecfg = EngineConfig(backend="onnxruntime", precision=precision, threads=cfg.engine.threads)
+        engine = build_featurizer(cfg.model, ecfg, **_engine_kw(cfg, rd))
+        if engine.feature_id != feature_id:
+            raise RunDirError(f"features.npz was made by featurizer {feature_id} but the config now gives {engine.feature_id}",
+                              hint=f"run `imgclf featurize --run-dir {rd.root}` again")
+        path = engine.onnx_path
+    info: dict[str, Any] = {"onnx": "featurizer.onnx", "precision": precision, "onnx_opset": OPSET}
+    if precision == "int8":
+        from .quantize import calibration_digest, quantization_info
+
+        cal = calibration_paths(cfg, rd)
+        info["quantization"] = quantization_info(len(cal), calibration_digest(cal))
+    return path, info
 
 
 def load_features(rd: RunDir) -> tuple[dict[str, int], np.ndarray, np.ndarray, str]:
@@ -225,10 +276,11 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     clf.fit(x, y)
     _, _, _, fid = load_features(rd)
     _, spec = _spec_of(cfg)
-    meta = bundle_meta(cfg, labels, spec, {"weights": "imagenet", "feature_id": fid, "dim": int(x.shape[1])},
+    onnx_path, onnx_info = featurizer_onnx(cfg, rd, fid)
+    meta = bundle_meta(cfg, labels, spec, {"weights": "imagenet", "feature_id": fid, "dim": int(x.shape[1]), **onnx_info},
                        {"type": "svm", "C": clf.C_, "cv_folds": clf.cv_folds_, "cv_class_avg_accuracy": clf.cv_scores_,
                         "temperature": clf.head_.temperature})
-    write_bundle(rd.model, meta, clf.head_)
+    write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path})
     return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": len(rows)}
 
 
@@ -330,6 +382,54 @@ def _extra_evaluations(cfg: Config, rd: RunDir, bundle: Any, rows: list, y: np.n
     out: dict[str, Any] = {}
     for fn in _EXTRA_EVALUATIONS:
         out.update(fn(cfg, rd, bundle, rows, y, metrics) or {})
+    return out
+
+
+INT8_WARN_DROP = 0.01  # warn when int8 costs more than 1 point of (class-averaged) accuracy
+
+
+@register_evaluation
+def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Any, rows: list, y: np.ndarray, metrics: dict) -> dict[str, Any]:
+    """int8 SVM bundles: test accuracy of the same run in fp32 (fp32 features, SVM trained on them) beside int8's."""
+    if bundle.meta["featurizer"].get("precision") != "int8":
+        return {}
+    out: dict[str, Any] = {"precision": "int8", "int8_accuracy": metrics["accuracy"],
+                           "int8_class_avg_accuracy": metrics["class_avg_accuracy"]}
+    if not cfg.engine.compare_fp32 or bundle.meta["classifier"].get("type") != "svm":
+        return out
+    from .config import EngineConfig
+    from .evaluate import compute_metrics
+    from .featurize import build_featurizer, featurize_paths
+    from .linear import SvmClassifier
+
+    train_rows, _ = split_features(rd, "train")
+    engine = build_featurizer(cfg.model, EngineConfig(backend="onnxruntime", precision="fp32", threads=cfg.engine.threads),
+                              cache_dir=engine_cache_dir(cfg))
+    res = featurize_paths([r.path for r in train_rows + rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=False)
+    labels = bundle.labels
+    y_train = np.array([labels.index(r.label) for r in train_rows])
+    n = len(train_rows)
+    ok_train, ok_test = res.ok[:n], res.ok[n:]
+    clf = SvmClassifier(cfg.svm.c_values, cfg.svm.cv_folds, cfg.svm.l2_normalize, cfg.svm.class_weight, cfg.svm.max_iter, cfg.data.seed)
+    clf.fit(res.features[:n][ok_train], y_train[ok_train])
+    fp32 = compute_metrics(y[ok_test], clf.predict_proba(res.features[n:][ok_test]), labels)
+    return {**out, "fp32_C": clf.C_, **_int8_report(metrics, fp32)}
+
+
+def _int8_report(int8: dict[str, Any], fp32: dict[str, Any]) -> dict[str, Any]:
+    """fp32 accuracies, what int8 costs, and a warning (also printed) when that is over 1 point."""
+    out = {"fp32_accuracy": fp32["accuracy"], "fp32_class_avg_accuracy": fp32["class_avg_accuracy"],
+           "int8_accuracy_drop": fp32["accuracy"] - int8["accuracy"],
+           "int8_class_avg_accuracy_drop": fp32["class_avg_accuracy"] - int8["class_avg_accuracy"]}
+    drop = max(out["int8_accuracy_drop"], out["int8_class_avg_accuracy_drop"])
+    if drop > INT8_WARN_DROP:
+        msg = (f"int8 loses {100 * drop:.1f} points of accuracy against fp32 on the test split "
+               f"(int8 {100 * int8['accuracy']:.1f}% vs fp32 {100 * fp32['accuracy']:.1f}%, class-averaged "
+               f"{100 * int8['class_avg_accuracy']:.1f}% vs {100 * fp32['class_avg_accuracy']:.1f}%); "
+               "consider engine.precision = 'fp32' or more engine.calibration_images")
+        print(f"warning: {msg}", file=sys.stderr)
+        out["int8_warning"] = msg
     return out
 
 

@@ -34,10 +34,13 @@ def center_crop_resize(img: Image.Image, spec: DataSpec) -> Image.Image:
 
 def normalize(img: Image.Image, spec: DataSpec) -> np.ndarray:
     """RGB image (resolution²) → float32 array (3, H, W) normalised by the spec's mean and std."""
-    x = np.asarray(img, dtype=np.float32)  # (H, W, 3) in 0..255
-    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
-    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
-    return np.ascontiguousarray(((x - mean) * inv_std).transpose(2, 0, 1))
+    u8 = np.asarray(img)  # (H, W, 3) uint8, no copy
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None] * 255.0
+    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32)[:, None, None] * 255.0)
+    out = np.empty((3,) + u8.shape[:2], dtype=np.float32)  # (3, H, W)
+    np.subtract(u8.transpose(2, 0, 1), mean, out=out)  # one pass into the final layout: half the time
+    out *= inv_std
+    return out
 
 
 def preprocess(img: Image.Image, spec: DataSpec) -> np.ndarray:

@@ -50,10 +50,10 @@ def fetch_options(connect_timeout: float, read_timeout: float, deadline: float, 
 def _features_fn(cfg: Config, progress: bool):
     """Features of image paths through the configured backbone and engine, cached like `featurize`."""
     from ..featurize import build_featurizer, featurize_paths
-    from ..pipeline import feature_cache_dir
+    from ..pipeline import engine_cache_dir, feature_cache_dir
 
     def run(paths: list[str]):
-        engine = build_featurizer(cfg.model, cfg.engine)
+        engine = build_featurizer(cfg.model, cfg.engine, cache_dir=engine_cache_dir(cfg))
         return featurize_paths(paths, engine, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
                                threads=cfg.engine.threads, progress=progress, desc="features").features
 
