@@ -13,6 +13,14 @@ from ..cli import ConfigOpt, SetOpt, make_config
 
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN",
                                                  help="Bearer token (default: $IMGCLF_TOKEN).")]
+HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
+PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
+
+
+def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:
+    """``--set``-style overrides for the --host and --port options given on the command line."""
+    return ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
 
 
 def _mentions_engine(config: Optional[Path], overrides: Optional[list[str]]) -> bool:
@@ -32,16 +40,12 @@ def _mentions_engine(config: Optional[Path], overrides: Optional[list[str]]) -> 
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(bundle: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
-              host: Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")] = None,
-              port: Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")] = None,
-              token: TokenOpt = None,
-              insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")] = False,
+              host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, insecure: InsecureOpt = False,
               config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Serve a model bundle over REST: /predict, /score, Open Inference Protocol v2, /metrics, /docs."""
         from .server import serve_bundle
 
-        extra = ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
-        cfg = make_config(config, set, extra)
+        cfg = make_config(config, set, bind_overrides(host, port))
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
         serve_bundle(bundle, cfg, token=token or None, insecure=insecure,
                      engine_cfg=cfg.engine if _mentions_engine(config, set) else None)
