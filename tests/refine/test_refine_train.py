@@ -1,0 +1,122 @@
+"""Refinement end to end: bundles for dnn and svm_on_refined, curves, skipped images, frozen layers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datagen import make_dataset, tiny_config
+from refine_helpers import TINY
+from safetensors.torch import load_file
+
+from imgclf.backbones import create_backbone
+from imgclf.bundle import load_bundle
+from imgclf.fileio import read_csv, read_json
+from imgclf.pipeline import RunDir, prepare, run, train
+from imgclf.predict import Predictor
+from imgclf.refine_data import holdout
+from imgclf.split import load_split
+
+
+@pytest.fixture(scope="module")
+def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dnn run (3 classes × 10 images, 64 px, 3 epochs) shared by the tests of this module; read-only."""
+    base = tmp_path_factory.mktemp("refine")
+    images = make_dataset(base / "images", n_per_class=10, seed=2)
+    cfg = tiny_config(base / "data", images, *TINY, "refine.epochs=3", 'train.classifier="dnn"', "refine.log_samples=true")
+    run(cfg, base / "run", progress=False)
+    return base / "run"
+
+
+def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
+    b = load_bundle(dnn_run / "model")
+    assert b.meta["classifier"]["type"] == "dnn" and b.head.temperature == 1.0 and not b.head.l2_normalize
+    f = b.meta["featurizer"]
+    assert f["weights"].startswith("refined-") and f["weights"] in f["feature_id"] and f["dim"] == 1280
+    assert (dnn_run / "model" / "backbone.safetensors").is_file() and (dnn_run / "model" / "featurizer.onnx").is_file()
+    hist = b.meta["training_history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert all(0 <= h["train_error"] <= 1 and 0 <= h["val_error"] <= 1 and h["val_images"] == 6 for h in hist)
+    assert all(h["train_images"] == 18 for h in hist)  # 24 train images minus 6 held out for validation
+    assert min(h["val_error"] for h in hist) <= 0.5
+    metrics = read_json(dnn_run / "metrics.json")
+    assert metrics["training_history"] == hist and metrics["classifier"]["type"] == "dnn"
+    assert metrics["accuracy"] >= 0.6  # 3 classes: chance is 0.33
+    assert (dnn_run / "training_curves.png").stat().st_size > 5000
+    assert 'alt="training_curves"' in (dnn_run / "report.html").read_text()
+    assert not list((dnn_run / "refine").glob("checkpoint*"))  # removed once the bundle exists
+
+
+def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path):
+    b = load_bundle(dnn_run / "model")
+    backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
+    backbone.load_state_dict(load_file(str(dnn_run / "model" / "backbone.safetensors")))
+    test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
+    x = torch.from_numpy(np.stack([Predictor(dnn_run / "model").prepare(p) for p in test]))
+    with torch.no_grad():
+        logits = backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    from imgclf.config import EngineConfig
+
+    for backend in ("onnxruntime", "torch"):
+        got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict_paths(test)
+        proba = np.array([[r["scores"][n] for n in b.labels] for r in got])
+        assert np.abs(proba - expected).max() < 1e-4, backend
+
+
+def test_frozen_layers_and_batchnorm_statistics_keep_their_pretrained_values(dnn_run: Path):
+    refined = load_file(str(dnn_run / "model" / "backbone.safetensors"))
+    pretrained = create_backbone("efficientnet_lite0", 64, pretrained=True)[0].state_dict()
+    for k, v in pretrained.items():
+        same = torch.equal(refined[k], v)
+        if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1.")) or "running_" in k:
+            assert same, f"{k} changed although frozen (refine.freeze_stages=3, refine.bn_freeze)"
+    assert not torch.equal(refined["blocks.5.0.conv_pw.weight"], pretrained["blocks.5.0.conv_pw.weight"])
+
+
+def test_every_train_image_is_seen_once_per_epoch_and_validation_is_held_out_of_train(dnn_run: Path):
+    log = read_json(dnn_run / "refine" / "samples_seen.json")
+    rows = load_split(str(dnn_run / "split.csv"))
+    train = [r for r in rows if r.split == "train"]
+    test_paths = {r.path for r in rows if r.split == "test"}
+    labels = sorted({r.label for r in rows})
+    _, val = holdout(np.array([labels.index(r.label) for r in train]), 0.2, seed=0)
+    val_paths = {train[i].path for i in val}
+    assert set(log["paths"]) == {r.path for r in train} - val_paths and not set(log["paths"]) & test_paths
+    assert len(log["epochs"]) == 3
+    for ep in log["epochs"]:
+        (ids,) = ep["by_rank"]
+        assert sorted(ids) == list(range(len(log["paths"])))
+
+
+def test_svm_on_refined_trains_the_svm_on_the_refined_features(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
+    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=2", 'train.classifier="svm_on_refined"')
+    m = run(cfg, tmp_path / "run", progress=False)
+    b = load_bundle(tmp_path / "run" / "model")
+    assert b.meta["classifier"]["type"] == "svm_on_refined" and b.head.l2_normalize
+    z = np.load(tmp_path / "run" / "features.npz", allow_pickle=False)
+    assert str(z["feature_id"]) == b.meta["featurizer"]["feature_id"] and "refined-" in str(z["feature_id"])
+    assert z["ok"].all() and len(z["paths"]) == 24
+    engine = b.build_engine(cfg.engine)
+    p = Predictor(tmp_path / "run" / "model")
+    some = [str(x) for x in z["paths"][:4]]
+    assert np.abs(engine.run(np.stack([p.prepare(s) for s in some])) - z["features"][:4]).max() < 1e-4
+    assert m["accuracy"] >= 0.6 and len(m["training_history"]) == 2
+
+
+def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=6, seed=5)
+    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=2", 'train.classifier="dnn"', "refine.val_fraction=0")
+    rd = RunDir(tmp_path / "run")
+    prepare(cfg, rd.root)
+    victim = next(r.path for r in load_split(str(rd.split)) if r.split == "train")
+    Path(victim).write_bytes(Path(victim).read_bytes()[:300])  # truncated after prepare checked it
+    out = train(cfg, rd.root)
+    assert out["skipped"] == 1
+    hist = load_bundle(rd.model).meta["training_history"]
+    assert [h["skipped"] for h in hist] == [1, 1] and all(h["train_images"] == 11 for h in hist)
+    rows = [r for r in read_csv(rd.skipped) if r["stage"] == "refine"]
+    assert [r["path"] for r in rows] == [victim] and rows[0]["reason"]

@@ -1,0 +1,71 @@
+"""A refinement killed with SIGKILL in mid-epoch resumes to exactly the result of an uninterrupted run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datagen import make_dataset
+from refine_helpers import TINY, bundle_state, child_env, refine_cmd, run_ok
+
+from imgclf.cli import main as cli_main
+from imgclf.config import load_config
+from imgclf.fileio import read_json
+from imgclf.pipeline import evaluate
+
+SETS = (*TINY, "refine.epochs=3", "refine.batch_size=2", 'train.classifier="dnn"')
+
+
+@pytest.mark.slow
+def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=12, seed=6)
+    env = child_env(tmp_path / "data")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    run_ok(refine_cmd("--run-dir", str(ref), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS), env)
+
+    p = subprocess.Popen(refine_cmd("--run-dir", str(cut), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS),
+                         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in p.stderr:
+            if line.startswith("epoch 1/3"):  # logged after epoch 1's checkpoint: epoch 2 is starting
+                break
+        time.sleep(0.3)  # a few steps into epoch 2
+        os.kill(p.pid, signal.SIGKILL)
+    finally:
+        p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    ck = read_json(cut / "refine" / "checkpoint.json")
+    assert ck["epoch"] == 1 and not (cut / "model").exists(), "the kill should land inside epoch 2"
+
+    out = run_ok(refine_cmd("--resume", str(cut), "--quiet", "--no-evaluate"), env)
+    assert "resuming" in out.stderr and "after epoch 1/3" in out.stderr
+    a, b = bundle_state(ref / "model"), bundle_state(cut / "model")
+    assert a[0] == b[0], "the refined weights differ (their SHA-256 is in the weights id)"
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+    assert a[3] == b[3] and len(a[3]) == 3
+
+    cfg = load_config(None, ['data.root="%s"' % (tmp_path / "data"), *SETS])
+    m_ref, m_cut = evaluate(cfg, ref), evaluate(cfg, cut)
+    assert m_ref["accuracy"] == m_cut["accuracy"] and m_ref["confusion_matrix"] == m_cut["confusion_matrix"]
+    assert (ref / "predictions.csv").read_text().replace(str(ref), "") == (cut / "predictions.csv").read_text().replace(str(cut), "")
+
+
+def test_resume_without_a_checkpoint_or_with_two_run_dirs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture):
+    assert cli_main(["refine", "--resume", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no refinement to resume" in err and "hint:" in err
+    assert cli_main(["refine", "--resume", str(tmp_path / "a"), "--run-dir", str(tmp_path / "b")]) == 2
+    assert "name different runs" in capsys.readouterr().err
+    assert cli_main(["refine"]) == 2
+    assert "--run-dir" in capsys.readouterr().err
+
+
+def test_refine_help_lists_its_options(capsys: pytest.CaptureFixture):
+    assert cli_main(["refine", "--help"]) == 0
+    out = capsys.readouterr().out
+    for opt in ("--run-dir", "--resume", "--set", "--config", "--no-evaluate", "torchrun"):
+        assert opt in out
