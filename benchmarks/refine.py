@@ -1,32 +1,40 @@
 """Refinement on a train/ + val/ image folder: accuracy at the defaults, and training speed.
 
     .venv/bin/python benchmarks/refine.py ../shared/datasets/hymenoptera [--set refine.epochs=8 ...]
-        [--skip naive,svm_on_refined,all_layers] [--json out.json]
+        [--skip speed,dnn,svm_on_refined] [--rounds 3] [--json out.json]
 
 In ONE run, on the same images:
-  (a) naive: the PyTorch transfer-learning tutorial's loop: ImageFolder, RandomResizedCrop(224) +
-      flip + ToTensor + Normalize, DataLoader batch 16 (workers 0), fp32 eager efficientnet_lite0
-      with every layer training (BatchNorm in train mode), SGD momentum; images/s over one epoch;
-  (b) `imgclf run` with train.classifier = dnn at the defaults: test accuracy (the folder's val/ is
-      the test split; refinement holds out its own validation part of train/), seconds per epoch and
-      training images/s (median over epochs, decoding and augmentation included);
-  (c) the same with train.classifier = svm_on_refined;
-  (d) imgclf's loop with every layer training (refine.freeze_stages=0), one epoch: the same work as (a).
-Nothing is written outside a temp folder. Timings swing with other load on the machine.
+  speed, interleaved over --rounds rounds of 96 training images each, median images/s of
+    (a) naive: the PyTorch transfer-learning tutorial's loop: ImageFolder, RandomResizedCrop(224) +
+        flip + ToTensor + Normalize, DataLoader batch 16 (workers 0), fp32 eager efficientnet_lite0
+        with every layer training (BatchNorm in train mode), SGD momentum;
+    (b) imgclf's refinement loop at the defaults (decoding and augmentation included);
+    (c) imgclf's loop with every layer training (refine.freeze_stages=0): the same work as (a);
+  dnn: `imgclf run` with train.classifier = dnn at the defaults: test accuracy (the folder's val/
+    is the test split; refinement holds out its own validation part of train/), seconds per epoch,
+    training images/s (median over epochs) and wall time;
+  svm_on_refined: the same with train.classifier = svm_on_refined.
+Interleaving matters on a shared CPU: another process holding a core slows a 2-thread loop by
+several times, so the three loops take turns and medians are compared. Nothing is written
+outside a temp folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 
-def naive_epoch(train_dir: Path, resolution: int = 224, batch_size: int = 16) -> float:
-    """One epoch of the tutorial's fine-tuning loop; returns training images/s."""
+SPEED_IMAGES = 96  # per measurement: 6 steps of 16
+
+
+def naive_images_per_s(train_dir: Path, resolution: int = 224, batch_size: int = 16) -> float:
+    """SPEED_IMAGES images through the tutorial's fine-tuning loop (after one warm-up step); images/s."""
     import torch
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
@@ -40,14 +48,35 @@ def naive_epoch(train_dir: Path, resolution: int = 224, batch_size: int = 16) ->
                              transforms.Normalize(spec.mean, spec.std)])
     loader = DataLoader(datasets.ImageFolder(str(train_dir), tf), batch_size=batch_size, shuffle=True, num_workers=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
-    n, t0 = 0, time.perf_counter()
+    n, t0 = -batch_size, 0.0
     for x, y in loader:
+        if n == 0:
+            t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         n += len(y)
+        if n >= SPEED_IMAGES:
+            break
     return n / (time.perf_counter() - t0)
+
+
+def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float:
+    """SPEED_IMAGES images through imgclf's refinement loop (one epoch, capped); images/s."""
+    from imgclf import distributed
+    from imgclf.config import load_config
+    from imgclf.pipeline import RunDir, prepare
+    from imgclf.refine_loop import fit
+
+    cfg = load_config(None, [f'data.root="{root}"', f'data.images="{images}"', "tracking.enabled=false", *overrides,
+                             "refine.epochs=1", f"refine.max_images_per_epoch={SPEED_IMAGES}", "refine.val_fraction=0",
+                             'refine.head_init="random"'])
+    rd = RunDir(root / "speed")
+    if not rd.split.exists():
+        prepare(cfg, rd.root)
+    refined = fit(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), progress=False, log=lambda _: None)
+    return refined.history[0]["images_per_s"]
 
 
 def imgclf_run(images: Path, root: Path, classifier: str, overrides: list[str]) -> dict:
@@ -70,7 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--set", action="append", default=[], help="config override for the imgclf runs")
-    ap.add_argument("--skip", default="", help="comma-separated: naive, dnn, svm_on_refined, all_layers")
+    ap.add_argument("--skip", default="", help="comma-separated: speed, dnn, svm_on_refined")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -78,22 +108,21 @@ def main() -> None:
     out: dict = {"cores": len(os.sched_getaffinity(0)), "load_avg_start": os.getloadavg()[0], "overrides": args.set}
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-refine-") as tmp:
         root = Path(tmp)
-        if "naive" not in skip:
-            out["naive_images_per_s"] = round(naive_epoch(images / "train"), 2)
-            print(f"naive fp32 eager loop: {out['naive_images_per_s']} img/s", file=sys.stderr)
-        if "all_layers" not in skip:
-            r = imgclf_run(images, root, "dnn", args.set + ["refine.freeze_stages=0", "refine.epochs=1"])
-            out["imgclf_all_layers_images_per_s"] = r["train_images_per_s"]
+        if "speed" not in skip:
+            runs: dict[str, list[float]] = {"naive": [], "imgclf_defaults": [], "imgclf_all_layers": []}
+            for r in range(args.rounds):
+                runs["naive"].append(naive_images_per_s(images / "train"))
+                runs["imgclf_defaults"].append(imgclf_images_per_s(images, root, args.set))
+                runs["imgclf_all_layers"].append(imgclf_images_per_s(images, root, args.set + ["refine.freeze_stages=0"]))
+                print(f"speed round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()) + " img/s", file=sys.stderr)
+            med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
+            out["speed_images_per_s"] = {"median": med, "rounds": runs}
+            out["speedup_defaults"] = round(med["imgclf_defaults"] / med["naive"], 2)
+            out["speedup_all_layers"] = round(med["imgclf_all_layers"] / med["naive"], 2)
         for clf in ("dnn", "svm_on_refined"):
             if clf not in skip:
                 out[clf] = imgclf_run(images, root, clf, args.set)
                 print(f"{clf}: {json.dumps(out[clf])}", file=sys.stderr)
-    if "naive_images_per_s" in out:
-        base = out["naive_images_per_s"]
-        if "dnn" in out:
-            out["speedup_defaults"] = round(out["dnn"]["train_images_per_s"] / base, 2)
-        if "imgclf_all_layers_images_per_s" in out:
-            out["speedup_all_layers"] = round(out["imgclf_all_layers_images_per_s"] / base, 2)
     out["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=2))
     if args.json:

@@ -51,8 +51,12 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
     return "cpu"
 
 
-def setup(device: str = "auto") -> Dist:
-    """Join the ``torchrun`` process group when there is one; returns this process's :class:`Dist`."""
+def setup(device: str = "auto", threads: int = 0) -> Dist:
+    """Join the ``torchrun`` process group when there is one; returns this process's :class:`Dist`.
+
+    On CPU the process computes with ``threads`` (0 = all cores), shared among the processes
+    of this machine.
+    """
     import torch
     import torch.distributed as td
 
@@ -64,7 +68,7 @@ def setup(device: str = "auto") -> Dist:
     if dev.startswith("cuda"):
         torch.cuda.set_device(torch.device(dev))
     else:  # ranks on one machine share its cores
-        torch.set_num_threads(max(1, cpu_threads() // max(1, local_world)))
+        torch.set_num_threads(max(1, cpu_threads(threads) // max(1, local_world)))
     if world > 1 and not td.is_initialized():
         td.init_process_group("nccl" if dev.startswith("cuda") else "gloo")
     return Dist(rank, world, local_rank, local_world, dev)

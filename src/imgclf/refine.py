@@ -40,7 +40,7 @@ def refine(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     Works alone and under ``torchrun`` (every process calls it; rank 0 prepares the split when
     it is missing and writes every file). ``resume`` continues from the last epoch checkpoint.
     """
-    d = distributed.setup(cfg.train.device)
+    d = distributed.setup(cfg.train.device, cfg.engine.threads)
     rd = RunDir(run_dir)
     if cfg.train.classifier not in REFINED:
         cfg.train.classifier = "dnn"
@@ -56,7 +56,7 @@ def refine(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: 
 @register_trainer("svm_on_refined")
 def train_refined(cfg: Config, rd: RunDir) -> dict[str, Any]:
     """The train step of ``imgclf run`` / ``imgclf train`` for dnn and svm_on_refined (a fresh refinement)."""
-    return _train(cfg, rd, distributed.setup(cfg.train.device), resume=False, progress=True)
+    return _train(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), resume=False, progress=True)
 
 
 def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) -> dict[str, Any]:

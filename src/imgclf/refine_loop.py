@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from .errors import DatasetError, ImgclfError
 from .fileio import read_json, write_json
 from .pipeline import RunDir, skipped_paths
 from .refine_data import Augment, BatchLoader, epoch_plan, holdout, rank_part, step_slices
-from .refine_model import Precision, RefineNet, build_network, learning_rate, param_groups, set_train_mode
+from .refine_model import OnnxPrefix, Precision, RefineNet, build_network, learning_rate, onnx_prefix, param_groups, set_train_mode
 from .split import load_split
 
 
@@ -94,11 +93,18 @@ class _Data:
 
 
 def _to_device(x: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+    return torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
 
 
-def _train_epoch(model: Any, net: RefineNet, opt: Any, prec: Precision, data: _Data, loader: BatchLoader, cfg: Config,
-                 d: Dist, epoch: int, progress: bool) -> dict[str, Any]:
+def _run(fn: Callable[..., torch.Tensor], x: np.ndarray, prefix: OnnxPrefix | None, device: str) -> torch.Tensor:
+    """``fn`` (a network's forward or features) on images ``x``, the frozen stages by ONNX Runtime when given."""
+    if prefix is None:
+        return fn(_to_device(x, device))
+    return fn(_to_device(prefix(x), device), skip=prefix.stages)
+
+
+def _train_epoch(model: Any, net: RefineNet, prefix: OnnxPrefix | None, opt: Any, prec: Precision, data: _Data,
+                 loader: BatchLoader, cfg: Config, d: Dist, epoch: int, progress: bool) -> dict[str, Any]:
     """One pass over this epoch's plan; returns summed statistics of this process."""
     rcfg = cfg.refine
     plan = epoch_plan(data.labels, epoch, cfg.data.seed, balance=rcfg.balance, cap=rcfg.max_images_per_epoch)
@@ -120,7 +126,7 @@ def _train_epoch(model: Any, net: RefineNet, opt: Any, prec: Precision, data: _D
         if not len(y):  # every image of this share failed: a zero-weight stand-in keeps the processes in step
             x, y, weight = np.zeros((1, 3, r, r), np.float32), np.zeros(1, np.int64), torch.zeros(1, device=d.device)
         with prec.autocast():
-            logits = model(_to_device(x, d.device))  # (B, K)
+            logits = _run(model, x, prefix, d.device)  # (B, K)
         per = F.cross_entropy(logits.float(), torch.from_numpy(y).to(d.device), reduction="none",
                               label_smoothing=rcfg.label_smoothing)
         # DDP averages gradients over processes: scaling by world / step size makes the step
@@ -149,7 +155,7 @@ def _eval_parts(n: int, size: int, d: Dist) -> list[tuple[list[int], list[int]]]
     return parts
 
 
-def _validate(net: RefineNet, prec: Precision, data: _Data, loader: BatchLoader, cfg: Config,
+def _validate(net: RefineNet, prefix: OnnxPrefix | None, prec: Precision, data: _Data, loader: BatchLoader, cfg: Config,
               d: Dist) -> tuple[float, float, int, list[tuple[int, str]]]:
     """(mean loss, error rate, images, this process's decode failures) on the held-out part of the train split."""
     n = len(data.val_paths)
@@ -164,7 +170,7 @@ def _validate(net: RefineNet, prec: Precision, data: _Data, loader: BatchLoader,
             if not len(batch.y):
                 continue
             with prec.autocast():
-                logits = net(_to_device(batch.x, d.device)).float()
+                logits = _run(net, batch.x, prefix, d.device).float()
             y = torch.from_numpy(batch.y).to(d.device)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
@@ -175,16 +181,17 @@ def _validate(net: RefineNet, prec: Precision, data: _Data, loader: BatchLoader,
     return loss_sum / count, 1.0 - correct / count, int(count), failed
 
 
-def _probe_head(net: RefineNet, prec: Precision, data: _Data, loader: BatchLoader, cfg: Config, d: Dist) -> None:
+def _probe_head(net: RefineNet, prefix: OnnxPrefix | None, prec: Precision, n: int, loader: BatchLoader, cfg: Config,
+                d: Dist) -> None:
     """Set the head to a linear probe: L2-regularised softmax regression on the pretrained features
-    of the un-augmented training images (each process featurizes its share; all fit the same)."""
+    of ``n`` un-augmented training images (each process featurizes its share; all fit the same)."""
     feats, ys = [], []
     net.eval()
     with torch.inference_mode():
-        for batch in loader.batches(_eval_parts(len(data.paths), 2 * cfg.refine.batch_size, d)):
+        for batch in loader.batches(_eval_parts(n, 2 * cfg.refine.batch_size, d)):
             if len(batch.y):
                 with prec.autocast():
-                    feats.append(net.backbone(_to_device(batch.x, d.device)).float().cpu().numpy())  # (B, D)
+                    feats.append(_run(net.features, batch.x, prefix, d.device).float().cpu().numpy())  # (B, D)
                 ys.append(batch.y)
     dim = net.head.in_features
     x = np.concatenate(distributed.gather_rows(d, np.concatenate(feats) if feats else np.zeros((0, dim), np.float32)))
@@ -234,7 +241,7 @@ def _train_data(cfg: Config, rd: RunDir) -> tuple[list[str], _Data]:
 def _epoch_line(h: dict[str, Any], epochs: int) -> str:
     val = "" if h["val_error"] is None else f"  val loss {h['val_loss']:.3f} error {100 * h['val_error']:.1f}%"
     return (f"epoch {h['epoch']}/{epochs}  lr {h['lr']:.3g}  train loss {h['train_loss']:.3f} error {100 * h['train_error']:.1f}%"
-            f"{val}  {h['images_per_s']:.1f} img/s  {h['seconds']:.0f} s" + (f"  skipped {h['skipped']}" if h["skipped"] else ""))
+            f"{val}  {h['images_per_s']:.1f} img/s  {h['seconds']:.1f} s" + (f"  skipped {h['skipped']}" if h["skipped"] else ""))
 
 
 def _none_if_nan(v: float) -> float | None:
@@ -258,6 +265,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
     net = net.to(d.device, memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(net, rcfg), lr=rcfg.base_lr, momentum=rcfg.momentum)
     prec = Precision(rcfg.precision, d.device)
+    prefix = onnx_prefix(net, rcfg, spec, d.device, torch.get_num_threads())
     fingerprint = _fingerprint(cfg, labels, data.paths)
     folder = checkpoint_dir(rd)
     history: list[dict[str, Any]] = []
@@ -284,7 +292,10 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
     threads = rcfg.decode_threads or max(1, cpu_threads(cfg.engine.threads) // d.local_world)
     with ThreadPoolExecutor(threads, thread_name_prefix="refine-decode") as pool:
         if start == 0 and rcfg.head_init == "probe":
-            _probe_head(net, prec, data, BatchLoader(data.paths, data.labels, spec, pool, aug=None), cfg, d)
+            # on refine.max_images_per_epoch images at most: the probe is a starting point, not the model
+            pick = np.sort(np.random.default_rng([cfg.data.seed, 0x9B0]).permutation(len(data.paths))[: rcfg.max_images_per_epoch or None])
+            probe_data = BatchLoader([data.paths[i] for i in pick], data.labels[pick], spec, pool, aug=None)
+            _probe_head(net, prefix, prec, len(pick), probe_data, cfg, d)
         # frozen BatchNorm statistics never change: no need to broadcast them every step
         model = DistributedDataParallel(net, device_ids=[d.device] if d.device.startswith("cuda") else None,
                                         broadcast_buffers=not rcfg.bn_freeze) if d.active else net
@@ -295,9 +306,9 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
             loader = BatchLoader(data.paths, data.labels, spec, pool, aug=Augment.from_config(rcfg), seed=cfg.data.seed, epoch=epoch)
             t0 = time.perf_counter()
             try:
-                st = _train_epoch(model, net, opt, prec, data, loader, cfg, d, epoch, progress)
+                st = _train_epoch(model, net, prefix, opt, prec, data, loader, cfg, d, epoch, progress)
                 train_s = time.perf_counter() - t0
-                val_loss, val_error, n_val, val_failed = _validate(net, prec, data, val_loader, cfg, d)
+                val_loss, val_error, n_val, val_failed = _validate(net, prefix, prec, data, val_loader, cfg, d)
             except (RuntimeError, MemoryError) as e:
                 if _is_oom(e):
                     raise _oom_error(rcfg, cfg.model.resolution, d.device) from None

@@ -11,11 +11,13 @@ import numpy as np
 
 from imgclf.bundle import load_bundle
 
-TINY = ("model.resolution=64", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2",
+# one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
+# another process holds a core (the CPU is shared while tests run)
+TINY = ("model.resolution=64", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2", "engine.threads=1",
         "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false")
 
 
-def child_env(data_root: Path, threads: int = 2) -> dict[str, str]:
+def child_env(data_root: Path, threads: int = 1) -> dict[str, str]:
     """The same environment for every child, so runs compare bit for bit."""
     return {**os.environ, "IMGCLF_DATA_DIR": str(data_root), "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 

@@ -24,10 +24,10 @@ def test_two_gloo_processes_match_one_and_see_every_sample_once(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=10, seed=8)
     one, two = tmp_path / "one", tmp_path / "two"
     run_ok(refine_cmd("--run-dir", str(one), "--images", str(images), "--quiet", sets=(*SETS, "refine.batch_size=8")),
-           child_env(tmp_path / "data", threads=1))
+           child_env(tmp_path / "data"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "imgclf"]
     cmd = torchrun + refine_cmd("--run-dir", str(two), "--images", str(images), "--quiet", sets=(*SETS, "refine.batch_size=4"))[3:]
-    run_ok(cmd, child_env(tmp_path / "data", threads=1))
+    run_ok(cmd, child_env(tmp_path / "data"))
 
     log = read_json(two / "refine" / "samples_seen.json")
     assert log["world_size"] == 2 and len(log["epochs"]) == 2

@@ -159,3 +159,21 @@ def test_linear_probe_fit_separates_separable_features_and_l2_shrinks_it():
     w2, _ = fit_softmax(x, y, 3, l2=1.0)
     assert np.linalg.norm(w2) < 0.5 * np.linalg.norm(w)
     assert np.array_equal(fit_softmax(x, y, 3, l2=0.01)[0], w)  # deterministic
+
+
+def test_frozen_stages_on_onnx_runtime_give_the_same_logits_as_torch():
+    from imgclf.refine_model import onnx_prefix
+
+    cfg = _cfg("refine.freeze_stages=3")
+    net, spec = build_network(cfg.model, cfg.refine, 3, seed=0)
+    net.eval()
+    prefix = onnx_prefix(net, cfg.refine, spec, "cpu", threads=1)
+    assert prefix is not None and prefix.stages == 3
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        plain = net(torch.from_numpy(x)).numpy()
+        split = net(torch.from_numpy(prefix(x)), skip=3).numpy()
+    assert np.abs(plain - split).max() < 1e-4 * max(1.0, np.abs(plain).max())
+    assert onnx_prefix(net, _cfg("refine.onnx_frozen=false").refine, spec, "cpu", 1) is None
+    assert onnx_prefix(net, _cfg("refine.freeze_stages=0").refine, spec, "cpu", 1) is None
+    assert onnx_prefix(net, cfg.refine, spec, "cuda:0", 1) is None

@@ -30,10 +30,8 @@ def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_pat
     p = subprocess.Popen(refine_cmd("--run-dir", str(cut), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS),
                          env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
-        for line in p.stderr:
-            if line.startswith("epoch 1/3"):  # logged after epoch 1's checkpoint: epoch 2 is starting
-                break
-        time.sleep(0.3)  # a few steps into epoch 2
+        line = next(x for x in p.stderr if x.startswith("epoch 1/3"))  # logged after epoch 1's checkpoint
+        time.sleep(0.3 * float(line.split()[-2]))  # about a third into epoch 2 (epoch 1 took "... 1.2 s")
         os.kill(p.pid, signal.SIGKILL)
     finally:
         p.wait(timeout=60)
