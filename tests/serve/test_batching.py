@@ -50,21 +50,27 @@ def _wait_for_depth(url: str, depth: int, timeout: float = 60) -> None:
 
 
 def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predictor):
-    files = [("files", (f"{i}.jpg", jpeg(i), "image/jpeg")) for i in range(16)]
-    with running(predictor, queue_size=16, max_batch_size=1) as (url, _):
+    n = 64
+    files = [("files", (f"{i}.jpg", jpeg(i, size=640), "image/jpeg")) for i in range(n)]
+    with running(predictor, queue_size=n, max_batch_size=1) as (url, _):
         first: dict[str, httpx.Response] = {}
         t = threading.Thread(target=lambda: first.setdefault("r", httpx.post(url + "/predict", files=files, timeout=120)))
         t.start()
-        _wait_for_depth(url, 16)  # the first request holds the whole queue until it is answered
-        refused = httpx.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"})
+        _wait_for_depth(url, n)  # the first request holds the whole queue until it is answered
+        tries: list[httpx.Response] = []
+        with httpx.Client(timeout=60) as c:
+            while t.is_alive():  # knock while the queue is (probably) full; a fast engine may drain it first
+                tries.append(c.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}))
         t.join()
         later = httpx.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}, timeout=60)
         text = httpx.get(url + "/metrics").text
-    assert refused.status_code == 503 and refused.json()["reason"] == "queue_full"
-    assert int(refused.headers["retry-after"]) >= 1
-    assert first["r"].status_code == 200 and len(first["r"].json()["predictions"]) == 16
+    refused = [r for r in tries if r.status_code == 503]
+    assert refused, [r.status_code for r in tries]
+    assert all(r.status_code in (200, 503) for r in tries)
+    assert all(r.json()["reason"] == "queue_full" and int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert first["r"].status_code == 200 and len(first["r"].json()["predictions"]) == n
     assert later.status_code == 200
-    assert metric(text, "imgclf_rejected_total", reason="queue_full") == 1
+    assert metric(text, "imgclf_rejected_total", reason="queue_full") == len(refused)
 
 
 def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
@@ -76,7 +82,7 @@ def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
             assert httpx.post(url + "/predict", content=one, timeout=60).status_code == 200
             times.append(time.perf_counter() - t0)
     per_image = statistics.median(times)
-    n = 48
+    n = 64  # the most files one request may carry
     files = [("files", (f"{i}.jpg", jpeg(i), "image/jpeg")) for i in range(n)]
     # One image per engine call: the request needs ~n× a single image but gets 4×.
     with running(predictor, max_batch_size=1, timeout_s=max(0.3, 4 * per_image)) as (url, _):
@@ -85,11 +91,14 @@ def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
         waited = time.perf_counter() - t0
         time.sleep(3 * per_image)  # let the engine finish the call it was in
         done = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
+        time.sleep(5 * per_image)
+        still = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
         after = httpx.post(url + "/predict", content=one, timeout=60)
         text = httpx.get(url + "/metrics").text
     assert r.status_code == 504 and r.json()["reason"] == "deadline", r.text
     assert waited < 4 * per_image + 5  # answered at the deadline, not when the work would have ended
-    assert done < n / 2  # the images nobody waits for any more never reached the engine
+    # The images nobody waits for any more never reach the engine: the count stops at the deadline.
+    assert done == still < n, (done, still, n)
     assert after.status_code == 200  # the worker is free for the next request
     assert metric(text, "imgclf_queue_depth") == 0
     assert metric(text, "imgclf_internal_errors_total") == 0
