@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .errors import BackboneError
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,8 @@ _LITE = {
 }
 
 _Builder = Callable[[int, bool, int], tuple[Any, DataSpec]]
-_REGISTRY: dict[str, _Builder] = {}
-
-
-def register_backbone(name: str) -> Callable[[_Builder], _Builder]:
-    """Decorator adding a builder ``(resolution, pretrained, num_classes) -> (model, spec)``."""
-
-    def deco(fn: _Builder) -> _Builder:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+_REGISTRY: Registry[_Builder] = Registry("offline backbone")  # builders (resolution, pretrained, num_classes) -> (model, spec)
+register_backbone = _REGISTRY.register
 
 
 def offline_backbones() -> list[str]:

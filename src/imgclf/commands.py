@@ -34,7 +34,7 @@ def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] 
     return cfg.validate()
 
 
-def _print_metrics(m: dict, run_dir: Path) -> None:
+def print_metrics(m: dict, run_dir: Path) -> None:
     typer.echo(f"test accuracy {100 * m['accuracy']:.2f}%  class-averaged {100 * m['class_avg_accuracy']:.2f}%  "
                f"(train {m.get('n_train')}, test {m['n_test']})")
     for name, v in m["per_class_accuracy"].items():
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         cfg = step_config(None, config, set, images)
         rd = run_dir or default_run_dir(cfg)
         m = run_pipeline(cfg, rd, progress=not quiet)
-        _print_metrics(m, Path(rd))
+        print_metrics(m, Path(rd))
 
     @app.command()
     def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = None, set: SetOpt = None) -> None:
@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = step_config(run_dir, config, set)
         m = do(cfg, run_dir)
-        _print_metrics(m, Path(run_dir))
+        print_metrics(m, Path(run_dir))
         track(cfg, run_dir, "evaluate")
 
     @app.command()
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         cfg.data.images = str(images)
         rd = run_dir or default_run_dir(cfg)
         m = run_pipeline(cfg, rd)
-        _print_metrics(m, Path(rd))
+        print_metrics(m, Path(rd))
 
     @app.command("config")
     def show_config(config: ConfigOpt = None, set: SetOpt = None) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from .backbones import DataSpec
+from .registry import Registry
 
 
 class Engine(Protocol):
@@ -63,17 +64,9 @@ class TorchEngine:
 
 
 EngineBuilder = Callable[..., Engine]
-_ENGINES: dict[str, EngineBuilder] = {}
-
-
-def register_engine(name: str) -> Callable[[EngineBuilder], EngineBuilder]:
-    """Decorator adding an engine builder ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``."""
-
-    def deco(fn: EngineBuilder) -> EngineBuilder:
-        _ENGINES[name] = fn
-        return fn
-
-    return deco
+# builders (module, spec, feature_id, engine_cfg, **kw) -> Engine; imgclf.engine_NAME registers NAME on import
+_ENGINES: Registry[EngineBuilder] = Registry("engine.backend", plugin=lambda name: f"imgclf.engine_{name}")
+register_engine = _ENGINES.register
 
 
 @register_engine("torch")
@@ -83,15 +76,4 @@ def _torch_engine(module: Any, spec: DataSpec, feature_id: str, engine_cfg: Any,
 
 def build_engine(module: Any, spec: DataSpec, feature_id: str, engine_cfg: Any, **kw: Any) -> Engine:
     """Build the engine ``engine_cfg.backend`` for ``module``; unknown names list the valid ones."""
-    name = engine_cfg.backend
-    if name not in _ENGINES:
-        # engines in optional modules register themselves on import
-        try:
-            __import__(f"imgclf.engine_{name}")
-        except ModuleNotFoundError:
-            pass
-    if name not in _ENGINES:
-        from .errors import ImgclfError
-
-        raise ImgclfError(f"unknown engine.backend {name!r}", hint=f"use one of: {', '.join(sorted(_ENGINES))}")
-    return _ENGINES[name](module, spec, feature_id, engine_cfg, **kw)
+    return _ENGINES.lookup(engine_cfg.backend)(module, spec, feature_id, engine_cfg, **kw)

@@ -28,6 +28,7 @@ from .errors import DatasetError, RunDirError
 from .fileio import read_csv, read_json, read_npz, write_csv, write_json, write_npz, write_text
 from .images import ImageError, decode_image
 from .split import load_split, make_split, save_split
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _read_skipped(rd: RunDir) -> list[tuple[str, str, str]]:
     return [(r["path"], r["reason"], r["stage"]) for r in read_csv(rd.skipped)] if rd.skipped.exists() else []
 
 
-def _add_skipped(rd: RunDir, rows: list[tuple[str, str, str]], replace_stage: str | None = None) -> None:
+def add_skipped(rd: RunDir, rows: list[tuple[str, str, str]], replace_stage: str | None = None) -> None:
     old = [r for r in _read_skipped(rd) if r[2] != replace_stage]
     seen = {r[0] for r in old}
     write_csv(rd.skipped, ["path", "reason", "stage"], old + [r for r in rows if r[0] not in seen])
@@ -133,7 +134,7 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     bad = [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
     good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]
     ds.items = [it for it, _ in good]
-    _add_skipped(rd, bad, replace_stage="prepare")
+    add_skipped(rd, bad, replace_stage="prepare")
     groups: list[list[str]] = []
     if want_hash and good:
         from .acquire.dedup import groups_from_codes
@@ -180,7 +181,7 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
     res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
     seconds = time.perf_counter() - t0
-    _add_skipped(rd, [(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
+    add_skipped(rd, [(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
     write_npz(rd.features, paths=np.array(res.paths), features=res.features, ok=res.ok,
               feature_id=np.array(engine.feature_id))
     return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
@@ -226,17 +227,10 @@ def load_features(rd: RunDir) -> tuple[dict[str, int], np.ndarray, np.ndarray, s
 # ---------------------------------------------------------------- classifiers
 
 Trainer = Callable[[Config, RunDir], dict[str, Any]]
-_TRAINERS: dict[str, Trainer] = {}
-
-
-def register_trainer(name: str) -> Callable[[Trainer], Trainer]:
-    """Decorator: ``train.classifier = name`` runs this function, which writes RUN_DIR/model."""
-
-    def deco(fn: Trainer) -> Trainer:
-        _TRAINERS[name] = fn
-        return fn
-
-    return deco
+# ``train.classifier = name`` runs the function registered as name, which writes RUN_DIR/model;
+# the refinement trainers (dnn, svm_on_refined) register themselves when imgclf.refine is imported.
+_TRAINERS: Registry[Trainer] = Registry("train.classifier", plugin=lambda _: "imgclf.refine", error=DatasetError)
+register_trainer = _TRAINERS.register
 
 
 def split_features(rd: RunDir, side: str) -> tuple[list[Any], np.ndarray]:
@@ -293,16 +287,9 @@ def _spec_of(cfg: Config):
 def train(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Train ``cfg.train.classifier`` and write the model bundle."""
     rd = RunDir(run_dir)
-    name = cfg.train.classifier
-    if name not in _TRAINERS:
-        try:  # trainers in optional modules register themselves on import
-            __import__("imgclf.refine")
-        except ModuleNotFoundError:
-            pass
-    if name not in _TRAINERS:
-        raise DatasetError(f"train.classifier {name!r} is not available", hint=f"use one of: {', '.join(sorted(_TRAINERS))}")
+    trainer = _TRAINERS.lookup(cfg.train.classifier)
     t0 = time.perf_counter()
-    out = _TRAINERS[name](cfg, rd)
+    out = trainer(cfg, rd)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     save_config(cfg, rd)
     return out
@@ -324,7 +311,7 @@ def test_features(cfg: Config, rd: RunDir, bundle: Any) -> tuple[list[Any], np.n
     engine = bundle.build_engine(cfg.engine)
     res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=True, desc="featurize test")
-    _add_skipped(rd, [(p, reason, "evaluate") for p, reason in res.errors])
+    add_skipped(rd, [(p, reason, "evaluate") for p, reason in res.errors])
     keep = np.flatnonzero(res.ok)
     return [rows[i] for i in keep], res.features[keep]
 

@@ -27,7 +27,7 @@ from .distributed import Dist
 from .engines import cpu_threads
 from .fileio import sha256_file, write_npz
 from .linear import LinearHead, SvmClassifier
-from .pipeline import RunDir, _add_skipped, bundle_meta, prepare, register_trainer, save_config, skipped_paths, split_features
+from .pipeline import RunDir, add_skipped, bundle_meta, prepare, register_trainer, save_config, skipped_paths, split_features
 from .refine_loop import Refined, checkpoint_dir, fit
 from .split import load_split
 
@@ -71,7 +71,7 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
-        _add_skipped(rd, [(p, reason, "refine") for p, reason in refined.skipped.items()])
+        add_skipped(rd, [(p, reason, "refine") for p, reason in refined.skipped.items()])
         _plot_curves(refined.history, rd.root / "training_curves.png")
         clear_checkpoints(checkpoint_dir(rd))
     distributed.barrier(d)  # the bundle exists before any process goes on
@@ -154,7 +154,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
         for r, (f, o) in enumerate(zip(feats, oks)):
             features[r :: d.world], ok[r :: d.world] = f, o.astype(bool)
         write_npz(rd.features, paths=np.array(paths), features=features, ok=ok, feature_id=np.array(featurizer["feature_id"]))
-        _add_skipped(rd, [(p, reason, "featurize") for p, reason in errors.items()], replace_stage="featurize")
+        add_skipped(rd, [(p, reason, "featurize") for p, reason in errors.items()], replace_stage="featurize")
         rows, x = split_features(rd, "train")
         y = np.array([refined.labels.index(r.label) for r in rows])
         s = cfg.svm

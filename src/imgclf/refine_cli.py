@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         processes: torchrun --nproc_per_node=N -m imgclf refine --run-dir R.
         """
         from . import distributed
-        from .commands import _print_metrics, step_config
+        from .commands import print_metrics, step_config
         from .pipeline import evaluate as do_evaluate, track
         from .refine import refine as do_refine
 
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
                 return
             typer.echo(json.dumps(summary))
             if evaluate:
-                _print_metrics(do_evaluate(cfg, rd), Path(rd))
+                print_metrics(do_evaluate(cfg, rd), Path(rd))
             track(cfg, rd, "refine")
         finally:
             distributed.teardown()

@@ -87,7 +87,7 @@ def test_no_reachable_provider_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_unknown_provider_lists_the_known_ones():
-    with pytest.raises(ImgclfError, match="expected one of brave, ddgs"):
+    with pytest.raises(ImgclfError, match="expected one of: brave, ddgs"):
         get_provider("bing")
     assert isinstance(get_provider("ddgs"), DdgsProvider)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Protocol
 
-from ..errors import ImgclfError
+from ..registry import Registry
 
 
 class ProviderError(Exception):
@@ -27,27 +27,13 @@ class ImageSearchProvider(Protocol):
 
 
 ProviderFactory = Callable[[], ImageSearchProvider]
-PROVIDERS: dict[str, ProviderFactory] = {}
-
-
-def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
-    """Decorator: make a provider class (or factory) available as ``name``."""
-
-    def deco(factory: ProviderFactory) -> ProviderFactory:
-        PROVIDERS[name] = factory
-        return factory
-
-    return deco
+PROVIDERS: Registry[ProviderFactory] = Registry("image-search provider", hint="pass --provider auto to use the first one that works")
+register_provider = PROVIDERS.register  # a provider class (or factory) available as ``name``
 
 
 def get_provider(name: str) -> ImageSearchProvider:
     """The provider registered as ``name``; an unknown name lists the known ones."""
-    if name not in PROVIDERS:
-        raise ImgclfError(
-            f"unknown image-search provider {name!r}; expected one of {', '.join(sorted(PROVIDERS))}",
-            hint="pass --provider auto to use the first one that works",
-        )
-    return PROVIDERS[name]()
+    return PROVIDERS.lookup(name)()
 
 
 @register_provider("brave")

@@ -33,20 +33,14 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
 
 def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None, *,
              token: str | None = None, insecure: bool = False) -> None:
-    """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until interrupted."""
-    import uvicorn
-
+    """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until SIGTERM/SIGINT,
+    draining in-flight requests like ``imgclf serve``."""
     from ..predict import Predictor
     from ..serve.app import create_app
-    from ..serve.server import check_bind
+    from ..serve.server import check_bind, run_app
 
     check_bind(cfg.serve.host, token, insecure)
     ui = ui_settings(cfg, images_dir, run_dir)
     predictor = Predictor(Path(run_dir) / "model") if run_dir is not None else None
     app = create_app(predictor, cfg.serve, token=token, ui=ui)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="info",
-                                           access_log=False, lifespan="on"))
-    server.run()
-    if not server.started:
-        raise ImgclfError(f"could not start the server on {cfg.serve.host}:{cfg.serve.port}",
-                          hint="is the port in use? pick another with --port")
+    run_app(app, cfg.serve)
