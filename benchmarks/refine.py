@@ -8,7 +8,9 @@ In ONE run, on the same images:
     (a) naive: the PyTorch transfer-learning tutorial's loop: ImageFolder, RandomResizedCrop(224) +
         flip + ToTensor + Normalize, DataLoader batch 16 (workers 0), fp32 eager efficientnet_lite0
         with every layer training (BatchNorm in train mode), SGD momentum;
-    (b) imgclf's refinement loop at the defaults (decoding and augmentation included);
+    (b) imgclf's refinement loop at the defaults (decoding and augmentation included), on the
+        naive loop's network (efficientnet_lite0 at 224 px: refine.backbone="" and
+        refine.resolution=0, so both loops do the same work per image);
     (c) imgclf's loop with every layer training (refine.freeze_stages=0): the same work as (a);
   dnn: `imgclf run` with train.classifier = dnn at the defaults: test accuracy (the folder's val/
     is the test split; refinement holds out its own validation part of train/), seconds per epoch,
@@ -31,6 +33,7 @@ from pathlib import Path
 
 
 SPEED_IMAGES = 96  # per measurement: 6 steps of 16
+SAME_NET = ['refine.backbone=""', "refine.resolution=0"]  # refine model.* (lite0 at 224), the naive loop's network
 
 
 def naive_images_per_s(train_dir: Path, resolution: int = 224, batch_size: int = 16) -> float:
@@ -88,7 +91,8 @@ def imgclf_run(images: Path, root: Path, classifier: str, overrides: list[str]) 
     t0 = time.perf_counter()
     m = run(cfg, root / f"run-{classifier}-{int(time.time())}", progress=False)
     hist = m["training_history"]
-    return {"accuracy": m["accuracy"], "class_avg_accuracy": m["class_avg_accuracy"], "n_test": m["n_test"],
+    return {"backbone": m["backbone"], "resolution": m["resolution"],
+            "accuracy": m["accuracy"], "class_avg_accuracy": m["class_avg_accuracy"], "n_test": m["n_test"],
             "wall_seconds": round(time.perf_counter() - t0, 1), "epochs": len(hist),
             "seconds_per_epoch": sorted(h["seconds"] for h in hist)[len(hist) // 2],
             "train_images_per_s": sorted(h["images_per_s"] for h in hist)[len(hist) // 2],
@@ -112,8 +116,8 @@ def main() -> None:
             runs: dict[str, list[float]] = {"naive": [], "imgclf_defaults": [], "imgclf_all_layers": []}
             for r in range(args.rounds):
                 runs["naive"].append(naive_images_per_s(images / "train"))
-                runs["imgclf_defaults"].append(imgclf_images_per_s(images, root, args.set))
-                runs["imgclf_all_layers"].append(imgclf_images_per_s(images, root, args.set + ["refine.freeze_stages=0"]))
+                runs["imgclf_defaults"].append(imgclf_images_per_s(images, root, SAME_NET + args.set))
+                runs["imgclf_all_layers"].append(imgclf_images_per_s(images, root, SAME_NET + args.set + ["refine.freeze_stages=0"]))
                 print(f"speed round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()) + " img/s", file=sys.stderr)
             med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
             out["speed_images_per_s"] = {"median": med, "rounds": runs}

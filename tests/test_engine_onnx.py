@@ -2,6 +2,7 @@
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,3 +269,20 @@ def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
             "print(type(e).__name__, e.dim, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["OnnxRuntimeEngine", "1280", "False"], out.stderr
+
+
+def test_precise_int8_kernels_only_where_the_cpu_lacks_vnni():
+    from imgclf.engine_onnxruntime import session_options
+    from imgclf.engines import cpu_flags, cpu_has_vnni
+
+    flags = cpu_flags()
+    if Path("/proc/cpuinfo").is_file():
+        assert "fpu" in flags or "fp" in flags  # every x86 and ARM Linux CPU lists one of them
+    assert cpu_has_vnni() == bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    o = session_options(1)
+    # the precise kernels cost half of int8's speed with VNNI, and are needed without it
+    if cpu_has_vnni():
+        with pytest.raises(Exception):
+            o.get_session_config_entry("session.x64quantprecision")
+    else:
+        assert o.get_session_config_entry("session.x64quantprecision") == "1"

@@ -33,6 +33,23 @@ def cpu_threads(requested: int = 0) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``avx512_vnni``, ...) from /proc/cpuinfo; empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_vnni() -> bool:
+    """True when the CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 class TorchEngine:
     """PyTorch inference: fp32 channels_last on CPU (bf16 autocast optional), AMP on CUDA."""
 

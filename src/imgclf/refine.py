@@ -60,6 +60,7 @@ def train_refined(cfg: Config, rd: RunDir) -> dict[str, Any]:
 
 
 def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) -> dict[str, Any]:
+    cfg = cfg.for_refinement()  # refine.backbone / refine.resolution, recorded in the bundle
     t0 = time.perf_counter()
     refined = fit(cfg, rd, d, resume=resume, progress=progress)
     fit_s = time.perf_counter() - t0

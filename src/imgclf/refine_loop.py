@@ -250,9 +250,10 @@ def _none_if_nan(v: float) -> float | None:
 
 def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] = _log) -> Refined:
-    """Refine the backbone of ``cfg.model`` on the run's train split; checkpoint every epoch."""
+    """Refine ``cfg.refine_model()`` on the run's train split; checkpoint every epoch."""
     from torch.nn.parallel import DistributedDataParallel
 
+    cfg = cfg.for_refinement()
     rcfg = cfg.refine
     labels, data = _train_data(cfg, rd)
     if len(data.paths) < d.world:

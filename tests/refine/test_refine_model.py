@@ -87,11 +87,22 @@ def test_precision_auto_uses_bf16_only_where_the_cpu_has_it():
 
 def test_refine_config_is_validated():
     for bad in ("refine.crop_scale=0", "refine.lr=[0.1, -1]", "refine.freeze_stages=-1", "refine.label_smoothing=1.0",
-                "refine.head_lr_mult=0"):
+                "refine.head_lr_mult=0", "refine.resolution=100", "refine.resolution=1024"):
         with pytest.raises(ConfigError, match="refine"):
             load_config(None, [bad])
     with pytest.raises(ConfigError, match="refine.precision"):
         load_config(None, ["refine.precision=fp8"])
+
+
+def test_refinement_refines_its_own_backbone_unless_told_to_use_the_model_one():
+    cfg = load_config(None, [])
+    assert (cfg.model.backbone, cfg.model.resolution) == ("efficientnet_lite0", 224)  # the SVM's fast default
+    assert (cfg.refine_model().backbone, cfg.refine_model().resolution) == ("efficientnet_lite2", 320)
+    r = load_config(None, ['model.backbone="efficientnet_lite1"', "model.resolution=256", 'refine.backbone=""', "refine.resolution=0"])
+    assert (r.refine_model().backbone, r.refine_model().resolution) == ("efficientnet_lite1", 256)
+    f = load_config(None, ["refine.resolution=192"]).for_refinement()
+    assert (f.model.backbone, f.model.resolution, f.model.pretrained) == ("efficientnet_lite2", 192, True)
+    assert f.for_refinement().model == f.model  # applying it twice changes nothing
 
 
 # ---------------------------------------------------------------- checkpoints

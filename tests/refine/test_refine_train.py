@@ -24,7 +24,8 @@ def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One dnn run (3 classes × 10 images, 64 px, 3 epochs) shared by the tests of this module; read-only."""
     base = tmp_path_factory.mktemp("refine")
     images = make_dataset(base / "images", n_per_class=10, seed=2)
-    cfg = tiny_config(base / "data", images, *TINY, "refine.epochs=3", 'train.classifier="dnn"', "refine.log_samples=true")
+    cfg = tiny_config(base / "data", images, *TINY, "refine.epochs=3", 'train.classifier="dnn"', "refine.log_samples=true",
+                      "model.resolution=96", "refine.resolution=64")  # refine.resolution wins over model.resolution
     run(cfg, base / "run", progress=False)
     return base / "run"
 
@@ -40,8 +41,10 @@ def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
     assert all(0 <= h["train_error"] <= 1 and 0 <= h["val_error"] <= 1 and h["val_images"] == 6 for h in hist)
     assert all(h["train_images"] == 18 for h in hist)  # 24 train images minus 6 held out for validation
     assert min(h["val_error"] for h in hist) <= 0.5
+    assert (b.meta["backbone"], b.meta["resolution"], b.spec.resolution) == ("efficientnet_lite0", 64, 64)
     metrics = read_json(dnn_run / "metrics.json")
     assert metrics["training_history"] == hist and metrics["classifier"]["type"] == "dnn"
+    assert (metrics["backbone"], metrics["resolution"]) == ("efficientnet_lite0", 64)
     assert metrics["accuracy"] >= 0.6  # 3 classes: chance is 0.33
     assert (dnn_run / "training_curves.png").stat().st_size > 5000
     assert 'alt="training_curves"' in (dnn_run / "report.html").read_text()
