@@ -76,13 +76,23 @@ class Bundle:
         onnx = self.file("onnx")
         if engine_cfg.backend == "onnxruntime" and onnx is not None:
             return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
+        return build_featurizer(self._model_cfg(), engine_cfg, state_dict=self.state_dict(), weights=f.get("weights", "imagenet"), **kw)
 
-        class _ModelCfg:
-            backbone = self.meta["backbone"]
-            resolution = self.meta["resolution"]
-            pretrained = True
+    def fp32_engine(self, threads: int = 0, cache_dir: str | os.PathLike | None = None):
+        """This bundle's network in fp32 on ONNX Runtime, whatever precision its featurizer.onnx has:
+        the reference an int8 bundle is judged against. ``cache_dir`` keeps pretrained exports only."""
+        from .config import EngineConfig
+        from .featurize import build_featurizer
 
-        return build_featurizer(_ModelCfg, engine_cfg, state_dict=self.state_dict(), weights=f.get("weights", "imagenet"), **kw)
+        state = self.state_dict()
+        return build_featurizer(self._model_cfg(), EngineConfig(backend="onnxruntime", precision="fp32", threads=threads),
+                                state_dict=state, weights=self.meta["featurizer"].get("weights", "imagenet"),
+                                cache_dir=cache_dir if state is None else None)
+
+    def _model_cfg(self) -> Any:
+        from .config import ModelConfig
+
+        return ModelConfig(backbone=self.meta["backbone"], resolution=self.meta["resolution"], pretrained=True)
 
 
 def write_bundle(

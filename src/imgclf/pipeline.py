@@ -377,27 +377,31 @@ INT8_WARN_DROP = 0.01  # warn when int8 costs more than 1 point of (class-averag
 
 @register_evaluation
 def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Any, rows: list, y: np.ndarray, metrics: dict) -> dict[str, Any]:
-    """int8 SVM bundles: test accuracy of the same run in fp32 (fp32 features, SVM trained on them) beside int8's."""
+    """int8 bundles: test accuracy of the same run in fp32 beside int8's. The fp32 reference is the
+    bundle's own network in fp32 with, for SVMs (svm, svm_on_refined), an SVM trained on its fp32
+    features of the same train split, and for dnn the network's own head."""
     if bundle.meta["featurizer"].get("precision") != "int8":
         return {}
     out: dict[str, Any] = {"precision": "int8", "int8_accuracy": metrics["accuracy"],
                            "int8_class_avg_accuracy": metrics["class_avg_accuracy"]}
-    if not cfg.engine.compare_fp32 or bundle.meta["classifier"].get("type") != "svm":
+    kind = bundle.meta["classifier"].get("type")
+    if not cfg.engine.compare_fp32 or kind not in ("svm", "svm_on_refined", "dnn"):
         return out
-    from .config import EngineConfig
     from .evaluate import compute_metrics
-    from .featurize import build_featurizer, featurize_paths
+    from .featurize import featurize_paths
     from .linear import SvmClassifier
 
-    train_rows, _ = split_features(rd, "train")
-    engine = build_featurizer(cfg.model, EngineConfig(backend="onnxruntime", precision="fp32", threads=cfg.engine.threads),
-                              cache_dir=engine_cache_dir(cfg))
+    train_rows = [] if kind == "dnn" else split_features(rd, "train")[0]
+    engine = bundle.fp32_engine(cfg.engine.threads, cache_dir=engine_cache_dir(cfg))
     res = featurize_paths([r.path for r in train_rows + rows], engine, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=False)
     labels = bundle.labels
-    y_train = np.array([labels.index(r.label) for r in train_rows])
     n = len(train_rows)
     ok_train, ok_test = res.ok[:n], res.ok[n:]
+    if kind == "dnn":
+        fp32 = compute_metrics(y[ok_test], bundle.head.predict_proba(res.features[n:][ok_test]), labels)
+        return {**out, **_int8_report(metrics, fp32)}
+    y_train = np.array([labels.index(r.label) for r in train_rows])
     clf = SvmClassifier(cfg.svm.c_values, cfg.svm.cv_folds, cfg.svm.l2_normalize, cfg.svm.class_weight, cfg.svm.max_iter, cfg.data.seed)
     clf.fit(res.features[:n][ok_train], y_train[ok_train])
     fp32 = compute_metrics(y[ok_test], clf.predict_proba(res.features[n:][ok_test]), labels)

@@ -66,9 +66,9 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
     fit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="imgclf-refined-") as tmp:
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share
-            out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, Path(tmp)), progress)
+            out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         elif d.is_main:
-            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, Path(tmp))[:2])
+            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp))[:2])
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
@@ -87,8 +87,9 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
 # ---------------------------------------------------------------- the refined featurizer
 
 
-def _export_featurizer(refined: Refined, cfg: Config, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
-    """backbone.safetensors (+ featurizer.onnx when ONNX export is available) in ``folder``.
+def _export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
+    """backbone.safetensors (+ featurizer.onnx when ONNX export is available) in ``folder``;
+    with ``engine.precision = "int8"`` featurizer.onnx is quantised like a pretrained one.
 
     Every process exports its own copy (the replicas are identical, and a multi-node job
     shares no folder); only rank 0's goes into the bundle.
@@ -111,7 +112,23 @@ def _export_featurizer(refined: Refined, cfg: Config, folder: Path) -> tuple[dic
         return meta, files, backbone
     files["featurizer.onnx"] = export_onnx(backbone, refined.spec, folder / "featurizer.onnx")
     meta.update({"onnx": "featurizer.onnx", "precision": "fp32", "onnx_opset": OPSET})
+    if cfg.engine.precision == "int8":
+        _quantize(cfg, rd, refined, folder, meta, files)
     return meta, files, backbone
+
+
+def _quantize(cfg: Config, rd: RunDir, refined: Refined, folder: Path, meta: dict[str, Any], files: dict[str, Path]) -> None:
+    """Static int8 of the refined export, calibrated on the same train images as a pretrained featurizer's."""
+    from .featurize import with_precision
+    from .pipeline import calibration_paths
+    from .quantize import calibration_digest, load_calibration, quantization_info, quantize_int8
+
+    cal = calibration_paths(cfg, rd)
+    digest = calibration_digest(cal)
+    inputs = load_calibration(cal, refined.spec, cfg.engine.threads)
+    files["featurizer.onnx"] = quantize_int8(files["featurizer.onnx"], folder / "featurizer.int8.onnx", inputs)
+    meta.update({"precision": "int8", "quantization": quantization_info(len(inputs), digest),
+                 "feature_id": f"{with_precision(meta['feature_id'], 'int8')}-{digest[:12]}"})
 
 
 def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
@@ -174,7 +191,8 @@ def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], 
     from .engines import TorchEngine, build_engine
 
     threads = max(1, cpu_threads(cfg.engine.threads) // d.local_world)
-    if d.device == "cpu" and "featurizer.onnx" in files and cfg.engine.backend == "onnxruntime":
+    int8 = featurizer.get("precision") == "int8"  # the SVM must see the features the bundle will give
+    if (d.device == "cpu" or int8) and "featurizer.onnx" in files and (cfg.engine.backend == "onnxruntime" or int8):
         ecfg = EngineConfig(backend="onnxruntime", precision="fp32", threads=threads)
         return build_engine(None, refined.spec, featurizer["feature_id"], ecfg, onnx_path=files["featurizer.onnx"])
     net = backbone if d.device == "cpu" else refined.net.backbone

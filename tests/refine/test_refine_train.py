@@ -15,6 +15,7 @@ from imgclf.bundle import load_bundle
 from imgclf.fileio import read_csv, read_json
 from imgclf.pipeline import RunDir, prepare, run, train
 from imgclf.predict import Predictor
+from imgclf.quantize import onnx_precision
 from imgclf.refine_data import holdout
 from imgclf.split import load_split
 
@@ -123,3 +124,23 @@ def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
     assert [h["skipped"] for h in hist] == [1, 1] and all(h["train_images"] == 11 for h in hist)
     rows = [r for r in read_csv(rd.skipped) if r["stage"] == "refine"]
     assert [r["path"] for r in rows] == [victim] and rows[0]["reason"]
+
+
+def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_network(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
+    sets = (*TINY, "refine.epochs=1", 'train.classifier="dnn"', "engine.calibration_images=8")
+    fp32 = run(tiny_config(tmp_path / "d32", images, *sets), tmp_path / "fp32", progress=False)
+    int8 = run(tiny_config(tmp_path / "d8", images, *sets, 'engine.precision="int8"'), tmp_path / "int8", progress=False)
+    b = load_bundle(tmp_path / "int8" / "model")
+    f = b.meta["featurizer"]
+    assert f["precision"] == "int8" and onnx_precision(tmp_path / "int8" / "model" / "featurizer.onnx") == "int8"
+    assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12]) and "-int8-" in f["feature_id"]
+    assert f["quantization"]["calibration_images"] == 8
+    assert onnx_precision(tmp_path / "fp32" / "model" / "featurizer.onnx") == "fp32"
+    # the same refinement (same seed) in both runs: int8's fp32 reference is exactly the fp32 run
+    assert load_bundle(tmp_path / "fp32" / "model").meta["featurizer"]["weights"] == f["weights"]
+    assert int8["precision"] == "int8" and int8["int8_accuracy"] == int8["accuracy"]
+    assert int8["fp32_accuracy"] == fp32["accuracy"] and int8["fp32_class_avg_accuracy"] == fp32["class_avg_accuracy"]
+    assert int8["int8_accuracy_drop"] == fp32["accuracy"] - int8["accuracy"]
+    got = Predictor(tmp_path / "int8" / "model").predict_paths([str(p) for p in sorted(images.rglob("*.jpg"))[:3]])
+    assert all(abs(sum(r["scores"].values()) - 1) < 1e-5 for r in got)
