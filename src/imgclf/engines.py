@@ -6,6 +6,7 @@ and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable, Protocol
 
@@ -33,6 +34,7 @@ def cpu_threads(requested: int = 0) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (``avx512_vnni``, ...) from /proc/cpuinfo; empty where unreadable."""
     try:

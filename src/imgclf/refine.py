@@ -121,14 +121,13 @@ def _quantize(cfg: Config, rd: RunDir, refined: Refined, folder: Path, meta: dic
     """Static int8 of the refined export, calibrated on the same train images as a pretrained featurizer's."""
     from .featurize import with_precision
     from .pipeline import calibration_paths
-    from .quantize import calibration_digest, load_calibration, quantization_info, quantize_int8
+    from .quantize import cached_int8, calibration_digest, quantization_info
 
     cal = calibration_paths(cfg, rd)
-    digest = calibration_digest(cal)
-    inputs = load_calibration(cal, refined.spec, cfg.engine.threads)
-    files["featurizer.onnx"] = quantize_int8(files["featurizer.onnx"], folder / "featurizer.int8.onnx", inputs)
-    meta.update({"precision": "int8", "quantization": quantization_info(len(inputs), digest),
-                 "feature_id": f"{with_precision(meta['feature_id'], 'int8')}-{digest[:12]}"})
+    path, fid = cached_int8(files["featurizer.onnx"], refined.spec, with_precision(meta["feature_id"], "int8"), cal, folder,
+                            threads=cfg.engine.threads)
+    files["featurizer.onnx"] = path
+    meta.update({"precision": "int8", "feature_id": fid, "quantization": quantization_info(len(cal), calibration_digest(cal))})
 
 
 def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
@@ -192,8 +191,8 @@ def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], 
 
     threads = max(1, cpu_threads(cfg.engine.threads) // d.local_world)
     int8 = featurizer.get("precision") == "int8"  # the SVM must see the features the bundle will give
-    if (d.device == "cpu" or int8) and "featurizer.onnx" in files and (cfg.engine.backend == "onnxruntime" or int8):
-        ecfg = EngineConfig(backend="onnxruntime", precision="fp32", threads=threads)
+    if "featurizer.onnx" in files and (int8 or (d.device == "cpu" and cfg.engine.backend == "onnxruntime")):
+        ecfg = EngineConfig(backend="onnxruntime", threads=threads)  # the file's own precision is used
         return build_engine(None, refined.spec, featurizer["feature_id"], ecfg, onnx_path=files["featurizer.onnx"])
     net = backbone if d.device == "cpu" else refined.net.backbone
     return TorchEngine(net, refined.spec, featurizer["feature_id"], threads=threads, device=d.device)
