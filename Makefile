@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv and run the whole pipeline on the embedded demo data
-#   make test   set up .venv with the dev extras and run the test suite
+#   make test   set up .venv with the dev extras, check the import layers (lint-imports), run the test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -27,6 +27,8 @@ demo: install
 	$(BIN)/imgclf demo
 
 test: install-dev
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --quiet src tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 clean:

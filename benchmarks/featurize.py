@@ -8,7 +8,8 @@ In ONE run, on the same images, with imgclf's feature cache OFF, it measures ima
       DataLoader batch 32, fp32 eager efficientnet_lite0, as the PyTorch transfer-learning tutorial does;
   (b) imgclf, torch engine;  (c) imgclf, ONNX Runtime fp32;  (d) imgclf, ONNX Runtime int8
 and prints each median over the repeats (engines interleaved, so load swings hit all alike), the
-ratio to (a) and the fraction of the fp32 limit (~450 img/s on the 2-core dev machine, FACTS.md).
+ratio to (a) and the fraction of the fp32 limit (~450 img/s on a 2-core AVX-512 machine: decode ≈ 1.5 ms·core
++ 0.77 GFLOP at ≈ 268 GFLOP/s·core ≈ 4.4 ms·core per image).
 Then a child process featurizes 10,000 paths (the folder's files cycled) with the default engine
 and reports its peak RSS (target: under 1.5 GB). Engine building (export, quantisation) is not timed.
 """
@@ -25,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FP32_LIMIT = 450.0  # img/s: decode + 0.77 GFLOP per image at the machine's fp32 peak, 2 cores (FACTS.md)
+FP32_LIMIT = 450.0  # img/s: decode + 0.77 GFLOP per image at a 2-core AVX-512 machine's measured fp32 peak
 
 
 def jpegs(folder: Path) -> list[str]:
@@ -63,14 +64,14 @@ _NAIVE: dict = {}
 
 def _naive_model():
     if not _NAIVE:
-        from imgclf.backbones import create_backbone
+        from imgclf.features.backbones import create_backbone
 
         _NAIVE["m"] = create_backbone("efficientnet_lite0", 224, pretrained=True)
     return _NAIVE["m"]
 
 
 def imgclf_speed(paths: list[str], engine, threads: int) -> float:
-    from imgclf.featurize import featurize_paths
+    from imgclf.features.featurize import featurize_paths
 
     t0 = time.perf_counter()
     res = featurize_paths(paths, engine, batch_size=32, cache_dir=None, threads=threads, progress=False)
@@ -83,7 +84,7 @@ def build_engines(folder: Path, cache: Path, threads: int) -> dict:
     import numpy as np
 
     from imgclf.config import EngineConfig, ModelConfig
-    from imgclf.featurize import build_featurizer
+    from imgclf.features.featurize import build_featurizer
 
     train = jpegs(folder / "train") if (folder / "train").is_dir() else jpegs(folder)
     pick = np.random.default_rng(0).choice(len(train), size=min(128, len(train)), replace=False)
@@ -101,7 +102,7 @@ def memory_child(folder: Path, cache: Path, n: int, threads: int) -> dict:
     """Featurize ``n`` paths (the folder's files cycled) as `imgclf featurize` would, with the
     default engine (ONNX Runtime fp32, loaded from the engine cache: torch is never imported)."""
     from imgclf.config import EngineConfig, ModelConfig
-    from imgclf.featurize import build_featurizer, featurize_paths
+    from imgclf.features.featurize import build_featurizer, featurize_paths
 
     files = jpegs(folder)
     paths = (files * (n // len(files) + 1))[:n]
@@ -146,7 +147,7 @@ def main() -> None:
 def run(args: argparse.Namespace, cache: Path) -> dict:
     import torch
 
-    from imgclf.engines import cpu_threads
+    from imgclf.features.engines import cpu_threads
 
     paths = jpegs(args.folder)
     cores = cpu_threads(args.threads)

@@ -42,7 +42,7 @@ def naive_images_per_s(train_dir: Path, resolution: int = 224, batch_size: int =
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from imgclf.backbones import create_backbone
+    from imgclf.features.backbones import create_backbone
 
     model, spec = create_backbone("efficientnet_lite0", resolution, pretrained=True, num_classes=0)
     head = torch.nn.Linear(model.num_features, len([p for p in train_dir.iterdir() if p.is_dir()]))
@@ -67,10 +67,11 @@ def naive_images_per_s(train_dir: Path, resolution: int = 224, batch_size: int =
 
 def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float:
     """SPEED_IMAGES images through imgclf's refinement loop (one epoch, capped); images/s."""
-    from imgclf import distributed
+    from imgclf.refine import distributed
     from imgclf.config import load_config
-    from imgclf.pipeline import RunDir, prepare
-    from imgclf.refine_loop import fit
+    from imgclf.pipeline.rundir import RunDir
+    from imgclf.pipeline.steps import prepare
+    from imgclf.refine.loop import fit
 
     cfg = load_config(None, [f'data.root="{root}"', f'data.images="{images}"', "tracking.enabled=false", *overrides,
                              "refine.epochs=1", f"refine.max_images_per_epoch={SPEED_IMAGES}", "refine.val_fraction=0",
@@ -84,7 +85,7 @@ def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float
 
 def imgclf_run(images: Path, root: Path, classifier: str, overrides: list[str]) -> dict:
     from imgclf.config import load_config
-    from imgclf.pipeline import run
+    from imgclf.api import run
 
     cfg = load_config(None, [f'data.root="{root}"', f'data.images="{images}"', "tracking.enabled=false",
                              f'train.classifier="{classifier}"', *overrides])

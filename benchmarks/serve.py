@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/serve.py RUN_DIR/model ../shared/datasets/hymenoptera [--seconds 20] [--json out.json]
 
 In ONE run, on the same images:
-  (a) offline: images/s of ``imgclf.featurize.featurize_paths`` with the bundle's engine (cache off),
+  (a) offline: images/s of ``imgclf.features.featurize.featurize_paths`` with the bundle's engine (cache off),
       measured before and after the server runs (the mean is the reference, so load swings show);
   (b) a real ``python -m imgclf serve`` process on 127.0.0.1; sequential single-image POST /predict
       over one keep-alive connection: latency p50/p99 and the server's own time;
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,9 @@ import psutil
 
 from imgclf.serve.client import run_load
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from netutil import free_port  # noqa: E402  (tests/netutil.py: one helper for tests and benchmarks)
+
 TARGET_P50_MS = 15.0
 TARGET_RATIO = 0.6
 FLAT_RSS_MB = 50.0  # growth from the first to the last half of the concurrent run that counts as flat
@@ -42,7 +44,7 @@ def jpegs(folder: Path) -> list[Path]:
 
 def offline(bundle: Path, paths: list[Path]) -> tuple[float, str]:
     """Images/s of featurize_paths with the bundle's engine, and the engine's name."""
-    from imgclf.featurize import featurize_paths
+    from imgclf.features.featurize import featurize_paths
     from imgclf.predict import Predictor
 
     predictor = Predictor(bundle)
@@ -54,14 +56,8 @@ def offline(bundle: Path, paths: list[Path]) -> tuple[float, str]:
     return len(paths) / seconds, predictor.engine_cfg.backend
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(bundle: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -32,7 +32,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only: copy it (``shutil.copytree``) before changing anything.
     """
-    from imgclf.pipeline import run
+    from imgclf.api import run
 
     base = tmp_path_factory.mktemp("trained")
     images = make_dataset(base / "images", n_per_class=16, seed=1)

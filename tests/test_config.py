@@ -65,3 +65,17 @@ def test_resolved_config_round_trips_through_toml_and_dict(tmp_path: Path):
     assert config_from_dict(cfg.to_dict()) == cfg
     flat = flatten(cfg)
     assert flat["model.resolution"] == 320 and flat["data.test_list"] == "a b.tsv"
+
+
+def test_one_precedence_rule_base_file_flags_set(tmp_path: Path):
+    base = load_config(None, ["svm.max_iter=1111", "data.seed=11", "svm.cv_folds=2", "serve.port=1"])
+    f = tmp_path / "c.toml"
+    f.write_text('[data]\nseed = 22\n[svm]\ncv_folds = 3\n[serve]\nport = 2\nhost = "file"\n')
+    cfg = load_config(f, ["serve.port=4"], base=base, flags=["serve.port=3", "serve.host=flag", "svm.cv_folds=5"])
+    assert cfg.svm.max_iter == 1111  # base only: kept although a file is given
+    assert cfg.data.seed == 22  # the file beats the base
+    assert (cfg.svm.cv_folds, cfg.serve.host) == (5, "flag")  # flags beat the file
+    assert cfg.serve.port == 4  # --set beats everything
+    assert (base.data.seed, base.serve.port) == (11, 1)  # the base itself is left alone
+    with pytest.raises(ConfigError, match="svm.bogus in the command line"):
+        load_config(None, base=base, flags=["svm.bogus=1"])

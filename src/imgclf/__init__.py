@@ -1,2 +1,21 @@
-"""imgclf: transfer-learning image classifiers, offline on a CPU."""
+"""imgclf: transfer-learning image classifiers, offline on a CPU.
+
+The public API: :func:`load_config`, :func:`run`, :class:`Predictor`, :func:`load_bundle`
+(imported on first use, so ``import imgclf`` stays cheap).
+"""
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["load_config", "run", "Predictor", "load_bundle"]
+
+_API = {"load_config": "imgclf.config", "run": "imgclf.api", "Predictor": "imgclf.predict", "load_bundle": "imgclf.bundle"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'imgclf' has no attribute {name!r}")

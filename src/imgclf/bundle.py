@@ -13,40 +13,100 @@ so an interrupted save leaves the previous bundle loadable.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .backbones import DataSpec
+from .config import EngineConfig, ModelConfig
 from .errors import BundleError
+from .features.backbones import DataSpec
+from .features.ids import FeatureId
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
 from .linear import LinearHead
 
 FORMAT = "imgclf-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+_WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
+
+
+@dataclass
+class BundleMeta:
+    """What bundle.json says of a model (serialised with the same keys, so older bundles load).
+
+    ``featurizer``: weights ("imagenet" or "refined-<hash>"), feature_id, dim, and where present
+    onnx (file name), state_dict (file name), precision, onnx_opset, quantization.
+    ``classifier``: type (the trainer: svm, dnn, svm_on_refined), temperature, and the trainer's
+    own choices (C, cv_folds, cv_class_avg_accuracy, refine settings).
+    """
+
+    labels: list[str]
+    backbone: str
+    resolution: int
+    preprocessing: dict[str, Any]  # DataSpec.to_dict()
+    featurizer: dict[str, Any]
+    classifier: dict[str, Any]
+    engine: dict[str, Any] = field(default_factory=dict)  # backend, precision, threads the model was made with
+    dataset: str = ""
+    training_history: list[dict[str, Any]] | None = None  # refined models: per-epoch errors and losses
+    extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer or other imgclf, kept as they are
+
+    @classmethod
+    def create(cls, model: ModelConfig, engine: EngineConfig, dataset: str, labels: list[str], spec: DataSpec,
+               featurizer: dict[str, Any], classifier: dict[str, Any]) -> "BundleMeta":
+        return cls(labels=list(labels), backbone=model.backbone, resolution=model.resolution, preprocessing=spec.to_dict(),
+                   featurizer=featurizer, classifier=classifier,
+                   engine={"backend": engine.backend, "precision": engine.precision, "threads": engine.threads},
+                   dataset=dataset)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec.from_dict(self.preprocessing)
+
+    @property
+    def feature_id(self) -> FeatureId:
+        return FeatureId.parse(self.featurizer["feature_id"])
+
+    @property
+    def kind(self) -> str:
+        """The classifier type (the trainer's name)."""
+        return str(self.classifier.get("type", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        if d["training_history"] is None:
+            del d["training_history"]
+        return {**d, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BundleMeta":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        missing = [k for k in ("labels", "backbone", "resolution", "preprocessing", "featurizer", "classifier") if k not in d]
+        if missing:
+            raise BundleError(f"bundle.json lacks {', '.join(missing)}", hint="re-run `imgclf train` to rewrite the bundle")
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None},
+                   extra={k: v for k, v in d.items() if k not in names and k not in _WRITTEN})
 
 
 @dataclass
 class Bundle:
     dir: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
     head: LinearHead
 
     @property
     def labels(self) -> list[str]:
-        return list(self.meta["labels"])
+        return list(self.meta.labels)
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec.from_dict(self.meta["preprocessing"])
+        return self.meta.spec
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -55,7 +115,7 @@ class Bundle:
 
     def file(self, name: str) -> Path | None:
         """Path of a bundled file named in bundle.json's featurizer section, or None."""
-        name = self.meta.get("featurizer", {}).get(name)
+        name = self.meta.featurizer.get(name)
         return self.dir / name if name else None
 
     def state_dict(self) -> dict | None:
@@ -67,12 +127,12 @@ class Bundle:
 
         return load_file(str(p))
 
-    def build_engine(self, engine_cfg: Any, **kw: Any):
+    def build_engine(self, engine_cfg: EngineConfig, **kw: Any):
         """The featurizer of this bundle on the engine ``engine_cfg.backend``."""
-        from .engines import build_engine
-        from .featurize import build_featurizer
+        from .features.engines import build_engine
+        from .features.featurize import build_featurizer
 
-        f = self.meta["featurizer"]
+        f = self.meta.featurizer
         onnx = self.file("onnx")
         if engine_cfg.backend == "onnxruntime" and onnx is not None:
             return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
@@ -81,42 +141,35 @@ class Bundle:
     def fp32_engine(self, threads: int = 0, cache_dir: str | os.PathLike | None = None):
         """This bundle's network in fp32 on ONNX Runtime, whatever precision its featurizer.onnx has:
         the reference an int8 bundle is judged against. ``cache_dir`` keeps pretrained exports only."""
-        from .config import EngineConfig
-        from .featurize import build_featurizer
+        from .features.featurize import build_featurizer
 
         state = self.state_dict()
         return build_featurizer(self._model_cfg(), EngineConfig(backend="onnxruntime", precision="fp32", threads=threads),
-                                state_dict=state, weights=self.meta["featurizer"].get("weights", "imagenet"),
+                                state_dict=state, weights=self.meta.featurizer.get("weights", "imagenet"),
                                 cache_dir=cache_dir if state is None else None)
 
-    def _model_cfg(self) -> Any:
-        from .config import ModelConfig
-
-        return ModelConfig(backbone=self.meta["backbone"], resolution=self.meta["resolution"], pretrained=True)
+    def _model_cfg(self) -> ModelConfig:
+        return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True)
 
 
 def write_bundle(
     out_dir: str | os.PathLike,
-    meta: dict[str, Any],
+    meta: BundleMeta,
     head: LinearHead,
     files: dict[str, str | os.PathLike] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` (replacing any previous one atomically).
 
-    ``meta`` needs labels, backbone, resolution, preprocessing, featurizer, classifier;
     ``files`` maps bundle file names to existing files to copy in (ONNX, safetensors).
     """
     out_dir = Path(out_dir)
-    for key in ("labels", "backbone", "resolution", "preprocessing", "featurizer", "classifier"):
-        if key not in meta:
-            raise ValueError(f"bundle meta lacks {key!r}")
-    if head.weight.shape[0] != len(meta["labels"]):
-        raise ValueError(f"head has {head.weight.shape[0]} classes but {len(meta['labels'])} labels")
+    if head.weight.shape[0] != len(meta.labels):
+        raise ValueError(f"head has {head.weight.shape[0]} classes but {len(meta.labels)} labels")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta.to_dict()}
         write_json(tmp / "bundle.json", full)
         write_npz(tmp / "head.npz", **head.to_arrays())
         for name, src in (files or {}).items():
@@ -183,7 +236,7 @@ def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
         raise BundleError(f"model bundle {d} cannot be read: {e}") from None
     if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise BundleError(f"{d} has format {meta.get('format')} v{meta.get('format_version')}; this imgclf reads {FORMAT} v{FORMAT_VERSION}")
-    return Bundle(d, meta, head)
+    return Bundle(d, BundleMeta.from_dict(meta), head)
 
 
 def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | None = None, meta_update: dict[str, Any] | None = None,
@@ -192,8 +245,7 @@ def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | N
     b = load_bundle(bundle_dir)
     keep = {n: b.dir / n for n in verify_bundle(b.dir) if n not in ("bundle.json", "head.npz", MANIFEST, "metrics.json")}
     keep.update(files or {})
-    meta = {k: v for k, v in b.meta.items() if k not in ("format", "format_version", "created")}
-    meta.update(meta_update or {})
+    meta = BundleMeta.from_dict({**b.meta.to_dict(), **(meta_update or {})})
     with tempfile.TemporaryDirectory(dir=Path(bundle_dir).parent) as staging:
         staged = {}
         for n, src in keep.items():  # the swap removes the old folder: stage its files first
@@ -204,4 +256,15 @@ def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | N
 
 
 def describe(bundle: Bundle) -> str:
-    return json.dumps({k: bundle.meta[k] for k in ("labels", "backbone", "resolution", "classifier")})
+    m = bundle.meta
+    return json.dumps({"labels": m.labels, "backbone": m.backbone, "resolution": m.resolution, "classifier": m.classifier})
+
+
+def bundle_engine(bundle_dir: str | os.PathLike) -> EngineConfig:
+    """The engine settings a bundle was made with (defaults where bundle.json is absent or unreadable:
+    loading the bundle then reports what is wrong with it)."""
+    try:
+        engine = read_json(Path(bundle_dir) / "bundle.json").get("engine", {})
+        return EngineConfig(**{k: v for k, v in engine.items() if k in ("backend", "precision", "threads")})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return EngineConfig()

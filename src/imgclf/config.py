@@ -1,11 +1,14 @@
 """One typed configuration for every command (the 2017 sample's PARAMETERS.py).
 
-Defaults live here, each with a short comment. A TOML (or JSON) file given with ``--config``
-overrides them, and ``--set section.key=value`` overrides the file. Unknown keys and wrong
-types are errors that name the key and what it accepts. Functions receive only their section.
+Defaults live here, each with a short comment. :func:`load_config` is the one precedence rule:
+defaults (or a run's saved config) < a TOML/JSON file given with ``--config`` < the command's
+own options < ``--set section.key=value``. Unknown keys and wrong types are errors that name the
+key and what it accepts; plug-in names are checked against ``imgclf.registry``. Functions receive
+only their section.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -13,13 +16,12 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Sequence, get_args, get_origin
+
+from .errors import ConfigError
+from .registry import ENGINES, TRAINERS
 
 BACKBONE_DEFAULT = "efficientnet_lite0"
-
-
-class ConfigError(ValueError):
-    """A configuration key or value that is not accepted."""
 
 
 def _default_root() -> str:
@@ -56,7 +58,7 @@ class FeaturizeConfig:
 
 @dataclass
 class EngineConfig:
-    backend: Literal["onnxruntime", "torch"] = "onnxruntime"  # inference engine for featurize/predict/serve
+    backend: str = "onnxruntime"  # inference engine for featurize/predict/serve (see imgclf.registry.ENGINES)
     precision: Literal["fp32", "int8"] = "fp32"  # int8: static quantisation calibrated on the training images (onnxruntime only)
     threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
     calibration_images: int = 128  # training images used to calibrate int8
@@ -74,7 +76,7 @@ class SvmConfig:
 
 @dataclass
 class TrainConfig:
-    classifier: Literal["svm", "dnn", "svm_on_refined"] = "svm"  # what `imgclf run` trains (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
+    classifier: str = "svm"  # what `imgclf run` trains (see imgclf.registry.TRAINERS) (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
 
 
@@ -154,6 +156,8 @@ class Config:
 
     def validate(self) -> "Config":
         """Check value ranges that types alone can't express; returns self."""
+        ENGINES.check(self.engine.backend)
+        TRAINERS.check(self.train.classifier)
         r = self.model.resolution
         if r % 32 or not 32 <= r <= 896:
             raise ConfigError(f"model.resolution must be a multiple of 32 from 32 to 896; got {r}")
@@ -277,22 +281,33 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return sec, k, _parse_value(raw.strip())
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults ← optional TOML/JSON file ← ``--set`` overrides; validated."""
-    cfg = Config()
+def _read_file(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist", hint="give the path of a TOML file (see `imgclf config`)")
+    text = p.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | None = None, *,
+                base: Config | None = None, flags: Sequence[str] = ()) -> Config:
+    """The one precedence rule of every command, lowest first; the result is validated.
+
+    1. ``base``: what is already known (a run's saved config, a bundle's engine), else the defaults;
+    2. the TOML/JSON file ``path`` (``--config``);
+    3. ``flags``: the command's own options (``--images``, ``--host``, ...) as ``section.key=value``;
+    4. ``overrides``: ``--set section.key=value``, which always win.
+    """
+    cfg = copy.deepcopy(base) if base is not None else Config()
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        text = p.read_text(encoding="utf-8")
-        try:
-            values = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
-        apply_dict(cfg, values, source=str(p))
-    for item in overrides or []:
-        sec, k, v = parse_override(item)
-        apply_dict(cfg, {sec: {k: v}}, source="--set")
+        apply_dict(cfg, _read_file(path), source=str(path))
+    for source, items in (("the command line", flags), ("--set", overrides or ())):
+        for item in items:
+            sec, k, v = parse_override(item)
+            apply_dict(cfg, {sec: {k: v}}, source=source)
     return cfg.validate()
 
 

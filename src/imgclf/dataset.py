@@ -54,7 +54,7 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
-def _walk_images(folder: Path) -> list[Path]:
+def walk_images(folder: Path) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -65,7 +65,7 @@ def _walk_images(folder: Path) -> list[Path]:
 def _class_items(root: Path, class_parent: Path, split: str) -> list[Item]:
     items = []
     for cdir in sorted(p for p in class_parent.iterdir() if p.is_dir() and _visible(p)):
-        for f in _walk_images(cdir):
+        for f in walk_images(cdir):
             rel_in_class = f.relative_to(cdir)
             group = rel_in_class.parts[0] if len(rel_in_class.parts) > 1 else rel_in_class.as_posix()
             items.append(Item(str(f.resolve()), f.relative_to(root).as_posix(), cdir.name, f"{cdir.name}/{group}", split))

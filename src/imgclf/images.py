@@ -16,6 +16,11 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from .errors import ImageError, ImageTooLarge, UnsupportedFormat
+
+__all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageTooLarge", "UnsupportedFormat",
+           "decode_image", "is_image_file", "safe_thumbnail"]
+
 #: File extensions a dataset may hold (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Pillow decoders we trust; recent Pillow CVEs live in the others (PSD, EPS, FITS, ...).
@@ -25,29 +30,6 @@ MAX_PIXELS = 89_478_485
 
 # Truncated files must be errors, never silently grey-padded images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-class ImageError(ValueError):
-    """An input that is not a usable image. ``reason`` is a short machine-readable code."""
-
-    status = 400
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class ImageTooLarge(ImageError):
-    """A decompression bomb: more pixels than ``MAX_PIXELS``."""
-
-    status = 413
-
-
-class UnsupportedFormat(ImageError):
-    """A real image in a format outside ``ALLOWED_FORMATS``."""
-
-    status = 415
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .config import SvmConfig
+
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
@@ -99,6 +101,16 @@ class SvmClassifier:
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.seed = seed
+
+    @classmethod
+    def from_config(cls, svm: SvmConfig, seed: int) -> "SvmClassifier":
+        """The classifier the ``[svm]`` config section describes (``seed``: ``data.seed``)."""
+        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed)
+
+    def info(self) -> dict[str, Any]:
+        """What bundle.json's classifier section records of a fitted SVM."""
+        return {"C": self.C_, "cv_folds": self.cv_folds_, "cv_class_avg_accuracy": self.cv_scores_,
+                "temperature": self.head_.temperature}
 
     def _svc(self, c: float) -> Any:
         from sklearn.svm import LinearSVC

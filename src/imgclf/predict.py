@@ -13,10 +13,11 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .config import EngineConfig
-from .dataset import _walk_images
-from .featurize import featurize_paths
-from .images import ImageError, decode_image, is_image_file
-from .preprocess import preprocess, resize_size
+from .dataset import walk_images
+from .errors import ImageError
+from .features.featurize import featurize_paths
+from .features.preprocess import preprocess, resize_size
+from .images import decode_image, is_image_file
 
 
 class Predictor:
@@ -24,7 +25,7 @@ class Predictor:
 
     def __init__(self, bundle_dir: str | os.PathLike, engine_cfg: EngineConfig | None = None, **engine_kw: Any):
         self.bundle: Bundle = load_bundle(bundle_dir)
-        self.engine_cfg = engine_cfg or EngineConfig(**self.bundle.meta.get("engine", {}))
+        self.engine_cfg = engine_cfg or EngineConfig(**self.bundle.meta.engine)
         self.engine = self.bundle.build_engine(self.engine_cfg, **engine_kw)
         self.labels = self.bundle.labels
         self.spec = self.bundle.spec
@@ -78,7 +79,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(str(f) for f in _walk_images(p))
+            out.extend(str(f) for f in walk_images(p))
         elif p.exists() or is_image_file(p):
             out.append(str(p))
         else:

@@ -11,11 +11,13 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 
+from .config import DataConfig
 from .dataset import Dataset, Item
+from .duplicates import UnionFind
 from .errors import DatasetError
 from .fileio import read_csv, write_csv
 
@@ -68,28 +70,15 @@ def _test_set_from_list(items: list[Item], entries: list[tuple[str, str]], list_
 
 
 def _merge_groups(items: list[Item], extra_groups: Iterable[Iterable[str]]) -> dict[str, str]:
-    """Union-find over each item's own group and the extra groups (lists of paths)."""
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        parent.setdefault(a, a)
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
+    """Each item's group after joining its own group with the extra groups (lists of paths)."""
+    uf = UnionFind()
     for it in items:
-        union(it.path, "g:" + it.group)
+        uf.union(it.path, "g:" + it.group)
     for group in extra_groups:
         group = list(group)
         for other in group[1:]:
-            union(group[0], other)
-    return {it.path: find(it.path) for it in items}
+            uf.union(group[0], other)
+    return {it.path: str(uf.find(it.path)) for it in items}
 
 
 def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, str]) -> set[str]:
@@ -121,7 +110,7 @@ def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, 
     return test
 
 
-def make_split(ds: Dataset, data_cfg: Any, extra_groups: Iterable[Iterable[str]] = ()) -> list[SplitRow]:
+def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterable[str]] = ()) -> list[SplitRow]:
     """Split ``ds`` into train and test as ``data_cfg`` says (see module docstring)."""
     counts = ds.counts()
     small = {k: v for k, v in counts.items() if v < data_cfg.min_images_per_class}

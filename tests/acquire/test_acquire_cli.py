@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from acquire_helpers import encode, jpeg, make_image
-from imgclf.acquire import cli as acquire_cli
+from imgclf.cli import acquire as acquire_cli
 from imgclf.acquire.download import download_url_list
 from imgclf.acquire.fetch import FetchOptions
 from imgclf.acquire.providers import PROVIDERS
@@ -68,7 +68,7 @@ def test_scrape_command_offline_says_no_provider(tmp_path):
     assert "hint: check the internet connection" in r.stderr
 
 
-def test_scrape_command_with_a_plugin_provider(server, tmp_path, monkeypatch):
+def test_scrape_command_with_a_plugin_provider(server, tmp_path):
     class Plugin:
         name = "plugin"
 
@@ -78,12 +78,12 @@ def test_scrape_command_with_a_plugin_provider(server, tmp_path, monkeypatch):
         def search(self, query: str, max_results: int) -> list[str]:
             return [server.url(f"/img/{sum(map(ord, query)) * 10 + k}.jpg") for k in range(max_results)]
 
-    monkeypatch.setitem(PROVIDERS, "plugin", Plugin)
     app = typer.Typer()
     acquire_cli.register(app)
-    r = CliRunner().invoke(app, ["scrape", "--items", "vest", "--attributes", "striped,leopard", "--per-query", "2",
-                                 "--provider", "plugin", "--label-by", "item_attribute", "--images", str(tmp_path),
-                                 "--allow-private", "-q"])
+    with PROVIDERS.registered("plugin", Plugin):
+        r = CliRunner().invoke(app, ["scrape", "--items", "vest", "--attributes", "striped,leopard", "--per-query", "2",
+                                     "--provider", "plugin", "--label-by", "item_attribute", "--images", str(tmp_path),
+                                     "--allow-private", "-q"])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0].startswith("note: Images found by search belong to their authors.")

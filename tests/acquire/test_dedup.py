@@ -9,10 +9,10 @@ import pytest
 from PIL import ImageOps
 
 from acquire_helpers import encode, make_image
-from imgclf.acquire.dedup import (
+from imgclf.acquire.dedup import dedup_dataset
+from imgclf.duplicates import (
     connected_groups,
     cosine_pairs,
-    dedup_dataset,
     dhash_code,
     duplicate_groups,
     hamming_pairs,

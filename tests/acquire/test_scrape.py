@@ -38,10 +38,10 @@ class LoopbackProvider:
 
 
 @pytest.fixture
-def loopback(server, monkeypatch):
+def loopback(server):
     provider = LoopbackProvider(server, fail_on="dotted shirt")
-    monkeypatch.setitem(PROVIDERS, "loopback", lambda: provider)
-    return provider
+    with PROVIDERS.registered("loopback", lambda: provider):  # registered for this test only
+        yield provider
 
 
 def test_query_synthesis_and_labels():

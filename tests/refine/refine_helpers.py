@@ -41,4 +41,4 @@ def comparable_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def bundle_state(model_dir: Path) -> tuple[str, np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """(refined weights id, head weight, head bias, history) of a bundle."""
     b = load_bundle(model_dir)
-    return b.meta["featurizer"]["weights"], b.head.weight, b.head.bias, comparable_history(b.meta["training_history"])
+    return b.meta.featurizer["weights"], b.head.weight, b.head.bias, comparable_history(b.meta.training_history)

@@ -9,10 +9,10 @@ import pytest
 from datagen import make_dataset
 from PIL import Image
 
-from imgclf.backbones import DataSpec
+from imgclf.features.backbones import DataSpec
 from imgclf.images import decode_image
-from imgclf.preprocess import normalize, preprocess, resize_size
-from imgclf.refine_data import Augment, BatchLoader, augment, epoch_plan, holdout, rank_part, step_slices
+from imgclf.features.preprocess import normalize, preprocess, resize_size
+from imgclf.refine.data import Augment, BatchLoader, augment, epoch_plan, holdout, rank_part, step_slices
 
 SPEC = DataSpec(64, 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 

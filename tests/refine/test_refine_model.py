@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from imgclf.checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
+from imgclf.refine.checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from imgclf.config import Config, ConfigError, load_config
 from imgclf.errors import ImgclfError
-from imgclf.refine_model import Precision, build_network, cpu_has_bf16, learning_rate, param_groups, set_train_mode
+from imgclf.refine.model import Precision, build_network, cpu_has_bf16, learning_rate, param_groups, set_train_mode
 
 
 def _cfg(*overrides: str) -> Config:
@@ -158,7 +158,7 @@ def test_a_tampered_checkpoint_is_refused(tmp_path: Path):
 
 
 def test_linear_probe_fit_separates_separable_features_and_l2_shrinks_it():
-    from imgclf.refine_loop import fit_softmax
+    from imgclf.refine.loop import fit_softmax
 
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 1, (3, 16)) * 4
@@ -173,7 +173,7 @@ def test_linear_probe_fit_separates_separable_features_and_l2_shrinks_it():
 
 
 def test_frozen_stages_on_onnx_runtime_give_the_same_logits_as_torch():
-    from imgclf.refine_model import onnx_prefix
+    from imgclf.refine.model import onnx_prefix
 
     cfg = _cfg("refine.freeze_stages=3")
     net, spec = build_network(cfg.model, cfg.refine, 3, seed=0)

@@ -10,13 +10,15 @@ from datagen import make_dataset, tiny_config
 from refine_helpers import TINY
 from safetensors.torch import load_file
 
-from imgclf.backbones import create_backbone
+from imgclf.features.backbones import create_backbone
 from imgclf.bundle import load_bundle
 from imgclf.fileio import read_csv, read_json
-from imgclf.pipeline import RunDir, prepare, run, train
+from imgclf.api import run
+from imgclf.pipeline.rundir import RunDir
+from imgclf.pipeline.steps import prepare, train
 from imgclf.predict import Predictor
-from imgclf.quantize import onnx_precision
-from imgclf.refine_data import holdout
+from imgclf.features.quantize import onnx_precision
+from imgclf.refine.data import holdout
 from imgclf.split import load_split
 
 
@@ -33,16 +35,16 @@ def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
     b = load_bundle(dnn_run / "model")
-    assert b.meta["classifier"]["type"] == "dnn" and b.head.temperature == 1.0 and not b.head.l2_normalize
-    f = b.meta["featurizer"]
+    assert b.meta.classifier["type"] == "dnn" and b.head.temperature == 1.0 and not b.head.l2_normalize
+    f = b.meta.featurizer
     assert f["weights"].startswith("refined-") and f["weights"] in f["feature_id"] and f["dim"] == 1280
     assert (dnn_run / "model" / "backbone.safetensors").is_file() and (dnn_run / "model" / "featurizer.onnx").is_file()
-    hist = b.meta["training_history"]
+    hist = b.meta.training_history
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     assert all(0 <= h["train_error"] <= 1 and 0 <= h["val_error"] <= 1 and h["val_images"] == 6 for h in hist)
     assert all(h["train_images"] == 18 for h in hist)  # 24 train images minus 6 held out for validation
     assert min(h["val_error"] for h in hist) <= 0.5
-    assert (b.meta["backbone"], b.meta["resolution"], b.spec.resolution) == ("efficientnet_lite0", 64, 64)
+    assert (b.meta.backbone, b.meta.resolution, b.spec.resolution) == ("efficientnet_lite0", 64, 64)
     metrics = read_json(dnn_run / "metrics.json")
     assert metrics["training_history"] == hist and metrics["classifier"]["type"] == "dnn"
     assert (metrics["backbone"], metrics["resolution"]) == ("efficientnet_lite0", 64)
@@ -100,15 +102,15 @@ def test_svm_on_refined_trains_the_svm_on_the_refined_features(tmp_path: Path):
     cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=2", 'train.classifier="svm_on_refined"')
     m = run(cfg, tmp_path / "run", progress=False)
     b = load_bundle(tmp_path / "run" / "model")
-    assert b.meta["classifier"]["type"] == "svm_on_refined" and b.head.l2_normalize
+    assert b.meta.classifier["type"] == "svm_on_refined" and b.head.l2_normalize
     z = np.load(tmp_path / "run" / "features.npz", allow_pickle=False)
-    assert str(z["feature_id"]) == b.meta["featurizer"]["feature_id"] and "refined-" in str(z["feature_id"])
+    assert str(z["feature_id"]) == b.meta.featurizer["feature_id"] and "refined-" in str(z["feature_id"])
     assert z["ok"].all() and len(z["paths"]) == 24
     engine = b.build_engine(cfg.engine)
     p = Predictor(tmp_path / "run" / "model")
     some = [str(x) for x in z["paths"][:4]]
     assert np.abs(engine.run(np.stack([p.prepare(s) for s in some])) - z["features"][:4]).max() < 1e-4
-    assert m["accuracy"] >= 0.6 and len(m["training_history"]) == 2
+    assert m.accuracy >= 0.6 and len(m.training_history) == 2
 
 
 def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
@@ -120,7 +122,7 @@ def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
     Path(victim).write_bytes(Path(victim).read_bytes()[:300])  # truncated after prepare checked it
     out = train(cfg, rd.root)
     assert out["skipped"] == 1
-    hist = load_bundle(rd.model).meta["training_history"]
+    hist = load_bundle(rd.model).meta.training_history
     assert [h["skipped"] for h in hist] == [1, 1] and all(h["train_images"] == 11 for h in hist)
     rows = [r for r in read_csv(rd.skipped) if r["stage"] == "refine"]
     assert [r["path"] for r in rows] == [victim] and rows[0]["reason"]
@@ -129,16 +131,16 @@ def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
 def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_network(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
     sets = (*TINY, "refine.epochs=1", 'train.classifier="dnn"', "engine.calibration_images=8")
-    fp32 = run(tiny_config(tmp_path / "d32", images, *sets), tmp_path / "fp32", progress=False)
-    int8 = run(tiny_config(tmp_path / "d8", images, *sets, 'engine.precision="int8"'), tmp_path / "int8", progress=False)
+    fp32 = run(tiny_config(tmp_path / "d32", images, *sets), tmp_path / "fp32", progress=False).to_dict()
+    int8 = run(tiny_config(tmp_path / "d8", images, *sets, 'engine.precision="int8"'), tmp_path / "int8", progress=False).to_dict()
     b = load_bundle(tmp_path / "int8" / "model")
-    f = b.meta["featurizer"]
+    f = b.meta.featurizer
     assert f["precision"] == "int8" and onnx_precision(tmp_path / "int8" / "model" / "featurizer.onnx") == "int8"
     assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12]) and "-int8-" in f["feature_id"]
     assert f["quantization"]["calibration_images"] == 8
     assert onnx_precision(tmp_path / "fp32" / "model" / "featurizer.onnx") == "fp32"
     # the same refinement (same seed) in both runs: int8's fp32 reference is exactly the fp32 run
-    assert load_bundle(tmp_path / "fp32" / "model").meta["featurizer"]["weights"] == f["weights"]
+    assert load_bundle(tmp_path / "fp32" / "model").meta.featurizer["weights"] == f["weights"]
     assert int8["precision"] == "int8" and int8["int8_accuracy"] == int8["accuracy"]
     assert int8["fp32_accuracy"] == fp32["accuracy"] and int8["fp32_class_avg_accuracy"] == fp32["class_avg_accuracy"]
     assert int8["int8_accuracy_drop"] == fp32["accuracy"] - int8["accuracy"]

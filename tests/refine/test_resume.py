@@ -15,7 +15,7 @@ from refine_helpers import TINY, bundle_state, child_env, refine_cmd, run_ok
 from imgclf.cli import main as cli_main
 from imgclf.config import load_config
 from imgclf.fileio import read_json
-from imgclf.pipeline import evaluate
+from imgclf.pipeline.steps import evaluate
 
 SETS = (*TINY, "refine.epochs=3", "refine.batch_size=2", 'train.classifier="dnn"')
 
@@ -48,7 +48,7 @@ def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_pat
 
     cfg = load_config(None, ['data.root="%s"' % (tmp_path / "data"), *SETS])
     m_ref, m_cut = evaluate(cfg, ref), evaluate(cfg, cut)
-    assert m_ref["accuracy"] == m_cut["accuracy"] and m_ref["confusion_matrix"] == m_cut["confusion_matrix"]
+    assert m_ref.accuracy == m_cut.accuracy and m_ref.confusion_matrix == m_cut.confusion_matrix
     assert (ref / "predictions.csv").read_text().replace(str(ref), "") == (cut / "predictions.csv").read_text().replace(str(cut), "")
 
 

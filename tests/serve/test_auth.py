@@ -114,23 +114,20 @@ def test_app_without_a_model_and_while_loading(predictor):
         assert httpx.post(srv.url + "/predict", content=jpeg(1), timeout=60).status_code == 200
 
 
-def test_ui_is_mounted_through_imgclf_ui_and_guarded(predictor, tmp_path):
+def test_the_ui_mounted_after_create_app_is_guarded(predictor, tmp_path):
     from imgclf.config import ServeConfig
-    from imgclf.errors import ImgclfError
-    from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
 
-    ui = {"images_dir": None, "run_dir": None}
-    try:
-        import imgclf.ui  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ImgclfError, match="web UI is not part of this build"):
-            create_app(predictor, ServeConfig(), ui=ui)
-        return
-    app = create_app(predictor, ServeConfig(), token=TOKEN, ui=ui)
+    app = create_ui_app(predictor, ServeConfig(), token=TOKEN, images_dir=None, run_dir=None, thumbs_dir=str(tmp_path))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     with ServerThread(app) as srv:
-        assert httpx.get(srv.url + "/ui/static/missing.js").status_code == 401
-        assert httpx.get(srv.url + "/ui/static/missing.js", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        for path in ("/ui/dataset", "/ui/api/info", "/ui/static/common.js", "/ui/static/missing.js"):
+            assert httpx.get(srv.url + path).status_code == 401, path
+        assert httpx.get(srv.url + "/ui/static/common.js", headers=auth).status_code == 200
+        assert httpx.get(srv.url + "/ui/static/missing.js", headers=auth).status_code == 404
+        r = httpx.get(srv.url + "/ui/api/images", headers=auth)  # the UI's refusals come from the service's handler
+        assert (r.status_code, r.json()["reason"]) == (404, "not_found")
 
 
 def test_tokens_must_be_printable_ascii(predictor):

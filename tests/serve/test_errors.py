@@ -117,3 +117,34 @@ def test_bad_input_never_reaches_the_catch_all(server, client):
     text = client.get(server + "/metrics").text
     assert server_errors(text) == 0
     assert metric(text, "imgclf_requests_total", endpoint="/predict", method="POST", status="400") >= 5
+
+
+def test_the_status_table_decides_and_errors_outside_it_are_bugs():
+    import httpx
+
+    from imgclf.config import ServeConfig
+    from imgclf.errors import (BundleError, ImageError, ImageTooLarge, InvalidRequest, NotFound, QueueFull,
+                               UnsupportedFormat)
+    from imgclf.serve.app import create_app
+    from imgclf.serve.errors import status_of
+    from imgclf.serve.server import ServerThread
+
+    errors = [ImageError("corrupt", "x"), ImageTooLarge("too_large", "x"), UnsupportedFormat("unsupported_format", "x"),
+              NotFound("x"), InvalidRequest("x"), QueueFull(1, 2, 2, retry_after=7), BundleError("x")]
+    assert [status_of(e) for e in errors] == [400, 413, 415, 404, 400, 503, None]
+    app = create_app(None, ServeConfig())
+
+    @app.get("/full")
+    def full() -> None:
+        raise errors[5]
+
+    @app.get("/broken")
+    def broken() -> None:
+        raise errors[6]
+
+    with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
+        r = c.get("/full")
+        assert (r.status_code, r.headers["retry-after"], r.json()["reason"]) == (503, "7", "queue_full")
+        r = c.get("/broken")
+        assert (r.status_code, r.json()["reason"]) == (500, "internal")
+        assert metric(c.get("/metrics").text, "imgclf_internal_errors_total") == 1

@@ -10,13 +10,8 @@ import sys
 import time
 
 import httpx
+from netutil import free_port
 from serve_helpers import jpeg
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(bundle, port: int, *extra: str) -> subprocess.Popen:
@@ -32,7 +27,7 @@ def _status(url: str) -> int | None:
 
 
 def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(bundle_dir, port, "--set", "serve.drain_s=3")
     try:
@@ -83,7 +78,7 @@ def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path):
     data = bytearray(head.read_bytes())
     data[-10] ^= 0xFF
     head.write_bytes(bytes(data))
-    port = _free_port()
+    port = free_port()
     proc = _serve(bad, port)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2

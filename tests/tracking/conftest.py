@@ -23,7 +23,7 @@ class Tracked:
 @pytest.fixture(scope="session")
 def tracked(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Tracked:
     """Two svm runs of the real pipeline, tracked in one SQLite store."""
-    from imgclf.pipeline import run
+    from imgclf.api import run
 
     base = tmp_path_factory.mktemp("tracked")
     db = base / "store" / "mlruns.db"

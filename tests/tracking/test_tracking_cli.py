@@ -7,9 +7,8 @@ import pytest
 from tracking_helpers import run_id_of
 from typer.testing import CliRunner
 
-from imgclf.cli import _register_all, app, main
+from imgclf.cli import app, main
 
-_register_all()
 
 
 def _runs(tracked, *args: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from tracking_helpers import client, fresh_store, run_id_of, track_config
 
 from imgclf.config import flatten
-from imgclf.tracking import log_run, metric_values
+from imgclf.tracking.store import log_run, metric_values
 
 
 def _git(*args: str, cwd=None) -> subprocess.CompletedProcess:

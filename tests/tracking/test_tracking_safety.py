@@ -11,8 +11,8 @@ import time
 from tracking_helpers import track_config
 
 from imgclf.cli import main
-from imgclf.pipeline import run, track
-from imgclf.tracking import _HTTP_ENV, _mlflow_quiet, log_run
+from imgclf.api import run, track
+from imgclf.tracking.store import _HTTP_ENV, mlflow_quiet, log_run
 
 
 def _closed_port() -> int:
@@ -43,10 +43,10 @@ def test_the_untracked_session_run_left_no_store(trained_run):
 
 
 def test_importing_tracking_or_tracking_off_does_not_import_mlflow(tmp_path):
-    code = ("import sys, imgclf.tracking, imgclf.tracking_cli\n"
+    code = ("import sys, imgclf.tracking.store, imgclf.cli.runs\n"
             "from imgclf.config import load_config\n"
             f"cfg = load_config(None, ['tracking.enabled=false', 'data.root={json.dumps(str(tmp_path))}'])\n"
-            f"assert imgclf.tracking.log_run(cfg, {json.dumps(str(tmp_path))}, 'run') is None\n"
+            f"assert imgclf.tracking.store.log_run(cfg, {json.dumps(str(tmp_path))}, 'run') is None\n"
             "assert 'mlflow' not in sys.modules, 'mlflow was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -57,7 +57,7 @@ def test_unreachable_server_warns_once_and_keeps_the_run(tracked, tmp_path, caps
     port = _closed_port()
     cfg = track_config(tracked.data_root, tracked.images, f'tracking.uri="http://127.0.0.1:{port}"')
     metrics = run(cfg, tmp_path / "run", progress=False)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] == metrics.accuracy
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "model" / "bundle.json").is_file()
     assert not (tmp_path / "run" / "tracking.json").exists()
     err = capsys.readouterr().err
@@ -84,7 +84,7 @@ def test_a_server_that_never_answers_costs_seconds(run_copy, tracked, capsys, mo
 def test_http_defaults_are_short_and_restored(monkeypatch):
     for k in _HTTP_ENV:
         monkeypatch.delenv(k, raising=False)
-    with _mlflow_quiet():
+    with mlflow_quiet():
         from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
         assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (0, 5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,22 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from netutil import free_port
 from tracking_helpers import run_id_of, track_config
 
-from imgclf.tracking import browse_hint, log_run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from imgclf.tracking.store import browse_hint, log_run
 
 
 @pytest.mark.slow
 def test_mlflow_ui_serves_the_tracked_runs_and_takes_new_ones(tracked, run_copy):
     command = browse_hint(tracked.uri).split()
     assert command[:3] == ["mlflow", "ui", "--backend-store-uri"] and command[3] == tracked.uri
-    port = _free_port()
+    port = free_port()
     exe = str(Path(sys.executable).parent / "mlflow")
     proc = subprocess.Popen([exe, *command[1:], "--port", str(port), "--workers", "1"], cwd=tracked.db.parent.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -13,7 +13,7 @@ from imgclf.annotations import annotations_path
 @pytest.fixture(scope="session")
 def ui_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A real svm run whose test split holds mislabelled images (so some predictions are errors)."""
-    from imgclf.pipeline import run
+    from imgclf.api import run
 
     base = tmp_path_factory.mktemp("ui")
     images = make_mislabelled_dataset(base / "images")
@@ -33,11 +33,12 @@ def predictor(ui_run):
 def server(ui_run, predictor):
     """The service app with the UI over the run's dataset, on 127.0.0.1 in a thread."""
     from imgclf.config import ServeConfig
-    from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
 
-    ui = {"images_dir": str(ui_run["images"]), "run_dir": str(ui_run["run"]), "thumbs_dir": str(ui_run["base"] / "thumbs")}
-    with ServerThread(create_app(predictor, ServeConfig(), ui=ui)) as srv:
+    app = create_ui_app(predictor, ServeConfig(), images_dir=str(ui_run["images"]), run_dir=str(ui_run["run"]),
+                        thumbs_dir=str(ui_run["base"] / "thumbs"))
+    with ServerThread(app) as srv:
         yield srv
 
 

@@ -186,6 +186,8 @@ def test_pages_and_static_files_are_served(client):
         r = client.get(f"/ui/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         assert 'src="static/common.js"' in r.text and "http" not in r.text.replace("http-equiv", ""), "no CDN"
+        assert f'src="static/{name}.js"' in r.text and "$" not in r.text, "the shared frame is filled in"
+        assert r.text.count('aria-current="page"') == 1 and f'<a href="{name}" aria-current="page">' in r.text
     for name in ("ui.css", "common.js", "dataset.js", "results.js", "try.js"):
         assert client.get(f"/ui/static/{name}").status_code == 200
     r = client.get("/ui/results?token=abc&x=1", follow_redirects=False)
@@ -194,17 +196,17 @@ def test_pages_and_static_files_are_served(client):
 
 def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
     from imgclf.config import ServeConfig
-    from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
 
-    app = create_app(None, ServeConfig(), ui={"images_dir": None, "run_dir": None, "thumbs_dir": str(tmp_path)})
+    app = create_ui_app(None, ServeConfig(), images_dir=None, run_dir=None, thumbs_dir=str(tmp_path))
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
         assert "--images" in _error(c.get("/ui/api/images"), 404)
         assert "--run" in _error(c.get("/ui/api/results"), 404)
         assert "no model" in _error(c.post("/ui/api/predict", content=b"x"), 404)
         assert c.get("/ui/api/info").json() == {"dataset": None, "dataset_error": None, "run": None, "model": None}
     (tmp_path / "empty" / "cats").mkdir(parents=True)
-    app = create_app(None, ServeConfig(), ui={"images_dir": str(tmp_path / "empty"), "run_dir": None, "thumbs_dir": str(tmp_path)})
+    app = create_ui_app(None, ServeConfig(), images_dir=str(tmp_path / "empty"), run_dir=None, thumbs_dir=str(tmp_path))
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
         assert "no images found" in _error(c.get("/ui/api/images"), 404)
         info = c.get("/ui/api/info").json()

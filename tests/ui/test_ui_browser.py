@@ -52,7 +52,7 @@ def test_dataset_page_shows_every_image_under_its_class(page, server, dataset, a
 
 
 def test_keyboard_relabel_persists_across_reload_and_is_used_by_prepare(page, server, dataset, ui_run, tmp_path, artifacts):
-    from imgclf.pipeline import prepare
+    from imgclf.pipeline.steps import prepare
 
     first, second, third = files_per_class(dataset)[CLASSES[0]][:3]
     _open_dataset(page, server)
@@ -194,11 +194,12 @@ def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset,
 
 def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser, ui_run, dataset):
     from imgclf.config import ServeConfig
-    from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
 
-    ui = {"images_dir": str(dataset), "run_dir": None, "thumbs_dir": str(ui_run["base"] / "thumbs")}
-    with ServerThread(create_app(None, ServeConfig(), token="s3cret", ui=ui)) as srv:
+    app = create_ui_app(None, ServeConfig(), token="s3cret", images_dir=str(dataset), run_dir=None,
+                        thumbs_dir=str(ui_run["base"] / "thumbs"))
+    with ServerThread(app) as srv:
         ctx = browser.new_context()
         pg = ctx.new_page()
         assert pg.goto(f"{srv.url}/ui/dataset").status == 401
@@ -218,12 +219,12 @@ def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser,
 
 def test_thousands_of_images_are_paged_and_the_keys_cross_pages(browser, tmp_path):
     from imgclf.config import ServeConfig
-    from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
 
     images = make_dataset(tmp_path / "many", n_per_class=77, size=32)
-    ui = {"images_dir": str(images), "run_dir": None, "thumbs_dir": str(tmp_path / "thumbs")}
-    with ServerThread(create_app(None, ServeConfig(), ui=ui)) as srv:
+    app = create_ui_app(None, ServeConfig(), images_dir=str(images), run_dir=None, thumbs_dir=str(tmp_path / "thumbs"))
+    with ServerThread(app) as srv:
         pg = browser.new_page(viewport={"width": 1366, "height": 860})
         pg.goto(f"{srv.url}/ui/dataset")
         pg.wait_for_selector(".tile")

@@ -11,8 +11,9 @@ from ui_helpers import CLASSES, make_dataset
 from imgclf.annotations import COLUMNS, annotations_path, current_state, read_history, record, undo_last
 from imgclf.dataset import scan_dataset
 from imgclf.fileio import write_csv
+from imgclf.errors import InvalidRequest
 from imgclf.images import ImageError
-from imgclf.ui.catalog import Catalog, UIError
+from imgclf.ui.catalog import Catalog
 from imgclf.ui.thumbs import ThumbnailCache
 
 
@@ -43,9 +44,9 @@ def test_new_files_are_found_and_paths_are_checked(images):
     cat._scanned_at -= 10  # as if the listing were older than the rescan interval
     assert cat.resolve("circles/new.jpg").original == "circles"
     for bad in ("../images/circles/new.jpg", "/abs.jpg", "a\\b.jpg", "circles/./new.jpg"):
-        with pytest.raises(UIError) as e:
+        with pytest.raises(InvalidRequest) as e:
             cat.resolve(bad)
-        assert e.value.status == 400
+        assert e.value.reason == "bad_request"
     assert cat.rel_of(images / "circles" / "new.jpg") == "circles/new.jpg"
     assert cat.rel_of(images.parent / "elsewhere.jpg") is None
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
+from netutil import free_port
 from ui_helpers import make_dataset
 
-from imgclf.cli import _register_all, main
+from imgclf.cli import main
 from imgclf.config import load_config
 from imgclf.errors import DatasetError, ImgclfError, RunDirError
 from imgclf.ui.server import ui_settings
 
 
 def test_help_names_the_options(capsys):
-    _register_all()
     assert main(["ui", "--help"]) == 0
     out = capsys.readouterr().out
     for opt in ("--images", "--run", "--host", "--port", "--token"):
@@ -44,20 +43,13 @@ def test_settings_check_the_folders(tmp_path, ui_run):
 
 def test_refuses_a_public_address_without_a_token(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=2, size=32)
-    _register_all()
     assert main(["ui", "--images", str(images), "--host", "0.0.0.0"]) == 2
     assert "without a token" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ui_command_serves_the_pages_until_interrupted(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=2, size=32)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "IMGCLF_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen([sys.executable, "-m", "imgclf", "ui", "--images", str(images), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..fileio import write_bytes, write_csv
 from ..images import ALLOWED_FORMATS, IMAGE_EXTENSIONS, ImageError, decode_image
+from ..progress import progress_bar
 from .fetch import FetchError, FetchOptions, fetch
 from .urls import BadLine, UrlEntry, label_dir, read_url_list, url_file_stem
 
@@ -105,7 +106,7 @@ def download_entries(
         else:
             first_line[key] = e.line
             todo.append((i, e))
-    bar = _progress(len(todo)) if progress else None
+    bar = progress_bar(len(todo), "download", unit="file", leave=True) if progress else None
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
     try:
         futures = {pool.submit(_download_one, e, dataset_dir, staging, opts): i for i, e in todo}
@@ -181,9 +182,3 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass  # absent, or another run is using it
-
-
-def _progress(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="download", unit="file", dynamic_ncols=True, mininterval=0.5)

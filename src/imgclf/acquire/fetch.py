@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urljoin
 
-from ..errors import ImgclfError
-from .safety import Resolver, Target, UnsafeURL, check_url, parse_endpoint
+from ..errors import FetchError, ImgclfError, UnsafeURL
+from .safety import Resolver, Target, check_url, parse_endpoint
 
 USER_AGENT = "imgclf/0.1 (image dataset downloader)"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -46,16 +46,6 @@ class FetchOptions:
             raise ImgclfError("download options retries, max_redirects and backoff must be >= 0")
         for spec in self.allow_addresses:
             parse_endpoint(spec)  # a typo fails here, not in every worker
-
-
-class FetchError(Exception):
-    """A URL that could not be fetched; ``reason`` is a short code, ``retry`` says if trying again may help."""
-
-    def __init__(self, reason: str, detail: str, retry: bool = False):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.retry = retry
 
 
 def fetch(url: str, opts: FetchOptions = FetchOptions()) -> bytes:

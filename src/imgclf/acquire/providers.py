@@ -1,19 +1,17 @@
-"""Image-search providers, built by name through a small registry.
+"""Image-search providers, built by name through :data:`imgclf.registry.PROVIDERS`.
 
 A provider turns a text query into image URLs. ``brave`` (Brave Image Search API, needs
 ``BRAVE_SEARCH_API_KEY``) and ``ddgs`` (DuckDuckGo and friends through the ``ddgs`` package,
-no account) ship here; others register with :func:`register_provider`.
+no account) ship here; others register with :func:`register_provider`. A failed search
+raises :class:`imgclf.errors.ProviderError`.
 """
 from __future__ import annotations
 
 import os
 from typing import Callable, Protocol
 
-from ..registry import Registry
-
-
-class ProviderError(Exception):
-    """A search that failed (no network, key refused, rate limited, ...)."""
+from ..errors import ProviderError
+from ..registry import PROVIDERS
 
 
 class ImageSearchProvider(Protocol):
@@ -27,8 +25,7 @@ class ImageSearchProvider(Protocol):
 
 
 ProviderFactory = Callable[[], ImageSearchProvider]
-PROVIDERS: Registry[ProviderFactory] = Registry("image-search provider", hint="pass --provider auto to use the first one that works")
-register_provider = PROVIDERS.register  # a provider class (or factory) available as ``name``
+register_provider = PROVIDERS.register  # a provider class (or ProviderFactory) available as ``name``
 
 
 def get_provider(name: str) -> ImageSearchProvider:

@@ -15,25 +15,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote, urlsplit
 
-from ..errors import ImgclfError
+from ..errors import ImgclfError, UnsafeURL
 
 SCHEMES = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 #: ``resolver(host, port) -> addresses``; the default asks the system (``getaddrinfo``).
 Resolver = Callable[[str, int], list[str]]
-
-
-class UnsafeURL(ImgclfError):
-    """A URL that may not be fetched; ``reason`` is a short code for reports."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(
-            message,
-            hint="only public http(s) addresses are fetched; pass --allow-private for a server on this "
-            "machine or your network",
-        )
-        self.reason = reason
 
 
 @dataclass(frozen=True)

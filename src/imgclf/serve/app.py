@@ -4,8 +4,9 @@ Routes: ``POST /predict`` (multipart files or one raw image body), ``POST /score
 sample's contract), the Open Inference Protocol under ``/v2``, ``GET /metrics`` and the
 OpenAPI docs at ``/docs`` (served from local files, no CDN). Middleware, outermost first:
 metrics, token auth (when a token is set), body limit; they cover routes added later too, such
-as the web UI's. The service (predictor, batcher) is ``app.state.imgclf``; its ``predictor``
-is None while the model loads or when the app runs without one.
+as those :func:`imgclf.ui.mount_ui` adds. The service (predictor, batcher) is
+``app.state.imgclf``; its ``predictor`` is None while the model loads or when the app runs
+without one. Errors are answered as :mod:`imgclf.serve.errors` says.
 """
 from __future__ import annotations
 
@@ -14,23 +15,22 @@ from typing import Any
 
 from fastapi import FastAPI, Path as PathParam, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from .. import __version__
-from ..config import ConfigError, ServeConfig
-from ..errors import ImgclfError
+from ..config import ServeConfig
+from ..errors import ConfigError, ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
 from .auth import TokenAuthMiddleware
-from .errors import ApiError, install_error_handlers
+from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .service import InferenceService
 
-_ERRORS = {code: {"model": p.ErrorBody} for code in (400, 401, 404, 413, 415, 503, 504)}
 _RAW_IMAGE = {"schema": {"type": "string", "format": "binary"}}
 _PREDICT_BODY = {
     "requestBody": {
@@ -67,32 +67,21 @@ async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], l
             if isinstance(e, HTTPException) and e.status_code != 400:
                 raise  # e.g. the body limit's 413
             message = e.message if isinstance(e, MultiPartException) else e.detail
-            raise ApiError(400, f"multipart form refused: {message}", "bad_multipart") from None
+            raise InvalidRequest(f"multipart form refused: {message}", reason="bad_multipart") from None
     if ctype == "application/json":
-        raise ApiError(415, "/predict takes image files (multipart/form-data or a raw image body), not JSON; "
-                            "JSON with base64 goes to /score or /v2/models/{name}/infer", "unsupported_media_type")
+        raise UnsupportedMediaType("/predict takes image files (multipart/form-data or a raw image body), not JSON; "
+                                   "JSON with base64 goes to /score or /v2/models/{name}/infer")
     # Any other type is the image itself: `curl --data-binary @x.jpg` labels it a urlencoded form.
     return [await request.body()], [None]
 
 
-def _mount_ui(app: FastAPI, predictor: Any, ui: dict[str, Any]) -> None:
-    try:
-        from imgclf.ui import mount_ui
-    except ModuleNotFoundError as e:
-        if e.name and "imgclf.ui".startswith(e.name):
-            raise ImgclfError("the web UI is not part of this build", hint="serve the API alone (ui=None)") from None
-        raise
-    mount_ui(app, predictor=predictor, **ui)
-
-
-def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None,
-               ui: dict[str, Any] | None = None) -> FastAPI:
+def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None) -> FastAPI:
     """The service app for ``predictor`` (an :class:`imgclf.predict.Predictor`).
 
     Without one, the model routes answer 404 and /predict 503 until a predictor is loaded with
     ``app.state.imgclf.load_in_background(loader)`` (503 "loading" meanwhile), if ever.
-    ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`).
-    ``ui`` (``images_dir``, ``run_dir``) mounts the web UI through ``imgclf.ui.mount_ui``.
+    ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`), routes
+    added to the app later included: :func:`imgclf.ui.create_ui_app` adds the web UI's that way.
     """
     _check(serve_cfg)
     if token and not (token.isascii() and token.isprintable()):
@@ -128,8 +117,6 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
         """Prometheus text format: requests, latency, batch sizes, queue depth."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    if ui is not None:
-        _mount_ui(app, predictor, ui)
     return app
 
 
@@ -144,10 +131,10 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
         """The predictor behind ``name``: 404 for other names and versions, 503 while loading."""
         if name != cfg.model_name or (version is not None and version != p.MODEL_VERSION):
             what = f"model {name!r}" + (f" version {version!r}" if version is not None else "")
-            raise ApiError(404, f"unknown {what}; this server serves {cfg.model_name!r} version {p.MODEL_VERSION}",
-                           "unknown_model")
+            raise NotFound(f"unknown {what}; this server serves {cfg.model_name!r} version {p.MODEL_VERSION}",
+                           reason="unknown_model")
         if service.predictor is None and not service.loading:
-            raise ApiError(404, f"model {name!r} is not loaded on this server", "no_model")
+            raise NotFound(f"model {name!r} is not loaded on this server", reason="no_model")
         return service.require_model()
 
     @app.get("/v2/health/live", tags=["health"])
@@ -155,14 +142,14 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
         """Liveness: 200 as soon as the server answers."""
         return {"live": True}
 
-    @app.get("/v2/health/ready", tags=["health"], responses={503: {"model": p.ErrorBody}})
+    @app.get("/v2/health/ready", tags=["health"], responses={STATUS[Unavailable]: {"model": ErrorBody}})
     def ready() -> Any:
         """Readiness: 200 once the model is loaded, 503 before that and while shutting down."""
         if service.ready:
             return {"ready": True}
         why = ("shutting down" if service.draining else "the model is loading" if service.loading
                else f"the model failed to load: {service.load_error}" if service.load_error else "no model loaded")
-        return JSONResponse({"error": f"not ready: {why}", "reason": "not_ready"}, status_code=503)
+        raise Unavailable(f"not ready: {why}", reason="not_ready")
 
     @app.get("/v2", tags=["v2"], response_model=p.ServerMetadata)
     def server_metadata() -> p.ServerMetadata:
@@ -178,28 +165,30 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
         result = await service.classify(p.infer_images(req))
         return p.infer_response(cfg.model_name, req, result.proba, pred.labels)
 
-    @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
+    @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=ERROR_RESPONSES)
     def model_metadata(name: str = name_param) -> p.ModelMetadata:
         """Model metadata: input (BYTES images), outputs (FP32 probabilities, labels), class labels."""
         return _metadata(name)
 
-    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], response_model=p.ModelMetadata, responses=_ERRORS)
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"], response_model=p.ModelMetadata,
+             responses=ERROR_RESPONSES)
     def model_version_metadata(name: str = name_param, version: str = version_param) -> p.ModelMetadata:
         """Metadata of one model version (this server has version 1)."""
         return _metadata(name, version)
 
-    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=_ERRORS)
+    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=ERROR_RESPONSES)
     def model_ready(name: str = name_param) -> dict[str, Any]:
         """Model readiness: 200 when the model answers requests."""
         model(name)
         return {"name": name, "ready": True}
 
-    @app.post("/v2/models/{name}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
+    @app.post("/v2/models/{name}/infer", tags=["v2"], response_model=p.InferResponse, responses=ERROR_RESPONSES)
     async def infer(req: p.InferRequest, name: str = name_param) -> p.InferResponse:
         """Classify base64 images (one BYTES input of shape [n]) → FP32 probabilities [n, classes] and labels."""
         return await _infer(name, req)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], response_model=p.InferResponse, responses=_ERRORS)
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["v2"], response_model=p.InferResponse,
+              responses=ERROR_RESPONSES)
     async def infer_version(req: p.InferRequest, name: str = name_param, version: str = version_param) -> p.InferResponse:
         """Inference on one model version (this server has version 1)."""
         return await _infer(name, req, version)
@@ -207,7 +196,7 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
 
 def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
     """``/predict`` (image files) and ``/score`` (the 2017 sample's base64 JSON)."""
-    @app.post("/predict", tags=["predict"], response_model=p.PredictResponse, responses=_ERRORS,
+    @app.post("/predict", tags=["predict"], response_model=p.PredictResponse, responses=ERROR_RESPONSES,
               openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> p.PredictResponse:
         """Classify image files (multipart field `files`, repeatable) or one raw image body."""
@@ -218,7 +207,7 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
                  for name, row in zip(names, result.proba)]
         return p.PredictResponse(model=cfg.model_name, predictions=preds, executionTimeMs=result.ms)
 
-    @app.post("/score", tags=["predict"], response_model=p.ScoreResult | list[p.ScoreResult], responses=_ERRORS)
+    @app.post("/score", tags=["predict"], response_model=p.ScoreResult | list[p.ScoreResult], responses=ERROR_RESPONSES)
     async def score(req: p.ScoreRequest) -> Any:
         """The 2017 sample's contract: one object per image (a list when several are sent)."""
         pred = service.require_model()

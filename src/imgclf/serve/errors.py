@@ -1,45 +1,107 @@
-"""Every error the service answers is JSON ``{"error": "...", "reason": "..."}``.
+"""Every error the service answers is JSON ``{"error": "...", "reason": "..."}``, and
+:data:`STATUS` is the one place that gives an error its HTTP status.
 
-Bad input is answered by the handlers for :class:`ApiError`, HTTP exceptions and validation
-errors (4xx). The catch-all handler is only for bugs: it answers 500 with the same shape,
-logs the traceback and counts ``imgclf_internal_errors_total``, which tests keep at zero.
+Routes (the web UI's included) raise :class:`imgclf.errors.ImgclfError` subclasses; one handler
+answers them with the status of the error's most specific class in :data:`STATUS`, the
+error's message and its reason code. The few errors only an HTTP service meets (a request
+body of the wrong media type, no model yet, a missed deadline) are defined here. HTTP
+exceptions and validation errors keep their own handlers (4xx). The catch-all is only for
+bugs, an ImgclfError no entry of the table covers included: it answers 500 with the same
+shape, logs the traceback and counts ``imgclf_internal_errors_total``, which tests keep at zero.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from ..images import ImageError
+from ..errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotFound, QueueFull, UnsupportedFormat
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
 
-
-class ApiError(Exception):
-    """An error answered as ``status`` with a JSON body; ``reason`` is a short code."""
-
-    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason
-        self.headers = headers or {}
+E = TypeVar("E", bound=ImgclfError)
 
 
-def image_error(e: ImageError, index: int, name: str | None) -> ApiError:
-    """The ApiError of one undecodable image of a request (400, 413 or 415)."""
-    which = f"image {index}" + (f" ({name})" if name else "")
-    return ApiError(e.status, f"{which} is not usable: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file",
-                    e.reason)
+class ErrorBody(BaseModel):  # the JSON of every error answer (no docstring: it would enter the OpenAPI schema)
+    error: str
+    reason: str | None = None
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A request body of a media type the route does not take."""
+
+    reason = "unsupported_media_type"
+
+
+class TooManyImages(InvalidRequest):
+    """More images in one request than the queue could ever hold."""
+
+    reason = "too_many_images"
+
+
+class Unavailable(ImgclfError):
+    """The service cannot answer yet (no model, still loading, shutting down); ``retry_after`` in seconds."""
+
+    reason = "unavailable"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after: int | None = None):
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+class DeadlinePassed(ImgclfError):
+    """The request took longer than ``serve.timeout_s``."""
+
+    reason = "deadline"
+
+
+#: HTTP status of each error class; an error gets the status of its most specific class listed.
+STATUS: dict[type[ImgclfError], int] = {
+    InvalidRequest: 400,
+    ImageError: 400,
+    NotFound: 404,
+    TooManyImages: 413,
+    ImageTooLarge: 413,
+    UnsupportedMediaType: 415,
+    UnsupportedFormat: 415,
+    Unavailable: 503,
+    QueueFull: 503,
+    DeadlinePassed: 504,
+}
+#: What the OpenAPI docs list as the error answers of a model route (401 comes from the token check).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in sorted({401, *STATUS.values()})}
+
+
+def status_of(e: ImgclfError) -> int | None:
+    """The HTTP status of ``e``; None for an error the service never means to answer (a bug)."""
+    return next((STATUS[cls] for cls in type(e).__mro__ if cls in STATUS), None)
+
+
+def restated(e: E, message: str) -> E:
+    """``e`` with ``message`` in place of its own: the words of the request (which image, what to send).
+
+    The class, and so the status and the reason code, stay those of the original error.
+    """
+    e.message = message
+    e.args = (message,)
+    return e
 
 
 def error_response(status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "reason": reason}, status_code=status, headers=headers)
+
+
+def _retry_after(e: ImgclfError) -> dict[str, str] | None:
+    """``Retry-After`` for the errors that say when trying again may succeed (a full queue, a loading model)."""
+    seconds = getattr(e, "retry_after", None)
+    return {"Retry-After": str(seconds)} if seconds is not None else None
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -52,11 +114,19 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    """JSON answers for API errors, HTTP errors, validation errors and (counted) bugs."""
+    """JSON answers for imgclf errors (through :data:`STATUS`), HTTP errors, validation errors and (counted) bugs."""
 
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, e: ApiError) -> JSONResponse:
-        return error_response(e.status, e.message, e.reason, e.headers)
+    async def bug(request: Request, e: Exception) -> JSONResponse:
+        metrics.internal_errors.inc()
+        log.exception("internal error on %s %s", request.method, request.url.path, exc_info=e)
+        return error_response(500, f"internal error ({type(e).__name__}); this is a bug, please report it", "internal")
+
+    @app.exception_handler(ImgclfError)
+    async def _expected(request: Request, e: ImgclfError) -> JSONResponse:
+        status = status_of(e)
+        if status is None:
+            return await bug(request, e)
+        return error_response(status, e.message, e.reason, _retry_after(e))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, e: HTTPException) -> JSONResponse:
@@ -72,8 +142,4 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         body = {"error": _validation_message(errors), "reason": "invalid_request", "detail": errors}
         return JSONResponse(body, status_code=status)
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, e: Exception) -> JSONResponse:
-        metrics.internal_errors.inc()
-        log.exception("internal error on %s %s", request.method, request.url.path, exc_info=e)
-        return error_response(500, f"internal error ({type(e).__name__}); this is a bug, please report it", "internal")
+    app.exception_handler(Exception)(bug)

@@ -16,17 +16,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ApiError
+from ..errors import InvalidRequest
 
 INPUT_NAME = "image"
 OUTPUT_PROBA = "probabilities"
 OUTPUT_LABEL = "label"
 MODEL_VERSION = "1"
-
-
-class ErrorBody(BaseModel):
-    error: str
-    reason: str | None = None
 
 
 class Prediction(BaseModel):
@@ -118,34 +113,37 @@ class InferResponse(BaseModel):
 
 
 def decode_base64(text: str, what: str) -> bytes:
-    """Strict base64 (a ``data:...;base64,`` prefix is allowed) → bytes; 400 otherwise."""
+    """Strict base64 (a ``data:...;base64,`` prefix is allowed) → bytes; InvalidRequest otherwise."""
     if not isinstance(text, str):
-        raise ApiError(400, f"{what} must be a base64 string; got {type(text).__name__}", "invalid_base64")
+        raise InvalidRequest(f"{what} must be a base64 string; got {type(text).__name__}", reason="invalid_base64")
     if text.startswith("data:") and "," in text[:200]:
         text = text.split(",", 1)[1]
     try:
         data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as e:
-        raise ApiError(400, f"{what} is not valid base64 ({e}); encode the image file with base64", "invalid_base64") from None
+        raise InvalidRequest(f"{what} is not valid base64 ({e}); encode the image file with base64",
+                             reason="invalid_base64") from None
     if not data:
-        raise ApiError(400, f"{what} is empty; send a base64-encoded image file", "empty")
+        raise InvalidRequest(f"{what} is empty; send a base64-encoded image file", reason="empty")
     return data
 
 
 def infer_images(req: InferRequest) -> list[bytes]:
     """The image files of an OIP infer request: one BYTES input of shape [n] (or [n, 1])."""
     if len(req.inputs) != 1:
-        raise ApiError(400, f"expected exactly one input ({INPUT_NAME!r}, BYTES); got {len(req.inputs)}", "invalid_input")
+        raise InvalidRequest(f"expected exactly one input ({INPUT_NAME!r}, BYTES); got {len(req.inputs)}",
+                             reason="invalid_input")
     inp = req.inputs[0]
     if inp.datatype != "BYTES":
-        raise ApiError(400, f"input {inp.name!r} must have datatype BYTES (base64 images); got {inp.datatype!r}", "invalid_input")
+        raise InvalidRequest(f"input {inp.name!r} must have datatype BYTES (base64 images); got {inp.datatype!r}",
+                             reason="invalid_input")
     data = inp.data
     if data and all(isinstance(x, list) and len(x) == 1 for x in data):  # shape [n, 1] sent nested
         data = [x[0] for x in data]
     n = len(data)
     if n == 0 or inp.shape not in ([n], [n, 1]):
-        raise ApiError(400, f"input {inp.name!r} has shape {inp.shape} but {n} data items; "
-                            f"use shape [{max(n, 1)}] with one base64 image per item", "invalid_input")
+        raise InvalidRequest(f"input {inp.name!r} has shape {inp.shape} but {n} data items; "
+                             f"use shape [{max(n, 1)}] with one base64 image per item", reason="invalid_input")
     return [decode_base64(x, f"input {inp.name!r} item {i}") for i, x in enumerate(data)]
 
 
@@ -161,7 +159,8 @@ def infer_response(model_name: str, req: InferRequest, proba: np.ndarray, labels
     wanted = [o.name for o in req.outputs] if req.outputs else list(outputs)
     unknown = [w for w in wanted if w not in outputs]
     if unknown:
-        raise ApiError(400, f"unknown output {unknown[0]!r}; this model has outputs {', '.join(outputs)}", "invalid_output")
+        raise InvalidRequest(f"unknown output {unknown[0]!r}; this model has outputs {', '.join(outputs)}",
+                             reason="invalid_output")
     return InferResponse(model_name=model_name, model_version=MODEL_VERSION, id=req.id,
                          outputs=[outputs[w] for w in wanted], parameters={"labels": labels})
 

@@ -1,9 +1,10 @@
 """The inference service behind every endpoint: admission, decoding, deadline, micro-batching.
 
-``classify(images)`` reserves room in the :class:`MicroBatcher` (503 + Retry-After when it is
+``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:`QueueFull` when it is
 full), decodes the images on a small thread pool with the one safe decoder, queues them for
-the engine and waits, all within ``serve.timeout_s`` (504 after it; the batcher then drops the
-request's images that have not reached the engine yet).
+the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
+batcher then drops the request's images that have not reached the engine yet). The errors'
+HTTP statuses are in :mod:`imgclf.serve.errors`.
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..config import ServeConfig
-from ..engines import cpu_threads
-from ..images import ImageError
-from .batching import MicroBatcher, QueueFull
-from .errors import ApiError, image_error
+from ..errors import ImageError, InvalidRequest, QueueFull
+from ..features.engines import cpu_threads
+from .batching import MicroBatcher
+from .errors import DeadlinePassed, TooManyImages, Unavailable, restated
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
@@ -89,33 +90,33 @@ class InferenceService:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def require_model(self):
-        """The predictor, or a 503 ApiError while loading or without a model.
+        """The predictor, or :class:`Unavailable` while loading or without a model.
 
         Draining does not refuse requests: only readiness changes, so in-flight and late requests
         still complete while load balancers move away.
         """
         if self.predictor is None:
             if self.loading:
-                raise ApiError(503, "the model is still loading; retry shortly", "loading", {"Retry-After": "1"})
-            raise ApiError(503, "this server has no model loaded; start it with `imgclf serve RUN_DIR/model`", "no_model")
+                raise Unavailable("the model is still loading; retry shortly", reason="loading", retry_after=1)
+            raise Unavailable("this server has no model loaded; start it with `imgclf serve RUN_DIR/model`",
+                              reason="no_model")
         return self.predictor
 
     async def classify(self, images: Sequence[bytes], names: Sequence[str | None] | None = None) -> Classified:
-        """Probabilities of each image, or an ApiError (400/413/415/503/504)."""
+        """Probabilities of each image; an ImgclfError for a request that cannot be answered."""
         predictor = self.require_model()
         n = len(images)
         if n == 0:
-            raise ApiError(400, "no image in the request; send at least one image file", "no_image")
+            raise InvalidRequest("no image in the request; send at least one image file", reason="no_image")
         if n > self.cfg.queue_size:
-            raise ApiError(413, f"{n} images in one request; at most {self.cfg.queue_size} (serve.queue_size) are accepted",
-                           "too_many_images")
+            raise TooManyImages(f"{n} images in one request; at most {self.cfg.queue_size} (serve.queue_size) "
+                                "are accepted")
         t0 = time.perf_counter()
         try:
             reservation = self.batcher.reserve(n)
         except QueueFull as e:
             self.metrics.rejected.labels("queue_full").inc()
-            raise ApiError(503, f"server busy: {e}; retry after {e.retry_after} s", "queue_full",
-                           {"Retry-After": str(e.retry_after)}) from None
+            raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
             try:
@@ -123,8 +124,8 @@ class InferenceService:
                                                self.cfg.timeout_s)
             except (asyncio.TimeoutError, TimeoutError):
                 self.metrics.rejected.labels("deadline").inc()
-                raise ApiError(504, f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
-                                    "retry, or send fewer images per request", "deadline") from None
+                raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
+                                     "retry, or send fewer images per request") from None
         return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3))
 
     async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
@@ -134,7 +135,8 @@ class InferenceService:
         for i, x in enumerate(decoded):
             if isinstance(x, ImageError):
                 self.metrics.rejected.labels(x.reason).inc()
-                raise image_error(x, i, names[i] if names else None)
+                which = f"image {i}" + (f" ({names[i]})" if names and names[i] else "")
+                raise restated(x, f"{which} is not usable: {x.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file")
             if isinstance(x, BaseException):
                 raise x
         return await asyncio.wrap_future(reservation.submit(decoded, deadline))

@@ -1,17 +1,21 @@
 """The web UI: browse and correct a dataset, browse a run's results, try the model.
 
-Served by the same FastAPI app as the REST service (``imgclf.serve.app.create_app`` calls
-:func:`mount_ui`), so the service's token and body limit guard the UI too. Pages are plain
-HTML, CSS and JavaScript in ``static/``: no build step, nothing fetched from elsewhere.
+Served by the same FastAPI app as the REST service: :func:`create_ui_app` builds the service's
+app and :func:`mount_ui` adds the UI to it, so the service's token, body limit and error
+answers cover the UI too. Pages are plain HTML, CSS and JavaScript in ``static/``: no build
+step, nothing fetched from elsewhere.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+
+if TYPE_CHECKING:
+    from ..config import ServeConfig
 
 
 def default_thumbs_dir() -> Path:
@@ -39,3 +43,17 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     thumbs = ThumbnailCache(thumbs_dir or default_thumbs_dir())
     app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
+
+
+def create_ui_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None, **ui: Any) -> FastAPI:
+    """The service app of :func:`imgclf.serve.app.create_app` with the web UI mounted on it.
+
+    ``ui`` are the keyword arguments of :func:`mount_ui` (``images_dir``, ``run_dir``, ``thumbs_dir``).
+    The UI's routes are added after the service's middleware, which guards every route of the
+    app whenever it was added: ``token`` protects the UI's pages, API and static files too.
+    """
+    from ..serve.app import create_app
+
+    app = create_app(predictor, serve_cfg, token=token)
+    mount_ui(app, predictor=predictor, **ui)
+    return app

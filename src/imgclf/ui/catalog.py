@@ -3,6 +3,7 @@
 Paths from requests are checked here and nowhere else: a path must be relative, must resolve
 inside the dataset folder and must name an image the dataset scan listed. Corrections go
 through :mod:`imgclf.annotations` (an atomic, append-only history); images are never touched.
+Refusals are :class:`InvalidRequest` (a malformed value) or :class:`NotFound` (nothing by that name).
 """
 from __future__ import annotations
 
@@ -15,23 +16,13 @@ from typing import Any
 
 from ..annotations import Annotation, current_state, read_history, record, undo_last
 from ..dataset import scan_dataset
-from ..errors import DatasetError
+from ..errors import DatasetError, InvalidRequest, NotFound
 from .thumbs import file_version
 
 #: What an image can be: used as its folder label, relabelled, or left out (two ways).
 STATUSES = ("unchanged", "relabeled", "excluded", "ambiguous")
 _LEFT_OUT = {"exclude": "excluded", "ambiguous": "ambiguous"}  # annotation action → status
 _RESCAN_AFTER_S = 2.0  # a path missing from the listing triggers a rescan at most this often
-
-
-class UIError(Exception):
-    """A request the UI refuses; answered as ``{"error": message, "reason": reason}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, reason: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason or {400: "bad_request", 404: "not_found"}.get(status, "refused")
 
 
 @dataclass(frozen=True)
@@ -61,7 +52,7 @@ class Catalog:
                 try:
                     ds = scan_dataset(self.root, apply_annotations=False)
                 except DatasetError as e:
-                    raise UIError(404, f"{e}; {e.hint}", "no_images") from None
+                    raise NotFound(f"{e}; {e.hint}", reason="no_images") from None
                 items = sorted(ds.items, key=lambda it: (it.label, it.rel))
                 self._entries = {it.rel: Entry(it.rel, it.path, it.label) for it in items}
                 self._scanned_at = time.monotonic()
@@ -72,20 +63,20 @@ class Catalog:
         return sorted({e.original for e in self.entries().values()})
 
     def resolve(self, rel: str) -> Entry:
-        """The listed image at ``rel``; UIError 400 for a malformed or escaping path, 404 if unlisted."""
+        """The listed image at ``rel``; InvalidRequest for a malformed or escaping path, NotFound if unlisted."""
         if not rel or "\x00" in rel or "\\" in rel:
-            raise UIError(400, f"path must be a relative path with / separators; got {rel!r}")
+            raise InvalidRequest(f"path must be a relative path with / separators; got {rel!r}")
         parts = PurePosixPath(rel).parts
         if PurePosixPath(rel).is_absolute() or ".." in parts or "." in rel.split("/"):
-            raise UIError(400, f"path must be relative to the dataset folder, without '..'; got {rel!r}")
+            raise InvalidRequest(f"path must be relative to the dataset folder, without '..'; got {rel!r}")
         target = (self.root / rel).resolve()
         if not target.is_relative_to(self.root):
-            raise UIError(400, f"path {rel!r} resolves outside the dataset folder {self.root}")
+            raise InvalidRequest(f"path {rel!r} resolves outside the dataset folder {self.root}")
         entries = self.entries()
         if rel not in entries and time.monotonic() - self._scanned_at > _RESCAN_AFTER_S:
             entries = self.entries(refresh=True)
         if rel not in entries:
-            raise UIError(404, f"no image {rel!r} in the dataset {self.root}; reload the page to list the images again")
+            raise NotFound(f"no image {rel!r} in the dataset {self.root}; reload the page to list the images again")
         return entries[rel]
 
     def rel_of(self, path: str | os.PathLike) -> str | None:
@@ -121,9 +112,9 @@ class Catalog:
     def query(self, label: str = "", status: str = "", q: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
         """One page of images whose current class is ``label`` and/or whose status is ``status``."""
         if status and status not in STATUSES:
-            raise UIError(400, f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         if label and label not in self.classes():
-            raise UIError(400, f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
+            raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
         state = current_state(self.root)
         q = q.lower()
         hits = []
@@ -153,11 +144,11 @@ class Catalog:
         e = self.resolve(rel)
         if action == "relabel":
             if label not in self.classes():
-                raise UIError(400, f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
+                raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
         elif action in ("exclude", "ambiguous", "restore"):
             label = ""
         else:
-            raise UIError(400, f"action must be one of relabel, exclude, ambiguous, restore; got {action!r}")
+            raise InvalidRequest(f"action must be one of relabel, exclude, ambiguous, restore; got {action!r}")
         with self._lock:
             ann = current_state(self.root).get(e.rel)
             if action == "relabel" and label == e.original:

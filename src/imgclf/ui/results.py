@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..fileio import read_csv, read_json
-from ..pipeline import RunDir
-from .catalog import Catalog, UIError
+from ..errors import NotFound
+from ..fileio import read_json
+from ..pipeline.rundir import RunDir
+from .catalog import Catalog
 from .thumbs import file_version
 
 _METRIC_KEYS = ("accuracy", "class_avg_accuracy", "n_test", "n_train", "per_class_accuracy", "backbone", "resolution")
@@ -31,25 +32,22 @@ class RunResults:
     def _load(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         for p, step in ((self.rd.predictions, "evaluate"), (self.rd.metrics, "evaluate")):
             if not p.exists():
-                raise UIError(404, f"{p} is missing: the run has not been evaluated; run `imgclf {step} --run-dir {self.rd.root}`")
+                raise NotFound(f"{p} is missing: the run has not been evaluated; "
+                               f"run `imgclf {step} --run-dir {self.rd.root}`")
         stamp = (self.rd.predictions.stat().st_mtime_ns, self.rd.metrics.stat().st_mtime_ns)
         with self._lock:
             if stamp != self._stamp:
                 metrics = read_json(self.rd.metrics)
                 labels = list(metrics["labels"])
-                rows = []
-                for i, r in enumerate(read_csv(self.rd.predictions)):
-                    rows.append({"i": i, "path": r["path"], "rel": r.get("rel", ""), "label": r["label"],
-                                 "predicted": r["predicted"], "score": float(r["score"]),
-                                 "scores": {n: float(r.get(f"p_{n}") or 0.0) for n in labels}})
+                rows = [{"i": i, **r} for i, r in enumerate(self.rd.read_predictions(labels))]
                 self._rows, self._metrics, self._stamp = rows, metrics, stamp
             return self._rows, self._metrics
 
     def image_path(self, index: int) -> str:
-        """The image file of result row ``index``; UIError 404 when there is no such row."""
+        """The image file of result row ``index``; NotFound when there is no such row."""
         rows, _ = self._load()
         if not 0 <= index < len(rows):
-            raise UIError(404, f"no result {index}: the run has {len(rows)} test results (0 to {len(rows) - 1})")
+            raise NotFound(f"no result {index}: the run has {len(rows)} test results (0 to {len(rows) - 1})")
         return rows[index]["path"]
 
     def payload(self, catalog: Catalog | None) -> dict[str, Any]:

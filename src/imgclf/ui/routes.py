@@ -1,46 +1,53 @@
 """The UI's HTTP surface: three pages under ``/ui/`` and their JSON API under ``/ui/api/``.
 
 Endpoints are thin: check the request, call the catalog, the thumbnail cache, the run's results
-or the predictor, format. Every refusal is a 4xx ``{"error": message, "reason": code}``, the
-service's error shape; the service's middleware adds the token check and the body limit.
+or the predictor, format. Refusals are raised as :class:`imgclf.errors.ImgclfError` and answered
+by the service's handler like its own (``{"error": message, "reason": code}``, the status from
+:mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
+
+The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts);
+``static/<page>.html`` holds only what is particular to a page, its body.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from string import Template
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..images import ImageError
-from .catalog import Catalog, UIError
+from ..errors import ImageError, InvalidRequest, NotFound
+from ..serve.errors import restated
+from .catalog import Catalog
 from .results import RunResults
 from .thumbs import SIZES, ThumbnailCache
 
 STATIC_DIR = Path(__file__).parent / "static"
-PAGES = ("dataset", "results", "try")
 _IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # thumbnail URLs carry a version
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-class _JSONErrorRoute(APIRoute):
-    """Answers UIError with the service's JSON error shape, on the UI's routes only."""
+@dataclass(frozen=True)
+class Page:
+    """What the shared frame says of one page."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    nav: str  # its link in the top bar
+    title: str
+    skip_to: str  # id of what a keyboard user wants first; the skip link jumps there
+    skip_text: str
 
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except UIError as e:
-                return JSONResponse({"error": e.message, "reason": e.reason}, e.status)
 
-        return route
+PAGES = {
+    "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images"),
+    "results": Page("Results", "Results", "results", "Skip to the results"),
+    "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
+}
 
 
 class AnnotateIn(BaseModel):
@@ -56,16 +63,16 @@ class UndoIn(BaseModel):
 def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
                  thumbs: ThumbnailCache) -> APIRouter:
     """The UI's routes over what was loaded (each part may be None: its page then says so)."""
-    r = APIRouter(route_class=_JSONErrorRoute)
+    r = APIRouter()
 
     def need_catalog() -> Catalog:
         if catalog is None:
-            raise UIError(404, "no dataset is loaded; start the UI with `imgclf ui --images DIR`")
+            raise NotFound("no dataset is loaded; start the UI with `imgclf ui --images DIR`")
         return catalog
 
     def need_results() -> RunResults:
         if results is None:
-            raise UIError(404, "no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
+            raise NotFound("no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
         return results
 
     def loaded_model(request: Request) -> Any:
@@ -86,13 +93,13 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         model, pred = None, loaded_model(request)
         if pred is not None:
             meta = pred.bundle.meta
-            model = {"labels": list(pred.labels), "backbone": meta.get("backbone"),
-                     "resolution": meta.get("resolution"), "classifier": meta.get("classifier", {}).get("type")}
+            model = {"labels": list(pred.labels), "backbone": meta.backbone, "resolution": meta.resolution,
+                     "classifier": meta.classifier.get("type")}
         dataset, problem = None, None
         if catalog is not None:
             try:
                 dataset = catalog.summary()
-            except UIError as e:  # an empty dataset folder must not hide the run and the model
+            except NotFound as e:  # an empty dataset folder must not hide the run and the model
                 problem = e.message
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model}
@@ -144,10 +151,11 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         """Classify the image sent as the request body with the loaded model."""
         pred = loaded_model(request)
         if pred is None:
-            raise UIError(404, "no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`", "no_model")
+            raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`",
+                           reason="no_model")
         data = await request.body()
         if not data:
-            raise UIError(400, "no image: send the image file as the request body", "empty")
+            raise InvalidRequest("no image: send the image file as the request body", reason="empty")
         return await run_in_threadpool(_classify, pred, data)
 
     return r
@@ -158,21 +166,36 @@ def _page(name: str) -> Callable[[Request], Response]:
         if "token" in request.query_params:  # the service's auth has set its cookie: drop the token from the address bar
             query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
             return RedirectResponse(request.url.path + (f"?{query}" if query else ""), 303)
-        return FileResponse(STATIC_DIR / f"{name}.html", headers=_NO_CACHE)
+        return HTMLResponse(_render_page(name), headers=_NO_CACHE)
 
     page.__name__ = f"{name}_page"
     return page
 
 
+def _render_page(name: str) -> str:
+    """The HTML of page ``name``: its body (``static/<name>.html``) in the shared frame (``static/page.html``)."""
+    page = PAGES[name]
+    nav = "\n".join(_nav_link(other, p.nav, current=other == name) for other, p in PAGES.items())
+    frame = Template((STATIC_DIR / "page.html").read_text(encoding="utf-8"))
+    body = (STATIC_DIR / f"{name}.html").read_text(encoding="utf-8").rstrip("\n")
+    return frame.substitute(title=page.title, page=name, skip_to=page.skip_to, skip_text=page.skip_text, nav=nav,
+                            body=body)
+
+
+def _nav_link(name: str, text: str, current: bool) -> str:
+    here = ' aria-current="page"' if current else ""
+    return f'      <a href="{name}"{here}>{text}</a>'
+
+
 def _thumbnail(thumbs: ThumbnailCache, path: str, size: int, what: str, cacheable: bool) -> Response:
     if size not in SIZES:
-        raise UIError(400, f"size must be one of {', '.join(map(str, SIZES))}; got {size}")
+        raise InvalidRequest(f"size must be one of {', '.join(map(str, SIZES))}; got {size}")
     try:
         data = thumbs.get(path, size)
     except OSError as e:
-        raise UIError(404, f"{what} cannot be read ({e.strerror or e}); reload the page", "unreadable") from None
+        raise NotFound(f"{what} cannot be read ({e.strerror or e}); reload the page", reason="unreadable") from None
     except ImageError as e:
-        raise UIError(e.status, f"{what} is not a usable image ({e.detail}); exclude it with x", e.reason) from None
+        raise restated(e, f"{what} is not a usable image ({e.detail}); exclude it with x") from None
     return Response(data, media_type="image/jpeg", headers=_IMMUTABLE if cacheable else _NO_CACHE)
 
 
@@ -181,8 +204,7 @@ def _classify(predictor: Any, data: bytes) -> dict[str, Any]:
     try:
         x = predictor.prepare(data)
     except ImageError as e:
-        raise UIError(e.status, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file",
-                      e.reason) from None
+        raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
     proba = predictor.predict_arrays([x])[0]
     return predictor.result(proba, labels=list(predictor.labels),
                             executionTimeMs=round((time.perf_counter() - t0) * 1000, 3))

@@ -10,11 +10,11 @@ from ..errors import DatasetError, ImgclfError
 
 
 def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None) -> dict[str, Any]:
-    """The ``ui`` argument of ``create_app``: checked folders, the thumbnail cache under data.root.
+    """The UI keywords of :func:`imgclf.ui.create_ui_app`: checked folders, the thumbnail cache under data.root.
 
     Without ``images_dir`` the run's own dataset (from its config.json) is opened.
     """
-    from ..pipeline import RunDir, run_config
+    from ..pipeline.rundir import RunDir, run_config
 
     if run_dir is not None:
         RunDir(run_dir).need(RunDir(run_dir).model, "run")
@@ -36,11 +36,10 @@ def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | o
     """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until SIGTERM/SIGINT,
     draining in-flight requests like ``imgclf serve``."""
     from ..predict import Predictor
-    from ..serve.app import create_app
     from ..serve.server import check_bind, run_app
+    from . import create_ui_app
 
     check_bind(cfg.serve.host, token, insecure)
     ui = ui_settings(cfg, images_dir, run_dir)
     predictor = Predictor(Path(run_dir) / "model") if run_dir is not None else None
-    app = create_app(predictor, cfg.serve, token=token, ui=ui)
-    run_app(app, cfg.serve)
+    run_app(create_ui_app(predictor, cfg.serve, token=token, **ui), cfg.serve)

@@ -1,0 +1,28 @@
+"""The library's front door: a whole run (with its run history), a model to predict with.
+
+    import imgclf
+    cfg = imgclf.load_config(None, ["data.images='photos'"])
+    metrics = imgclf.run(cfg, "runs/first")          # prepare, featurize, train, evaluate, track
+    imgclf.Predictor("runs/first/model").predict_paths(["x.jpg"])
+"""
+from __future__ import annotations
+
+import os
+
+from .config import Config
+from .evaluation.metrics import Metrics
+from .pipeline import steps
+
+
+def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
+    """Log the run directory to the run-history store when ``tracking.enabled`` (never fails the run)."""
+    from .tracking.store import log_run
+
+    log_run(cfg, run_dir, command)
+
+
+def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
+    """prepare → featurize → train → evaluate in one go, logged to the run history; returns the test metrics."""
+    metrics = steps.run(cfg, run_dir, progress=progress)
+    track(cfg, run_dir, "run")
+    return metrics

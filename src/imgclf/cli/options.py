@@ -1,0 +1,32 @@
+"""Options shared by several commands, and how a command's config is resolved from them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see `imgclf config`).")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override one setting, e.g. --set model.resolution=320 (repeatable)."),
+]
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Images folder: one subfolder per class (sets data.images).")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", "-r", help="Run directory (default: DATA_ROOT/runs/<dataset>/<time>).")]
+RunDirReq = Annotated[Path, typer.Option("--run-dir", "-r", help="Run directory made by `imgclf prepare` or `imgclf run`.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN", help="Bearer token (default: $IMGCLF_TOKEN).")]
+HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
+PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
+InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
+
+
+def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:
+    """``--set``-style overrides for the --host and --port options given on the command line."""
+    return ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
+
+
+def echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False))

@@ -1,0 +1,29 @@
+"""``imgclf ui``: browse and correct a dataset, browse a run's results, try its model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import load_config
+from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenOpt, bind_overrides
+
+
+ImagesOpt = Annotated[Optional[Path], typer.Option(
+    "--images", "-i", help="Dataset folder: one subfolder per class (default: the run's dataset).")]
+RunOpt = Annotated[Optional[Path], typer.Option(
+    "--run", "-r", help="Run directory: shows its test results and loads RUN/model for the try page.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def ui(images: ImagesOpt = None, run: RunOpt = None,
+           host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, insecure: InsecureOpt = False,
+           config: ConfigOpt = None, set: SetOpt = None) -> None:
+        """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
+        from ..ui.server import serve_ui
+
+        cfg = load_config(config, set, flags=bind_overrides(host, port))
+        typer.echo(f"web UI: http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else ""))
+        serve_ui(cfg, images, run, token=token or None, insecure=insecure)

@@ -1,0 +1,94 @@
+"""Honest evaluation on the test split: accuracies, ROC/AUC, confusion matrix, as plain numbers.
+
+:func:`compute_metrics` gives the test figures of class indices against probabilities;
+:class:`Metrics` is what metrics.json holds: those figures plus what the run was (classifier,
+backbone, sizes) and optional sections (training history, int8 vs fp32, timings).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Metrics:
+    """metrics.json: the same keys as ever; optional ones are left out when unset."""
+
+    accuracy: float | None
+    class_avg_accuracy: float | None
+    per_class_accuracy: dict[str, float | None]
+    roc_auc: dict[str, float | None]
+    macro_auc: float | None
+    confusion_matrix: list[list[int]]
+    labels: list[str]
+    n_test: int
+    roc_curves: dict[str, dict[str, list[float]]]
+    # what the run was (set by the evaluate step)
+    n_train: int | None = None
+    n_skipped: int | None = None
+    leakage_pairs: int | None = None
+    classifier: dict[str, Any] | None = None
+    backbone: str | None = None
+    resolution: int | None = None
+    training_history: list[dict[str, Any]] | None = None
+    int8: dict[str, Any] = field(default_factory=dict)  # int8 bundles: see imgclf.evaluation.int8 (flattened into the JSON)
+    wall_seconds: float | None = None  # `imgclf run`: the whole run
+    steps: dict[str, Any] | None = None  # `imgclf run`: each step's summary
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "int8":
+                out.update(v)
+            elif v is not None or f.default is dataclasses.MISSING:
+                out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Metrics":
+        names = {f.name for f in dataclasses.fields(cls)} - {"int8"}
+        return cls(**{k: v for k, v in d.items() if k in names}, int8={k: v for k, v in d.items() if k not in names})
+
+    def summary(self) -> dict[str, Any]:
+        """metrics.json without the ROC curves (what the bundle keeps)."""
+        return {k: v for k, v in self.to_dict().items() if k != "roc_curves"}
+
+
+def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> Metrics:
+    """Metrics of class-index ``y_true`` against probabilities ``proba`` (N, K)."""
+    from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+
+    labels = list(labels)
+    k = len(labels)
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(proba).argmax(axis=1)
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(k)))
+    support = cm.sum(axis=1)
+    per_class = {labels[i]: (float(cm[i, i] / support[i]) if support[i] else None) for i in range(k)}
+    present = [v for v in per_class.values() if v is not None]
+    roc_auc: dict[str, float | None] = {}
+    roc: dict[str, dict[str, list[float]]] = {}
+    for i, name in enumerate(labels):
+        pos = y_true == i
+        if pos.all() or not pos.any():
+            roc_auc[name] = None  # AUC is undefined without both positives and negatives
+            continue
+        fpr, tpr, _ = roc_curve(pos, proba[:, i])
+        roc_auc[name] = float(roc_auc_score(pos, proba[:, i]))
+        roc[name] = {"fpr": fpr.round(5).tolist(), "tpr": tpr.round(5).tolist()}
+    aucs = [v for v in roc_auc.values() if v is not None]
+    return Metrics(
+        accuracy=float((y_pred == y_true).mean()) if len(y_true) else None,
+        class_avg_accuracy=float(np.mean(present)) if present else None,
+        per_class_accuracy=per_class,
+        roc_auc=roc_auc,
+        macro_auc=float(np.mean(aucs)) if aucs else None,
+        confusion_matrix=cm.tolist(),
+        labels=labels,
+        n_test=int(len(y_true)),
+        roc_curves=roc,
+    )

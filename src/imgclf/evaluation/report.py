@@ -1,0 +1,135 @@
+"""The figures and the report of an evaluation: ROC curves, confusion matrix, report.html.
+
+Plots are drawn from the metrics computed once (``plot_roc``, ``plot_confusion``); the report is
+one self-contained HTML file (plots and thumbnails inlined).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def plot_roc(metrics: dict[str, Any], ax=None):
+    """One-vs-rest ROC curves with per-class AUC in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5))
+    for name, curve in metrics["roc_curves"].items():
+        ax.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {metrics['roc_auc'][name]:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (one vs rest, test split)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_confusion(metrics: dict[str, Any], ax=None):
+    """Confusion matrix with counts (rows: true label, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(metrics["confusion_matrix"])
+    labels = metrics["labels"]
+    if ax is None:
+        size = max(4.5, 0.6 * len(labels) + 2)
+        _, ax = plt.subplots(figsize=(size, size * 0.9))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="Predicted", ylabel="True", title="Confusion matrix (test split)")
+    thresh = cm.max() / 2 if cm.size else 0
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > thresh else "black")
+    return ax
+
+
+def save_figure(ax, path: str | Path) -> None:
+    """Save ``ax``'s figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from ..fileio import write_bytes
+
+    fig = ax.figure
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def _img_tag(png_path: Path) -> str:
+    if not png_path.exists():
+        return ""
+    b64 = base64.b64encode(png_path.read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{b64}" alt="{html.escape(png_path.stem)}">'
+
+
+def _thumb_tag(path: str) -> str:
+    from ..images import ImageError, safe_thumbnail
+
+    try:
+        img = safe_thumbnail(path, 128)
+    except ImageError:
+        return "<span>(unreadable)</span>"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" alt="">'
+
+
+def _auc(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[dict[str, Any]], title: str,
+                 figures: Sequence[Path] = (), max_errors: int = 200) -> Path:
+    """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist, and
+    thumbnails of misclassified images."""
+    from ..fileio import write_text
+
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{_pct(metrics['per_class_accuracy'][n])}</td>"
+        f"<td>{_auc(metrics['roc_auc'][n])}</td></tr>"
+        for n in metrics["labels"]
+    )
+    errors = [p for p in predictions if p["label"] != p["predicted"]]
+    errors.sort(key=lambda p: -p["score"])
+    cards = "".join(
+        f'<figure>{_thumb_tag(p["path"])}<figcaption>{html.escape(Path(p["path"]).name)}<br>true <b>{html.escape(p["label"])}</b>'
+        f'<br>predicted <b>{html.escape(p["predicted"])}</b> ({p["score"]:.2f})</figcaption></figure>'
+        for p in errors[:max_errors]
+    )
+    extra = "".join(
+        f"<p>{html.escape(k)}: {_pct(v) if isinstance(v, float) and v <= 1 else html.escape(str(v))}</p>"
+        for k, v in metrics.items()
+        if k in ("int8_accuracy", "int8_class_avg_accuracy")
+    )
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
+.plots img{{max-width:48%;margin-right:1%}}.errors{{display:flex;flex-wrap:wrap;gap:10px}}
+figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-height:128px}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><b>Accuracy</b> {_pct(metrics['accuracy'])} &middot; <b>class-averaged accuracy</b> {_pct(metrics['class_avg_accuracy'])}
+&middot; <b>macro AUC</b> {_auc(metrics.get('macro_auc'))}
+&middot; train images {metrics.get('n_train', '?')} &middot; test images {metrics['n_test']}</p>{extra}
+<table><tr><th>class</th><th>accuracy</th><th>ROC AUC</th></tr>{rows}</table>
+<div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
+<h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
+<div class="errors">{cards or '<p>None.</p>'}</div></body></html>"""
+    write_text(path, doc)
+    return Path(path)

@@ -1,0 +1,111 @@
+"""Inference engines: turn a batch of preprocessed images into pooled features.
+
+An engine is built from a featurizer network (a timm module) and its :class:`DataSpec`. Every
+engine has ``feature_id`` (the feature-cache key, a :class:`FeatureId` string: same id, same
+features), ``dim``, ``spec`` and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``.
+
+Engines are plug-ins: ``engine.backend = NAME`` builds the engine registered as NAME in
+``imgclf.registry.ENGINES`` (``onnxruntime`` in :mod:`imgclf.features.onnxruntime`, ``torch`` here).
+A builder is ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``; one that can load a
+featurizer exported earlier without the network has a ``from_cache(feature_id, engine_cfg,
+cache_dir, **kw) -> Engine | None`` attribute.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..registry import ENGINES
+from .backbones import DataSpec
+from .ids import FeatureId
+
+
+class Engine(Protocol):
+    feature_id: str
+    dim: int
+    spec: DataSpec
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def cpu_threads(requested: int = 0) -> int:
+    """Compute threads to use: ``requested`` or every core this process may run on."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``avx512_vnni``, ...) from /proc/cpuinfo; empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_vnni() -> bool:
+    """True when the CPU has 8-bit dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+class TorchEngine:
+    """PyTorch inference: fp32 channels_last on CPU (bf16 autocast optional), AMP on CUDA."""
+
+    def __init__(self, module: Any, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0, device: str = "cpu", bf16: bool = False):
+        import torch
+
+        self.spec = spec
+        self.feature_id = str(feature_id)
+        self.device = torch.device(device)
+        self.bf16 = bf16
+        if self.device.type == "cpu":
+            torch.set_num_threads(cpu_threads(threads))
+        self.module = module.eval().to(self.device, memory_format=torch.channels_last)
+        self.dim = int(module.num_features)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+        with torch.inference_mode():
+            if self.bf16 or self.device.type == "cuda":
+                dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+                with torch.autocast(self.device.type, dtype=dtype):
+                    y = self.module(x)
+            else:
+                y = self.module(x)
+        return y.float().cpu().numpy()  # (B, D)
+
+
+EngineBuilder = Callable[..., Engine]
+register_engine = ENGINES.register
+
+
+@register_engine("torch")
+def _torch_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, **_: Any) -> Engine:
+    return TorchEngine(module, spec, str(feature_id), threads=engine_cfg.threads)
+
+
+def build_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, **kw: Any) -> Engine:
+    """Build the engine ``engine_cfg.backend`` for ``module``; unknown names list the valid ones."""
+    return ENGINES.lookup(engine_cfg.backend)(module, spec, feature_id, engine_cfg, **kw)
+
+
+def engine_from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir: str | os.PathLike, **kw: Any) -> Engine | None:
+    """The engine of a pretrained featurizer exported earlier into ``cache_dir``, or None when the
+    backend keeps no such exports or this one is not there (then the network must be built)."""
+    from_cache = getattr(ENGINES.lookup(engine_cfg.backend), "from_cache", None)
+    return from_cache(feature_id, engine_cfg, cache_dir, **kw) if from_cache is not None else None

@@ -1,0 +1,183 @@
+"""Images → pooled CNN features, batched, with threaded decoding and an on-disk cache.
+
+The cache is keyed by (featurizer id, SHA-256 of the file's bytes): a re-run, or a run on a
+grown dataset, only computes features of new or changed images. Memory stays flat: images are
+decoded a few batches ahead of the engine and never all held at once.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..config import EngineConfig, ModelConfig
+from ..errors import ImageError
+from ..fileio import atomic_path, sha256_bytes
+from ..progress import progress_bar
+from .engines import Engine, build_engine, cpu_threads, engine_from_cache
+from .ids import FeatureId
+from .preprocess import load_and_preprocess
+
+
+class FeatureCache:
+    """One ``.npy`` per image under ``root/<featurizer id>/<hash[:2]>/<hash>.npy``."""
+
+    def __init__(self, root: str | os.PathLike, feature_id: FeatureId | str):
+        self.dir = Path(root) / str(feature_id)
+
+    def _path(self, digest: str) -> Path:
+        return self.dir / digest[:2] / f"{digest}.npy"
+
+    def get(self, digest: str) -> np.ndarray | None:
+        p = self._path(digest)
+        if not p.exists():
+            return None
+        try:
+            return np.load(p, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed
+
+    def put(self, digest: str, feature: np.ndarray) -> None:
+        with atomic_path(self._path(digest)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(feature, dtype=np.float32), allow_pickle=False)
+
+
+@dataclass
+class FeatureResult:
+    """Features of ``paths`` (rows of failed images are zero and ``ok`` False)."""
+
+    paths: list[str]
+    features: np.ndarray  # (N, D) float32
+    ok: np.ndarray  # (N,) bool
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cache_hits: int = 0
+
+
+def _load_into(path: str, spec: Any, cache: FeatureCache | None, out: np.ndarray) -> tuple[str, np.ndarray | None, str]:
+    """Decode ``path`` into ``out`` (3, H, W) → (digest, cached feature or None, error)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return "", None, f"unreadable: {e.strerror or e}"
+    digest = ""
+    if cache is not None:
+        digest = sha256_bytes(data)
+        hit = cache.get(digest)
+        if hit is not None:
+            return digest, hit, ""
+    try:
+        out[...] = load_and_preprocess(data, spec)
+    except ImageError as e:
+        return digest, None, str(e)
+    return digest, None, ""
+
+
+def featurize_paths(
+    paths: Sequence[str],
+    engine: Engine,
+    *,
+    batch_size: int = 32,
+    cache_dir: str | os.PathLike | None = None,
+    threads: int = 0,
+    progress: bool = True,
+    desc: str = "featurize",
+    ahead: int = 2,
+) -> FeatureResult:
+    """Featurize image files with ``engine``; undecodable files are listed, never fatal.
+
+    ``threads`` decode threads (0 = all cores) fill batch buffers ``ahead`` batches in front of
+    the engine, so decoding overlaps inference; memory stays at ``ahead + 1`` batch buffers
+    whatever the number of images. Feature-cache writes run on the decode threads too.
+    """
+    paths = [str(p) for p in paths]
+    n = len(paths)
+    feats = np.zeros((n, engine.dim), dtype=np.float32)
+    ok = np.zeros(n, dtype=bool)
+    errors: list[tuple[str, str]] = []
+    cache = FeatureCache(cache_dir, engine.feature_id) if cache_dir else None
+    hits = 0
+    bar = progress_bar(n, desc) if progress else None
+    r = engine.spec.resolution
+    buffers = [np.empty((batch_size, 3, r, r), dtype=np.float32) for _ in range(ahead + 1)]  # (B, 3, H, W)
+    starts = range(0, n, batch_size)
+    with ThreadPoolExecutor(max_workers=cpu_threads(threads), thread_name_prefix="decode") as pool:
+        pending: deque[list[Future]] = deque()
+
+        def submit(k: int) -> None:
+            if k < len(starts):
+                buf = buffers[k % len(buffers)]
+                first = starts[k]
+                pending.append([pool.submit(_load_into, paths[i], engine.spec, cache, buf[j])
+                                for j, i in enumerate(range(first, min(first + batch_size, n)))])
+
+        for k in range(ahead + 1):
+            submit(k)
+        for k, first in enumerate(starts):
+            rows, idx, digests = [], [], []
+            for j, fut in enumerate(pending.popleft()):
+                i = first + j
+                digest, cached, err = fut.result()
+                if err:
+                    errors.append((paths[i], err))
+                elif cached is not None:
+                    feats[i], ok[i] = cached, True
+                    hits += 1
+                else:
+                    rows.append(j)
+                    idx.append(i)
+                    digests.append(digest)
+            if idx:
+                buf = buffers[k % len(buffers)]
+                x = buf[: len(rows)] if rows[-1] == len(rows) - 1 else buf[rows]  # contiguous unless rows failed
+                out = engine.run(x)  # (B, D)
+                feats[idx] = out
+                ok[idx] = True
+                if cache is not None:
+                    pool.submit(_put_all, cache, digests, out)
+            submit(k + ahead + 1)  # this batch's buffer is free again
+            if bar is not None:
+                bar.update(min(batch_size, n - first))
+    if bar is not None:
+        bar.close()
+    return FeatureResult(paths, feats, ok, errors, hits)
+
+
+def _put_all(cache: FeatureCache, digests: list[str], features: np.ndarray) -> None:
+    for d, f in zip(digests, features):
+        cache.put(d, f)
+
+
+def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
+    """Features of already preprocessed inputs ``(3, H, W)``, in batches → (N, D)."""
+    inputs = list(inputs)
+    if not inputs:
+        return np.zeros((0, engine.dim), dtype=np.float32)
+    return np.concatenate([engine.run(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
+
+
+def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_dict: dict | None = None,
+                     weights: str = "imagenet", cache_dir: str | os.PathLike | None = None, **kw: Any) -> Engine:
+    """The backbone of ``model_cfg`` (optionally with refined ``state_dict``) on ``engine_cfg``'s engine.
+
+    ``cache_dir`` keeps exported engines between runs; when it already holds this featurizer's
+    export, neither torch nor the weights are loaded at all.
+    """
+    from .backbones import create_backbone
+
+    if state_dict is None and not model_cfg.pretrained:
+        weights = "random"
+    fid = FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision)
+    if state_dict is None and cache_dir is not None:
+        engine = engine_from_cache(fid, engine_cfg, cache_dir, **kw)
+        if engine is not None:
+            return engine
+    module, spec = create_backbone(model_cfg.backbone, model_cfg.resolution, pretrained=model_cfg.pretrained and state_dict is None)
+    if state_dict is not None:
+        module.load_state_dict(state_dict)
+    return build_engine(module, spec, fid, engine_cfg, cache_dir=cache_dir, **kw)

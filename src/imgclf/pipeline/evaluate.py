@@ -1,0 +1,96 @@
+"""The evaluate step: the bundle on the test split, once → metrics.json, predictions.csv, figures, report.html."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..bundle import Bundle, load_bundle, rewrite_bundle
+from ..config import Config
+from ..errors import DatasetError
+from ..evaluation.int8 import int8_only, int8_report
+from ..evaluation.metrics import Metrics, compute_metrics
+from ..evaluation.report import plot_confusion, plot_roc, save_figure, write_report
+from ..features.featurize import featurize_paths
+from ..fileio import write_json
+from ..linear import SvmClassifier
+from ..split import SplitRow
+from .featurizer import engine_cache_dir, feature_cache_dir
+from .rundir import RunDir
+from .trainers import get_trainer
+
+
+def test_features(cfg: Config, rd: RunDir, bundle: Bundle) -> tuple[list[SplitRow], np.ndarray]:
+    """Test rows and their features under the bundle's featurizer (reusing features.npz when it matches)."""
+    bad = rd.skipped_paths()
+    rows = [r for r in rd.split_rows("test") if r.path not in bad]
+    if rd.features.exists():
+        index, feats, ok, fid = rd.load_features()
+        if fid == str(bundle.meta.feature_id) and all(r.path in index for r in rows):
+            rows = [r for r in rows if ok[index[r.path]]]
+            return rows, feats[[index[r.path] for r in rows]]
+    engine = bundle.build_engine(cfg.engine)
+    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=True, desc="featurize test")
+    rd.add_skipped([(p, reason, "evaluate") for p, reason in res.errors])
+    keep = np.flatnonzero(res.ok)
+    return [rows[i] for i in keep], res.features[keep]
+
+
+def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
+    """Evaluate the bundle on the test split once; write metrics, plots, predictions, report."""
+    rd = RunDir(run_dir)
+    bundle = load_bundle(rd.need(rd.model, "train"))
+    labels = bundle.labels
+    rows, x = test_features(cfg, rd, bundle)
+    if not rows:
+        raise DatasetError("no usable test images", hint="see skipped.csv and split.csv")
+    unknown = sorted({r.label for r in rows} - set(labels))
+    if unknown:
+        raise DatasetError(f"test labels {unknown} are not classes of the model {labels}")
+    y = np.array([labels.index(r.label) for r in rows])
+    proba = bundle.head.predict_proba(x)
+    m = compute_metrics(y, proba, labels)
+    bad = rd.skipped_paths()
+    m.n_train = sum(1 for r in rd.split_rows("train") if r.path not in bad)
+    m.n_skipped = len(rd.skipped_rows())
+    m.leakage_pairs = rd.leakage_count()
+    m.classifier = bundle.meta.classifier
+    m.backbone = bundle.meta.backbone
+    m.resolution = bundle.meta.resolution
+    m.training_history = bundle.meta.training_history or None
+    m.int8 = int8_vs_fp32(cfg, rd, bundle, rows, y, m)
+    preds = rd.write_predictions(rows, proba, labels)
+    save_figure(plot_roc(m.to_dict()), rd.roc)
+    save_figure(plot_confusion(m.to_dict()), rd.confusion)
+    write_json(rd.metrics, m.to_dict())
+    write_report(rd.report, m.to_dict(), preds, title=f"imgclf run {rd.root.name}",
+                 figures=[p for p in (rd.roc, rd.confusion, rd.training_curves) if p.exists()])
+    rewrite_bundle(rd.model, metrics=m.summary())
+    return m
+
+
+def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Bundle, rows: list[SplitRow], y: np.ndarray, int8: Metrics) -> dict:
+    """int8 bundles: test accuracy of the same run in fp32 beside int8's. The fp32 reference is the
+    bundle's own network in fp32 with, for linear classifiers on features (svm, svm_on_refined), an
+    SVM trained on its fp32 features of the same train split, and otherwise (dnn) the network's own head."""
+    if bundle.meta.featurizer.get("precision") != "int8":
+        return {}
+    out = int8_only(int8)
+    if not cfg.engine.compare_fp32:
+        return out
+    refit = get_trainer(bundle.meta.kind).linear_on_features
+    train_rows = rd.split_features("train")[0] if refit else []
+    engine = bundle.fp32_engine(cfg.engine.threads, cache_dir=engine_cache_dir(cfg))
+    res = featurize_paths([r.path for r in train_rows + rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=False)
+    labels = bundle.labels
+    n = len(train_rows)
+    ok_train, ok_test = res.ok[:n], res.ok[n:]
+    if not refit:
+        fp32 = compute_metrics(y[ok_test], bundle.head.predict_proba(res.features[n:][ok_test]), labels)
+        return {**out, **int8_report(int8, fp32)}
+    y_train = np.array([labels.index(r.label) for r in train_rows])
+    clf = SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(res.features[:n][ok_train], y_train[ok_train])
+    fp32 = compute_metrics(y[ok_test], clf.predict_proba(res.features[n:][ok_test]), labels)
+    return {**out, "fp32_C": clf.C_, **int8_report(int8, fp32)}

@@ -1,0 +1,75 @@
+"""The featurizer of a run: where its caches live, its int8 calibration images, its ONNX file for the bundle."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, EngineConfig
+from ..errors import RunDirError
+from ..features.engines import Engine
+from ..features.featurize import build_featurizer
+from ..features.ids import FeatureId
+from .rundir import RunDir
+
+
+def feature_cache_dir(cfg: Config) -> Path | None:
+    """``DATA_ROOT/features``: features cached by (featurizer, file content), or None when caching is off."""
+    return Path(cfg.data.root) / "features" if cfg.featurize.cache else None
+
+
+def engine_cache_dir(cfg: Config) -> Path:
+    """Where exported (and quantised) featurizer ONNX files are kept between runs."""
+    return Path(cfg.data.root) / "engines"
+
+
+def calibration_paths(cfg: Config, rd: RunDir) -> list[str]:
+    """``engine.calibration_images`` train images for int8, drawn by ``data.seed`` (same draw every time)."""
+    train = sorted(r.path for r in rd.split_rows("train"))
+    n = min(cfg.engine.calibration_images, len(train))
+    pick = np.random.default_rng(cfg.data.seed).choice(len(train), size=n, replace=False)
+    return [train[i] for i in sorted(pick)]
+
+
+def engine_kw(cfg: Config, rd: RunDir) -> dict[str, Any]:
+    """Keyword arguments of ``build_featurizer`` for this run: the engine cache, int8 calibration images."""
+    kw: dict[str, Any] = {"cache_dir": engine_cache_dir(cfg)}
+    if cfg.engine.precision == "int8":
+        kw["calibration"] = calibration_paths(cfg, rd)
+    return kw
+
+
+def run_featurizer(cfg: Config, rd: RunDir, engine_cfg: EngineConfig | None = None) -> Engine:
+    """The pretrained featurizer of ``cfg.model`` on ``engine_cfg`` (default ``cfg.engine``)."""
+    return build_featurizer(cfg.model, engine_cfg or cfg.engine, **engine_kw(cfg, rd))
+
+
+def quantization_meta(cfg: Config, rd: RunDir) -> dict[str, Any]:
+    """What bundle.json records of an int8 featurizer calibrated for this run."""
+    from ..features.quantize import calibration_digest, quantization_info
+
+    cal = calibration_paths(cfg, rd)
+    return quantization_info(len(cal), calibration_digest(cal))
+
+
+def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId) -> tuple[Path, dict[str, Any]]:
+    """The ONNX file of the featurizer that made ``feature_id`` features, and what bundle.json says of it.
+
+    Taken from the engine cache (featurize put it there), else exported (and quantised) again;
+    the SVM is trained on the features of this very file, so int8 bundles are judged honestly.
+    """
+    from ..features.onnxruntime import OPSET
+
+    path = engine_cache_dir(cfg) / f"{feature_id}.onnx"
+    if not path.is_file():
+        ecfg = EngineConfig(backend="onnxruntime", precision=feature_id.precision, threads=cfg.engine.threads)
+        engine = run_featurizer(cfg, rd, ecfg)
+        if engine.feature_id != str(feature_id):
+            raise RunDirError(f"features.npz was made by featurizer {feature_id} but the config now gives {engine.feature_id}",
+                              hint=f"run `imgclf featurize --run-dir {rd.root}` again")
+        path = engine.onnx_path
+    info: dict[str, Any] = {"onnx": "featurizer.onnx", "precision": feature_id.precision, "onnx_opset": OPSET}
+    if feature_id.precision == "int8":
+        info["quantization"] = quantization_meta(cfg, rd)
+    return path, info

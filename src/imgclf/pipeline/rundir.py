@@ -1,0 +1,148 @@
+"""The run directory: every file a run writes, its name and its schema, in one place.
+
+    RUN_DIR/
+      config.json, config.toml   the resolved config of the run (JSON read back; TOML for --config)
+      split.csv                  path, rel, label, split (train|test): the images used, by ``prepare``
+      skipped.csv                path, reason, stage: images left out, and why (never fatal)
+      leakage.csv                train_path, test_path: near-duplicate pairs across the split
+      features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str)
+      model/                     the model bundle (see imgclf.bundle)
+      metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
+      predictions.csv            path, rel, label, predicted, score, p_<label> for every class
+      roc.png, confusion_matrix.png, training_curves.png, report.html
+      tracking.json              the MLflow run this directory is logged to (see imgclf.tracking)
+      refine/                    refinement checkpoints, while a refinement runs or can be resumed
+
+Every file is written atomically (temp file + rename).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..config import Config, config_from_dict, to_toml
+from ..errors import RunDirError
+from ..fileio import read_csv, read_json, read_npz, write_csv, write_json, write_npz, write_text
+from ..split import SplitRow, load_split
+
+SKIPPED_COLUMNS = ["path", "reason", "stage"]
+LEAKAGE_COLUMNS = ["train_path", "test_path"]
+PREDICTION_COLUMNS = ["path", "rel", "label", "predicted", "score"]  # then p_<label> for every class
+SCORE_PREFIX = "p_"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """File names inside a run directory."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda s: s.root / "config.json")
+    config_toml = property(lambda s: s.root / "config.toml")
+    split = property(lambda s: s.root / "split.csv")
+    skipped = property(lambda s: s.root / "skipped.csv")
+    leakage = property(lambda s: s.root / "leakage.csv")
+    features = property(lambda s: s.root / "features.npz")
+    model = property(lambda s: s.root / "model")
+    metrics = property(lambda s: s.root / "metrics.json")
+    predictions = property(lambda s: s.root / "predictions.csv")
+    report = property(lambda s: s.root / "report.html")
+    roc = property(lambda s: s.root / "roc.png")
+    confusion = property(lambda s: s.root / "confusion_matrix.png")
+    training_curves = property(lambda s: s.root / "training_curves.png")
+    tracking = property(lambda s: s.root / "tracking.json")
+    checkpoints = property(lambda s: s.root / "refine")
+
+    #: Files kept with the run in the tracking store (the model/ folder goes in too).
+    ARTIFACTS = ("roc.png", "confusion_matrix.png", "report.html", "metrics.json", "config.json", "config.toml",
+                 "split.csv", "skipped.csv", "predictions.csv", "leakage.csv")
+
+    def need(self, path: Path, step: str) -> Path:
+        """``path``, or a RunDirError saying which step makes it."""
+        if not path.exists():
+            raise RunDirError(f"{path} is missing", hint=f"run `imgclf {step} --run-dir {self.root}` first (or `imgclf run`)")
+        return path
+
+    # ---------------------------------------------------------------- config
+
+    def saved_config(self) -> Config | None:
+        """The resolved config saved in this run directory, or None."""
+        return config_from_dict(read_json(self.config)) if self.config.exists() else None
+
+    def save_config(self, cfg: Config) -> None:
+        write_json(self.config, cfg.to_dict())
+        write_text(self.config_toml, to_toml(cfg))
+
+    # ---------------------------------------------------------------- split
+
+    def split_rows(self, side: str | None = None) -> list[SplitRow]:
+        """Rows of split.csv (of one ``side``, train or test, when given)."""
+        rows = load_split(str(self.need(self.split, "prepare")))
+        return rows if side is None else [r for r in rows if r.split == side]
+
+    # ---------------------------------------------------------------- skipped images
+
+    def skipped_rows(self) -> list[tuple[str, str, str]]:
+        """(path, reason, stage) of every image left out so far."""
+        return [(r["path"], r["reason"], r["stage"]) for r in read_csv(self.skipped)] if self.skipped.exists() else []
+
+    def add_skipped(self, rows: Iterable[tuple[str, str, str]], replace_stage: str | None = None) -> None:
+        """Add (path, reason, stage) rows; ``replace_stage`` first drops that stage's earlier rows."""
+        old = [r for r in self.skipped_rows() if r[2] != replace_stage]
+        seen = {r[0] for r in old}
+        write_csv(self.skipped, SKIPPED_COLUMNS, old + [r for r in rows if r[0] not in seen])
+
+    def skipped_paths(self) -> set[str]:
+        return {r[0] for r in self.skipped_rows()}
+
+    # ---------------------------------------------------------------- leakage
+
+    def write_leakage(self, pairs: Sequence[tuple[str, str]]) -> None:
+        write_csv(self.leakage, LEAKAGE_COLUMNS, pairs)
+
+    def leakage_count(self) -> int | None:
+        return len(read_csv(self.leakage)) if self.leakage.exists() else None
+
+    # ---------------------------------------------------------------- features
+
+    def write_features(self, paths: Sequence[str], features: np.ndarray, ok: np.ndarray, feature_id: Any) -> None:
+        write_npz(self.features, paths=np.array(list(paths)), features=features, ok=ok, feature_id=np.array(str(feature_id)))
+
+    def load_features(self) -> tuple[dict[str, int], np.ndarray, np.ndarray, str]:
+        """(row of each path, features, ok, feature id) from features.npz."""
+        z = read_npz(self.need(self.features, "featurize"))
+        return {str(p): i for i, p in enumerate(z["paths"])}, z["features"], z["ok"], str(z["feature_id"])
+
+    def split_features(self, side: str) -> tuple[list[SplitRow], np.ndarray]:
+        """Split rows of ``side`` that have features, and their features."""
+        index, feats, ok, _ = self.load_features()
+        rows = [r for r in self.split_rows(side) if r.path in index and ok[index[r.path]]]
+        return rows, feats[[index[r.path] for r in rows]] if rows else np.zeros((0, feats.shape[1]), np.float32)
+
+    # ---------------------------------------------------------------- predictions
+
+    def write_predictions(self, rows: Sequence[SplitRow], proba: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
+        """predictions.csv of test ``rows`` with probabilities ``proba`` (N, K); returns its rows as dicts."""
+        preds = [{"path": r.path, "rel": r.rel, "label": r.label, "predicted": labels[int(p.argmax())], "score": float(p.max()),
+                  **{f"{SCORE_PREFIX}{n}": float(v) for n, v in zip(labels, p)}} for r, p in zip(rows, proba)]
+        columns = PREDICTION_COLUMNS + [f"{SCORE_PREFIX}{n}" for n in labels]
+        write_csv(self.predictions, columns, ([p[c] for c in columns] for p in preds))
+        return preds
+
+    def read_predictions(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+        """predictions.csv rows: path, rel, label, predicted, score (float) and scores {label: p}."""
+        return [{"path": r["path"], "rel": r.get("rel", ""), "label": r["label"], "predicted": r["predicted"],
+                 "score": float(r["score"]), "scores": {n: float(r.get(f"{SCORE_PREFIX}{n}") or 0.0) for n in labels}}
+                for r in read_csv(self.predictions)]
+
+
+def run_config(run_dir: str | os.PathLike) -> Config | None:
+    """The resolved config saved in a run directory, or None."""
+    return RunDir(run_dir).saved_config()

@@ -1,0 +1,141 @@
+"""The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
+
+    prepare    images → split.csv, skipped.csv, leakage.csv, config.json
+    featurize  split.csv → features.npz (features of every usable image, cached by content)
+    train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
+    evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
+               confusion_matrix.png, report.html (and the metrics go into the bundle)
+
+``run`` does all four. Each step can be re-run alone on the same run directory, like the
+2017 sample's numbered scripts. This module only orchestrates: the work is in the modules it calls.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..dataset import scan_dataset
+from ..duplicates import HASH_DRAFT, dhash_image, groups_from_codes
+from ..errors import ImageError
+from ..evaluation.metrics import Metrics
+from ..features.engines import cpu_threads
+from ..features.featurize import featurize_paths
+from ..fileio import write_json
+from ..images import decode_image
+from ..split import SplitRow, make_split, save_split
+from .evaluate import evaluate
+from .featurizer import feature_cache_dir, run_featurizer
+from .rundir import RunDir
+from .trainers import get_trainer
+
+__all__ = ["prepare", "featurize", "train", "evaluate", "run", "default_run_dir"]
+
+
+def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
+    """(reason it can't be used or "", its dhash when asked): one decode serves both."""
+    try:
+        if not want_hash:
+            decode_image(path, draft_size=64)
+            return "", None
+        return "", dhash_image(decode_image(path, draft_size=HASH_DRAFT))
+    except ImageError as e:
+        return str(e), None
+
+
+def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Scan the images, drop undecodable ones (listed in skipped.csv), split, save config."""
+    rd = RunDir(run_dir)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    ds = scan_dataset(cfg.images_dir())
+    want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
+    with ThreadPoolExecutor(cpu_threads()) as pool:
+        checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
+    bad = [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
+    good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]
+    ds.items = [it for it, _ in good]
+    rd.add_skipped(bad, replace_stage="prepare")
+    groups: list[list[str]] = []
+    if want_hash and good:
+        groups = groups_from_codes([it.path for it, _ in good], np.stack([c for _, c in good]), cfg.data.duplicate_distance)
+    rows = make_split(ds, cfg.data, groups if cfg.data.group_duplicates else ())
+    save_split(str(rd.split), rows)
+    rd.save_config(cfg)
+    summary = {
+        "images": len(rows),
+        "train": sum(r.split == "train" for r in rows),
+        "test": sum(r.split == "test" for r in rows),
+        "classes": ds.counts(),
+        "skipped": len(bad),
+        "excluded_by_annotations": len(ds.excluded),
+    }
+    if want_hash:
+        summary["duplicate_groups"] = len(groups)
+        summary["leakage"] = _report_leakage(rd, rows, groups)
+    return summary
+
+
+def _report_leakage(rd: RunDir, rows: list[SplitRow], groups: list[list[str]]) -> int:
+    """Write leakage.csv: near-duplicate pairs that straddle train and test; returns their count."""
+    side = {r.path: r.split for r in rows}
+    pairs = []
+    for g in groups:
+        train = [p for p in g if side.get(p) == "train"]
+        test = [p for p in g if side.get(p) == "test"]
+        pairs.extend((a, b) for a in train for b in test)
+    rd.write_leakage(pairs)
+    return len(pairs)
+
+
+def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Features of every image in split.csv with the configured backbone → features.npz."""
+    rd = RunDir(run_dir)
+    rows = rd.split_rows()
+    t0 = time.perf_counter()
+    engine = run_featurizer(cfg, rd)
+    t1 = time.perf_counter()  # building (exporting, quantising) the engine happens once per featurizer
+    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
+                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
+    seconds = time.perf_counter() - t0
+    rd.add_skipped([(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
+    rd.write_features(res.paths, res.features, res.ok, engine.feature_id)
+    return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
+            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
+            "backend": cfg.engine.backend, "precision": cfg.engine.precision, "engine_seconds": round(t1 - t0, 2),
+            "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
+
+
+def train(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Train ``cfg.train.classifier`` and write the model bundle."""
+    rd = RunDir(run_dir)
+    trainer = get_trainer(cfg.train.classifier)
+    t0 = time.perf_counter()
+    out = trainer.fit(cfg, rd)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    rd.save_config(cfg)
+    return out
+
+
+def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
+    """prepare → featurize (when the trainer needs it) → train → evaluate; returns the test metrics."""
+    t0 = time.perf_counter()
+    steps = {"prepare": prepare(cfg, run_dir)}
+    if get_trainer(cfg.train.classifier).needs_features:
+        steps["featurize"] = featurize(cfg, run_dir, progress=progress)
+    steps["train"] = train(cfg, run_dir)
+    metrics = evaluate(cfg, run_dir)
+    metrics.wall_seconds = round(time.perf_counter() - t0, 2)
+    metrics.steps = steps
+    write_json(RunDir(run_dir).metrics, metrics.to_dict())
+    return metrics
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """``ROOT/runs/<dataset>/<timestamp>`` for a run without --run-dir."""
+    name = Path(cfg.data.images).name if cfg.data.images else cfg.data.dataset
+    return Path(cfg.data.root) / "runs" / name / time.strftime("%Y%m%d-%H%M%S")

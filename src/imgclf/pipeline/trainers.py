@@ -1,0 +1,81 @@
+"""Classifier trainers: ``train.classifier = NAME`` runs the trainer registered as NAME.
+
+A trainer is a plug-in (declared in ``imgclf.registry.TRAINERS``): a function
+``(cfg, run_dir) -> summary`` that writes RUN_DIR/model, plus what it needs and makes:
+
+- ``needs_features``: the featurize step must run first (features.npz of the pretrained featurizer);
+- ``linear_on_features``: its classifier is an SVM on featurizer outputs, so the fp32 reference of an
+  int8 bundle is an SVM refit on fp32 features (otherwise the network's own head is reused).
+
+``svm`` lives here; ``dnn`` and ``svm_on_refined`` in :mod:`imgclf.refine.train`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..bundle import BundleMeta, write_bundle
+from ..config import Config
+from ..errors import DatasetError
+from ..features.backbones import create_backbone
+from ..features.ids import FeatureId
+from ..linear import SvmClassifier
+from ..registry import TRAINERS
+from .featurizer import featurizer_onnx
+from .rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Trainer:
+    fit: Callable[[Config, RunDir], dict[str, Any]]
+    needs_features: bool
+    linear_on_features: bool
+
+
+def register_trainer(name: str, *, needs_features: bool, linear_on_features: bool) -> Callable:
+    """Decorator registering ``fit(cfg, run_dir) -> summary`` as the trainer ``name``."""
+
+    def deco(fn: Callable[[Config, RunDir], dict[str, Any]]) -> Callable[[Config, RunDir], dict[str, Any]]:
+        TRAINERS.register(name)(Trainer(fn, needs_features, linear_on_features))
+        return fn
+
+    return deco
+
+
+def get_trainer(name: str) -> Trainer:
+    return TRAINERS.lookup(name)
+
+
+def class_labels(rd: RunDir) -> list[str]:
+    """The classes of a run: every label of split.csv, sorted."""
+    return sorted({r.label for r in rd.split_rows()})
+
+
+def fit_svm(cfg: Config, rd: RunDir, labels: list[str]) -> tuple[SvmClassifier, int]:
+    """An SVM (``[svm]`` settings) fit on the train features of features.npz → (classifier, train images)."""
+    rows, x = rd.split_features("train")
+    y = np.array([labels.index(r.label) for r in rows])
+    missing = [lab for i, lab in enumerate(labels) if not (y == i).any()]
+    if missing:
+        raise DatasetError(f"no usable train images for class(es) {missing}", hint="see skipped.csv and the split")
+    return SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x, y), len(rows)
+
+
+def dataset_name(cfg: Config) -> str:
+    return cfg.data.images or cfg.data.dataset
+
+
+@register_trainer("svm", needs_features=True, linear_on_features=True)
+def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
+    """LinearSVC on the backbone's pretrained features (C by CV on train)."""
+    labels = class_labels(rd)
+    clf, n_train = fit_svm(cfg, rd, labels)
+    fid = FeatureId.parse(rd.load_features()[3])
+    _, spec = create_backbone(cfg.model.backbone, cfg.model.resolution, pretrained=False)
+    onnx_path, onnx_info = featurizer_onnx(cfg, rd, fid)
+    featurizer = {"weights": "imagenet", "feature_id": str(fid), "dim": int(clf.head_.weight.shape[1]), **onnx_info}
+    meta = BundleMeta.create(cfg.model, cfg.engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
+    write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path})
+    return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}

@@ -1,0 +1,1 @@
+"""Run history: every run directory logged to an MLflow store (store.py); ``imgclf runs`` reads it back."""
