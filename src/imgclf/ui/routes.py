@@ -104,6 +104,36 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model}
 
+    _add_dataset_routes(r, need_catalog, thumbs)
+
+    @r.get("/ui/api/results")
+    def results_payload() -> dict[str, Any]:
+        """The run's test images with true and predicted labels, scores and the confusion matrix."""
+        return need_results().payload(catalog)
+
+    @r.get("/ui/api/results/{index}/thumb")
+    def result_thumb(index: int, size: int = 256, v: str = "") -> Response:
+        """JPEG thumbnail of test result ``index`` (its row in predictions.csv; ``v`` as for /thumb)."""
+        return _thumbnail(thumbs, need_results().image_path(index), size, f"result {index}", cacheable=bool(v))
+
+    @r.post("/ui/api/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        """Classify the image sent as the request body with the loaded model."""
+        pred = loaded_model(request)
+        if pred is None:
+            raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`",
+                           reason="no_model")
+        data = await request.body()
+        if not data:
+            raise InvalidRequest("no image: send the image file as the request body", reason="empty")
+        return await run_in_threadpool(_classify, pred, data)
+
+    return r
+
+
+def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
+    """The dataset page's API: listing, thumbnails, corrections, undo, history."""
+
     @r.get("/ui/api/images")
     def images(label: str = "", status: str = "", q: str = "", offset: int = Query(0, ge=0),
                limit: int = Query(100, ge=1, le=500), refresh: bool = False) -> dict[str, Any]:
@@ -135,30 +165,6 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
     def history(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """The newest rows of the dataset's annotations.csv."""
         return {"rows": need_catalog().history(limit)}
-
-    @r.get("/ui/api/results")
-    def results_payload() -> dict[str, Any]:
-        """The run's test images with true and predicted labels, scores and the confusion matrix."""
-        return need_results().payload(catalog)
-
-    @r.get("/ui/api/results/{index}/thumb")
-    def result_thumb(index: int, size: int = 256, v: str = "") -> Response:
-        """JPEG thumbnail of test result ``index`` (its row in predictions.csv; ``v`` as for /thumb)."""
-        return _thumbnail(thumbs, need_results().image_path(index), size, f"result {index}", cacheable=bool(v))
-
-    @r.post("/ui/api/predict")
-    async def predict(request: Request) -> dict[str, Any]:
-        """Classify the image sent as the request body with the loaded model."""
-        pred = loaded_model(request)
-        if pred is None:
-            raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`",
-                           reason="no_model")
-        data = await request.body()
-        if not data:
-            raise InvalidRequest("no image: send the image file as the request body", reason="empty")
-        return await run_in_threadpool(_classify, pred, data)
-
-    return r
 
 
 def _page(name: str) -> Callable[[Request], Response]:
