@@ -33,6 +33,7 @@ from .linear import LinearHead
 FORMAT = "imgclf-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+ONNX_ENGINES = ("openvino", "onnxruntime")  # engines that run the bundle's featurizer.onnx (torch rebuilds the network)
 _WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
 
 
@@ -129,12 +130,13 @@ class Bundle:
 
     def build_engine(self, engine_cfg: EngineConfig, **kw: Any):
         """The featurizer of this bundle on the engine ``engine_cfg.backend``."""
-        from .features.engines import build_engine
+        from .features.engines import build_engine, resolve_engine
         from .features.featurize import build_featurizer
 
         f = self.meta.featurizer
         onnx = self.file("onnx")
-        if engine_cfg.backend == "onnxruntime" and onnx is not None:
+        engine_cfg = resolve_engine(engine_cfg)
+        if onnx is not None and engine_cfg.backend in ONNX_ENGINES:
             return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
         return build_featurizer(self._model_cfg(), engine_cfg, state_dict=self.state_dict(), weights=f.get("weights", "imagenet"), **kw)
 
@@ -149,7 +151,8 @@ class Bundle:
                                 cache_dir=cache_dir if state is None else None)
 
     def _model_cfg(self) -> ModelConfig:
-        return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True)
+        return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True,
+                           resampler="area" if self.spec.interpolation == "area" else "native")
 
 
 def write_bundle(

@@ -16,8 +16,8 @@ from .config import EngineConfig
 from .dataset import walk_images
 from .errors import ImageError
 from .features.featurize import featurize_paths
-from .features.preprocess import preprocess, resize_size
-from .images import decode_image, is_image_file
+from .features.preprocess import load_and_preprocess
+from .images import is_image_file
 
 
 class Predictor:
@@ -35,7 +35,7 @@ class Predictor:
 
     def prepare(self, source: bytes | str | os.PathLike) -> np.ndarray:
         """Decode (safely) and preprocess one image → (3, H, W); raises ImageError."""
-        return preprocess(decode_image(source, draft_size=resize_size(self.spec)), self.spec)
+        return load_and_preprocess(source, self.spec)
 
     def predict_arrays(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities (N, K) of preprocessed inputs, one engine call."""

@@ -89,7 +89,10 @@ BACKBONES: Registry = Registry("offline backbone", plugins={
     "efficientnet_lite0": _BACKBONES, "efficientnet_lite1": _BACKBONES, "efficientnet_lite2": _BACKBONES})
 #: Inference engines: ``engine.backend``.
 ENGINES: Registry = Registry("engine.backend", error=ConfigError, plugins={
-    "onnxruntime": "imgclf.features.onnxruntime", "torch": "imgclf.features.engines"})
+    "openvino": "imgclf.features.openvino", "onnxruntime": "imgclf.features.onnxruntime", "torch": "imgclf.features.engines"})
+#: The ``engine.precision`` values each engine can run ("auto" is resolved per engine and CPU).
+ENGINE_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "bf16")}
 #: Classifier trainers: ``train.classifier``.
 TRAINERS: Registry = Registry("train.classifier", error=ConfigError, plugins={
     "svm": "imgclf.pipeline.trainers", "dnn": "imgclf.refine.train", "svm_on_refined": "imgclf.refine.train"})

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from datagen import make_dataset, make_image, tiny_config
-from imgclf.features.backbones import create_backbone
+from datagen import make_dataset, tiny_config
 from imgclf.config import ConfigError, EngineConfig, ModelConfig, load_config
-from imgclf.features.onnxruntime import OnnxRuntimeEngine, _static_same_padding, cached_onnx, export_onnx
+from imgclf.features.export import _static_same_padding, cached_onnx
+from imgclf.features.onnxruntime import OnnxRuntimeEngine
 from imgclf.features.engines import TorchEngine, cpu_threads
 from imgclf.features.featurize import build_featurizer, featurize_paths
 from imgclf.features.ids import FeatureId
@@ -20,44 +19,10 @@ from imgclf.api import run
 from imgclf.evaluation.int8 import int8_report
 from imgclf.evaluation.metrics import Metrics
 from imgclf.predict import Predictor
-from imgclf.features.preprocess import preprocess
-from imgclf.features.quantize import calibration_digest, onnx_precision, quantize_int8
+from imgclf.features.quantize import calibration_digest, onnx_precision
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def _photos(spec, n: int = 8) -> np.ndarray:
-    """Preprocessed crops of two real photos (scikit-learn's sample images), (n, 3, H, W)."""
-    from sklearn.datasets import load_sample_image
-
-    out = []
-    for name in ("china.jpg", "flower.jpg"):
-        img = Image.fromarray(load_sample_image(name))
-        w, h = img.size
-        for k in range(n // 2):
-            box = (k * w // 16, k * h // 16, w - k * w // 24, h - k * h // 24)
-            out.append(preprocess(img.crop(box), spec))
-    return np.stack(out)
-
-
-def _generated(spec, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    classes = ("circles", "squares", "stripes")
-    return np.stack([preprocess(make_image(classes[i % 3], rng, 160), spec) for i in range(n)])
-
-
-@pytest.fixture(scope="module")
-def lite0(tmp_path_factory):
-    """The pretrained featurizer, its fp32 export and an int8 model calibrated on 16 generated images."""
-    d = tmp_path_factory.mktemp("onnx")
-    module, spec = create_backbone("efficientnet_lite0", 224, pretrained=True)
-    t0 = time.perf_counter()
-    fp32 = export_onnx(module, spec, d / "fp32.onnx")
-    export_s = time.perf_counter() - t0
-    int8 = quantize_int8(fp32, d / "int8.onnx", _generated(spec, 16, seed=10))
-    return {"module": module, "spec": spec, "fp32": fp32, "int8": int8, "dir": d, "export_s": export_s}
+from features_helpers import _cos, _generated, _photos
 
 
 def test_ort_fp32_matches_torch_within_1e_4(lite0):
@@ -212,17 +177,25 @@ def test_calibration_digest_and_feature_ids(tmp_path):
     fp32 = FeatureId.parse("efficientnet_lite2-r320-refined-0123456789ab-fp32")
     assert fp32.weights == "refined-0123456789ab" and str(fp32.with_precision("int8")) == "efficientnet_lite2-r320-refined-0123456789ab-int8"
     assert str(fp32.calibrated(calibration_digest(paths[:3]))) == f"efficientnet_lite2-r320-refined-0123456789ab-int8-{calibration_digest(paths[:3])[:12]}"
-    for text in ("efficientnet_lite0-r224-imagenet-fp32", str(int8), str(fp32)):
+    area = FeatureId.parse("efficientnet_lite0-r224.area-imagenet-bf16")
+    assert (area.resolution, area.resampler, area.precision) == (224, "area", "bf16")
+    assert str(area.with_precision("fp32")) == "efficientnet_lite0-r224.area-imagenet-fp32"
+    for text in ("efficientnet_lite0-r224-imagenet-fp32", str(int8), str(fp32), str(area)):
         assert str(FeatureId.parse(text)) == text
     with pytest.raises(ValueError, match="not a feature id"):
         FeatureId.parse("efficientnet_lite0-imagenet-fp16")
 
 
-def test_config_defaults_to_onnxruntime_and_refuses_int8_on_torch():
-    assert load_config().engine.backend == "onnxruntime"
+def test_config_refuses_precisions_an_engine_cannot_run():
+    assert load_config(None, ["engine.backend=onnxruntime"]).engine.backend == "onnxruntime"
     assert load_config(None, ["engine.backend=torch"]).engine.backend == "torch"
     with pytest.raises(ConfigError, match="int8"):
         load_config(None, ["engine.backend=torch", "engine.precision=int8"])
+    with pytest.raises(ConfigError, match="bf16") as e:
+        load_config(None, ["engine.backend=onnxruntime", "engine.precision=bf16"])
+    assert "openvino" in e.value.hint
+    with pytest.raises(ConfigError, match="expected one of: onnxruntime, openvino, torch"):
+        load_config(None, ["engine.backend=tensorrt"])
 
 
 def test_int8_report_warns_beyond_one_point():
@@ -235,18 +208,19 @@ def test_int8_report_warns_beyond_one_point():
     assert loud["int8_accuracy_drop"] == pytest.approx(0.05) and "5.0 points" in loud["int8_warning"]
 
 
-def test_run_bundle_holds_onnx_and_predict_through_ort_matches_evaluate(trained_run):
+def test_bundle_holds_onnx_and_predict_on_onnxruntime_agrees_with_evaluate(trained_run):
     meta = read_json(trained_run / "model" / "bundle.json")
-    assert meta["featurizer"]["onnx"] == "featurizer.onnx" and meta["featurizer"]["precision"] == "fp32"
+    assert meta["featurizer"]["onnx"] == "featurizer.onnx" and onnx_precision(trained_run / "model" / "featurizer.onnx") == "fp32"
     assert "featurizer.onnx" in read_json(trained_run / "model" / "manifest.json")["files"]
-    assert meta["engine"]["backend"] == "onnxruntime"
-    predictor = Predictor(trained_run / "model")
+    predictor = Predictor(trained_run / "model", EngineConfig(backend="onnxruntime", precision="fp32"))
     assert isinstance(predictor.engine, OnnxRuntimeEngine)
     assert predictor.engine.onnx_path == trained_run / "model" / "featurizer.onnx"
     preds = read_csv(trained_run / "predictions.csv")
     out = predictor.predict_paths([p["path"] for p in preds])
     assert [o["label"] for o in out] == [p["predicted"] for p in preds]
-    np.testing.assert_allclose([o["score"] for o in out], [float(p["score"]) for p in preds], atol=1e-4)
+    # the run's own precision may be bf16 (the default engine on CPUs with bf16): scores agree to bf16's error
+    atol = 1e-4 if meta["featurizer"]["precision"] == "fp32" else 0.02
+    np.testing.assert_allclose([o["score"] for o in out], [float(p["score"]) for p in preds], atol=atol)
 
 
 @pytest.mark.slow
@@ -260,7 +234,7 @@ def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     meta = read_json(tmp_path / "run" / "model" / "bundle.json")
     f = meta["featurizer"]
     assert f["precision"] == "int8" and f["quantization"]["calibration_images"] == 12
-    assert f["feature_id"].startswith("efficientnet_lite0-r224-imagenet-int8-")
+    assert f["feature_id"].startswith("efficientnet_lite0-r224.area-imagenet-int8-")
     assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12])
     assert onnx_precision(tmp_path / "run" / "model" / "featurizer.onnx") == "int8"
     assert (tmp_path / "data" / "engines" / f"{f['feature_id']}.onnx").is_file()
@@ -274,15 +248,16 @@ def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
     import subprocess
     import sys
 
-    from imgclf.features.onnxruntime import onnx_spec
+    from imgclf.features.export import onnx_spec
 
     assert onnx_spec(lite0["fp32"]) == lite0["spec"]  # the export records its own preprocessing
-    shutil.copy(lite0["fp32"], tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx")
-    code = ("import sys; from imgclf.config import ModelConfig, EngineConfig; from imgclf.features.featurize import build_featurizer; "
-            f"e = build_featurizer(ModelConfig(), EngineConfig(), cache_dir={str(tmp_path)!r}); "
-            "print(type(e).__name__, e.dim, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["OnnxRuntimeEngine", "1280", "False"], out.stderr
+    shutil.copy(lite0["fp32"], tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx")  # the backbone's own resampler
+    for backend, engine in (("onnxruntime", "OnnxRuntimeEngine"), ("openvino", "OpenVinoEngine")):
+        code = ("import sys; from imgclf.config import ModelConfig, EngineConfig; from imgclf.features.featurize import build_featurizer; "
+                f"e = build_featurizer(ModelConfig(resampler='native'), EngineConfig(backend={backend!r}, precision='fp32'), cache_dir={str(tmp_path)!r}); "
+                "print(type(e).__name__, e.dim, 'torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.stdout.split() == [engine, "1280", "False"], out.stderr
 
 
 def test_precise_int8_kernels_only_where_the_cpu_lacks_vnni():

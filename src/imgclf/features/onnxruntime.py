@@ -1,36 +1,23 @@
-"""ONNX Runtime inference: the default CPU engine (fp32, or int8 from :mod:`imgclf.features.quantize`).
+"""ONNX Runtime inference of a featurizer's ONNX export (:mod:`.export`), fp32 or int8 (:mod:`.quantize`).
 
-``export_onnx`` writes a featurizer network as ONNX (input ``input`` (B, 3, H, W), output
-``features`` (B, D), dynamic batch). Exports of pretrained featurizers are cached under
-``DATA_ROOT/engines/<feature id>.onnx`` so a re-run loads instead of re-exporting.
 ONNX Runtime fuses BatchNorm, ReLU6 and padding into the convolutions, which is why it runs
 several times faster than eager PyTorch on a CPU (lite0 at 224 px, 2 cores: 340 img/s vs 34 eager).
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import ctypes
-import json
 import os
-import tempfile
-import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..config import EngineConfig
 from ..errors import ImgclfError
-from ..fileio import atomic_path
 from .backbones import DataSpec
 from .engines import Engine, cpu_has_vnni, cpu_threads, register_engine
+from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "features"
-OPSET = 17
-SPEC_KEY = "imgclf.preprocessing"
 
 
 def session_options(threads: int = 0, *, spinning: bool = False) -> Any:
@@ -85,118 +72,6 @@ class OnnxRuntimeEngine:
         return self.session.run([self.output_name], {self.input_name: x})[0]  # (B, D)
 
 
-def _static_same_padding(module: Any, resolution: int) -> Any:
-    """An fp32 CPU copy of ``module`` whose TF-style 'SAME' paddings are constants for ``resolution``².
-
-    timm computes 'SAME' padding from the input size at run time; traced for ONNX, that becomes
-    float shape arithmetic which static quantisation then quantises (wrong pads, garbage
-    features). The input size is fixed per featurizer, so the pads can be too.
-    """
-    import torch
-    import torch.nn.functional as F
-    from timm.layers.conv2d_same import Conv2dSame
-    from timm.layers.padding import pad_same_arg
-    from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
-
-    base = {Conv2dSame: torch.nn.Conv2d, AvgPool2dSame: torch.nn.AvgPool2d, MaxPool2dSame: torch.nn.MaxPool2d}
-
-    class _Padded(torch.nn.Module):
-        def __init__(self, op: Any, pads: list[int], value: float):
-            super().__init__()
-            self.op, self.pads, self.value = op, [int(p) for p in pads], value
-
-        def forward(self, x):  # the 'Same' classes are their base op with padding 0
-            return base[type(self.op)].forward(self.op, F.pad(x, self.pads, value=self.value))
-
-    module = copy.deepcopy(module).float().cpu().eval()  # the caller's network stays as it is (dtype, device)
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def record(name: str) -> Any:
-        def hook(_: Any, args: tuple) -> None:
-            sizes[name] = tuple(args[0].shape[-2:])
-
-        return hook
-
-    hooks = [m.register_forward_pre_hook(record(n)) for n, m in module.named_modules() if type(m) in base]
-    if not hooks:
-        return module
-    with torch.inference_mode():
-        module(torch.zeros(1, 3, resolution, resolution))
-    for h in hooks:
-        h.remove()
-    for name, (h, w) in sizes.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = module.get_submodule(parent_name)
-        op = getattr(parent, child)
-        dilation = getattr(op, "dilation", (1, 1))
-        pads = pad_same_arg([h, w], list(op.kernel_size), list(op.stride), list(dilation))
-        setattr(parent, child, _Padded(op, pads, float("-inf") if isinstance(op, MaxPool2dSame) else 0.0))
-    return module
-
-
-def export_onnx(module: Any, spec: DataSpec, path: str | os.PathLike) -> Path:
-    """Export a featurizer (``module(x (B,3,H,W)) -> (B, D)``) to ONNX at ``path``, atomically.
-
-    Uses the TorchScript exporter: a few seconds and one self-contained file (the dynamo
-    exporter takes ~20 s here and writes the weights to a side file). The caller's module
-    is not modified.
-    """
-    import torch
-
-    path = Path(path)
-    net = _static_same_padding(module, spec.resolution)
-    x = torch.zeros(2, 3, spec.resolution, spec.resolution)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
-        torch.onnx.export(net, (x,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
-        _set_spec(tmp, spec)
-    del net
-    _release_heap()
-    return path
-
-
-def _release_heap() -> None:
-    """Hand the ~200 MB the exporter freed back to the OS (glibc keeps it otherwise), so the
-    featurization that follows an export stays well under 1.5 GB of RSS."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
-
-
-def _set_spec(path: Path, spec: DataSpec) -> None:
-    """Record the preprocessing in the file's metadata: the export then describes its own input."""
-    import onnx
-
-    model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, {SPEC_KEY: json.dumps(spec.to_dict())})
-    onnx.save(model, str(path))
-
-
-def onnx_spec(path: str | os.PathLike) -> DataSpec | None:
-    """The preprocessing recorded in an export by :func:`export_onnx`, or None (absent, damaged, older file)."""
-    import onnx
-
-    try:
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return DataSpec.from_dict(json.loads(props[SPEC_KEY]))
-    except Exception:  # missing, damaged (protobuf errors), or written without the metadata
-        return None
-
-
-def cached_onnx(module: Any, spec: DataSpec, feature_id: FeatureId | str, cache_dir: str | os.PathLike) -> Path:
-    """``cache_dir/<feature_id>.onnx``, exporting ``module`` only when it is absent or damaged."""
-    path = Path(cache_dir) / f"{feature_id}.onnx"
-    if onnx_spec(path) is not None:  # present, parseable and ours
-        return path
-    if module is None:
-        raise ImgclfError(f"no exported featurizer {path} and no network to export it from",
-                          hint="run `imgclf featurize` (or `imgclf run`) again")
-    return export_onnx(module, spec, path)
-
-
 @register_engine("onnxruntime")
 def _onnxruntime_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, *,
                         onnx_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
@@ -219,11 +94,11 @@ def _onnxruntime_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str
         if not calibration:
             raise ImgclfError("engine.precision = 'int8' needs calibration images and none were given",
                               hint="featurize through `imgclf run`/`imgclf featurize`, which calibrate on the train split")
-        with _export_dir(cache_dir) as d:
+        with export_dir(cache_dir) as d:
             fp32 = cached_onnx(module, spec, feature_id.with_precision("fp32"), d)
             path, fid = cached_int8(fp32, spec, feature_id, calibration, d, threads=threads)
             return OnnxRuntimeEngine(path, spec, fid, threads=threads, precision="int8")
-    with _export_dir(cache_dir) as d:
+    with export_dir(cache_dir) as d:
         return OnnxRuntimeEngine(cached_onnx(module, spec, feature_id, d), spec, feature_id, threads=threads)
 
 
@@ -234,13 +109,3 @@ def _from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir: str 
 
 
 _onnxruntime_engine.from_cache = _from_cache  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def _export_dir(cache_dir: str | os.PathLike | None) -> Iterator[Path]:
-    """``cache_dir`` when given, else a temp folder removed once the session has loaded the file."""
-    if cache_dir is not None:
-        yield Path(cache_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="imgclf-onnx-") as d:
-        yield Path(d)

@@ -1,4 +1,12 @@
-"""Image → network input, exactly as the backbone's :class:`DataSpec` says, for every engine."""
+"""Image → network input, exactly as the backbone's :class:`DataSpec` says: ONE function for every
+engine and every caller (featurize, predict, serve, the UI, refinement's validation).
+
+The shorter side is resized to ``resize_size`` and the center ``resolution``² crop is taken, as one
+resample of just the crop box of the source (a large photo is never resized whole). The resampler is
+the spec's ``interpolation``: ``"area"`` (OpenCV's anti-aliased area average when shrinking, bicubic
+when enlarging; ~1 ms less per photo than Pillow's bicubic) or a Pillow filter (``"bicubic"``, what
+bundles made before the area resampler record, ``"bilinear"``, ``"nearest"``).
+"""
 from __future__ import annotations
 
 import math
@@ -8,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from .backbones import DataSpec
-from ..images import decode_image
+from .decode import decode_rgb
 
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+_PIL = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
 
 def resize_size(spec: DataSpec) -> int:
@@ -18,22 +26,32 @@ def resize_size(spec: DataSpec) -> int:
     return int(math.floor(spec.resolution / spec.crop_pct))
 
 
-def center_crop_resize(img: Image.Image, spec: DataSpec) -> Image.Image:
-    """Resize the shorter side to ``resize_size`` and center-crop ``resolution`` square.
-
-    Done as one resample of just the crop box of the source, so a large photo is never
-    resized whole and never becomes a full-size array.
-    """
-    w, h = img.size
+def crop_resize_array(a: np.ndarray, spec: DataSpec) -> np.ndarray:
+    """RGB array (H, W, 3) uint8 of any size → its center crop resized to (resolution, resolution, 3) uint8."""
+    h, w = a.shape[:2]
+    r = spec.resolution
     scale = resize_size(spec) / min(w, h)  # output pixels per source pixel
-    side = spec.resolution / scale  # crop side in source pixels
+    side = r / scale  # crop side in source pixels
     left, top = (w - side) / 2.0, (h - side) / 2.0
+    if spec.interpolation == "area":
+        import cv2
+
+        x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
+        x1, y1 = min(w, int(round(left + side))), min(h, int(round(top + side)))
+        shrink = side >= r
+        return cv2.resize(np.ascontiguousarray(a[y0:y1, x0:x1]), (r, r), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     box = (max(0.0, left), max(0.0, top), min(float(w), left + side), min(float(h), top + side))
-    return img.resize((spec.resolution, spec.resolution), _RESAMPLE.get(spec.interpolation, Image.Resampling.BICUBIC), box=box)
+    img = Image.fromarray(np.ascontiguousarray(a))
+    return np.asarray(img.resize((r, r), _PIL.get(spec.interpolation, Image.Resampling.BICUBIC), box=box))
 
 
-def normalize(img: Image.Image, spec: DataSpec) -> np.ndarray:
-    """RGB image (resolution²) → float32 array (3, H, W) normalised by the spec's mean and std."""
+def center_crop_resize(img: Image.Image, spec: DataSpec) -> Image.Image:
+    """:func:`crop_resize_array` for a Pillow image (refinement's augmentation works on those)."""
+    return Image.fromarray(crop_resize_array(np.asarray(img), spec))
+
+
+def normalize(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
+    """RGB image or array (resolution², uint8) → float32 array (3, H, W) normalised by the spec's mean and std."""
     u8 = np.asarray(img)  # (H, W, 3) uint8, no copy
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None] * 255.0
     inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32)[:, None, None] * 255.0)
@@ -43,12 +61,11 @@ def normalize(img: Image.Image, spec: DataSpec) -> np.ndarray:
     return out
 
 
-def preprocess(img: Image.Image, spec: DataSpec) -> np.ndarray:
-    """RGB image of any size → (3, resolution, resolution) float32 network input."""
-    return normalize(center_crop_resize(img, spec), spec)
+def preprocess(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
+    """A decoded RGB image (or array) of any size → (3, resolution, resolution) float32 network input."""
+    return normalize(crop_resize_array(np.asarray(img), spec), spec)
 
 
 def load_and_preprocess(source: bytes | str | os.PathLike, spec: DataSpec) -> np.ndarray:
-    """Safely decode ``source`` (JPEG draft-downscaled when large) and preprocess it."""
-    img = decode_image(source, draft_size=resize_size(spec))
-    return preprocess(img, spec)
+    """Safely decode ``source`` (downscaled while decoding where the format allows) and preprocess it."""
+    return preprocess(decode_rgb(source, resize_size(spec)), spec)

@@ -59,13 +59,15 @@ def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId) -> tuple[Pat
     Taken from the engine cache (featurize put it there), else exported (and quantised) again;
     the SVM is trained on the features of this very file, so int8 bundles are judged honestly.
     """
-    from ..features.onnxruntime import OPSET
+    from ..features.export import OPSET
 
-    path = engine_cache_dir(cfg) / f"{feature_id}.onnx"
+    int8 = feature_id.precision == "int8"
+    onnx_id = feature_id if int8 else feature_id.with_precision("fp32")  # bf16 is how the fp32 file is run
+    path = engine_cache_dir(cfg) / f"{onnx_id}.onnx"
     if not path.is_file():
-        ecfg = EngineConfig(backend="onnxruntime", precision=feature_id.precision, threads=cfg.engine.threads)
+        ecfg = EngineConfig(backend="onnxruntime", precision="int8" if int8 else "fp32", threads=cfg.engine.threads)
         engine = run_featurizer(cfg, rd, ecfg)
-        if engine.feature_id != str(feature_id):
+        if engine.feature_id != str(onnx_id):
             raise RunDirError(f"features.npz was made by featurizer {feature_id} but the config now gives {engine.feature_id}",
                               hint=f"run `imgclf featurize --run-dir {rd.root}` again")
         path = engine.onnx_path

@@ -24,7 +24,7 @@ from ..dataset import scan_dataset
 from ..duplicates import HASH_DRAFT, dhash_image, groups_from_codes
 from ..errors import ImageError
 from ..evaluation.metrics import Metrics
-from ..features.engines import cpu_threads
+from ..features.engines import cpu_threads, resolve_engine
 from ..features.featurize import featurize_paths
 from ..fileio import write_json
 from ..images import decode_image
@@ -102,11 +102,12 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
     res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
     seconds = time.perf_counter() - t0
+    ran = resolve_engine(cfg.engine)
     rd.add_skipped([(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
     rd.write_features(res.paths, res.features, res.ok, engine.feature_id)
     return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
             "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
-            "backend": cfg.engine.backend, "precision": cfg.engine.precision, "engine_seconds": round(t1 - t0, 2),
+            "backend": ran.backend, "precision": ran.precision, "engine_seconds": round(t1 - t0, 2),
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
 

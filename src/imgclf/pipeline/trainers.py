@@ -11,6 +11,7 @@ A trainer is a plug-in (declared in ``imgclf.registry.TRAINERS``): a function
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,7 +20,8 @@ import numpy as np
 from ..bundle import BundleMeta, write_bundle
 from ..config import Config
 from ..errors import DatasetError
-from ..features.backbones import create_backbone
+from ..features.backbones import model_backbone
+from ..features.engines import resolve_engine
 from ..features.ids import FeatureId
 from ..linear import SvmClassifier
 from ..registry import TRAINERS
@@ -73,9 +75,10 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     labels = class_labels(rd)
     clf, n_train = fit_svm(cfg, rd, labels)
     fid = FeatureId.parse(rd.load_features()[3])
-    _, spec = create_backbone(cfg.model.backbone, cfg.model.resolution, pretrained=False)
+    _, spec = model_backbone(cfg.model, pretrained=False)
     onnx_path, onnx_info = featurizer_onnx(cfg, rd, fid)
     featurizer = {"weights": "imagenet", "feature_id": str(fid), "dim": int(clf.head_.weight.shape[1]), **onnx_info}
-    meta = BundleMeta.create(cfg.model, cfg.engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
+    engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fid.precision)  # what made the features
+    meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
     write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path})
     return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}

@@ -19,7 +19,7 @@ from PIL import Image
 from ..config import RefineConfig
 from ..errors import ImageError
 from ..features.backbones import DataSpec
-from ..features.preprocess import normalize, preprocess, resize_size
+from ..features.preprocess import load_and_preprocess, normalize, resize_size
 from ..images import decode_image
 
 # ---------------------------------------------------------------- which images, in which order
@@ -180,11 +180,11 @@ class Batch:
 def _load(path: str, spec: DataSpec, aug: Augment | None, seed: Sequence[int]) -> np.ndarray | str:
     """Preprocessed input, or the reason it could not be made."""
     try:
+        if aug is None:
+            return load_and_preprocess(path, spec)  # exactly what featurize, predict and serve feed the network
         img = decode_image(path, draft_size=resize_size(spec))
     except ImageError as e:
         return str(e)
-    if aug is None:
-        return preprocess(img, spec)
     return normalize(augment(img, spec, aug, np.random.default_rng(list(seed))), spec)
 
 

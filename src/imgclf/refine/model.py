@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import ModelConfig, RefineConfig
 from ..errors import ImgclfError
-from ..features.backbones import DataSpec, create_backbone
+from ..features.backbones import DataSpec, model_backbone
 
 
 _STAGED = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")  # timm's EfficientNet / MobileNet layout
@@ -84,7 +84,8 @@ class OnnxPrefix:
 
         import onnxruntime as ort
 
-        from ..features.onnxruntime import INPUT_NAME, export_onnx, session_options
+        from ..features.export import INPUT_NAME, export_onnx
+        from ..features.onnxruntime import session_options
 
         self.stages = stages
         self.input_name = INPUT_NAME
@@ -99,7 +100,7 @@ class OnnxPrefix:
 
 def build_network(model_cfg: ModelConfig, rcfg: RefineConfig, num_classes: int, seed: int) -> tuple[RefineNet, DataSpec]:
     """The pretrained backbone of ``model_cfg`` with a fresh head (initialised from ``seed``)."""
-    backbone, spec = create_backbone(model_cfg.backbone, model_cfg.resolution, pretrained=model_cfg.pretrained, num_classes=0)
+    backbone, spec = model_backbone(model_cfg)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = RefineNet(backbone, num_classes, rcfg.dropout)

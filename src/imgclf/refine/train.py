@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from . import distributed
-from ..bundle import BundleMeta, write_bundle
-from ..config import Config, EngineConfig
-from ..features.engines import TorchEngine, build_engine, cpu_threads
+from ..bundle import ONNX_ENGINES, BundleMeta, write_bundle
+from ..config import Config
+from ..features.backbones import resampler_of
+from ..features.engines import TorchEngine, build_engine, cpu_threads, resolve_engine
 from ..features.featurize import featurize_paths
 from ..features.ids import FeatureId
 from ..fileio import sha256_file
@@ -106,17 +107,25 @@ def _export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) 
     path = folder / "backbone.safetensors"
     save_file({k: v.detach().contiguous() for k, v in backbone.state_dict().items()}, str(path))  # channels_last → contiguous
     weights = f"refined-{sha256_file(path)[:12]}"
+    precision = _float_precision(cfg)
     meta: dict[str, Any] = {"weights": weights, "state_dict": path.name,
-                            "feature_id": str(FeatureId(cfg.model.backbone, cfg.model.resolution, weights, "fp32")),
+                            "feature_id": str(FeatureId(cfg.model.backbone, cfg.model.resolution, weights, precision,
+                                                        resampler=resampler_of(refined.spec))),
                             "dim": int(backbone.num_features)}
     files = {path.name: path}
-    from ..features.onnxruntime import OPSET, export_onnx
+    from ..features.export import OPSET, export_onnx
 
     files["featurizer.onnx"] = export_onnx(backbone, refined.spec, folder / "featurizer.onnx")
-    meta.update({"onnx": "featurizer.onnx", "precision": "fp32", "onnx_opset": OPSET})
+    meta.update({"onnx": "featurizer.onnx", "precision": precision, "onnx_opset": OPSET})
     if cfg.engine.precision == "int8":
         _quantize(cfg, rd, refined, folder, meta, files)
     return meta, files, backbone
+
+
+def _float_precision(cfg: Config) -> str:
+    """The precision the refined network's features are computed in when not int8 (fp32, or bf16 where the engine runs it)."""
+    precision = resolve_engine(cfg.engine).precision
+    return "fp32" if precision == "int8" else precision
 
 
 def _quantize(cfg: Config, rd: RunDir, refined: Refined, folder: Path, meta: dict[str, Any], files: dict[str, Path]) -> None:
@@ -138,7 +147,8 @@ def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
 
 
 def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], classifier: dict[str, Any]) -> BundleMeta:
-    meta = BundleMeta.create(cfg.model, cfg.engine, dataset_name(cfg), refined.labels, refined.spec, featurizer,
+    engine = dataclasses.replace(resolve_engine(cfg.engine), precision=featurizer["precision"])
+    meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), refined.labels, refined.spec, featurizer,
                              {**classifier, "refine": _refine_meta(cfg, refined)})
     meta.training_history = refined.history
     return meta
@@ -179,14 +189,17 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
 
 
 def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any) -> Any:
-    """ONNX Runtime on the exported file on CPU (several times faster than eager torch), else torch on the device."""
-    threads = max(1, cpu_threads(cfg.engine.threads) // d.local_world)
-    int8 = featurizer.get("precision") == "int8"  # the SVM must see the features the bundle will give
-    if "featurizer.onnx" in files and (int8 or (d.device == "cpu" and cfg.engine.backend == "onnxruntime")):
-        ecfg = EngineConfig(backend="onnxruntime", threads=threads)  # the file's own precision is used
-        return build_engine(None, refined.spec, featurizer["feature_id"], ecfg, onnx_path=files["featurizer.onnx"])
+    """The configured engine on the exported file on CPU (several times faster than eager torch), else torch on
+    the device. The SVM must see the features the bundle will give: an int8 file always runs as int8."""
+    ran = dataclasses.replace(resolve_engine(cfg.engine), threads=max(1, cpu_threads(cfg.engine.threads) // d.local_world))
+    int8 = featurizer.get("precision") == "int8"
+    if "featurizer.onnx" in files and (int8 or (d.device == "cpu" and ran.backend in ONNX_ENGINES)):
+        if ran.backend not in ONNX_ENGINES:
+            ran = dataclasses.replace(ran, backend="onnxruntime", precision="int8")
+        return build_engine(None, refined.spec, featurizer["feature_id"], ran, onnx_path=files["featurizer.onnx"])
     net = backbone if d.device == "cpu" else refined.net.backbone
-    return TorchEngine(net, refined.spec, featurizer["feature_id"], threads=threads, device=d.device)
+    return TorchEngine(net, refined.spec, featurizer["feature_id"], threads=ran.threads, device=d.device,
+                       bf16=ran.precision == "bf16")
 
 
 # ---------------------------------------------------------------- the seed's figure

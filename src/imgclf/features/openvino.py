@@ -1,0 +1,156 @@
+"""OpenVINO Runtime inference of a featurizer's ONNX export: the default engine on x86 CPUs.
+
+OpenVINO reads the ONNX file directly (no conversion step) and runs it in bf16 on CPUs with
+bf16 instructions (AVX512_BF16 or AMX): on a 2-core AVX-512 CPU, lite0 at 224 px, batch 32,
+354 img/s against ONNX Runtime's 149 in fp32, with features at cosine >= 0.9997 to fp32's.
+It also runs the QDQ int8 file of :mod:`.quantize` ~1.9x faster than ONNX Runtime does (506 vs
+275 img/s), with the same features. Where OpenVINO cannot load, :func:`openvino_problem` says why
+and the engine falls back to ONNX Runtime with a one-line notice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..errors import ImgclfError
+from .backbones import DataSpec
+from .engines import Engine, cpu_has_bf16, cpu_threads, register_engine
+from .export import cached_onnx, export_dir, onnx_spec
+from .ids import FeatureId
+
+_MAX_STATIC = 4  # batch sizes compiled with a static shape (the rest share one dynamic-shape model)
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the layers left in float run in bf16
+
+
+@functools.lru_cache(maxsize=1)
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+@functools.lru_cache(maxsize=1)
+def openvino_problem() -> str:
+    """Why OpenVINO cannot run here ("" when it can): not installed, or no CPU device it supports."""
+    try:
+        devices = _core().available_devices
+    except Exception as e:  # ImportError, or the runtime refusing this CPU
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return "" if "CPU" in devices else f"no CPU device (devices: {', '.join(devices) or 'none'})"
+
+
+class OpenVinoEngine:
+    """A featurizer ONNX file compiled by OpenVINO for the CPU, at one inference precision.
+
+    Batch sizes met more than once get a model compiled for that static shape (a few percent
+    faster; batch 1 is the serving latency case); others run on one dynamic-batch model.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
+                 precision: str = "fp32"):
+        self.onnx_path = Path(onnx_path)
+        self.spec = spec
+        self.feature_id = str(feature_id)
+        self.precision = precision
+        self.threads = cpu_threads(threads)
+        try:
+            self._model = _core().read_model(str(self.onnx_path))
+        except Exception as e:  # OpenVINO raises its own exception types for bad files
+            raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path} in OpenVINO: {str(e).strip().splitlines()[0]}",
+                              hint="re-run `imgclf train` to rewrite the model bundle") from None
+        self.dim = int(self._model.output(0).get_partial_shape()[-1].get_length())
+        self._compiled: dict[int, Any] = {}  # batch size (-1: dynamic) → compiled model
+        self._seen: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def _compile(self, batch: int) -> Any:
+        r = self.spec.resolution
+        model = self._model.clone()
+        model.reshape({0: [batch, 3, r, r]})
+        return _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": _HINT[self.precision],
+                                                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads})
+
+    def _for_batch(self, n: int) -> Any:
+        with self._lock:
+            self._seen[n] += 1
+            if n not in self._compiled and self._seen[n] > 1 and len(self._compiled) - (-1 in self._compiled) < _MAX_STATIC:
+                self._compiled[n] = self._compile(n)
+            if n in self._compiled:
+                return self._compiled[n]
+            if -1 not in self._compiled:
+                self._compiled[-1] = self._compile(-1)
+            return self._compiled[-1]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
+        compiled = self._for_batch(len(x))
+        return np.asarray(compiled(x)[0], dtype=np.float32)  # (B, D)
+
+
+@register_engine("openvino")
+def _openvino_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, *,
+                     onnx_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                     calibration: Sequence[str] | None = None, **_: Any) -> Engine:
+    """OpenVINO engine from a bundle's ONNX file, or from ``module`` (exported, and cached in ``cache_dir``).
+
+    ``engine_cfg.precision`` is a resolved precision (see :func:`imgclf.features.engines.resolve_engine`):
+    fp32 or bf16 run the fp32 export; int8 runs the QDQ file calibrated on ``calibration`` images
+    (the same file ONNX Runtime would run).
+    """
+    threads = engine_cfg.threads
+    feature_id = FeatureId.parse(str(feature_id))
+    if onnx_path is not None:
+        from .quantize import onnx_precision
+
+        precision = "int8" if onnx_precision(onnx_path) == "int8" else engine_cfg.precision
+        return OpenVinoEngine(onnx_path, spec, feature_id, threads=threads, precision=precision)
+    with export_dir(cache_dir) as d:
+        fp32 = cached_onnx(module, spec, feature_id.with_precision("fp32"), d)
+        if engine_cfg.precision != "int8":
+            return OpenVinoEngine(fp32, spec, feature_id, threads=threads, precision=engine_cfg.precision)
+        from .quantize import cached_int8
+
+        if not calibration:
+            raise ImgclfError("engine.precision = 'int8' needs calibration images and none were given",
+                              hint="featurize through `imgclf run`/`imgclf featurize`, which calibrate on the train split")
+        path, fid = cached_int8(fp32, spec, feature_id.with_precision("int8"), calibration, d, threads=threads)
+        return OpenVinoEngine(path, spec, fid, threads=threads, precision="int8")
+
+
+def _from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir: str | os.PathLike, **kw: Any) -> Engine | None:
+    """The engine of the fp32 export of ``feature_id`` kept in ``cache_dir`` (quantised when asked), or None."""
+    spec = onnx_spec(Path(cache_dir) / f"{feature_id.with_precision('fp32')}.onnx")
+    return _openvino_engine(None, spec, feature_id, engine_cfg, cache_dir=cache_dir, **kw) if spec is not None else None
+
+
+_openvino_engine.from_cache = _from_cache  # type: ignore[attr-defined]
+
+
+def _resolve(engine_cfg: EngineConfig) -> EngineConfig:
+    """bf16 for ``precision = "auto"`` on CPUs with bf16 instructions; ONNX Runtime (one notice) where
+    OpenVINO cannot run."""
+    problem = openvino_problem()
+    if problem:
+        _notice_once(problem)
+        precision = "fp32" if engine_cfg.precision in ("auto", "bf16") else engine_cfg.precision
+        return dataclasses.replace(engine_cfg, backend="onnxruntime", precision=precision)
+    if engine_cfg.precision == "auto":
+        return dataclasses.replace(engine_cfg, precision="bf16" if cpu_has_bf16() else "fp32")
+    return engine_cfg
+
+
+_openvino_engine.resolve = _resolve  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=1)
+def _notice_once(problem: str) -> None:
+    print(f"notice: OpenVINO cannot run here ({problem}); using ONNX Runtime instead", file=sys.stderr)

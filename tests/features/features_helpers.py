@@ -1,0 +1,32 @@
+"""Helpers shared by the engine tests: real photos and generated images, preprocessed."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from datagen import make_image
+from imgclf.features.preprocess import preprocess
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def _photos(spec, n: int = 8) -> np.ndarray:
+    """Preprocessed crops of two real photos (scikit-learn's sample images), (n, 3, H, W)."""
+    from sklearn.datasets import load_sample_image
+
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        img = Image.fromarray(load_sample_image(name))
+        w, h = img.size
+        for k in range(n // 2):
+            box = (k * w // 16, k * h // 16, w - k * w // 24, h - k * h // 24)
+            out.append(preprocess(img.crop(box), spec))
+    return np.stack(out)
+
+
+def _generated(spec, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    classes = ("circles", "squares", "stripes")
+    return np.stack([preprocess(make_image(classes[i % 3], rng, 160), spec) for i in range(n)])

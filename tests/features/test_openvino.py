@@ -1,0 +1,101 @@
+"""OpenVINO engine: the default on x86, fp32/bf16/int8 against ONNX Runtime, batch shapes, fallback, bundles."""
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features_helpers import _cos, _generated, _photos
+from imgclf.config import EngineConfig, ModelConfig, load_config
+from imgclf.features.engines import cpu_flags, cpu_has_bf16, resolve_engine
+from imgclf.features.featurize import build_featurizer
+from imgclf.features.onnxruntime import OnnxRuntimeEngine
+from imgclf.features.openvino import OpenVinoEngine, openvino_problem
+from imgclf.fileio import read_json
+from imgclf.predict import Predictor
+
+pytestmark = pytest.mark.skipif(bool(openvino_problem()), reason=f"OpenVINO cannot run here: {openvino_problem()}")
+
+
+def test_default_engine_is_openvino_on_x86_with_bf16_where_the_cpu_has_it():
+    cfg = load_config()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert cfg.engine.backend == ("openvino" if x86 else "onnxruntime") and cfg.engine.precision == "auto"
+    assert cpu_has_bf16() == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    ran = resolve_engine(EngineConfig(backend="openvino", precision="auto"))
+    assert (ran.backend, ran.precision) == ("openvino", "bf16" if cpu_has_bf16() else "fp32")
+    for backend in ("onnxruntime", "torch"):  # auto is fp32 wherever bf16 is not the engine's own choice
+        assert resolve_engine(EngineConfig(backend=backend, precision="auto")).precision == "fp32"
+    assert resolve_engine(EngineConfig(backend="openvino", precision="int8")).precision == "int8"
+
+
+def test_openvino_fp32_matches_onnxruntime_and_bf16_stays_close(lite0):
+    x = _photos(lite0["spec"])
+    ref = OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f").run(x)
+    f32 = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", precision="fp32")
+    bf16 = OpenVinoEngine(lite0["fp32"], lite0["spec"], "b", precision="bf16")
+    assert f32.dim == bf16.dim == 1280
+    a, b = f32.run(x), bf16.run(x)
+    assert a.shape == b.shape == ref.shape and a.dtype == np.float32
+    assert _cos(a, ref).min() > 0.99999 and np.abs(a - ref).max() < 1e-3
+    assert _cos(b, ref).min() > 0.995  # bf16 keeps 8 bits of mantissa: close, yet not fp32's features
+    assert np.abs(ref).max() > 0.1  # real activations, not a degenerate all-zero comparison
+
+
+def test_every_batch_size_gives_the_same_rows(lite0):
+    """Sizes met once run on the dynamic-batch model, repeated ones on a static compile: same numbers."""
+    x = _generated(lite0["spec"], 9, seed=3)
+    engine = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", precision="fp32")
+    whole = engine.run(x)
+    for _ in range(3):  # the second call of a size compiles it statically
+        np.testing.assert_allclose(np.concatenate([engine.run(x[i:i + 1]) for i in range(len(x))]), whole, atol=1e-4)
+        np.testing.assert_allclose(np.concatenate([engine.run(x[:4]), engine.run(x[4:])]), whole, atol=1e-4)
+    assert 1 in engine._compiled and 4 in engine._compiled and -1 in engine._compiled
+
+
+def test_openvino_runs_the_int8_file_like_onnxruntime(lite0):
+    x = _photos(lite0["spec"])
+    ort = OnnxRuntimeEngine(lite0["int8"], lite0["spec"], "q").run(x)
+    ov = OpenVinoEngine(lite0["int8"], lite0["spec"], "q", precision="int8").run(x)
+    fp32 = OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f").run(x)
+    assert _cos(ov, ort).min() > 0.99  # the same quantised network, kernels of two runtimes
+    assert _cos(ov, fp32).mean() > 0.95
+
+
+def test_bf16_features_are_cached_apart_from_fp32(lite0, tmp_path):
+    import shutil
+
+    shutil.copy(lite0["fp32"], tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx")
+    native = ModelConfig(resampler="native")  # the export was made with the backbone's own spec
+    ids = {p: build_featurizer(native, EngineConfig(backend="openvino", precision=p), cache_dir=tmp_path).feature_id
+           for p in ("fp32", "bf16")}
+    assert ids == {"fp32": "efficientnet_lite0-r224-imagenet-fp32", "bf16": "efficientnet_lite0-r224-imagenet-bf16"}
+
+
+def test_bundle_records_the_engine_that_made_its_features(trained_run):
+    meta = read_json(trained_run / "model" / "bundle.json")
+    ran = resolve_engine(load_config().engine)
+    assert (meta["engine"]["backend"], meta["engine"]["precision"]) == (ran.backend, ran.precision)
+    assert meta["featurizer"]["precision"] == ran.precision and meta["featurizer"]["feature_id"].endswith(f"-{ran.precision}")
+    predictor = Predictor(trained_run / "model")
+    assert type(predictor.engine).__name__ == {"openvino": "OpenVinoEngine", "onnxruntime": "OnnxRuntimeEngine"}[ran.backend]
+    assert predictor.engine.precision == ran.precision
+
+
+def test_where_openvino_cannot_load_onnxruntime_takes_over_with_one_notice(trained_run, tmp_path):
+    """A stand-in ``openvino`` package that fails to import, as on a CPU OpenVINO does not support."""
+    fake = tmp_path / "fake" / "openvino"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("this CPU is not supported (simulated)")\n')
+    images = sorted(str(p) for p in Path(read_json(trained_run / "config.json")["data"]["images"]).rglob("*.jpg"))[:3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "imgclf", "predict", str(trained_run / "model"), *images,
+                          "--set", "engine.backend=openvino"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    notices = [line for line in out.stderr.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 1 and "OpenVINO cannot run here" in notices[0] and "simulated" in notices[0]
+    assert "Traceback" not in out.stderr
+    assert len(out.stdout.splitlines()) == len(images) and all('"label"' in line for line in out.stdout.splitlines())
