@@ -6,10 +6,14 @@ In ONE run, on the same images, with imgclf's feature cache OFF, it measures ima
 (file → features) for
   (a) naive: torchvision ImageFolder-style PIL loading, Resize(256)/CenterCrop(224)/ToTensor/Normalize,
       DataLoader batch 32, fp32 eager efficientnet_lite0, as the PyTorch transfer-learning tutorial does;
-  (b) imgclf, torch engine;  (c) imgclf, ONNX Runtime fp32;  (d) imgclf, ONNX Runtime int8
+  (b) imgclf, torch engine; (c) ONNX Runtime fp32 and (d) int8 with the backbone's bicubic crop;
+  (e) OpenVINO fp32, (f) bf16 with the bicubic crop, (g) bf16 and (h) int8 with the area resampler
+  ((g) is the default on CPUs with bf16 instructions); every JPEG decoded by libjpeg-turbo with DCT scaling,
 and prints each median over the repeats (engines interleaved, so load swings hit all alike), the
-ratio to (a) and the fraction of the fp32 limit (~450 img/s on a 2-core AVX-512 machine: decode ≈ 1.5 ms·core
-+ 0.77 GFLOP at ≈ 268 GFLOP/s·core ≈ 4.4 ms·core per image).
+ratio to (a) and the fraction of each row's per-stage ceiling, measured in the same run: the engine
+alone (batch 32 of preprocessed inputs, all threads) plus decoding alone (one thread), as
+cores / (cores / engine img/s + 1 / decode img/s). Decode alone is also timed for the Pillow path
+imgclf used before (draft decode + bicubic crop), for comparison.
 Then a child process featurizes 10,000 paths (the folder's files cycled) with the default engine
 and reports its peak RSS (target: under 1.5 GB). Engine building (export, quantisation) is not timed.
 """
@@ -25,9 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-FP32_LIMIT = 450.0  # img/s: decode + 0.77 GFLOP per image at a 2-core AVX-512 machine's measured fp32 peak
-
 
 def jpegs(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
@@ -89,13 +90,35 @@ def build_engines(folder: Path, cache: Path, threads: int) -> dict:
     train = jpegs(folder / "train") if (folder / "train").is_dir() else jpegs(folder)
     pick = np.random.default_rng(0).choice(len(train), size=min(128, len(train)), replace=False)
     calibration = [train[i] for i in sorted(pick)]
-    mc = ModelConfig()
+    native, area = ModelConfig(resampler="native"), ModelConfig(resampler="area")
+
+    def eng(mc, backend, precision):
+        return build_featurizer(mc, EngineConfig(backend=backend, precision=precision, threads=threads), cache_dir=cache,
+                                calibration=calibration if precision == "int8" else None)
+
     return {
-        "torch": build_featurizer(mc, EngineConfig(backend="torch", threads=threads)),
-        "ort_fp32": build_featurizer(mc, EngineConfig(backend="onnxruntime", threads=threads), cache_dir=cache),
-        "ort_int8": build_featurizer(mc, EngineConfig(backend="onnxruntime", precision="int8", threads=threads),
-                                     cache_dir=cache, calibration=calibration),
+        "torch": build_featurizer(native, EngineConfig(backend="torch", precision="fp32", threads=threads)),
+        "ort_fp32": eng(native, "onnxruntime", "fp32"), "ort_int8": eng(native, "onnxruntime", "int8"),
+        "ov_fp32": eng(area, "openvino", "fp32"), "ov_bf16_bicubic": eng(native, "openvino", "bf16"),
+        "ov_bf16": eng(area, "openvino", "bf16"), "ov_int8": eng(area, "openvino", "int8"),
     }
+
+
+def engine_alone(engine, x) -> float:
+    """Images/s of ``engine.run`` on a batch of preprocessed inputs."""
+    engine.run(x)
+    t0 = time.perf_counter()
+    engine.run(x)
+    engine.run(x)
+    return 2 * len(x) / (time.perf_counter() - t0)
+
+
+def decode_alone(paths: list[str], fn) -> float:
+    """Images/s of one thread decoding and preprocessing ``paths`` with ``fn(path)``."""
+    t0 = time.perf_counter()
+    for p in paths:
+        fn(p)
+    return len(paths) / (time.perf_counter() - t0)
 
 
 def memory_child(folder: Path, cache: Path, n: int, threads: int) -> dict:
@@ -106,7 +129,7 @@ def memory_child(folder: Path, cache: Path, n: int, threads: int) -> dict:
 
     files = jpegs(folder)
     paths = (files * (n // len(files) + 1))[:n]
-    engine = build_featurizer(ModelConfig(), EngineConfig(threads=threads), cache_dir=cache)
+    engine = build_featurizer(ModelConfig(), EngineConfig(threads=threads), cache_dir=cache)  # the defaults
     t0 = time.perf_counter()
     res = featurize_paths(paths, engine, batch_size=32, cache_dir=None, threads=threads, progress=False)
     seconds = time.perf_counter() - t0
@@ -145,6 +168,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cache: Path) -> dict:
+    import numpy as np
     import torch
 
     from imgclf.features.engines import cpu_threads
@@ -157,7 +181,15 @@ def run(args: argparse.Namespace, cache: Path) -> dict:
     engines = build_engines(args.folder, cache, args.threads)
     _naive_model()
     print(f"engines built in {time.perf_counter() - t0:.0f} s", flush=True)
-    runs: dict[str, list[float]] = {k: [] for k in ("naive", "torch", "ort_fp32", "ort_int8")}
+    from imgclf.features.preprocess import load_and_preprocess, preprocess, resize_size
+    from imgclf.images import decode_image
+
+    native_spec, area_spec = engines["ort_fp32"].spec, engines["ov_bf16"].spec
+    decoders = {"pillow": lambda p: preprocess(decode_image(p, draft_size=resize_size(native_spec)), native_spec),
+                "bicubic": lambda p: load_and_preprocess(p, native_spec), "area": lambda p: load_and_preprocess(p, area_spec)}
+    x = np.stack([decoders["area"](p) for p in paths[:32]])
+    runs: dict[str, list[float]] = {k: [] for k in ("naive", *engines)}
+    alone: dict[str, list[float]] = {k: [] for k in (*engines, *(f"decode_{d}" for d in decoders))}
     loads = []
     for r in range(args.repeats):
         loads.append(os.getloadavg()[0])
@@ -165,23 +197,34 @@ def run(args: argparse.Namespace, cache: Path) -> dict:
         torch.set_num_threads(cores)  # DataLoader workers may have changed it
         for name, engine in engines.items():
             runs[name].append(imgclf_speed(paths, engine, args.threads))
+            alone[name].append(engine_alone(engine, x))
+        for name, fn in decoders.items():
+            alone[f"decode_{name}"].append(decode_alone(paths[:100], fn))
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in runs.items()), flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    labels = {"naive": "(a) naive PyTorch tutorial loop", "torch": "(b) imgclf, torch engine",
-              "ort_fp32": "(c) imgclf, ONNX Runtime fp32", "ort_int8": "(d) imgclf, ONNX Runtime int8"}
-    print(f"\n| pipeline | img/s (median of {args.repeats}) | runs | vs naive | of fp32 limit ({FP32_LIMIT:.0f}) |")
-    print("|---|---|---|---|---|")
+    solo = {k: statistics.median(v) for k, v in alone.items()}
+    decode_of = {"torch": "bicubic", "ort_fp32": "bicubic", "ort_int8": "bicubic", "ov_bf16_bicubic": "bicubic"}
+    ceiling = {k: cores / (cores / solo[k] + 1 / solo[f"decode_{decode_of.get(k, 'area')}"]) for k in engines}
+    labels = {"naive": "(a) naive PyTorch tutorial loop", "torch": "(b) imgclf, torch fp32",
+              "ort_fp32": "(c) ONNX Runtime fp32, bicubic crop", "ort_int8": "(d) ONNX Runtime int8, bicubic crop",
+              "ov_fp32": "(e) OpenVINO fp32, area crop", "ov_bf16_bicubic": "(f) OpenVINO bf16, bicubic crop",
+              "ov_bf16": "(g) OpenVINO bf16, area crop (default)", "ov_int8": "(h) OpenVINO int8, area crop"}
+    print(f"\n| pipeline | img/s (median of {args.repeats}) | runs | vs naive | engine alone | ceiling | of ceiling |")
+    print("|---|---|---|---|---|---|---|")
     for k, v in med.items():
-        print(f"| {labels[k]} | {v:.1f} | {' / '.join(f'{x:.0f}' for x in runs[k])} | {v / med['naive']:.1f}x | {v / FP32_LIMIT:.0%} |")
+        extra = f"{solo[k]:.0f} | {ceiling[k]:.0f} | {v / ceiling[k]:.0%}" if k in ceiling else "— | — | —"
+        print(f"| {labels[k]} | {v:.1f} | {' / '.join(f'{x:.0f}' for x in runs[k])} | {v / med['naive']:.1f}x | {extra} |")
+    print("decode + preprocess alone, one thread: " + ", ".join(
+        f"{d} {1000 / solo[f'decode_{d}']:.2f} ms/img" for d in decoders) + " (pillow: the path before libjpeg-turbo)")
     print(f"load average during the repeats: {', '.join(f'{x:.1f}' for x in loads)}")
     mem = json.loads(subprocess.run(
         [sys.executable, __file__, str(args.folder), "--memory-child", "--cache", str(cache),
          "--memory-images", str(args.memory_images), "--threads", str(args.threads)],
         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    print(f"\nmemory: {mem['images']} images ({mem['ok']} ok) with {mem['engine']} fp32 in {mem['seconds']} s "
+    print(f"\nmemory: {mem['images']} images ({mem['ok']} ok) with {mem['engine']} (defaults) in {mem['seconds']} s "
           f"({mem['images_per_s']} img/s); peak RSS {mem['peak_rss_mb']} MB (target < 1536 MB); torch imported: {mem['torch_imported']}")
     return {"images": len(paths), "threads": cores, "runs": runs, "median": med, "ratio": {k: v / med["naive"] for k, v in med.items()},
-            "load": loads, "memory": mem}
+            "alone": solo, "ceiling": ceiling, "load": loads, "memory": mem}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ In ONE run, on the same images:
       over one keep-alive connection: latency p50/p99 and the server's own time;
   (c) 32 concurrent clients for --seconds: images/s, p50/p99 latency, error count, and the server's
       RSS sampled every 0.5 s (start of the run → end).
-Prints the ratio (c)/(a) and checks the targets: p50 <= 15 ms, ratio >= 0.6, 0 errors, RSS flat.
+Prints the ratio (c)/(a) and checks the targets: p50 <= 6 ms, ratio >= 0.8, 0 errors, RSS flat.
 The load generator runs in this process, so it shares the CPU with the server, as a client on
 the same host would.
 """
@@ -33,8 +33,8 @@ from imgclf.serve.client import run_load
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from netutil import free_port  # noqa: E402  (tests/netutil.py: one helper for tests and benchmarks)
 
-TARGET_P50_MS = 15.0
-TARGET_RATIO = 0.6
+TARGET_P50_MS = 6.0  # issue 12: OpenVINO, batch-1 requests on a model compiled for batch 1
+TARGET_RATIO = 0.8
 FLAT_RSS_MB = 50.0  # growth from the first to the last half of the concurrent run that counts as flat
 
 
@@ -158,7 +158,7 @@ def main() -> int:
     print(f"server RSS                   {conc['rss_start_mb']:.0f} → {conc['rss_end_mb']:.0f} MB "
           f"(max {conc['rss_max_mb']:.0f}, growth {conc['rss_growth_mb']:+.1f} MB)")
     print(f"ratio concurrent/offline     {ratio:.2f}")
-    checks = {"p50 <= 15 ms": seq["p50_ms"] <= TARGET_P50_MS, "ratio >= 0.6": ratio >= TARGET_RATIO,
+    checks = {f"p50 <= {TARGET_P50_MS:g} ms": seq["p50_ms"] <= TARGET_P50_MS, f"ratio >= {TARGET_RATIO:g}": ratio >= TARGET_RATIO,
               "0 errors": errors == 0, "RSS flat": conc["rss_growth_mb"] < FLAT_RSS_MB}
     print("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in checks.items()))
     if args.json:

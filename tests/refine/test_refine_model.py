@@ -172,7 +172,8 @@ def test_linear_probe_fit_separates_separable_features_and_l2_shrinks_it():
     assert np.array_equal(fit_softmax(x, y, 3, l2=0.01)[0], w)  # deterministic
 
 
-def test_frozen_stages_on_onnx_runtime_give_the_same_logits_as_torch():
+def test_frozen_stages_on_an_inference_engine_give_the_same_logits_as_torch():
+    from imgclf.features.openvino import openvino_problem
     from imgclf.refine.model import onnx_prefix
 
     cfg = _cfg("refine.freeze_stages=3")
@@ -185,6 +186,11 @@ def test_frozen_stages_on_onnx_runtime_give_the_same_logits_as_torch():
         plain = net(torch.from_numpy(x)).numpy()
         split = net(torch.from_numpy(prefix(x)), skip=3).numpy()
     assert np.abs(plain - split).max() < 1e-4 * max(1.0, np.abs(plain).max())
+    assert prefix.engine == ("onnxruntime" if openvino_problem() else "openvino")
+    bf16 = onnx_prefix(net, cfg.refine, spec, "cpu", threads=1, precision="bf16")
+    with torch.no_grad():
+        approx = net(torch.from_numpy(bf16(x)), skip=3).numpy()
+    assert np.abs(plain - approx).max() < 0.05 * max(1.0, np.abs(plain).max())  # bf16: close, not equal
     assert onnx_prefix(net, _cfg("refine.onnx_frozen=false").refine, spec, "cpu", 1) is None
     assert onnx_prefix(net, _cfg("refine.freeze_stages=0").refine, spec, "cpu", 1) is None
     assert onnx_prefix(net, cfg.refine, spec, "cuda:0", 1) is None

@@ -32,7 +32,7 @@ _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the layers left
 
 
 @functools.lru_cache(maxsize=1)
-def _core() -> Any:
+def ov_core() -> Any:
     import openvino as ov
 
     return ov.Core()
@@ -42,7 +42,7 @@ def _core() -> Any:
 def openvino_problem() -> str:
     """Why OpenVINO cannot run here ("" when it can): not installed, or no CPU device it supports."""
     try:
-        devices = _core().available_devices
+        devices = ov_core().available_devices
     except Exception as e:  # ImportError, or the runtime refusing this CPU
         return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     return "" if "CPU" in devices else f"no CPU device (devices: {', '.join(devices) or 'none'})"
@@ -63,7 +63,7 @@ class OpenVinoEngine:
         self.precision = precision
         self.threads = cpu_threads(threads)
         try:
-            self._model = _core().read_model(str(self.onnx_path))
+            self._model = ov_core().read_model(str(self.onnx_path))
         except Exception as e:  # OpenVINO raises its own exception types for bad files
             raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path} in OpenVINO: {str(e).strip().splitlines()[0]}",
                               hint="re-run `imgclf train` to rewrite the model bundle") from None
@@ -76,7 +76,7 @@ class OpenVinoEngine:
         r = self.spec.resolution
         model = self._model.clone()
         model.reshape({0: [batch, 3, r, r]})
-        return _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": _HINT[self.precision],
+        return ov_core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": _HINT[self.precision],
                                                     "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads})
 
     def _for_batch(self, n: int) -> Any:

@@ -264,7 +264,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
     net = net.to(d.device, memory_format=torch.channels_last)
     opt = torch.optim.SGD(param_groups(net, rcfg), lr=rcfg.base_lr, momentum=rcfg.momentum)
     prec = Precision(rcfg.precision, d.device)
-    prefix = onnx_prefix(net, rcfg, spec, d.device, torch.get_num_threads())
+    prefix = onnx_prefix(net, rcfg, spec, d.device, torch.get_num_threads(), prec.name)
     fingerprint = _fingerprint(cfg, labels, data.paths)
     folder = checkpoint_dir(rd)
     start, history, skipped, samples = 0, [], {}, []  # samples: refine.log_samples' sample ids per process per epoch

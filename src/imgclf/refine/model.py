@@ -62,40 +62,60 @@ def frozen_prefix_stages(net: RefineNet, rcfg: RefineConfig) -> int:
     return stages if rcfg.freeze_backbone else min(rcfg.freeze_stages, stages)
 
 
-def onnx_prefix(net: RefineNet, rcfg: RefineConfig, spec: DataSpec, device: str, threads: int) -> "OnnxPrefix | None":
-    """The frozen leading stages on ONNX Runtime when ``refine.onnx_frozen`` and it can be had (CPU only)."""
+def onnx_prefix(net: RefineNet, rcfg: RefineConfig, spec: DataSpec, device: str, threads: int,
+                precision: str = "fp32") -> "OnnxPrefix | None":
+    """The frozen leading stages on an inference engine when ``refine.onnx_frozen`` (CPU only)."""
     n = frozen_prefix_stages(net, rcfg)
     if not (rcfg.onnx_frozen and n and device == "cpu"):
         return None
-    try:
-        return OnnxPrefix(net, n, spec, threads)
-    except ImportError:  # fast inference not installed: eager torch does the whole forward
-        return None
+    return OnnxPrefix(net, n, spec, threads, precision)
 
 
 class OnnxPrefix:
-    """The frozen leading stages run by ONNX Runtime on CPU: inference only, and several times
-    faster than eager torch there (it fuses BatchNorm, ReLU6 and padding into the convolutions).
+    """The frozen leading stages run by an inference engine on CPU: inference only, and several times
+    faster than eager torch there (BatchNorm, ReLU6 and padding fused into the convolutions).
+
+    OpenVINO where it runs (in bf16 when training autocasts to bf16: the stages would compute in
+    bf16 under torch too), else ONNX Runtime in fp32.
     """
 
-    def __init__(self, net: RefineNet, stages: int, spec: DataSpec, threads: int):
+    def __init__(self, net: RefineNet, stages: int, spec: DataSpec, threads: int, precision: str = "fp32"):
         import tempfile
         from pathlib import Path
 
-        import onnxruntime as ort
-
         from ..features.export import INPUT_NAME, export_onnx
-        from ..features.onnxruntime import session_options
+        from ..features.openvino import openvino_problem
 
         self.stages = stages
         self.input_name = INPUT_NAME
         with tempfile.TemporaryDirectory(prefix="imgclf-prefix-") as d:
             path = export_onnx(net.prefix(stages), spec, Path(d) / "prefix.onnx")
-            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+            self.engine = "onnxruntime" if openvino_problem() else "openvino"
+            self._run = _openvino_prefix(path, threads, precision) if self.engine == "openvino" else _ort_prefix(path, threads)
 
     def __call__(self, x: Any) -> Any:
         """(B, 3, H, W) float32 array → the input of stage ``stages`` (B, C, h, w) float32 array."""
-        return self.session.run(None, {self.input_name: x})[0]
+        return self._run(x)
+
+
+def _ort_prefix(path: Any, threads: int) -> Any:
+    import onnxruntime as ort
+
+    from ..features.onnxruntime import session_options
+
+    session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _openvino_prefix(path: Any, threads: int, precision: str) -> Any:
+    from ..features.openvino import ov_core
+
+    core = ov_core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads})
+    return lambda x: compiled(x)[0]
 
 
 def build_network(model_cfg: ModelConfig, rcfg: RefineConfig, num_classes: int, seed: int) -> tuple[RefineNet, DataSpec]:
