@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
@@ -21,6 +21,18 @@ TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN
 HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
 PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
+
+
+def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base: Any = None,
+                   flags: Sequence[str] = ()) -> Any:
+    """:func:`imgclf.config.load_config`, then the settings the whole process follows (the decoder's
+    pixel limit ``images.max_pixels``): how every command resolves its config."""
+    from ..config import load_config
+    from ..images import configure
+
+    cfg = load_config(path, overrides, base=base, flags=flags)
+    configure(cfg.images)
+    return cfg
 
 
 def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:

@@ -11,19 +11,19 @@ from ..bundle import bundle_engine
 from ..config import Config, load_config
 from ..evaluation.metrics import Metrics
 from ..pipeline.rundir import RunDir
-from .options import ConfigOpt, ImagesOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, echo_json
+from .options import ConfigOpt, ImagesOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, command_config, echo_json
 
 
 def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None) -> Config:
     """Config of a step: the run's saved config (if any) < --config < --images < --set."""
     saved = RunDir(run_dir).saved_config() if run_dir is not None and Path(run_dir).exists() else None
     flags = [f"data.images={json.dumps(str(images.resolve()))}"] if images else []
-    return load_config(config, overrides, base=saved, flags=flags)
+    return command_config(config, overrides, base=saved, flags=flags)
 
 
 def bundle_config(model: Path, config: Path | None, overrides: list[str] | None, flags: list[str] = ()) -> Config:
     """Config of a command that loads a bundle: the bundle's own engine < --config < flags < --set."""
-    return load_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
+    return command_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
 
 
 def print_metrics(metrics: Metrics, run_dir: Path) -> None:
@@ -114,7 +114,7 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     from ..demo import generate_demo
     from ..pipeline.steps import default_run_dir
 
-    cfg = load_config(config, set)
+    cfg = command_config(config, set)
     images = cfg.images_dir()
     counts = generate_demo(images, n_per_class=n_per_class, seed=cfg.data.seed)
     typer.echo(f"demo dataset: {images} ({', '.join(f'{k} {v}' for k, v in counts.items())})")

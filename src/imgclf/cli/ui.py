@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_config
-from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenOpt, bind_overrides
+from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenOpt, bind_overrides, command_config
 
 
 ImagesOpt = Annotated[Optional[Path], typer.Option(
@@ -24,6 +23,6 @@ def register(app: typer.Typer) -> None:
         """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
         from ..ui.server import serve_ui
 
-        cfg = load_config(config, set, flags=bind_overrides(host, port))
+        cfg = command_config(config, set, flags=bind_overrides(host, port))
         typer.echo(f"web UI: http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else ""))
         serve_ui(cfg, images, run, token=token or None, insecure=insecure)
