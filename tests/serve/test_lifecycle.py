@@ -42,7 +42,7 @@ def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
         # A request in flight: headers and half of the body sent, the rest comes after SIGTERM.
         body = jpeg(3)
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
         time.sleep(0.2)
         t_term = time.monotonic()
