@@ -126,7 +126,12 @@ class Bundle:
     @property
     def metrics(self) -> dict[str, Any]:
         p = self.dir / "metrics.json"
-        return read_json(p) if p.exists() else {}
+        if not p.exists():
+            return {}
+        try:
+            return read_json(p)
+        except (ValueError, OSError) as e:
+            raise BundleError(f"{p} is not valid JSON ({e})", hint=_REBUILD) from None
 
     def file(self, name: str) -> Path | None:
         """Path of a bundled file named in bundle.json's featurizer section, or None."""
