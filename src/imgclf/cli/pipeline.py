@@ -26,6 +26,15 @@ def bundle_config(model: Path, config: Path | None, overrides: list[str] | None,
     return command_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
 
 
+def print_folders(summary: dict) -> None:
+    """What each top folder of a train/ (validation/) test/ dataset became (from the prepare step's summary)."""
+    from ..dataset import SPLIT_ROLES
+
+    counts = {"train": summary.get("train"), "val": summary.get("validation"), "test": summary.get("test")}
+    for folder, split in summary.get("folders", {}).items():
+        typer.echo(f"  {folder:<12} -> {SPLIT_ROLES[split]} ({counts[split]} images)")
+
+
 def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     m = metrics.to_dict()
     typer.echo(f"test accuracy {100 * m['accuracy']:.2f}%  class-averaged {100 * m['class_avg_accuracy']:.2f}%  "
@@ -50,6 +59,7 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
     cfg = step_config(None, config, set, images)
     rd = run_dir or default_run_dir(cfg)
     m = run_pipeline(cfg, rd, progress=not quiet)
+    print_folders((m.steps or {}).get("prepare", {}))
     print_metrics(m, Path(rd))
 
 
@@ -58,8 +68,10 @@ def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = No
     from ..pipeline.steps import prepare as do
 
     s = do(step_config(None, config, set, images), run_dir)
-    typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}, test {s['test']}, "
+    val = f", validation {s['validation']}" if s.get("validation") else ""
+    typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}{val}, test {s['test']}, "
                f"skipped {s['skipped']} (see skipped.csv), excluded by annotations {s['excluded_by_annotations']}")
+    print_folders(s)
     if "leakage" in s:
         typer.echo(f"near-duplicate train/test pairs: {s['leakage']} (see leakage.csv)")
     typer.echo(f"run dir: {run_dir}")
