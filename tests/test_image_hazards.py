@@ -156,3 +156,12 @@ def test_reduced_decode_still_applies_exif_orientation():
     assert out.size == (600 // 4, 1200 // 4)
     top = np.asarray(out)[5, out.size[0] // 2]
     assert top[2] > 150, "rotated 90° clockwise for display: the stored left half is on top"
+
+
+def test_images_max_pixels_must_be_positive():
+    from imgclf.config import load_config
+    from imgclf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="images.max_pixels must be >= 1; got 0"):
+        load_config(None, ["images.max_pixels=0"])
+    assert load_config(None, ["images.max_pixels=1000000"]).images.max_pixels == 1_000_000
