@@ -11,23 +11,33 @@
 
 The last row per path decides the image's state. An undo is a row too: it sets the state the
 image had before the row it undoes, whose number (1-based, in file order) it names in
-``undoes``; other rows leave ``undoes`` empty. Every write rewrites the file atomically.
+``undoes``; other rows leave ``undoes`` empty. Every write rewrites the file atomically, under
+an inter-process lock (``.annotations.csv.lock`` beside it): the web UI, ``dedup`` and other
+processes that correct the same dataset at once never lose one another's rows.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from filelock import FileLock, Timeout
+
+from .errors import DatasetError
 from .fileio import read_csv, write_csv
 
 FILENAME = "annotations.csv"
 COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes"]
 ACTIONS = ("relabel", "exclude", "ambiguous", "restore")
 
-_lock = threading.RLock()
+LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
+_LOCK_TIMEOUT_S = 60.0
+_lock = threading.RLock()  # the file lock is per process; this orders the threads of one
+_held: set[Path] = set()  # lock files this process holds (under _lock): undo_last writes while holding one
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,30 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _append(dataset_dir: str | os.PathLike, new: list[Annotation]) -> None:
+@contextlib.contextmanager
+def _locked(dataset_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the dataset's annotation lock: this process's threads and every other process."""
+    lock_path = Path(dataset_dir).resolve() / LOCK_FILENAME
     with _lock:
+        if lock_path in _held:
+            yield
+            return
+        lock = FileLock(str(lock_path), timeout=_LOCK_TIMEOUT_S, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DatasetError(f"{annotations_path(dataset_dir)} has been locked by another process for {_LOCK_TIMEOUT_S:.0f} s",
+                               hint=f"is another imgclf stuck writing it? stop it, or delete {lock_path} if none runs") from None
+        _held.add(lock_path)
+        try:
+            yield
+        finally:
+            _held.discard(lock_path)
+            lock.release()
+
+
+def _append(dataset_dir: str | os.PathLike, new: list[Annotation]) -> None:
+    with _locked(dataset_dir):
         rows = read_history(dataset_dir) + new
         write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
 
@@ -100,7 +132,7 @@ def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annota
     further back instead of undoing the undo. Returns the row that was undone, or None.
     """
     want = None if path is None else Path(path).as_posix()
-    with _lock:
+    with _locked(dataset_dir):
         history = read_history(dataset_dir)
         undone: set[int] = set()
         target = 0

@@ -11,6 +11,7 @@ import os
 
 from .config import Config
 from .evaluation.metrics import Metrics
+from .images import configure as configure_images
 from .pipeline import steps
 
 
@@ -22,7 +23,10 @@ def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
 
 
 def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
-    """prepare → featurize → train → evaluate in one go, logged to the run history; returns the test metrics."""
+    """prepare → featurize → train → evaluate in one go, logged to the run history; returns the test metrics.
+
+    ``cfg.images`` becomes the decoder's setting for this process (:func:`imgclf.images.configure`)."""
+    configure_images(cfg.images)
     metrics = steps.run(cfg, run_dir, progress=progress)
     track(cfg, run_dir, "run")
     return metrics

@@ -8,14 +8,23 @@
       metrics.json     test metrics of the run that made it
       manifest.json    SHA-256 of every file above; a mismatch refuses the load
 
-Nothing in a bundle is a pickle. A bundle is written into a temp folder and swapped into place,
-so an interrupted save leaves the previous bundle loadable.
+Nothing in a bundle is a pickle. Every file a load reads (bundle.json, head.npz, metrics.json
+and the files bundle.json names) must be listed in the manifest and match it, else the load is
+refused. The manifest checks integrity, not authenticity: whoever can write the folder can write
+a matching manifest too.
+
+A bundle is written into a temp folder ``.model.new-<pid>-*`` and swapped into place by two
+renames (``model`` → ``.model.old-<pid>-<ns>``, then the new folder → ``model``). A process
+killed between them leaves no ``model``; :func:`load_bundle` then loads the old folder (and,
+once its writer is gone, renames it back), so at every instant the old or the new bundle loads.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .config import EngineConfig, ModelConfig
-from .errors import BundleError
+from .errors import BundleError, ImgclfError
 from .features.backbones import DataSpec
 from .features.ids import FeatureId
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
@@ -35,6 +46,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ONNX_ENGINES = ("openvino", "onnxruntime")  # engines that run the bundle's featurizer.onnx (torch rebuilds the network)
 _WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
+_FILE_KEYS = ("onnx", "state_dict")  # keys of bundle.json's featurizer section that name a bundled file
+_REBUILD = "re-run `imgclf train` (or `imgclf run`) to write the bundle again, or restore it from a copy"
+
+log = logging.getLogger("imgclf")
 
 
 @dataclass
@@ -112,7 +127,12 @@ class Bundle:
     @property
     def metrics(self) -> dict[str, Any]:
         p = self.dir / "metrics.json"
-        return read_json(p) if p.exists() else {}
+        if not p.exists():
+            return {}
+        try:
+            return read_json(p)
+        except (ValueError, OSError) as e:
+            raise BundleError(f"{p} is not valid JSON ({e})", hint=_REBUILD) from None
 
     def file(self, name: str) -> Path | None:
         """Path of a bundled file named in bundle.json's featurizer section, or None."""
@@ -126,7 +146,8 @@ class Bundle:
             return None
         from safetensors.torch import load_file
 
-        return load_file(str(p))
+        with _readable(p, "safetensors"):
+            return load_file(str(p))
 
     def build_engine(self, engine_cfg: EngineConfig, **kw: Any):
         """The featurizer of this bundle on the engine ``engine_cfg.backend``."""
@@ -137,7 +158,8 @@ class Bundle:
         onnx = self.file("onnx")
         engine_cfg = resolve_engine(engine_cfg)
         if onnx is not None and engine_cfg.backend in ONNX_ENGINES:
-            return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
+            with _readable(onnx, {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[engine_cfg.backend]):
+                return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
         return build_featurizer(self._model_cfg(), engine_cfg, state_dict=self.state_dict(), weights=f.get("weights", "imagenet"), **kw)
 
     def fp32_engine(self, threads: int = 0, cache_dir: str | os.PathLike | None = None):
@@ -155,6 +177,23 @@ class Bundle:
                            resampler="area" if self.spec.interpolation == "area" else "native")
 
 
+class _readable:
+    """Turn any failure to read a bundled model file into one BundleError line (not a protobuf traceback)."""
+
+    def __init__(self, path: Path, reader: str):
+        self.path, self.reader = path, reader
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, e: BaseException | None, tb: object) -> bool:
+        if e is None or isinstance(e, (ImgclfError, KeyboardInterrupt, MemoryError)) or not isinstance(e, Exception):
+            return False
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise BundleError(f"{self.path} cannot be loaded by {self.reader}: {first}",
+                          hint=f"the file is damaged or not what the bundle says; {_REBUILD}") from None
+
+
 def write_bundle(
     out_dir: str | os.PathLike,
     meta: BundleMeta,
@@ -170,7 +209,8 @@ def write_bundle(
     if head.weight.shape[0] != len(meta.labels):
         raise ValueError(f"head has {head.weight.shape[0]} classes but {len(meta.labels)} labels")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    _remove_stale(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=out_dir.parent))
     try:
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta.to_dict()}
         write_json(tmp / "bundle.json", full)
@@ -189,56 +229,156 @@ def write_bundle(
     return out_dir
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its renames are durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _swap_dir(new: Path, target: Path) -> None:
+    os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700; a bundle is an ordinary folder like its files
     if not target.exists():
         os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(target, old)
+        # a kill here leaves no target: _resolve() loads `old` until it is renamed back
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(target.parent)
+
+
+def _leftovers(target: Path) -> list[tuple[str, int, Path]]:
+    """(kind, writer pid, path) of the swap folders beside ``target``: kind "old", "new" or "stage"."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(old|new|stage)-(\d+)-")
+    out = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and p.is_dir():
+            out.append((m.group(1), int(m.group(2)), p))
+    return out
+
+
+def _writer_alive(pid: int) -> bool:
+    return pid == os.getpid() or psutil.pid_exists(pid)
+
+
+def _remove_stale(target: Path) -> None:
+    """Delete swap folders of writers that died, once ``target`` itself is in place (else they are the bundle)."""
+    if not target.exists():
+        _resolve(target)  # a kill between the renames: put the old bundle back first
+    for kind, pid, p in _leftovers(target):
+        if not _writer_alive(pid) and target.exists():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _resolve(d: Path) -> Path:
+    """The folder that holds the bundle ``d``: ``d`` itself, or after a writer was killed between the two
+    renames of a swap, the old bundle it had moved aside (renamed back when that writer is gone)."""
+    if d.exists():
+        return d
+    olds = sorted(((pid, p) for kind, pid, p in _leftovers(d) if kind == "old" and (p / MANIFEST).is_file()),
+                  key=lambda item: int(item[1].name.rsplit("-", 1)[-1]))
+    if not olds:
+        return d
+    pid, old = olds[-1]
+    if _writer_alive(pid):
+        return old  # mid-swap right now: read the old bundle where it is
+    try:
+        os.replace(old, d)
+        log.warning("restored the model bundle %s from %s (a save was interrupted between its two renames)", d, old.name)
+        return d
+    except OSError:
+        return old if old.exists() else d
 
 
 def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
-    """Check every file against manifest.json; raise :class:`BundleError` on any mismatch."""
-    d = Path(bundle_dir)
+    """Check every file against manifest.json; raise :class:`BundleError` on any mismatch, and when a
+    file a load reads (bundle.json, head.npz, metrics.json, the files bundle.json names) is not listed."""
+    d = _resolve(Path(bundle_dir))
     if not (d / "bundle.json").is_file():
         raise BundleError(
             f"{d} is not a model bundle (no bundle.json)",
             hint="point at RUN_DIR/model, written by `imgclf run` or `imgclf train`",
         )
     if not (d / MANIFEST).is_file():
-        raise BundleError(f"model bundle {d} has no {MANIFEST}", hint="re-run `imgclf train` to rewrite the bundle")
+        raise BundleError(f"model bundle {d} has no {MANIFEST}", hint=_REBUILD)
     try:
         files = read_json(d / MANIFEST)["files"]
-    except (ValueError, KeyError, TypeError):
-        raise BundleError(f"{d / MANIFEST} is not a valid manifest") from None
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, OSError):
+        raise BundleError(f"{d / MANIFEST} is not a valid manifest: expected {{\"files\": {{name: sha256}}}}",
+                          hint=_REBUILD) from None
     for name, digest in files.items():
         p = d / name
         if Path(name).name != name or not p.is_file():
-            raise BundleError(f"model bundle {d} is incomplete: {name} is missing")
+            raise BundleError(f"model bundle {d} is incomplete: {name} (listed in {MANIFEST}) is missing", hint=_REBUILD)
         if sha256_file(p) != digest:
             raise BundleError(
                 f"model bundle {d} was modified: SHA-256 of {name} does not match manifest.json",
                 hint="the bundle is corrupt or tampered with; re-run `imgclf train` or restore it",
             )
-    for required in ("bundle.json", "head.npz"):
-        if required not in files:
-            raise BundleError(f"model bundle {d}: {required} is not covered by the manifest")
+    for name in _loaded_files(d):
+        if name not in files:
+            raise BundleError(f"model bundle {d}: {name} is read by a load but not listed in {MANIFEST}, so it is "
+                              "refused unchecked", hint=_REBUILD)
     return files
+
+
+def _loaded_files(d: Path) -> list[str]:
+    """Every file a load of ``d`` reads: bundle.json, head.npz, metrics.json when present, and the files
+    bundle.json's featurizer section names (run only after bundle.json matched the manifest)."""
+    names = ["bundle.json", "head.npz"] + (["metrics.json"] if (d / "metrics.json").exists() else [])
+    try:
+        featurizer = read_json(d / "bundle.json").get("featurizer", {})
+    except (OSError, ValueError, AttributeError):
+        raise BundleError(f"{d / 'bundle.json'} is not valid JSON", hint=_REBUILD) from None
+    for key in _FILE_KEYS:
+        name = featurizer.get(key) if isinstance(featurizer, dict) else None
+        if name:
+            if not isinstance(name, str) or Path(name).name != name:
+                raise BundleError(f"{d / 'bundle.json'}: featurizer.{key} must be a file name inside the bundle; got {name!r}",
+                                  hint=_REBUILD)
+            names.append(name)
+    return names
 
 
 def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     """Verify and load a bundle (never unpickles anything)."""
-    d = Path(bundle_dir)
+    d = _resolve(Path(bundle_dir))
     verify_bundle(d)
     try:
         meta = read_json(d / "bundle.json")
+    except (ValueError, OSError) as e:
+        raise BundleError(f"{d / 'bundle.json'} cannot be read: {e}", hint=_REBUILD) from None
+    try:
         head = LinearHead.from_arrays(read_npz(d / "head.npz"))
-    except (ValueError, KeyError, OSError) as e:
-        raise BundleError(f"model bundle {d} cannot be read: {e}") from None
-    if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise BundleError(f"{d} has format {meta.get('format')} v{meta.get('format_version')}; this imgclf reads {FORMAT} v{FORMAT_VERSION}")
+    except (ValueError, KeyError, OSError, TypeError) as e:
+        raise BundleError(f"{d / 'head.npz'} is not a plain NumPy archive of the classifier's arrays ({e})",
+                          hint=f"imgclf never unpickles a file; {_REBUILD}") from None
+    version = meta.get("format_version", 0) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
+        got = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (type(meta).__name__, "?")
+        raise BundleError(f"{d} has format {got[0]} v{got[1]}; this imgclf reads {FORMAT} v{FORMAT_VERSION}",
+                          hint="load it with the imgclf that wrote it, or " + _REBUILD)
     return Bundle(d, BundleMeta.from_dict(meta), head)
 
 
@@ -249,7 +389,8 @@ def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | N
     keep = {n: b.dir / n for n in verify_bundle(b.dir) if n not in ("bundle.json", "head.npz", MANIFEST, "metrics.json")}
     keep.update(files or {})
     meta = BundleMeta.from_dict({**b.meta.to_dict(), **(meta_update or {})})
-    with tempfile.TemporaryDirectory(dir=Path(bundle_dir).parent) as staging:
+    target = Path(bundle_dir)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.stage-{os.getpid()}-", dir=target.parent) as staging:
         staged = {}
         for n, src in keep.items():  # the swap removes the old folder: stage its files first
             staged[n] = Path(staging) / n

@@ -50,6 +50,11 @@ class DataConfig:
 
 
 @dataclass
+class ImagesConfig:
+    max_pixels: int = 40_000_000  # refuse images with more pixels (8000 x 5000): a classifier sees a few hundred a side, and a small file can declare 89 M
+
+
+@dataclass
 class ModelConfig:
     backbone: str = BACKBONE_DEFAULT  # featurizer name (see `imgclf backbones`)
     resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
@@ -131,6 +136,11 @@ class ServeConfig:
     model_name: str = "imgclf"  # name in the Open Inference Protocol routes
     drain_s: float = 2.0  # after SIGTERM, ready answers 503 this long before the server stops accepting
     max_connections: int = 256  # concurrent connections at most; beyond that uvicorn answers 503
+    max_request_pixels: int = 256_000_000  # pixels all images of one request may hold together (413 beyond)
+    header_timeout_s: float = 10.0  # a request's line and headers must arrive within this (408 and close after it)
+    body_timeout_s: float = 20.0  # a request body must arrive within this plus 1 s per body_min_rate bytes (408 after it)
+    body_min_rate: int = 1000  # bytes per second that earn a slow upload 1 more second (see body_timeout_s)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names accepted without a token besides loopback ("*": any)
 
 
 @dataclass
@@ -143,6 +153,7 @@ class TrackingConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -189,6 +200,8 @@ class Config:
             raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
+        if self.images.max_pixels < 1:
+            raise ConfigError(f"images.max_pixels must be >= 1; got {self.images.max_pixels}")
         self._validate_refine()
         return self
 

@@ -2,7 +2,12 @@
 
 Layouts understood:
 - ``DIR/<class>/**/<image>`` — the split is made by :mod:`imgclf.split`;
-- ``DIR/train/<class>/...`` plus ``DIR/test/<class>/...`` (or ``val/``) — that is the split.
+- ``DIR/train/<class>/...`` plus ``DIR/test/<class>/...`` — that is the split;
+- ``DIR/train/``, ``DIR/validation/`` (or ``val/``, ``valid/``) and ``DIR/test/`` (the Kaggle and
+  Hugging Face layout) — the validation images are split ``val``: merged into train for the SVM,
+  the validation set of a refinement;
+- ``DIR/train/`` and ``DIR/validation/`` without ``test/`` — the validation folder is the test split.
+:attr:`Dataset.folders` says what each top folder became.
 Hidden files and folders are ignored. Nothing here decodes an image or touches a file.
 """
 from __future__ import annotations
@@ -16,6 +21,10 @@ from .errors import DatasetError
 from .images import is_image_file
 
 PREDEFINED_TEST_DIRS = ("test", "val", "valid", "validation")
+VALIDATION_DIRS = ("validation", "val", "valid")
+#: What a split name means, for messages: ``val`` rows count as training data except in refinement.
+SPLIT_ROLES = {"train": "train", "val": "validation: merged into train for the SVM, refinement's validation set",
+               "test": "test"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,7 @@ class Item:
     rel: str
     label: str
     group: str  # the unit the split keeps together ("subdir" mode: the class's first-level subfolder)
-    split: str = ""  # "train"/"test" when the folder layout predefines it
+    split: str = ""  # "train"/"val"/"test" when the folder layout predefines it
 
 
 @dataclass
@@ -34,6 +43,7 @@ class Dataset:
     root: Path
     items: list[Item]
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (rel path, action) from annotations
+    folders: dict[str, str] = field(default_factory=dict)  # top folder → the split it became (predefined layouts)
 
     @property
     def labels(self) -> list[str]:
@@ -81,10 +91,9 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True) 
             hint="pass --images DIR (a folder with one subfolder per class) or set data.images / data.dataset",
         )
     root = root.resolve()
-    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)}
-    test_dir = next((subdirs[n] for n in PREDEFINED_TEST_DIRS if n in subdirs), None)
-    if "train" in subdirs and test_dir is not None:
-        items = _class_items(root, subdirs["train"], "train") + _class_items(root, test_dir, "test")
+    folders = _predefined_folders({p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)})
+    if folders:
+        items = [it for folder, split in folders.items() for it in _class_items(root, root / folder, split)]
     else:
         items = _class_items(root, root, "")
     if not items:
@@ -92,8 +101,19 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True) 
             f"no images found in {root}",
             hint="put images (.jpg .png .bmp .gif .webp .tif) in one subfolder per class, e.g. DIR/cats/1.jpg",
         )
-    ds = Dataset(root, items)
+    ds = Dataset(root, items, folders=folders)
     return _apply_annotations(ds) if apply_annotations else ds
+
+
+def _predefined_folders(subdirs: dict[str, Path]) -> dict[str, str]:
+    """Top folder name → split, for a predefined layout (empty otherwise; see the module docstring)."""
+    if "train" not in subdirs:
+        return {}
+    val = next((subdirs[n] for n in VALIDATION_DIRS if n in subdirs), None)
+    test = subdirs.get("test")
+    if test is not None:
+        return {subdirs["train"].name: "train", **({val.name: "val"} if val is not None else {}), test.name: "test"}
+    return {subdirs["train"].name: "train", val.name: "test"} if val is not None else {}
 
 
 def _apply_annotations(ds: Dataset) -> Dataset:
@@ -109,4 +129,4 @@ def _apply_annotations(ds: Dataset) -> Dataset:
             kept.append(replace(it, label=a.label))
         else:
             excluded.append((it.rel, a.action))
-    return Dataset(ds.root, kept, excluded)
+    return Dataset(ds.root, kept, excluded, ds.folders)

@@ -13,13 +13,14 @@ import colorsys
 import io
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .errors import ImgclfError
-from .fileio import read_json, write_bytes, write_json
+from .fileio import read_json, sha256_bytes, sha256_file, write_bytes, write_json
 from .images import is_image_file
 
 #: The demo's classes, in label order.
@@ -51,23 +52,59 @@ def generate_demo(
     """Write the demo dataset to ``out_dir/<class>/<class>_NNNN.jpg``; return images per class.
 
     A folder that already holds this dataset (same seed, size and generator) is left as is;
-    only missing files are drawn. Counts are the images each class folder holds afterwards.
+    only missing files are drawn. The demo writes only into a new or empty folder, or one it
+    made before (``.imgclf-demo.json`` lists every file it wrote, with its SHA-256): anything
+    else is refused before a byte is written, and a file it did not write is never overwritten.
+    Counts are the images each class folder holds afterwards.
     """
     _check_args(out_dir, n_per_class, seed, size)
     out = Path(out_dir)
-    manifest = {"generator": "imgclf.demo", "version": GENERATOR_VERSION, "seed": seed, "size": size}
-    reuse = _read_manifest(out / _MANIFEST) == manifest
-    for ci, label in enumerate(DEMO_CLASSES):
-        for i in range(n_per_class):
-            path = out / label / f"{label}_{i:04d}.jpg"
-            if reuse and path.is_file() and path.stat().st_size > 0:
-                continue
-            buf = io.BytesIO()
-            _draw(ci, _rng(seed, ci, i), size).save(buf, format="JPEG", quality=_JPEG_QUALITY)
-            write_bytes(path, buf.getvalue())
-    if not reuse:
-        write_json(out / _MANIFEST, manifest)
+    params = {"generator": "imgclf.demo", "version": GENERATOR_VERSION, "seed": seed, "size": size}
+    old = _read_manifest(out / _MANIFEST)
+    if old is None and out.is_dir() and any(out.iterdir()):
+        raise ImgclfError(f"{out} is not empty and was not made by `imgclf demo` (it has no {_MANIFEST}), e.g. it holds "
+                          f"{', '.join(sorted(p.name for p in out.iterdir())[:3])}; the demo writes only into a new or "
+                          "empty folder, so your files stay as they are",
+                          hint="choose another folder, e.g. --set data.dataset=demo (DATA_ROOT/datasets/demo)")
+    owned = _owned(out, old)
+    targets = [(ci, i, f"{label}/{label}_{i:04d}.jpg") for ci, label in enumerate(DEMO_CLASSES) for i in range(n_per_class)]
+    foreign = [rel for _, _, rel in targets if (out / rel).exists() and not _is_ours(out / rel, owned.get(rel))]
+    if foreign:
+        raise ImgclfError(f"{len(foreign)} file(s) in {out} where the demo would write were not written by it, e.g. "
+                          f"{', '.join(foreign[:3])}; nothing was written",
+                          hint="move those files elsewhere, or choose another folder for the demo")
+    same = {k: (old or {}).get(k) for k in params} == params
+    keep = {rel for _, _, rel in targets if same and owned.get(rel) and _is_ours(out / rel, owned[rel])}
+    files = {**owned, **{rel: "" for _, _, rel in targets if rel not in keep}}
+    write_json(out / _MANIFEST, {**params, "files": files})  # claim the files before writing them: a kill leaves them ours
+    for ci, i, rel in targets:
+        if rel in keep:
+            continue
+        buf = io.BytesIO()
+        _draw(ci, _rng(seed, ci, i), size).save(buf, format="JPEG", quality=_JPEG_QUALITY)
+        write_bytes(out / rel, buf.getvalue())
+        files[rel] = sha256_bytes(buf.getvalue())
+    write_json(out / _MANIFEST, {**params, "files": files})
     return {label: sum(1 for p in (out / label).iterdir() if is_image_file(p)) for label in DEMO_CLASSES}
+
+
+def _owned(out: Path, manifest: dict | None) -> dict[str, str]:
+    """The files an earlier ``generate_demo`` wrote in ``out``: relative path → SHA-256 ("" = claimed before
+    writing, or listed by a manifest older than the file list, which names them by pattern)."""
+    if manifest is None:
+        return {}
+    files = manifest.get("files")
+    if isinstance(files, dict):
+        return {str(k): str(v) for k, v in files.items()}
+    return {f"{label}/{p.name}": "" for label in DEMO_CLASSES if (out / label).is_dir()
+            for p in (out / label).iterdir() if re.fullmatch(rf"{label}_\d{{4}}\.jpg", p.name)}
+
+
+def _is_ours(path: Path, digest: str | None) -> bool:
+    """True when ``path`` is a file the demo wrote and nobody changed since (or claimed and maybe half-written)."""
+    if digest is None or not path.is_file():
+        return False
+    return digest == "" or sha256_file(path) == digest
 
 
 def demo_image(label: str, index: int, seed: int = 0, size: int = 256) -> Image.Image:
@@ -93,9 +130,10 @@ def _check_args(out_dir: str | os.PathLike, n_per_class: int, seed: int, size: i
 
 def _read_manifest(path: Path) -> dict | None:
     try:
-        return read_json(path)
+        manifest = read_json(path)
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) and manifest.get("generator") == "imgclf.demo" else None
 
 
 def _rng(seed: int, class_index: int, index: int) -> np.random.Generator:

@@ -1,7 +1,8 @@
 """Train/test split: stratified by class, reproducible for a seed, groups kept together.
 
 Modes, in order of precedence: a dedicated test list (``data.test_list``), a predefined
-``train/`` + ``test/`` (or ``val/``) layout, else a stratified split at ``data.train_ratio``
+``train/`` (+ ``validation/``) + ``test/`` layout (see :mod:`imgclf.dataset`: validation images are
+split ``val``), else a stratified split at ``data.train_ratio``
 of files (``split_by = "file"``) or of whole subfolders (``"subdir"``). Optional extra
 groups (e.g. near-duplicate images) are merged so each group falls on one side.
 """
@@ -26,7 +27,7 @@ from .fileio import read_csv, write_csv
 class SplitRow:
     path: str
     label: str
-    split: str  # "train" | "test"
+    split: str  # "train" | "val" | "test" ("val": from a validation/ folder; trains the SVM, validates refinement)
     rel: str = ""
 
 
@@ -132,7 +133,10 @@ def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterabl
         else:
             group_of = _merge_groups([Item(it.path, it.rel, it.label, it.rel, "") for it in ds.items], extra_groups)
         test = _stratified(ds.items, data_cfg.train_ratio, data_cfg.seed, group_of)
-    rows = [SplitRow(it.path, it.label, "test" if it.path in test else "train", it.rel) for it in ds.items]
+    if ds.predefined_split and not data_cfg.test_list:
+        rows = [SplitRow(it.path, it.label, it.split, it.rel) for it in ds.items]
+    else:
+        rows = [SplitRow(it.path, it.label, "test" if it.path in test else "train", it.rel) for it in ds.items]
     for side in ("train", "test"):
         if not any(r.split == side for r in rows):
             raise DatasetError(f"the {side} split is empty", hint="check data.test_list or the train/ and test/ folders")

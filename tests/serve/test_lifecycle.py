@@ -42,13 +42,13 @@ def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
         # A request in flight: headers and half of the body sent, the rest comes after SIGTERM.
         body = jpeg(3)
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body[: len(body) // 2])
         time.sleep(0.2)
         t_term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         while _status(base + "/v2/health/ready") != 503:  # readiness flips first (once the signal is handled) ...
-            assert time.monotonic() - t_term < 2, "ready did not turn 503 after SIGTERM"
+            assert time.monotonic() - t_term < 10, "ready did not turn 503 after SIGTERM"  # generous: a loaded 2-core CI
             time.sleep(0.02)
         assert _status(base + "/v2/health/live") == 200  # ... while the server still answers
         assert _status(base + "/v2/health/ready") == 503

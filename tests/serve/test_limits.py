@@ -51,7 +51,7 @@ def _read_response(s: socket.socket, timeout: float = 10) -> tuple[int, dict]:
 def test_declared_oversize_body_is_refused_before_it_is_sent(small_server):
     s = _connect(small_server)
     t0 = time.perf_counter()
-    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
               b"Content-Length: 104857600\r\n\r\n" + b"\xff" * 1000)  # declares 100 MB, sends 1 kB
     status, body = _read_response(s)
     s.close()
@@ -62,7 +62,7 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(small_server):
 
 def test_chunked_oversize_body_is_refused_without_waiting_for_its_end(small_server):
     s = _connect(small_server)
-    s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+    s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
     chunk = b"\xab" * 65536
     for _ in range(LIMIT // len(chunk) + 2):  # just past the limit, and no final 0-chunk: the body never ends
         s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
@@ -94,7 +94,7 @@ def test_oversize_bodies_leave_memory_flat(small_server):
     before = rss_mb()
     for _ in range(20):
         s = _connect(small_server)
-        s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 2000000000\r\n\r\n")
         status, _ = _read_response(s)
         s.close()

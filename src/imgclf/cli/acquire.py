@@ -11,8 +11,8 @@ from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
-from .options import ConfigOpt, SetOpt
-from ..config import Config, load_config
+from .options import ConfigOpt, SetOpt, command_config
+from ..config import Config
 from ..errors import ImgclfError
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset name: DATA_ROOT/datasets/NAME (default: data.dataset).")]
@@ -43,7 +43,7 @@ def resolve_dataset(config: Path | None, overrides: list[str] | None, dataset: s
         own += [f"data.dataset={json.dumps(dataset)}", 'data.images=""']  # --dataset beats the file's data.images
     if images is not None:
         own.append(f"data.images={json.dumps(str(images))}")
-    cfg = load_config(config, overrides, flags=own)
+    cfg = command_config(config, overrides, flags=own)
     return cfg, cfg.images_dir()
 
 

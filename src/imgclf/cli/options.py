@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
@@ -17,10 +17,47 @@ ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Image
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", "-r", help="Run directory (default: DATA_ROOT/runs/<dataset>/<time>).")]
 RunDirReq = Annotated[Path, typer.Option("--run-dir", "-r", help="Run directory made by `imgclf prepare` or `imgclf run`.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN", help="Bearer token (default: $IMGCLF_TOKEN).")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="IMGCLF_TOKEN",
+                                                 help="Bearer token (default: $IMGCLF_TOKEN). Visible in `ps`: prefer "
+                                                      "$IMGCLF_TOKEN or --token-file.")]
+TokenFileOpt = Annotated[Optional[Path], typer.Option("--token-file", help="File whose first line is the bearer token "
+                                                                         "(kept out of `ps`, unlike --token).")]
 HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
 PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
+
+
+def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base: Any = None,
+                   flags: Sequence[str] = ()) -> Any:
+    """:func:`imgclf.config.load_config`, then the settings the whole process follows (the decoder's
+    pixel limit ``images.max_pixels``): how every command resolves its config."""
+    from ..config import load_config
+    from ..images import configure
+
+    cfg = load_config(path, overrides, base=base, flags=flags)
+    configure(cfg.images)
+    return cfg
+
+
+def resolve_token(token: Optional[str], token_file: Optional[Path]) -> Optional[str]:
+    """The bearer token from --token / $IMGCLF_TOKEN or from the first line of --token-file (not both)."""
+    from ..errors import ImgclfError
+
+    if token_file is None:
+        return token or None
+    if token:
+        raise ImgclfError("both a token (--token or $IMGCLF_TOKEN) and --token-file were given",
+                          hint="give the token one way only: unset IMGCLF_TOKEN or drop --token-file")
+    try:
+        lines = token_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImgclfError(f"cannot read the token file {token_file}: {getattr(e, 'strerror', None) or e}",
+                          hint="give a readable text file whose first line is the token") from None
+    value = lines[0].strip() if lines else ""
+    if not value:
+        raise ImgclfError(f"the token file {token_file} is empty; expected the token on its first line",
+                          hint="write one, e.g. `openssl rand -hex 16 > FILE`")
+    return value
 
 
 def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:

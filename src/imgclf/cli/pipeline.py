@@ -11,19 +11,28 @@ from ..bundle import bundle_engine
 from ..config import Config, load_config
 from ..evaluation.metrics import Metrics
 from ..pipeline.rundir import RunDir
-from .options import ConfigOpt, ImagesOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, echo_json
+from .options import ConfigOpt, ImagesOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, command_config, echo_json
 
 
 def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None) -> Config:
     """Config of a step: the run's saved config (if any) < --config < --images < --set."""
     saved = RunDir(run_dir).saved_config() if run_dir is not None and Path(run_dir).exists() else None
     flags = [f"data.images={json.dumps(str(images.resolve()))}"] if images else []
-    return load_config(config, overrides, base=saved, flags=flags)
+    return command_config(config, overrides, base=saved, flags=flags)
 
 
 def bundle_config(model: Path, config: Path | None, overrides: list[str] | None, flags: list[str] = ()) -> Config:
     """Config of a command that loads a bundle: the bundle's own engine < --config < flags < --set."""
-    return load_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
+    return command_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
+
+
+def print_folders(summary: dict) -> None:
+    """What each top folder of a train/ (validation/) test/ dataset became (from the prepare step's summary)."""
+    from ..dataset import SPLIT_ROLES
+
+    counts = {"train": summary.get("train"), "val": summary.get("validation"), "test": summary.get("test")}
+    for folder, split in summary.get("folders", {}).items():
+        typer.echo(f"  {folder:<12} -> {SPLIT_ROLES[split]} ({counts[split]} images)")
 
 
 def print_metrics(metrics: Metrics, run_dir: Path) -> None:
@@ -50,6 +59,7 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
     cfg = step_config(None, config, set, images)
     rd = run_dir or default_run_dir(cfg)
     m = run_pipeline(cfg, rd, progress=not quiet)
+    print_folders((m.steps or {}).get("prepare", {}))
     print_metrics(m, Path(rd))
 
 
@@ -58,8 +68,10 @@ def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = No
     from ..pipeline.steps import prepare as do
 
     s = do(step_config(None, config, set, images), run_dir)
-    typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}, test {s['test']}, "
+    val = f", validation {s['validation']}" if s.get("validation") else ""
+    typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}{val}, test {s['test']}, "
                f"skipped {s['skipped']} (see skipped.csv), excluded by annotations {s['excluded_by_annotations']}")
+    print_folders(s)
     if "leakage" in s:
         typer.echo(f"near-duplicate train/test pairs: {s['leakage']} (see leakage.csv)")
     typer.echo(f"run dir: {run_dir}")
@@ -114,7 +126,7 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     from ..demo import generate_demo
     from ..pipeline.steps import default_run_dir
 
-    cfg = load_config(config, set)
+    cfg = command_config(config, set)
     images = cfg.images_dir()
     counts = generate_demo(images, n_per_class=n_per_class, seed=cfg.data.seed)
     typer.echo(f"demo dataset: {images} ({', '.join(f'{k} {v}' for k, v in counts.items())})")

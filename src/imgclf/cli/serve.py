@@ -7,33 +7,32 @@ from typing import Annotated
 
 import typer
 
-from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenOpt, bind_overrides
+from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides, resolve_token
 from .pipeline import bundle_config
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(bundle: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
-              host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, insecure: InsecureOpt = False,
-              config: ConfigOpt = None, set: SetOpt = None) -> None:
+              host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, token_file: TokenFileOpt = None,
+              insecure: InsecureOpt = False, config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Serve a model bundle over REST: /predict, /score, Open Inference Protocol v2, /metrics, /docs."""
         from ..serve.server import serve_bundle
 
         cfg = bundle_config(bundle, config, set, bind_overrides(host, port))
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-        serve_bundle(bundle, cfg, token=token or None, insecure=insecure,
-                     engine_cfg=cfg.engine)
+        serve_bundle(bundle, cfg, token=resolve_token(token, token_file), insecure=insecure, engine_cfg=cfg.engine)
 
     @app.command()
     def call(url: Annotated[str, typer.Argument(help="Server URL, e.g. http://127.0.0.1:8000 (or .../score).")],
              image: Annotated[Path, typer.Argument(help="Image file to send.")],
              n: Annotated[int, typer.Option("-n", min=1, help="Number of calls.")] = 5,
-             token: TokenOpt = None) -> None:
+             token: TokenOpt = None, token_file: TokenFileOpt = None) -> None:
         """Call the service n times; print round-trip, server and overhead ms and the prediction."""
         from ..serve.client import call as do_call, summary
 
         results = []
-        for i, r in enumerate(do_call(url, image, n=n, token=token), 1):
+        for i, r in enumerate(do_call(url, image, n=n, token=resolve_token(token, token_file)), 1):
             results.append(r)
             typer.echo(f"call {i}: round trip {r.round_trip_ms:.1f} ms = server {r.server_ms:.1f} ms "
                        f"+ overhead {r.overhead_ms:.1f} ms -> {r.label} ({r.score:.3f})")

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import load_config
-from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenOpt, bind_overrides
+from .options import (ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides,
+                      command_config, resolve_token)
 
 
 ImagesOpt = Annotated[Optional[Path], typer.Option(
@@ -19,11 +19,12 @@ RunOpt = Annotated[Optional[Path], typer.Option(
 def register(app: typer.Typer) -> None:
     @app.command()
     def ui(images: ImagesOpt = None, run: RunOpt = None,
-           host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, insecure: InsecureOpt = False,
-           config: ConfigOpt = None, set: SetOpt = None) -> None:
+           host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, token_file: TokenFileOpt = None,
+           insecure: InsecureOpt = False, config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
         from ..ui.server import serve_ui
 
-        cfg = load_config(config, set, flags=bind_overrides(host, port))
+        cfg = command_config(config, set, flags=bind_overrides(host, port))
+        token = resolve_token(token, token_file)
         typer.echo(f"web UI: http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else ""))
-        serve_ui(cfg, images, run, token=token or None, insecure=insecure)
+        serve_ui(cfg, images, run, token=token, insecure=insecure)

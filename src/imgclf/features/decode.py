@@ -11,18 +11,15 @@ identified by its magic bytes, the pixel limit, EXIF orientation applied.
 from __future__ import annotations
 
 import functools
-import io
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ..errors import ImageError, ImageTooLarge
-from ..images import MAX_PIXELS, decode_image
+from ..errors import ImageError
+from ..images import decode_image, read_header
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_ORIENTATION = 0x0112  # EXIF tag
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,37 +65,29 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return a
 
 
-def _fast_jpeg(data: bytes, min_side: int, max_pixels: int) -> np.ndarray | None:
+def _fast_jpeg(data: bytes, min_side: int, max_pixels: int | None) -> np.ndarray | None:
     """The JPEG decoded by libjpeg-turbo at the smallest k/8 scale keeping both sides >= ``min_side``,
     upright, (H, W, 3) uint8; None when it is not a plain JPEG this path takes."""
     sj = _simplejpeg()
     if sj is None or not data.startswith(_JPEG_MAGIC):
         return None
-    try:
-        h, w, colorspace, _ = sj.decode_jpeg_header(data)
-    except ValueError:
-        return None  # the safe decoder names what is wrong
-    if w * h > max_pixels:
-        raise ImageTooLarge("too_large", f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
-    if colorspace not in ("YCbCr", "Gray"):
-        return None  # CMYK / YCCK: Pillow converts those
-    orientation = 1
-    if b"Exif" in data[:65536]:
-        try:
-            orientation = int(Image.open(io.BytesIO(data), formats=["JPEG"]).getexif().get(_ORIENTATION, 1))
-        except Exception:  # a damaged EXIF block: the safe decoder decides
-            return None
-    try:
-        a = sj.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False,
-                           min_height=min(min_side, h), min_width=min(min_side, w))
-    except ValueError:
+    header = read_header(data, max_pixels=max_pixels)  # format by magic bytes, pixel limit, EXIF orientation
+    if header.format != "JPEG":
         return None
-    return np.ascontiguousarray(_orient(a, orientation))
+    try:
+        if sj.decode_jpeg_header(data)[2] not in ("YCbCr", "Gray"):
+            return None  # CMYK / YCCK: Pillow's conversion (Adobe's inverted CMYK included) is the reference
+        a = sj.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False,
+                           min_height=min(min_side, header.height), min_width=min(min_side, header.width))
+    except ValueError:
+        return None  # a damaged file: the safe decoder names what is wrong
+    return np.ascontiguousarray(_orient(a, header.orientation))
 
 
-def decode_rgb(source: bytes | str | os.PathLike, min_side: int, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_rgb(source: bytes | str | os.PathLike, min_side: int, *, max_pixels: int | None = None) -> np.ndarray:
     """``source`` as an upright RGB array (H, W, 3) uint8, downscaled while decoding where the format
-    allows, never below ``min_side`` on the shorter side (unless the image is smaller)."""
+    allows, never below ``min_side`` on the shorter side (unless the image is smaller). ``max_pixels``
+    defaults to ``images.max_pixels``."""
     data = read_source(source)
     a = _fast_jpeg(data, min_side, max_pixels)
     if a is not None:

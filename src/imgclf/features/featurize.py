@@ -7,6 +7,7 @@ decoded a few batches ahead of the engine and never all held at once.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,11 +25,28 @@ from .ids import FeatureId
 from .preprocess import load_and_preprocess
 
 
+STALE_TMP_S = 3600.0  # a cache temp file older than this is a killed writer's leftover
+
+
 class FeatureCache:
     """One ``.npy`` per image under ``root/<featurizer id>/<hash[:2]>/<hash>.npy``."""
 
     def __init__(self, root: str | os.PathLike, feature_id: FeatureId | str):
         self.dir = Path(root) / str(feature_id)
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temp files a killed process left (``.<hash>.npy.*.tmp``) once they are older than
+        STALE_TMP_S: a younger one may be another process's write in progress."""
+        if not self.dir.is_dir():
+            return
+        cutoff = time.time() - STALE_TMP_S
+        for tmp in self.dir.glob("*/.*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+            except OSError:  # gone already, or not ours to delete
+                pass
 
     def _path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.npy"
@@ -38,9 +56,12 @@ class FeatureCache:
         if not p.exists():
             return None
         try:
-            return np.load(p, allow_pickle=False)
+            value = np.load(p, allow_pickle=False)
         except (OSError, ValueError):
             return None  # a damaged entry is recomputed
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.float32:
+            return None  # not what put() writes (an .npz, say): recomputed too
+        return value
 
     def put(self, digest: str, feature: np.ndarray) -> None:
         with atomic_path(self._path(digest)) as tmp:

@@ -83,9 +83,13 @@ class RunDir:
     # ---------------------------------------------------------------- split
 
     def split_rows(self, side: str | None = None) -> list[SplitRow]:
-        """Rows of split.csv (of one ``side``, train or test, when given)."""
+        """Rows of split.csv (of one ``side`` when given). ``"train"`` includes the ``val`` rows of a
+        ``validation/`` folder: what the SVM trains on; refinement tells them apart (``r.split``)."""
         rows = load_split(str(self.need(self.split, "prepare")))
-        return rows if side is None else [r for r in rows if r.split == side]
+        if side is None:
+            return rows
+        sides = ("train", "val") if side == "train" else (side,)
+        return [r for r in rows if r.split in sides]
 
     # ---------------------------------------------------------------- skipped images
 

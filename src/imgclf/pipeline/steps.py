@@ -69,7 +69,9 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     summary = {
         "images": len(rows),
         "train": sum(r.split == "train" for r in rows),
+        "validation": sum(r.split == "val" for r in rows),
         "test": sum(r.split == "test" for r in rows),
+        "folders": {f"{folder}/": split for folder, split in ds.folders.items()},
         "classes": ds.counts(),
         "skipped": len(bad),
         "excluded_by_annotations": len(ds.excluded),
@@ -85,7 +87,7 @@ def _report_leakage(rd: RunDir, rows: list[SplitRow], groups: list[list[str]]) -
     side = {r.path: r.split for r in rows}
     pairs = []
     for g in groups:
-        train = [p for p in g if side.get(p) == "train"]
+        train = [p for p in g if side.get(p) in ("train", "val")]
         test = [p for p in g if side.get(p) == "test"]
         pairs.extend((a, b) for a in train for b in test)
     rd.write_leakage(pairs)

@@ -109,7 +109,12 @@ def load_checkpoint(folder: str | os.PathLike) -> Checkpoint | None:
     if not path.is_file() or sha256_file(path) != info["sha256"]:
         raise ImgclfError(f"refinement checkpoint {path} is missing or does not match its SHA-256 in {INDEX}",
                           hint="delete the run's refine/ folder to start the refinement over")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # a damaged or foreign file: one line, never a traceback (and never unpickled)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ImgclfError(f"refinement checkpoint {path} cannot be read by safetensors: {first}",
+                          hint="delete the run's refine/ folder to start the refinement over") from None
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return Checkpoint(model, _unflatten_optimizer(optim, info.pop("optimizer")), info)

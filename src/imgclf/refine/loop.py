@@ -1,7 +1,8 @@
 """The refinement loop: train the network epoch by epoch, validate, checkpoint, resume.
 
 ``fit`` trains :class:`~imgclf.refine.model.RefineNet` on the train
-split minus a held-out validation part (the test split is never looked at), with SGD +
+split minus a held-out validation part, or validates on the dataset's own ``validation/``
+folder where it has one (the test split is never looked at), with SGD +
 momentum, a per-epoch or per-step learning-rate schedule, augmentation and label smoothing;
 it writes a checkpoint after every epoch and can resume from it. Under ``torchrun`` it trains
 with DistributedDataParallel, each process on its share of every step, and only rank 0 writes.
@@ -226,10 +227,14 @@ def _train_data(cfg: Config, rd: RunDir) -> tuple[list[str], _Data]:
     labels = sorted({r.label for r in rows})
     bad = rd.skipped_paths()
     train = [r for r in rows if r.split == "train" and r.path not in bad]
+    given = [r for r in rows if r.split == "val" and r.path not in bad]  # a validation/ folder: validate on it
     y = np.array([labels.index(r.label) for r in train], dtype=np.int64)
     missing = [lab for i, lab in enumerate(labels) if not (y == i).any()]
     if missing:
         raise DatasetError(f"no usable train images for class(es) {missing}", hint="see skipped.csv and the split")
+    if given:
+        return labels, _Data([r.path for r in train], y, [r.path for r in given],
+                             np.array([labels.index(r.label) for r in given], dtype=np.int64))
     tr, va = holdout(y, cfg.refine.val_fraction, cfg.data.seed)
     return labels, _Data([train[i].path for i in tr], y[tr], [train[i].path for i in va], y[va])
 

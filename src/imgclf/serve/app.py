@@ -3,7 +3,7 @@
 Routes: ``POST /predict`` (multipart files or one raw image body), ``POST /score`` (the 2017
 sample's contract), the Open Inference Protocol under ``/v2``, ``GET /metrics`` and the
 OpenAPI docs at ``/docs`` (served from local files, no CDN). Middleware, outermost first:
-metrics, token auth (when a token is set), body limit; they cover routes added later too, such
+metrics, token auth (when a token is set; else the Host check against DNS rebinding), body limit; they cover routes added later too, such
 as those :func:`imgclf.ui.mount_ui` adds. The service (predictor, batcher) is
 ``app.state.imgclf``; its ``predictor`` is None while the model loads or when the app runs
 without one. Errors are answered as :mod:`imgclf.serve.errors` says.
@@ -25,7 +25,7 @@ from .. import __version__
 from ..config import ServeConfig
 from ..errors import ConfigError, ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
-from .auth import TokenAuthMiddleware
+from .auth import HostCheckMiddleware, TokenAuthMiddleware
 from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
@@ -50,7 +50,9 @@ def _check(cfg: ServeConfig) -> None:
         ("max_body_mb", cfg.max_body_mb > 0, "> 0"), ("max_batch_size", cfg.max_batch_size >= 1, ">= 1"),
         ("queue_size", cfg.queue_size >= 1, ">= 1"), ("timeout_s", cfg.timeout_s > 0, "> 0"),
         ("max_wait_ms", cfg.max_wait_ms >= 0, ">= 0"), ("drain_s", cfg.drain_s >= 0, ">= 0"),
-        ("max_connections", cfg.max_connections >= 1, ">= 1")) if not ok]
+        ("max_connections", cfg.max_connections >= 1, ">= 1"), ("max_request_pixels", cfg.max_request_pixels >= 1, ">= 1"),
+        ("header_timeout_s", cfg.header_timeout_s > 0, "> 0"), ("body_timeout_s", cfg.body_timeout_s > 0, "> 0"),
+        ("body_min_rate", cfg.body_min_rate >= 1, ">= 1")) if not ok]
     if bad:
         raise ConfigError("; ".join(bad))
 
@@ -107,6 +109,8 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(cfg.max_body_mb * 1024 * 1024))
     if token:
         app.add_middleware(TokenAuthMiddleware, token=token)
+    else:
+        app.add_middleware(HostCheckMiddleware, allowed=list(cfg.allowed_hosts))
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes_of=app)
 
     _add_v2_routes(app, service, cfg)
@@ -150,6 +154,9 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
         why = ("shutting down" if service.draining else "the model is loading" if service.loading
                else f"the model failed to load: {service.load_error}" if service.load_error else "no model loaded")
         raise Unavailable(f"not ready: {why}", reason="not_ready")
+
+    for path, probe in (("/v2/health/live", live), ("/v2/health/ready", ready)):  # load balancers and `curl -I` probe with HEAD
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/v2", tags=["v2"], response_model=p.ServerMetadata)
     def server_metadata() -> p.ServerMetadata:

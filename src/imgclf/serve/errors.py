@@ -11,14 +11,17 @@ shape, logs the traceback and counts ``imgclf_internal_errors_total``, which tes
 """
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotFound, QueueFull, UnsupportedFormat
 from .metrics import Metrics
@@ -26,6 +29,11 @@ from .metrics import Metrics
 log = logging.getLogger("imgclf.serve")
 
 E = TypeVar("E", bound=ImgclfError)
+
+#: The status counted (never delivered) for a request whose client hung up (nginx's 499).
+CLIENT_CLOSED_REQUEST = 499
+#: Scope key the connection layer sets when it cut a request off for sending its body too slowly.
+SCOPE_TIMED_OUT = "imgclf.timed_out"
 
 
 class ErrorBody(BaseModel):  # the JSON of every error answer (no docstring: it would enter the OpenAPI schema)
@@ -61,15 +69,42 @@ class DeadlinePassed(ImgclfError):
     reason = "deadline"
 
 
+class PixelBudgetExceeded(InvalidRequest):
+    """The images of one request hold more pixels together than ``serve.max_request_pixels``."""
+
+    reason = "pixel_budget"
+
+
+class RequestTimeout(ImgclfError):
+    """A client too slow to send its request's headers or body (``serve.header_timeout_s``, ``serve.body_timeout_s``)."""
+
+    reason = "request_timeout"
+
+
+class ForeignHost(InvalidRequest):
+    """A Host header this server does not answer without a token (DNS rebinding)."""
+
+    reason = "foreign_host"
+
+
+class MalformedHttp(InvalidRequest):
+    """Bytes that are not an HTTP/1.1 request (a bad request line, header or Content-Length)."""
+
+    reason = "bad_http"
+
+
 #: HTTP status of each error class; an error gets the status of its most specific class listed.
 STATUS: dict[type[ImgclfError], int] = {
     InvalidRequest: 400,
     ImageError: 400,
     NotFound: 404,
+    RequestTimeout: 408,
     TooManyImages: 413,
+    PixelBudgetExceeded: 413,
     ImageTooLarge: 413,
     UnsupportedMediaType: 415,
     UnsupportedFormat: 415,
+    ForeignHost: 421,
     Unavailable: 503,
     QueueFull: 503,
     DeadlinePassed: 504,
@@ -94,6 +129,24 @@ def restated(e: E, message: str) -> E:
     return e
 
 
+def raw_error_response(e: ImgclfError) -> bytes:
+    """A whole HTTP/1.1 answer to ``e`` that closes the connection, for the connection layer, which
+    answers before (or instead of) the app: the same JSON, the status from :data:`STATUS`."""
+    status = status_of(e) or 500
+    body = json.dumps({"error": e.message, "reason": e.reason}).encode()
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def json_error_messages(e: ImgclfError) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ASGI ``http.response.start`` and ``http.response.body`` messages answering ``e`` (for middleware)."""
+    body = json.dumps({"error": e.message, "reason": e.reason}).encode()
+    start = {"type": "http.response.start", "status": status_of(e) or 500,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    return start, {"type": "http.response.body", "body": body}
+
+
 def error_response(status: int, message: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "reason": reason}, status_code=status, headers=headers)
 
@@ -114,7 +167,22 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
-    """JSON answers for imgclf errors (through :data:`STATUS`), HTTP errors, validation errors and (counted) bugs."""
+    """JSON answers for imgclf errors (through :data:`STATUS`), HTTP errors, validation errors and (counted) bugs.
+
+    A client that hangs up before its request is read is not a bug: counted as
+    ``imgclf_client_disconnects_total``, logged at debug, answered (to no one) 499, as nginx counts it.
+    """
+
+    def gone(request: Request) -> Response:
+        if request.scope.get(SCOPE_TIMED_OUT):  # the connection layer cut a slow body off and sent the 408 itself
+            return error_response(STATUS[RequestTimeout], "request body timed out", RequestTimeout.reason)
+        metrics.client_disconnects.inc()
+        log.debug("the client hung up during %s %s before its request was read", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, _: ClientDisconnect) -> Response:
+        return gone(request)
 
     async def bug(request: Request, e: Exception) -> JSONResponse:
         metrics.internal_errors.inc()
@@ -129,7 +197,9 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return error_response(status, e.message, e.reason, _retry_after(e))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, e: HTTPException) -> JSONResponse:
+    async def _http(request: Request, e: HTTPException) -> Response:
+        if isinstance(e.__cause__, ClientDisconnect):  # FastAPI reports a JSON body cut short as "error parsing the body"
+            return gone(request)
         reason = getattr(e, "reason", None) or {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "bad_request")
         return error_response(e.status_code, str(e.detail), reason, dict(e.headers or {}))
 

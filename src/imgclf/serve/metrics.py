@@ -33,6 +33,8 @@ class Metrics:
         self.batch_seconds = Histogram("imgclf_batch_seconds", "Engine time per batch", buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("imgclf_queue_depth", "Images admitted and not yet answered", registry=r)
         self.rejected = Counter("imgclf_rejected", "Requests refused before inference", ["reason"], registry=r)
+        self.client_disconnects = Counter("imgclf_client_disconnects", "Requests whose client hung up before they were read",
+                                          registry=r)
         self.internal_errors = Counter("imgclf_internal_errors", "Unexpected exceptions (bugs) answered with 500", registry=r)
         self.model_ready = Gauge("imgclf_model_ready", "1 when the model is loaded and the server is not draining", registry=r)
 

@@ -21,6 +21,7 @@ import uvicorn
 
 from ..config import Config
 from ..errors import ImgclfError
+from .connection import Guards, guarded_protocol
 
 log = logging.getLogger("imgclf.serve")
 
@@ -44,9 +45,12 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
 
 
 def _uvicorn_config(app: Any, cfg: Any, **kw: Any) -> uvicorn.Config:
+    metrics = getattr(getattr(getattr(app, "state", None), "imgclf", None), "metrics", None)
+    on_refused = (lambda reason: metrics.rejected.labels(reason).inc()) if metrics is not None else None
     return uvicorn.Config(app, host=cfg.host, port=cfg.port, limit_concurrency=cfg.max_connections,
                           timeout_graceful_shutdown=max(1, int(cfg.timeout_s + 0.999)), access_log=False,
-                          server_header=False, lifespan="on", **kw)
+                          server_header=False, lifespan="on", http=guarded_protocol(Guards.from_config(cfg), on_refused),
+                          **kw)
 
 
 class _GracefulServer(uvicorn.Server):

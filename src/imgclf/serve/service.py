@@ -1,7 +1,8 @@
 """The inference service behind every endpoint: admission, decoding, deadline, micro-batching.
 
 ``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:`QueueFull` when it is
-full), decodes the images on a small thread pool with the one safe decoder, queues them for
+full), reads every image's header (format, size) and refuses a request whose images hold more
+than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), decodes the images on a small thread pool with the one safe decoder, queues them for
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
 batcher then drops the request's images that have not reached the engine yet). The errors'
 HTTP statuses are in :mod:`imgclf.serve.errors`.
@@ -21,8 +22,9 @@ import numpy as np
 from ..config import ServeConfig
 from ..errors import ImageError, InvalidRequest, QueueFull
 from ..features.engines import cpu_threads
+from ..images import read_header
 from .batching import MicroBatcher
-from .errors import DeadlinePassed, TooManyImages, Unavailable, restated
+from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavailable, restated
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
@@ -130,14 +132,25 @@ class InferenceService:
 
     async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
         loop = asyncio.get_running_loop()
+        headers = await asyncio.gather(*(loop.run_in_executor(self._pool, read_header, data) for data in images),
+                                       return_exceptions=True)
+        self._refuse_unusable(headers, names)
+        pixels = sum(h.pixels for h in headers)
+        if pixels > self.cfg.max_request_pixels:
+            self.metrics.rejected.labels(PixelBudgetExceeded.reason).inc()
+            raise PixelBudgetExceeded(f"the {len(images)} image(s) of this request hold {pixels:,} pixels together; at most "
+                                      f"{self.cfg.max_request_pixels:,} (serve.max_request_pixels) are decoded per request: "
+                                      "send fewer or smaller images")
         decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, predictor.prepare, data) for data in images),
                                        return_exceptions=True)
-        for i, x in enumerate(decoded):
+        self._refuse_unusable(decoded, names)
+        return await asyncio.wrap_future(reservation.submit(decoded, deadline))
+
+    def _refuse_unusable(self, results: Sequence[object], names) -> None:
+        for i, x in enumerate(results):
             if isinstance(x, ImageError):
                 self.metrics.rejected.labels(x.reason).inc()
                 which = f"image {i}" + (f" ({names[i]})" if names and names[i] else "")
                 raise restated(x, f"{which} is not usable: {x.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file")
             if isinstance(x, BaseException):
                 raise x
-        return await asyncio.wrap_future(reservation.submit(decoded, deadline))
-

@@ -79,6 +79,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         """The predictor given, else the one the service loads in the background (None until loaded)."""
         return predictor or getattr(getattr(request.app.state, "imgclf", None), "predictor", None)
 
+    @r.get("/", include_in_schema=False)  # `imgclf ui` prints the page's address, but people open the server's
     @r.get("/ui", include_in_schema=False)
     @r.get("/ui/", include_in_schema=False)
     def home() -> RedirectResponse:
