@@ -19,7 +19,7 @@ from PIL import Image, ImageFile, ImageOps
 from .errors import ImageError, ImageTooLarge, UnsupportedFormat
 
 __all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageTooLarge", "UnsupportedFormat",
-           "decode_image", "is_image_file", "safe_thumbnail"]
+           "decode_image", "image_size", "is_image_file", "safe_thumbnail"]
 
 #: File extensions a dataset may hold (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -141,3 +141,13 @@ def safe_thumbnail(source: bytes | str | os.PathLike, size: int = 256) -> Image.
     img = decode_image(source, draft_size=size)
     img.thumbnail((size, size))
     return img
+
+
+def image_size(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone (no pixel is decoded), with the
+    decoder's allowlist and bomb check; raises :class:`ImageError` like :func:`decode_image`."""
+    try:
+        with open(path, "rb") as f:
+            return _open(f, max_pixels).size
+    except OSError as e:
+        raise ImageError("unreadable", f"{e.strerror or e}") from None
