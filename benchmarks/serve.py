@@ -42,12 +42,14 @@ def jpegs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
 
 
-def offline(bundle: Path, paths: list[Path]) -> tuple[float, str]:
-    """Images/s of featurize_paths with the bundle's engine, and the engine's name."""
+def offline(bundle: Path, paths: list[Path], sets: list[str]) -> tuple[float, str]:
+    """Images/s of featurize_paths with the bundle's engine (``--set`` engine keys applied), and the engine's name."""
+    from imgclf.bundle import bundle_engine
+    from imgclf.config import Config, load_config
     from imgclf.features.featurize import featurize_paths
     from imgclf.predict import Predictor
 
-    predictor = Predictor(bundle)
+    predictor = Predictor(bundle, load_config(None, sets, base=Config(engine=bundle_engine(bundle))).engine)
     featurize_paths([str(p) for p in paths[:32]], predictor.engine, progress=False)  # warm-up
     t0 = time.perf_counter()
     res = featurize_paths([str(p) for p in paths], predictor.engine, batch_size=32, cache_dir=None, progress=False)
@@ -56,9 +58,10 @@ def offline(bundle: Path, paths: list[Path]) -> tuple[float, str]:
     return len(paths) / seconds, predictor.engine_cfg.backend
 
 
-def start_server(bundle: Path) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, sets: list[str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(bundle), "--port", str(port),
+                             *(a for x in sets for a in ("--set", x))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     until = time.monotonic() + 180
@@ -126,21 +129,22 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--sequential", type=int, default=200, help="single-image calls for the latency figures")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--set", action="append", default=[], help="an engine setting for both the server and the offline run")
     args = ap.parse_args()
 
     paths = jpegs(args.images)
     if not paths:
         raise SystemExit(f"no JPEG under {args.images}")
     images = [p.read_bytes() for p in paths]
-    off_before, backend = offline(args.bundle, paths)
-    proc, url = start_server(args.bundle)
+    off_before, backend = offline(args.bundle, paths, args.set)
+    proc, url = start_server(args.bundle, args.set)
     try:
         seq = sequential(url, images, args.sequential)
         conc = concurrent(url, images, proc.pid, args.clients, args.seconds)
     finally:
         proc.terminate()
         proc.wait(60)
-    off_after, _ = offline(args.bundle, paths)
+    off_after, _ = offline(args.bundle, paths, args.set)
     off = (off_before + off_after) / 2
     ratio = conc["images_per_s"] / off
     errors = seq["errors"] + conc["errors"]

@@ -7,7 +7,9 @@
 - ``relabel``   — the image belongs to class ``label``;
 - ``exclude``   — leave the image out (bad, duplicate, off-topic);
 - ``ambiguous`` — leave it out, flagged as ambiguous rather than wrong;
-- ``restore``   — back to the folder's label (undoes every earlier row for that path).
+- ``restore``   — back to the folder's label (undoes every earlier row for that path);
+- ``keep``      — a person checked the image and its label ``label`` is right: it is used with that
+  label, and the data doctor no longer lists it.
 
 The last row per path decides the image's state. An undo is a row too: it sets the state the
 image had before the row it undoes, whose number (1-based, in file order) it names in
@@ -32,7 +34,7 @@ from .fileio import read_csv, write_csv
 
 FILENAME = "annotations.csv"
 COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes"]
-ACTIONS = ("relabel", "exclude", "ambiguous", "restore")
+ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep")
 
 LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
 _LOCK_TIMEOUT_S = 60.0
@@ -86,9 +88,9 @@ def record(
         rel = Path(path).as_posix()
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise ValueError(f"annotation path must be relative to the dataset folder; got {path!r}")
-        if action == "relabel" and not label:
-            raise ValueError("a relabel needs the new label")
-        new.append(Annotation(now, rel, original, action, label if action == "relabel" else ""))
+        if action in ("relabel", "keep") and not label:
+            raise ValueError(f"a {action} needs the label (the new one, or the one kept)")
+        new.append(Annotation(now, rel, original, action, label if action in ("relabel", "keep") else ""))
     _append(dataset_dir, new)
     return new
 

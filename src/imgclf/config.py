@@ -151,6 +151,19 @@ class TrackingConfig:
 
 
 @dataclass
+class DoctorConfig:
+    enabled: bool = True  # `imgclf run` also runs the data doctor: label issues, outliers, duplicates, leakage
+    folds: int = 5  # K of the K-fold out-of-fold probabilities (no image is scored by a model that saw its label)
+    c: float = 10.0  # inverse L2 regularisation of the logistic regressions on the features
+    components: int = 128  # principal components of the L2-normalised features the regressions see
+    partitions: int = 2  # different K-fold partitions whose out-of-fold probabilities are averaged
+    rounds: int = 2  # confident-learning rounds: images flagged in one are left out of the next one's training folds
+    outlier_neighbors: int = 5  # nearest train images whose mean cosine distance scores an image
+    outlier_iqr: float = 3.0  # outlier threshold: Q3 + this many IQRs of the train images' distances (Tukey's far out)
+    duplicate_cosine: float = 0.95  # feature cosine similarity from which two images are near duplicates (dhash: data.duplicate_distance)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
@@ -162,6 +175,7 @@ class Config:
     refine: RefineConfig = field(default_factory=RefineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    doctor: DoctorConfig = field(default_factory=DoctorConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -203,6 +217,7 @@ class Config:
         if self.images.max_pixels < 1:
             raise ConfigError(f"images.max_pixels must be >= 1; got {self.images.max_pixels}")
         self._validate_refine()
+        self._validate_doctor()
         return self
 
     def refine_model(self) -> ModelConfig:
@@ -213,6 +228,19 @@ class Config:
     def for_refinement(self) -> "Config":
         """A copy whose ``model`` is :meth:`refine_model` (what every refinement step reads)."""
         return dataclasses.replace(self, model=self.refine_model())
+
+    def _validate_doctor(self) -> None:
+        d = self.doctor
+        for key, value in (("folds", d.folds), ("components", d.components)):
+            if value < 2:
+                raise ConfigError(f"doctor.{key} must be an integer >= 2; got {value}")
+        for key, value in (("partitions", d.partitions), ("rounds", d.rounds), ("outlier_neighbors", d.outlier_neighbors)):
+            if value < 1:
+                raise ConfigError(f"doctor.{key} must be an integer >= 1; got {value}")
+        if d.c <= 0 or d.outlier_iqr <= 0:
+            raise ConfigError(f"doctor.c and doctor.outlier_iqr must be positive numbers; got {d.c} and {d.outlier_iqr}")
+        if not 0.0 < d.duplicate_cosine <= 1.0:
+            raise ConfigError(f"doctor.duplicate_cosine must be in (0, 1] (a cosine similarity); got {d.duplicate_cosine}")
 
     def _validate_refine(self) -> None:
         r = self.refine

@@ -125,7 +125,7 @@ def _apply_annotations(ds: Dataset) -> Dataset:
         a = state.get(it.rel)
         if a is None:
             kept.append(it)
-        elif a.action == "relabel":
+        elif a.action in ("relabel", "keep"):
             kept.append(replace(it, label=a.label))
         else:
             excluded.append((it.rel, a.action))

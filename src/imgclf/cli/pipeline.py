@@ -45,6 +45,11 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     if m.get("fp32_accuracy") is not None:
         typer.echo(f"  int8 vs fp32: accuracy {100 * m['int8_accuracy']:.2f}% vs {100 * m['fp32_accuracy']:.2f}%, class-averaged "
                    f"{100 * m['int8_class_avg_accuracy']:.2f}% vs {100 * m['fp32_class_avg_accuracy']:.2f}%")
+    h = m.get("dataset_health")
+    if h:
+        typer.echo(f"  data doctor: estimated label error rate {100 * h['estimated_label_error_rate']:.1f}%, "
+                   f"{h['label_issues']} suspected label errors, {h['outliers']} outliers, {h['duplicate_pairs']} near-duplicate "
+                   f"pairs ({h['leak_pairs']} across train/test); review: imgclf ui --run {run_dir}")
     typer.echo(f"report: {run_dir / 'report.html'}")
     typer.echo(f"model:  {run_dir / 'model'}")
     typer.echo(f"run dir: {run_dir}")

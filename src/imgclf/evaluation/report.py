@@ -95,10 +95,39 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def _health_section(health: dict[str, Any] | None, label_issues: Sequence[dict[str, Any]], max_issues: int = 48) -> str:
+    """The data doctor's "dataset health": its counts and the worst suspected label errors."""
+    if not health:
+        return ""
+    acc = health.get("accuracy_without_suspects")
+    facts = [
+        ("estimated label error rate", _pct(health.get("estimated_label_error_rate"))),
+        ("suspected label errors (label_issues.csv)", f"{health['label_issues']} ({health['label_issues_test']} in test)"),
+        ("outliers (outliers.csv)", str(health["outliers"])),
+        ("near-duplicate pairs (duplicates.csv)", f"{health['duplicate_pairs']}: {health['within_class_pairs']} within a class, "
+                                                  f"{health['cross_class_pairs']} across classes, {health['leak_pairs']} across train/test"),
+        ("class imbalance (largest / smallest class)", str(health.get("class_imbalance"))),
+        (f"images smaller than the network's input ({health['input_size']} px)", str(health.get("images_below_input_size", "—"))),
+        ("findings dismissed by a person's review", str(health.get("dismissed", 0))),
+    ]
+    if "accuracy_without_suspects" in health:
+        facts.append(("test accuracy without leaking or suspect test images",
+                      f"{_pct(acc)} on {health['n_test_without_suspects']} images (beside the plain figure above)"))
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    cards = "".join(
+        f'<figure>{_thumb_tag(r["path"])}<figcaption>{html.escape(Path(r["path"]).name)} ({html.escape(r["split"])})<br>'
+        f'given <b>{html.escape(r["given_label"])}</b><br>suggested <b>{html.escape(r["suggested_label"])}</b> '
+        f'({float(r["score"]):.2f})</figcaption></figure>' for r in list(label_issues)[:max_issues])
+    more = f", worst {max_issues} shown" if len(label_issues) > max_issues else ""
+    return (f'<h2>Dataset health</h2><table class="health">{rows}</table>'
+            f"<h3>Suspected label errors ({len(label_issues)}{more}; review them in the web UI's Review view)</h3>"
+            f'<div class="errors">{cards or "<p>None.</p>"}</div>')
+
+
 def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[dict[str, Any]], title: str,
-                 figures: Sequence[Path] = (), max_errors: int = 200) -> Path:
-    """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist, and
-    thumbnails of misclassified images."""
+                 figures: Sequence[Path] = (), max_errors: int = 200, label_issues: Sequence[dict[str, Any]] = ()) -> Path:
+    """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist,
+    thumbnails of misclassified images and, when the data doctor ran, the dataset's health."""
     from ..fileio import write_text
 
     rows = "".join(
@@ -120,7 +149,7 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
     )
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}.health td{{text-align:left}}td:first-child{{text-align:left}}
 .plots img{{max-width:48%;margin-right:1%}}.errors{{display:flex;flex-wrap:wrap;gap:10px}}
 figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-height:128px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -130,6 +159,7 @@ figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-hei
 <table><tr><th>class</th><th>accuracy</th><th>ROC AUC</th></tr>{rows}</table>
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
-<div class="errors">{cards or '<p>None.</p>'}</div></body></html>"""
+<div class="errors">{cards or '<p>None.</p>'}</div>
+{_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
     write_text(path, doc)
     return Path(path)

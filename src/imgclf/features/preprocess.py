@@ -9,6 +9,7 @@ bundles made before the area resampler record, ``"bilinear"``, ``"nearest"``).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -19,6 +20,14 @@ from .backbones import DataSpec
 from .decode import decode_rgb
 
 _PIL = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+
+
+@functools.lru_cache(maxsize=1)
+def _cv2():
+    import cv2
+
+    cv2.setNumThreads(1)  # images are resized on the decode threads: OpenCV's own pool would oversubscribe the cores
+    return cv2
 
 
 def resize_size(spec: DataSpec) -> int:
@@ -34,8 +43,7 @@ def crop_resize_array(a: np.ndarray, spec: DataSpec) -> np.ndarray:
     side = r / scale  # crop side in source pixels
     left, top = (w - side) / 2.0, (h - side) / 2.0
     if spec.interpolation == "area":
-        import cv2
-
+        cv2 = _cv2()
         x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
         x1, y1 = min(w, int(round(left + side))), min(h, int(round(top + side)))
         shrink = side >= r

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -64,10 +65,15 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     save_figure(plot_roc(m.to_dict()), rd.roc)
     save_figure(plot_confusion(m.to_dict()), rd.confusion)
     write_json(rd.metrics, m.to_dict())
-    write_report(rd.report, m.to_dict(), preds, title=f"imgclf run {rd.root.name}",
-                 figures=[p for p in (rd.roc, rd.confusion, rd.training_curves) if p.exists()])
+    write_run_report(rd, m, preds)
     rewrite_bundle(rd.model, metrics=m.summary())
     return m
+
+
+def write_run_report(rd: RunDir, m: Metrics, preds: list[dict], label_issues: Sequence[dict] = ()) -> None:
+    """report.html of the run: its metrics, the figures that exist, the errors (and the doctor's label issues)."""
+    write_report(rd.report, m.to_dict(), preds, title=f"imgclf run {rd.root.name}",
+                 figures=[p for p in (rd.roc, rd.confusion, rd.training_curves) if p.exists()], label_issues=label_issues)
 
 
 def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Bundle, rows: list[SplitRow], y: np.ndarray, int8: Metrics) -> dict:

@@ -5,7 +5,13 @@
       split.csv                  path, rel, label, split (train|test): the images used, by ``prepare``
       skipped.csv                path, reason, stage: images left out, and why (never fatal)
       leakage.csv                train_path, test_path: near-duplicate pairs across the split
+      hashes.npz                 paths (N,), codes (N, 32) uint8: packed 256-bit dhash of each usable image
       features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str)
+      label_issues.csv           path, rel, split, given_label, suggested_label, score, rank, reason: suspected
+                                 label errors, worst (lowest out-of-fold probability of the given label) first
+      outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image
+      duplicates.csv             path_a, path_b, rel_a, rel_b, label_a, label_b, split_a, split_b, kind, leak, cosine,
+                                 dhash_distance: near-duplicate pairs (kind within_class | cross_class; leak 1 = train/test)
       model/                     the model bundle (see imgclf.bundle)
       metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
@@ -31,6 +37,10 @@ from ..split import SplitRow, load_split
 
 SKIPPED_COLUMNS = ["path", "reason", "stage"]
 LEAKAGE_COLUMNS = ["train_path", "test_path"]
+LABEL_ISSUE_COLUMNS = ["path", "rel", "split", "given_label", "suggested_label", "score", "rank", "reason"]
+OUTLIER_COLUMNS = ["path", "rel", "split", "label", "distance", "threshold", "rank"]
+DUPLICATE_COLUMNS = ["path_a", "path_b", "rel_a", "rel_b", "label_a", "label_b", "split_a", "split_b", "kind", "leak",
+                     "cosine", "dhash_distance"]
 PREDICTION_COLUMNS = ["path", "rel", "label", "predicted", "score"]  # then p_<label> for every class
 SCORE_PREFIX = "p_"
 
@@ -49,7 +59,11 @@ class RunDir:
     split = property(lambda s: s.root / "split.csv")
     skipped = property(lambda s: s.root / "skipped.csv")
     leakage = property(lambda s: s.root / "leakage.csv")
+    hashes = property(lambda s: s.root / "hashes.npz")
     features = property(lambda s: s.root / "features.npz")
+    label_issues = property(lambda s: s.root / "label_issues.csv")
+    outliers = property(lambda s: s.root / "outliers.csv")
+    duplicates = property(lambda s: s.root / "duplicates.csv")
     model = property(lambda s: s.root / "model")
     metrics = property(lambda s: s.root / "metrics.json")
     predictions = property(lambda s: s.root / "predictions.csv")
@@ -62,7 +76,8 @@ class RunDir:
 
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "report.html", "metrics.json", "config.json", "config.toml",
-                 "split.csv", "skipped.csv", "predictions.csv", "leakage.csv")
+                 "split.csv", "skipped.csv", "predictions.csv", "leakage.csv", "label_issues.csv", "outliers.csv",
+                 "duplicates.csv")
 
     def need(self, path: Path, step: str) -> Path:
         """``path``, or a RunDirError saying which step makes it."""
@@ -113,6 +128,30 @@ class RunDir:
 
     def leakage_count(self) -> int | None:
         return len(read_csv(self.leakage)) if self.leakage.exists() else None
+
+    # ---------------------------------------------------------------- dhash codes
+
+    def write_hashes(self, paths: Sequence[str], codes: np.ndarray) -> None:
+        write_npz(self.hashes, paths=np.array(list(paths), dtype=str), codes=np.asarray(codes, dtype=np.uint8))
+
+    def load_hashes(self) -> dict[str, np.ndarray]:
+        """The packed dhash code of each image path (empty when hashes.npz is missing)."""
+        if not self.hashes.exists():
+            return {}
+        z = read_npz(self.hashes)
+        return {str(p): c for p, c in zip(z["paths"], z["codes"])}
+
+    # ---------------------------------------------------------------- the doctor's findings
+
+    def write_findings(self, label_issues: Sequence[dict], outliers: Sequence[dict], duplicates: Sequence[dict]) -> None:
+        """label_issues.csv, outliers.csv and duplicates.csv from rows given as dicts."""
+        for path, columns, rows in ((self.label_issues, LABEL_ISSUE_COLUMNS, label_issues),
+                                    (self.outliers, OUTLIER_COLUMNS, outliers), (self.duplicates, DUPLICATE_COLUMNS, duplicates)):
+            write_csv(path, columns, ([r[c] for c in columns] for r in rows))
+
+    def read_findings(self) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+        """Rows of label_issues.csv, outliers.csv and duplicates.csv (a RunDirError when the doctor has not run)."""
+        return tuple(read_csv(self.need(p, "doctor")) for p in (self.label_issues, self.outliers, self.duplicates))  # type: ignore[return-value]
 
     # ---------------------------------------------------------------- features
 

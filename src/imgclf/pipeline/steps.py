@@ -5,8 +5,10 @@
     train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
                confusion_matrix.png, report.html (and the metrics go into the bundle)
+    doctor     features.npz → label_issues.csv, outliers.csv, duplicates.csv, and the dataset's
+               health in metrics.json and report.html (see imgclf.pipeline.doctor)
 
-``run`` does all four. Each step can be re-run alone on the same run directory, like the
+``run`` does all of them (the doctor when ``doctor.enabled``). Each step can be re-run alone on the same run directory, like the
 2017 sample's numbered scripts. This module only orchestrates: the work is in the modules it calls.
 """
 from __future__ import annotations
@@ -29,12 +31,13 @@ from ..features.featurize import featurize_paths
 from ..fileio import write_json
 from ..images import decode_image
 from ..split import SplitRow, make_split, save_split
+from .doctor import SUMMARY_KEYS, doctor
 from .evaluate import evaluate
 from .featurizer import feature_cache_dir, run_featurizer
 from .rundir import RunDir
 from .trainers import get_trainer
 
-__all__ = ["prepare", "featurize", "train", "evaluate", "run", "default_run_dir"]
+__all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "run", "default_run_dir"]
 
 
 def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
@@ -62,6 +65,7 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     rd.add_skipped(bad, replace_stage="prepare")
     groups: list[list[str]] = []
     if want_hash and good:
+        rd.write_hashes([it.path for it, _ in good], np.stack([c for _, c in good]))  # the doctor reuses them
         groups = groups_from_codes([it.path for it, _ in good], np.stack([c for _, c in good]), cfg.data.duplicate_distance)
     rows = make_split(ds, cfg.data, groups if cfg.data.group_duplicates else ())
     save_split(str(rd.split), rows)
@@ -125,13 +129,19 @@ def train(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
-    """prepare → featurize (when the trainer needs it) → train → evaluate; returns the test metrics."""
+    """prepare → featurize (when the trainer or the doctor needs it) → train → evaluate → doctor
+    (when ``doctor.enabled``); returns the test metrics."""
     t0 = time.perf_counter()
     steps = {"prepare": prepare(cfg, run_dir)}
-    if get_trainer(cfg.train.classifier).needs_features:
+    if get_trainer(cfg.train.classifier).needs_features or cfg.doctor.enabled:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
     steps["train"] = train(cfg, run_dir)
     metrics = evaluate(cfg, run_dir)
+    if cfg.doctor.enabled:
+        health = doctor(cfg, run_dir)
+        steps["doctor"] = {k: health.get(k) for k in SUMMARY_KEYS}
+        metrics.estimated_label_error_rate = health["estimated_label_error_rate"]
+        metrics.dataset_health = health
     metrics.wall_seconds = round(time.perf_counter() - t0, 2)
     metrics.steps = steps
     write_json(RunDir(run_dir).metrics, metrics.to_dict())

@@ -35,13 +35,15 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     """
     from .catalog import Catalog
     from .results import RunResults
+    from .review import Review
     from .routes import STATIC_DIR, build_router
     from .thumbs import ThumbnailCache
 
     catalog = Catalog(images_dir) if images_dir else None
     results = RunResults(run_dir) if run_dir else None
     thumbs = ThumbnailCache(thumbs_dir or default_thumbs_dir())
-    app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs))
+    review = Review(run_dir, catalog) if run_dir and catalog else None
+    app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 

@@ -94,7 +94,7 @@ class Catalog:
         """JSON of one image: current ``label`` (None when left out) and ``status``."""
         label, status = _label_status(entry, ann)
         return {"path": entry.rel, "original": entry.original, "label": label, "status": status,
-                "v": file_version(entry.path)}
+                "checked": ann is not None and ann.action == "keep", "v": file_version(entry.path)}
 
     def summary(self, state: dict[str, Annotation] | None = None) -> dict[str, Any]:
         """Counts: images per current class (what training will use) and per status."""
@@ -140,15 +140,20 @@ class Catalog:
     # ------------------------------------------------------------ corrections
 
     def annotate(self, rel: str, action: str, label: str = "") -> dict[str, Any]:
-        """Record one correction (relabel / exclude / ambiguous / restore); returns the image's view."""
+        """Record one correction (relabel / exclude / ambiguous / restore / keep); returns the image's view.
+
+        ``keep`` confirms the image's current label (a person checked it: the data doctor stops listing it)."""
         e = self.resolve(rel)
-        if action == "relabel":
+        if action == "keep":
+            current = current_state(self.root).get(e.rel)
+            label = current.label if current is not None and current.action in ("relabel", "keep") else e.original
+        elif action == "relabel":
             if label not in self.classes():
                 raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
         elif action in ("exclude", "ambiguous", "restore"):
             label = ""
         else:
-            raise InvalidRequest(f"action must be one of relabel, exclude, ambiguous, restore; got {action!r}")
+            raise InvalidRequest(f"action must be one of relabel, exclude, ambiguous, restore, keep; got {action!r}")
         with self._lock:
             ann = current_state(self.root).get(e.rel)
             if action == "relabel" and label == e.original:
@@ -177,6 +182,6 @@ class Catalog:
 def _label_status(entry: Entry, ann: Annotation | None) -> tuple[str | None, str]:
     if ann is None:
         return entry.original, "unchanged"
-    if ann.action == "relabel":
+    if ann.action in ("relabel", "keep"):
         return ann.label, "unchanged" if ann.label == entry.original else "relabeled"
     return None, _LEFT_OUT[ann.action]

@@ -26,6 +26,7 @@ from ..errors import ImageError, InvalidRequest, NotFound
 from ..serve.errors import restated
 from .catalog import Catalog
 from .results import RunResults
+from .review import Review
 from .thumbs import SIZES, ThumbnailCache
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -52,8 +53,13 @@ PAGES = {
 
 class AnnotateIn(BaseModel):
     path: str  # image path relative to the dataset folder
-    action: str  # relabel | exclude | ambiguous | restore
+    action: str  # relabel | exclude | ambiguous | restore | keep
     label: str = ""  # the new class, for relabel
+
+
+class ReviewIn(BaseModel):
+    path: str  # image path relative to the dataset folder
+    action: str  # accept | keep | exclude
 
 
 class UndoIn(BaseModel):
@@ -61,7 +67,7 @@ class UndoIn(BaseModel):
 
 
 def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
-                 thumbs: ThumbnailCache) -> APIRouter:
+                 thumbs: ThumbnailCache, review: Review | None = None) -> APIRouter:
     """The UI's routes over what was loaded (each part may be None: its page then says so)."""
     r = APIRouter()
 
@@ -106,6 +112,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
                 "run": str(results.rd.root) if results is not None else None, "model": model}
 
     _add_dataset_routes(r, need_catalog, thumbs)
+    _add_review_routes(r, review)
 
     @r.get("/ui/api/results")
     def results_payload() -> dict[str, Any]:
@@ -166,6 +173,27 @@ def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumb
     def history(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """The newest rows of the dataset's annotations.csv."""
         return {"rows": need_catalog().history(limit)}
+
+
+def _add_review_routes(r: APIRouter, review: Review | None) -> None:
+    """The Review view's API: the data doctor's findings, and one decision per finding."""
+
+    def need_review() -> Review:
+        if review is None:
+            raise NotFound("no run with the data doctor's findings is loaded; start the UI with "
+                           "`imgclf ui --images DIR --run RUN_DIR`", reason="no_findings")
+        return review
+
+    @r.get("/ui/api/review")
+    def review_payload() -> dict[str, Any]:
+        """The doctor's findings, worst first, one item per image, with the nearest train images."""
+        return need_review().payload()
+
+    @r.post("/ui/api/review/act")
+    def review_act(body: ReviewIn) -> dict[str, Any]:
+        """Accept the suggestion, keep the label or exclude the image; saved at once to annotations.csv."""
+        rv = need_review()
+        return {"item": rv.act(body.path, body.action), "summary": rv.catalog.summary()}
 
 
 def _page(name: str) -> Callable[[Request], Response]:

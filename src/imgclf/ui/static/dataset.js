@@ -264,7 +264,7 @@
 
   // ------------------------------------------------------------ keys and clicks
   function onKey(ev) {
-    if (!isShortcut(ev)) return;
+    if (!isShortcut(ev) || document.body.dataset.view === "review") return;  // review.js has its own keys
     const k = ev.key;
     const viewerOpen = $("viewer").open;
     const classes = state.summary ? state.summary.classes : [];

@@ -1,0 +1,11 @@
+"""The data doctor: mislabelled images, outliers, near duplicates and train/test leakage, found
+from cached features in seconds (issue 13).
+
+- :mod:`.labels` — out-of-fold probabilities and confident learning (suspected label errors);
+- :mod:`.outliers` — images far from every train image (k-nearest-neighbour cosine distance);
+- :mod:`.pairs` — near-duplicate pairs by feature cosine and dhash: within a class, across
+  classes, across the train/test split;
+- :mod:`.examine` — all of them on one dataset, plus its health summary.
+
+Everything here works on arrays; :mod:`imgclf.pipeline.doctor` reads and writes the run directory.
+"""

@@ -1,0 +1,137 @@
+"""The dataset page's Review view: the data doctor's findings of a run, worst first, one per image.
+
+Findings come from the run's label_issues.csv, duplicates.csv and outliers.csv (written by
+``imgclf doctor`` or ``imgclf run``). Each image with findings becomes one item: what was found,
+the label it has, what the doctor suggests (a class, or ``exclude`` for an outlier or a redundant
+copy) and the nearest train images of the given and of the suggested class, from features.npz.
+Items are addressed by their dataset path, and acted on through the :class:`Catalog` (so every
+decision lands in annotations.csv, with its history): ``accept`` applies the suggestion, ``keep``
+confirms the label (the doctor then stops listing the image), ``exclude`` leaves it out.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidRequest, NotFound
+from ..pipeline.rundir import RunDir
+from .catalog import Catalog
+
+NEIGHBOURS = 4  # nearest train images shown per class
+ACTIONS = ("accept", "keep", "exclude")
+_ORDER = {"label_issue": 0, "cross_class_duplicate": 1, "leak": 2, "outlier": 3, "duplicate": 4}
+
+
+class Review:
+    """The doctor's findings of one run directory over one dataset, reloaded when they change."""
+
+    def __init__(self, run_dir: str | os.PathLike, catalog: Catalog):
+        self.rd = RunDir(Path(run_dir).resolve())
+        self.catalog = catalog
+        self._items: list[dict[str, Any]] = []
+        self._stamp: tuple[int, ...] | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> list[dict[str, Any]]:
+        files = (self.rd.label_issues, self.rd.outliers, self.rd.duplicates)
+        missing = [p.name for p in files if not p.exists()]
+        if missing:
+            raise NotFound(f"the run {self.rd.root} has no {', '.join(missing)}: the data doctor has not run on it; "
+                           f"run `imgclf doctor --run-dir {self.rd.root}`", reason="no_findings")
+        stamp = tuple(p.stat().st_mtime_ns for p in files)
+        with self._lock:
+            if stamp != self._stamp:
+                self._items, self._stamp = self._build(), stamp
+            return self._items
+
+    def _build(self) -> list[dict[str, Any]]:
+        issues, outliers, duplicates = self.rd.read_findings()
+        items: dict[str, dict[str, Any]] = {}
+
+        def add(path: str, label: str, split: str, finding: dict[str, Any], suggestion: str, score: float) -> None:
+            rel = self.catalog.rel_of(path)
+            if rel is None:  # no longer in the dataset (moved away): nothing to act on
+                return
+            item = items.setdefault(rel, {"path": rel, "file": path, "given": label, "split": split, "suggestion": suggestion,
+                                          "score": score, "findings": []})
+            item["findings"].append(finding)
+            if _ORDER[finding["kind"]] < _ORDER[item["findings"][0]["kind"]]:
+                item["findings"].insert(0, item["findings"].pop())
+                item["suggestion"], item["score"] = suggestion, score
+
+        for r in issues:
+            kind = "cross_class_duplicate" if r["reason"] == "cross_class_duplicate" else "label_issue"
+            add(r["path"], r["given_label"], r["split"], {"kind": kind, "rank": int(r["rank"]), "p_given": float(r["score"])},
+                r["suggested_label"], float(r["score"]))
+        for r in duplicates:
+            # the copy to act on: the test image of a leak, else the second of the pair
+            b_side = r["split_b"] == "test" or r["split_a"] != "test"
+            path, label, split, twin = ((r["path_b"], r["label_b"], r["split_b"], r["rel_a"]) if b_side
+                                        else (r["path_a"], r["label_a"], r["split_a"], r["rel_b"]))
+            kind = "leak" if r["leak"] == "1" else "duplicate"
+            if r["kind"] == "cross_class":
+                kind = "cross_class_duplicate"
+            add(path, label, split, {"kind": kind, "twin": twin, "cosine": _num(r["cosine"]),
+                                     "dhash_distance": _num(r["dhash_distance"])}, "exclude", -1.0)
+        for r in outliers:
+            add(r["path"], r["label"], r["split"], {"kind": "outlier", "distance": float(r["distance"]),
+                                                     "threshold": float(r["threshold"])}, "exclude", -float(r["distance"]))
+        ordered = sorted(items.values(), key=lambda it: (_ORDER[it["findings"][0]["kind"]], it["score"], it["path"]))
+        self._add_neighbours(ordered)
+        return ordered
+
+    def _add_neighbours(self, items: list[dict[str, Any]]) -> None:
+        """The nearest train images of the given and of the suggested class, by feature cosine."""
+        if not items or not self.rd.features.exists():
+            for it in items:
+                it["neighbours"] = {}
+            return
+        index, feats, ok, _ = self.rd.load_features()
+        train = [r for r in self.rd.split_rows("train") if r.path in index and ok[index[r.path]]]
+        x = feats[[index[r.path] for r in train]].astype(np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        labels = np.array([r.label for r in train])
+        for it in items:
+            it["neighbours"] = {}
+            if it["file"] not in index:
+                continue
+            q = feats[index[it["file"]]].astype(np.float32)
+            sim = x @ (q / max(float(np.linalg.norm(q)), 1e-12))
+            for cls in dict.fromkeys([it["given"], it["suggestion"]]):
+                if cls == "exclude":
+                    continue
+                members = [i for i in np.flatnonzero(labels == cls) if train[i].path != it["file"]]
+                best = sorted(members, key=lambda i: -sim[i])[:NEIGHBOURS]
+                it["neighbours"][cls] = [rel for rel in (self.catalog.rel_of(train[i].path) for i in best) if rel]
+
+    def payload(self) -> dict[str, Any]:
+        """Every item, worst first, with the image's current state in the dataset."""
+        items = self._load()
+        views = self.catalog.views([it["path"] for it in items])
+        return {"run": str(self.rd.root), "classes": self.catalog.classes(),
+                "items": [{**{k: v for k, v in it.items() if k != "file"}, "item": views.get(it["path"])} for it in items]}
+
+    def act(self, rel: str, action: str) -> dict[str, Any]:
+        """Apply ``accept`` (the suggestion), ``keep`` (confirm the label) or ``exclude`` to the item at ``rel``."""
+        if action not in ACTIONS:
+            raise InvalidRequest(f"review action must be one of {', '.join(ACTIONS)}; got {action!r}")
+        item = next((it for it in self._load() if it["path"] == rel), None)
+        if item is None:
+            raise NotFound(f"no finding for {rel!r} in the run {self.rd.root}; reload the Review view")
+        if action == "exclude" or (action == "accept" and item["suggestion"] == "exclude"):
+            return self.catalog.annotate(rel, "exclude")
+        if action == "keep":
+            return self.catalog.annotate(rel, "keep")
+        entry = self.catalog.resolve(rel)
+        if item["suggestion"] == entry.original:  # back to the folder's label, and confirmed
+            self.catalog.annotate(rel, "restore")
+            return self.catalog.annotate(rel, "keep")
+        return self.catalog.annotate(rel, "relabel", item["suggestion"])
+
+
+def _num(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
