@@ -3,9 +3,10 @@ engine and every caller (featurize, predict, serve, the UI, refinement's validat
 
 The shorter side is resized to ``resize_size`` and the center ``resolution``² crop is taken, as one
 resample of just the crop box of the source (a large photo is never resized whole). The resampler is
-the spec's ``interpolation``: ``"area"`` (OpenCV's anti-aliased area average when shrinking, bicubic
-when enlarging; ~1 ms less per photo than Pillow's bicubic) or a Pillow filter (``"bicubic"``, what
-bundles made before the area resampler record, ``"bilinear"``, ``"nearest"``).
+the spec's ``interpolation``: ``"area"`` (OpenCV's anti-aliased area average when shrinking, ~1 ms
+less per photo than Pillow's bicubic; Pillow's bicubic when enlarging a small image, where there is
+nothing to average) or a Pillow filter (``"bicubic"``, what bundles made before the area resampler
+record, ``"bilinear"``, ``"nearest"``).
 """
 from __future__ import annotations
 
@@ -42,12 +43,11 @@ def crop_resize_array(a: np.ndarray, spec: DataSpec) -> np.ndarray:
     scale = resize_size(spec) / min(w, h)  # output pixels per source pixel
     side = r / scale  # crop side in source pixels
     left, top = (w - side) / 2.0, (h - side) / 2.0
-    if spec.interpolation == "area":
+    if spec.interpolation == "area" and side >= r:  # enlarging has nothing to average: Pillow's bicubic below
         cv2 = _cv2()
         x0, y0 = max(0, int(round(left))), max(0, int(round(top)))
         x1, y1 = min(w, int(round(left + side))), min(h, int(round(top + side)))
-        shrink = side >= r
-        return cv2.resize(np.ascontiguousarray(a[y0:y1, x0:x1]), (r, r), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        return cv2.resize(np.ascontiguousarray(a[y0:y1, x0:x1]), (r, r), interpolation=cv2.INTER_AREA)
     box = (max(0.0, left), max(0.0, top), min(float(w), left + side), min(float(h), top + side))
     img = Image.fromarray(np.ascontiguousarray(a))
     return np.asarray(img.resize((r, r), _PIL.get(spec.interpolation, Image.Resampling.BICUBIC), box=box))
