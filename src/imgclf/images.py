@@ -30,7 +30,7 @@ from .config import ImagesConfig
 from .errors import ImageError, ImageTooLarge, UnsupportedFormat
 
 __all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageHeader", "ImageTooLarge",
-           "UnsupportedFormat", "configure", "decode_image", "is_image_file", "pixel_limit", "read_header",
+           "UnsupportedFormat", "configure", "decode_image", "is_image_file", "pixel_limit", "read_bytes", "read_header",
            "safe_thumbnail", "sniff_format"]
 
 #: File extensions a dataset may hold (compared lower-case).
@@ -185,19 +185,23 @@ def _orientation(img: Image.Image, loaded: bool) -> int:
     return value if value in _TRANSPOSE else 1
 
 
-def _source_fp(source: bytes | str | os.PathLike | BinaryIO) -> BinaryIO:
+def read_bytes(source: bytes | str | os.PathLike) -> bytes:
+    """The bytes of an image given as bytes or a path; ImageError ``unreadable`` / ``empty`` when there are none."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise ImageError("empty", "zero bytes")
-        return io.BytesIO(source)
-    if isinstance(source, (str, os.PathLike)):
+        data = bytes(source)
+    else:
         try:
             data = Path(source).read_bytes()
         except OSError as e:
             raise ImageError("unreadable", f"{e.strerror or e}") from None
-        if not data:
-            raise ImageError("empty", "zero bytes")
-        return io.BytesIO(data)
+    if not data:
+        raise ImageError("empty", "zero bytes")
+    return data
+
+
+def _source_fp(source: bytes | str | os.PathLike | BinaryIO) -> BinaryIO:
+    if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
+        return io.BytesIO(read_bytes(source))
     return source
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError
-from ..images import decode_image, read_header
+from ..images import decode_image, read_bytes, read_header
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -30,20 +28,6 @@ def _simplejpeg():
         return simplejpeg
     except ImportError:  # an optional speed-up: Pillow decodes everything without it
         return None
-
-
-def read_source(source: bytes | str | os.PathLike) -> bytes:
-    """The bytes of ``source``; ImageError with reason ``unreadable`` / ``empty`` when there are none."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as e:
-            raise ImageError("unreadable", f"{e.strerror or e}") from None
-    if not data:
-        raise ImageError("empty", "zero bytes")
-    return data
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
@@ -88,7 +72,7 @@ def decode_rgb(source: bytes | str | os.PathLike, min_side: int, *, max_pixels: 
     """``source`` as an upright RGB array (H, W, 3) uint8, downscaled while decoding where the format
     allows, never below ``min_side`` on the shorter side (unless the image is smaller). ``max_pixels``
     defaults to ``images.max_pixels``."""
-    data = read_source(source)
+    data = read_bytes(source)
     a = _fast_jpeg(data, min_side, max_pixels)
     if a is not None:
         return a
