@@ -7,7 +7,7 @@
 An epoch's tensors go to a new file first (atomically), then the JSON that names it replaces
 the old JSON, then the previous tensors file is removed: a kill at any moment leaves a JSON
 naming a complete tensors file. Nothing is unpickled on load. Random streams need no saving:
-they are derived from ``(seed, epoch, rank)`` (see :mod:`imgclf.refine_data`).
+they are derived from ``(seed, epoch, rank)`` (see :mod:`imgclf.refine.data`).
 """
 from __future__ import annotations
 
