@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -66,6 +67,18 @@ def cpu_has_vnni() -> bool:
 def cpu_has_bf16() -> bool:
     """True when the CPU has bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 inference pays."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+class OnnxFileEngine:
+    """What an engine that runs a featurizer's ONNX file knows of it (OpenVINO and ONNX Runtime alike)."""
+
+    def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
+                 precision: str = "fp32"):
+        self.onnx_path = Path(onnx_path)
+        self.spec = spec
+        self.feature_id = str(feature_id)
+        self.precision = precision
+        self.threads = cpu_threads(threads)
 
 
 class TorchEngine:

@@ -14,7 +14,7 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import ImgclfError
 from .backbones import DataSpec
-from .engines import Engine, cpu_has_vnni, cpu_threads, register_engine
+from .engines import Engine, OnnxFileEngine, cpu_has_vnni, cpu_threads, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 
@@ -44,18 +44,14 @@ def session_options(threads: int = 0, *, spinning: bool = False) -> Any:
     return o
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(OnnxFileEngine):
     """A featurizer ONNX file run by ONNX Runtime on the CPU."""
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
                  precision: str = "fp32", spinning: bool = False):
         import onnxruntime as ort
 
-        self.onnx_path = Path(onnx_path)
-        self.spec = spec
-        self.feature_id = str(feature_id)
-        self.precision = precision
-        self.threads = cpu_threads(threads)
+        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision)
         try:
             self.session = ort.InferenceSession(str(self.onnx_path), session_options(threads, spinning=spinning),
                                                 providers=["CPUExecutionProvider"])

@@ -23,7 +23,7 @@ import numpy as np
 from ..config import EngineConfig
 from ..errors import ImgclfError
 from .backbones import DataSpec
-from .engines import Engine, cpu_has_bf16, cpu_threads, register_engine
+from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 
@@ -48,7 +48,7 @@ def openvino_problem() -> str:
     return "" if "CPU" in devices else f"no CPU device (devices: {', '.join(devices) or 'none'})"
 
 
-class OpenVinoEngine:
+class OpenVinoEngine(OnnxFileEngine):
     """A featurizer ONNX file compiled by OpenVINO for the CPU, at one inference precision.
 
     One dynamic-batch model is compiled up front; the first two batch sizes met more than once
@@ -59,11 +59,7 @@ class OpenVinoEngine:
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
                  precision: str = "fp32"):
-        self.onnx_path = Path(onnx_path)
-        self.spec = spec
-        self.feature_id = str(feature_id)
-        self.precision = precision
-        self.threads = cpu_threads(threads)
+        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision)
         try:
             self._model = ov_core().read_model(str(self.onnx_path))
         except Exception as e:  # OpenVINO raises its own exception types for bad files
