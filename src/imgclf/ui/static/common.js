@@ -100,5 +100,33 @@ const UI = (() => {
     }
   }
 
-  return { api, el, bars, badge, colour, setClasses, toast, pct, isShortcut, showContext };
+  // Save one correction (POST ``json`` to ``path``): ``onSaved(res)`` applies it to the page and returns
+  // the toast's text, which offers ``undo``. Returns the answer, or null when nothing was saved.
+  async function save(path, json, onSaved, undo) {
+    let res;
+    try {
+      res = await api(path, { json });
+    } catch (e) {
+      toast(`Not saved: ${e.message}`, { error: true });
+      return null;
+    }
+    toast(`${onSaved(res)} · saved`, { action: undo });
+    return res;
+  }
+
+  // Undo the newest correction: ``onUndone(res)`` applies it to the page and returns the toast's text.
+  async function undoLast(onUndone) {
+    let res;
+    try {
+      res = await api("api/undo", { json: {} });
+    } catch (e) {
+      toast(`Undo failed: ${e.message}`, { error: true });
+      return;
+    }
+    if (!res.undone) { toast("Nothing to undo"); return; }
+    const text = onUndone(res);
+    if (text) toast(text);
+  }
+
+  return { api, el, bars, badge, colour, setClasses, toast, pct, isShortcut, showContext, save, undoLast };
 })();

@@ -216,31 +216,24 @@
   async function act(action, label = "") {
     const cur = state.items[state.sel];
     if (!cur) return;
-    try {
-      const res = await api("api/annotate", { json: { path: cur.path, action, label } });
+    const saved = await UI.save("api/annotate", { path: cur.path, action, label }, (res) => {
       updateItem(res.item);
       setSummary(res.summary);
-      toast(`${fileName(cur.path)} → ${labelText(res.item)} · saved`, { action: undo });
-      if ($("advance").checked && !$("viewer").open) move(1);
-      else selectIndex(state.sel, { focus: true });
-    } catch (e) {
-      toast(`Not saved: ${e.message}`, { error: true });
-    }
+      return `${fileName(cur.path)} → ${labelText(res.item)}`;
+    }, undo);
+    if (!saved) return;
+    if ($("advance").checked && !$("viewer").open) move(1);
+    else selectIndex(state.sel, { focus: true });
   }
 
-  async function undo() {
-    try {
-      const res = await api("api/undo", { json: {} });
-      if (!res.undone) { toast("Nothing to undo"); return; }
+  function undo() {
+    return UI.undoLast((res) => {
       setSummary(res.summary);
-      if (res.item) {
-        const i = updateItem(res.item);
-        if (i >= 0) selectIndex(i, { focus: true });
-        toast(`Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`);
-      }
-    } catch (e) {
-      toast(`Undo failed: ${e.message}`, { error: true });
-    }
+      if (!res.item) return "";
+      const i = updateItem(res.item);
+      if (i >= 0) selectIndex(i, { focus: true });
+      return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
+    });
   }
 
   // ------------------------------------------------------------ viewer

@@ -197,24 +197,17 @@
 
   async function relabel(it, action, label = "") {
     if (!it.dataset_path) { toast("This image is not in the opened dataset folder", { error: true }); return; }
-    try {
-      const res = await api("api/annotate", { json: { path: it.dataset_path, action, label } });
+    await UI.save("api/annotate", { path: it.dataset_path, action, label }, (res) => {
       refreshDatasetState(res.item);
-      toast(`${it.name} → ${res.item.label || res.item.status} in the dataset · saved`, { action: undo });
-    } catch (e) {
-      toast(`Not saved: ${e.message}`, { error: true });
-    }
+      return `${it.name} → ${res.item.label || res.item.status} in the dataset`;
+    }, undo);
   }
 
-  async function undo() {
-    try {
-      const res = await api("api/undo", { json: {} });
-      if (!res.undone) { toast("Nothing to undo"); return; }
+  function undo() {
+    return UI.undoLast((res) => {
       if (res.item) refreshDatasetState(res.item);
-      toast(`Undone: ${res.undone.path}`);
-    } catch (e) {
-      toast(`Undo failed: ${e.message}`, { error: true });
-    }
+      return `Undone: ${res.undone.path}`;
+    });
   }
 
   function openViewer(it) {

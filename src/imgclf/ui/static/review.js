@@ -141,29 +141,21 @@
   async function decide(action) {
     const it = state.items[state.sel];
     if (!it) return;
-    try {
-      const res = await api("api/review/act", { json: { path: it.path, action } });
+    const saved = await UI.save("api/review/act", { path: it.path, action }, (res) => {
       refresh(res.item);
-      toast(`${fileName(it.path)} → ${stateText(state.items[state.sel]) || res.item.label} · saved`, { action: undo });
-      select(state.sel + 1, true);
-    } catch (e) {
-      toast(`Not saved: ${e.message}`, { error: true });
-    }
+      return `${fileName(it.path)} → ${stateText(state.items[state.sel]) || res.item.label}`;
+    }, undo);
+    if (saved) select(state.sel + 1, true);
   }
 
-  async function undo() {
-    try {
-      const res = await api("api/undo", { json: {} });
-      if (!res.undone) { toast("Nothing to undo"); return; }
-      if (res.item) {
-        refresh(res.item);
-        const i = state.items.findIndex((it) => it.path === res.item.path);
-        if (i >= 0) select(i, true);
-        toast(`Undone: ${fileName(res.item.path)}`);
-      }
-    } catch (e) {
-      toast(`Undo failed: ${e.message}`, { error: true });
-    }
+  function undo() {
+    return UI.undoLast((res) => {
+      if (!res.item) return "";
+      refresh(res.item);
+      const i = state.items.findIndex((it) => it.path === res.item.path);
+      if (i >= 0) select(i, true);
+      return `Undone: ${fileName(res.item.path)}`;
+    });
   }
 
   function onKey(ev) {
