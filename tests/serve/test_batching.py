@@ -1,7 +1,6 @@
 """Micro-batching, the bounded queue (503 + Retry-After) and the deadline (504, worker freed)."""
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 
@@ -75,28 +74,31 @@ def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predi
 
 def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
     one = jpeg(1)
-    with running(predictor) as (url, _):  # measure one warm request on this machine, now
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            assert httpx.post(url + "/predict", content=one, timeout=60).status_code == 200
-            times.append(time.perf_counter() - t0)
-    per_image = statistics.median(times)
     n = 64  # the most files one request may carry
-    files = [("files", (f"{i}.jpg", jpeg(i), "image/jpeg")) for i in range(n)]
-    # One image per engine call: the request needs ~n× a single image but gets 4×.
-    with running(predictor, max_batch_size=1, timeout_s=max(0.3, 4 * per_image)) as (url, _):
+    files = [("files", (f"{i}.jpg", jpeg(i, size=640), "image/jpeg")) for i in range(n)]
+    with running(predictor, max_batch_size=1) as (url, _):  # the whole request, one image per engine call, now
         t0 = time.perf_counter()
-        r = httpx.post(url + "/predict", files=files, timeout=120)
-        waited = time.perf_counter() - t0
-        time.sleep(3 * per_image)  # let the engine finish the call it was in
-        done = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
-        time.sleep(5 * per_image)
-        still = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
-        after = httpx.post(url + "/predict", content=one, timeout=60)
-        text = httpx.get(url + "/metrics").text
+        assert httpx.post(url + "/predict", files=files, timeout=120).status_code == 200
+        whole = time.perf_counter() - t0
+    # The request gets a fraction of what it needs; a machine far faster than this one just now gets
+    # a smaller fraction: the invariants below are what is asserted, not the timing.
+    for share in (4, 16, 64):
+        limit = whole / share
+        with running(predictor, max_batch_size=1, timeout_s=limit) as (url, _):
+            t0 = time.perf_counter()
+            r = httpx.post(url + "/predict", files=files, timeout=120)
+            waited = time.perf_counter() - t0
+            time.sleep(max(0.2, limit))  # let the engine finish the call it was in
+            done = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
+            time.sleep(max(0.5, 2 * limit))
+            still = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
+            after = httpx.post(url + "/predict", content=one, timeout=60)
+            text = httpx.get(url + "/metrics").text
+        if r.status_code == 504:
+            break
+        assert r.status_code == 200, r.text
     assert r.status_code == 504 and r.json()["reason"] == "deadline", r.text
-    assert waited < 4 * per_image + 5  # answered at the deadline, not when the work would have ended
+    assert waited < limit + 5  # answered at the deadline, not when the work would have ended
     # The images nobody waits for any more never reach the engine: the count stops at the deadline.
     assert done == still < n, (done, still, n)
     assert after.status_code == 200  # the worker is free for the next request
