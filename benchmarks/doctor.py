@@ -30,25 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def prepared(images: str, work: Path):
-    """(config, run dir) of ``images`` prepared and featurized under ``work`` (reused when already there)."""
-    from imgclf.config import load_config
-    from imgclf.pipeline.steps import featurize, prepare
-
-    if images == "demo":
-        from imgclf.demo import generate_demo
-
-        folder = work / "demo-images"
-        generate_demo(folder, n_per_class=100, seed=0)
-    else:
-        folder = Path(images).resolve()
-    cfg = load_config(None, [f'data.root="{work / "data"}"', f'data.images="{folder}"', "tracking.enabled=false"])
-    rd = work / "runs" / folder.name
-    if not (rd / "features.npz").exists():
-        prepare(cfg, rd)
-        featurize(cfg, rd, progress=False)
-    return cfg, rd
+from datasets import prepared
 
 
 def flip(y: np.ndarray, k: int, rate: float, seed: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
