@@ -157,7 +157,7 @@ class DoctorConfig:
     c: float = 10.0  # inverse L2 regularisation of the logistic regressions on the features
     components: int = 128  # principal components of the L2-normalised features the regressions see
     partitions: int = 2  # different K-fold partitions whose out-of-fold probabilities are averaged
-    rounds: int = 2  # confident-learning rounds: images flagged in one are left out of the next one's training folds
+    rounds: int = 3  # confident-learning rounds: images flagged in one are left out of the next one's training folds
     outlier_neighbors: int = 5  # nearest train images whose mean cosine distance scores an image
     outlier_iqr: float = 3.0  # outlier threshold: Q3 + this many IQRs of the train images' distances (Tukey's far out)
     duplicate_cosine: float = 0.95  # feature cosine similarity from which two images are near duplicates (dhash: data.duplicate_distance)
