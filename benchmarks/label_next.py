@@ -12,13 +12,14 @@ start from the same labelled images. Reported per set: the mean accuracy curves 
 and the labels each strategy needs to reach random selection's final accuracy, as a share of
 random's labels.
 
-``--timing`` then times one suggest + refit round of the library on a run directory whose pool
-holds ``--timing-pool`` images with cached features (median of 5).
+``--timing-pool N`` then times one Label next round (refit + suggest, as the page makes them) on a run
+of 40 clothing10 images per class whose pool holds N images with cached features (median of 5).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -157,6 +158,63 @@ def plot(results: list[dict], strategies: list[str], path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
+def timing(work: Path, pool_size: int, per_class: int = 40, repeats: int = 5) -> dict:
+    """Median wall time of one Label next round (refit, then suggest 50; the library calls the page makes) on a
+    run of ``per_class`` clothing10 images per class whose pool holds ``pool_size`` images with cached features."""
+    import shutil
+
+    from imgclf.annotations import record
+    from imgclf.api import run
+    from imgclf.config import load_config
+    from imgclf.pipeline.rundir import RunDir
+    from imgclf.pipeline.suggest import refit, suggest
+
+    sources = []
+    for name in ("/work/shared/datasets/clothing10", "/work/shared/datasets/cub_warblers"):
+        sources += RunDir(prepared(name, work)[1]).split_rows()
+    folder = work / "label-next-timing" / "images"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    taken: dict[str, int] = {}
+    pool = []
+    for r in sorted(sources, key=lambda r: r.path):
+        if "/clothing10/" in r.path and taken.get(r.label, 0) < per_class:
+            taken[r.label] = taken.get(r.label, 0) + 1
+            (folder / r.label).mkdir(parents=True, exist_ok=True)
+            (folder / r.label / Path(r.path).name).symlink_to(r.path)
+        else:
+            pool.append(r.path)
+    (folder / "_unlabeled").mkdir(parents=True)
+    for i, p in enumerate(pool[:pool_size]):
+        (folder / "_unlabeled" / f"{i:05d}{Path(p).suffix}").symlink_to(p)
+    cfg = load_config(None, [f'data.root="{work / "data"}"', f'data.images="{folder}"', "tracking.enabled=false",
+                             "doctor.enabled=false"])
+    rd = folder.parent / "run"
+    run(cfg, rd, progress=False)
+    t0 = time.perf_counter()
+    first = suggest(cfg, rd, n=50)
+    first_s = time.perf_counter() - t0
+    walls, refits, suggests = [], [], []
+    rows = first["rows"]
+    for _ in range(repeats):
+        record(folder, [(r["rel"], "", "label", r["predicted"]) for r in rows[:10]])
+        t0 = time.perf_counter()
+        refit(cfg, rd)
+        t1 = time.perf_counter()
+        rows = suggest(cfg, rd, n=50)["rows"]
+        t2 = time.perf_counter()
+        walls.append(t2 - t0)
+        refits.append(t1 - t0)
+        suggests.append(t2 - t1)
+    out = {"pool": min(pool_size, len(pool)), "labelled": sum(taken.values()), "train": len(RunDir(rd).split_rows("train")),
+           "first_suggest_s": round(first_s, 2), "round_median_s": round(statistics.median(walls), 3),
+           "refit_median_s": round(statistics.median(refits), 3), "suggest_median_s": round(statistics.median(suggests), 3),
+           "rounds_s": [round(w, 3) for w in walls], "load_average": os.getloadavg()}
+    print(f"\none Label next round (refit + suggest 50) with {out['pool']} pool images, {out['train']} train images: "
+          f"median {out['round_median_s']} s (refit {out['refit_median_s']} s, suggest {out['suggest_median_s']} s; "
+          f"first suggest, featurizing the pool from the cache: {out['first_suggest_s']} s; load average {out['load_average']})")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="+", help="images folders, or 'demo'")
@@ -169,19 +227,27 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for run directories and the feature cache (kept)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None, help="PNG of accuracy vs labels")
+    ap.add_argument("--timing-pool", type=int, default=0, help="time one round with this many pool images (0: no timing)")
+    ap.add_argument("--timing-only", action="store_true", help="only the timing (no simulation)")
     args = ap.parse_args()
     from imgclf.active.select import CANDIDATES
 
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
     work = args.work or Path(tempfile.mkdtemp(prefix="label-next-bench-"))
+    if args.timing_only:
+        print(json.dumps(timing(work, args.timing_pool or 2000)))
+        return
     results = [one_set(i, work, args.seeds, args.strategies, args.start, args.batch, args.rounds, args.candidates or CANDIDATES)
                for i in args.images]
     means = summarise(results, args.strategies)
     if args.plot:
         plot(results, args.strategies, args.plot)
+    out = {"results": results, "mean_share": means}
+    if args.timing_pool:
+        out["timing"] = timing(work, args.timing_pool)
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "mean_share": means}, indent=1))
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .annotations import LABELLING, current_state
 from .errors import DatasetError
@@ -109,7 +109,8 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
     pool_dir = pool_folder(root, pool)
     unlabelled: list[Item] = []
     if pool_dir is not None:
-        items = [it for it in items if not Path(it.path).is_relative_to(pool_dir)]
+        pool_rel = pool_dir.relative_to(root).as_posix()
+        items = [it for it in items if not PurePosixPath(it.rel).is_relative_to(pool_rel)]
         unlabelled = [Item(str(f.resolve()), f.relative_to(root).as_posix(), "", f.relative_to(root).as_posix(),
                            "train" if folders else "", from_pool=True) for f in walk_images(pool_dir)]
     if not items:
@@ -122,9 +123,9 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
 
 
 def pool_folder(root: Path, pool: str = "") -> Path | None:
-    """The pool folder of the dataset at ``root`` (resolved), or None when it does not exist."""
-    folder = (root / (pool or POOL_DIR)).resolve()
-    if not folder.is_relative_to(root.resolve()) or folder == root.resolve():
+    """The pool folder of the dataset at ``root`` (a resolved folder), or None when it does not exist."""
+    folder = Path(os.path.normpath(root / (pool or POOL_DIR)))  # the folder's own name, even where it is a link
+    if not folder.is_relative_to(root) or folder == root:
         raise DatasetError(f"data.pool must be a folder inside the images folder {root}; got {pool!r}",
                            hint="give a folder name such as _unlabeled: annotations name pool images relative to the images folder")
     if pool and not folder.is_dir():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ui_helpers import CLASSES
 
-from imgclf.annotations import annotations_path, current_state, read_history
+from imgclf.annotations import annotations_path, current_state, read_history, record
 from imgclf.fileio import read_json
 
 POOL = 12
@@ -76,6 +76,17 @@ def test_api_batch_labels_refit_and_refusals(pool):
         out = c.post("/ui/api/label-next/refit", json={"n": 4, "strategy": "margin"}).json()
         assert out["refit"]["pool_labels"] == 1 and out["progress"]["history"][-1]["accuracy"] == out["refit"]["accuracy"]
         assert len(out["batch"]) == 4 and first["path"] not in {it["path"] for it in out["batch"]}
+        rest = [it["path"] for it in c.get("/ui/api/label-next", params={"n": POOL}).json()["batch"] if not it["status"]]
+        for path in rest:  # label what the batch holds, then refit until the pool is empty
+            c.post("/ui/api/label-next/label", json={"path": path, "label": "circles"}).raise_for_status()
+        for _ in range(3):
+            out = c.post("/ui/api/label-next/refit", json={"n": POOL}).json()
+            for it in out["batch"]:
+                c.post("/ui/api/label-next/label", json={"path": it["path"], "action": "exclude"}).raise_for_status()
+        assert out["batch"] == [] and out["progress"]["left"] == 0
+        assert c.get("/ui/api/label-next").json()["batch"] == []
+        record(pool.images, [("_unlabeled/p00_circles.jpg", "", "label", "dogs")])  # a class the run does not know
+        assert "does not know" in _error(c.post("/ui/api/label-next/refit", json={}), 400)
         internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
         assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
 

@@ -32,7 +32,9 @@ from ..linear import LinearHead, fit_head
 from .featurizer import feature_cache_dir, run_featurizer
 from .rundir import RunDir
 
-__all__ = ["Pool", "load_pool", "current_head", "suggest", "refit"]
+__all__ = ["Pool", "load_pool", "current_head", "suggest", "refit", "POOL_EMPTY"]
+
+POOL_EMPTY = "pool_empty"  # the reason of the error suggest raises when no unlabelled image is left
 
 
 @dataclass
@@ -126,7 +128,7 @@ def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str 
     pool = load_pool(cfg, rd, progress)
     if not pool.unlabelled:
         raise DatasetError(f"the pool of {cfg.images_dir()} has no unlabelled images left",
-                           hint="put images to label in IMAGES/_unlabeled (or the folder data.pool names)")
+                           hint="put images to label in IMAGES/_unlabeled (or the folder data.pool names)", reason=POOL_EMPTY)
     x_pool = np.stack([pool.features[it.path] for it in pool.unlabelled])
     x_lab, _ = _labelled_features(rd, pool, labels)
     proba = head.predict_proba(x_pool)

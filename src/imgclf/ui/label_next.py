@@ -11,10 +11,11 @@ listing holds is accepted: no file name from a request is ever opened.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -23,10 +24,10 @@ from ..active import DEFAULT_STRATEGY, STRATEGIES
 from ..annotations import LABELLING, current_state, record
 from ..config import Config
 from ..dataset import Item, scan_dataset
-from ..errors import InvalidRequest, NotFound
+from ..errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDirError
 from ..fileio import read_json
 from ..pipeline.rundir import RunDir
-from ..pipeline.suggest import refit as refit_head, suggest
+from ..pipeline.suggest import POOL_EMPTY, refit as refit_head, suggest
 from .routes import _thumbnail
 from .thumbs import ThumbnailCache, file_version
 
@@ -79,9 +80,18 @@ class LabelNext:
             state = current_state(self.images)
             rows = self.rd.read_suggestions()
             if not rows or all(r["rel"] in state for r in rows):
-                suggest(self.config(), self.rd.root, n=n, strategy=strategy)
+                self._suggest(self.config(), n, strategy)
                 rows, state = self.rd.read_suggestions(), current_state(self.images)
             return {"classes": self.classes(), "batch": self._batch(rows, state), "progress": self.progress(state)}
+
+    def _suggest(self, cfg: Config, n: int, strategy: str) -> None:
+        """suggestions.csv made afresh; an empty one when no unlabelled image is left in the pool."""
+        try:
+            suggest(cfg, self.rd.root, n=n, strategy=strategy)
+        except DatasetError as e:
+            if e.reason != POOL_EMPTY:
+                raise
+            self.rd.write_suggestions([])
 
     def _batch(self, rows: list[dict[str, Any]], state: dict) -> list[dict[str, Any]]:
         pool = self._pool()
@@ -116,13 +126,25 @@ class LabelNext:
         """Refit the head on every label given so far, then suggest the next batch."""
         if not 1 <= body.n <= 500:
             raise InvalidRequest(f"n must be from 1 to 500; got {body.n}")
+        _checked(body.strategy)
         with self._lock:
             cfg = self.config()
             result = refit_head(cfg, self.rd.root)
-            suggest(cfg, self.rd.root, n=body.n, strategy=_checked(body.strategy))
+            self._suggest(cfg, body.n, body.strategy)
             state = current_state(self.images)
             return {"refit": result, "classes": self.classes(), "batch": self._batch(self.rd.read_suggestions(), state),
                     "progress": self.progress(state)}
+
+
+@contextlib.contextmanager
+def _as_request_errors() -> Iterator[None]:
+    """What the run or the dataset cannot give, answered as a refused request (4xx), never as a failure of the server."""
+    try:
+        yield
+    except DatasetError as e:
+        raise InvalidRequest(f"{e.message}; {e.hint}" if e.hint else e.message, reason=e.reason) from None
+    except (RunDirError, BundleError) as e:
+        raise NotFound(f"{e.message}; {e.hint}" if e.hint else e.message, reason=e.reason) from None
 
 
 def _checked(strategy: str) -> str:
@@ -153,21 +175,26 @@ def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache
     @r.get("/ui/api/label-next")
     def batch(n: int = Query(BATCH, ge=1, le=500), strategy: str = DEFAULT_STRATEGY) -> dict[str, Any]:
         """The batch to label (suggested when there is none yet), the classes and the progress."""
-        return need().payload(n, strategy)
+        with _as_request_errors():
+            return need().payload(n, strategy)
 
     @r.post("/ui/api/label-next/label")
     def label(body: LabelIn) -> dict[str, Any]:
         """Give one pool image a class, or exclude it; saved at once to annotations.csv."""
-        return need().label(body)
+        with _as_request_errors():
+            return need().label(body)
 
     @r.post("/ui/api/label-next/refit")
     def refit_route(body: RefitIn) -> dict[str, Any]:
         """Refit the head on the labels given, with the test accuracy before and after, and the next batch."""
-        return need().refit(body)
+        with _as_request_errors():
+            return need().refit(body)
 
     @r.get("/ui/api/label-next/thumb")
     def thumb(path: str, size: int = 256, v: str = "") -> Response:
         """JPEG thumbnail of a pool image (``v``, from the batch, makes the URL cacheable)."""
-        return _thumbnail(thumbs, need().resolve(path).path, size, path, cacheable=bool(v))
+        with _as_request_errors():
+            item = need().resolve(path)
+        return _thumbnail(thumbs, item.path, size, path, cacheable=bool(v))
 
     return r
