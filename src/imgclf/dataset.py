@@ -123,7 +123,7 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
 
 
 def pool_folder(root: Path, pool: str = "") -> Path | None:
-    """The pool folder of the dataset at ``root`` (a resolved folder), or None when it does not exist."""
+    """The pool folder of the dataset at ``root`` (its path normalised, links kept), or None when it does not exist."""
     folder = Path(os.path.normpath(root / (pool or POOL_DIR)))  # the folder's own name, even where it is a link
     if not folder.is_relative_to(root) or folder == root:
         raise DatasetError(f"data.pool must be a folder inside the images folder {root}; got {pool!r}",
