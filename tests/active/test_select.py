@@ -1,6 +1,8 @@
 """Selection strategies on generated features: what each one asks to label first, and what it skips."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ def _blob(rng: np.random.Generator, center: np.ndarray, n: int, spread: float = 
     return (center + spread * rng.standard_normal((n, D))).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
 def _region_pool(seed: int):
     """Classes A (around e0) and B (around e1) are labelled; B also lives in a region R (around e0 + e1 + e2,
     halfway between them) of which nothing is labelled. The pool holds 60 A, 60 B and 30 R images."""
