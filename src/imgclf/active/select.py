@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..linear import l2_normalize
 
 STRATEGIES = ("margin", "entropy", "kcenter", "hybrid", "random")
-DEFAULT_STRATEGY = "hybrid"  # reached random's final accuracy with the fewest labels (BENCHMARKS.md, "Label next")
+DEFAULT_STRATEGY = "margin"  # best final accuracy on 4 sets, fewest labels to reach random's (BENCHMARKS.md, "Label next")
 CANDIDATES = 4  # hybrid: k-center among the CANDIDATES x n most uncertain images
 DUPLICATE_COSINE = 0.95  # a pool image this similar to a labelled one is skipped (the doctor's duplicate threshold)
 REASONS = {"margin": "uncertain", "entropy": "uncertain", "kcenter": "unlike the labelled images",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..active.select import check_strategy, select
+from ..active.select import DEFAULT_STRATEGY, check_strategy, select
 from ..bundle import load_bundle
 from ..config import Config
 from ..dataset import Item, scan_dataset
@@ -118,7 +118,7 @@ def _labelled_features(rd: RunDir, pool: Pool, labels: list[str]) -> tuple[np.nd
     return np.concatenate([x, x_pool]), np.array(y, dtype=int)
 
 
-def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str = "hybrid",
+def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str = DEFAULT_STRATEGY,
             progress: bool = False) -> dict[str, Any]:
     """Rank the pool's unlabelled images by ``strategy`` and write the first ``n`` to suggestions.csv."""
     t0 = time.perf_counter()
