@@ -155,7 +155,7 @@ def plot(results: list[dict], strategies: list[str], path: Path) -> None:
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=64)
 
 
 def timing(work: Path, pool_size: int, per_class: int = 40, repeats: int = 5) -> dict:
