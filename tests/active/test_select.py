@@ -97,3 +97,20 @@ def test_unknown_strategy_lists_the_valid_ones():
     with pytest.raises(ConfigError) as e:
         select("uncertainty", np.ones((2, 2)) / 2, np.ones((2, D)), np.ones((1, D)), 1)
     assert all(s in str(e.value) for s in STRATEGIES)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_quick_refit_head_agrees_with_the_runs_svm_at_its_c(k):
+    from imgclf.linear import SvmClassifier
+
+    rng = np.random.default_rng(k)
+    centers = 3 * np.eye(D, dtype=np.float32)[:k]
+    x = np.vstack([_blob(rng, c, 30, spread=0.6) for c in centers])
+    y = np.repeat(np.arange(k), 30)
+    svm = SvmClassifier(c_values=[0.1, 1.0], cv_folds=3).fit(x, y)
+    head = fit_head(x, y, svm.C_, temperature=svm.head_.temperature)
+    assert head.weight.shape == (k, D) and head.temperature == svm.head_.temperature
+    assert (head.predict(x) == svm.head_.predict(x)).mean() >= 0.98
+    assert np.allclose(head.predict_proba(x).sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="every class"):
+        fit_head(x[y != 0], y[y != 0], 1.0)
