@@ -10,6 +10,8 @@
 - ``restore``   — back to the folder's label (undoes every earlier row for that path);
 - ``keep``      — a person checked the image and its label ``label`` is right: it is used with that
   label, and the data doctor no longer lists it.
+- ``label``     — an image of the pool of unlabelled images (``data.pool``) was given class ``label``:
+  it is used like an image of that class's folder, without being moved.
 
 The last row per path decides the image's state. An undo is a row too: it sets the state the
 image had before the row it undoes, whose number (1-based, in file order) it names in
@@ -34,7 +36,8 @@ from .fileio import read_csv, write_csv
 
 FILENAME = "annotations.csv"
 COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes"]
-ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep")
+ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label")
+LABELLING = ("relabel", "keep", "label")  # the actions that give an image the class ``label``
 
 LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
 _LOCK_TIMEOUT_S = 60.0
@@ -88,9 +91,9 @@ def record(
         rel = Path(path).as_posix()
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise ValueError(f"annotation path must be relative to the dataset folder; got {path!r}")
-        if action in ("relabel", "keep") and not label:
-            raise ValueError(f"a {action} needs the label (the new one, or the one kept)")
-        new.append(Annotation(now, rel, original, action, label if action in ("relabel", "keep") else ""))
+        if action in LABELLING and not label:
+            raise ValueError(f"a {action} needs the label (the new one, the one kept, or the one given)")
+        new.append(Annotation(now, rel, original, action, label if action in LABELLING else ""))
     _append(dataset_dir, new)
     return new
 

@@ -47,6 +47,7 @@ class DataConfig:
     check_leakage: bool = True  # report near-duplicate train/test pairs (leakage.csv)
     group_duplicates: bool = False  # keep each group of near-duplicate images on one side of the split
     duplicate_distance: int = 20  # dhash (16x16 = 256 bits) Hamming distance up to which two images are near duplicates
+    pool: str = ""  # folder of unlabelled images (never a class) that `imgclf suggest` picks from, inside the images folder; "" = IMAGES/_unlabeled
 
 
 @dataclass

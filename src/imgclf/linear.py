@@ -146,9 +146,8 @@ class SvmClassifier:
             self.C_ = max(self.cv_scores_, key=lambda c: (round(self.cv_scores_[c], 10), -c))
             oof = cross_val_predict(self._svc(self.C_), x, y, cv=cv, method="decision_function")
             svc = self._svc(self.C_).fit(x, y)
-        w, b = svc.coef_, svc.intercept_
-        if len(self.classes_) == 2:  # sklearn gives one row for binary: make it symmetric two-class
-            w, b = np.vstack([-w[0], w[0]]), np.array([-b[0], b[0]])
+        w, b = _rows_per_class(svc)
+        if len(self.classes_) == 2:
             oof = np.stack([-oof, oof], axis=1)
         t = _fit_temperature(oof, np.searchsorted(self.classes_, y))
         self.head_ = LinearHead(w.astype(np.float32), b.astype(np.float32), t, self.l2_normalize)
@@ -160,3 +159,32 @@ class SvmClassifier:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.classes_[self.head_.predict(features)]
+
+
+def _rows_per_class(svc: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(weight (K, D), bias (K,)) of a fitted LinearSVC; sklearn's one binary row made symmetric two-class."""
+    w, b = svc.coef_, svc.intercept_
+    if len(svc.classes_) == 2:
+        w, b = np.vstack([-w[0], w[0]]), np.array([-b[0], b[0]])
+    return w, b
+
+
+def fit_head(features: np.ndarray, y: np.ndarray, c: float, *, temperature: float = 1.0, normalize: bool = True,
+             class_weight: str | None = "balanced", max_iter: int = 10000, seed: int = 0) -> LinearHead:
+    """One LinearSVC at a given ``C`` and ``temperature`` (no cross-validation) → LinearHead over classes 0..K-1.
+
+    The quick refit of Label next: a run chose C and T by CV (41 fits: 102 s on 1,616 clothing10 images);
+    one fit of the dual problem takes about 1.5 s there. Every class 0..max(y) must have an image.
+    """
+    from sklearn.svm import LinearSVC
+
+    x = np.asarray(features, dtype=np.float64)
+    if normalize:
+        x = l2_normalize(x)
+    y = np.asarray(y)
+    if len(np.unique(y)) != int(y.max()) + 1:
+        raise ValueError(f"every class 0..{int(y.max())} needs an image; got classes {sorted(set(y.tolist()))}")
+    cw = None if class_weight in (None, "none") else class_weight
+    svc = LinearSVC(C=c, class_weight=cw, max_iter=max_iter, random_state=seed, dual=True).fit(x, y)
+    w, b = _rows_per_class(svc)
+    return LinearHead(w.astype(np.float32), b.astype(np.float32), float(temperature), normalize)

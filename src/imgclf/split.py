@@ -5,9 +5,15 @@ Modes, in order of precedence: a dedicated test list (``data.test_list``), a pre
 split ``val``), else a stratified split at ``data.train_ratio``
 of files (``split_by = "file"``) or of whole subfolders (``"subdir"``). Optional extra
 groups (e.g. near-duplicate images) are merged so each group falls on one side.
+
+Images of the pool labelled by an annotation (``Item.from_pool``) never move the others: the folder
+images are split as if they were not there, and each labelled pool image goes to the side of a
+folder image it is grouped with, else to test when its own draw (a hash of the seed and its path)
+reaches ``data.train_ratio``. With a test list or a predefined test folder they train.
 """
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -111,6 +117,22 @@ def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, 
     return test
 
 
+def _pool_test_side(pool: list[Item], extra_groups: list[list[str]], test: set[str], group_of: dict[str, str],
+                    data_cfg: DataConfig) -> set[str]:
+    """Test paths among labelled pool images: the side of a folder image in the same extra group, else their own draw."""
+    side: dict[str, bool] = {}
+    for g in extra_groups:
+        folder_side = next(((p in test) for p in g if p in group_of), None)
+        if folder_side is not None:
+            side.update({p: folder_side for p in g if p not in group_of})
+    return {it.path for it in pool if side.get(it.path, _draw(data_cfg.seed, it.rel) >= data_cfg.train_ratio)}
+
+
+def _draw(seed: int, rel: str) -> float:
+    """A number in [0, 1) fixed by the seed and the image's path: its own, whatever else is in the dataset."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{rel}".encode()).digest()[:8], "big") / 2.0 ** 64
+
+
 def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterable[str]] = ()) -> list[SplitRow]:
     """Split ``ds`` into train and test as ``data_cfg`` says (see module docstring)."""
     counts = ds.counts()
@@ -128,11 +150,13 @@ def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterabl
     elif ds.predefined_split:
         test = {it.path for it in ds.items if it.split == "test"}
     else:
-        if data_cfg.split_by == "subdir":
-            group_of = _merge_groups(ds.items, extra_groups)
-        else:
-            group_of = _merge_groups([Item(it.path, it.rel, it.label, it.rel, "") for it in ds.items], extra_groups)
-        test = _stratified(ds.items, data_cfg.train_ratio, data_cfg.seed, group_of)
+        extra_groups = [list(g) for g in extra_groups]
+        folder = [it for it in ds.items if not it.from_pool]
+        folder_paths = {it.path for it in folder}
+        units = folder if data_cfg.split_by == "subdir" else [Item(it.path, it.rel, it.label, it.rel, "") for it in folder]
+        group_of = _merge_groups(units, [[p for p in g if p in folder_paths] for g in extra_groups])
+        test = _stratified(folder, data_cfg.train_ratio, data_cfg.seed, group_of)
+        test |= _pool_test_side([it for it in ds.items if it.from_pool], extra_groups, test, group_of, data_cfg)
     if ds.predefined_split and not data_cfg.test_list:
         rows = [SplitRow(it.path, it.label, it.split, it.rel) for it in ds.items]
     else:

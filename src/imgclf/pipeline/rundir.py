@@ -18,6 +18,13 @@
       roc.png, confusion_matrix.png, training_curves.png, report.html
       tracking.json              the MLflow run this directory is logged to (see imgclf.tracking)
       refine/                    refinement checkpoints, while a refinement runs or can be resumed
+      pool_features.npz          paths (N,), features (N, D) float32, ok (N,) bool, stamps (N, 2) int64 (size, mtime_ns),
+                                 feature_id (str): features of the pool's unlabelled images (``imgclf suggest``)
+      suggestions.csv            rank, path, rel, predicted, score, reason: the pool images to label next, first first
+                                 (score: uncertainty in [0, 1], or for kcenter the cosine distance to the labelled images)
+      label_next_head.npz        the head refit on the labels given in the pool (LinearHead arrays), once refit
+      label_next.json            Label next's history: {"C", "rounds": [{labels, pool_labels, accuracy_before, accuracy,
+                                 class_avg_accuracy, seconds}]}
 
 Every file is written atomically (temp file + rename).
 """
@@ -42,6 +49,7 @@ OUTLIER_COLUMNS = ["path", "rel", "split", "label", "distance", "threshold", "ra
 DUPLICATE_COLUMNS = ["path_a", "path_b", "rel_a", "rel_b", "label_a", "label_b", "split_a", "split_b", "kind", "leak",
                      "cosine", "dhash_distance"]
 PREDICTION_COLUMNS = ["path", "rel", "label", "predicted", "score"]  # then p_<label> for every class
+SUGGESTION_COLUMNS = ["rank", "path", "rel", "predicted", "score", "reason"]
 SCORE_PREFIX = "p_"
 
 
@@ -73,6 +81,10 @@ class RunDir:
     training_curves = property(lambda s: s.root / "training_curves.png")
     tracking = property(lambda s: s.root / "tracking.json")
     checkpoints = property(lambda s: s.root / "refine")
+    pool_features = property(lambda s: s.root / "pool_features.npz")
+    suggestions = property(lambda s: s.root / "suggestions.csv")
+    label_next_head = property(lambda s: s.root / "label_next_head.npz")
+    label_next = property(lambda s: s.root / "label_next.json")
 
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "report.html", "metrics.json", "config.json", "config.toml",
@@ -184,6 +196,32 @@ class RunDir:
         return [{"path": r["path"], "rel": r.get("rel", ""), "label": r["label"], "predicted": r["predicted"],
                  "score": float(r["score"]), "scores": {n: float(r.get(f"{SCORE_PREFIX}{n}") or 0.0) for n in labels}}
                 for r in read_csv(self.predictions)]
+
+    # ---------------------------------------------------------------- Label next
+
+    def write_pool_features(self, paths: Sequence[str], features: np.ndarray, ok: np.ndarray, stamps: np.ndarray,
+                            feature_id: Any) -> None:
+        write_npz(self.pool_features, paths=np.array(list(paths), dtype=str), features=np.asarray(features, np.float32),
+                  ok=np.asarray(ok, bool), stamps=np.asarray(stamps, np.int64).reshape(-1, 2), feature_id=np.array(str(feature_id)))
+
+    def load_pool_features(self) -> dict[str, np.ndarray]:
+        """pool_features.npz's arrays (empty arrays when there is none)."""
+        if not self.pool_features.exists():
+            return {"paths": np.zeros(0, str), "features": np.zeros((0, 0), np.float32), "ok": np.zeros(0, bool),
+                    "stamps": np.zeros((0, 2), np.int64), "feature_id": np.array("")}
+        return read_npz(self.pool_features)
+
+    def write_suggestions(self, rows: Sequence[dict[str, Any]]) -> None:
+        write_csv(self.suggestions, SUGGESTION_COLUMNS, ([r[c] for c in SUGGESTION_COLUMNS] for r in rows))
+
+    def read_suggestions(self) -> list[dict[str, Any]]:
+        """suggestions.csv rows (rank int, score float); empty when there is none."""
+        if not self.suggestions.exists():
+            return []
+        return [{**r, "rank": int(r["rank"]), "score": float(r["score"])} for r in read_csv(self.suggestions)]
+
+    def label_next_history(self) -> dict[str, Any]:
+        return read_json(self.label_next) if self.label_next.exists() else {"rounds": []}
 
 
 def run_config(run_dir: str | os.PathLike) -> Config | None:

@@ -55,7 +55,7 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Scan the images, drop undecodable ones (listed in skipped.csv), split, save config."""
     rd = RunDir(run_dir)
     rd.root.mkdir(parents=True, exist_ok=True)
-    ds = scan_dataset(cfg.images_dir())
+    ds = scan_dataset(cfg.images_dir(), pool=cfg.data.pool)
     want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
     with ThreadPoolExecutor(cpu_threads()) as pool:
         checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
@@ -79,6 +79,8 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
         "classes": ds.counts(),
         "skipped": len(bad),
         "excluded_by_annotations": len(ds.excluded),
+        "labelled_from_pool": sum(it.from_pool for it in ds.items),
+        "pool_unlabelled": len(ds.pool),
     }
     if want_hash:
         summary["duplicate_groups"] = len(groups)

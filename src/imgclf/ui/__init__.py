@@ -27,13 +27,14 @@ def default_thumbs_dir() -> Path:
 
 def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | None,
              run_dir: str | os.PathLike | None, thumbs_dir: str | os.PathLike | None = None) -> None:
-    """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``), their API and static files to ``app``.
+    """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``, ``/ui/label``), their API and static files to ``app``.
 
     ``images_dir``: the dataset to browse and correct; ``run_dir``: a run whose test results to
     show; ``predictor``: the loaded model for the try page. Any of them may be None. Thumbnails
     are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs). Nothing is read until a page asks.
     """
     from .catalog import Catalog
+    from .label_next import LabelNext, build_label_next_router
     from .results import RunResults
     from .review import Review
     from .routes import STATIC_DIR, build_router
@@ -44,6 +45,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     thumbs = ThumbnailCache(thumbs_dir or default_thumbs_dir())
     review = Review(run_dir, catalog) if run_dir and catalog else None
     app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review))
+    app.include_router(build_label_next_router(LabelNext(run_dir, images_dir) if run_dir and images_dir else None, thumbs))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 

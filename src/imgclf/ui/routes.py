@@ -48,6 +48,7 @@ PAGES = {
     "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images"),
     "results": Page("Results", "Results", "results", "Skip to the results"),
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
+    "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
 }
 
 

@@ -1,0 +1,12 @@
+"""Label next: which unlabelled images a person should label to teach the classifier most (issue 17).
+
+- :mod:`.select` — the selection strategies (``margin``, ``entropy``, ``kcenter``, ``hybrid``,
+  ``random``): class probabilities and features in, the indices of the batch to label out,
+  near duplicates of labelled images skipped.
+
+Everything here works on arrays; :mod:`imgclf.pipeline.suggest` reads the run directory and the
+pool, and writes suggestions.csv.
+"""
+from .select import DEFAULT_STRATEGY, STRATEGIES, Selection, kcenter_greedy, select, uncertainty
+
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Selection", "kcenter_greedy", "select", "uncertainty"]
