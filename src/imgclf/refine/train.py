@@ -33,7 +33,7 @@ from ..linear import LinearHead
 from ..pipeline.featurizer import calibration_paths, quantization_meta
 from ..pipeline.rundir import RunDir
 from ..pipeline.steps import prepare
-from ..pipeline.trainers import dataset_name, fit_svm, register_trainer
+from ..pipeline.trainers import dataset_name, fit_svm, register_trainer, svm_detector
 from .checkpoint import clear_checkpoints
 from .distributed import Dist
 from .loop import Refined, checkpoint_dir, fit
@@ -75,7 +75,7 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share
             out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         elif d.is_main:
-            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp))[:2])
+            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
@@ -154,12 +154,28 @@ def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], clas
     return meta
 
 
-def _dnn(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+def _dnn(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any,
+         progress: bool) -> dict[str, Any]:
     w = refined.net.head.weight.detach().float().cpu().numpy()  # (K, D)
     b = refined.net.head.bias.detach().float().cpu().numpy()  # (K,)
-    head = LinearHead(w, b, temperature=1.0, l2_normalize=False)  # softmax(W·f + b): the network's own output
-    write_bundle(rd.model, _bundle_meta(cfg, refined, featurizer, {"type": "dnn", "temperature": 1.0}), head, files=files)
-    return {"n_train": int(refined.history[-1]["train_images"])}
+    head = LinearHead(w, b, temperature=_val_temperature(cfg, refined, featurizer, files, backbone, w, b, progress),
+                      l2_normalize=False)  # softmax(T * (W·f + b)): the network's own output, calibrated
+    write_bundle(rd.model, _bundle_meta(cfg, refined, featurizer, {"type": "dnn", "temperature": head.temperature}), head, files=files)
+    return {"n_train": int(refined.history[-1]["train_images"]), "temperature": head.temperature}
+
+
+def _val_temperature(cfg: Config, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any,
+                     w: np.ndarray, b: np.ndarray, progress: bool) -> float:
+    """The head's temperature, fit on the held-out part of the train split (1.0 when there is none): never on test."""
+    from ..trust.calibration import fit_temperature
+
+    if not refined.val_paths or refined.val_labels is None:
+        return 1.0
+    engine = _engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
+    res = featurize_paths(refined.val_paths, engine, batch_size=cfg.featurize.batch_size, progress=progress, desc="calibrate")
+    if not res.ok.any():
+        return 1.0
+    return fit_temperature(res.features[res.ok] @ w.T + b, np.asarray(refined.val_labels)[res.ok])
 
 
 def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featurizer: dict[str, Any],
@@ -183,7 +199,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
         rd.add_skipped([(p, reason, "featurize") for p, reason in errors.items()], replace_stage="featurize")
         clf, n_train = fit_svm(cfg, rd, refined.labels)
         meta = _bundle_meta(cfg, refined, featurizer, {"type": "svm_on_refined", **clf.info()})
-        write_bundle(rd.model, meta, clf.head_, files=files)
+        write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
         out = {"C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}
     return out
 
