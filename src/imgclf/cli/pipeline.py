@@ -120,7 +120,7 @@ def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     from ..predict import Predictor, expand_inputs
 
     cfg = bundle_config(model, config, set)
-    predictor = Predictor(model, cfg.engine, cfg.predict)
+    predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     for r in predictor.predict_paths(expand_inputs(inputs)):
         echo_json(r)
 

@@ -94,13 +94,17 @@ class OodDetector:
                    np.asarray(a["scale"], np.float64), np.asarray(a["train_scores"], np.float64))
 
 
-def fit_ood(features: np.ndarray, oof_logits: np.ndarray, *, neighbors: int = 5) -> OodDetector:
-    """The detector of train ``features`` (N, D) given their out-of-fold calibrated logits (N, K)."""
+def fit_ood(features: np.ndarray, oof_logits: np.ndarray, *, neighbors: int = 5, reference: np.ndarray | None = None) -> OodDetector:
+    """The detector of train ``features`` (N, D) given their out-of-fold calibrated logits (N, K); each
+    image's kNN distance leaves itself out. With ``reference`` (train features the model saw), ``features``
+    are held-out images instead (a validation part of train) scored against it."""
     x = np.asarray(features, dtype=np.float32)
     if len(x) < 2 or len(oof_logits) != len(x):
         raise ValueError(f"need >= 2 train images with one logit row each; got {len(x)} features and {len(oof_logits)} rows")
-    parts = np.stack([knn_distance(x, np.ones(len(x), bool), neighbors), -np.asarray(oof_logits, np.float64).max(axis=1)], 1)
+    ref = l2_rows(x if reference is None else reference)
+    knn = knn_distance(x, np.ones(len(x), bool), neighbors) if reference is None else knn_to(x, ref, neighbors)
+    parts = np.stack([knn, -np.asarray(oof_logits, np.float64).max(axis=1)], 1)
     center = parts.mean(axis=0)
     scale = np.maximum(parts.std(axis=0), 1e-9)
     scores = np.sort(((parts - center) / scale).sum(axis=1))
-    return OodDetector(l2_rows(x), int(neighbors), center, scale, scores)
+    return OodDetector(ref, int(neighbors), center, scale, scores)
