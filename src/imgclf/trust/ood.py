@@ -7,13 +7,14 @@ mean and spread of the out-of-fold scores of the train images (kNN: each image l
 neighbours; logits: the SVM's cross-validated decision values). Higher = less like the training
 images.
 
-Why this score (benchmarks/trust.py, lite0@224 features): the kNN distance alone separates other
-data sets' images almost perfectly (cross-dataset AUROC 0.996-1.000) but an unseen class of the same
-domain poorly (held-out-class AUROC 0.74 mean over demo, cub_warblers, clothing10), where the max
-logit does better (0.80) and is weak cross-dataset (0.91-0.98); Mahalanobis with a shared covariance
-(0.76 held out, 0.69-1.00 across), its relative variant (0.77, 0.88-0.99), the residual outside
-the principal subspace (0.72) and energy (0.79) did no better. The sum keeps the kNN's
-cross-dataset separation and gains on held-out classes; see BENCHMARKS.md for the figures.
+Why this score (benchmarks/trust.py, lite0@224 features of hymenoptera, clothing10, cub_warblers and
+the demo set; BENCHMARKS.md): the kNN distance alone separates other data sets' images almost
+perfectly (cross-dataset AUROC 0.996-1.000) but an unseen class of the same domain worst
+(held-out-class AUROC 0.740 mean), the max logit and energy do better there (0.771, 0.769) but are
+weak across data sets (0.89-0.93), and Mahalanobis with a shared covariance is uneven (0.712 held
+out, 0.33-0.99 across; its relative variant and the residual outside the principal subspace did no
+better). The sum keeps the kNN's separation across data sets (0.990-1.000) and beats every single
+score on unseen classes (0.812 mean); the max of the two parts, or other weights, lost there.
 
 The threshold is a quantile of the train images' out-of-fold scores: at ``tpr`` = 0.95, 95% of
 in-distribution train images are accepted, and a new image is unknown above it.
