@@ -5,6 +5,7 @@
       head.npz         the linear classifier (weight, bias, temperature, l2_normalize)
       backbone.safetensors   refined featurizer weights (only when the network was refined)
       featurizer.onnx  the featurizer exported for ONNX Runtime (when exported)
+      trust.npz        the unknown-image detector (train features, out-of-fold scores); absent in older bundles
       metrics.json     test metrics of the run that made it
       manifest.json    SHA-256 of every file above; a mismatch refuses the load
 
@@ -40,10 +41,12 @@ from .features.backbones import DataSpec
 from .features.ids import FeatureId
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
 from .linear import LinearHead
+from .trust.ood import OodDetector
 
 FORMAT = "imgclf-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+TRUST = "trust.npz"
 ONNX_ENGINES = ("openvino", "onnxruntime")  # engines that run the bundle's featurizer.onnx (torch rebuilds the network)
 _WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
 _FILE_KEYS = ("onnx", "state_dict")  # keys of bundle.json's featurizer section that name a bundled file
@@ -71,6 +74,7 @@ class BundleMeta:
     engine: dict[str, Any] = field(default_factory=dict)  # backend, precision, threads the model was made with
     dataset: str = ""
     training_history: list[dict[str, Any]] | None = None  # refined models: per-epoch errors and losses
+    trust: dict[str, Any] | None = None  # the unknown-image detector: file (trust.npz), score, train images (absent: none)
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer or other imgclf, kept as they are
 
     @classmethod
@@ -96,8 +100,9 @@ class BundleMeta:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        if d["training_history"] is None:
-            del d["training_history"]
+        for key in ("training_history", "trust"):
+            if d[key] is None:
+                del d[key]
         return {**d, **self.extra}
 
     @classmethod
@@ -133,6 +138,16 @@ class Bundle:
             return read_json(p)
         except (ValueError, OSError) as e:
             raise BundleError(f"{p} is not valid JSON ({e})", hint=_REBUILD) from None
+
+    def ood(self) -> OodDetector | None:
+        """The unknown-image detector, or None for a bundle written without one (it then never answers "unknown")."""
+        if not self.meta.trust or not (self.dir / TRUST).is_file():
+            return None
+        try:
+            return OodDetector.from_arrays(read_npz(self.dir / TRUST))
+        except (ValueError, KeyError, OSError, TypeError) as e:
+            raise BundleError(f"{self.dir / TRUST} is not a plain NumPy archive of the detector's arrays ({e})",
+                              hint=f"imgclf never unpickles a file; {_REBUILD}") from None
 
     def file(self, name: str) -> Path | None:
         """Path of a bundled file named in bundle.json's featurizer section, or None."""
@@ -200,10 +215,12 @@ def write_bundle(
     head: LinearHead,
     files: dict[str, str | os.PathLike] | None = None,
     metrics: dict[str, Any] | None = None,
+    ood: OodDetector | None = None,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` (replacing any previous one atomically).
 
-    ``files`` maps bundle file names to existing files to copy in (ONNX, safetensors).
+    ``files`` maps bundle file names to existing files to copy in (ONNX, safetensors); ``ood`` the
+    unknown-image detector (trust.npz, named in bundle.json's ``trust``).
     """
     out_dir = Path(out_dir)
     if head.weight.shape[0] != len(meta.labels):
@@ -212,6 +229,10 @@ def write_bundle(
     _remove_stale(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=out_dir.parent))
     try:
+        if ood is not None:
+            write_npz(tmp / TRUST, **ood.to_arrays())
+            meta = dataclasses.replace(meta, trust={"file": TRUST, "score": "knn+maxlogit", "neighbors": ood.neighbors,
+                                                    "train_images": int(len(ood.train_scores))})
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta.to_dict()}
         write_json(tmp / "bundle.json", full)
         write_npz(tmp / "head.npz", **head.to_arrays())
@@ -344,9 +365,9 @@ def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
 
 
 def _loaded_files(d: Path) -> list[str]:
-    """Every file a load of ``d`` reads: bundle.json, head.npz, metrics.json when present, and the files
+    """Every file a load of ``d`` reads: bundle.json, head.npz, metrics.json and trust.npz when present, and the files
     bundle.json's featurizer section names (run only after bundle.json matched the manifest)."""
-    names = ["bundle.json", "head.npz"] + (["metrics.json"] if (d / "metrics.json").exists() else [])
+    names = ["bundle.json", "head.npz"] + [n for n in ("metrics.json", TRUST) if (d / n).exists()]
     try:
         featurizer = read_json(d / "bundle.json").get("featurizer", {})
     except (OSError, ValueError, AttributeError):

@@ -145,6 +145,13 @@ class ServeConfig:
 
 
 @dataclass
+class PredictConfig:
+    unknown_tpr: float = 0.95  # the unknown-image threshold accepts this share of the train images (out-of-fold)
+    reject_unknown: bool = True  # answer "unknown" above the threshold (false: answer the class, still report ood_score)
+    min_confidence: float = 0.0  # answer "uncertain" when the top calibrated score is below this (0: always answer)
+
+
+@dataclass
 class TrackingConfig:
     enabled: bool = True  # log every run to MLflow
     uri: str = ""  # tracking URI; empty = $MLFLOW_TRACKING_URI or sqlite in data.root
@@ -175,6 +182,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     doctor: DoctorConfig = field(default_factory=DoctorConfig)
 
@@ -219,6 +227,10 @@ class Config:
             raise ConfigError(f"images.max_pixels must be >= 1; got {self.images.max_pixels}")
         self._validate_refine()
         self._validate_doctor()
+        if not 0.0 < self.predict.unknown_tpr <= 1.0:
+            raise ConfigError(f"predict.unknown_tpr must be in (0, 1] (the share of train images accepted); got {self.predict.unknown_tpr}")
+        if not 0.0 <= self.predict.min_confidence <= 1.0:
+            raise ConfigError(f"predict.min_confidence must be in [0, 1] (a calibrated score); got {self.predict.min_confidence}")
         return self
 
     def refine_model(self) -> ModelConfig:

@@ -13,18 +13,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from .config import SvmConfig
+from .trust.calibration import fit_temperature, softmax
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norm, 1e-12)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -65,25 +60,11 @@ class LinearHead:
         return cls(a["weight"].astype(np.float32), a["bias"].astype(np.float32), float(a["temperature"]), bool(a["l2_normalize"]))
 
 
-def _fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising the log-loss of softmax(T * decision) (1-D bounded search)."""
-    from scipy.optimize import minimize_scalar
-
-    rows = np.arange(len(y))
-
-    def nll(log_t: float) -> float:
-        p = softmax(np.exp(log_t) * decision)
-        return -float(np.mean(np.log(np.clip(p[rows, y], 1e-12, None))))
-
-    res = minimize_scalar(nll, bounds=(np.log(1e-2), np.log(1e3)), method="bounded")
-    return float(np.exp(res.x))
-
-
 class SvmClassifier:
     """LinearSVC with C by stratified k-fold CV (class-averaged accuracy) and calibrated scores.
 
     Follows the scikit-learn contract: ``__init__`` stores arguments, ``fit`` returns self,
-    learned state ends in ``_`` (``head_``, ``C_``, ``cv_scores_``, ``classes_``).
+    learned state ends in ``_`` (``head_``, ``C_``, ``cv_scores_``, ``classes_``, ``oof_decision_``).
     """
 
     def __init__(
@@ -149,9 +130,10 @@ class SvmClassifier:
         w, b = _rows_per_class(svc)
         if len(self.classes_) == 2:
             oof = np.stack([-oof, oof], axis=1)
-        t = _fit_temperature(oof, np.searchsorted(self.classes_, y))
+        t = fit_temperature(oof, np.searchsorted(self.classes_, y))
         self.head_ = LinearHead(w.astype(np.float32), b.astype(np.float32), t, self.l2_normalize)
         self.cv_folds_ = folds
+        self.oof_decision_ = oof  # (N, K) cross-validated decision values: the OOD score's train reference
         return self
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:

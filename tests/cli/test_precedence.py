@@ -264,12 +264,16 @@ def test_refine(monkeypatch, prepared, cfg_file, tmp_path, how):
 def test_predict(monkeypatch, bundle, cfg_file):
     write_toml(cfg_file, {**FILE, "engine.threads": 5, "engine.calibration_images": 7})
     engine = resolved(monkeypatch, "imgclf.predict.Predictor", ["predict", str(bundle), str(bundle), "--config", str(cfg_file)],
-                      pick=lambda model, engine: engine)
+                      pick=lambda model, engine, predict_cfg: engine)
     assert (engine.precision, engine.threads, engine.calibration_images) == ("int8", 5, 7)  # bundle kept; file beats it
     engine = resolved(monkeypatch, "imgclf.predict.Predictor",
                       ["predict", str(bundle), str(bundle), "--config", str(cfg_file), *sets("engine.threads=6")],
-                      pick=lambda model, engine: engine)
+                      pick=lambda model, engine, predict_cfg: engine)
     assert (engine.precision, engine.threads, engine.calibration_images) == ("int8", 6, 7)  # --set beats the file
+    predict = resolved(monkeypatch, "imgclf.predict.Predictor",
+                       ["predict", str(bundle), str(bundle), *sets("predict.min_confidence=0.5", "predict.reject_unknown=false")],
+                       pick=lambda model, engine, predict_cfg: predict_cfg)
+    assert (predict.min_confidence, predict.reject_unknown, predict.unknown_tpr) == (0.5, False, 0.95)
 
 
 def test_serve(monkeypatch, bundle, cfg_file):

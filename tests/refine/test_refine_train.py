@@ -35,7 +35,10 @@ def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
     b = load_bundle(dnn_run / "model")
-    assert b.meta.classifier["type"] == "dnn" and b.head.temperature == 1.0 and not b.head.l2_normalize
+    assert b.meta.classifier["type"] == "dnn" and not b.head.l2_normalize
+    # calibrated on the 6 validation images held out of train; the detector's reference is the other 18
+    assert b.head.temperature > 0 and b.meta.classifier["temperature"] == b.head.temperature
+    assert b.ood() is not None and b.ood().reference.shape == (18, 1280) and len(b.ood().train_scores) == 6
     f = b.meta.featurizer
     assert f["weights"].startswith("refined-") and f["weights"] in f["feature_id"] and f["dim"] == 1280
     assert (dnn_run / "model" / "backbone.safetensors").is_file() and (dnn_run / "model" / "featurizer.onnx").is_file()
@@ -61,7 +64,7 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
     x = torch.from_numpy(np.stack([Predictor(dnn_run / "model").prepare(p) for p in test]))
     with torch.no_grad():
-        logits = backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias
+        logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     from imgclf.config import EngineConfig

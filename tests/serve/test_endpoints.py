@@ -37,7 +37,8 @@ def test_predict_raw_body_matches_offline(server, client, predictor):
     assert set(pred["scores"]) == set(predictor.labels)
     scores = _scores(pred, predictor.labels)
     assert scores.sum() == pytest.approx(1.0, abs=1e-4)
-    assert pred["score"] == pytest.approx(scores.max()) and pred["label"] == predictor.labels[int(scores.argmax())]
+    assert pred["score"] == pytest.approx(scores.max()) and pred["nearest_label"] == predictor.labels[int(scores.argmax())]
+    assert pred["label"] == ("unknown" if pred["unknown"] else pred["nearest_label"])
     np.testing.assert_allclose(scores, _offline(predictor, data), atol=1e-4)
     assert 0 < pred["executionTimeMs"] == body["executionTimeMs"]
 
@@ -59,11 +60,12 @@ def test_score_keeps_the_2017_contract(server, client, predictor):
     r = client.post(server + "/score", json={"input_df": [{"image base64 string": b64}]})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert set(out) == {"label", "score", "allScores", "Id2Labels", "executionTimeMs"}
+    assert set(out) == {"label", "score", "allScores", "Id2Labels", "executionTimeMs", "unknown", "oodScore"}
     assert out["Id2Labels"] == {str(i): name for i, name in enumerate(predictor.labels)}
     np.testing.assert_allclose(out["allScores"], _offline(predictor, data), atol=1e-4)
     best = int(np.argmax(out["allScores"]))
-    assert out["label"] == out["Id2Labels"][str(best)] and out["score"] == pytest.approx(out["allScores"][best])
+    assert out["label"] == ("unknown" if out["unknown"] else out["Id2Labels"][str(best)])
+    assert out["score"] == pytest.approx(out["allScores"][best])
     assert out["executionTimeMs"] > 0
     two = client.post(server + "/score", json={"input_df": [{"image base64 string": b64}] * 2}).json()
     assert isinstance(two, list) and len(two) == 2 and two[0]["allScores"] == two[1]["allScores"]
@@ -92,7 +94,10 @@ def test_open_inference_protocol(server, client, predictor):
     for row, d in zip(rows, datas):
         np.testing.assert_allclose(row, _offline(predictor, d), atol=1e-4)
     labels = next(o for o in out["outputs"] if o["name"] == "label")
-    assert labels["data"] == [predictor.labels[i] for i in rows.argmax(axis=1)]
+    ood = next(o for o in out["outputs"] if o["name"] == "ood_score")
+    assert ood["datatype"] == "FP32" and ood["shape"] == [2]
+    assert labels["data"] == ["unknown" if s > predictor.unknown_threshold else predictor.labels[i]
+                              for s, i in zip(ood["data"], rows.argmax(axis=1))]
     assert out["parameters"]["labels"] == predictor.labels
 
     only = client.post(server + "/v2/models/imgclf/versions/1/infer", json={**req, "outputs": [{"name": "label"}]}).json()

@@ -119,7 +119,8 @@ def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     """Classify images with a model bundle; prints one JSON line per image."""
     from ..predict import Predictor, expand_inputs
 
-    predictor = Predictor(model, bundle_config(model, config, set).engine)
+    cfg = bundle_config(model, config, set)
+    predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     for r in predictor.predict_paths(expand_inputs(inputs)):
         echo_json(r)
 

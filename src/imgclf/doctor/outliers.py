@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_BLOCK = 512  # rows of the similarity matrix computed at once
+from ..trust.ood import knn_distance
 
 
 @dataclass
@@ -19,22 +19,6 @@ class Outliers:
     distance: np.ndarray  # (N,) mean cosine distance to the nearest train images
     threshold: float  # the far-out fence of the train images' distances
     flagged: np.ndarray  # (N,) bool: distance above the threshold
-
-
-def knn_distance(features: np.ndarray, train: np.ndarray, neighbors: int) -> np.ndarray:
-    """(N,) mean cosine distance of every row to its ``neighbors`` nearest rows where ``train`` is True, itself excluded."""
-    x = np.asarray(features, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    ref = np.flatnonzero(train)
-    k = max(1, min(neighbors, len(ref) - 1))
-    out = np.zeros(len(x))
-    for s in range(0, len(x), _BLOCK):
-        sim = x[s:s + _BLOCK] @ x[ref].T  # (block, n_train)
-        rows, cols = np.nonzero(ref[None, :] == np.arange(s, s + len(sim))[:, None])
-        sim[rows, cols] = -np.inf  # never its own neighbour
-        top = -np.partition(-sim, k - 1, axis=1)[:, :k]
-        out[s:s + len(sim)] = 1.0 - top.mean(axis=1)
-    return out
 
 
 def find_outliers(features: np.ndarray, train: np.ndarray, *, neighbors: int = 5, iqr: float = 3.0) -> Outliers:

@@ -37,6 +37,9 @@ class Metrics:
     int8: dict[str, Any] = field(default_factory=dict)  # int8 bundles: see imgclf.evaluation.int8 (flattened into the JSON)
     estimated_label_error_rate: float | None = None  # the data doctor: label errors estimated by confident learning / images
     dataset_health: dict[str, Any] | None = None  # the data doctor's summary (see imgclf.doctor.examine)
+    calibration: dict[str, Any] | None = None  # {"before": {ece, nll, brier} at T = 1, "after": the bundle's, "temperature", "reliability"}
+    coverage: dict[str, list[float]] | None = None  # answering only above a confidence: threshold, coverage, accuracy
+    unknown: dict[str, Any] | None = None  # the unknown-image threshold on the test images: share accepted, accuracy on them
     wall_seconds: float | None = None  # `imgclf run`: the whole run
     steps: dict[str, Any] | None = None  # `imgclf run`: each step's summary
 
@@ -58,6 +61,27 @@ class Metrics:
     def summary(self) -> dict[str, Any]:
         """metrics.json without the ROC curves (what the bundle keeps)."""
         return {k: v for k, v in self.to_dict().items() if k != "roc_curves"}
+
+
+def trust_metrics(m: Metrics, y_true: np.ndarray, logits: np.ndarray, temperature: float,
+                  ood: np.ndarray | None = None, threshold: float | None = None) -> None:
+    """Set ``m``'s calibration (ECE / NLL / Brier of ``softmax(logits)`` before and ``softmax(T * logits)``
+    after, reliability bins of both), coverage curve and, given OOD scores and their threshold, the
+    share of test images the threshold accepts and the accuracy on them."""
+    from ..trust.calibration import calibration_metrics, coverage_curve, reliability, softmax
+
+    z = np.asarray(logits, dtype=np.float64)
+    before, after = softmax(z), softmax(temperature * z)
+    m.calibration = {"before": calibration_metrics(before, y_true), "after": calibration_metrics(after, y_true),
+                     "temperature": round(float(temperature), 6),
+                     "reliability": {"before": reliability(before, y_true), "after": reliability(after, y_true)}}
+    m.coverage = coverage_curve(after, y_true)
+    if ood is not None and threshold is not None and len(ood) and np.isfinite(ood).all():
+        ok = ood <= threshold
+        correct = after.argmax(axis=1) == y_true
+        m.unknown = {"threshold": round(float(threshold), 6), "accepted": round(float(ok.mean()), 6),
+                     "accuracy_all": round(float(correct.mean()), 6),
+                     "accuracy_answered": round(float(correct[ok].mean()), 6) if ok.any() else None}
 
 
 def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> Metrics:

@@ -54,6 +54,46 @@ def plot_confusion(metrics: dict[str, Any], ax=None):
     return ax
 
 
+def plot_reliability(metrics: dict[str, Any], ax=None):
+    """Reliability diagram: accuracy against mean confidence per confidence bin, before and after calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5))
+    cal = metrics.get("calibration") or {}
+    for key, style in (("before", "s--"), ("after", "o-")):
+        bins = (cal.get("reliability") or {}).get(key)
+        if bins:
+            ece = cal[key]["ece"]
+            ax.plot(bins["confidence"], bins["accuracy"], style, label=f"{key} calibration (ECE {ece:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfectly calibrated")
+    ax.set(xlabel="Confidence (top score)", ylabel="Accuracy", title="Reliability (test split)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_coverage(metrics: dict[str, Any], ax=None):
+    """Accuracy on the images answered against the share answered, when answering only above a confidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5))
+    cov = metrics.get("coverage") or {"coverage": [], "accuracy": [], "threshold": []}
+    ax.plot(cov["coverage"], cov["accuracy"], "o-")
+    for c, a, t in list(zip(cov["coverage"], cov["accuracy"], cov["threshold"]))[::4]:
+        ax.annotate(f"{t:.2f}", (c, a), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlabel="Coverage (share of test images answered)", ylabel="Accuracy on the answered images",
+           title="Abstaining below a confidence (predict.min_confidence)", xlim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def save_figure(ax, path: str | Path) -> None:
     """Save ``ax``'s figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt
@@ -124,6 +164,20 @@ def _health_section(health: dict[str, Any] | None, label_issues: Sequence[dict[s
             f'<div class="errors">{cards or "<p>None.</p>"}</div>')
 
 
+def _trust_section(metrics: dict[str, Any]) -> str:
+    """Calibration before/after and the unknown-image threshold on the test images, as one table."""
+    cal = metrics.get("calibration")
+    if not cal:
+        return ""
+    rows = "".join(f"<tr><td>{k} calibration</td><td>{cal[k]['ece']:.4f}</td><td>{cal[k]['nll']:.4f}</td><td>{cal[k]['brier']:.4f}</td></tr>"
+                   for k in ("before", "after"))
+    unk = metrics.get("unknown")
+    note = (f"<p>Unknown-image threshold: {_pct(unk['accepted'])} of the test images accepted; accuracy on them "
+            f"{_pct(unk['accuracy_answered'])} (all: {_pct(unk['accuracy_all'])}).</p>") if unk else ""
+    return (f"<table><tr><th>scores (temperature {cal['temperature']:.3g})</th><th>ECE</th><th>NLL</th><th>Brier</th></tr>"
+            f"{rows}</table>{note}")
+
+
 def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[dict[str, Any]], title: str,
                  figures: Sequence[Path] = (), max_errors: int = 200, label_issues: Sequence[dict[str, Any]] = ()) -> Path:
     """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist,
@@ -146,7 +200,7 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
         f"<p>{html.escape(k)}: {_pct(v) if isinstance(v, float) and v <= 1 else html.escape(str(v))}</p>"
         for k, v in metrics.items()
         if k in ("int8_accuracy", "int8_class_avg_accuracy")
-    )
+    ) + _trust_section(metrics)
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}.health td{{text-align:left}}td:first-child{{text-align:left}}

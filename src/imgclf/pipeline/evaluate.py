@@ -10,8 +10,8 @@ from ..bundle import Bundle, load_bundle, rewrite_bundle
 from ..config import Config
 from ..errors import DatasetError
 from ..evaluation.int8 import int8_only, int8_report
-from ..evaluation.metrics import Metrics, compute_metrics
-from ..evaluation.report import plot_confusion, plot_roc, save_figure, write_report
+from ..evaluation.metrics import Metrics, compute_metrics, trust_metrics
+from ..evaluation.report import plot_confusion, plot_coverage, plot_reliability, plot_roc, save_figure, write_report
 from ..features.featurize import featurize_paths
 from ..fileio import write_json
 from ..linear import SvmClassifier
@@ -60,10 +60,17 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     m.backbone = bundle.meta.backbone
     m.resolution = bundle.meta.resolution
     m.training_history = bundle.meta.training_history or None
+    ood = bundle.ood()
+    head = bundle.head
+    logits = head.decision_function(x)
+    trust_metrics(m, y, logits, head.temperature, ood.score(x, head.temperature * logits) if ood is not None else None,
+                  ood.threshold(cfg.predict.unknown_tpr) if ood is not None else None)
     m.int8 = int8_vs_fp32(cfg, rd, bundle, rows, y, m)
     preds = rd.write_predictions(rows, proba, labels)
     save_figure(plot_roc(m.to_dict()), rd.roc)
     save_figure(plot_confusion(m.to_dict()), rd.confusion)
+    save_figure(plot_reliability(m.to_dict()), rd.reliability)
+    save_figure(plot_coverage(m.to_dict()), rd.coverage)
     write_json(rd.metrics, m.to_dict())
     write_run_report(rd, m, preds)
     rewrite_bundle(rd.model, metrics=m.summary())
@@ -73,7 +80,7 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
 def write_run_report(rd: RunDir, m: Metrics, preds: list[dict], label_issues: Sequence[dict] = ()) -> None:
     """report.html of the run: its metrics, the figures that exist, the errors (and the doctor's label issues)."""
     write_report(rd.report, m.to_dict(), preds, title=f"imgclf run {rd.root.name}",
-                 figures=[p for p in (rd.roc, rd.confusion, rd.training_curves) if p.exists()], label_issues=label_issues)
+                 figures=[p for p in (rd.roc, rd.confusion, rd.reliability, rd.coverage, rd.training_curves) if p.exists()], label_issues=label_issues)
 
 
 def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Bundle, rows: list[SplitRow], y: np.ndarray, int8: Metrics) -> dict:

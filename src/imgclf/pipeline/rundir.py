@@ -15,7 +15,7 @@
       model/                     the model bundle (see imgclf.bundle)
       metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
-      roc.png, confusion_matrix.png, training_curves.png, report.html
+      roc.png, confusion_matrix.png, reliability.png, coverage.png, training_curves.png, report.html
       tracking.json              the MLflow run this directory is logged to (see imgclf.tracking)
       refine/                    refinement checkpoints, while a refinement runs or can be resumed
       pool_features.npz          paths (N,), features (N, D) float32, ok (N,) bool, stamps (N, 2) int64 (size, mtime_ns),
@@ -79,6 +79,8 @@ class RunDir:
     roc = property(lambda s: s.root / "roc.png")
     confusion = property(lambda s: s.root / "confusion_matrix.png")
     training_curves = property(lambda s: s.root / "training_curves.png")
+    reliability = property(lambda s: s.root / "reliability.png")  # calibration before/after (evaluate)
+    coverage = property(lambda s: s.root / "coverage.png")  # accuracy against coverage when abstaining (evaluate)
     tracking = property(lambda s: s.root / "tracking.json")
     checkpoints = property(lambda s: s.root / "refine")
     pool_features = property(lambda s: s.root / "pool_features.npz")
@@ -87,7 +89,7 @@ class RunDir:
     label_next = property(lambda s: s.root / "label_next.json")
 
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
-    ARTIFACTS = ("roc.png", "confusion_matrix.png", "report.html", "metrics.json", "config.json", "config.toml",
+    ARTIFACTS = ("roc.png", "confusion_matrix.png", "reliability.png", "coverage.png", "report.html", "metrics.json", "config.json", "config.toml",
                  "split.csv", "skipped.csv", "predictions.csv", "leakage.csv", "label_issues.csv", "outliers.csv",
                  "duplicates.csv")
 

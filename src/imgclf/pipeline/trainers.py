@@ -25,6 +25,7 @@ from ..features.engines import resolve_engine
 from ..features.ids import FeatureId
 from ..linear import SvmClassifier
 from ..registry import TRAINERS
+from ..trust.ood import OodDetector, fit_ood
 from .featurizer import featurizer_onnx
 from .rundir import RunDir
 
@@ -65,6 +66,13 @@ def fit_svm(cfg: Config, rd: RunDir, labels: list[str]) -> tuple[SvmClassifier, 
     return SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x, y), len(rows)
 
 
+def svm_detector(rd: RunDir, clf: SvmClassifier) -> OodDetector:
+    """The unknown-image detector of an SVM fit by :func:`fit_svm`: the train features and their out-of-fold
+    calibrated logits (the same rows, in the same order, as the SVM saw)."""
+    _, x = rd.split_features("train")
+    return fit_ood(x, clf.head_.temperature * clf.oof_decision_)
+
+
 def dataset_name(cfg: Config) -> str:
     return cfg.data.images or cfg.data.dataset
 
@@ -80,5 +88,5 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     featurizer = {"weights": "imagenet", "feature_id": str(fid), "dim": int(clf.head_.weight.shape[1]), **onnx_info}
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fid.precision)  # what made the features
     meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
-    write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path})
+    write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path}, ood=svm_detector(rd, clf))
     return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}

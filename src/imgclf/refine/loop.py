@@ -46,6 +46,8 @@ class Refined:
     skipped: dict[str, str] = field(default_factory=dict)  # path → reason, images that failed to decode
     precision: str = "fp32"
     world: int = 1
+    val_paths: list[str] = field(default_factory=list)  # the held-out part of the train split (the head's temperature is fit on it)
+    val_labels: np.ndarray | None = None
 
 
 SAMPLES = "samples_seen.json"
@@ -322,7 +324,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
                 if rcfg.log_samples:
                     write_json(folder / SAMPLES, {"paths": data.paths, "world_size": d.world, "epochs": samples})
                 log(_epoch_line(h, rcfg.epochs))
-    return Refined(net, spec, labels, history, skipped, prec.name, d.world)
+    return Refined(net, spec, labels, history, skipped, prec.name, d.world, data.val_paths, data.val_labels)
 
 
 def _resume(rd: RunDir, fingerprint: str, net: Any, opt: Any, log_samples: bool) -> tuple[int, list, dict, list]:

@@ -30,10 +30,11 @@ from ..features.featurize import featurize_paths
 from ..features.ids import FeatureId
 from ..fileio import sha256_file
 from ..linear import LinearHead
+from ..trust.ood import OodDetector
 from ..pipeline.featurizer import calibration_paths, quantization_meta
 from ..pipeline.rundir import RunDir
 from ..pipeline.steps import prepare
-from ..pipeline.trainers import dataset_name, fit_svm, register_trainer
+from ..pipeline.trainers import dataset_name, fit_svm, register_trainer, svm_detector
 from .checkpoint import clear_checkpoints
 from .distributed import Dist
 from .loop import Refined, checkpoint_dir, fit
@@ -75,7 +76,7 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share
             out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         elif d.is_main:
-            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp))[:2])
+            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
@@ -154,12 +155,40 @@ def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], clas
     return meta
 
 
-def _dnn(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path]) -> dict[str, Any]:
+def _dnn(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any,
+         progress: bool) -> dict[str, Any]:
     w = refined.net.head.weight.detach().float().cpu().numpy()  # (K, D)
     b = refined.net.head.bias.detach().float().cpu().numpy()  # (K,)
-    head = LinearHead(w, b, temperature=1.0, l2_normalize=False)  # softmax(W·f + b): the network's own output
-    write_bundle(rd.model, _bundle_meta(cfg, refined, featurizer, {"type": "dnn", "temperature": 1.0}), head, files=files)
-    return {"n_train": int(refined.history[-1]["train_images"])}
+    head, ood = _calibrated(cfg, rd, refined, featurizer, files, backbone, w, b, progress)
+    write_bundle(rd.model, _bundle_meta(cfg, refined, featurizer, {"type": "dnn", "temperature": head.temperature}), head,
+                 files=files, ood=ood)
+    return {"n_train": int(refined.history[-1]["train_images"]), "temperature": head.temperature}
+
+
+def _calibrated(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any,
+                w: np.ndarray, b: np.ndarray, progress: bool) -> tuple[LinearHead, OodDetector | None]:
+    """The network's head ``softmax(T * (W·f + b))`` with ``T`` fit on the held-out validation part of the train
+    split (never on test; 1.0 without one), and the unknown-image detector: the other train images' features
+    as reference, the validation images' scores as its out-of-fold ones."""
+    from ..trust.calibration import fit_temperature
+    from ..trust.ood import fit_ood
+
+    val = set(refined.val_paths)
+    if len(val) < 2 or refined.val_labels is None:
+        return LinearHead(w, b, temperature=1.0, l2_normalize=False), None
+    bad = rd.skipped_paths() | set(refined.skipped)
+    train = [r.path for r in rd.split_rows("train") if r.path not in bad and r.path not in val]
+    engine = _engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
+    res = featurize_paths(refined.val_paths + train, engine, batch_size=cfg.featurize.batch_size, progress=progress,
+                          desc="calibrate")
+    n = len(refined.val_paths)
+    ok_val, ok_train = res.ok[:n], res.ok[n:]
+    if ok_val.sum() < 2 or not ok_train.any():
+        return LinearHead(w, b, temperature=1.0, l2_normalize=False), None
+    logits = res.features[:n][ok_val] @ w.T + b  # (n_val, K)
+    t = fit_temperature(logits, np.asarray(refined.val_labels)[ok_val])
+    ood = fit_ood(res.features[:n][ok_val], t * logits, reference=res.features[n:][ok_train])
+    return LinearHead(w, b, temperature=t, l2_normalize=False), ood
 
 
 def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featurizer: dict[str, Any],
@@ -183,7 +212,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
         rd.add_skipped([(p, reason, "featurize") for p, reason in errors.items()], replace_stage="featurize")
         clf, n_train = fit_svm(cfg, rd, refined.labels)
         meta = _bundle_meta(cfg, refined, featurizer, {"type": "svm_on_refined", **clf.info()})
-        write_bundle(rd.model, meta, clf.head_, files=files)
+        write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
         out = {"C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}
     return out
 

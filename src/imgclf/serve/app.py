@@ -165,12 +165,13 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
 
     def _metadata(name: str, version: str | None = None) -> p.ModelMetadata:
         pred = model(name, version)
-        return p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}")
+        return p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}",
+                                ood=getattr(pred, "ood", None) is not None)
 
     async def _infer(name: str, req: p.InferRequest, version: str | None = None) -> p.InferResponse:
         pred = model(name, version)
         result = await service.classify(p.infer_images(req))
-        return p.infer_response(cfg.model_name, req, result.proba, pred.labels)
+        return p.infer_response(cfg.model_name, req, result.proba, pred.labels, _answers(pred, result))
 
     @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=ERROR_RESPONSES)
     def model_metadata(name: str = name_param) -> p.ModelMetadata:
@@ -210,8 +211,8 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
         pred = service.require_model()
         images, names = await _read_upload(request, cfg.queue_size)
         result = await service.classify(images, names)
-        preds = [p.Prediction(filename=name, executionTimeMs=result.ms, **_scored(pred, row))
-                 for name, row in zip(names, result.proba)]
+        preds = [p.Prediction(filename=name, executionTimeMs=result.ms, **_scored(r))
+                 for name, r in zip(names, _answers(pred, result))]
         return p.PredictResponse(model=cfg.model_name, predictions=preds, executionTimeMs=result.ms)
 
     @app.post("/score", tags=["predict"], response_model=p.ScoreResult | list[p.ScoreResult], responses=ERROR_RESPONSES)
@@ -220,10 +221,16 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
         pred = service.require_model()
         images = [p.decode_base64(row.image, f"input_df[{i}]['image base64 string']") for i, row in enumerate(req.input_df)]
         result = await service.classify(images)
-        out = [p.score_result(row, pred.labels, result.ms) for row in result.proba]
+        out = [p.score_result(row, pred.labels, result.ms, r) for row, r in zip(result.proba, _answers(pred, result))]
         return out[0] if len(out) == 1 else out
 
 
-def _scored(predictor: Any, proba_row: Any) -> dict[str, Any]:
-    r = predictor.result(proba_row)
-    return {"label": r["label"], "score": r["score"], "scores": r["scores"]}
+def _answers(predictor: Any, result: Any) -> list[dict[str, Any]]:
+    """:meth:`Predictor.result` of every image of a classified request (its OOD score included)."""
+    ood = result.ood if result.ood is not None else [None] * len(result.proba)
+    return [predictor.result(row, None if s is None else float(s)) for row, s in zip(result.proba, ood)]
+
+
+def _scored(r: dict[str, Any]) -> dict[str, Any]:
+    keys = ("label", "score", "scores", "ood_score", "unknown", "nearest_label")
+    return {k: r[k] for k in keys if k in r}

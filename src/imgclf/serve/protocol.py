@@ -5,7 +5,9 @@ Protocol (KServe v2 REST), plus the base64 decoding they share.
 ``{"input_df": [{"image base64 string": "<b64>"}]}``, answer
 ``{"label", "score", "allScores", "Id2Labels", "executionTimeMs"}`` (a list of such objects
 when several images are sent). ``allScores`` lists the class scores in id order and
-``Id2Labels`` maps each id (as a string) to its label.
+``Id2Labels`` maps each id (as a string) to its label. Added, for models with an unknown-image
+detector: ``unknown`` (bool) and ``oodScore``; ``label`` is then "unknown" (or "uncertain") as
+:meth:`imgclf.predict.Predictor.result` decides, on every route.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..errors import InvalidRequest
 INPUT_NAME = "image"
 OUTPUT_PROBA = "probabilities"
 OUTPUT_LABEL = "label"
+OUTPUT_OOD = "ood_score"
 MODEL_VERSION = "1"
 
 
@@ -30,6 +33,9 @@ class Prediction(BaseModel):
     score: float
     scores: dict[str, float]
     executionTimeMs: float = Field(description="Server time for the request: decode, queue and inference")
+    ood_score: float | None = Field(None, description="Out-of-distribution score: higher = less like the training images")
+    unknown: bool | None = Field(None, description="The OOD score is above the model's threshold")
+    nearest_label: str | None = Field(None, description="The best known class when label is 'unknown' or 'uncertain'")
 
 
 class PredictResponse(BaseModel):
@@ -54,6 +60,8 @@ class ScoreResult(BaseModel):
     allScores: list[float]
     Id2Labels: dict[str, str]
     executionTimeMs: float
+    unknown: bool = False
+    oodScore: float | None = None
 
 
 class ServerMetadata(BaseModel):
@@ -147,15 +155,19 @@ def infer_images(req: InferRequest) -> list[bytes]:
     return [decode_base64(x, f"input {inp.name!r} item {i}") for i, x in enumerate(data)]
 
 
-def infer_response(model_name: str, req: InferRequest, proba: np.ndarray, labels: list[str]) -> InferResponse:
-    """FP32 probabilities [n, k] and the predicted labels [n], filtered by ``req.outputs``."""
+def infer_response(model_name: str, req: InferRequest, proba: np.ndarray, labels: list[str],
+                   results: list[dict[str, Any]] | None = None) -> InferResponse:
+    """FP32 probabilities [n, k], the answered labels [n] ("unknown" / "uncertain" included) and, for a
+    model with an unknown-image detector, FP32 OOD scores [n]; filtered by ``req.outputs``."""
     n, k = proba.shape
+    answered = [r["label"] for r in results] if results is not None else [labels[int(i)] for i in proba.argmax(axis=1)]
     outputs = {
         OUTPUT_PROBA: InferOutput(name=OUTPUT_PROBA, shape=[n, k], datatype="FP32",
                                   data=[float(v) for v in proba.astype(np.float32).ravel()]),
-        OUTPUT_LABEL: InferOutput(name=OUTPUT_LABEL, shape=[n], datatype="BYTES",
-                                  data=[labels[int(i)] for i in proba.argmax(axis=1)]),
+        OUTPUT_LABEL: InferOutput(name=OUTPUT_LABEL, shape=[n], datatype="BYTES", data=answered),
     }
+    if results and all("ood_score" in r for r in results):
+        outputs[OUTPUT_OOD] = InferOutput(name=OUTPUT_OOD, shape=[n], datatype="FP32", data=[float(r["ood_score"]) for r in results])
     wanted = [o.name for o in req.outputs] if req.outputs else list(outputs)
     unknown = [w for w in wanted if w not in outputs]
     if unknown:
@@ -165,19 +177,23 @@ def infer_response(model_name: str, req: InferRequest, proba: np.ndarray, labels
                          outputs=[outputs[w] for w in wanted], parameters={"labels": labels})
 
 
-def model_metadata(model_name: str, labels: list[str], platform: str) -> ModelMetadata:
+def model_metadata(model_name: str, labels: list[str], platform: str, ood: bool = False) -> ModelMetadata:
     k = len(labels)
+    extra = [TensorMetadata(name=OUTPUT_OOD, datatype="FP32", shape=[-1])] if ood else []
     return ModelMetadata(
         name=model_name, versions=[MODEL_VERSION], platform=platform,
         inputs=[TensorMetadata(name=INPUT_NAME, datatype="BYTES", shape=[-1])],
         outputs=[TensorMetadata(name=OUTPUT_PROBA, datatype="FP32", shape=[-1, k]),
-                 TensorMetadata(name=OUTPUT_LABEL, datatype="BYTES", shape=[-1])],
+                 TensorMetadata(name=OUTPUT_LABEL, datatype="BYTES", shape=[-1]), *extra],
         parameters={"labels": labels},
     )
 
 
-def score_result(proba_row: np.ndarray, labels: list[str], ms: float) -> ScoreResult:
+def score_result(proba_row: np.ndarray, labels: list[str], ms: float, result: dict[str, Any] | None = None) -> ScoreResult:
+    """The sample's answer for one image; ``result`` (:meth:`Predictor.result`) adds the unknown answer."""
     i = int(np.argmax(proba_row))
-    return ScoreResult(label=labels[i], score=round(float(proba_row[i]), 6),
+    result = result or {}
+    return ScoreResult(label=result.get("label", labels[i]), score=round(float(proba_row[i]), 6),
                        allScores=[round(float(p), 6) for p in proba_row],
-                       Id2Labels={str(j): name for j, name in enumerate(labels)}, executionTimeMs=ms)
+                       Id2Labels={str(j): name for j, name in enumerate(labels)}, executionTimeMs=ms,
+                       unknown=bool(result.get("unknown", False)), oodScore=result.get("ood_score"))

@@ -124,7 +124,7 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serving %s (%s) on %s; docs at %s/docs%s", Path(bundle_dir), ", ".join(bundle.labels), url, url,
              "?token=<token>" if token else "")
-    run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg))
+    run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg, cfg.predict))
 
 
 class ServerThread:

@@ -34,6 +34,7 @@ log = logging.getLogger("imgclf.serve")
 class Classified:
     proba: np.ndarray  # (n, K)
     ms: float  # server time for the request (decode + queue + inference)
+    ood: np.ndarray | None = None  # (n,) OOD scores (NaN for a bundle without a detector)
 
 
 class InferenceService:
@@ -60,7 +61,7 @@ class InferenceService:
         """Start serving ``predictor`` (an :class:`imgclf.predict.Predictor`)."""
         threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
         self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
-        self.batcher = MicroBatcher(predictor.predict_arrays, max_batch_size=self.cfg.max_batch_size,
+        self.batcher = MicroBatcher(predictor.predict_rows, max_batch_size=self.cfg.max_batch_size,
                                     max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
                                     on_batch=self.metrics.observe_batch).start()
         self.predictor = predictor
@@ -122,13 +123,14 @@ class InferenceService:
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
             try:
-                proba = await asyncio.wait_for(self._run(predictor, reservation, images, names, deadline),
+                rows = await asyncio.wait_for(self._run(predictor, reservation, images, names, deadline),
                                                self.cfg.timeout_s)
             except (asyncio.TimeoutError, TimeoutError):
                 self.metrics.rejected.labels("deadline").inc()
                 raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
                                      "retry, or send fewer images per request") from None
-        return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3))
+        proba, ood = predictor.split_rows(rows)
+        return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood)
 
     async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
         loop = asyncio.get_running_loop()

@@ -241,6 +241,6 @@ def _classify(predictor: Any, data: bytes) -> dict[str, Any]:
         x = predictor.prepare(data)
     except ImageError as e:
         raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
-    proba = predictor.predict_arrays([x])[0]
-    return predictor.result(proba, labels=list(predictor.labels),
-                            executionTimeMs=round((time.perf_counter() - t0) * 1000, 3))
+    row = predictor.predict_rows([x])[0]  # probabilities, then the OOD score: the answer may be "unknown"
+    return predictor.result_row(row, labels=list(predictor.labels),
+                                executionTimeMs=round((time.perf_counter() - t0) * 1000, 3))
