@@ -174,6 +174,27 @@ def _put_all(cache: FeatureCache, digests: list[str], features: np.ndarray) -> N
         cache.put(d, f)
 
 
+def concat_features(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One featurizer's features as they are; several: each part L2-normalised, then side by side
+    (each featurizer weighs the same whatever its feature scale)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]).astype(np.float32)
+
+
+def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -> FeatureResult:
+    """:func:`featurize_paths` with each engine, the features concatenated (:func:`concat_features`);
+    an image is usable only when every featurizer read it."""
+    results = [featurize_paths(paths, e, **kw) for e in engines]
+    if len(results) == 1:
+        return results[0]
+    ok = np.logical_and.reduce([r.ok for r in results])
+    errors = list(dict(e for r in reversed(results) for e in r.errors).items())
+    feats = concat_features([r.features for r in results])
+    feats[~ok] = 0.0
+    return FeatureResult(results[0].paths, feats, ok, errors, sum(r.cache_hits for r in results))
+
+
 def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
     """Features of already preprocessed inputs ``(3, H, W)``, in batches → (N, D)."""
     inputs = list(inputs)

@@ -27,13 +27,14 @@ from ..duplicates import HASH_DRAFT, dhash_image, groups_from_codes
 from ..errors import ImageError
 from ..evaluation.metrics import Metrics
 from ..features.engines import cpu_threads, resolve_engine
-from ..features.featurize import featurize_paths
+from ..features.featurize import featurize_many
+from ..features.ids import join_ids
 from ..fileio import write_json
 from ..images import decode_image
 from ..split import SplitRow, make_split, save_split
 from .doctor import SUMMARY_KEYS, doctor
 from .evaluate import evaluate
-from .featurizer import feature_cache_dir, run_featurizer
+from .featurizer import feature_cache_dir, run_featurizers
 from .rundir import RunDir
 from .trainers import get_trainer
 
@@ -103,16 +104,17 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
     rd = RunDir(run_dir)
     rows = rd.split_rows()
     t0 = time.perf_counter()
-    engine = run_featurizer(cfg, rd)
+    engines = run_featurizers(cfg, rd)
     t1 = time.perf_counter()  # building (exporting, quantising) the engine happens once per featurizer
-    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
-                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
+    res = featurize_many([r.path for r in rows], engines, batch_size=cfg.featurize.batch_size,
+                         cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
     seconds = time.perf_counter() - t0
     ran = resolve_engine(cfg.engine)
+    fid = join_ids([e.feature_id for e in engines])
     rd.add_skipped([(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
-    rd.write_features(res.paths, res.features, res.ok, engine.feature_id)
+    rd.write_features(res.paths, res.features, res.ok, fid)
     return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
-            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
+            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": fid,
             "backend": ran.backend, "precision": ran.precision, "engine_seconds": round(t1 - t0, 2),
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
