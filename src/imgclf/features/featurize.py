@@ -203,6 +203,12 @@ def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: i
     return np.concatenate([engine.run(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 
 
+def feature_id_of(model_cfg: ModelConfig, engine_cfg: EngineConfig, weights: str = "imagenet") -> FeatureId:
+    """The id of the features ``model_cfg``'s network gives on the (resolved) ``engine_cfg`` (int8: before calibration)."""
+    return FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
+                     resampler="area" if model_cfg.resampler == "area" else "")
+
+
 def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_dict: dict | None = None,
                      weights: str = "imagenet", cache_dir: str | os.PathLike | None = None, **kw: Any) -> Engine:
     """The backbone of ``model_cfg`` (optionally with refined ``state_dict``) on ``engine_cfg``'s engine.
@@ -215,8 +221,7 @@ def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_
     if state_dict is None and not model_cfg.pretrained:
         weights = "random"
     engine_cfg = resolve_engine(engine_cfg)
-    fid = FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
-                    resampler="area" if model_cfg.resampler == "area" else "")
+    fid = feature_id_of(model_cfg, engine_cfg, weights)
     if state_dict is None and cache_dir is not None:
         engine = engine_from_cache(fid, engine_cfg, cache_dir, **kw)
         if engine is not None:

@@ -13,7 +13,7 @@ from ..evaluation.int8 import int8_only, int8_report
 from ..evaluation.metrics import Metrics, compute_metrics
 from ..evaluation.report import plot_confusion, plot_roc, save_figure, write_report
 from ..features.featurize import featurize_many, featurize_paths
-from ..fileio import write_json
+from ..fileio import read_json, write_json
 from ..linear import SvmClassifier
 from ..split import SplitRow
 from .featurizer import engine_cache_dir, feature_cache_dir
@@ -61,6 +61,9 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     m.resolution = bundle.meta.resolution
     m.training_history = bundle.meta.training_history or None
     m.int8 = int8_vs_fp32(cfg, rd, bundle, rows, y, m)
+    m.preset = {"name": cfg.train.preset}
+    if cfg.train.preset != "fast" and rd.candidates.exists():
+        m.preset.update({k: v for k, v in read_json(rd.candidates).items() if k != "preset"})
     preds = rd.write_predictions(rows, proba, labels)
     save_figure(plot_roc(m.to_dict()), rd.roc)
     save_figure(plot_confusion(m.to_dict()), rd.confusion)

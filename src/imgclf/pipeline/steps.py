@@ -1,6 +1,7 @@
 """The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
 
     prepare    images → split.csv, skipped.csv, leakage.csv, config.json
+    select     (presets balanced/best, in ``run``) train split → candidates.json and the model.* it chose
     featurize  split.csv → features.npz (features of every usable image, cached by content)
     train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,7 @@ from ..split import SplitRow, make_split, save_split
 from .doctor import SUMMARY_KEYS, doctor
 from .evaluate import evaluate
 from .featurizer import feature_cache_dir, run_featurizers
+from .presets import needs_selection, select_featurizers, with_featurizers
 from .rundir import RunDir
 from .trainers import get_trainer
 
@@ -135,6 +138,11 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     (when ``doctor.enabled``); returns the test metrics."""
     t0 = time.perf_counter()
     steps = {"prepare": prepare(cfg, run_dir)}
+    if needs_selection(cfg):
+        chosen = select_featurizers(cfg, RunDir(run_dir), elapsed_s=time.perf_counter() - t0, say=_say if progress else None)
+        cfg = with_featurizers(cfg, chosen["winner"])
+        RunDir(run_dir).save_config(cfg)
+        steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
     if get_trainer(cfg.train.classifier).needs_features or cfg.doctor.enabled:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
     steps["train"] = train(cfg, run_dir)
@@ -148,6 +156,10 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     metrics.steps = steps
     write_json(RunDir(run_dir).metrics, metrics.to_dict())
     return metrics
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def default_run_dir(cfg: Config) -> Path:
