@@ -131,3 +131,14 @@ def test_plan_drops_the_most_expensive_first():
     assert cands[1].status.startswith("dropped: time limit")
     assert [c.name for c in plan([Candidate(["a@224"], 1, estimate_s=50.0)], 1.0)] == ["a@224"]  # the cheapest stays
     assert len(plan([Candidate([n], 1, estimate_s=9.0) for n in ("x@224", "y@256")], None)) == 2
+
+
+def test_preset_options_sit_below_set():
+    from imgclf.cli.options import parse_duration, preset_flags
+
+    assert [parse_duration(t) for t in ("90", "90s", "10m", "1.5h")] == [90.0, 90.0, 600.0, 5400.0]
+    for bad in ("", "-5m", "ten", "0", "nan", "inf"):
+        with pytest.raises(ConfigError, match="--time-limit"):
+            parse_duration(bad)
+    cfg = load_config(None, ["train.preset=fast"], flags=preset_flags("balanced", "2m"))
+    assert (cfg.train.preset, cfg.train.time_limit) == ("fast", 120.0)  # --set wins over the command's options
