@@ -62,7 +62,7 @@ class ModelConfig:
     resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
     pretrained: bool = True  # start from ImageNet weights
     resampler: Literal["area", "native"] = "area"  # how the center crop is resized: OpenCV's area average (fast) or the backbone's own filter (Pillow bicubic)
-    ensemble: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; presets balanced/best set it
+    ensemble: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; preset balanced sets it
 
 
 @dataclass
@@ -93,9 +93,9 @@ class SvmConfig:
 class TrainConfig:
     classifier: str = "svm"  # what `imgclf run` trains (see imgclf.registry.TRAINERS) (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
-    preset: Literal["fast", "balanced", "best"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by CV on train; best: balanced + refinement when validation on train says it helps
-    candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION) balanced/best choose among; empty = the preset's own list
-    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): balanced/best drop their most expensive candidates to fit
+    preset: Literal["fast", "balanced"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split
+    candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION, "+" joins a concatenation) balanced chooses among; empty = its own list
+    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): balanced drops its most expensive candidates to fit
 
 
 @dataclass

@@ -7,7 +7,6 @@
   linear SVM scores each by nested cross-validation (C chosen inside each outer training part); the
   concatenation of the two best L2-normalised feature sets is scored too; the best score wins, ties
   going to the cheaper. The winner becomes ``model.backbone``/``model.resolution``/``model.ensemble``.
-- ``best``: balanced's choice (refinement on top is not part of this module yet).
 
 ``train.time_limit`` plans the selection from per-image costs: network GFLOPs times seconds per
 GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
@@ -113,7 +112,7 @@ def plan(candidates: Sequence[Candidate], budget_s: float | None) -> list[Candid
 
 
 def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: Say | None = None) -> dict[str, Any]:
-    """Choose the featurizer(s) of a balanced/best run on the train split; writes candidates.json and returns
+    """Choose the featurizer(s) of a balanced run on the train split; writes candidates.json and returns
     ``{"preset", "winner", "candidates", "median_short_side", "time_limit", "planned_s", "seconds"}``."""
     t0 = time.perf_counter()
     say = say or (lambda _: None)
