@@ -48,13 +48,17 @@ def test_the_choice_never_opens_a_test_image(presets):
     prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
     test = {r.path for r in rd.split_rows("test")}
     train = {r.path for r in rd.split_rows("train")}
+    said: list[str] = []
+    timed = load_config(None, ["train.time_limit=600"], base=cfg)
     _OPENED = []
     try:
-        chosen = select_featurizers(cfg, rd)
+        chosen = select_featurizers(timed, rd, say=said.append)
     finally:
         opened, _OPENED = set(_OPENED), None
     assert test and not opened & test
     assert train <= opened  # the hook saw the train images being read
+    plan_text = said[0]  # printed before any featurizing
+    assert "time limit 600 s" in plan_text and all(n in plan_text for n in ("efficientnet_lite0@64", "efficientnet_lite0@96"))
     assert chosen["winner"] == read_json(presets["base"] / "balanced" / "candidates.json")["winner"]  # reproducible
 
 

@@ -37,7 +37,7 @@ class Metrics:
     int8: dict[str, Any] = field(default_factory=dict)  # int8 bundles: see imgclf.evaluation.int8 (flattened into the JSON)
     estimated_label_error_rate: float | None = None  # the data doctor: label errors estimated by confident learning / images
     dataset_health: dict[str, Any] | None = None  # the data doctor's summary (see imgclf.doctor.examine)
-    preset: dict[str, Any] | None = None  # train.preset ("name") and, for balanced/best, the candidates and the winner
+    preset: dict[str, Any] | None = None  # train.preset ("name") and, for balanced, the candidates and the winner
     wall_seconds: float | None = None  # `imgclf run`: the whole run
     steps: dict[str, Any] | None = None  # `imgclf run`: each step's summary
 

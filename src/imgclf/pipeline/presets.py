@@ -143,7 +143,7 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     features: dict[str, np.ndarray] = {}
     ok = np.ones(len(paths), dtype=bool)
     spent = 0.0
-    for c in kept:
+    for c in kept if len(kept) > 1 else ():  # a single candidate needs no score: the featurize step computes it
         c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
         if budget is not None and c is not kept[0] and spent + c.estimate_s > budget:
             c.status = f"dropped: time limit (needs ~{c.estimate_s:.0f} s, {max(0.0, budget - spent):.0f} s left)"
@@ -170,6 +170,8 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     ranked = _score_all(cfg, scored, features, ok, y)
     winner = ranked[0] if ranked else kept[0]
     winner.winner = True
+    if len(kept) == 1:
+        winner.status = "the only candidate left"
     out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
            "median_short_side": short, "time_limit": cfg.train.time_limit or None,
            "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2)}
@@ -188,7 +190,7 @@ def with_featurizers(cfg: Config, names: str) -> Config:
 
 
 def needs_selection(cfg: Config) -> bool:
-    """Whether a run of ``cfg`` chooses its featurizer: balanced or best, with more than one candidate or
+    """Whether a run of ``cfg`` chooses its featurizer: balanced, with more than one candidate or
     a single candidate that is not already the configured model."""
     if cfg.train.preset == "fast":
         return False

@@ -8,7 +8,7 @@
       hashes.npz                 paths (N,), codes (N, 32) uint8: packed 256-bit dhash of each usable image
       features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str; several
                                  featurizers' ids joined by "+" when their L2-normalised features are concatenated)
-      candidates.json            presets balanced/best: each candidate featurizer's nested-CV score on the train
+      candidates.json            preset balanced: each candidate featurizer's nested-CV score on the train
                                  split, cost in seconds, status, and the winner (see imgclf.pipeline.presets)
       label_issues.csv           path, rel, split, given_label, suggested_label, score, rank, reason: suspected
                                  label errors, worst (lowest out-of-fold probability of the given label) first

@@ -1,7 +1,7 @@
 """The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
 
     prepare    images → split.csv, skipped.csv, leakage.csv, config.json
-    select     (presets balanced/best, in ``run``) train split → candidates.json and the model.* it chose
+    select     (preset balanced, in ``run``) train split → candidates.json and the model.* it chose
     featurize  split.csv → features.npz (features of every usable image, cached by content)
     train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
