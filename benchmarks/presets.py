@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from accuracy import run_once
 from datasets import images_folder
 
 FIXED = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320",
@@ -29,20 +28,11 @@ FIXED = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1
 FIXED_SPLIT = {"hymenoptera", "clothing10", "cub_warblers"}  # sets with train/ test/ folders of their own
 
 
-def imgclf_run(images: Path, run_dir: Path, root: Path, sets: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "imgclf", "run", "--images", str(images), "--run-dir", str(run_dir), "-q",
-           "--set", f'data.root="{root}"', "--set", "tracking.enabled=false"]
-    for s in sets:
-        cmd += ["--set", s]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"imgclf run failed:\n{proc.stderr[-3000:]}")
-    m = json.loads((run_dir / "metrics.json").read_text())
-    return {"accuracy": m["accuracy"], "class_avg_accuracy": m["class_avg_accuracy"], "wall_s": round(wall, 1),
-            "winner": (m.get("preset") or {}).get("winner"), "n_train": m["n_train"], "n_test": m["n_test"],
-            "candidates": (m.get("preset") or {}).get("candidates")}
+def imgclf_run(images: Path, work: Path, sets: list[str]) -> dict:
+    """accuracy.py's whole `imgclf run` in ``work`` (data root ``work/data``, run dir ``work/run``), and what the preset chose."""
+    r = run_once(images, sets, work)
+    preset = json.loads((work / "run" / "metrics.json").read_text()).get("preset") or {}
+    return {**r, "wall_s": round(r["wall_s"], 1), "winner": preset.get("winner"), "candidates": preset.get("candidates")}
 
 
 def fixed_sets(name: str) -> list[str]:
@@ -56,15 +46,14 @@ def bench_set(images: Path, seed: int, work: Path) -> dict:
     out: dict = {"seed": seed, "presets": {}, "fixed": {}}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for preset in ("fast", "balanced"):
-            root = Path(tmp) / preset
-            root.mkdir()
-            (root / "engines").symlink_to(work / "data" / "engines")  # exports kept; features cold
-            out["presets"][preset] = imgclf_run(images, Path(tmp) / f"run-{preset}", root,
-                                                [f"train.preset={preset}", f"data.seed={seed}"])
+            (Path(tmp) / preset / "data").mkdir(parents=True)
+            (Path(tmp) / preset / "data" / "engines").symlink_to(work / "data" / "engines")  # exports kept; features cold
+            out["presets"][preset] = imgclf_run(images, Path(tmp) / preset, [f"train.preset={preset}", f"data.seed={seed}"])
             print(f"  seed {seed} {preset:<9} {out['presets'][preset]}", file=sys.stderr, flush=True)
         out["fixed"][FIXED[0]] = out["presets"]["fast"]  # fast is lite0@224 alone
         for name in FIXED[1:]:
-            r = imgclf_run(images, Path(tmp) / f"run-{name}", work / "data", fixed_sets(name) + [f"data.seed={seed}"])
+            shared = [f'data.root="{work / "data"}"', *fixed_sets(name), f"data.seed={seed}"]  # shared caches
+            r = imgclf_run(images, Path(tmp) / name, shared)
             out["fixed"][name] = r
             print(f"  seed {seed} {name:<45} {100 * r['accuracy']:.2f}%", file=sys.stderr, flush=True)
     return out
