@@ -4,6 +4,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -104,6 +105,18 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     for r, a, b in zip(rows, by_path, by_bytes):
         assert a["label"] == b["label"] == r["predicted"]
         assert abs(a["score"] - float(r["score"])) < 1e-4 and abs(b["score"] - a["score"]) < 1e-4
+
+    from imgclf.config import ServeConfig
+    from imgclf.serve.app import create_app
+    from imgclf.serve.server import ServerThread
+
+    cfg = ServeConfig()
+    with ServerThread(create_app(predictor, cfg), cfg) as srv, httpx.Client(timeout=60) as client:
+        reply = client.post(srv.url + "/predict", files=[("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg"))
+                                                         for p in paths[:4]])
+    assert reply.status_code == 200, reply.text
+    for served, offline in zip(reply.json()["predictions"], by_bytes):
+        assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
 
 
 def test_ensemble_file_is_checked_by_the_manifest(presets, tmp_path):
