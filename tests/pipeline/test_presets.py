@@ -135,6 +135,7 @@ def test_user_featurizer_keys_pin_the_preset():
     assert both.train.candidates == ["efficientnet_lite0@224+efficientnet_lite2@320"]
     assert needs_selection(load_config(None, ["train.preset=balanced"]))
     assert not needs_selection(load_config(None, ["train.preset=fast"]))
+    assert not needs_selection(load_config(None, ["train.preset=balanced", "train.classifier=dnn"]))
     with pytest.raises(ConfigError, match="model.ensemble"):
         load_config(None, ['model.ensemble=["efficientnet_lite2@300"]'])
     with pytest.raises(ConfigError, match="train.time_limit"):

@@ -190,9 +190,9 @@ def with_featurizers(cfg: Config, names: str) -> Config:
 
 
 def needs_selection(cfg: Config) -> bool:
-    """Whether a run of ``cfg`` chooses its featurizer: balanced, with more than one candidate or
-    a single candidate that is not already the configured model."""
-    if cfg.train.preset == "fast":
+    """Whether a run of ``cfg`` chooses its featurizer: balanced with the ``svm`` trainer (refinement trains
+    ``refine.backbone``), with more than one candidate or one that is not already the configured model."""
+    if cfg.train.preset == "fast" or cfg.train.classifier != "svm":
         return False
     cands = candidate_list(cfg)
     return len(cands) > 1 or cands[0].name != "+".join(featurizer_names(cfg.model))
