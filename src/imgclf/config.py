@@ -95,6 +95,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
     preset: Literal["fast", "balanced"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split
     candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION, "+" joins a concatenation) balanced chooses among; empty = its own list
+    max_upscale: float = 1.25  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays)
     time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): balanced drops its most expensive candidates to fit
 
 
@@ -227,6 +228,8 @@ class Config:
         for text in self.train.candidates:
             for part in str(text).split("+"):
                 parse_featurizer(part, "train.candidates")
+        if self.train.max_upscale <= 0:
+            raise ConfigError(f"train.max_upscale must be a positive number; got {self.train.max_upscale}")
         if self.train.time_limit < 0:
             raise ConfigError(f"train.time_limit must be >= 0 seconds (0 = no limit); got {self.train.time_limit}")
         self._validate_refine()

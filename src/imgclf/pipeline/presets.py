@@ -2,7 +2,7 @@
 
 - ``fast``: ``model.*`` as configured (one featurizer, today's default lite0 at 224 px).
 - ``balanced``: each featurizer of ``train.candidates`` (default :data:`CANDIDATES`, less those that
-  would upscale the median train image more than :data:`MAX_UPSCALE`) featurizes the train images
+  would upscale the median train image more than ``train.max_upscale``) featurizes the train images
   (features cached by content, so candidates, concatenations and later runs share the work); a
   linear SVM scores each by nested cross-validation (C chosen inside each outer training part); the
   concatenation of the two best L2-normalised feature sets is scored too; the best score wins, ties
@@ -35,7 +35,6 @@ from .featurizer import engine_cache_dir, engine_kw, feature_cache_dir
 from .rundir import RunDir
 
 CANDIDATES = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320")
-MAX_UPSCALE = 1.25  # a candidate may enlarge the median train image's short side at most this much (upscaling small images hurts)
 CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (EfficientNet-Lite: 0.875 to 0.89)
 GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
 PRIOR_S_PER_GFLOP = 0.012  # one core of a 2-core x86 CPU, OpenVINO bf16, decode included (FACTS: ~215 img/s for lite0 on 2 cores)
@@ -127,7 +126,7 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     cands = candidate_list(cfg)
     for c in [c for c in cands if len(c.featurizers) == 1][1:]:  # the cheapest single always stays
         u = upscale(parse_featurizer(c.name)[1], short)
-        if u > MAX_UPSCALE:
+        if u > cfg.train.max_upscale:
             c.status = f"dropped: upscales the median image {u:.2f}x"
     per_gflop = PRIOR_S_PER_GFLOP * 2 / cpu_threads(cfg.engine.threads)
     uncached = _uncached_counter(cfg, paths)
