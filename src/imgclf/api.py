@@ -13,6 +13,7 @@ from .config import Config
 from .evaluation.metrics import Metrics
 from .images import configure as configure_images
 from .pipeline import steps
+from .pipeline.rundir import run_config
 
 
 def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
@@ -28,5 +29,5 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     ``cfg.images`` becomes the decoder's setting for this process (:func:`imgclf.images.configure`)."""
     configure_images(cfg.images)
     metrics = steps.run(cfg, run_dir, progress=progress)
-    track(cfg, run_dir, "run")
+    track(run_config(run_dir) or cfg, run_dir, "run")  # as run: with the featurizers a preset chose
     return metrics

@@ -6,6 +6,8 @@
       backbone.safetensors   refined featurizer weights (only when the network was refined)
       featurizer.onnx  the featurizer exported for ONNX Runtime (when exported)
       trust.npz        the unknown-image detector (train features, out-of-fold scores); absent in older bundles
+      featurizer-<i>.onnx    the i-th (from 1) further featurizer of a feature ensemble (bundle.json's
+                       ``ensemble``): its L2-normalised features follow the first one's, each normalised too
       metrics.json     test metrics of the run that made it
       manifest.json    SHA-256 of every file above; a mismatch refuses the load
 
@@ -38,7 +40,7 @@ import psutil
 from .config import EngineConfig, ModelConfig
 from .errors import BundleError, ImgclfError
 from .features.backbones import DataSpec
-from .features.ids import FeatureId
+from .features.ids import FeatureId, join_ids
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
 from .linear import LinearHead
 from .trust.ood import OodDetector
@@ -75,6 +77,7 @@ class BundleMeta:
     dataset: str = ""
     training_history: list[dict[str, Any]] | None = None  # refined models: per-epoch errors and losses
     trust: dict[str, Any] | None = None  # the unknown-image detector: file (trust.npz), score, train images (absent: none)
+    ensemble: list[dict[str, Any]] | None = None  # further featurizers: backbone, resolution, preprocessing and the featurizer keys
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer or other imgclf, kept as they are
 
     @classmethod
@@ -94,13 +97,18 @@ class BundleMeta:
         return FeatureId.parse(self.featurizer["feature_id"])
 
     @property
+    def feature_ids(self) -> str:
+        """The features.npz id of the features this bundle's head reads (every featurizer's, joined)."""
+        return join_ids([self.featurizer["feature_id"], *(m["feature_id"] for m in self.ensemble or ())])
+
+    @property
     def kind(self) -> str:
         """The classifier type (the trainer's name)."""
         return str(self.classifier.get("type", ""))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        for key in ("training_history", "trust"):
+        for key in ("training_history", "trust", "ensemble"):
             if d[key] is None:
                 del d[key]
         return {**d, **self.extra}
@@ -165,17 +173,28 @@ class Bundle:
             return load_file(str(p))
 
     def build_engine(self, engine_cfg: EngineConfig, **kw: Any):
-        """The featurizer of this bundle on the engine ``engine_cfg.backend``."""
+        """The (first) featurizer of this bundle on the engine ``engine_cfg.backend``."""
+        return self._engine(self.meta.featurizer, self.spec, self._model_cfg(), engine_cfg, self.state_dict, **kw)
+
+    def build_engines(self, engine_cfg: EngineConfig, **kw: Any) -> list:
+        """Every featurizer of this bundle, in the order the head reads their features (one unless an ensemble)."""
+        engines = [self.build_engine(engine_cfg, **kw)]
+        for m in self.meta.ensemble or ():
+            spec = DataSpec.from_dict(m["preprocessing"])
+            model = dataclasses.replace(self._model_cfg(), backbone=m["backbone"], resolution=int(m["resolution"]))
+            engines.append(self._engine(m, spec, model, engine_cfg, lambda: None, **kw))
+        return engines
+
+    def _engine(self, f: dict[str, Any], spec: DataSpec, model: ModelConfig, engine_cfg: EngineConfig, state_dict: Any, **kw: Any):
         from .features.engines import build_engine, resolve_engine
         from .features.featurize import build_featurizer
 
-        f = self.meta.featurizer
-        onnx = self.file("onnx")
+        onnx = self.dir / f["onnx"] if f.get("onnx") else None
         engine_cfg = resolve_engine(engine_cfg)
         if onnx is not None and engine_cfg.backend in ONNX_ENGINES:
             with _readable(onnx, {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[engine_cfg.backend]):
-                return build_engine(None, self.spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
-        return build_featurizer(self._model_cfg(), engine_cfg, state_dict=self.state_dict(), weights=f.get("weights", "imagenet"), **kw)
+                return build_engine(None, spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
+        return build_featurizer(model, engine_cfg, state_dict=state_dict(), weights=f.get("weights", "imagenet"), **kw)
 
     def fp32_engine(self, threads: int = 0, cache_dir: str | os.PathLike | None = None):
         """This bundle's network in fp32 on ONNX Runtime, whatever precision its featurizer.onnx has:
@@ -369,16 +388,20 @@ def _loaded_files(d: Path) -> list[str]:
     bundle.json's featurizer section names (run only after bundle.json matched the manifest)."""
     names = ["bundle.json", "head.npz"] + [n for n in ("metrics.json", TRUST) if (d / n).exists()]
     try:
-        featurizer = read_json(d / "bundle.json").get("featurizer", {})
+        meta = read_json(d / "bundle.json")
+        featurizers = [("featurizer", meta.get("featurizer", {}))]
     except (OSError, ValueError, AttributeError):
         raise BundleError(f"{d / 'bundle.json'} is not valid JSON", hint=_REBUILD) from None
-    for key in _FILE_KEYS:
-        name = featurizer.get(key) if isinstance(featurizer, dict) else None
-        if name:
-            if not isinstance(name, str) or Path(name).name != name:
-                raise BundleError(f"{d / 'bundle.json'}: featurizer.{key} must be a file name inside the bundle; got {name!r}",
-                                  hint=_REBUILD)
-            names.append(name)
+    ensemble = meta.get("ensemble") or []
+    featurizers += [(f"ensemble[{i}]", m) for i, m in enumerate(ensemble if isinstance(ensemble, list) else [ensemble])]
+    for where, featurizer in featurizers:
+        for key in _FILE_KEYS:
+            name = featurizer.get(key) if isinstance(featurizer, dict) else None
+            if name:
+                if not isinstance(name, str) or Path(name).name != name:
+                    raise BundleError(f"{d / 'bundle.json'}: {where}.{key} must be a file name inside the bundle; got {name!r}",
+                                      hint=_REBUILD)
+                names.append(name)
     return names
 
 

@@ -23,6 +23,8 @@ from .errors import ConfigError
 from .registry import ENGINE_PRECISIONS, ENGINES, TRAINERS
 
 BACKBONE_DEFAULT = "efficientnet_lite0"
+PRESET_DEFAULT = "fast"
+PINNED_BY = ("model.backbone", "model.resolution", "model.ensemble")  # keys that, set by the user, fix the featurizer a preset would choose
 
 
 def _default_root() -> str:
@@ -61,6 +63,7 @@ class ModelConfig:
     resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
     pretrained: bool = True  # start from ImageNet weights
     resampler: Literal["area", "native"] = "area"  # how the center crop is resized: OpenCV's area average (fast) or the backbone's own filter (Pillow bicubic)
+    ensemble: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; preset balanced sets it
 
 
 @dataclass
@@ -91,6 +94,10 @@ class SvmConfig:
 class TrainConfig:
     classifier: str = "svm"  # what `imgclf run` trains (see imgclf.registry.TRAINERS) (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
+    preset: Literal["fast", "balanced"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split
+    candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION, "+" joins a concatenation) balanced chooses among; empty = its own list
+    max_upscale: float = 2.0  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays): 1.25 cost 4.7 points on cub_warblers
+    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): balanced drops its most expensive candidates to fit
 
 
 @dataclass
@@ -225,6 +232,15 @@ class Config:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
         if self.images.max_pixels < 1:
             raise ConfigError(f"images.max_pixels must be >= 1; got {self.images.max_pixels}")
+        for text in self.model.ensemble:
+            parse_featurizer(text)
+        for text in self.train.candidates:
+            for part in str(text).split("+"):
+                parse_featurizer(part, "train.candidates")
+        if self.train.max_upscale <= 0:
+            raise ConfigError(f"train.max_upscale must be a positive number; got {self.train.max_upscale}")
+        if self.train.time_limit < 0:
+            raise ConfigError(f"train.time_limit must be >= 0 seconds (0 = no limit); got {self.train.time_limit}")
         self._validate_refine()
         self._validate_doctor()
         if not 0.0 < self.predict.unknown_tpr <= 1.0:
@@ -366,13 +382,33 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     4. ``overrides``: ``--set section.key=value``, which always win.
     """
     cfg = copy.deepcopy(base) if base is not None else Config()
+    given: set[str] = set()
     if path:
-        apply_dict(cfg, _read_file(path), source=str(path))
+        values = _read_file(path)
+        apply_dict(cfg, values, source=str(path))
+        given.update(f"{sec}.{k}" for sec, kv in values.items() if isinstance(kv, dict) for k in kv)
     for source, items in (("the command line", flags), ("--set", overrides or ())):
         for item in items:
             sec, k, v = parse_override(item)
             apply_dict(cfg, {sec: {k: v}}, source=source)
+            given.add(f"{sec}.{k}")
+    if given.intersection(PINNED_BY) and "train.candidates" not in given:
+        cfg.train.candidates = ["+".join(featurizer_names(cfg.model))]  # the user's featurizer: the preset has nothing to choose
     return cfg.validate()
+
+
+def featurizer_names(model: ModelConfig) -> list[str]:
+    """``NAME@RESOLUTION`` of every featurizer of ``model``: model.backbone's, then model.ensemble's."""
+    return [f"{model.backbone}@{model.resolution}", *model.ensemble]
+
+
+def parse_featurizer(text: str, key: str = "model.ensemble") -> tuple[str, int]:
+    """``("efficientnet_lite2", 320)`` from ``"efficientnet_lite2@320"``; ConfigError naming ``key`` otherwise."""
+    name, _, res = str(text).partition("@")
+    if not name or not res.isdigit() or int(res) % 32 or not 32 <= int(res) <= 896:
+        raise ConfigError(f"{key} entries must look like NAME@RESOLUTION with a resolution that is a multiple of 32 from 32 "
+                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}")
+    return name, int(res)
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

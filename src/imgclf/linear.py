@@ -136,6 +136,29 @@ class SvmClassifier:
         self.oof_decision_ = oof  # (N, K) cross-validated decision values: the OOD score's train reference
         return self
 
+    def nested_score(self, features: np.ndarray, y: np.ndarray, outer_folds: int = 3, inner_folds: int = 3) -> float:
+        """Class-averaged accuracy on held-out outer folds of the whole fit, C chosen by CV inside each outer
+        training part (nested CV): a fair score to compare feature sets by, which the max over C of
+        ``cv_scores_`` is not (it flatters whichever set the grid happens to fit). Does not fit ``self``."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+
+        x = np.asarray(features, dtype=np.float64)
+        x = l2_normalize(x) if self.l2_normalize else x
+        y = np.asarray(y)
+        min_count = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
+        outer = max(2, min(outer_folds, min_count))
+        inner = max(2, min(inner_folds, min_count - (min_count + outer - 1) // outer))
+        search = GridSearchCV(self._svc(1.0), {"C": [float(c) for c in self.c_values]}, scoring="balanced_accuracy",
+                              cv=StratifiedKFold(n_splits=inner, shuffle=True, random_state=self.seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            scores = cross_val_score(search, x, y, scoring="balanced_accuracy",
+                                     cv=StratifiedKFold(n_splits=outer, shuffle=True, random_state=self.seed))
+        return float(np.mean(scores))
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return self.head_.predict_proba(features)
 

@@ -22,7 +22,7 @@ from .bundle import Bundle, load_bundle
 from .config import EngineConfig, PredictConfig
 from .dataset import walk_images
 from .errors import ImageError
-from .features.featurize import featurize_paths
+from .features.featurize import concat_features, featurize_many
 from .features.preprocess import load_and_preprocess
 from .images import is_image_file
 
@@ -34,7 +34,8 @@ class Predictor:
                  predict_cfg: PredictConfig | None = None, **engine_kw: Any):
         self.bundle: Bundle = load_bundle(bundle_dir)
         self.engine_cfg = engine_cfg or EngineConfig(**self.bundle.meta.engine)
-        self.engine = self.bundle.build_engine(self.engine_cfg, **engine_kw)
+        self.engines = self.bundle.build_engines(self.engine_cfg, **engine_kw)  # several for a feature ensemble
+        self.engine = self.engines[0]
         self.labels = self.bundle.labels
         self.spec = self.bundle.spec
         self.predict_cfg = predict_cfg or PredictConfig()
@@ -60,18 +61,27 @@ class Predictor:
         rows = np.asarray(rows)
         return rows[:, : len(self.labels)], rows[:, len(self.labels)]
 
-    def predict_rows(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities and OOD score (N, K + 1) of preprocessed inputs, one engine call."""
+    def prepare(self, source: bytes | str | os.PathLike) -> Any:
+        """Decode (safely) and preprocess one image → (3, H, W), or for a feature ensemble a tuple
+        of one such input per featurizer; raises ImageError."""
+        if len(self.engines) == 1:
+            return load_and_preprocess(source, self.spec)
+        return tuple(load_and_preprocess(source, e.spec) for e in self.engines)
+
+    def features_of(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Features (N, D) of inputs from :meth:`prepare`, one call per engine."""
+        if len(self.engines) == 1:
+            return self.engine.run(np.stack(inputs))
+        return concat_features([e.run(np.stack([x[i] for x in inputs])) for i, e in enumerate(self.engines)])
+
+    def predict_rows(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Probabilities and OOD score (N, K + 1) of inputs from :meth:`prepare`."""
         if not len(inputs):
             return np.zeros((0, len(self.labels) + 1))
-        return self.rows_from_features(self.engine.run(np.stack(inputs)))
+        return self.rows_from_features(self.features_of(inputs))
 
-    def prepare(self, source: bytes | str | os.PathLike) -> np.ndarray:
-        """Decode (safely) and preprocess one image → (3, H, W); raises ImageError."""
-        return load_and_preprocess(source, self.spec)
-
-    def predict_arrays(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, K) of preprocessed inputs, one engine call."""
+    def predict_arrays(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Probabilities (N, K) of inputs from :meth:`prepare`, one call per engine."""
         if not len(inputs):
             return np.zeros((0, len(self.labels)))
         return self.split_rows(self.predict_rows(inputs))[0]
@@ -115,7 +125,7 @@ class Predictor:
     def predict_paths(self, paths: Iterable[str | os.PathLike], batch_size: int = 32, progress: bool = False) -> list[dict[str, Any]]:
         """One dict per path: ``{"path", "label", "score", "scores"}`` or ``{"path", "error"}``."""
         paths = [str(p) for p in paths]
-        res = featurize_paths(paths, self.engine, batch_size=batch_size, progress=progress, desc="predict")
+        res = featurize_many(paths, self.engines, batch_size=batch_size, progress=progress, desc="predict")
         rows = self.rows_from_features(res.features)
         errors = dict(res.errors)
         return [self.result_row(rows[i], path=p) if res.ok[i] else {"path": p, "error": errors.get(p, "unreadable")}

@@ -68,6 +68,7 @@ def test_runs_compare_shows_differing_params_and_every_metric(tracked):
     assert row["accuracy"][2] == f"{mb['accuracy'] - ma['accuracy']:+.4f}"
     assert row["roc_auc.stripes"][:2] == [f"{ma['roc_auc']['stripes']:.4f}", f"{mb['roc_auc']['stripes']:.4f}"]
     assert "[0.01, 1.0, 100.0]" in "\n".join(lines) and "Δ B−A" in lines[0]
+    assert [line.split()[1:3] for line in lines if line.startswith("preset ")] == [["fast", "fast"]]
 
 
 @pytest.mark.parametrize("args, words", [

@@ -24,6 +24,11 @@ TokenFileOpt = Annotated[Optional[Path], typer.Option("--token-file", help="File
                                                                          "(kept out of `ps`, unlike --token).")]
 HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
 PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
+PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one featurizer, lite0 224 px), balanced (featurizers "
+                                                  "chosen by cross-validation on the train split only) (sets train.preset).")]
+TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
+                                                     "10m, 1h (sets train.time_limit): balanced drops its most expensive "
+                                                     "candidates to fit.")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
 
 
@@ -63,6 +68,27 @@ def resolve_token(token: Optional[str], token_file: Optional[Path]) -> Optional[
 def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:
     """``--set``-style overrides for the --host and --port options given on the command line."""
     return ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"``; a ConfigError naming --time-limit otherwise."""
+    from ..errors import ConfigError
+
+    raw = text.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(raw[-1:], None)
+    try:
+        value = float(raw[:-1] if scale else raw) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"--time-limit must be a positive duration such as 90, 90s, 10m or 1h; got {text!r}")
+    return value
+
+
+def preset_flags(preset: Optional[str], time_limit: Optional[str]) -> list[str]:
+    """``section.key=value`` flags of the --preset and --time-limit options given on the command line."""
+    return ([f"train.preset={json.dumps(preset)}"] if preset else []) + \
+        ([f"train.time_limit={parse_duration(time_limit)}"] if time_limit else [])
 
 
 def echo_json(obj: Any) -> None:

@@ -11,13 +11,15 @@ from ..bundle import bundle_engine
 from ..config import Config, load_config
 from ..evaluation.metrics import Metrics
 from ..pipeline.rundir import RunDir
-from .options import ConfigOpt, ImagesOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, command_config, echo_json
+from .options import (ConfigOpt, ImagesOpt, PresetOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, TimeLimitOpt, command_config,
+                      echo_json, preset_flags)
 
 
-def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None) -> Config:
-    """Config of a step: the run's saved config (if any) < --config < --images < --set."""
+def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None,
+                flags: list[str] = ()) -> Config:
+    """Config of a step: the run's saved config (if any) < --config < --images and ``flags`` < --set."""
     saved = RunDir(run_dir).saved_config() if run_dir is not None and Path(run_dir).exists() else None
-    flags = [f"data.images={json.dumps(str(images.resolve()))}"] if images else []
+    flags = ([f"data.images={json.dumps(str(images.resolve()))}"] if images else []) + list(flags)
     return command_config(config, overrides, base=saved, flags=flags)
 
 
@@ -37,6 +39,9 @@ def print_folders(summary: dict) -> None:
 
 def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     m = metrics.to_dict()
+    chosen = (m.get("preset") or {}).get("winner")
+    if chosen:
+        typer.echo(f"preset {m['preset']['name']}: featurizers {chosen} (chosen by cross-validation on the train split)")
     typer.echo(f"test accuracy {100 * m['accuracy']:.2f}%  class-averaged {100 * m['class_avg_accuracy']:.2f}%  "
                f"(train {m.get('n_train')}, test {m['n_test']})")
     for name, v in m["per_class_accuracy"].items():
@@ -56,12 +61,12 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
 
 
 def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None,
-        quiet: QuietOpt = False) -> None:
+        quiet: QuietOpt = False, preset: PresetOpt = None, time_limit: TimeLimitOpt = None) -> None:
     """Split, featurize, train and evaluate in one go; prints the run directory."""
     from ..api import run as run_pipeline
     from ..pipeline.steps import default_run_dir
 
-    cfg = step_config(None, config, set, images)
+    cfg = step_config(None, config, set, images, flags=preset_flags(preset, time_limit))
     rd = run_dir or default_run_dir(cfg)
     m = run_pipeline(cfg, rd, progress=not quiet)
     print_folders((m.steps or {}).get("prepare", {}))

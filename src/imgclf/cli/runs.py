@@ -70,7 +70,7 @@ def render_compare(cmp: Any) -> str:
     headers = ["", *(f"{chr(65 + i) if i < 26 else i}: {r.run_id[:8]}" for i, r in enumerate(cmp.runs))] + (["Δ B−A"] if two else [])
     pad = [""] if two else []
     rows: list[list[Any]] = [["name", *(r.name for r in cmp.runs), *pad]]
-    rows += [[t, *(r.tags.get(t) for r in cmp.runs), *pad] for t in ("dataset", "classifier", "backbone", "command")]
+    rows += [[t, *(r.tags.get(t) for r in cmp.runs), *pad] for t in ("dataset", "preset", "classifier", "backbone", "command")]
     rows += [["params that differ", *([""] * len(cmp.runs)), *pad]]
     rows += [[f"  {k}", *v, *pad] for k, v in cmp.params] or [["  (none)", *([""] * len(cmp.runs)), *pad]]
     rows += [["metrics", *([""] * len(cmp.runs)), *pad]]

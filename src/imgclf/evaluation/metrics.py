@@ -40,6 +40,7 @@ class Metrics:
     calibration: dict[str, Any] | None = None  # {"before": {ece, nll, brier} at T = 1, "after": the bundle's, "temperature", "reliability"}
     coverage: dict[str, list[float]] | None = None  # answering only above a confidence: threshold, coverage, accuracy
     unknown: dict[str, Any] | None = None  # the unknown-image threshold on the test images: share accepted, accuracy on them
+    preset: dict[str, Any] | None = None  # train.preset ("name") and, for balanced, the candidates and the winner
     wall_seconds: float | None = None  # `imgclf run`: the whole run
     steps: dict[str, Any] | None = None  # `imgclf run`: each step's summary
 

@@ -178,6 +178,20 @@ def _trust_section(metrics: dict[str, Any]) -> str:
             f"{rows}</table>{note}")
 
 
+def _preset_section(preset: dict[str, Any] | None) -> str:
+    """The candidates a balanced/best preset weighed: nested-CV score on train, cost, status, the winner."""
+    if not preset or not preset.get("candidates"):
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(c['featurizers'])}</td><td>{_pct(c['cv_class_avg_accuracy'])}</td>"
+        f"<td>{'—' if c['cost_s'] is None else round(c['cost_s'], 1)}</td>"
+        f"<td>{'winner' if c['winner'] else html.escape(c['status'])}</td></tr>"
+        for c in preset["candidates"])
+    return (f"<h2>Featurizer candidates (preset {html.escape(str(preset.get('name')))})</h2><p>Chosen by nested "
+            f"cross-validation on the train split only: <b>{html.escape(str(preset.get('winner')))}</b></p><table><tr>"
+            f"<th>featurizers</th><th>CV class-averaged accuracy</th><th>cost (s)</th><th></th></tr>{rows}</table>")
+
+
 def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[dict[str, Any]], title: str,
                  figures: Sequence[Path] = (), max_errors: int = 200, label_issues: Sequence[dict[str, Any]] = ()) -> Path:
     """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist,
@@ -214,6 +228,6 @@ figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-hei
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
 <div class="errors">{cards or '<p>None.</p>'}</div>
-{_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
+{_preset_section(metrics.get("preset"))}{_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
     write_text(path, doc)
     return Path(path)

@@ -174,12 +174,39 @@ def _put_all(cache: FeatureCache, digests: list[str], features: np.ndarray) -> N
         cache.put(d, f)
 
 
+def concat_features(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One featurizer's features as they are; several: each part L2-normalised, then side by side
+    (each featurizer weighs the same whatever its feature scale)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]).astype(np.float32)
+
+
+def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -> FeatureResult:
+    """:func:`featurize_paths` with each engine, the features concatenated (:func:`concat_features`);
+    an image is usable only when every featurizer read it."""
+    results = [featurize_paths(paths, e, **kw) for e in engines]
+    if len(results) == 1:
+        return results[0]
+    ok = np.logical_and.reduce([r.ok for r in results])
+    errors = list(dict(e for r in reversed(results) for e in r.errors).items())
+    feats = concat_features([r.features for r in results])
+    feats[~ok] = 0.0
+    return FeatureResult(results[0].paths, feats, ok, errors, sum(r.cache_hits for r in results))
+
+
 def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
     """Features of already preprocessed inputs ``(3, H, W)``, in batches → (N, D)."""
     inputs = list(inputs)
     if not inputs:
         return np.zeros((0, engine.dim), dtype=np.float32)
     return np.concatenate([engine.run(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
+
+
+def feature_id_of(model_cfg: ModelConfig, engine_cfg: EngineConfig, weights: str = "imagenet") -> FeatureId:
+    """The id of the features ``model_cfg``'s network gives on the (resolved) ``engine_cfg`` (int8: before calibration)."""
+    return FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
+                     resampler="area" if model_cfg.resampler == "area" else "")
 
 
 def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_dict: dict | None = None,
@@ -194,8 +221,7 @@ def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_
     if state_dict is None and not model_cfg.pretrained:
         weights = "random"
     engine_cfg = resolve_engine(engine_cfg)
-    fid = FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
-                    resampler="area" if model_cfg.resampler == "area" else "")
+    fid = feature_id_of(model_cfg, engine_cfg, weights)
     if state_dict is None and cache_dir is not None:
         engine = engine_from_cache(fid, engine_cfg, cache_dir, **kw)
         if engine is not None:

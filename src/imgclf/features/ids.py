@@ -11,6 +11,9 @@ calibration digest: other calibration images, other int8 network). Engines of th
 give the same features (ONNX Runtime and OpenVINO fp32: cosine >= 0.9999998), so the engine is not
 part of the id; bf16 features are not fp32 features (cosine ~0.9997), so the precision is, and so is
 the resampler of the crop when it is not the backbone's own filter (``.area``).
+
+Features of several featurizers, concatenated (a feature ensemble), carry their ids joined by
+``+`` in features.npz; each featurizer keeps its own cache folder, so ensembles share work.
 """
 from __future__ import annotations
 
@@ -56,3 +59,16 @@ class FeatureId:
     def calibrated(self, digest: str) -> "FeatureId":
         """This int8 featurizer calibrated on the images of ``digest`` (a hex SHA-256)."""
         return dataclasses.replace(self, precision="int8", calibration=digest[:12])
+
+
+ENSEMBLE_SEP = "+"
+
+
+def join_ids(ids: "list[FeatureId] | list[str]") -> str:
+    """The features.npz id of features concatenated from ``ids`` (one id: its own string)."""
+    return ENSEMBLE_SEP.join(str(i) for i in ids)
+
+
+def split_ids(text: str) -> list[FeatureId]:
+    """The ids :func:`join_ids` joined; ValueError when one part is not a feature id."""
+    return [FeatureId.parse(part) for part in str(text).split(ENSEMBLE_SEP)]

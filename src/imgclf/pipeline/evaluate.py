@@ -12,8 +12,8 @@ from ..errors import DatasetError
 from ..evaluation.int8 import int8_only, int8_report
 from ..evaluation.metrics import Metrics, compute_metrics, trust_metrics
 from ..evaluation.report import plot_confusion, plot_coverage, plot_reliability, plot_roc, save_figure, write_report
-from ..features.featurize import featurize_paths
-from ..fileio import write_json
+from ..features.featurize import featurize_many, featurize_paths
+from ..fileio import read_json, write_json
 from ..linear import SvmClassifier
 from ..split import SplitRow
 from .featurizer import engine_cache_dir, feature_cache_dir
@@ -27,11 +27,11 @@ def test_features(cfg: Config, rd: RunDir, bundle: Bundle) -> tuple[list[SplitRo
     rows = [r for r in rd.split_rows("test") if r.path not in bad]
     if rd.features.exists():
         index, feats, ok, fid = rd.load_features()
-        if fid == str(bundle.meta.feature_id) and all(r.path in index for r in rows):
+        if fid == bundle.meta.feature_ids and all(r.path in index for r in rows):
             rows = [r for r in rows if ok[index[r.path]]]
             return rows, feats[[index[r.path] for r in rows]]
-    engine = bundle.build_engine(cfg.engine)
-    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
+    engines = bundle.build_engines(cfg.engine)
+    res = featurize_many([r.path for r in rows], engines, batch_size=cfg.featurize.batch_size,
                           cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=True, desc="featurize test")
     rd.add_skipped([(p, reason, "evaluate") for p, reason in res.errors])
     keep = np.flatnonzero(res.ok)
@@ -66,6 +66,9 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     trust_metrics(m, y, logits, head.temperature, ood.score(x, head.temperature * logits) if ood is not None else None,
                   ood.threshold(cfg.predict.unknown_tpr) if ood is not None else None)
     m.int8 = int8_vs_fp32(cfg, rd, bundle, rows, y, m)
+    m.preset = {"name": cfg.train.preset}
+    if cfg.train.preset != "fast" and rd.candidates.exists():
+        m.preset.update({k: v for k, v in read_json(rd.candidates).items() if k != "preset"})
     preds = rd.write_predictions(rows, proba, labels)
     save_figure(plot_roc(m.to_dict()), rd.roc)
     save_figure(plot_confusion(m.to_dict()), rd.confusion)
@@ -89,6 +92,8 @@ def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Bundle, rows: list[SplitRow], 
     SVM trained on its fp32 features of the same train split, and otherwise (dnn) the network's own head."""
     if bundle.meta.featurizer.get("precision") != "int8":
         return {}
+    if bundle.meta.ensemble:
+        return int8_only(int8)  # the fp32 reference is defined for one featurizer
     out = int8_only(int8)
     if not cfg.engine.compare_fp32:
         return out

@@ -1,12 +1,17 @@
-"""The featurizer of a run: where its caches live, its int8 calibration images, its ONNX file for the bundle."""
+"""The featurizer(s) of a run: where their caches live, int8 calibration images, their ONNX files for the bundle.
+
+A run has one featurizer (``model.backbone`` at ``model.resolution``) and, when ``model.ensemble``
+names more, those too: their L2-normalised features are concatenated in that order.
+"""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import Config, EngineConfig
+from ..config import Config, EngineConfig, ModelConfig, parse_featurizer
 from ..errors import RunDirError
 from ..features.engines import Engine
 from ..features.featurize import build_featurizer
@@ -40,9 +45,21 @@ def engine_kw(cfg: Config, rd: RunDir) -> dict[str, Any]:
     return kw
 
 
-def run_featurizer(cfg: Config, rd: RunDir, engine_cfg: EngineConfig | None = None) -> Engine:
-    """The pretrained featurizer of ``cfg.model`` on ``engine_cfg`` (default ``cfg.engine``)."""
-    return build_featurizer(cfg.model, engine_cfg or cfg.engine, **engine_kw(cfg, rd))
+def featurizer_models(model: ModelConfig) -> list[ModelConfig]:
+    """``model`` itself, then one ModelConfig per ``model.ensemble`` entry (same weights and resampler)."""
+    extra = [dataclasses.replace(model, backbone=name, resolution=res, ensemble=[])
+             for name, res in map(parse_featurizer, model.ensemble)]
+    return [model, *extra]
+
+
+def run_featurizer(cfg: Config, rd: RunDir, engine_cfg: EngineConfig | None = None, model: ModelConfig | None = None) -> Engine:
+    """The pretrained featurizer of ``model`` (default ``cfg.model``) on ``engine_cfg`` (default ``cfg.engine``)."""
+    return build_featurizer(model or cfg.model, engine_cfg or cfg.engine, **engine_kw(cfg, rd))
+
+
+def run_featurizers(cfg: Config, rd: RunDir, engine_cfg: EngineConfig | None = None) -> list[Engine]:
+    """Every featurizer of the run (:func:`featurizer_models`), in the order their features are concatenated."""
+    return [run_featurizer(cfg, rd, engine_cfg, m) for m in featurizer_models(cfg.model)]
 
 
 def quantization_meta(cfg: Config, rd: RunDir) -> dict[str, Any]:
@@ -53,8 +70,10 @@ def quantization_meta(cfg: Config, rd: RunDir) -> dict[str, Any]:
     return quantization_info(len(cal), calibration_digest(cal))
 
 
-def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId) -> tuple[Path, dict[str, Any]]:
-    """The ONNX file of the featurizer that made ``feature_id`` features, and what bundle.json says of it.
+def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId, model: ModelConfig | None = None,
+                    name: str = "featurizer.onnx") -> tuple[Path, dict[str, Any]]:
+    """The ONNX file of the featurizer of ``model`` (default ``cfg.model``) that made ``feature_id``
+    features, and what bundle.json says of it (``name``: its file name in the bundle).
 
     Taken from the engine cache (featurize put it there), else exported (and quantised) again;
     the SVM is trained on the features of this very file, so int8 bundles are judged honestly.
@@ -66,12 +85,12 @@ def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId) -> tuple[Pat
     path = engine_cache_dir(cfg) / f"{onnx_id}.onnx"
     if not path.is_file():
         ecfg = EngineConfig(backend="onnxruntime", precision="int8" if int8 else "fp32", threads=cfg.engine.threads)
-        engine = run_featurizer(cfg, rd, ecfg)
+        engine = run_featurizer(cfg, rd, ecfg, model)
         if engine.feature_id != str(onnx_id):
             raise RunDirError(f"features.npz was made by featurizer {feature_id} but the config now gives {engine.feature_id}",
                               hint=f"run `imgclf featurize --run-dir {rd.root}` again")
         path = engine.onnx_path
-    info: dict[str, Any] = {"onnx": "featurizer.onnx", "precision": feature_id.precision, "onnx_opset": OPSET}
+    info: dict[str, Any] = {"onnx": name, "precision": feature_id.precision, "onnx_opset": OPSET}
     if feature_id.precision == "int8":
         info["quantization"] = quantization_meta(cfg, rd)
     return path, info

@@ -6,7 +6,10 @@
       skipped.csv                path, reason, stage: images left out, and why (never fatal)
       leakage.csv                train_path, test_path: near-duplicate pairs across the split
       hashes.npz                 paths (N,), codes (N, 32) uint8: packed 256-bit dhash of each usable image
-      features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str)
+      features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str; several
+                                 featurizers' ids joined by "+" when their L2-normalised features are concatenated)
+      candidates.json            preset balanced: each candidate featurizer's nested-CV score on the train
+                                 split, cost in seconds, status, and the winner (see imgclf.pipeline.presets)
       label_issues.csv           path, rel, split, given_label, suggested_label, score, rank, reason: suspected
                                  label errors, worst (lowest out-of-fold probability of the given label) first
       outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image
@@ -69,6 +72,7 @@ class RunDir:
     leakage = property(lambda s: s.root / "leakage.csv")
     hashes = property(lambda s: s.root / "hashes.npz")
     features = property(lambda s: s.root / "features.npz")
+    candidates = property(lambda s: s.root / "candidates.json")
     label_issues = property(lambda s: s.root / "label_issues.csv")
     outliers = property(lambda s: s.root / "outliers.csv")
     duplicates = property(lambda s: s.root / "duplicates.csv")
@@ -91,7 +95,7 @@ class RunDir:
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "reliability.png", "coverage.png", "report.html", "metrics.json", "config.json", "config.toml",
                  "split.csv", "skipped.csv", "predictions.csv", "leakage.csv", "label_issues.csv", "outliers.csv",
-                 "duplicates.csv")
+                 "duplicates.csv", "candidates.json")
 
     def need(self, path: Path, step: str) -> Path:
         """``path``, or a RunDirError saying which step makes it."""

@@ -1,6 +1,7 @@
 """The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
 
     prepare    images → split.csv, skipped.csv, leakage.csv, config.json
+    select     (preset balanced, in ``run``) train split → candidates.json and the model.* it chose
     featurize  split.csv → features.npz (features of every usable image, cached by content)
     train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,13 +29,15 @@ from ..duplicates import HASH_DRAFT, dhash_image, groups_from_codes
 from ..errors import ImageError
 from ..evaluation.metrics import Metrics
 from ..features.engines import cpu_threads, resolve_engine
-from ..features.featurize import featurize_paths
+from ..features.featurize import featurize_many
+from ..features.ids import join_ids
 from ..fileio import write_json
 from ..images import decode_image
 from ..split import SplitRow, make_split, save_split
 from .doctor import SUMMARY_KEYS, doctor
 from .evaluate import evaluate
-from .featurizer import feature_cache_dir, run_featurizer
+from .featurizer import feature_cache_dir, run_featurizers
+from .presets import needs_selection, select_featurizers, with_featurizers
 from .rundir import RunDir
 from .trainers import get_trainer
 
@@ -105,16 +109,17 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
     rd = RunDir(run_dir)
     rows = rd.split_rows()
     t0 = time.perf_counter()
-    engine = run_featurizer(cfg, rd)
+    engines = run_featurizers(cfg, rd)
     t1 = time.perf_counter()  # building (exporting, quantising) the engine happens once per featurizer
-    res = featurize_paths([r.path for r in rows], engine, batch_size=cfg.featurize.batch_size,
-                          cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
+    res = featurize_many([r.path for r in rows], engines, batch_size=cfg.featurize.batch_size,
+                         cache_dir=feature_cache_dir(cfg), threads=cfg.engine.threads, progress=progress)
     seconds = time.perf_counter() - t0
     ran = resolve_engine(cfg.engine)
+    fid = join_ids([e.feature_id for e in engines])
     rd.add_skipped([(p, reason, "featurize") for p, reason in res.errors], replace_stage="featurize")
-    rd.write_features(res.paths, res.features, res.ok, engine.feature_id)
+    rd.write_features(res.paths, res.features, res.ok, fid)
     return {"images": len(rows), "featurized": int(res.ok.sum()), "cache_hits": res.cache_hits,
-            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": engine.feature_id,
+            "errors": len(res.errors), "seconds": round(seconds, 2), "feature_id": fid,
             "backend": ran.backend, "precision": ran.precision, "engine_seconds": round(t1 - t0, 2),
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
@@ -135,6 +140,11 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     (when ``doctor.enabled``); returns the test metrics."""
     t0 = time.perf_counter()
     steps = {"prepare": prepare(cfg, run_dir)}
+    if needs_selection(cfg):
+        chosen = select_featurizers(cfg, RunDir(run_dir), elapsed_s=time.perf_counter() - t0, say=_say if progress else None)
+        cfg = with_featurizers(cfg, chosen["winner"])
+        RunDir(run_dir).save_config(cfg)
+        steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
     if get_trainer(cfg.train.classifier).needs_features or cfg.doctor.enabled:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
     steps["train"] = train(cfg, run_dir)
@@ -148,6 +158,10 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     metrics.steps = steps
     write_json(RunDir(run_dir).metrics, metrics.to_dict())
     return metrics
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def default_run_dir(cfg: Config) -> Path:

@@ -26,10 +26,11 @@ from ..bundle import load_bundle
 from ..config import Config
 from ..dataset import Item, scan_dataset
 from ..errors import DatasetError, RunDirError
-from ..features.featurize import featurize_paths
+from ..features.featurize import featurize_many
+from ..features.ids import join_ids
 from ..fileio import read_npz, write_json, write_npz
 from ..linear import LinearHead, fit_head
-from .featurizer import feature_cache_dir, run_featurizer
+from .featurizer import feature_cache_dir, run_featurizers
 from .rundir import RunDir
 
 __all__ = ["Pool", "load_pool", "current_head", "suggest", "refit", "POOL_EMPTY"]
@@ -75,12 +76,13 @@ def _pool_features(cfg: Config, rd: RunDir, paths: list[str], progress: bool) ->
     feats = {p: old["features"][i] for p, i in known.items()}
     failed: list[tuple[str, str]] = []
     if fresh:
-        engine = run_featurizer(cfg, rd)
-        if engine.feature_id != run_fid:
-            raise RunDirError(f"features.npz was made by featurizer {run_fid} but the config now gives {engine.feature_id}",
+        engines = run_featurizers(cfg, rd)
+        fid = join_ids([e.feature_id for e in engines])
+        if fid != run_fid:
+            raise RunDirError(f"features.npz was made by featurizer(s) {run_fid} but the config now gives {fid}",
                               hint=f"run `imgclf featurize --run-dir {rd.root}` again, or give the run's own settings")
-        res = featurize_paths(fresh, engine, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
-                              threads=cfg.engine.threads, progress=progress, desc="pool")
+        res = featurize_many(fresh, engines, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
+                             threads=cfg.engine.threads, progress=progress, desc="pool")
         feats.update({p: f for p, f, ok in zip(res.paths, res.features, res.ok) if ok})
         failed = res.errors
     if fresh or len(known) != len(old["paths"]):
@@ -96,8 +98,8 @@ def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
     model was written, else the bundle's head. Refuses a model that is not a head on features.npz."""
     bundle = load_bundle(rd.need(rd.model, "train"))
     run_fid = rd.load_features()[3]
-    if str(bundle.meta.feature_id) != run_fid:
-        raise RunDirError(f"the model of {rd.root} classifies features of {bundle.meta.feature_id}, not those of "
+    if bundle.meta.feature_ids != run_fid:
+        raise RunDirError(f"the model of {rd.root} classifies features of {bundle.meta.feature_ids}, not those of "
                           f"features.npz ({run_fid}); Label next refits a linear head on features.npz",
                           hint="use a run made with train.classifier = \"svm\"")
     head = bundle.head

@@ -18,15 +18,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ..bundle import BundleMeta, write_bundle
-from ..config import Config
-from ..errors import DatasetError
+from ..config import Config, featurizer_names
+from ..errors import DatasetError, RunDirError
 from ..features.backbones import model_backbone
 from ..features.engines import resolve_engine
-from ..features.ids import FeatureId
+from ..features.ids import join_ids, split_ids
 from ..linear import SvmClassifier
 from ..registry import TRAINERS
 from ..trust.ood import OodDetector, fit_ood
-from .featurizer import featurizer_onnx
+from .featurizer import featurizer_models, featurizer_onnx
 from .rundir import RunDir
 
 
@@ -82,11 +82,22 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     """LinearSVC on the backbone's pretrained features (C by CV on train)."""
     labels = class_labels(rd)
     clf, n_train = fit_svm(cfg, rd, labels)
-    fid = FeatureId.parse(rd.load_features()[3])
-    _, spec = model_backbone(cfg.model, pretrained=False)
-    onnx_path, onnx_info = featurizer_onnx(cfg, rd, fid)
-    featurizer = {"weights": "imagenet", "feature_id": str(fid), "dim": int(clf.head_.weight.shape[1]), **onnx_info}
-    engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fid.precision)  # what made the features
-    meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
-    write_bundle(rd.model, meta, clf.head_, files={"featurizer.onnx": onnx_path}, ood=svm_detector(rd, clf))
+    fids = split_ids(rd.load_features()[3])
+    models = featurizer_models(cfg.model)
+    if [(f.backbone, f.resolution) for f in fids] != [(m.backbone, m.resolution) for m in models]:
+        raise RunDirError(f"features.npz was made by featurizer(s) {join_ids(fids)}, not by {', '.join(featurizer_names(cfg.model))} "
+                          "as the config now says", hint=f"run `imgclf featurize --run-dir {rd.root}` again")
+    members, files = [], {}
+    for i, (fid, model) in enumerate(zip(fids, models)):
+        name = f"featurizer-{i}.onnx" if i else "featurizer.onnx"
+        module, spec = model_backbone(model, pretrained=False)
+        files[name], onnx_info = featurizer_onnx(cfg, rd, fid, model, name)
+        dim = int(clf.head_.weight.shape[1]) if len(fids) == 1 else int(module.num_features)
+        members.append(({"weights": "imagenet", "feature_id": str(fid), "dim": dim, **onnx_info}, model, spec))
+    engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fids[0].precision)  # what made the features
+    (featurizer, model, spec), rest = members[0], members[1:]
+    meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
+    if rest:
+        meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for f, m, sp in rest]
+    write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
     return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}

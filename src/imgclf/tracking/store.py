@@ -223,6 +223,7 @@ def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[
         "dataset": dataset_name(cfg),
         "backbone": str(results.get("backbone") or cfg.model.backbone),
         "classifier": str(clf.get("type") or cfg.train.classifier),
+        "preset": cfg.train.preset,
         "command": command,
         "run_dir": str(rd.resolve()),
         "mlflow.source.name": f"imgclf {command}",

@@ -1,0 +1,120 @@
+"""Presets benchmark: `imgclf run --preset fast|balanced` beside fixed featurizer settings, per set.
+
+    flock /work/bench.lock python benchmarks/presets.py [--sets hymenoptera clothing10 cub_warblers demo]
+        [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--out presets.json]
+
+Each preset is a whole `imgclf run` (the CLI a user calls, doctor included) in a fresh data root
+whose feature cache is empty and whose engine cache holds the work dir's exports (a network is
+exported once per machine): the wall time includes featurizing every candidate. The fixed settings
+(each candidate alone, and lite0@224+lite2@320) run with the work dir's shared caches, doctor off:
+their test accuracy is what a person trying them by hand would see; the best of them is the
+"best single fixed setting" the balanced preset is measured against (chosen on the test split, so it
+flatters the fixed side). Sets with no split of their own (demo) run with 3 split seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from accuracy import run_once
+from datasets import images_folder
+
+FIXED = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320",
+         "efficientnet_lite0@224+efficientnet_lite2@320")
+FIXED_SPLIT = {"hymenoptera", "clothing10", "cub_warblers"}  # sets with train/ test/ folders of their own
+
+
+def imgclf_run(images: Path, work: Path, sets: list[str]) -> dict:
+    """accuracy.py's whole `imgclf run` in ``work`` (data root ``work/data``, run dir ``work/run``), and what the preset chose."""
+    r = run_once(images, sets, work)
+    preset = json.loads((work / "run" / "metrics.json").read_text()).get("preset") or {}
+    return {**r, "wall_s": round(r["wall_s"], 1), "winner": preset.get("winner"), "candidates": preset.get("candidates")}
+
+
+def fixed_sets(name: str) -> list[str]:
+    first, *rest = name.split("+")
+    backbone, res = first.split("@")
+    return [f'model.backbone="{backbone}"', f"model.resolution={res}", f"model.ensemble={json.dumps(rest)}",
+            "doctor.enabled=false", "data.check_leakage=false"]
+
+
+def bench_set(images: Path, seed: int, work: Path, balanced: list[str] = (), fixed: bool = True) -> dict:
+    out: dict = {"seed": seed, "presets": {}, "fixed": {}}
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        for preset in ("fast", "balanced"):
+            (Path(tmp) / preset / "data").mkdir(parents=True)
+            (Path(tmp) / preset / "data" / "engines").symlink_to(work / "data" / "engines")  # exports kept; features cold
+            extra = list(balanced) if preset == "balanced" else []
+            out["presets"][preset] = imgclf_run(images, Path(tmp) / preset, [f"train.preset={preset}", f"data.seed={seed}", *extra])
+            print(f"  seed {seed} {preset:<9} {out['presets'][preset]}", file=sys.stderr, flush=True)
+        out["fixed"][FIXED[0]] = out["presets"]["fast"]  # fast is lite0@224 alone
+        for name in FIXED[1:] if fixed else ():
+            shared = [f'data.root="{work / "data"}"', *fixed_sets(name), f"data.seed={seed}"]  # shared caches
+            r = imgclf_run(images, Path(tmp) / name, shared)
+            out["fixed"][name] = r
+            print(f"  seed {seed} {name:<45} {100 * r['accuracy']:.2f}%", file=sys.stderr, flush=True)
+    return out
+
+
+def warm_engines(engines: Path) -> None:
+    """Export every candidate network once, so that no timed run pays a one-time export."""
+    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.features.featurize import build_featurizer
+    from imgclf.pipeline.presets import CANDIDATES
+
+    engines.mkdir(parents=True, exist_ok=True)
+    for name in CANDIDATES:
+        backbone, res = name.split("@")
+        for precision in ("auto", "fp32"):  # the engine's own, and the fp32 file a bundle copies
+            build_featurizer(ModelConfig(backbone=backbone, resolution=int(res)), EngineConfig(precision=precision), cache_dir=engines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", nargs="+", default=["hymenoptera", "clothing10", "cub_warblers", "demo"])
+    ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
+    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("--seeds", type=int, default=3, help="split seeds of sets without a split of their own")
+    ap.add_argument("--out", type=Path, default=Path("presets.json"))
+    ap.add_argument("--balanced-set", action="append", default=[], help="extra setting of the balanced runs (repeatable)")
+    ap.add_argument("--no-fixed", action="store_true", help="presets only (no fixed settings)")
+    args = ap.parse_args()
+    warm_engines(args.work / "data" / "engines")
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.sets:
+        images = images_folder(name if name == "demo" else str(args.datasets / name), args.work)
+        seeds = [0] if name in FIXED_SPLIT else list(range(args.seeds))
+        print(f"{name}: {images}", file=sys.stderr, flush=True)
+        results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed) for s in seeds]
+        args.out.write_text(json.dumps(results, indent=1))
+    print(table(results))
+
+
+def _mean(xs: list[float]) -> float:
+    return statistics.mean(xs)
+
+
+def table(results: dict) -> str:
+    """Markdown: per set, mean over seeds of accuracy / class-averaged accuracy, median wall time."""
+    lines = ["| set | fast acc / class-avg | wall s | balanced acc / class-avg | wall s | balanced chose | best fixed (by test) | acc |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        row = [name]
+        for preset in ("fast", "balanced"):
+            rs = [r["presets"][preset] for r in runs]
+            row.append(f"{100 * _mean([r['accuracy'] for r in rs]):.2f} / {100 * _mean([r['class_avg_accuracy'] for r in rs]):.2f}")
+            row.append(f"{statistics.median(r['wall_s'] for r in rs):.1f}")
+        row.append(", ".join(sorted({r["presets"]["balanced"]["winner"] or "—" for r in runs})))
+        fixed = {k: _mean([r["fixed"][k]["accuracy"] for r in runs]) for k in runs[0]["fixed"]}  # fast at least
+        best = max(fixed, key=fixed.get)
+        row += [best, f"{100 * fixed[best]:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Presets: which featurizer(s) a run uses, chosen on the TRAIN split only (``train.preset``).
+
+- ``fast``: ``model.*`` as configured (one featurizer, today's default lite0 at 224 px).
+- ``balanced``: each featurizer of ``train.candidates`` (default :data:`CANDIDATES`, less those that
+  would upscale the median train image more than ``train.max_upscale``) featurizes the train images
+  (features cached by content, so candidates, concatenations and later runs share the work); a
+  linear SVM scores each by nested cross-validation (C chosen inside each outer training part); the
+  concatenation of the two best L2-normalised feature sets is scored too; the best score wins, ties
+  going to the cheaper. The winner becomes ``model.backbone``/``model.resolution``/``model.ensemble``.
+
+``train.time_limit`` plans the selection from per-image costs: network GFLOPs times seconds per
+GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
+engine cache lacks the network; the most expensive candidates are dropped first until the plan fits.
+Test images are never opened here: every decision is made before the test split is featurized.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from statistics import median
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..config import Config, featurizer_names, parse_featurizer
+from ..errors import DatasetError, ImageError
+from ..features.engines import cpu_threads, resolve_engine
+from ..features.featurize import FeatureCache, build_featurizer, concat_features, feature_id_of, featurize_paths
+from ..fileio import sha256_file, write_json
+from ..images import read_header
+from ..linear import SvmClassifier
+from .featurizer import engine_cache_dir, engine_kw, feature_cache_dir
+from .rundir import RunDir
+
+CANDIDATES = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320")
+CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (EfficientNet-Lite: 0.875 to 0.89)
+GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
+PRIOR_S_PER_GFLOP = 0.012  # one core of a 2-core x86 CPU, OpenVINO bf16, decode included (FACTS: ~215 img/s for lite0 on 2 cores)
+EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
+FIXED_S = 8.0  # what the rest of a run costs whatever the featurizer (SVM, evaluation, report, bundle)
+HEADER_SAMPLE = 200  # train images whose size sets the median
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Candidate:
+    """One featurizer, or several concatenated, and what selecting it cost and scored."""
+
+    featurizers: list[str]  # NAME@RESOLUTION, in concatenation order
+    gflops: float
+    estimate_s: float = 0.0  # planned seconds (featurizing uncached train images, export, CV)
+    cost_s: float | None = None  # measured seconds
+    cv_score: float | None = None  # nested-CV class-averaged accuracy on the train split
+    status: str = "planned"  # planned, scored, or "dropped: <why>"
+    winner: bool = False
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.featurizers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"featurizers": self.name, "cv_class_avg_accuracy": self.cv_score, "cost_s": self.cost_s,
+                "estimate_s": round(self.estimate_s, 1), "gflops": round(self.gflops, 2), "status": self.status, "winner": self.winner}
+
+
+def gflops(name: str, resolution: int) -> float:
+    """Multiply-adds ×2 per image of ``name`` at ``resolution`` (unknown networks count as lite0)."""
+    g, native = GFLOPS.get(name, GFLOPS["efficientnet_lite0"])
+    return g * (resolution / native) ** 2
+
+
+def median_short_side(paths: Sequence[str]) -> float | None:
+    """Median shorter side (pixels) of up to :data:`HEADER_SAMPLE` of ``paths`` (headers only, never pixels)."""
+    step = max(1, len(paths) // HEADER_SAMPLE)
+    sides = []
+    for p in list(paths)[::step][:HEADER_SAMPLE]:
+        try:
+            h = read_header(p)
+        except (ImageError, OSError):
+            continue
+        sides.append(min(h.width, h.height))
+    return float(median(sides)) if sides else None
+
+
+def upscale(resolution: int, short_side: float | None) -> float:
+    """How much the preprocessing enlarges an image of ``short_side`` for ``resolution`` (1 when unknown)."""
+    return resolution / CROP_PCT / short_side if short_side else 1.0
+
+
+def candidate_list(cfg: Config) -> list[Candidate]:
+    """The candidates of ``train.candidates`` (or :data:`CANDIDATES`), cheapest first, each once."""
+    names = list(cfg.train.candidates) or list(CANDIDATES)
+    out: dict[str, Candidate] = {}
+    for text in names:
+        parts = str(text).split("+")
+        out.setdefault("+".join(parts), Candidate(parts, sum(gflops(*parse_featurizer(p, "train.candidates")) for p in parts)))
+    return sorted(out.values(), key=lambda c: (c.gflops, c.name))
+
+
+def plan(candidates: Sequence[Candidate], budget_s: float | None) -> list[Candidate]:
+    """Mark the most expensive planned candidates "dropped: time limit" until the rest fit ``budget_s``
+    (None: no limit); the cheapest planned one always stays. Returns the kept ones, cheapest first."""
+    kept = sorted((c for c in candidates if c.status == "planned"), key=lambda c: (c.estimate_s, c.gflops))
+    while budget_s is not None and len(kept) > 1 and sum(c.estimate_s for c in kept) > budget_s:
+        dropped = kept.pop()
+        dropped.status = f"dropped: time limit (needs ~{dropped.estimate_s:.0f} s)"
+    return kept
+
+
+def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: Say | None = None) -> dict[str, Any]:
+    """Choose the featurizer(s) of a balanced run on the train split; writes candidates.json and returns
+    ``{"preset", "winner", "candidates", "median_short_side", "time_limit", "planned_s", "seconds"}``."""
+    t0 = time.perf_counter()
+    say = say or (lambda _: None)
+    bad = rd.skipped_paths()
+    train = [r for r in rd.split_rows("train") if r.path not in bad]
+    paths = [r.path for r in train]
+    labels = sorted({r.label for r in train})
+    if len(labels) < 2:
+        raise DatasetError(f"the train split has {len(labels)} class(es); at least 2 are needed", hint="see split.csv")
+    y = np.array([labels.index(r.label) for r in train])
+    short = median_short_side(paths)
+    cands = candidate_list(cfg)
+    for c in [c for c in cands if len(c.featurizers) == 1][1:]:  # the cheapest single always stays
+        u = upscale(parse_featurizer(c.name)[1], short)
+        if u > cfg.train.max_upscale:
+            c.status = f"dropped: upscales the median image {u:.2f}x"
+    per_gflop = PRIOR_S_PER_GFLOP * 2 / cpu_threads(cfg.engine.threads)
+    uncached = _uncached_counter(cfg, paths)
+    done: set[str] = set()
+    for c in cands:
+        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
+    budget = None
+    if cfg.train.time_limit:
+        n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
+        budget = cfg.train.time_limit - elapsed_s - FIXED_S - n_rest * per_gflop * max(c.gflops for c in cands)
+    kept = plan(cands, budget)
+    say(_plan_text(cfg, cands, short, budget))
+    features: dict[str, np.ndarray] = {}
+    ok = np.ones(len(paths), dtype=bool)
+    spent = 0.0
+    for c in kept if len(kept) > 1 else ():  # a single candidate needs no score: the featurize step computes it
+        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
+        if budget is not None and c is not kept[0] and spent + c.estimate_s > budget:
+            c.status = f"dropped: time limit (needs ~{c.estimate_s:.0f} s, {max(0.0, budget - spent):.0f} s left)"
+            continue
+        t = time.perf_counter()
+        for part in c.featurizers:
+            if part not in features:
+                res, computed = _featurize(cfg, rd, part, paths)
+                if computed >= 16:
+                    per_gflop = (time.perf_counter() - t) / computed / gflops(*parse_featurizer(part))  # the next estimates use it
+                features[part], ok = res.features, ok & res.ok
+                done.add(part)
+        features[c.name] = concat_features([features[p] for p in c.featurizers])
+        c.cost_s = round(time.perf_counter() - t, 2)
+        spent += c.cost_s
+    scored = [c for c in kept if c.name in features]
+    singles = [c for c in scored if len(c.featurizers) == 1]
+    if len(singles) >= 2 and len(singles) == len(scored):  # no concatenation listed: the two best singles'
+        pair = _score_all(cfg, singles, features, ok, y)[:2]
+        combo = Candidate([p for c in pair for p in c.featurizers], sum(c.gflops for c in pair), status="scored", cost_s=0.0)
+        features[combo.name] = concat_features([features[p] for p in combo.featurizers])
+        cands.append(combo)
+        scored.append(combo)
+    ranked = _score_all(cfg, scored, features, ok, y)
+    winner = ranked[0] if ranked else kept[0]
+    winner.winner = True
+    if len(kept) == 1:
+        winner.status = "the only candidate left"
+    out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
+           "median_short_side": short, "time_limit": cfg.train.time_limit or None,
+           "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(rd.candidates, out)
+    say(_result_text(cands, winner))
+    return out
+
+
+def with_featurizers(cfg: Config, names: str) -> Config:
+    """A copy of ``cfg`` whose model is the ``+``-joined featurizers ``names`` (the first as model.backbone)."""
+    first, *rest = names.split("+")
+    backbone, resolution = parse_featurizer(first, "train.candidates")
+    out = copy.deepcopy(cfg)
+    out.model = dataclasses.replace(out.model, backbone=backbone, resolution=resolution, ensemble=list(rest))
+    return out
+
+
+def needs_selection(cfg: Config) -> bool:
+    """Whether a run of ``cfg`` chooses its featurizer: balanced with the ``svm`` trainer (refinement trains
+    ``refine.backbone``), with more than one candidate or one that is not already the configured model."""
+    if cfg.train.preset == "fast" or cfg.train.classifier != "svm":
+        return False
+    cands = candidate_list(cfg)
+    return len(cands) > 1 or cands[0].name != "+".join(featurizer_names(cfg.model))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _featurize(cfg: Config, rd: RunDir, name: str, paths: list[str]):
+    """Features of the train ``paths`` by the one featurizer ``name`` → (result, images computed rather than cached)."""
+    model = with_featurizers(cfg, name).model
+    engine = build_featurizer(model, cfg.engine, **engine_kw(cfg, rd))
+    res = featurize_paths(paths, engine, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
+                          threads=cfg.engine.threads, progress=False)
+    return res, int(res.ok.sum()) - res.cache_hits
+
+
+def _score_all(cfg: Config, cands: list[Candidate], features: dict[str, np.ndarray], ok: np.ndarray,
+               y: np.ndarray) -> list[Candidate]:
+    """Nested-CV score of each candidate not yet scored (same folds for all: a paired comparison), best first."""
+    min_count = int(np.bincount(y[ok]).min()) if ok.any() else 0
+    for c in cands:
+        if c.cv_score is not None:
+            continue
+        t = time.perf_counter()
+        if min_count >= 4:
+            c.cv_score = round(SvmClassifier.from_config(cfg.svm, cfg.data.seed).nested_score(features[c.name][ok], y[ok]), 4)
+            c.status = "scored"
+        else:
+            c.status = "not scored: fewer than 4 train images in a class"
+        c.cost_s = round((c.cost_s or 0.0) + time.perf_counter() - t, 2)
+    return sorted(cands, key=lambda c: (-(c.cv_score if c.cv_score is not None else -1), c.gflops))
+
+
+def _uncached_counter(cfg: Config, paths: list[str]) -> Callable[[str], int]:
+    """``name -> how many of paths the feature cache lacks`` for one featurizer (content hashes computed once)."""
+    cache_dir = feature_cache_dir(cfg)
+    if cache_dir is None:
+        return lambda name: len(paths)
+    digests = []
+    for p in paths:
+        try:
+            digests.append(sha256_file(p))
+        except OSError:
+            continue
+    engine = resolve_engine(cfg.engine)
+
+    def count(name: str) -> int:
+        fid = feature_id_of(with_featurizers(cfg, name).model, engine)
+        cache = FeatureCache(cache_dir, fid) if engine.precision != "int8" else None
+        return len(digests) if cache is None else sum(not cache._path(d).exists() for d in digests)
+
+    return count
+
+
+def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gflop: float, n: int, done: set[str]) -> float:
+    """Seconds to featurize the train images the feature cache lacks for each part of ``c`` not ``done``
+    yet, export the networks the engine cache lacks, and run the nested CV."""
+    engine = resolve_engine(cfg.engine)
+    seconds = 0.5 + 1e-5 * n * 1280 * len(c.featurizers)  # the nested CV: ~0.5 s a 1280-d set of a few hundred images
+    for part in c.featurizers:
+        if part in done:
+            continue
+        fid = feature_id_of(with_featurizers(cfg, part).model, engine).with_precision("fp32")
+        seconds += uncached(part) * per_gflop * gflops(*parse_featurizer(part))
+        seconds += 0.0 if (engine_cache_dir(cfg) / f"{fid}.onnx").is_file() else EXPORT_S
+    return seconds
+
+
+def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: float | None) -> str:
+    head = (f"preset {cfg.train.preset}: {len(cands)} candidate featurizer(s), median train image short side "
+            f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection (time limit "
+                                                                  f"{cfg.train.time_limit:.0f} s)" if budget is not None else ""))
+    lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status}" for c in cands]
+    return "\n".join([head, *lines])
+
+
+def _result_text(cands: list[Candidate], winner: Candidate) -> str:
+    lines = [f"  {c.name:<48} CV {'—' if c.cv_score is None else f'{100 * c.cv_score:.2f}%':>7}  "
+             f"{'—' if c.cost_s is None else f'{c.cost_s:.1f} s':>7}  {'WINNER' if c.winner else c.status}" for c in cands]
+    return "\n".join(["candidates (nested CV on the train split):", *lines, f"chosen: {winner.name}"])

@@ -1,0 +1,162 @@
+"""Presets and feature ensembles: the choice is made on the train split only; an ensemble bundle predicts
+the same everywhere (files, bytes, the run's own predictions)."""
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from datagen import make_dataset, tiny_config
+from imgclf.api import run
+from imgclf.bundle import load_bundle
+from imgclf.config import load_config
+from imgclf.errors import BundleError, ConfigError
+from imgclf.fileio import read_csv, read_json, read_npz
+from imgclf.pipeline.presets import Candidate, needs_selection, plan, select_featurizers
+from imgclf.pipeline.rundir import RunDir
+from imgclf.pipeline.steps import prepare
+from imgclf.predict import Predictor
+
+CANDIDATES = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]'
+_OPENED: list[str] | None = None  # paths opened while a test listens (an audit hook cannot be removed)
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, Path)):
+        _OPENED.append(str(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("presets")
+    images = make_dataset(base / "images", n_per_class=14, seed=5)
+    common = ("doctor.enabled=false", "data.check_leakage=false")
+    balanced = tiny_config(base / "data", images, "train.preset=balanced", CANDIDATES, *common)
+    metrics = run(balanced, base / "balanced", progress=False)
+    pinned = tiny_config(base / "data", images, "model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', *common)
+    run(pinned, base / "ensemble", progress=False)
+    return {"base": base, "images": images, "balanced": balanced, "metrics": metrics}
+
+
+def test_the_choice_never_opens_a_test_image(presets):
+    global _OPENED
+    cfg, rd = presets["balanced"], RunDir(presets["base"] / "audited")
+    prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
+    test = {r.path for r in rd.split_rows("test")}
+    train = {r.path for r in rd.split_rows("train")}
+    said: list[str] = []
+    timed = load_config(None, ["train.time_limit=600"], base=cfg)
+    _OPENED = []
+    try:
+        chosen = select_featurizers(timed, rd, say=said.append)
+    finally:
+        opened, _OPENED = set(_OPENED), None
+    assert test and not opened & test
+    assert train <= opened  # the hook saw the train images being read
+    plan_text = said[0]  # printed before any featurizing
+    assert "time limit 600 s" in plan_text and all(n in plan_text for n in ("efficientnet_lite0@64", "efficientnet_lite0@96"))
+    assert chosen["winner"] == read_json(presets["base"] / "balanced" / "candidates.json")["winner"]  # reproducible
+
+
+def test_candidates_table_and_winner(presets):
+    rd = RunDir(presets["base"] / "balanced")
+    table = read_json(rd.candidates)
+    rows = table["candidates"]
+    names = [r["featurizers"] for r in rows]
+    assert names == ["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@64+efficientnet_lite0@96"]
+    scored = [r for r in rows if r["status"] == "scored"]
+    assert len(scored) == 3 and all(0.0 <= r["cv_class_avg_accuracy"] <= 1.0 and r["cost_s"] >= 0 for r in scored)
+    winners = [r for r in rows if r["winner"]]
+    assert len(winners) == 1 and winners[0]["featurizers"] == table["winner"]
+    assert winners[0]["cv_class_avg_accuracy"] == max(r["cv_class_avg_accuracy"] for r in scored)
+    # the winner is what the run then used, saved in its config and its bundle
+    first, *rest = table["winner"].split("+")
+    saved = read_json(rd.config)["model"]
+    assert f'{saved["backbone"]}@{saved["resolution"]}' == first and saved["ensemble"] == rest
+    assert load_bundle(rd.model).meta.feature_ids.count("+") == len(rest)
+    m = read_json(rd.metrics)
+    assert m["preset"]["name"] == "balanced" and m["preset"]["winner"] == table["winner"]
+    assert "Featurizer candidates" in rd.report.read_text()
+
+
+def test_ensemble_bundle_predicts_alike_everywhere(presets):
+    rd = RunDir(presets["base"] / "ensemble")
+    meta = read_json(rd.model / "bundle.json")
+    assert meta["featurizer"]["feature_id"].startswith("efficientnet_lite0-r64")
+    assert [m["resolution"] for m in meta["ensemble"]] == [96] and meta["ensemble"][0]["onnx"] == "featurizer-1.onnx"
+    assert "featurizer-1.onnx" in read_json(rd.model / "manifest.json")["files"]
+    z = read_npz(rd.features)
+    assert str(z["feature_id"]).count("+") == 1 and z["features"].shape[1] == 2 * 1280
+    f = z["features"][z["ok"]]
+    np.testing.assert_allclose(np.linalg.norm(f[:, :1280], axis=1), 1.0, atol=1e-5)  # each part L2-normalised
+    np.testing.assert_allclose(np.linalg.norm(f[:, 1280:], axis=1), 1.0, atol=1e-5)
+
+    predictor = Predictor(rd.model)
+    assert len(predictor.engines) == 2
+    rows = read_csv(rd.predictions)
+    paths = [r["path"] for r in rows]
+    by_path = predictor.predict_paths(paths)
+    by_bytes = predictor.predict_bytes([Path(p).read_bytes() for p in paths])
+    for r, a, b in zip(rows, by_path, by_bytes):
+        assert a["label"] == b["label"] == r["predicted"]
+        assert abs(a["score"] - float(r["score"])) < 1e-4 and abs(b["score"] - a["score"]) < 1e-4
+
+    from imgclf.config import ServeConfig
+    from imgclf.serve.app import create_app
+    from imgclf.serve.server import ServerThread
+
+    cfg = ServeConfig()
+    with ServerThread(create_app(predictor, cfg), cfg) as srv, httpx.Client(timeout=60) as client:
+        reply = client.post(srv.url + "/predict", files=[("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg"))
+                                                         for p in paths[:4]])
+    assert reply.status_code == 200, reply.text
+    for served, offline in zip(reply.json()["predictions"], by_bytes):
+        assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
+
+
+def test_ensemble_file_is_checked_by_the_manifest(presets, tmp_path):
+    model = shutil.copytree(presets["base"] / "ensemble" / "model", tmp_path / "model")
+    with open(model / "featurizer-1.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="featurizer-1.onnx"):
+        load_bundle(model)
+
+
+def test_user_featurizer_keys_pin_the_preset():
+    assert load_config(None, ["train.preset=balanced"]).train.candidates == []
+    pinned = load_config(None, ["train.preset=balanced", "model.resolution=320"])
+    assert pinned.train.candidates == ["efficientnet_lite0@320"] and not needs_selection(pinned)
+    both = load_config(None, ["train.preset=balanced", 'model.ensemble=["efficientnet_lite2@320"]'])
+    assert both.train.candidates == ["efficientnet_lite0@224+efficientnet_lite2@320"]
+    assert needs_selection(load_config(None, ["train.preset=balanced"]))
+    assert not needs_selection(load_config(None, ["train.preset=fast"]))
+    assert not needs_selection(load_config(None, ["train.preset=balanced", "train.classifier=dnn"]))
+    with pytest.raises(ConfigError, match="model.ensemble"):
+        load_config(None, ['model.ensemble=["efficientnet_lite2@300"]'])
+    with pytest.raises(ConfigError, match="train.time_limit"):
+        load_config(None, ["train.time_limit=-1"])
+
+
+def test_plan_drops_the_most_expensive_first():
+    cands = [Candidate([n], g, estimate_s=s) for n, g, s in (("a@224", 1, 5.0), ("b@320", 3, 30.0), ("c@256", 2, 12.0))]
+    kept = plan(cands, 20.0)
+    assert [c.name for c in kept] == ["a@224", "c@256"]
+    assert cands[1].status.startswith("dropped: time limit")
+    assert [c.name for c in plan([Candidate(["a@224"], 1, estimate_s=50.0)], 1.0)] == ["a@224"]  # the cheapest stays
+    assert len(plan([Candidate([n], 1, estimate_s=9.0) for n in ("x@224", "y@256")], None)) == 2
+
+
+def test_preset_options_sit_below_set():
+    from imgclf.cli.options import parse_duration, preset_flags
+
+    assert [parse_duration(t) for t in ("90", "90s", "10m", "1.5h")] == [90.0, 90.0, 600.0, 5400.0]
+    for bad in ("", "-5m", "ten", "0", "nan", "inf"):
+        with pytest.raises(ConfigError, match="--time-limit"):
+            parse_duration(bad)
+    cfg = load_config(None, ["train.preset=fast"], flags=preset_flags("balanced", "2m"))
+    assert (cfg.train.preset, cfg.train.time_limit) == ("fast", 120.0)  # --set wins over the command's options
