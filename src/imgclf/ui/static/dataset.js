@@ -7,7 +7,8 @@
   const PAGE_SIZE = 100;
   const $ = (id) => document.getElementById(id);
 
-  const state = { label: "", status: "", q: "", page: 0, total: 0, items: [], sel: -1, summary: null, wantSel: "" };
+  const state = { label: "", status: "", q: "", page: 0, total: 0, items: [], sel: -1, summary: null, wantSel: "", pickMode: false };
+  const picked = UI.selection(() => renderPicked());  // rel paths chosen for one correction of them all
 
   // ------------------------------------------------------------ URL state (survives a reload)
   function readHash() {
@@ -104,20 +105,25 @@
   }
 
   function tile(it, i) {
-    const img = el("img", { src: thumbUrl(it, 256), alt: "", loading: "lazy", decoding: "async" });
+    const img = UI.thumb(thumbUrl(it, 256));
     const node = el("button", {
       type: "button", class: "tile", role: "option", tabindex: "-1", "aria-selected": "false",
       dataset: { path: it.path, index: String(i) },
-      onclick: () => selectIndex(i, { focus: true }),
+      onclick: (ev) => {
+        if (ev.shiftKey) picked.toggle(it.path, state.items.map((x) => x.path), true);
+        else if (ev.ctrlKey || ev.metaKey || state.pickMode) picked.toggle(it.path);
+        selectIndex(i, { focus: true });
+      },
       ondblclick: () => openViewer(),
     }, img, el("span", { class: "flag" }), el("span", { class: "cap" }));
-    img.addEventListener("error", () => node.classList.add("broken"));
     fillTile(node, it);
     return node;
   }
 
   function fillTile(node, it) {
     node.dataset.status = it.status;
+    node.dataset.picked = String(picked.has(it.path));
+    node.setAttribute("aria-checked", String(picked.has(it.path)));
     node.dataset.label = it.label || "";
     node.setAttribute("aria-label", `${fileName(it.path)}: ${labelText(it)}`);
     const flag = node.querySelector(".flag");
@@ -213,7 +219,43 @@
     return i;
   }
 
+  // ------------------------------------------------------------ several images at once
+  function renderPicked() {
+    const n = picked.size;
+    $("picked-count").textContent = n ? `${n} selected: the actions apply to all of them` : "";
+    $("pick-none").hidden = !n;
+    tiles().forEach((t) => {
+      t.dataset.picked = String(picked.has(t.dataset.path));
+      t.setAttribute("aria-checked", t.dataset.picked);
+    });
+  }
+
+  async function pickAll() {
+    try {
+      const res = await api(`api/images/paths?${new URLSearchParams({ label: state.label, status: state.status, q: state.q })}`);
+      picked.set(res.paths);
+    } catch (e) {
+      toast(e.message, { error: true });
+    }
+  }
+
+  async function actOnPicked(action, label) {
+    const paths = [...picked.keys];
+    const what = action === "relabel" ? label : action;
+    const saved = await UI.save("api/annotate/many", { paths, action, label }, (res) => {
+      res.items.forEach(updateItem);
+      setSummary(res.summary);
+      return `${paths.length} images → ${what} (${res.changed} changed)`;
+    }, undo);
+    if (saved) {  // the filter may no longer hold them: list it again, on the same image
+      picked.clear();
+      state.wantSel = state.items[state.sel]?.path || "";
+      load();
+    }
+  }
+
   async function act(action, label = "") {
+    if (picked.size) { await actOnPicked(action, label); return; }
     const cur = state.items[state.sel];
     if (!cur) return;
     const saved = await UI.save("api/annotate", { path: cur.path, action, label }, (res) => {
@@ -229,9 +271,11 @@
   function undo() {
     return UI.undoLast((res) => {
       setSummary(res.summary);
+      (res.items || []).forEach(updateItem);
       if (!res.item) return "";
       const i = updateItem(res.item);
       if (i >= 0) selectIndex(i, { focus: true });
+      if ((res.items || []).length > 1) return `Undone: ${res.items.length} images are back as they were`;
       return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
     });
   }
@@ -244,6 +288,18 @@
     $("viewer-img").alt = cur.path;
     $("viewer-title").textContent = cur.path;
     $("viewer-label").replaceChildren(cur.label ? badge(cur.label) : el("span", { class: `badge ${cur.status}` }, cur.status));
+    const classes = state.summary ? state.summary.classes : [];
+    $("viewer-actions").replaceChildren(
+      ...classes.filter((c) => c !== cur.label).map((c) => el("button", { type: "button", class: "btn", onclick: () => actOne("relabel", c) }, `→ ${c}`)),
+      cur.status !== "excluded" ? el("button", { type: "button", class: "btn danger", onclick: () => actOne("exclude") }, "Exclude") : null,
+      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => actOne("restore") }, "Restore") : null);
+    document.dispatchEvent(new CustomEvent("imgclf:viewer", { detail: { slot: $("viewer-overlay"), item: cur, side: "dataset" } }));
+  }
+  // The viewer's buttons act on the image shown, whatever is selected in the grid.
+  function actOne(action, label = "") {
+    const keep = new Set(picked.keys);
+    picked.keys.clear();
+    act(action, label).finally(() => { keep.forEach((k) => picked.keys.add(k)); renderPicked(); });
   }
   function openViewer() {
     if (!state.items[state.sel]) return;
@@ -275,6 +331,8 @@
     else if (k === "x" || k === "X") act("exclude");
     else if (k === "a" || k === "A") act("ambiguous");
     else if (k === "u" || k === "U") undo();
+    else if ((k === "m" || k === "M") && state.items[state.sel]) picked.toggle(state.items[state.sel].path);
+    else if (k === "Escape" && !viewerOpen && picked.size) picked.clear();
     else if (k === "Enter" || k === " ") {
       if (ev.target && ev.target.tagName === "BUTTON" && !ev.target.classList.contains("tile") && ev.target.id !== "viewer-close") return;
       viewerOpen ? closeViewer() : openViewer();
@@ -295,6 +353,15 @@
     $("viewer-prev").addEventListener("click", () => move(-1));
     $("viewer-next").addEventListener("click", () => move(1));
     $("viewer").addEventListener("close", () => tiles()[state.sel]?.focus({ preventScroll: true }));
+    UI.swipe($("viewer-stage"), (d) => move(d));
+    $("pick-mode").addEventListener("click", () => {
+      state.pickMode = !state.pickMode;
+      $("pick-mode").setAttribute("aria-pressed", String(state.pickMode));
+    });
+    $("pick-all").addEventListener("click", pickAll);
+    $("pick-none").addEventListener("click", () => picked.clear());
+    window.addEventListener("hashchange", () => { readHash(); load(); });
+    UI.onReturn(() => load({ refresh: true }));
     let timer = null;
     $("search").addEventListener("input", () => {
       clearTimeout(timer);
