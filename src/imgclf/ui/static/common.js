@@ -7,7 +7,8 @@ const UI = (() => {
   const PALETTE = ["#1f5fd6", "#c2410c", "#0f766e", "#7c3aed", "#b91c1c", "#4d7c0f", "#a21caf", "#0369a1", "#92400e", "#475569"];
 
   async function api(path, options = {}) {
-    const opts = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
+    // no-store: a page opened again with Back must not be handed an answer from before a correction
+    const opts = { credentials: "same-origin", cache: "no-store", ...options, headers: { ...(options.headers || {}) } };
     if (opts.json !== undefined) {
       opts.method = opts.method || "POST";
       opts.body = JSON.stringify(opts.json);
