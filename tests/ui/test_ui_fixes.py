@@ -7,22 +7,12 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from ui_helpers import LONG_CLASS, copy_dataset, files_per_class, make_many_classes_dataset
+from ui_helpers import LONG_CLASS, copy_dataset, files_per_class, make_many_classes_dataset, serve_ui
 
 from imgclf.annotations import current_state, read_history
 from imgclf.fileio import read_csv, write_csv
 
 pytestmark = pytest.mark.browser
-
-
-def _serve(predictor, images, run, thumbs, **serve):
-    from imgclf.config import ServeConfig
-    from imgclf.serve.server import ServerThread
-    from imgclf.ui import create_ui_app
-
-    app = create_ui_app(predictor, ServeConfig(**serve), images_dir=str(images) if images else None,
-                        run_dir=str(run) if run else None, thumbs_dir=str(thumbs))
-    return ServerThread(app)
 
 
 def _errors(run):
@@ -39,7 +29,7 @@ def test_results_find_a_copied_dataset_by_relative_path_and_a_renamed_image_by_c
     write_csv(moved_run / "predictions.csv", list(rows[0]),
               ([r["path"].replace(str(ui_run["images"]), "/nowhere/images") if i else r["path"]] + list(r.values())[1:]
                for i, r in enumerate(rows)))
-    with _serve(predictor, copy, moved_run, tmp_path / "thumbs") as srv:
+    with serve_ui(predictor, copy, moved_run, tmp_path / "thumbs") as srv:
         items = httpx.get(f"{srv.url}/ui/api/results", timeout=30).json()["items"]
         assert [it["dataset_path"] for it in items] == [renamed.replace(".jpg", "_renamed.jpg")] + [r["rel"] for r in rows[1:]]
         for it in items[:3]:
@@ -133,7 +123,7 @@ def test_undo_in_the_toast_is_reachable_while_the_viewer_is_open(page, server, d
 
 
 def test_try_page_without_a_model_says_so_and_sends_nothing(browser, ui_run, tmp_path):
-    with _serve(None, ui_run["images"], None, tmp_path / "thumbs") as srv:
+    with serve_ui(None, ui_run["images"], None, tmp_path / "thumbs") as srv:
         pg = browser.new_page()
         sent = []
         pg.on("request", lambda r: sent.append(r.url) if "api/predict" in r.url else None)
@@ -151,7 +141,7 @@ def test_try_page_without_a_model_says_so_and_sends_nothing(browser, ui_run, tmp
 
 def test_many_classes_get_distinct_colours_and_a_long_name_keeps_its_count_in_view(browser, tmp_path):
     images = make_many_classes_dataset(tmp_path / "many")
-    with _serve(None, images, None, tmp_path / "thumbs") as srv:
+    with serve_ui(None, images, None, tmp_path / "thumbs") as srv:
         pg = browser.new_page(viewport={"width": 1366, "height": 860})
         pg.goto(f"{srv.url}/ui/dataset")
         pg.wait_for_selector(".tile")
@@ -172,7 +162,7 @@ def test_error_texts_say_what_happened_and_what_to_change(browser, predictor, da
     bad = dataset / "circles" / "zz_broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     try:
-        with _serve(predictor, dataset, ui_run["run"], tmp_path / "thumbs", max_body_mb=0.2) as srv:
+        with serve_ui(predictor, dataset, ui_run["run"], tmp_path / "thumbs", max_body_mb=0.2) as srv:
             r = httpx.post(f"{srv.url}/ui/api/predict", content=big.read_bytes())
             assert r.status_code == 413 and "0.2 MB" in r.json()["error"] and "serve.max_body_mb" in r.json()["error"]
             pg = browser.new_page()

@@ -61,3 +61,14 @@ def make_many_classes_dataset(root: Path, n_classes: int = 12, per_class: int = 
         for j in range(per_class):
             Image.new("RGB", (24, 24), (20 * k % 256, 40 * j % 256, 90)).save(root / name / f"img_{j}.jpg")
     return root
+
+
+def serve_ui(predictor, images, run, thumbs, **serve):
+    """A ServerThread (enter it) of the UI over ``images`` and ``run`` (either may be None), ``serve`` settings."""
+    from imgclf.config import ServeConfig
+    from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
+
+    app = create_ui_app(predictor, ServeConfig(**serve), images_dir=str(images) if images else None,
+                        run_dir=str(run) if run else None, thumbs_dir=str(thumbs))
+    return ServerThread(app)
