@@ -19,7 +19,7 @@ def _loss(row) -> float:
     return -math.log(max(float(row[f"p_{row['label']}"]), 1e-12))
 
 
-def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, server, ui_run):
+def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, server, ui_run, artifacts):
     train = [r for r in read_csv(ui_run["run"] / "oof_predictions.csv") if r["split"] in ("train", "val")]
     page.goto(f"{server.url}/ui/results")
     page.wait_for_selector(".result")
@@ -32,6 +32,7 @@ def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, 
     assert losses == sorted(losses, reverse=True), "top losses first"
     shown = page.eval_on_selector_all(".result .loss", "ls => ls.map(l => l.textContent)")
     assert shown[0] == f" · loss {losses[0]:.2f}"
+    page.screenshot(path=str(artifacts / "results-train.png"))
 
     page.locator("#f-true").select_option(CLASSES[1])
     order = [int(i) for i in page.eval_on_selector_all(".result", "cs => cs.map(c => c.dataset.i)")]
@@ -43,13 +44,14 @@ def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, 
     assert page.locator("#sort").input_value() == "loss"
 
 
-def test_shift_click_selects_a_range_and_one_key_corrects_it_with_one_undo(page, server, dataset):
+def test_shift_click_selects_a_range_and_one_key_corrects_it_with_one_undo(page, server, dataset, artifacts):
     files = files_per_class(dataset)
     page.goto(f"{server.url}/ui/dataset")
     page.wait_for_selector(".tile")
     page.locator(".tile").nth(0).click(modifiers=["Control"])
     page.locator(".tile").nth(3).click(modifiers=["Shift"])
     assert page.locator('.tile[data-picked="true"]').count() == 4
+    page.screenshot(path=str(artifacts / "dataset-selection.png"))
     page.keyboard.press("x")
     page.wait_for_function("document.querySelectorAll('.tile[data-status=\"excluded\"]').length === 4")
     picked = files[CLASSES[0]][:4]
@@ -95,7 +97,7 @@ def test_per_class_figures_are_in_metrics_the_report_and_the_results_page(page, 
     assert sum(m["per_class_support"].values()) == m["n_test"]
     page.goto(f"{server.url}/ui/results")
     page.wait_for_selector(".result")
-    page.locator("#per-class-panel summary").click()
+    assert page.locator("#per-class-panel").get_attribute("open") is not None, "open on a laptop"
     rows = page.eval_on_selector_all("#per-class tbody tr", "rs => rs.map(r => [r.dataset.label, ...[...r.cells].slice(1).map(c => c.textContent)])")
     fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
     assert rows == [[c, fmt(m["per_class_precision"][c]), fmt(m["per_class_recall"][c]), fmt(m["per_class_f1"][c]),
@@ -109,19 +111,22 @@ def test_per_class_figures_are_in_metrics_the_report_and_the_results_page(page, 
     assert httpx.get(f"{server.url}/ui/api/run/config").status_code == 404
 
 
-def test_phone_layout(browser, server, ui_run, dataset, tmp_path):
+def test_phone_layout(browser, server, ui_run, dataset, tmp_path, artifacts):
     ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
     pg = ctx.new_page()
     pg.goto(f"{server.url}/ui/results")
     pg.wait_for_selector(".result")
     assert pg.locator("#filters-section").bounding_box()["y"] < PHONE["height"], "the page opens at the filters"
+    pg.screenshot(path=str(artifacts / "phone-results.png"))
     metrics = read_json(ui_run["run"] / "metrics.json")
     labels, cm = metrics["labels"], metrics["confusion_matrix"]
     t, p = next((i, j) for i in range(len(labels)) for j in range(len(labels)) if cm[i][j])
     pg.locator(f'.cell[data-truth="{labels[t]}"][data-pred="{labels[p]}"]').tap()
     pg.wait_for_function("Math.abs(document.getElementById('bulk').getBoundingClientRect().top) < 40")
+    pg.screenshot(path=str(artifacts / "phone-results-cell.png"))
     pg.locator(".result .thumbwrap").first.tap()
     pg.wait_for_selector("dialog#viewer[open]")
+    pg.screenshot(path=str(artifacts / "phone-viewer.png"))
     assert pg.locator("#viewer-actions button").count() >= 2, "relabel buttons in the viewer"
     first = pg.locator("#viewer-title").inner_text()
     swipe = """([dx]) => { const s = document.getElementById('viewer-stage');
@@ -142,6 +147,7 @@ def test_phone_layout(browser, server, ui_run, dataset, tmp_path):
         assert pg.locator("#filters").bounding_box()["y"] < PHONE["height"] / 2, "the page opens at the filters"
         pg.locator(".tile").first.scroll_into_view_if_needed()
         assert pg.locator("#actions").bounding_box()["height"] <= 0.2 * PHONE["height"], "14 classes, one toolbar row"
+        pg.screenshot(path=str(artifacts / "phone-dataset.png"))
         pg.wait_for_function("() => ![...document.querySelectorAll('.tile .thumbwrap')].some(w => w.classList.contains('loading')"
                              " && w.getBoundingClientRect().top < innerHeight)")
         pg.locator(".tile").first.dblclick()
@@ -153,7 +159,7 @@ def test_phone_layout(browser, server, ui_run, dataset, tmp_path):
         ctx.close()
 
 
-def test_try_page_classifies_several_images_at_once(page, server, predictor, dataset):
+def test_try_page_classifies_several_images_at_once(page, server, predictor, dataset, artifacts):
     files = [dataset / c / f"{c}_00{k}.jpg" for k, c in enumerate(CLASSES)]
     expected = [r["label"] for r in predictor.predict_paths(files)]
     page.goto(f"{server.url}/ui/try")
@@ -161,6 +167,7 @@ def test_try_page_classifies_several_images_at_once(page, server, predictor, dat
     page.locator("#file").set_input_files([str(f) for f in files])
     page.wait_for_function("document.getElementById('try-count').textContent === '3 of 3 images classified'")
     shown = page.eval_on_selector_all(".outcome", "os => os.map(o => [o.querySelector('.name').textContent, o.dataset.label])")
+    page.screenshot(path=str(artifacts / "try-several.png"), full_page=True)
     assert sorted(map(tuple, shown)) == sorted(zip([f.name for f in files], expected))
     page.locator("#try-clear").click()
     assert page.locator(".outcome").count() == 0

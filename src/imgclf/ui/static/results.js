@@ -414,6 +414,7 @@
   }
 
   readHash();
+  if (PHONE.matches) $("per-class-panel").open = false;  // on a phone the images come first
   document.addEventListener("keydown", onKey);
   $("results").addEventListener("focusin", (ev) => {
     const node = ev.target.closest(".result");
