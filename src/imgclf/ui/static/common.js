@@ -76,15 +76,25 @@ const UI = (() => {
   // when it cannot be shown, why: the server's reason, not a broken-image icon. The frame
   // (``.thumbwrap``) is also where overlays on the image go.
   function thumb(src, { alt = "", cls = "", onclick = null, lazy = true } = {}) {
-    const img = el("img", { src, alt, class: cls || null, loading: lazy ? "lazy" : null, decoding: "async" });
-    const wrap = el("span", { class: "thumbwrap loading", onclick }, img);
-    img.addEventListener("load", () => wrap.classList.remove("loading"));
-    img.addEventListener("error", async () => {
-      wrap.classList.remove("loading");
-      wrap.classList.add("broken");
-      wrap.append(el("span", { class: "why", role: "note" }, `cannot show the image: ${await failure(src)}`));
-    });
+    const img = el("img", { alt, class: cls || null, loading: lazy ? "lazy" : null, decoding: "async" });
+    const wrap = el("span", { class: "thumbwrap", onclick }, img);
+    show(img, wrap, src);
     return wrap;
+  }
+
+  // Load ``src`` into ``img``, its ``frame`` saying "loading" until it is shown, and why when it cannot be.
+  function show(img, frame, src) {
+    frame.classList.add("loading");
+    frame.classList.remove("broken");
+    frame.querySelectorAll(":scope > .why").forEach((n) => n.remove());
+    img.onload = () => { if (img.src.endsWith(src)) frame.classList.remove("loading"); };
+    img.onerror = async () => {
+      if (!img.src.endsWith(src)) return;
+      frame.classList.remove("loading");
+      frame.classList.add("broken");
+      frame.append(el("span", { class: "why", role: "note" }, `cannot show the image: ${await failure(src)}`));
+    };
+    img.src = src;
   }
 
   async function failure(src) {
@@ -219,6 +229,6 @@ const UI = (() => {
     });
   }
 
-  return { api, el, bars, badge, colour, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, thumb, onReturn,
+  return { api, el, bars, badge, colour, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, thumb, show, onReturn,
     selection, swipe };
 })();

@@ -255,7 +255,8 @@
   }
 
   async function act(action, label = "") {
-    if (picked.size) { await actOnPicked(action, label); return; }
+    // the selection, unless the viewer is open: its keys and buttons act on the image it shows
+    if (picked.size && !$("viewer").open) { await actOnPicked(action, label); return; }
     const cur = state.items[state.sel];
     if (!cur) return;
     const saved = await UI.save("api/annotate", { path: cur.path, action, label }, (res) => {
@@ -284,22 +285,16 @@
   function fillViewer() {
     const cur = state.items[state.sel];
     if (!cur) return;
-    $("viewer-img").src = thumbUrl(cur, 1024);
+    UI.show($("viewer-img"), $("viewer-stage"), thumbUrl(cur, 1024));
     $("viewer-img").alt = cur.path;
     $("viewer-title").textContent = cur.path;
     $("viewer-label").replaceChildren(cur.label ? badge(cur.label) : el("span", { class: `badge ${cur.status}` }, cur.status));
     const classes = state.summary ? state.summary.classes : [];
     $("viewer-actions").replaceChildren(
-      ...classes.filter((c) => c !== cur.label).map((c) => el("button", { type: "button", class: "btn", onclick: () => actOne("relabel", c) }, `→ ${c}`)),
-      cur.status !== "excluded" ? el("button", { type: "button", class: "btn danger", onclick: () => actOne("exclude") }, "Exclude") : null,
-      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => actOne("restore") }, "Restore") : null);
+      ...classes.filter((c) => c !== cur.label).map((c) => el("button", { type: "button", class: "btn", onclick: () => act("relabel", c) }, `→ ${c}`)),
+      cur.status !== "excluded" ? el("button", { type: "button", class: "btn danger", onclick: () => act("exclude") }, "Exclude") : null,
+      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => act("restore") }, "Restore") : null);
     document.dispatchEvent(new CustomEvent("imgclf:viewer", { detail: { slot: $("viewer-overlay"), item: cur, side: "dataset" } }));
-  }
-  // The viewer's buttons act on the image shown, whatever is selected in the grid.
-  function actOne(action, label = "") {
-    const keep = new Set(picked.keys);
-    picked.keys.clear();
-    act(action, label).finally(() => { keep.forEach((k) => picked.keys.add(k)); renderPicked(); });
   }
   function openViewer() {
     if (!state.items[state.sel]) return;

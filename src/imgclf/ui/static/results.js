@@ -360,7 +360,7 @@
   function fillViewer() {
     const it = state.shown[state.sel];
     if (!it) return;
-    $("viewer-img").src = thumbSrc(it, 1024);
+    UI.show($("viewer-img"), $("viewer-stage"), thumbSrc(it, 1024));
     $("viewer-img").alt = it.name;
     $("viewer-title").textContent = `${it.name} · true ${it.label} · predicted ${it.predicted} ${pct(it.score)}`;
     $("viewer-actions").replaceChildren(...actionsOf(it));
