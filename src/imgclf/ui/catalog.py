@@ -43,6 +43,7 @@ class Catalog:
         self._entries: dict[str, Entry] | None = None
         self._scanned_at = 0.0
         self._by_hash: dict[str, str] | None = None  # content SHA-256 → rel, made when first needed
+        self._hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) → SHA-256 of files looked up
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ listing
@@ -109,7 +110,7 @@ class Catalog:
             by_hash = self._hash_index()
             for i in unmatched:
                 try:
-                    out[i] = by_hash.get(sha256_file(rows[i][0]))
+                    out[i] = by_hash.get(self._sha256(rows[i][0]))
                 except OSError:
                     pass
         return out
@@ -122,11 +123,20 @@ class Catalog:
                 index: dict[str, str] = {}
                 for e in entries.values():
                     try:
-                        index.setdefault(sha256_file(e.path), e.rel)
+                        index.setdefault(self._sha256(e.path), e.rel)
                     except OSError:
                         continue
                 self._by_hash = index
             return self._by_hash
+
+    def _sha256(self, path: str) -> str:
+        """The content hash of a file, remembered while its mtime and size stay the same."""
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        digest = self._hashes.get(key)
+        if digest is None:
+            digest = self._hashes[key] = sha256_file(path)
+        return digest
 
     # ------------------------------------------------------------ views
 
