@@ -222,7 +222,8 @@
   // ------------------------------------------------------------ several images at once
   function renderPicked() {
     const n = picked.size;
-    $("picked-count").textContent = n ? `${n} selected: the actions apply to all of them` : "";
+    $("picked-count").textContent = n ? `${n} selected` : "";
+    $("picked-count").title = n ? "The actions and keys apply to all the selected images" : "";
     $("pick-none").hidden = !n;
     tiles().forEach((t) => {
       t.dataset.picked = String(picked.has(t.dataset.path));
