@@ -94,12 +94,21 @@ class RunResults:
                   "dataset_path": rel, "dataset": views.get(rel)}
                  for r, rel in zip(rows, rels)]
         labels = list(metrics["labels"])
-        per_class = {k: metrics[k] for k in ("per_class_precision", "per_class_recall", "per_class_f1", "per_class_support")
-                     if k in metrics}
-        if len(per_class) < 4:  # a run evaluated before these were kept: the same figures from its confusion matrix
-            per_class = per_class_scores(metrics["confusion_matrix"], labels)
+        if side == "test":
+            cm = metrics["confusion_matrix"]
+            per_class = {k: metrics[k] for k in ("per_class_precision", "per_class_recall", "per_class_f1", "per_class_support")
+                         if k in metrics}
+            if len(per_class) < 4:  # a run evaluated before these were kept: the same figures from its confusion matrix
+                per_class = per_class_scores(cm, labels)
+            per_class["roc_auc"] = metrics.get("roc_auc", {})
+        else:  # the out-of-fold scores' own figures (no AUC: the doctor keeps no curves)
+            cm = [[0] * len(labels) for _ in labels]
+            for r in rows:
+                if r["label"] in labels and r["predicted"] in labels:
+                    cm[labels.index(r["label"])][labels.index(r["predicted"])] += 1
+            per_class = {**per_class_scores(cm, labels), "roc_auc": {}}
         return {"run": str(self.rd.root), "name": self.rd.root.name, "split": side, "labels": labels,
-                "confusion_matrix": metrics["confusion_matrix"], "per_class": {**per_class, "roc_auc": metrics.get("roc_auc", {})},
+                "confusion_matrix": cm, "per_class": per_class,
                 "metrics": {k: metrics[k] for k in _METRIC_KEYS if k in metrics}, "items": items,
                 "files": {name: (self.rd.root / f).exists() for name, f in {**PLOTS, "report": "report.html"}.items()},
                 "train_scores": self.rd.oof_predictions.exists()}

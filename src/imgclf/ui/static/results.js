@@ -76,37 +76,12 @@
       stat(String(errors), "errors"));
   }
 
-  // The confusion matrix of the side shown, counted from its items (for the test side it is metrics.json's).
-  function confusion() {
-    const labels = state.data.labels;
-    const cm = labels.map(() => labels.map(() => 0));
-    for (const it of state.data.items) {
-      const t = labels.indexOf(it.label), p = labels.indexOf(it.predicted);
-      if (t >= 0 && p >= 0) cm[t][p] += 1;
-    }
-    return cm;
-  }
-
-  // Precision, recall, F1 and support per class: metrics.json's for the test side, counted for the train side.
+  // Precision, recall, F1, support and AUC per class, in label order: the server's figures of the side shown.
   function perClass() {
-    const labels = state.data.labels;
-    if (state.side === "test" && state.data.per_class.per_class_precision) {
-      const pc = state.data.per_class;
-      return { precision: labels.map((l) => pc.per_class_precision[l]), recall: labels.map((l) => pc.per_class_recall[l]),
-        f1: labels.map((l) => pc.per_class_f1[l]), support: labels.map((l) => pc.per_class_support[l]),
-        auc: labels.map((l) => (pc.roc_auc || {})[l] ?? null) };
-    }
-    const cm = confusion();
-    const out = { precision: [], recall: [], f1: [], support: [], auc: labels.map(() => null) };
-    labels.forEach((_, i) => {
-      const tp = cm[i][i], support = cm[i].reduce((a, b) => a + b, 0), predicted = cm.reduce((a, row) => a + row[i], 0);
-      const p = predicted ? tp / predicted : null, r = support ? tp / support : null;
-      out.precision.push(p);
-      out.recall.push(r);
-      out.f1.push(p !== null && r !== null ? (p + r ? 2 * p * r / (p + r) : 0) : null);
-      out.support.push(support);
-    });
-    return out;
+    const pc = state.data.per_class;
+    const of = (key) => state.data.labels.map((l) => (pc[key] || {})[l] ?? null);
+    return { precision: of("per_class_precision"), recall: of("per_class_recall"), f1: of("per_class_f1"),
+      support: of("per_class_support"), auc: of("roc_auc") };
   }
 
   function renderPerClass() {
@@ -134,7 +109,7 @@
 
   function renderMatrix() {
     const labels = state.data.labels;
-    const cm = confusion();
+    const cm = state.data.confusion_matrix;
     const head = el("tr", {}, el("th", {}), labels.map((l) => el("th", { scope: "col", title: l }, l)));
     const rows = labels.map((t, i) => {
       const total = cm[i].reduce((a, b) => a + b, 0) || 1;
