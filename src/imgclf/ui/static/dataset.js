@@ -356,7 +356,11 @@
     });
     $("pick-all").addEventListener("click", pickAll);
     $("pick-none").addEventListener("click", () => picked.clear());
-    window.addEventListener("hashchange", () => { readHash(); load(); });
+    window.addEventListener("hashchange", () => {
+      if (location.hash.length > 1 && !location.hash.includes("=")) return;  // the skip link's #grid, not a state
+      readHash();
+      load();
+    });
     UI.onReturn(() => load({ refresh: true }));
     let timer = null;
     $("search").addEventListener("input", () => {

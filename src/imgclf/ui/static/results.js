@@ -383,6 +383,7 @@
   }
 
   function reload() {
+    if (location.hash.length > 1 && !location.hash.includes("=")) return;  // the skip link's #results, not a state
     const side = state.side;
     readHash();
     if (side !== state.side || !state.data) load(); else apply();
