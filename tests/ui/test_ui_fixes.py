@@ -101,6 +101,11 @@ def test_back_to_results_and_hash_edits_show_the_current_state(page, server, ui_
     page.evaluate("location.hash = '#errors=1'")
     page.wait_for_function("n => document.querySelectorAll('.result').length === n", arg=len(_errors(ui_run["run"])))
     assert page.locator("#f-errors").is_checked()
+    page.locator(".skip").focus()
+    page.keyboard.press("Enter")  # the skip link's #results is no page state
+    page.wait_for_function("location.hash === '#results'")
+    assert page.locator("#f-errors").is_checked()
+    assert page.locator(".result").count() == len(_errors(ui_run["run"]))
 
 
 def test_undo_in_the_toast_is_reachable_while_the_viewer_is_open(page, server, dataset):
