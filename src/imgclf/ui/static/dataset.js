@@ -32,18 +32,27 @@
   }
 
   // ------------------------------------------------------------ loading
+  // Only the newest listing is shown: one asked for before a correction was saved answers with the
+  // state before it, so a correction made while a listing is on its way asks for a fresh one.
+  let loads = 0, inflight = 0;
   async function load({ refresh = false, select = "first" } = {}) {
     const qs = new URLSearchParams({ label: state.label, status: state.status, q: state.q,
       offset: String(state.page * PAGE_SIZE), limit: String(PAGE_SIZE) });
     if (refresh) qs.set("refresh", "true");
+    const ticket = ++loads;
     let data;
+    inflight += 1;
     try {
       data = await api(`api/images?${qs}`);
     } catch (e) {
+      if (ticket !== loads) return;
       $("grid").replaceChildren(el("div", { class: "empty", style: { gridColumn: "1 / -1" } }, e.message));
       toast(e.message, { error: true });
       return;
+    } finally {
+      inflight -= 1;
     }
+    if (ticket !== loads) return;
     if (data.total && state.page * PAGE_SIZE >= data.total) {  // the filter shrank: go to its last page
       state.page = Math.floor((data.total - 1) / PAGE_SIZE);
       return load({ select });
@@ -261,6 +270,7 @@
     const cur = state.items[state.sel];
     if (!cur) return;
     const saved = await UI.save("api/annotate", { path: cur.path, action, label }, (res) => {
+      reloadIfStale();
       updateItem(res.item);
       setSummary(res.summary);
       return `${fileName(cur.path)} → ${labelText(res.item)}`;
@@ -270,16 +280,28 @@
     else selectIndex(state.sel, { focus: true });
   }
 
+  function reloadIfStale() {
+    if (!inflight) return;
+    state.wantSel = state.items[state.sel]?.path || "";
+    load();
+  }
+
   function undo() {
     return UI.undoLast((res) => {
-      setSummary(res.summary);
-      (res.items || []).forEach(updateItem);
-      if (!res.item) return "";
-      const i = updateItem(res.item);
-      if (i >= 0) selectIndex(i, { focus: true });
-      if ((res.items || []).length > 1) return `Undone: ${res.items.length} images are back as they were`;
-      return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
+      const text = showUndone(res);
+      reloadIfStale();
+      return text;
     });
+  }
+
+  function showUndone(res) {
+    setSummary(res.summary);
+    (res.items || []).forEach(updateItem);
+    if (!res.item) return "";
+    const i = updateItem(res.item);
+    if (i >= 0) selectIndex(i, { focus: true });
+    if ((res.items || []).length > 1) return `Undone: ${res.items.length} images are back as they were`;
+    return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
   }
 
   // ------------------------------------------------------------ viewer
