@@ -59,7 +59,7 @@ def test_a_button_far_down_keeps_the_scroll_and_the_focus_on_its_card(page, serv
     assert before > 500
     button.click()
     page.wait_for_selector(f'.result[data-i="{i}"] .state')
-    assert page.evaluate("scrollY") == before
+    assert abs(page.evaluate("scrollY") - before) < 100, "the page stays where it was (it used to jump to the top)"
     assert page.evaluate("document.activeElement.closest('.result').dataset.i") == str(i)
     assert len(current_state(dataset)) == 1
 
