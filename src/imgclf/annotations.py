@@ -1,7 +1,7 @@
 """Label corrections stored beside the images, never touching the images themselves.
 
 ``DATASET/annotations.csv`` is an append-only history: one row per correction with columns
-``timestamp, path, original_label, action, label, undoes``. ``path`` is relative to the dataset folder
+``timestamp, path, original_label, action, label, undoes, batch``. ``path`` is relative to the dataset folder
 (POSIX separators). ``action`` is one of:
 
 - ``relabel``   — the image belongs to class ``label``;
@@ -15,7 +15,9 @@
 
 The last row per path decides the image's state. An undo is a row too: it sets the state the
 image had before the row it undoes, whose number (1-based, in file order) it names in
-``undoes``; other rows leave ``undoes`` empty. Every write rewrites the file atomically, under
+``undoes``; other rows leave ``undoes`` empty. Rows written together as one correction of several
+images share a ``batch`` id (empty for a single image): undoing the newest correction takes the
+whole batch back, one undo row per image. Every write rewrites the file atomically, under
 an inter-process lock (``.annotations.csv.lock`` beside it): the web UI, ``dedup`` and other
 processes that correct the same dataset at once never lose one another's rows.
 """
@@ -25,6 +27,7 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,7 +38,7 @@ from .errors import DatasetError
 from .fileio import read_csv, write_csv
 
 FILENAME = "annotations.csv"
-COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes"]
+COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes", "batch"]
 ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label")
 LABELLING = ("relabel", "keep", "label")  # the actions that give an image the class ``label``
 
@@ -53,6 +56,7 @@ class Annotation:
     action: str
     label: str
     undoes: str = ""  # row number this row undoes (1-based); empty for a correction
+    batch: str = ""  # id shared by the rows of one correction of several images; empty for one image
 
 
 def annotations_path(dataset_dir: str | os.PathLike) -> Path:
@@ -78,11 +82,19 @@ def current_state(dataset_dir: str | os.PathLike) -> dict[str, Annotation]:
     return state
 
 
+def new_batch_id() -> str:
+    """A fresh id for the rows of one correction of several images."""
+    return uuid.uuid4().hex[:12]
+
+
 def record(
     dataset_dir: str | os.PathLike,
     entries: list[tuple[str, str, str, str]],
+    batch: str = "",
 ) -> list[Annotation]:
-    """Append corrections ``(path, original_label, action, label)`` atomically; returns them."""
+    """Append corrections ``(path, original_label, action, label)`` atomically; returns them.
+
+    ``batch`` (see :func:`new_batch_id`) makes them one correction: one undo takes them all back."""
     now = _now()
     new = []
     for path, original, action, label in entries:
@@ -93,7 +105,7 @@ def record(
             raise ValueError(f"annotation path must be relative to the dataset folder; got {path!r}")
         if action in LABELLING and not label:
             raise ValueError(f"a {action} needs the label (the new one, the one kept, or the one given)")
-        new.append(Annotation(now, rel, original, action, label if action in LABELLING else ""))
+        new.append(Annotation(now, rel, original, action, label if action in LABELLING else "", batch=batch))
     _append(dataset_dir, new)
     return new
 
@@ -134,27 +146,42 @@ def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annota
     """Undo the newest correction not undone yet (of ``path`` if given) by appending the state before it.
 
     History is kept: the undo is itself a row naming the row it undoes, so undoing again walks
-    further back instead of undoing the undo. Returns the row that was undone, or None.
+    further back instead of undoing the undo. Without ``path``, a correction of several images
+    (a batch) is undone whole. Returns the newest row that was undone, or None.
     """
+    undone = undo_rows(dataset_dir, path)
+    return undone[0] if undone else None
+
+
+def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None) -> list[Annotation]:
+    """:func:`undo_last`, returning every row it undid (newest first): several for a batch."""
     want = None if path is None else Path(path).as_posix()
     with _locked(dataset_dir):
         history = read_history(dataset_dir)
         undone: set[int] = set()
-        target = 0
+        targets: list[int] = []
         for n in range(len(history), 0, -1):
             a = history[n - 1]
             if a.undoes.isdigit():
                 undone.add(int(a.undoes))
-            elif n not in undone and (want is None or a.path == want):
-                target = n
-                break
-        if not target:
-            return None
-        last = history[target - 1]
-        before = None  # the image's state just before the undone row: replay the rows above it
-        for a in history[: target - 1]:
-            if a.path == last.path:
-                before = None if a.action == "restore" else a
-        action, label = (before.action, before.label) if before else ("restore", "")
-        _append(dataset_dir, [Annotation(_now(), last.path, last.original_label, action, label, str(target))])
-    return last
+            elif n in undone:
+                continue
+            elif not targets and (want is None or a.path == want):
+                targets.append(n)
+                if want is not None or not a.batch:
+                    break
+            elif targets and a.batch == history[targets[0] - 1].batch:
+                targets.append(n)
+        now = _now()
+        rows = []
+        for target in targets:
+            last = history[target - 1]
+            before = None  # the image's state just before the undone row: replay the rows above it
+            for a in history[: target - 1]:
+                if a.path == last.path:
+                    before = None if a.action == "restore" else a
+            action, label = (before.action, before.label) if before else ("restore", "")
+            rows.append(Annotation(now, last.path, last.original_label, action, label, str(target)))
+        if rows:
+            _append(dataset_dir, rows)
+    return [history[t - 1] for t in targets]

@@ -140,3 +140,19 @@ def test_doctor_disabled_writes_no_findings(tmp_path):
     m = run(tiny_config(tmp_path / "data", images, "doctor.enabled=false"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "label_issues.csv").exists()
     assert "dataset_health" not in read_json(tmp_path / "run" / "metrics.json") and m.estimated_label_error_rate is None
+
+
+def test_the_out_of_fold_scores_of_every_image_are_kept(planted):
+    rd = planted["run"]
+    rows = read_csv(rd / "oof_predictions.csv")
+    skipped = {r["path"] for r in read_csv(rd / "skipped.csv")}
+    usable = sorted(r["path"] for r in read_csv(rd / "split.csv") if r["path"] not in skipped)
+    assert sorted(r["path"] for r in rows) == usable, "each usable image once, train and test"
+    classes = sorted({r["label"] for r in rows})
+    for r in rows:
+        p = np.array([float(r[f"p_{c}"]) for c in classes])
+        assert abs(p.sum() - 1) < 1e-6 and r["predicted"] == classes[int(p.argmax())] and float(r["score"]) == p.max()
+    by_path = {r["path"]: r for r in rows}
+    for issue in read_csv(rd / "label_issues.csv"):  # the very numbers the label check ranked by
+        if issue["reason"] == "confident_learning":
+            assert abs(float(by_path[issue["path"]][f"p_{issue['given_label']}"]) - float(issue["score"])) < 1e-6

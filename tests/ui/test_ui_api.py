@@ -205,7 +205,8 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
         assert "--images" in _error(c.get("/ui/api/images"), 404)
         assert "--run" in _error(c.get("/ui/api/results"), 404)
         assert "no model" in _error(c.post("/ui/api/predict", content=b"x"), 404)
-        assert c.get("/ui/api/info").json() == {"dataset": None, "dataset_error": None, "run": None, "model": None}
+        assert c.get("/ui/api/info").json() == {"dataset": None, "dataset_error": None, "run": None, "model": None,
+                                                "model_loading": False, "max_body_mb": ServeConfig().max_body_mb}
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     app = create_ui_app(None, ServeConfig(), images_dir=str(tmp_path / "empty"), run_dir=None, thumbs_dir=str(tmp_path))
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
@@ -214,3 +215,22 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
         assert info["dataset"] is None and "one subfolder per class" in info["dataset_error"]
         internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
         assert internal == ["imgclf_internal_errors_total 0.0"]
+
+
+def test_a_run_from_before_keeps_working_on_the_results_page(ui_run, tmp_path):
+    import shutil
+
+    from imgclf.errors import NotFound
+    from imgclf.fileio import write_json
+    from imgclf.ui.results import RunResults
+
+    old = tmp_path / "run"  # evaluated before per-class figures were kept, doctor never run
+    shutil.copytree(ui_run["run"], old, ignore=shutil.ignore_patterns("model", "oof_predictions.csv"))
+    m = read_json(old / "metrics.json")
+    now = RunResults(ui_run["run"]).payload()["per_class"]
+    write_json(old / "metrics.json", {k: v for k, v in m.items() if not k.startswith("per_class_") or k == "per_class_accuracy"})
+    results = RunResults(old)
+    assert results.payload()["per_class"] == now, "the same figures, from the confusion matrix"
+    with pytest.raises(NotFound, match="imgclf doctor --run-dir"):
+        results.payload("train")
+    assert results.payload()["train_scores"] is False

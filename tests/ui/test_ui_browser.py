@@ -177,19 +177,21 @@ def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset,
     page.goto(f"{server.url}/ui/try")
     page.wait_for_function("document.getElementById('model-info').textContent.includes('classes')")
     page.locator("#file").set_input_files(str(image))
-    page.wait_for_selector("#outcome[data-label]")
-    assert page.locator("#pred-label").inner_text() == expected["label"]
-    assert page.locator("#pred-score").inner_text() == f"score {100 * expected['score']:.1f}%"
-    assert page.locator("#pred-bars .barrow").count() == len(CLASSES)
-    assert page.locator("#pred-bars .barrow.pred").get_attribute("data-label") == expected["label"]
-    _wait_images_loaded(page, "#preview")
+    page.wait_for_selector(".outcome[data-label]")
+    outcome = page.locator(".outcome").first
+    assert outcome.locator(".pred-label").inner_text() == expected["label"]
+    assert outcome.locator(".pred-score").inner_text() == f"score {100 * expected['score']:.1f}%"
+    assert outcome.locator(".barrow").count() == len(CLASSES)
+    assert outcome.locator(".barrow.pred").get_attribute("data-label") == expected["label"]
+    _wait_images_loaded(page, ".outcome .preview")
     page.screenshot(path=str(artifacts / "try.png"))
 
     bad = dataset.parent / "notes.jpg"
     bad.write_bytes(b"this is not an image")
     page.locator("#file").set_input_files(str(bad))
-    page.wait_for_function("document.getElementById('error').textContent.includes('not a usable image')")
-    assert page.locator("#outcome").is_hidden()
+    page.wait_for_selector('.outcome[data-state="error"]')
+    assert "not a usable image" in page.locator('.outcome[data-state="error"]').inner_text()
+    assert page.locator(".outcome[data-label]").count() == 1, "the good image's answer stays"
 
 
 def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser, ui_run, dataset):

@@ -107,3 +107,21 @@ def test_a_corrupt_image_raises_and_caches_nothing(images, tmp_path):
     with pytest.raises(ImageError):
         cache.get(bad, 128)
     assert not (tmp_path / "thumbs").exists() or not any((tmp_path / "thumbs").rglob("*.jpg"))
+
+
+def test_a_correction_of_several_images_is_one_batch_and_one_undo(images):
+    cat = Catalog(images)
+    a, b, c = "circles/circles_000.jpg", "circles/circles_001.jpg", "squares/squares_000.jpg"
+    cat.annotate(a, "ambiguous")
+    res = cat.annotate_many([a, b, c, b], "relabel", "stripes")
+    assert res["changed"] == 3 and [it["label"] for it in res["items"]] == ["stripes"] * 3
+    again = cat.annotate_many([a, b], "relabel", "stripes")
+    assert again["changed"] == 0 and not any(it["changed"] for it in again["items"]), "nothing written twice"
+    history = read_history(images)
+    assert len(history) == 4 and len({h.batch for h in history[1:]}) == 1 and history[1].batch and not history[0].batch
+    undone = cat.undo()
+    assert sorted(it["path"] for it in undone["items"]) == [a, b, c]
+    assert {p: x.action for p, x in current_state(images).items()} == {a: "ambiguous"}, "each image back to its own state"
+    assert cat.undo()["undone"]["path"] == a and current_state(images) == {}
+    assert [h.undoes for h in read_history(images)[4:]] == ["4", "3", "2", "1"]
+    assert cat.paths(label="circles") == [a, b, "circles/circles_002.jpg"]

@@ -46,3 +46,29 @@ def chromium_available() -> tuple[bool, str]:
     if os.path.exists(CHROMIUM):
         return True, ""
     return False, f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium) to run the browser tests"
+
+
+LONG_CLASS = "a_class_whose_name_is_far_too_long_for_the_sidebar_of_the_dataset_page_" + "x" * 40
+
+
+def make_many_classes_dataset(root: Path, n_classes: int = 12, per_class: int = 2) -> Path:
+    """``n_classes`` folders of tiny solid-colour JPEGs, the last one with a very long name (``LONG_CLASS``)."""
+    from PIL import Image
+
+    names = [f"class{k:02d}" for k in range(n_classes - 1)] + [LONG_CLASS]
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for j in range(per_class):
+            Image.new("RGB", (24, 24), (20 * k % 256, 40 * j % 256, 90)).save(root / name / f"img_{j}.jpg")
+    return root
+
+
+def serve_ui(predictor, images, run, thumbs, **serve):
+    """A ServerThread (enter it) of the UI over ``images`` and ``run`` (either may be None), ``serve`` settings."""
+    from imgclf.config import ServeConfig
+    from imgclf.serve.server import ServerThread
+    from imgclf.ui import create_ui_app
+
+    app = create_ui_app(predictor, ServeConfig(**serve), images_dir=str(images) if images else None,
+                        run_dir=str(run) if run else None, thumbs_dir=str(thumbs))
+    return ServerThread(app)

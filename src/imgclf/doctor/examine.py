@@ -47,6 +47,7 @@ class Findings:
     duplicates: list[dict[str, Any]]
     health: dict[str, Any]
     self_confidence: np.ndarray  # (N,) out-of-fold probability of every image's given label
+    proba: np.ndarray | None = None  # (N, K) the out-of-fold probabilities of every image (classes in examine's order)
 
 
 def examine(images: Images, classes: Sequence[str], cfg: DoctorConfig, *, input_size: int, max_distance: int,
@@ -113,4 +114,4 @@ def examine(images: Images, classes: Sequence[str], cfg: DoctorConfig, *, input_
         "images_below_input_size": small, "input_size": input_size,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return Findings(label_rows, outlier_rows, dup_rows, health, issues.self_confidence)
+    return Findings(label_rows, outlier_rows, dup_rows, health, issues.self_confidence, issues.proba)

@@ -26,6 +26,11 @@ class Metrics:
     labels: list[str]
     n_test: int
     roc_curves: dict[str, dict[str, list[float]]]
+    # per class (see per_class_scores); None in metrics.json files written before they were kept
+    per_class_precision: dict[str, float | None] | None = None
+    per_class_recall: dict[str, float | None] | None = None
+    per_class_f1: dict[str, float | None] | None = None
+    per_class_support: dict[str, int] | None = None
     # what the run was (set by the evaluate step)
     n_train: int | None = None
     n_skipped: int | None = None
@@ -85,6 +90,23 @@ def trust_metrics(m: Metrics, y_true: np.ndarray, logits: np.ndarray, temperatur
                      "accuracy_answered": round(float(correct[ok].mean()), 6) if ok.any() else None}
 
 
+def per_class_scores(confusion: Sequence[Sequence[int]], labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows true, columns predicted).
+
+    A figure without a denominator (no image of the class, or none predicted as it) is None, not 0:
+    metrics.json then says "undefined" instead of a misleading zero."""
+    cm = np.asarray(confusion, dtype=np.int64).reshape(len(labels), len(labels))
+    tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    out: dict[str, dict[str, Any]] = {"per_class_precision": {}, "per_class_recall": {}, "per_class_f1": {}, "per_class_support": {}}
+    for i, name in enumerate(labels):
+        p = float(tp[i] / predicted[i]) if predicted[i] else None
+        r = float(tp[i] / support[i]) if support[i] else None
+        f1 = (2 * p * r / (p + r) if p + r else 0.0) if p is not None and r is not None else None
+        out["per_class_precision"][name], out["per_class_recall"][name], out["per_class_f1"][name] = p, r, f1
+        out["per_class_support"][name] = int(support[i])
+    return out
+
+
 def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> Metrics:
     """Metrics of class-index ``y_true`` against probabilities ``proba`` (N, K)."""
     from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -118,4 +140,5 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]
         labels=labels,
         n_test=int(len(y_true)),
         roc_curves=roc,
+        **per_class_scores(cm, labels),
     )

@@ -198,8 +198,14 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
     thumbnails of misclassified images and, when the data doctor ran, the dataset's health."""
     from ..fileio import write_text
 
+    from .metrics import per_class_scores
+
+    per = per_class_scores(metrics["confusion_matrix"], metrics["labels"])
+    per = {k: metrics.get(k) or v for k, v in per.items()}
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_pct(metrics['per_class_accuracy'][n])}</td>"
+        f"<td>{_pct(per['per_class_precision'][n])}</td><td>{_pct(per['per_class_recall'][n])}</td>"
+        f"<td>{_auc(per['per_class_f1'][n])}</td><td>{per['per_class_support'][n]}</td>"
         f"<td>{_auc(metrics['roc_auc'][n])}</td></tr>"
         for n in metrics["labels"]
     )
@@ -224,7 +230,7 @@ figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-hei
 <p><b>Accuracy</b> {_pct(metrics['accuracy'])} &middot; <b>class-averaged accuracy</b> {_pct(metrics['class_avg_accuracy'])}
 &middot; <b>macro AUC</b> {_auc(metrics.get('macro_auc'))}
 &middot; train images {metrics.get('n_train', '?')} &middot; test images {metrics['n_test']}</p>{extra}
-<table><tr><th>class</th><th>accuracy</th><th>ROC AUC</th></tr>{rows}</table>
+<table class="per-class"><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>support</th><th>ROC AUC</th></tr>{rows}</table>
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
 <div class="errors">{cards or '<p>None.</p>'}</div>

@@ -1,4 +1,5 @@
-"""The doctor step: the run's cached features → label_issues.csv, outliers.csv, duplicates.csv, and
+"""The doctor step: the run's cached features → label_issues.csv, outliers.csv, duplicates.csv,
+oof_predictions.csv (the out-of-fold probabilities the label check computed: the web UI's scores of train images), and
 the "dataset health" section of metrics.json and report.html (see :mod:`imgclf.doctor`).
 
 It reads only what earlier steps left in the run directory — split.csv, features.npz,
@@ -24,6 +25,7 @@ from ..evaluation.metrics import Metrics
 from ..features.engines import cpu_threads
 from ..fileio import read_csv, read_json, write_json
 from ..images import read_header
+from ..split import SplitRow
 from .evaluate import write_run_report
 from .rundir import RunDir
 
@@ -43,6 +45,8 @@ def doctor(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     found = examine(images, classes, cfg.doctor, input_size=cfg.model.resolution,
                     max_distance=cfg.data.duplicate_distance, seed=cfg.data.seed)
     rd.write_findings(found.label_issues, found.outliers, found.duplicates)
+    rd.write_oof_predictions([SplitRow(p, lb, sp, rel) for p, rel, lb, sp in zip(images.paths, images.rels, images.labels, images.splits)],
+                             found.proba, classes)
     health = found.health
     if rd.metrics.exists() and rd.predictions.exists():
         health.update(_accuracy_without_suspects(rd, found))

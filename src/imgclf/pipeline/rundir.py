@@ -15,6 +15,8 @@
       outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image
       duplicates.csv             path_a, path_b, rel_a, rel_b, label_a, label_b, split_a, split_b, kind, leak, cosine,
                                  dhash_distance: near-duplicate pairs (kind within_class | cross_class; leak 1 = train/test)
+      oof_predictions.csv        path, rel, split, label, predicted, score, p_<label> for every class: the data doctor's
+                                 out-of-fold probabilities of every usable image, each from models that never saw its label
       model/                     the model bundle (see imgclf.bundle)
       metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
@@ -33,6 +35,7 @@ Every file is written atomically (temp file + rename).
 """
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,7 @@ DUPLICATE_COLUMNS = ["path_a", "path_b", "rel_a", "rel_b", "label_a", "label_b",
                      "cosine", "dhash_distance"]
 PREDICTION_COLUMNS = ["path", "rel", "label", "predicted", "score"]  # then p_<label> for every class
 SUGGESTION_COLUMNS = ["rank", "path", "rel", "predicted", "score", "reason"]
+OOF_PREDICTION_COLUMNS = ["path", "rel", "split", "label", "predicted", "score"]  # then p_<label> for every class
 SCORE_PREFIX = "p_"
 
 
@@ -76,6 +80,7 @@ class RunDir:
     label_issues = property(lambda s: s.root / "label_issues.csv")
     outliers = property(lambda s: s.root / "outliers.csv")
     duplicates = property(lambda s: s.root / "duplicates.csv")
+    oof_predictions = property(lambda s: s.root / "oof_predictions.csv")
     model = property(lambda s: s.root / "model")
     metrics = property(lambda s: s.root / "metrics.json")
     predictions = property(lambda s: s.root / "predictions.csv")
@@ -95,7 +100,7 @@ class RunDir:
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "reliability.png", "coverage.png", "report.html", "metrics.json", "config.json", "config.toml",
                  "split.csv", "skipped.csv", "predictions.csv", "leakage.csv", "label_issues.csv", "outliers.csv",
-                 "duplicates.csv", "candidates.json")
+                 "duplicates.csv", "candidates.json", "oof_predictions.csv")
 
     def need(self, path: Path, step: str) -> Path:
         """``path``, or a RunDirError saying which step makes it."""
@@ -191,17 +196,28 @@ class RunDir:
 
     def write_predictions(self, rows: Sequence[SplitRow], proba: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
         """predictions.csv of test ``rows`` with probabilities ``proba`` (N, K); returns its rows as dicts."""
-        preds = [{"path": r.path, "rel": r.rel, "label": r.label, "predicted": labels[int(p.argmax())], "score": float(p.max()),
-                  **{f"{SCORE_PREFIX}{n}": float(v) for n, v in zip(labels, p)}} for r, p in zip(rows, proba)]
+        preds = _scored_rows(rows, proba, labels)
         columns = PREDICTION_COLUMNS + [f"{SCORE_PREFIX}{n}" for n in labels]
         write_csv(self.predictions, columns, ([p[c] for c in columns] for p in preds))
         return preds
 
     def read_predictions(self, labels: Sequence[str]) -> list[dict[str, Any]]:
         """predictions.csv rows: path, rel, label, predicted, score (float) and scores {label: p}."""
-        return [{"path": r["path"], "rel": r.get("rel", ""), "label": r["label"], "predicted": r["predicted"],
-                 "score": float(r["score"]), "scores": {n: float(r.get(f"{SCORE_PREFIX}{n}") or 0.0) for n in labels}}
-                for r in read_csv(self.predictions)]
+        return _read_scored(self.predictions, labels)
+
+    def write_oof_predictions(self, rows: Sequence[SplitRow], proba: np.ndarray, labels: Sequence[str]) -> None:
+        """oof_predictions.csv: the doctor's out-of-fold probabilities ``proba`` (N, K) of ``rows`` (any split)."""
+        preds = _scored_rows(rows, proba, labels)
+        columns = OOF_PREDICTION_COLUMNS + [f"{SCORE_PREFIX}{n}" for n in labels]
+        write_csv(self.oof_predictions, columns, ([p[c] for c in columns] for p in preds))
+
+    def read_oof_predictions(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """(classes, rows) of oof_predictions.csv; rows as :meth:`read_predictions` gives them, plus ``split``."""
+        with open(self.need(self.oof_predictions, "doctor"), newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        labels = [c[len(SCORE_PREFIX):] for c in header[len(OOF_PREDICTION_COLUMNS):]]
+        return labels, _read_scored(self.oof_predictions, labels)
+
 
     # ---------------------------------------------------------------- Label next
 
@@ -233,3 +249,20 @@ class RunDir:
 def run_config(run_dir: str | os.PathLike) -> Config | None:
     """The resolved config saved in a run directory, or None."""
     return RunDir(run_dir).saved_config()
+
+
+def _scored_rows(rows: Sequence[SplitRow], proba: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"path": r.path, "rel": r.rel, "split": r.split, "label": r.label, "predicted": labels[int(p.argmax())],
+             "score": float(p.max()), **{f"{SCORE_PREFIX}{n}": float(v) for n, v in zip(labels, p)}}
+            for r, p in zip(rows, proba)]
+
+
+def _read_scored(path: Path, labels: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for r in read_csv(path):
+        row = {"path": r["path"], "rel": r.get("rel", ""), "label": r["label"], "predicted": r["predicted"],
+               "score": float(r["score"]), "scores": {n: float(r.get(f"{SCORE_PREFIX}{n}") or 0.0) for n in labels}}
+        if "split" in r:
+            row["split"] = r["split"]
+        out.append(row)
+    return out

@@ -18,10 +18,14 @@ class BodyTooLarge(HTTPException):
     """The request body passed the limit (an HTTPException, so any route's handler can answer it)."""
 
     def __init__(self, limit: int, declared: int | None = None):
-        got = f"Content-Length is {declared}" if declared is not None else "the body went past it"
-        super().__init__(413, f"request body too large: the limit is {limit} bytes and {got}; "
-                              "send smaller images or fewer per request (serve.max_body_mb)")
+        got = f"this one is {_mb(declared)}" if declared is not None else "the body went past it"
+        super().__init__(413, f"request body too large: the limit is {_mb(limit)} and {got}; send smaller "
+                              "images or fewer per request, or raise the limit (setting serve.max_body_mb)")
         self.reason = "body_too_large"
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB ({n} bytes)"
 
 
 def _json_error(status: int, message: str, reason: str) -> tuple[Message, Message]:

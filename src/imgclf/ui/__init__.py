@@ -26,12 +26,14 @@ def default_thumbs_dir() -> Path:
 
 
 def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | None,
-             run_dir: str | os.PathLike | None, thumbs_dir: str | os.PathLike | None = None) -> None:
+             run_dir: str | os.PathLike | None, thumbs_dir: str | os.PathLike | None = None,
+             max_body_mb: float | None = None) -> None:
     """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``, ``/ui/label``), their API and static files to ``app``.
 
     ``images_dir``: the dataset to browse and correct; ``run_dir``: a run whose test results to
     show; ``predictor``: the loaded model for the try page. Any of them may be None. Thumbnails
-    are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs). Nothing is read until a page asks.
+    are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs); ``max_body_mb``, the service's body
+    limit, lets the try page refuse too large a file before sending it. Nothing is read until a page asks.
     """
     from .catalog import Catalog
     from .label_next import LabelNext, build_label_next_router
@@ -41,10 +43,11 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     from .thumbs import ThumbnailCache
 
     catalog = Catalog(images_dir) if images_dir else None
-    results = RunResults(run_dir) if run_dir else None
+    results = RunResults(run_dir, catalog) if run_dir else None
     thumbs = ThumbnailCache(thumbs_dir or default_thumbs_dir())
     review = Review(run_dir, catalog) if run_dir and catalog else None
-    app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review))
+    app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review,
+                                    max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(LabelNext(run_dir, images_dir) if run_dir and images_dir else None, thumbs))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
@@ -59,5 +62,5 @@ def create_ui_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str |
     from ..serve.app import create_app
 
     app = create_app(predictor, serve_cfg, token=token)
-    mount_ui(app, predictor=predictor, **ui)
+    mount_ui(app, predictor=predictor, max_body_mb=serve_cfg.max_body_mb, **ui)
     return app

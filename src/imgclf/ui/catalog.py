@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..annotations import Annotation, current_state, read_history, record, undo_last
+from ..annotations import Annotation, current_state, new_batch_id, read_history, record, undo_rows
 from ..dataset import scan_dataset
 from ..errors import DatasetError, InvalidRequest, NotFound
+from ..fileio import sha256_file
 from .thumbs import file_version
 
 #: What an image can be: used as its folder label, relabelled, or left out (two ways).
@@ -41,6 +42,8 @@ class Catalog:
         self.root = Path(images_dir).resolve()
         self._entries: dict[str, Entry] | None = None
         self._scanned_at = 0.0
+        self._by_hash: dict[str, str] | None = None  # content SHA-256 → rel, made when first needed
+        self._hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime, size) → SHA-256 of files looked up
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ listing
@@ -56,6 +59,7 @@ class Catalog:
                 items = sorted(ds.items, key=lambda it: (it.label, it.rel))
                 self._entries = {it.rel: Entry(it.rel, it.path, it.label) for it in items}
                 self._scanned_at = time.monotonic()
+                self._by_hash = None
             return self._entries
 
     def classes(self) -> list[str]:
@@ -87,6 +91,53 @@ class Catalog:
             return None
         return rel if rel in self.entries() else None
 
+    def match(self, rows: list[tuple[str, str]]) -> list[str | None]:
+        """The listed image each ``(path, rel)`` of a run's artifact names, or None.
+
+        A run keeps absolute paths, and the dataset may have been copied or the run moved since:
+        an image is found by its absolute path, else by ``rel`` (its path relative to the images
+        folder the run used), else by its content when the run's file can still be read.
+        """
+        entries = self.entries()
+        out: list[str | None] = []
+        for path, rel in rows:
+            found = self.rel_of(path)
+            if found is None and rel in entries:
+                found = rel
+            out.append(found)
+        unmatched = [i for i, found in enumerate(out) if found is None and os.path.isfile(rows[i][0])]
+        if unmatched:
+            by_hash = self._hash_index()
+            for i in unmatched:
+                try:
+                    out[i] = by_hash.get(self._sha256(rows[i][0]))
+                except OSError:
+                    pass
+        return out
+
+    def _hash_index(self) -> dict[str, str]:
+        """Content SHA-256 of every listed image → its rel path (the first one, for identical copies)."""
+        entries = self.entries()
+        with self._lock:
+            if self._by_hash is None:
+                index: dict[str, str] = {}
+                for e in entries.values():
+                    try:
+                        index.setdefault(self._sha256(e.path), e.rel)
+                    except OSError:
+                        continue
+                self._by_hash = index
+            return self._by_hash
+
+    def _sha256(self, path: str) -> str:
+        """The content hash of a file, remembered while its mtime and size stay the same."""
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        digest = self._hashes.get(key)
+        if digest is None:
+            digest = self._hashes[key] = sha256_file(path)
+        return digest
+
     # ------------------------------------------------------------ views
 
     @staticmethod
@@ -109,13 +160,11 @@ class Catalog:
         return {"root": str(self.root), "name": self.root.name, "classes": self.classes(), "counts": per_class,
                 "statuses": per_status, "total": len(self.entries())}
 
-    def query(self, label: str = "", status: str = "", q: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        """One page of images whose current class is ``label`` and/or whose status is ``status``."""
+    def _filtered(self, label: str, status: str, q: str, state: dict[str, Annotation]) -> list[Entry]:
         if status and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         if label and label not in self.classes():
             raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
-        state = current_state(self.root)
         q = q.lower()
         hits = []
         for e in self.entries().values():
@@ -123,9 +172,19 @@ class Catalog:
             if (label and cur != label) or (status and st != status) or (q and q not in e.rel.lower()):
                 continue
             hits.append(e)
+        return hits
+
+    def query(self, label: str = "", status: str = "", q: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        """One page of images whose current class is ``label`` and/or whose status is ``status``."""
+        state = current_state(self.root)
+        hits = self._filtered(label, status, q, state)
         page = hits[offset: offset + limit]
         return {"total": len(hits), "offset": offset, "limit": limit,
                 "items": [self.view(e, state.get(e.rel)) for e in page], "summary": self.summary(state)}
+
+    def paths(self, label: str = "", status: str = "", q: str = "") -> list[str]:
+        """The rel path of every image of a filter (as :meth:`query` selects them), in listing order."""
+        return [e.rel for e in self._filtered(label, status, q, current_state(self.root))]
 
     def item(self, rel: str) -> dict[str, Any]:
         """The current view of one image."""
@@ -142,41 +201,57 @@ class Catalog:
     def annotate(self, rel: str, action: str, label: str = "") -> dict[str, Any]:
         """Record one correction (relabel / exclude / ambiguous / restore / keep); returns the image's view.
 
-        ``keep`` confirms the image's current label (a person checked it: the data doctor stops listing it)."""
-        e = self.resolve(rel)
-        if action == "keep":
-            current = current_state(self.root).get(e.rel)
-            label = current.label if current is not None and current.action in ("relabel", "keep") else e.original
-        elif action == "relabel":
-            if label not in self.classes():
-                raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
-        elif action in ("exclude", "ambiguous", "restore"):
-            label = ""
-        else:
+        ``keep`` confirms the image's current label (a person checked it: the data doctor stops listing it).
+        The view's ``changed`` is False when the image already was so (nothing is written then)."""
+        return self.annotate_many([rel], action, label)["items"][0]
+
+    def annotate_many(self, rels: list[str], action: str, label: str = "") -> dict[str, Any]:
+        """One correction of several images at once: one history row per image that changes, all of
+        one batch (so one undo takes them all back). ``{"items": views, "changed": n}``."""
+        if action == "relabel" and label not in self.classes():
+            raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
+        if action not in ("relabel", "exclude", "ambiguous", "restore", "keep"):
             raise InvalidRequest(f"action must be one of relabel, exclude, ambiguous, restore, keep; got {action!r}")
+        entries = [self.resolve(rel) for rel in dict.fromkeys(rels)]
         with self._lock:
-            ann = current_state(self.root).get(e.rel)
-            if action == "relabel" and label == e.original:
-                action = "restore"  # back to its folder's label: no override needed
-            if action != "restore" or ann is not None:  # restoring an unannotated image writes nothing
-                if not (ann and ann.action == action and ann.label == label):
-                    record(self.root, [(e.rel, e.original, action, label)])
-        return self.item(e.rel)
+            state = current_state(self.root)
+            rows = [row for e in entries if (row := _correction(e, state.get(e.rel), action, label)) is not None]
+            if rows:
+                record(self.root, rows, batch=new_batch_id() if len(rows) > 1 else "")
+        changed = {row[0] for row in rows}
+        views = self.views([e.rel for e in entries])
+        return {"items": [{**views[e.rel], "changed": e.rel in changed} for e in entries], "changed": len(changed)}
 
     def undo(self, rel: str = "") -> dict[str, Any]:
-        """Undo the newest correction (of ``rel`` if given); ``{"undone": row|None, "item": view|None}``."""
+        """Undo the newest correction (of ``rel`` if given; a batch whole); ``{"undone": row|None,
+        "item": view|None, "items": views}``: the newest row undone and the views of every image it changed back."""
         if rel:
             self.resolve(rel)
         with self._lock:
-            undone = undo_last(self.root, rel or None)
-        if undone is None:
-            return {"undone": None, "item": None}
-        item = self.item(undone.path) if undone.path in self.entries() else None
-        return {"undone": undone.__dict__, "item": item}
+            undone = undo_rows(self.root, rel or None)
+        if not undone:
+            return {"undone": None, "item": None, "items": []}
+        views = self.views([a.path for a in undone])
+        return {"undone": undone[0].__dict__, "item": views.get(undone[0].path), "items": list(views.values())}
 
     def history(self, limit: int = 50) -> list[dict[str, str]]:
         """The newest ``limit`` rows of annotations.csv, newest first."""
         return [a.__dict__ for a in reversed(read_history(self.root)[-limit:])]
+
+
+def _correction(e: Entry, ann: Annotation | None, action: str, label: str) -> tuple[str, str, str, str] | None:
+    """The history row that applies ``action`` to image ``e`` in state ``ann``; None when it is so already."""
+    if action == "keep":
+        label = ann.label if ann is not None and ann.action in ("relabel", "keep") else e.original
+    elif action != "relabel":
+        label = ""
+    elif label == e.original:
+        action = "restore"  # back to its folder's label: no override needed
+    if action == "restore":
+        return None if ann is None else (e.rel, e.original, "restore", "")
+    if ann is not None and ann.action == action and ann.label == label:
+        return None
+    return e.rel, e.original, action, label
 
 
 def _label_status(entry: Entry, ann: Annotation | None) -> tuple[str | None, str]:

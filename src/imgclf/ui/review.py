@@ -52,8 +52,8 @@ class Review:
         issues, outliers, duplicates = self.rd.read_findings()
         items: dict[str, dict[str, Any]] = {}
 
-        def add(path: str, label: str, split: str, finding: dict[str, Any], suggestion: str, score: float) -> None:
-            rel = self.catalog.rel_of(path)
+        def add(path: str, run_rel: str, label: str, split: str, finding: dict[str, Any], suggestion: str, score: float) -> None:
+            rel = self.catalog.match([(path, run_rel)])[0]
             if rel is None:  # no longer in the dataset (moved away): nothing to act on
                 return
             item = items.setdefault(rel, {"path": rel, "file": path, "given": label, "split": split, "suggestion": suggestion,
@@ -65,20 +65,20 @@ class Review:
 
         for r in issues:
             kind = "cross_class_duplicate" if r["reason"] == "cross_class_duplicate" else "label_issue"
-            add(r["path"], r["given_label"], r["split"], {"kind": kind, "rank": int(r["rank"]), "p_given": float(r["score"])},
+            add(r["path"], r["rel"], r["given_label"], r["split"], {"kind": kind, "rank": int(r["rank"]), "p_given": float(r["score"])},
                 r["suggested_label"], float(r["score"]))
         for r in duplicates:
             # the copy to act on: the test image of a leak, else the second of the pair
             b_side = r["split_b"] == "test" or r["split_a"] != "test"
-            path, label, split, twin = ((r["path_b"], r["label_b"], r["split_b"], r["rel_a"]) if b_side
-                                        else (r["path_a"], r["label_a"], r["split_a"], r["rel_b"]))
+            path, rel, label, split, twin = ((r["path_b"], r["rel_b"], r["label_b"], r["split_b"], r["rel_a"]) if b_side
+                                             else (r["path_a"], r["rel_a"], r["label_a"], r["split_a"], r["rel_b"]))
             kind = "leak" if r["leak"] == "1" else "duplicate"
             if r["kind"] == "cross_class":
                 kind = "cross_class_duplicate"
-            add(path, label, split, {"kind": kind, "twin": twin, "cosine": _num(r["cosine"]),
+            add(path, rel, label, split, {"kind": kind, "twin": twin, "cosine": _num(r["cosine"]),
                                      "dhash_distance": _num(r["dhash_distance"])}, "exclude", -1.0)
         for r in outliers:
-            add(r["path"], r["label"], r["split"], {"kind": "outlier", "distance": float(r["distance"]),
+            add(r["path"], r["rel"], r["label"], r["split"], {"kind": "outlier", "distance": float(r["distance"]),
                                                      "threshold": float(r["threshold"])}, "exclude", -float(r["distance"]))
         ordered = sorted(items.values(), key=lambda it: (_ORDER[it["findings"][0]["kind"]], it["score"], it["path"]))
         self._add_neighbours(ordered)
@@ -106,7 +106,7 @@ class Review:
                     continue
                 members = [i for i in np.flatnonzero(labels == cls) if train[i].path != it["file"]]
                 best = sorted(members, key=lambda i: -sim[i])[:NEIGHBOURS]
-                it["neighbours"][cls] = [rel for rel in (self.catalog.rel_of(train[i].path) for i in best) if rel]
+                it["neighbours"][cls] = [rel for rel in self.catalog.match([(train[i].path, train[i].rel) for i in best]) if rel]
 
     def payload(self) -> dict[str, Any]:
         """Every item, worst first, with the image's current state in the dataset."""

@@ -18,11 +18,11 @@ from typing import Any, Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ImageError, InvalidRequest, NotFound
+from ..errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from ..serve.errors import restated
 from .catalog import Catalog
 from .results import RunResults
@@ -58,6 +58,12 @@ class AnnotateIn(BaseModel):
     label: str = ""  # the new class, for relabel
 
 
+class AnnotateManyIn(BaseModel):
+    paths: list[str]  # image paths relative to the dataset folder
+    action: str  # relabel | exclude | ambiguous | restore | keep
+    label: str = ""  # the new class, for relabel
+
+
 class ReviewIn(BaseModel):
     path: str  # image path relative to the dataset folder
     action: str  # accept | keep | exclude
@@ -67,8 +73,11 @@ class UndoIn(BaseModel):
     path: str = ""  # undo the newest correction of this image; empty = of any image
 
 
+MAX_BATCH = 5000  # images one bulk correction may name
+
+
 def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
-                 thumbs: ThumbnailCache, review: Review | None = None) -> APIRouter:
+                 thumbs: ThumbnailCache, review: Review | None = None, max_body_mb: float | None = None) -> APIRouter:
     """The UI's routes over what was loaded (each part may be None: its page then says so)."""
     r = APIRouter()
 
@@ -109,21 +118,32 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
                 dataset = catalog.summary()
             except NotFound as e:  # an empty dataset folder must not hide the run and the model
                 problem = e.message
+        service = getattr(request.app.state, "imgclf", None)
         return {"dataset": dataset, "dataset_error": problem,
-                "run": str(results.rd.root) if results is not None else None, "model": model}
+                "run": str(results.rd.root) if results is not None else None, "model": model,
+                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb}
 
     _add_dataset_routes(r, need_catalog, thumbs)
+    _add_bulk_routes(r, need_catalog)
     _add_review_routes(r, review)
 
     @r.get("/ui/api/results")
-    def results_payload() -> dict[str, Any]:
-        """The run's test images with true and predicted labels, scores and the confusion matrix."""
-        return need_results().payload(catalog)
+    def results_payload(split: str = "test") -> dict[str, Any]:
+        """The run's test images (``split=train``: its train images, scored out of fold) with true and
+        predicted labels, scores, loss and the per-class figures."""
+        return need_results().payload(split)
 
     @r.get("/ui/api/results/{index}/thumb")
-    def result_thumb(index: int, size: int = 256, v: str = "") -> Response:
-        """JPEG thumbnail of test result ``index`` (its row in predictions.csv; ``v`` as for /thumb)."""
-        return _thumbnail(thumbs, need_results().image_path(index), size, f"result {index}", cacheable=bool(v))
+    def result_thumb(index: int, size: int = 256, v: str = "", split: str = "test") -> Response:
+        """JPEG thumbnail of result ``index`` (its row in predictions.csv, or of the train rows of
+        oof_predictions.csv for ``split=train``; ``v`` as for /thumb)."""
+        return _thumbnail(thumbs, need_results().image_path(index, split), size, f"result {index}", cacheable=bool(v))
+
+    @r.get("/ui/api/run/{name}")
+    def run_file(name: str) -> Response:
+        """The run's report.html (``report``) or one of its plots (``roc``, ``confusion``, ``curves``)."""
+        path = need_results().file(name)
+        return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=_NO_CACHE)
 
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -174,6 +194,25 @@ def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumb
     def history(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         """The newest rows of the dataset's annotations.csv."""
         return {"rows": need_catalog().history(limit)}
+
+
+def _add_bulk_routes(r: APIRouter, need_catalog: Callable[[], Catalog]) -> None:
+    """Corrections of several images in one step, and the paths a filter selects."""
+
+    @r.post("/ui/api/annotate/many")
+    def annotate_many(body: AnnotateManyIn) -> dict[str, Any]:
+        """Relabel, exclude, flag ambiguous or restore several images: one history row each, one undo for all."""
+        if not body.paths:
+            raise InvalidRequest("paths is empty: select at least one image", reason="empty")
+        if len(body.paths) > MAX_BATCH:
+            raise InvalidRequest(f"{len(body.paths)} images in one correction; at most {MAX_BATCH}", reason="too_many")
+        cat = need_catalog()
+        return {**cat.annotate_many(body.paths, body.action, body.label), "summary": cat.summary()}
+
+    @r.get("/ui/api/images/paths")
+    def image_paths(label: str = "", status: str = "", q: str = "") -> dict[str, Any]:
+        """Every image path of a filter (the dataset page's "select all in this filter")."""
+        return {"paths": need_catalog().paths(label=label, status=status, q=q)}
 
 
 def _add_review_routes(r: APIRouter, review: Review | None) -> None:
@@ -239,6 +278,8 @@ def _classify(predictor: Any, data: bytes) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         x = predictor.prepare(data)
+    except ImageTooLarge as e:  # a readable format with too many pixels: another format would not help
+        raise restated(e, f"image too large: {e.detail}") from None
     except ImageError as e:
         raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
     row = predictor.predict_rows([x])[0]  # probabilities, then the OOD score: the answer may be "unknown"

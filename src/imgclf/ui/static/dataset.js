@@ -7,7 +7,8 @@
   const PAGE_SIZE = 100;
   const $ = (id) => document.getElementById(id);
 
-  const state = { label: "", status: "", q: "", page: 0, total: 0, items: [], sel: -1, summary: null, wantSel: "" };
+  const state = { label: "", status: "", q: "", page: 0, total: 0, items: [], sel: -1, summary: null, wantSel: "", pickMode: false };
+  const picked = UI.selection(() => renderPicked());  // rel paths chosen for one correction of them all
 
   // ------------------------------------------------------------ URL state (survives a reload)
   function readHash() {
@@ -31,18 +32,27 @@
   }
 
   // ------------------------------------------------------------ loading
+  // Only the newest listing is shown: one asked for before a correction was saved answers with the
+  // state before it, so a correction made while a listing is on its way asks for a fresh one.
+  let loads = 0, inflight = 0;
   async function load({ refresh = false, select = "first" } = {}) {
     const qs = new URLSearchParams({ label: state.label, status: state.status, q: state.q,
       offset: String(state.page * PAGE_SIZE), limit: String(PAGE_SIZE) });
     if (refresh) qs.set("refresh", "true");
+    const ticket = ++loads;
     let data;
+    inflight += 1;
     try {
       data = await api(`api/images?${qs}`);
     } catch (e) {
+      if (ticket !== loads) return;
       $("grid").replaceChildren(el("div", { class: "empty", style: { gridColumn: "1 / -1" } }, e.message));
       toast(e.message, { error: true });
       return;
+    } finally {
+      inflight -= 1;
     }
+    if (ticket !== loads) return;
     if (data.total && state.page * PAGE_SIZE >= data.total) {  // the filter shrank: go to its last page
       state.page = Math.floor((data.total - 1) / PAGE_SIZE);
       return load({ select });
@@ -104,20 +114,25 @@
   }
 
   function tile(it, i) {
-    const img = el("img", { src: thumbUrl(it, 256), alt: "", loading: "lazy", decoding: "async" });
+    const img = UI.thumb(thumbUrl(it, 256));
     const node = el("button", {
       type: "button", class: "tile", role: "option", tabindex: "-1", "aria-selected": "false",
       dataset: { path: it.path, index: String(i) },
-      onclick: () => selectIndex(i, { focus: true }),
+      onclick: (ev) => {
+        if (ev.shiftKey) picked.toggle(it.path, state.items.map((x) => x.path), true);
+        else if (ev.ctrlKey || ev.metaKey || state.pickMode) picked.toggle(it.path);
+        selectIndex(i, { focus: true });
+      },
       ondblclick: () => openViewer(),
     }, img, el("span", { class: "flag" }), el("span", { class: "cap" }));
-    img.addEventListener("error", () => node.classList.add("broken"));
     fillTile(node, it);
     return node;
   }
 
   function fillTile(node, it) {
     node.dataset.status = it.status;
+    node.dataset.picked = String(picked.has(it.path));
+    node.setAttribute("aria-checked", String(picked.has(it.path)));
     node.dataset.label = it.label || "";
     node.setAttribute("aria-label", `${fileName(it.path)}: ${labelText(it)}`);
     const flag = node.querySelector(".flag");
@@ -213,10 +228,49 @@
     return i;
   }
 
+  // ------------------------------------------------------------ several images at once
+  function renderPicked() {
+    const n = picked.size;
+    $("picked-count").textContent = n ? `${n} selected` : "";
+    $("picked-count").title = n ? "The actions and keys apply to all the selected images" : "";
+    $("pick-none").hidden = !n;
+    tiles().forEach((t) => {
+      t.dataset.picked = String(picked.has(t.dataset.path));
+      t.setAttribute("aria-checked", t.dataset.picked);
+    });
+  }
+
+  async function pickAll() {
+    try {
+      const res = await api(`api/images/paths?${new URLSearchParams({ label: state.label, status: state.status, q: state.q })}`);
+      picked.set(res.paths);
+    } catch (e) {
+      toast(e.message, { error: true });
+    }
+  }
+
+  async function actOnPicked(action, label) {
+    const paths = [...picked.keys];
+    const what = action === "relabel" ? label : action;
+    const saved = await UI.save("api/annotate/many", { paths, action, label }, (res) => {
+      res.items.forEach(updateItem);
+      setSummary(res.summary);
+      return `${paths.length} images → ${what} (${res.changed} changed)`;
+    }, undo);
+    if (saved) {  // the filter may no longer hold them: list it again, on the same image
+      picked.clear();
+      state.wantSel = state.items[state.sel]?.path || "";
+      load();
+    }
+  }
+
   async function act(action, label = "") {
+    // the selection, unless the viewer is open: its keys and buttons act on the image it shows
+    if (picked.size && !$("viewer").open) { await actOnPicked(action, label); return; }
     const cur = state.items[state.sel];
     if (!cur) return;
     const saved = await UI.save("api/annotate", { path: cur.path, action, label }, (res) => {
+      reloadIfStale();
       updateItem(res.item);
       setSummary(res.summary);
       return `${fileName(cur.path)} → ${labelText(res.item)}`;
@@ -226,24 +280,44 @@
     else selectIndex(state.sel, { focus: true });
   }
 
+  function reloadIfStale() {
+    if (!inflight) return;
+    state.wantSel = state.items[state.sel]?.path || "";
+    load();
+  }
+
   function undo() {
     return UI.undoLast((res) => {
-      setSummary(res.summary);
-      if (!res.item) return "";
-      const i = updateItem(res.item);
-      if (i >= 0) selectIndex(i, { focus: true });
-      return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
+      const text = showUndone(res);
+      reloadIfStale();
+      return text;
     });
+  }
+
+  function showUndone(res) {
+    setSummary(res.summary);
+    (res.items || []).forEach(updateItem);
+    if (!res.item) return "";
+    const i = updateItem(res.item);
+    if (i >= 0) selectIndex(i, { focus: true });
+    if ((res.items || []).length > 1) return `Undone: ${res.items.length} images are back as they were`;
+    return `Undone: ${fileName(res.item.path)} is ${labelText(res.item)} again`;
   }
 
   // ------------------------------------------------------------ viewer
   function fillViewer() {
     const cur = state.items[state.sel];
     if (!cur) return;
-    $("viewer-img").src = thumbUrl(cur, 1024);
+    UI.show($("viewer-img"), $("viewer-stage"), thumbUrl(cur, 1024));
     $("viewer-img").alt = cur.path;
     $("viewer-title").textContent = cur.path;
     $("viewer-label").replaceChildren(cur.label ? badge(cur.label) : el("span", { class: `badge ${cur.status}` }, cur.status));
+    const classes = state.summary ? state.summary.classes : [];
+    $("viewer-actions").replaceChildren(
+      ...classes.filter((c) => c !== cur.label).map((c) => el("button", { type: "button", class: "btn", onclick: () => act("relabel", c) }, `→ ${c}`)),
+      cur.status !== "excluded" ? el("button", { type: "button", class: "btn danger", onclick: () => act("exclude") }, "Exclude") : null,
+      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => act("restore") }, "Restore") : null);
+    document.dispatchEvent(new CustomEvent("imgclf:viewer", { detail: { slot: $("viewer-overlay"), item: cur, side: "dataset" } }));
   }
   function openViewer() {
     if (!state.items[state.sel]) return;
@@ -275,6 +349,8 @@
     else if (k === "x" || k === "X") act("exclude");
     else if (k === "a" || k === "A") act("ambiguous");
     else if (k === "u" || k === "U") undo();
+    else if ((k === "m" || k === "M") && state.items[state.sel]) picked.toggle(state.items[state.sel].path);
+    else if (k === "Escape" && !viewerOpen && picked.size) picked.clear();
     else if (k === "Enter" || k === " ") {
       if (ev.target && ev.target.tagName === "BUTTON" && !ev.target.classList.contains("tile") && ev.target.id !== "viewer-close") return;
       viewerOpen ? closeViewer() : openViewer();
@@ -295,6 +371,19 @@
     $("viewer-prev").addEventListener("click", () => move(-1));
     $("viewer-next").addEventListener("click", () => move(1));
     $("viewer").addEventListener("close", () => tiles()[state.sel]?.focus({ preventScroll: true }));
+    UI.swipe($("viewer-stage"), (d) => move(d));
+    $("pick-mode").addEventListener("click", () => {
+      state.pickMode = !state.pickMode;
+      $("pick-mode").setAttribute("aria-pressed", String(state.pickMode));
+    });
+    $("pick-all").addEventListener("click", pickAll);
+    $("pick-none").addEventListener("click", () => picked.clear());
+    window.addEventListener("hashchange", () => {
+      if (location.hash.length > 1 && !location.hash.includes("=")) return;  // the skip link's #grid, not a state
+      readHash();
+      load();
+    });
+    UI.onReturn(() => load({ refresh: true }));
     let timer = null;
     $("search").addEventListener("input", () => {
       clearTimeout(timer);

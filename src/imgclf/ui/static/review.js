@@ -62,7 +62,7 @@
     return el("li", {}, el("button", {
       type: "button", class: "finding", role: "option", tabindex: "-1", "aria-selected": "false",
       dataset: { path: it.path, index: String(i), done: String(done(it)) }, onclick: () => select(i, true),
-    }, el("img", { src: thumbUrl(it.path, 128, it.item && it.item.v), alt: "", loading: "lazy" }),
+    }, UI.thumb(thumbUrl(it.path, 128, it.item && it.item.v)),
     el("span", { class: "what" }, badge(it.given), el("span", {}, "→"),
       it.suggestion === "exclude" ? el("span", { class: "badge excluded" }, "exclude") : badge(it.suggestion),
       ...it.findings.map((f) => el("span", { class: "kind" }, KIND_TEXT[f.kind] || f.kind)),
@@ -95,9 +95,9 @@
     if (!it) { $("review-detail").replaceChildren(); return; }
     const neighbours = Object.entries(it.neighbours || {}).map(([cls, rels]) => el("section", {},
       el("h2", {}, `Nearest train images labelled ${cls}`),
-      el("div", { class: "neighbours" }, rels.map((rel) => el("img", { src: thumbUrl(rel, 256), alt: rel, title: rel })))));
+      el("div", { class: "neighbours" }, rels.map((rel) => UI.thumb(thumbUrl(rel, 256), { alt: rel })))));
     $("review-detail").replaceChildren(
-      el("img", { class: "big", src: thumbUrl(it.path, 512, it.item && it.item.v), alt: it.path }),
+      UI.thumb(thumbUrl(it.path, 512, it.item && it.item.v), { alt: it.path, cls: "big", lazy: false }),
       el("div", { class: "facts" },
         el("div", {}, el("b", {}, it.path), ` (${it.split})`),
         el("div", {}, "Given label ", badge(it.given), " · suggestion: ", el("b", {}, suggestionText(it))),
