@@ -15,6 +15,7 @@ from .bundle import Bundle, load_bundle
 from .config import EngineConfig
 from .dataset import walk_images
 from .errors import ImageError
+from .explain import Explainer, Explanation
 from .features.featurize import featurize_paths
 from .features.preprocess import load_and_preprocess
 from .images import is_image_file
@@ -29,6 +30,11 @@ class Predictor:
         self.engine = self.bundle.build_engine(self.engine_cfg, **engine_kw)
         self.labels = self.bundle.labels
         self.spec = self.bundle.spec
+        self.explainer = Explainer(self.engine, self.bundle.head, self.labels, self.spec)
+
+    def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
+        """Class activation maps of one image for its predicted class and ``classes`` (see :mod:`imgclf.explain`)."""
+        return self.explainer.explain(source, classes)
 
     def proba_from_features(self, features: np.ndarray) -> np.ndarray:
         return self.bundle.head.predict_proba(features)
