@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidRequest, NotExplainable
+from .errors import ImageError, InvalidRequest, NotExplainable
 from .features.backbones import DataSpec
 from .features.decode import decode_rgb
 from .features.preprocess import crop_box, preprocess, resize_size
+from .fileio import write_bytes
 from .linear import LinearHead, softmax
 
 _OUTSIDE = 0.35  # brightness of the image outside the crop the network sees
@@ -186,3 +189,41 @@ class Explainer:
         image = decode_rgb(source, resize_size(self.spec))  # (H, W, 3) uint8, as predict decodes it
         x = preprocess(image, self.spec)[None]  # (1, 3, R, R)
         return self.explain_map(self.feature_maps(x)[0], image, classes)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("._") or "image"
+
+
+def write_overlays(explainer: Explainer, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                   classes: Sequence[str] = (), size: int | None = None) -> Iterator[dict[str, Any]]:
+    """Overlay PNGs ``out_dir/<image stem>.<class>.png`` of each image: its predicted class, ``classes``, and
+    the class its folder is named after when that is one of the model's (the true class of a dataset image).
+
+    Yields one dict per image, ``{"path", "label", "score", "maps": {class: png path}}`` or ``{"path", "error"}``:
+    an unusable image is listed, never fatal. Stems met twice get ``-2``, ``-3``... .
+    """
+    out = Path(out_dir)
+    used: dict[str, int] = {}
+    for p in paths:
+        p = Path(p)
+        folder = p.parent.name
+        wanted = [*classes, *([folder] if folder in explainer.labels and folder not in classes else [])]
+        try:
+            e = explainer.explain(p, wanted)
+        except ImageError as err:
+            yield {"path": str(p), "error": str(err)}
+            continue
+        except OSError as err:
+            yield {"path": str(p), "error": f"unreadable: {err.strerror or err}"}
+            continue
+        stem = _safe_name(p.stem)
+        used[stem] = used.get(stem, 0) + 1
+        if used[stem] > 1:
+            stem = f"{stem}-{used[stem]}"
+        written = {}
+        for cls in e.maps:
+            target = out / f"{stem}.{_safe_name(cls)}.png"
+            write_bytes(target, e.overlay_png(cls, size))
+            written[cls] = str(target)
+        yield {"path": str(p), "label": e.label, "score": round(float(e.proba.max()), 6), "maps": written}
