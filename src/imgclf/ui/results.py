@@ -50,6 +50,10 @@ class RunResults:
             raise NotFound(f"no result {index}: the run has {len(rows)} test results (0 to {len(rows) - 1})")
         return rows[index]["path"]
 
+    def label_of(self, index: int) -> str:
+        """The true label of result row ``index`` (call :meth:`image_path` first: it checks the index)."""
+        return self._load()[0][index]["label"]
+
     def payload(self, catalog: Catalog | None) -> dict[str, Any]:
         """Everything the results page shows; each item says whether and how it can be relabelled."""
         rows, metrics = self._load()
