@@ -100,3 +100,19 @@ def test_overlay_toggles_on_results_cards_viewer_and_try_page(page, server, ui_r
     page.screenshot(path=str(artifacts / "try-map.png"))
     page.locator("#cam-on").uncheck()
     page.wait_for_function("src => document.getElementById('preview').getAttribute('src') === src", arg=uploaded)
+
+
+def test_report_shows_the_maps_of_the_misclassified_test_images(ui_run):
+    run = ui_run["run"]
+    rows = read_csv(run / "predictions.csv")
+    errors = [i for i, r in enumerate(rows) if r["label"] != r["predicted"]]
+    assert errors, "the mislabelled images make errors on the test split"
+    assert sorted(p.name for p in (run / "class_maps").iterdir()) == sorted(f"{i}.{w}.png" for i in errors for w in ("predicted", "true"))
+    for i in errors:
+        pred, true = (Image.open(run / "class_maps" / f"{i}.{w}.png") for w in ("predicted", "true"))
+        assert pred.size == true.size and max(pred.size) <= 256
+        assert np.abs(np.asarray(pred, float) - np.asarray(true, float)).mean() > 1, "two classes, two maps"
+    report = (run / "report.html").read_text()
+    section = report.split("Where the model looked", 1)[1]
+    assert section.count('<figure class="cam">') == len(errors) and section.count("data:image/png;base64,") >= 2 * len(errors)
+    assert all(rows[i]["path"].rsplit("/", 1)[-1] in section for i in errors)

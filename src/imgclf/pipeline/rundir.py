@@ -16,6 +16,8 @@
       metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
       roc.png, confusion_matrix.png, training_curves.png, report.html
+      class_maps/                <row>.predicted.png, <row>.true.png: class activation maps of misclassified test
+                                 images (row: of predictions.csv), shown in report.html
       tracking.json              the MLflow run this directory is logged to (see imgclf.tracking)
       refine/                    refinement checkpoints, while a refinement runs or can be resumed
 
@@ -71,6 +73,7 @@ class RunDir:
     roc = property(lambda s: s.root / "roc.png")
     confusion = property(lambda s: s.root / "confusion_matrix.png")
     training_curves = property(lambda s: s.root / "training_curves.png")
+    class_maps = property(lambda s: s.root / "class_maps")
     tracking = property(lambda s: s.root / "tracking.json")
     checkpoints = property(lambda s: s.root / "refine")
 
@@ -178,6 +181,10 @@ class RunDir:
         columns = PREDICTION_COLUMNS + [f"{SCORE_PREFIX}{n}" for n in labels]
         write_csv(self.predictions, columns, ([p[c] for c in columns] for p in preds))
         return preds
+
+    def class_map(self, row: int, which: str) -> Path:
+        """The overlay PNG of test result ``row`` (of predictions.csv) for its ``which`` class: predicted or true."""
+        return self.class_maps / f"{row}.{which}.png"
 
     def read_predictions(self, labels: Sequence[str]) -> list[dict[str, Any]]:
         """predictions.csv rows: path, rel, label, predicted, score (float) and scores {label: p}."""
