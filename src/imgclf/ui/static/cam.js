@@ -130,6 +130,7 @@
     state.on = on;
     $("cam-on").checked = on;
     if (!on || !tried.own) {
+      $("cam-status").textContent = "";
       if (img.dataset.cam) { delete img.dataset.cam; img.src = tried.own; }
       return;
     }
@@ -138,15 +139,20 @@
       try {
         await mapOfTried();
       } catch (e) {
-        toast(`No map: ${e.message}`, { error: true });
+        if (!$("outcome").hidden) toast(`No map: ${e.message}`, { error: true });  // else the page says what is wrong
         state.on = false;
         $("cam-on").checked = false;
         return;
       } finally {
         $("cam-status").textContent = "";
       }
+      if (!state.on) return;
     }
-    if (state.on && tried.mapOf === tried.own) { img.dataset.cam = "predicted"; img.src = tried.map; }
+    if (state.on && tried.mapOf === tried.own) {
+      img.dataset.cam = "predicted";
+      img.src = tried.map;
+      $("cam-status").textContent = "red: most evidence for the predicted class, blue: least";
+    }
   }
 
   function initTry() {
