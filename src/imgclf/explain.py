@@ -163,7 +163,8 @@ class Explainer:
         """Preprocessed inputs (B, 3, H, W) → last feature maps (B, D, h, w)."""
         run_maps = getattr(self.engine, "run_maps", None)
         if run_maps is None:
-            raise NotExplainable(f"the {type(self.engine).__name__} featurizer does not give its feature map",
+            raise NotExplainable(f"class activation maps need a model on a single CNN featurizer; the {type(self.engine).__name__} "
+                                 "featurizer does not give one feature map",
                                  hint="class activation maps need a model on a single CNN featurizer")
         return run_maps(inputs)
 

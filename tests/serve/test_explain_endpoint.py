@@ -62,3 +62,45 @@ def test_the_limits_of_predict_apply(predictor):
         assert r.status_code == 413 and r.json()["reason"] == "pixel_budget"
         assert metric(httpx.get(url + "/metrics", headers={"Authorization": "Bearer s3cret"}).text,
                       "imgclf_rejected_total", reason="pixel_budget") == 1
+
+
+def _two_featurizer_bundle(tmp_path):
+    """A real bundle whose featurizer concatenates two pooled maps (what several featurizers give)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from imgclf.bundle import BundleMeta, write_bundle
+    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.features.backbones import DataSpec
+    from imgclf.linear import LinearHead
+
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p1"]), helper.make_node("Flatten", ["p1"], ["f1"]),
+             helper.make_node("GlobalMaxPool", ["input"], ["p2"]), helper.make_node("Flatten", ["p2"], ["f2"]),
+             helper.make_node("Concat", ["f1", "f2"], ["features"], axis=1)]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 6])])
+    onnx_path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(onnx_path))
+    spec = DataSpec(32, 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    labels = ["a", "b", "c"]
+    meta = BundleMeta.create(ModelConfig(resolution=32), EngineConfig(backend="onnxruntime", precision="fp32"), "two", labels,
+                             spec, {"weights": "imagenet", "feature_id": "efficientnet_lite0-r32-imagenet-fp32", "dim": 6,
+                                    "onnx": "featurizer.onnx", "precision": "fp32"}, {"type": "svm", "temperature": 1.0})
+    head = LinearHead(np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32), np.zeros(3, np.float32))
+    return write_bundle(tmp_path / "model", meta, head, files={"featurizer.onnx": onnx_path})
+
+
+def test_a_model_maps_cannot_explain_gets_422(tmp_path):
+    import httpx
+
+    from imgclf.config import EngineConfig
+    from imgclf.predict import Predictor
+
+    predictor = Predictor(_two_featurizer_bundle(tmp_path), EngineConfig(backend="onnxruntime", precision="fp32"))
+    with running(predictor) as (url, _):
+        assert httpx.post(url + "/predict", content=jpeg(1)).status_code == 200
+        for fmt in ("png", "json"):
+            r = httpx.post(url + "/explain", content=jpeg(1), params={"format": fmt})
+            assert r.status_code == 422 and r.json()["reason"] == "not_explainable"
+            assert "single CNN featurizer" in r.json()["error"] and "Concat" in r.json()["error"]
+        assert server_errors(httpx.get(url + "/metrics").text) == 0

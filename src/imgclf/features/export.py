@@ -156,8 +156,8 @@ def _pooled_map(graph: Any) -> str:
         if node.op_type not in _PASS_THROUGH:
             break
         name = node.input[0]
-    raise NotExplainable(f"the featurizer's output is not the global average of one feature map (ops from the output: "
-                         f"{', '.join(seen) or 'none'})",
+    raise NotExplainable(f"class activation maps need a model on a single CNN featurizer, and this featurizer's output is "
+                         f"not the global average of one feature map (ops from the output: {', '.join(seen) or 'none'})",
                          hint="class activation maps need a model on a single CNN featurizer that average-pools its last "
                               "feature map (not several featurizers concatenated)")
 
