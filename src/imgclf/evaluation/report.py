@@ -168,7 +168,7 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}.health td{{text-align:left}}td:first-child{{text-align:left}}
 .plots img{{max-width:48%;margin-right:1%}}.errors{{display:flex;flex-wrap:wrap;gap:10px}}
 figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-height:128px}}
-figure.cam{{width:330px}}figure.cam img{{width:160px;height:auto;max-width:160px;max-height:160px;margin-right:4px}}</style></head><body>
+figure.cam{{width:330px}}figure.cam img{{width:160px;height:160px;max-width:none;max-height:none;object-fit:contain;background:#222;margin-right:4px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>Accuracy</b> {_pct(metrics['accuracy'])} &middot; <b>class-averaged accuracy</b> {_pct(metrics['class_avg_accuracy'])}
 &middot; <b>macro AUC</b> {_auc(metrics.get('macro_auc'))}
