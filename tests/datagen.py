@@ -47,3 +47,11 @@ def tiny_config(data_root: Path, images: Path, *extra: str):
 
     return load_config(None, [f'data.root="{data_root}"', f'data.images="{images}"', "svm.cv_folds=3",
                               "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false", *extra])
+
+
+def make_object_image(cls: str, rng: np.random.Generator, size: int = 224, obj: int = 96) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """One ``obj``-px textured square of ``cls`` at a random place on a plain background → (image, its box x0, y0, x1, y1)."""
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+    x0, y0 = (int(v) for v in rng.integers(0, size - obj, 2))
+    img.paste(make_image(cls, rng, obj), (x0, y0))
+    return img, (x0, y0, x0 + obj, y0 + obj)

@@ -81,6 +81,12 @@ class UnsupportedFormat(ImageError):
     """A real image in a format outside the decoder's allowlist."""
 
 
+class NotExplainable(ImgclfError):
+    """A model whose scores class activation maps cannot decompose (not one featurizer average-pooled into a linear head)."""
+
+    reason = "not_explainable"
+
+
 class RefineError(ImgclfError):
     """Refinement cannot go on (out of memory, nothing to resume, a changed config)."""
 

@@ -22,6 +22,7 @@ from .bundle import Bundle, load_bundle
 from .config import EngineConfig, PredictConfig
 from .dataset import walk_images
 from .errors import ImageError
+from .explain import Explainer, Explanation
 from .features.featurize import concat_features, featurize_many
 from .features.preprocess import load_and_preprocess
 from .images import is_image_file
@@ -41,6 +42,11 @@ class Predictor:
         self.predict_cfg = predict_cfg or PredictConfig()
         self.ood = self.bundle.ood()
         self.unknown_threshold = self.ood.threshold(self.predict_cfg.unknown_tpr) if self.ood is not None else None
+        self.explainer = Explainer(self.engine, self.bundle.head, self.labels, self.spec)
+
+    def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
+        """Class activation maps of one image for its predicted class and ``classes`` (see :mod:`imgclf.explain`)."""
+        return self.explainer.explain(source, classes)
 
     def proba_from_features(self, features: np.ndarray) -> np.ndarray:
         return self.bundle.head.predict_proba(features)

@@ -162,3 +162,14 @@ def test_preset_options_sit_below_set():
             parse_duration(bad)
     cfg = load_config(None, ["train.preset=fast"], flags=preset_flags("balanced", "2m"))
     assert (cfg.train.preset, cfg.train.time_limit) == ("fast", 120.0)  # --set wins over the command's options
+
+
+def test_ensemble_bundle_refuses_class_maps_with_a_reason(presets):
+    from imgclf.errors import NotExplainable
+
+    rd = presets["base"] / "ensemble"
+    predictor = Predictor(rd / "model")
+    path = read_csv(rd / "predictions.csv")[0]["path"]
+    with pytest.raises(NotExplainable, match="single CNN featurizer"):
+        predictor.explain(path)
+    assert not list((rd / "class_maps").glob("*.png"))  # the report of such a run shows no maps, and says nothing false

@@ -27,7 +27,7 @@ def test_health_probes_need_no_token(secured):
 
 
 @pytest.mark.parametrize("method, path", [
-    ("POST", "/predict"), ("POST", "/score"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json"),
+    ("POST", "/predict"), ("POST", "/explain"), ("POST", "/score"), ("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json"),
     ("GET", "/v2"), ("GET", "/v2/models/imgclf"), ("GET", "/v2/models/imgclf/ready"),
     ("POST", "/v2/models/imgclf/infer"), ("GET", "/no/such/route"),
 ])

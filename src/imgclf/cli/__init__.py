@@ -2,7 +2,7 @@
 
 Each module of this package adds the commands of one area with ``register(app)``: pipeline
 (run, prepare, featurize, train, evaluate, predict, demo, config, backbones), refine, serve
-(serve, call), ui, acquire (download, scrape, dedup), runs, doctor and label (suggest). The app is built once, on import.
+(serve, call), ui, acquire (download, scrape, dedup), runs, doctor, label (suggest) and explain. The app is built once, on import.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..errors import ImgclfError
-from . import acquire, doctor, label, pipeline, refine, runs, serve, ui
+from . import acquire, doctor, explain, label, pipeline, refine, runs, serve, ui
 
 app = typer.Typer(
     name="imgclf",
@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _commands in (pipeline, refine, serve, ui, acquire, runs, doctor, label):
+for _commands in (pipeline, refine, serve, ui, acquire, runs, doctor, label, explain):
     _commands.register(app)
 
 

@@ -192,10 +192,26 @@ def _preset_section(preset: dict[str, Any] | None) -> str:
             f"<th>featurizers</th><th>CV class-averaged accuracy</th><th>cost (s)</th><th></th></tr>{rows}</table>")
 
 
+def _class_maps_section(maps: Sequence[tuple[dict[str, Any], Path, Path]]) -> str:
+    """Misclassified test images with the class activation maps of their predicted and their true class."""
+    if not maps:
+        return ""
+    cards = "".join(
+        f'<figure class="cam"><div>{_img_tag(pred_png)}{_img_tag(true_png)}</div><figcaption>{html.escape(Path(p["path"]).name)}: '
+        f'predicted <b>{html.escape(p["predicted"])}</b> ({p["score"]:.2f}) · true <b>{html.escape(p["label"])}</b></figcaption></figure>'
+        for p, pred_png, true_png in maps)
+    return ("<h2>Where the model looked: misclassified test images</h2><p>Class activation maps: left, the predicted "
+            "class's; right, the true class's (red most, blue least evidence; outside the network's center crop, dimmed). "
+            "Each map's mean plus the class's bias is the classifier's decision value for that class.</p>"
+            f'<div class="errors">{cards}</div>')
+
+
 def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[dict[str, Any]], title: str,
-                 figures: Sequence[Path] = (), max_errors: int = 200, label_issues: Sequence[dict[str, Any]] = ()) -> Path:
+                 figures: Sequence[Path] = (), max_errors: int = 200, label_issues: Sequence[dict[str, Any]] = (),
+                 class_maps: Sequence[tuple[dict[str, Any], Path, Path]] = ()) -> Path:
     """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist,
-    thumbnails of misclassified images and, when the data doctor ran, the dataset's health."""
+    thumbnails of misclassified images, the ``class_maps`` (prediction row, predicted class's map PNG, true
+    class's) and, when the data doctor ran, the dataset's health."""
     from ..fileio import write_text
 
     from .metrics import per_class_scores
@@ -225,7 +241,8 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}.health td{{text-align:left}}td:first-child{{text-align:left}}
 .plots img{{max-width:48%;margin-right:1%}}.errors{{display:flex;flex-wrap:wrap;gap:10px}}
-figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-height:128px}}</style></head><body>
+figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-height:128px}}
+figure.cam{{width:330px}}figure.cam img{{width:160px;height:160px;max-width:none;max-height:none;object-fit:contain;background:#222;margin-right:4px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>Accuracy</b> {_pct(metrics['accuracy'])} &middot; <b>class-averaged accuracy</b> {_pct(metrics['class_avg_accuracy'])}
 &middot; <b>macro AUC</b> {_auc(metrics.get('macro_auc'))}
@@ -234,6 +251,7 @@ figure{{margin:0;width:140px;font-size:12px}}figure img{{max-width:128px;max-hei
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
 <div class="errors">{cards or '<p>None.</p>'}</div>
-{_preset_section(metrics.get("preset"))}{_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
+{_preset_section(metrics.get("preset"))}{_class_maps_section(class_maps)}
+{_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
     write_text(path, doc)
     return Path(path)

@@ -2,7 +2,9 @@
 
 An engine is built from a featurizer network (a timm module) and its :class:`DataSpec`. Every
 engine has ``feature_id`` (the feature-cache key, a :class:`FeatureId` string: same id, same
-features), ``dim``, ``spec`` and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``.
+features), ``dim``, ``spec`` and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``. The engines
+here also have ``run_maps(batch) -> (B, D, h, w)``: the last feature map, whose spatial mean is
+``run``'s output (what class activation maps decompose); only explaining calls it.
 
 Engines are plug-ins: ``engine.backend = NAME`` builds the engine registered as NAME in
 ``imgclf.registry.ENGINES`` (``onnxruntime`` in :mod:`imgclf.features.onnxruntime`, ``torch`` here).
@@ -17,12 +19,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from ..config import EngineConfig
+from ..errors import NotExplainable
 from ..registry import ENGINES
 from .backbones import DataSpec
 from .ids import FeatureId
@@ -79,6 +83,26 @@ class OnnxFileEngine:
         self.feature_id = str(feature_id)
         self.precision = precision
         self.threads = cpu_threads(threads)
+        self._maps: Callable[[np.ndarray], np.ndarray] | None = None  # built on the first run_maps
+        self._maps_lock = threading.Lock()
+
+    def run_maps(self, batch: np.ndarray) -> np.ndarray:
+        """The last feature map (B, D, h, w) of ``batch``, whose spatial mean is :meth:`run`'s (B, D).
+
+        Runs the same file with a second output (:func:`~imgclf.features.export.with_feature_map`),
+        loaded on first use beside the featurizing one, which stays untouched; calls are serialised.
+        """
+        from .export import with_feature_map
+
+        x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
+        with self._maps_lock:
+            if self._maps is None:
+                self._maps = self._map_runner(with_feature_map(self.onnx_path))
+            return self._maps(x)
+
+    def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:
+        """A function (B, 3, H, W) → the ``feature_map`` output of the serialised ONNX ``model``."""
+        raise NotImplementedError
 
 
 class TorchEngine:
@@ -97,6 +121,21 @@ class TorchEngine:
         self.dim = int(module.num_features)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(self.module, batch)  # (B, D)
+
+    def run_maps(self, batch: np.ndarray) -> np.ndarray:
+        """The last feature map (B, D, h, w): timm's ``forward_features``, which its average pool reduces to :meth:`run`'s."""
+        pool = getattr(getattr(self.module, "global_pool", None), "pool_type", None)
+        if not hasattr(self.module, "forward_features") or pool != "avg":
+            raise NotExplainable(f"{type(self.module).__name__} does not average-pool one feature map (pool: {pool})",
+                                 hint="class activation maps need a CNN featurizer with global average pooling")
+        y = self._forward(self.module.forward_features, batch)
+        if y.ndim != 4:
+            raise NotExplainable(f"{type(self.module).__name__} gives features of shape {y.shape[1:]}, not a (D, h, w) map",
+                                 hint="class activation maps need a CNN featurizer, not a transformer's tokens")
+        return y
+
+    def _forward(self, fn: Callable[[Any], Any], batch: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
@@ -105,10 +144,10 @@ class TorchEngine:
             if self.bf16 or self.device.type == "cuda":
                 dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
                 with torch.autocast(self.device.type, dtype=dtype):
-                    y = self.module(x)
+                    y = fn(x)
             else:
-                y = self.module(x)
-        return y.float().cpu().numpy()  # (B, D)
+                y = fn(x)
+        return y.float().cpu().numpy()
 
 
 EngineBuilder = Callable[..., Engine]

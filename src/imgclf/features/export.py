@@ -4,6 +4,10 @@
 ``features`` (B, D), dynamic batch), with its preprocessing in the file's metadata. Exports of
 pretrained featurizers are cached under ``DATA_ROOT/engines/<feature id>.onnx`` so a re-run
 loads instead of re-exporting.
+
+:func:`with_feature_map` gives the same network with a second output, ``feature_map`` (B, D, h, w):
+the last feature map, whose global average is ``features``. Only class activation maps ask for it;
+the file on disk, and so every engine that featurizes and every feature id, stay as they are.
 """
 from __future__ import annotations
 
@@ -17,13 +21,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ImgclfError
+from ..errors import ImgclfError, NotExplainable
 from ..fileio import atomic_path
 from .backbones import DataSpec
 from .ids import FeatureId
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "features"
+FEATURE_MAP_NAME = "feature_map"
 OPSET = 17
 SPEC_KEY = "imgclf.preprocessing"
 
@@ -127,6 +132,49 @@ def onnx_spec(path: str | os.PathLike) -> DataSpec | None:
         return DataSpec.from_dict(json.loads(props[SPEC_KEY]))
     except Exception:  # missing, damaged (protobuf errors), or written without the metadata
         return None
+
+
+# Operators between the global pool and the ``features`` output that keep each value where it is
+# (an int8 export quantises and dequantises around the pool).
+_PASS_THROUGH = ("Flatten", "Reshape", "Squeeze", "Identity", "QuantizeLinear", "DequantizeLinear")
+
+
+def _pooled_map(graph: Any) -> str:
+    """Name of the 4-D tensor whose global average pool is the graph's first output."""
+    producer = {out: node for node in graph.node for out in node.output}
+    name, seen = graph.output[0].name, []
+    while name in producer:
+        node = producer[name]
+        seen.append(node.op_type)
+        if node.op_type == "GlobalAveragePool":
+            return node.input[0]
+        if node.op_type == "ReduceMean":
+            axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+            if axes in ([2, 3], [-2, -1]):
+                return node.input[0]
+            break
+        if node.op_type not in _PASS_THROUGH:
+            break
+        name = node.input[0]
+    raise NotExplainable(f"class activation maps need a model on a single CNN featurizer, and this featurizer's output is "
+                         f"not the global average of one feature map (ops from the output: {', '.join(seen) or 'none'})",
+                         hint="class activation maps need a model on a single CNN featurizer that average-pools its last "
+                              "feature map (not several featurizers concatenated)")
+
+
+def with_feature_map(path: str | os.PathLike) -> bytes:
+    """The ONNX model at ``path`` with a second output :data:`FEATURE_MAP_NAME` (B, D, h, w), serialised.
+
+    Raises :class:`NotExplainable` when ``features`` is not the global average of one 4-D map.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    source = _pooled_map(graph)
+    graph.node.append(onnx.helper.make_node("Identity", [source], [FEATURE_MAP_NAME], name="imgclf_feature_map"))
+    graph.output.append(onnx.helper.make_tensor_value_info(FEATURE_MAP_NAME, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString()
 
 
 def cached_onnx(module: Any, spec: DataSpec, feature_id: FeatureId | str, cache_dir: str | os.PathLike) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -66,6 +66,14 @@ class OnnxRuntimeEngine(OnnxFileEngine):
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
         return self.session.run([self.output_name], {self.input_name: x})[0]  # (B, D)
+
+    def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:
+        import onnxruntime as ort
+
+        from .export import FEATURE_MAP_NAME
+
+        session = ort.InferenceSession(model, session_options(self.threads), providers=["CPUExecutionProvider"])
+        return lambda x: session.run([FEATURE_MAP_NAME], {self.input_name: x})[0]  # (B, D, h, w)
 
 
 @register_engine("onnxruntime")

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -88,6 +88,17 @@ class OpenVinoEngine(OnnxFileEngine):
         x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
         compiled = self._for_batch(len(x))
         return np.asarray(compiled(x)[0], dtype=np.float32)  # (B, D)
+
+    def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:
+        import io
+
+        from .export import FEATURE_MAP_NAME
+
+        compiled = ov_core().compile_model(ov_core().read_model(io.BytesIO(model)), "CPU", {
+            "INFERENCE_PRECISION_HINT": _HINT[self.precision], "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": self.threads})
+        out = compiled.output(FEATURE_MAP_NAME)
+        return lambda x: np.asarray(compiled(x)[out], dtype=np.float32)  # (B, D, h, w)
 
 
 @register_engine("openvino")

@@ -36,13 +36,18 @@ def resize_size(spec: DataSpec) -> int:
     return int(math.floor(spec.resolution / spec.crop_pct))
 
 
+def crop_box(width: int, height: int, spec: DataSpec) -> tuple[float, float, float]:
+    """(left, top, side): the square of a ``width`` × ``height`` image, in its pixels, that the network sees."""
+    scale = resize_size(spec) / min(width, height)  # output pixels per source pixel
+    side = spec.resolution / scale
+    return (width - side) / 2.0, (height - side) / 2.0, side
+
+
 def crop_resize_array(a: np.ndarray, spec: DataSpec) -> np.ndarray:
     """RGB array (H, W, 3) uint8 of any size → its center crop resized to (resolution, resolution, 3) uint8."""
     h, w = a.shape[:2]
     r = spec.resolution
-    scale = resize_size(spec) / min(w, h)  # output pixels per source pixel
-    side = r / scale  # crop side in source pixels
-    left, top = (w - side) / 2.0, (h - side) / 2.0
+    left, top, side = crop_box(w, h, spec)
     if spec.interpolation == "area" and side >= r:  # enlarging has nothing to average: Pillow's bicubic below
         cv2 = _cv2()
         x0, y0 = max(0, int(round(left))), max(0, int(round(top)))

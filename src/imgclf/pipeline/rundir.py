@@ -21,6 +21,8 @@
       metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
       roc.png, confusion_matrix.png, reliability.png, coverage.png, training_curves.png, report.html
+      class_maps/                <row>.predicted.png, <row>.true.png: class activation maps of misclassified test
+                                 images (row: of predictions.csv), shown in report.html
       tracking.json              the MLflow run this directory is logged to (see imgclf.tracking)
       refine/                    refinement checkpoints, while a refinement runs or can be resumed
       pool_features.npz          paths (N,), features (N, D) float32, ok (N,) bool, stamps (N, 2) int64 (size, mtime_ns),
@@ -90,6 +92,7 @@ class RunDir:
     training_curves = property(lambda s: s.root / "training_curves.png")
     reliability = property(lambda s: s.root / "reliability.png")  # calibration before/after (evaluate)
     coverage = property(lambda s: s.root / "coverage.png")  # accuracy against coverage when abstaining (evaluate)
+    class_maps = property(lambda s: s.root / "class_maps")
     tracking = property(lambda s: s.root / "tracking.json")
     checkpoints = property(lambda s: s.root / "refine")
     pool_features = property(lambda s: s.root / "pool_features.npz")
@@ -200,6 +203,10 @@ class RunDir:
         columns = PREDICTION_COLUMNS + [f"{SCORE_PREFIX}{n}" for n in labels]
         write_csv(self.predictions, columns, ([p[c] for c in columns] for p in preds))
         return preds
+
+    def class_map(self, row: int, which: str) -> Path:
+        """The overlay PNG of test result ``row`` (of predictions.csv) for its ``which`` class: predicted or true."""
+        return self.class_maps / f"{row}.{which}.png"
 
     def read_predictions(self, labels: Sequence[str]) -> list[dict[str, Any]]:
         """predictions.csv rows: path, rel, label, predicted, score (float) and scores {label: p}."""

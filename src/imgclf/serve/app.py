@@ -1,6 +1,7 @@
 """The REST service: ``create_app`` builds the FastAPI app around an :class:`InferenceService`.
 
-Routes: ``POST /predict`` (multipart files or one raw image body), ``POST /score`` (the 2017
+Routes: ``POST /predict`` (multipart files or one raw image body), ``POST /explain`` (the same
+bodies, one image: its class activation map as a PNG overlay or as numbers), ``POST /score`` (the 2017
 sample's contract), the Open Inference Protocol under ``/v2``, ``GET /metrics`` and the
 OpenAPI docs at ``/docs`` (served from local files, no CDN). Middleware, outermost first:
 metrics, token auth (when a token is set; else the Host check against DNS rebinding), body limit; they cover routes added later too, such
@@ -11,11 +12,11 @@ without one. Errors are answered as :mod:`imgclf.serve.errors` says.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, Path as PathParam, Request
+from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -115,6 +116,7 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
 
     _add_v2_routes(app, service, cfg)
     _add_predict_routes(app, service, cfg)
+    _add_explain_route(app, service, cfg)
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     def prometheus_metrics() -> Response:
@@ -234,3 +236,39 @@ def _answers(predictor: Any, result: Any) -> list[dict[str, Any]]:
 def _scored(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("label", "score", "scores", "ood_score", "unknown", "nearest_label")
     return {k: r[k] for k in keys if k in r}
+
+
+def _add_explain_route(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
+    """``/explain``: where the model finds a class in one image (class activation map)."""
+    answers = {200: {"description": "The map over the image (PNG), or with ?format=json the map as numbers.",
+                     "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, "application/json": {}}},
+               **ERROR_RESPONSES}
+
+    @app.post("/explain", tags=["predict"], response_class=Response, responses=answers, openapi_extra=_PREDICT_BODY)
+    async def explain(request: Request, format: Literal["png", "json"] = "png",
+                      cls: str = Query("", alias="class", max_length=200, description="Class to map (default: the predicted one)."),
+                      size: int = Query(512, ge=16, le=4096, description="Longest side of the PNG in pixels.")) -> Response:
+        """The class activation map of one image (a body as for /predict): the predicted class's, or ``class``'s.
+
+        The map decomposes the classifier's decision value exactly (its mean plus the class's bias); the
+        PNG colours it over the part of the image the network sees (blue least, red most evidence).
+        """
+        pred = service.require_model()
+        classes = [cls] if cls else []
+        for c in classes:
+            pred.explainer.class_index(c)  # an unknown class is refused before any decoding
+        images, names = await _read_upload(request, cfg.queue_size)
+
+        def run(data: bytes) -> Any:
+            e = pred.explain(data, classes)
+            return e.to_dict() if format == "json" else e.overlay_png(cls or None, size)
+
+        out = await service.explain(images, names, run)
+        if format == "json":
+            return JSONResponse({"model": cfg.model_name, "filename": names[0], **out})
+        return Response(out, media_type="image/png")
+
+
+def _scored(predictor: Any, proba_row: Any) -> dict[str, Any]:
+    r = predictor.result(proba_row)
+    return {"label": r["label"], "score": r["score"], "scores": r["scores"]}

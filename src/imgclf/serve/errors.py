@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotFound, QueueFull, UnsupportedFormat
+from ..errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotExplainable, NotFound, QueueFull, UnsupportedFormat
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
@@ -105,6 +105,7 @@ STATUS: dict[type[ImgclfError], int] = {
     UnsupportedMediaType: 415,
     UnsupportedFormat: 415,
     ForeignHost: 421,
+    NotExplainable: 422,  # a model whose scores class activation maps cannot decompose
     Unavailable: 503,
     QueueFull: 503,
     DeadlinePassed: 504,

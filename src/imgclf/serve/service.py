@@ -4,7 +4,9 @@
 full), reads every image's header (format, size) and refuses a request whose images hold more
 than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), decodes the images on a small thread pool with the one safe decoder, queues them for
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
-batcher then drops the request's images that have not reached the engine yet). The errors'
+batcher then drops the request's images that have not reached the engine yet). ``explain(image, fn)``
+admits one image the same way (header, pixel budget, deadline) and runs ``fn`` on it on a thread of
+its own, one at a time: class activation maps never hold up classification. The errors'
 HTTP statuses are in :mod:`imgclf.serve.errors`.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -28,6 +30,8 @@ from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavaila
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +54,7 @@ class InferenceService:
         self.draining = False
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._explain_pool: ThreadPoolExecutor | None = None
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
 
@@ -61,6 +66,7 @@ class InferenceService:
         """Start serving ``predictor`` (an :class:`imgclf.predict.Predictor`)."""
         threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
         self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
+        self._explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-explain")
         self.batcher = MicroBatcher(predictor.predict_rows, max_batch_size=self.cfg.max_batch_size,
                                     max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
                                     on_batch=self.metrics.observe_batch).start()
@@ -89,8 +95,9 @@ class InferenceService:
         """Finish queued work and stop the worker and decode threads."""
         if self.batcher is not None:
             self.batcher.stop(timeout=self.cfg.timeout_s)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._explain_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def require_model(self):
         """The predictor, or :class:`Unavailable` while loading or without a model.
@@ -122,17 +129,37 @@ class InferenceService:
             raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
-            try:
-                rows = await asyncio.wait_for(self._run(predictor, reservation, images, names, deadline),
-                                               self.cfg.timeout_s)
-            except (asyncio.TimeoutError, TimeoutError):
-                self.metrics.rejected.labels("deadline").inc()
-                raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
-                                     "retry, or send fewer images per request") from None
+            rows = await self._within_deadline(self._run(predictor, reservation, images, names, deadline))
         proba, ood = predictor.split_rows(rows)
         return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood)
 
-    async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
+    async def explain(self, images: Sequence[bytes], names: Sequence[str | None], fn: Callable[[bytes], T]) -> T:
+        """``fn(image)`` for the one image of a request (an ImgclfError for a request that cannot be answered)."""
+        self.require_model()
+        if len(images) != 1:
+            raise InvalidRequest(f"{len(images)} images in the request; maps are made for exactly one image per request",
+                                 reason="one_image")
+
+        async def run() -> T:
+            await self._admit(images, names)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._explain_pool, fn, images[0])
+            except ImageError as e:
+                self._refuse_unusable([e], names)
+                raise
+
+        return await self._within_deadline(run())
+
+    async def _within_deadline(self, work):
+        try:
+            return await asyncio.wait_for(work, self.cfg.timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.metrics.rejected.labels("deadline").inc()
+            raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
+                                 "retry, or send fewer images per request") from None
+
+    async def _admit(self, images: Sequence[bytes], names) -> None:
+        """Refuse a request whose images are unusable by their headers, or hold too many pixels together."""
         loop = asyncio.get_running_loop()
         headers = await asyncio.gather(*(loop.run_in_executor(self._pool, read_header, data) for data in images),
                                        return_exceptions=True)
@@ -143,6 +170,10 @@ class InferenceService:
             raise PixelBudgetExceeded(f"the {len(images)} image(s) of this request hold {pixels:,} pixels together; at most "
                                       f"{self.cfg.max_request_pixels:,} (serve.max_request_pixels) are decoded per request: "
                                       "send fewer or smaller images")
+
+    async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        await self._admit(images, names)
         decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, predictor.prepare, data) for data in images),
                                        return_exceptions=True)
         self._refuse_unusable(decoded, names)

@@ -82,6 +82,10 @@ class RunResults:
                 return self.catalog.entries()[rel].path
         return path
 
+    def label_of(self, index: int) -> str:
+        """The true label of result row ``index`` (call :meth:`image_path` first: it checks the index)."""
+        return self._load("test")[0][index]["label"]
+
     def payload(self, side: str = "test") -> dict[str, Any]:
         """Everything the results page shows; each item says whether and how it can be relabelled."""
         rows, metrics = self._load(side)

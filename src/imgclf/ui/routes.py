@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from ..serve.errors import restated
 from .catalog import Catalog
+from .maps import add_map_routes
 from .results import RunResults
 from .review import Review
 from .thumbs import SIZES, ThumbnailCache
@@ -125,6 +126,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
 
     _add_dataset_routes(r, need_catalog, thumbs)
     _add_bulk_routes(r, need_catalog)
+    add_map_routes(r, need_results=need_results, need_catalog=need_catalog, loaded_model=loaded_model)
     _add_review_routes(r, review)
 
     @r.get("/ui/api/results")
