@@ -267,8 +267,3 @@ def _add_explain_route(app: FastAPI, service: InferenceService, cfg: ServeConfig
         if format == "json":
             return JSONResponse({"model": cfg.model_name, "filename": names[0], **out})
         return Response(out, media_type="image/png")
-
-
-def _scored(predictor: Any, proba_row: Any) -> dict[str, Any]:
-    r = predictor.result(proba_row)
-    return {"label": r["label"], "score": r["score"], "scores": r["scores"]}
