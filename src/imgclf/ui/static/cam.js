@@ -95,6 +95,7 @@
     if (on && !state.on && !(await explainable())) { box.checked = false; return; }
     state.on = on;
     box.checked = on;
+    box.closest(".cam-control").querySelector(".cam-scale").hidden = !on;
     [...frames(), viewer.slot].forEach((h) => { if (h) delete h.dataset.camFailed; });
     frames().forEach(syncFrame);
     syncViewer();
@@ -107,7 +108,8 @@
       onchange: () => { state.which = which.value; setResults(state.on); } },
     el("option", { value: "predicted" }, "predicted class"), el("option", { value: "true" }, "true class"));
     const box = el("input", { type: "checkbox", id: "cam-on", onchange: () => setResults(box.checked) });
-    const control = el("span", { class: "cam-control" }, el("label", { class: "check", title: TITLE }, box, "Where the model looks"), which);
+    const control = el("span", { class: "cam-control" }, el("label", { class: "check", title: TITLE }, box, "Where the model looks"), which,
+      el("span", { class: "cam-scale", title: "blue: least evidence for the class, red: most", hidden: true }));
     const count = $("count");
     if (count) count.after(control); else toolbar.prepend(control);
     addKey(KEY, "where the model looks (class maps)");
