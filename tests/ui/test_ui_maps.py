@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
@@ -55,11 +56,23 @@ def _srcs(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(selector, "imgs => imgs.map(i => i.getAttribute('src'))")
 
 
-def _maps_loaded(page, selector: str, which: str) -> None:
+_LOADED = "o => o && !o.classList.contains('cam-loading') && o.complete && o.naturalWidth > 0"
+
+
+def _maps_loaded(page, want: dict) -> None:
+    """Every card's frame holds a loaded map of its own image, its URL's parameters as in ``want``
+    (``{i}``: the card's row, ``{pred}``: its predicted class)."""
     page.wait_for_function(
-        "([sel, which]) => { const imgs = [...document.querySelectorAll(sel)]; return imgs.length > 0 && imgs.every(i =>"
-        " i.dataset.cam === which && i.src.includes('api/explain') && i.src.includes('which=' + which)"
-        " && !i.classList.contains('cam-loading') && i.complete && i.naturalWidth > 0); }", arg=[selector, which], timeout=60_000)
+        f"([want]) => {{ const loaded = {_LOADED}; const cards = [...document.querySelectorAll('#results .result')];"
+        " return cards.length > 0 && cards.every(c => { const o = c.querySelector('.thumbwrap[data-overlay=result] > img.cam-overlay');"
+        " if (!loaded(o)) return false; const q = new URL(o.src).searchParams;"
+        " const pred = c.querySelectorAll('.line .badge')[1].textContent;"
+        " return Object.entries(want).every(([k, v]) => q.get(k) === v.replace('{i}', c.dataset.i).replace('{pred}', pred)); }); }",
+        arg=[want], timeout=60_000)
+
+
+def _no_maps(page, selector: str) -> None:
+    page.wait_for_function("sel => document.querySelectorAll(sel + ' img.cam-overlay').length === 0", arg=selector)
 
 
 @pytest.mark.browser
@@ -70,36 +83,65 @@ def test_overlay_toggles_on_results_cards_viewer_and_try_page(page, server, ui_r
     assert all("/thumb" in s for s in own)
 
     page.locator("#cam-on").check()
-    _maps_loaded(page, ".result img.thumb", "predicted")
+    _maps_loaded(page, {"result": "{i}", "which": "predicted", "size": "256"})
     page.screenshot(path=str(artifacts / "results-maps.png"))
     page.locator("#cam-which").select_option("true")
-    _maps_loaded(page, ".result img.thumb", "true")
+    _maps_loaded(page, {"result": "{i}", "which": "true", "size": "256"})
+    assert _srcs(page, ".result img.thumb") == own, "the map lies over the card's own thumbnail, which stays"
 
-    page.locator(".result img.thumb").first.click()  # the viewer shows the large map of the same image
+    first = page.locator(".result").first
+    i = first.get_attribute("data-i")
+    first.locator("img.thumb").click()  # the viewer shows the large map of the same image
     page.wait_for_selector("#viewer[open]")
-    _maps_loaded(page, "#viewer-img", "true")
-    assert "size=1024" in page.locator("#viewer-img").get_attribute("src")
+    page.wait_for_function(f"() => ({_LOADED})(document.querySelector('#viewer-overlay > img.cam-overlay'))", timeout=60_000)
+    big = parse_qs(urlsplit(page.locator("#viewer-overlay > img.cam-overlay").get_attribute("src")).query)
+    assert big == {"result": [i], "which": ["true"], "size": ["1024"], "format": ["png"]}
+    assert page.eval_on_selector("#viewer-overlay", "s => getComputedStyle(s).display !== 'none' && s.getBoundingClientRect().width > 0")
+    assert "api/results/" in page.locator("#viewer-img").get_attribute("src")
     page.keyboard.press("Escape")
     page.wait_for_function("() => !document.getElementById('viewer').open")
 
-    page.locator(".result").first.focus()
-    page.keyboard.press("m")  # the key switches the maps off again
+    first.focus()
+    page.keyboard.press("w")  # the key switches the maps off again
     page.wait_for_function("() => !document.getElementById('cam-on').checked")
+    _no_maps(page, "#results")
+    _no_maps(page, "#viewer-overlay")
     assert _srcs(page, ".result img.thumb") == own
+    assert page.locator(".result.picked").count() == 0, "w is not m: nothing was selected"
 
-    image = dataset / "stripes" / "stripes_003.jpg"
+    page.keyboard.press("w")  # train images (scored out of fold) are mapped by their path in the dataset
+    page.wait_for_function("() => document.getElementById('cam-on').checked")
+    page.locator("#side-train").click()
+    page.wait_for_function("() => document.querySelector('#results .result') && location.hash.includes('split=train')")
+    page.locator("#cam-which").select_option("predicted")
+    _maps_loaded(page, {"class": "{pred}", "size": "256"})
+    train = page.eval_on_selector_all(".result img.cam-overlay", "os => os.map(o => new URL(o.src).searchParams.get('path'))")
+    assert all(train) and set(train) <= {p for ps in files_per_class(dataset).values() for p in ps}
+    page.locator("#cam-on").uncheck()
+    _no_maps(page, "#results")
+
+    images = [dataset / "stripes" / "stripes_003.jpg", dataset / files_per_class(dataset)[CLASSES[0]][0]]
     page.goto(f"{server.url}/ui/try")
     page.wait_for_function("document.getElementById('model-info').textContent.includes('classes')")
-    page.locator("#file").set_input_files(str(image))
-    page.wait_for_selector("#outcome[data-label]")
-    uploaded = page.locator("#preview").get_attribute("src")
+    page.locator("#file").set_input_files([str(p) for p in images])
+    page.wait_for_function("() => document.querySelectorAll('.outcome[data-label]').length === 2")
+    uploaded = _srcs(page, ".outcome img.preview")
     page.locator("#cam-on").check()
-    page.wait_for_function("() => { const i = document.getElementById('preview'); return i.dataset.cam === 'predicted'"
-                           " && i.complete && i.naturalWidth > 0; }", timeout=60_000)
-    assert page.locator("#preview").get_attribute("src") != uploaded
+    page.wait_for_function(
+        f"() => {{ const loaded = {_LOADED}; const all = [...document.querySelectorAll('.outcome')]; return all.length === 2 && all.every(n =>"
+        " loaded(n.querySelector('.thumbwrap[data-overlay=try] > img.cam-overlay')) && n.querySelector('.cam-key')); }", timeout=60_000)
+    for node in page.locator(".outcome").all():  # each map is of the class its outcome names, with its colour key
+        label = node.get_attribute("data-label")
+        named = label if label in CLASSES else node.locator(".fact[data-key=nearest_label] b").inner_text()
+        assert f"finds {named}:" in node.locator(".cam-key").inner_text()
+        assert node.locator("img.cam-overlay").get_attribute("src").startswith("blob:")
+    assert _srcs(page, ".outcome img.preview") == uploaded
     page.screenshot(path=str(artifacts / "try-map.png"))
-    page.locator("#cam-on").uncheck()
-    page.wait_for_function("src => document.getElementById('preview').getAttribute('src') === src", arg=uploaded)
+    page.evaluate("document.activeElement.blur()")  # keys typed into the checkbox are not shortcuts
+    page.keyboard.press("w")
+    page.wait_for_function("() => !document.getElementById('cam-on').checked")
+    _no_maps(page, "#outcomes")
+    assert page.locator(".cam-key").count() == 0 and _srcs(page, ".outcome img.preview") == uploaded
 
 
 def test_report_shows_the_maps_of_the_misclassified_test_images(ui_run):
