@@ -29,7 +29,7 @@ import numpy as np
 
 from datasets import prepared
 
-STRATEGIES = ("random", "margin", "entropy", "kcenter", "hybrid")
+STRATEGIES = ("random", "density", "margin", "entropy", "kcenter", "hybrid")
 
 
 def load_set(images: str, work: Path) -> dict:

@@ -114,3 +114,25 @@ def test_the_quick_refit_head_agrees_with_the_runs_svm_at_its_c(k):
     assert np.allclose(head.predict_proba(x).sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="every class"):
         fit_head(x[y != 0], y[y != 0], 1.0)
+
+
+def test_density_asks_for_an_uncertain_crowd_before_uncertain_outliers():
+    """Margin asks for the most uncertain images whatever they are; density weighs that by how many pool
+    images resemble each one, so a crowded uncertain region comes before uncertain one-offs."""
+    from imgclf.active.select import representativeness
+
+    rng = np.random.default_rng(5)
+    e = np.eye(D, dtype=np.float32)
+    labelled = np.vstack([_blob(rng, e[0], 10), _blob(rng, e[1], 10)])
+    crowd = _blob(rng, (e[0] + e[1] + e[2]) / np.sqrt(3), 30, spread=0.05)  # 30 alike, fairly uncertain
+    outliers = np.vstack([(e[0] + e[1]) / np.sqrt(2) + 1.5 * e[5 + i] for i in range(5)])  # most uncertain, each alone
+    pool = np.vstack([_blob(rng, e[0], 40), _blob(rng, e[1], 40), crowd, outliers])
+    in_crowd = (np.arange(len(pool)) >= 80) & (np.arange(len(pool)) < 110)
+    proba = np.vstack([np.tile([0.95, 0.05], (40, 1)), np.tile([0.05, 0.95], (40, 1)),
+                       np.tile([0.6, 0.4], (30, 1)), np.tile([0.5, 0.5], (5, 1))])
+    dens = representativeness(pool)
+    assert dens.shape == (len(pool),) and dens[in_crowd].min() > dens[110:].max()
+    assert not in_crowd[select("margin", proba, pool, labelled, 5).indices].any(), "the outliers are the most uncertain"
+    sel = select("density", proba, pool, labelled, 5)
+    assert in_crowd[sel.indices].all(), sel.indices.tolist()
+    assert np.all(np.diff(sel.scores) <= 1e-12) and ((sel.scores >= 0) & (sel.scores <= 1)).all()

@@ -46,7 +46,7 @@ def test_suggest_command_writes_suggestions_from_the_pool(pooled_run, capsys):
     run, images = pooled_run["run"], pooled_run["images"]
     assert main(["suggest", "--run-dir", str(run), "-n", "5", "--json", "--quiet", *_set_images(images)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["suggested"] == 5 and out["pool"] == POOL and out["strategy"] == "margin"
+    assert out["suggested"] == 5 and out["pool"] == POOL and out["strategy"] == "density"
     rows = read_csv(RunDir(run).suggestions)
     assert [r["rel"] for r in rows] == [r["rel"] for r in out["rows"]]
     assert len({r["rel"] for r in rows}) == 5 and all(r["rel"].startswith("_unlabeled/") for r in rows)

@@ -1,6 +1,6 @@
 """Label next: which unlabelled images a person should label to teach the classifier most (issue 17).
 
-- :mod:`.select` — the selection strategies (``margin``, ``entropy``, ``kcenter``, ``hybrid``,
+- :mod:`.select` — the selection strategies (``density``, ``margin``, ``entropy``, ``kcenter``, ``hybrid``,
   ``random``): class probabilities and features in, the indices of the batch to label out,
   near duplicates of labelled images skipped.
 

@@ -5,13 +5,16 @@ and the images' features.
 - ``entropy``: most uncertain first, uncertainty = entropy of the probabilities / log K;
 - ``kcenter``: greedy k-center (core-set): each pick is the pool image farthest (cosine distance of
   L2-normalised features) from every labelled image and every earlier pick;
+- ``density``: margin weighted by representativeness (information density): uncertainty times the
+  mean cosine similarity of the image to its ``NEIGHBOURS`` most similar pool images, so an uncertain
+  image from a crowded region of the pool goes before an uncertain outlier;
 - ``hybrid``: greedy k-center among the ``candidates x n`` most uncertain images (by margin), so a
   batch is uncertain yet not a set of near copies;
 - ``random``: a uniform draw, the baseline every strategy is measured against.
 
 Every strategy but ``random`` skips pool images whose cosine similarity to a labelled image
-reaches ``duplicate_cosine`` (labelling a copy teaches nothing), and ``margin`` / ``entropy``
-also skip an image that near-duplicates one already in the batch.
+reaches ``duplicate_cosine`` (labelling a copy teaches nothing), and ``margin`` / ``entropy`` /
+``density`` also skip an image that near-duplicates one already in the batch.
 """
 from __future__ import annotations
 
@@ -23,11 +26,12 @@ from ..duplicates import cosine_pairs
 from ..errors import ConfigError
 from ..linear import l2_normalize
 
-STRATEGIES = ("margin", "entropy", "kcenter", "hybrid", "random")
-DEFAULT_STRATEGY = "margin"  # best final accuracy on 4 sets, fewest labels to reach random's (BENCHMARKS.md, "Label next")
+STRATEGIES = ("density", "margin", "entropy", "kcenter", "hybrid", "random")
+DEFAULT_STRATEGY = "density"  # fewest labels to reach random's final accuracy on 4 sets (BENCHMARKS.md, "Label next")
+NEIGHBOURS = 10  # density: representativeness = mean cosine similarity to this many most similar pool images
 CANDIDATES = 4  # hybrid: k-center among the CANDIDATES x n most uncertain images
 DUPLICATE_COSINE = 0.95  # a pool image this similar to a labelled one is skipped (the doctor's duplicate threshold)
-REASONS = {"margin": "uncertain", "entropy": "uncertain", "kcenter": "unlike the labelled images",
+REASONS = {"density": "uncertain, like many unlabelled images", "margin": "uncertain", "entropy": "uncertain", "kcenter": "unlike the labelled images",
            "hybrid": "uncertain, unlike the labelled images", "random": "random"}
 _BLOCK = 1024  # pool rows compared with the labelled images at once
 
@@ -37,7 +41,7 @@ class Selection:
     """A batch to label: pool rows in the order picked, each with its score and why it was picked."""
 
     indices: np.ndarray  # (n,) int: rows of the pool
-    scores: np.ndarray  # (n,) float: uncertainty in [0, 1] (kcenter: cosine distance to the nearest labelled image)
+    scores: np.ndarray  # (n,) float: uncertainty in [0, 1] (density: times representativeness; kcenter: cosine distance to the nearest labelled image)
     reason: str  # what made these images worth labelling (REASONS)
     skipped: np.ndarray  # (m,) int: pool rows left out as near duplicates of labelled images
 
@@ -68,6 +72,21 @@ def nearest_similarity(pool: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     if not len(c):
         return np.full(len(x), -1.0)
     return np.concatenate([(x[s:s + _BLOCK] @ c.T).max(axis=1) for s in range(0, len(x), _BLOCK)]) if len(x) else np.zeros(0)
+
+
+def representativeness(pool: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
+    """(P,) mean cosine similarity of each pool row to its ``neighbours`` most similar other rows (1.0 when the
+    pool has no other row): high in a crowded region of the pool, low for an outlier."""
+    x = l2_normalize(np.asarray(pool, np.float32))
+    k = min(neighbours, len(x) - 1)
+    if k < 1:
+        return np.ones(len(x))
+    out = np.empty(len(x))
+    for s in range(0, len(x), _BLOCK):
+        sim = x[s:s + _BLOCK] @ x.T
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -np.inf  # not its own neighbour
+        out[s:s + _BLOCK] = -np.partition(-sim, k - 1, axis=1)[:, :k].mean(axis=1)
+    return out
 
 
 def kcenter_greedy(pool: np.ndarray, labelled: np.ndarray, n: int, *, allowed: np.ndarray | None = None,
@@ -114,6 +133,8 @@ def select(strategy: str, proba: np.ndarray, pool: np.ndarray, labelled: np.ndar
         pick, dist = kcenter_greedy(pool, labelled, n, allowed=eligible, start=near)
         return Selection(pick, dist, REASONS[strategy], skipped)
     u = uncertainty(proba, "entropy" if strategy == "entropy" else "margin")
+    if strategy == "density":
+        u = u * np.clip(representativeness(pool), 0.0, None)
     order = [int(i) for i in np.lexsort((_log_gap(proba), -u)) if eligible[i]]
     if strategy == "hybrid":
         allowed = np.zeros(len(pool), bool)

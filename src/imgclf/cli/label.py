@@ -8,7 +8,8 @@ import typer
 from .options import ConfigOpt, QuietOpt, RunDirReq, SetOpt, echo_json
 from .pipeline import step_config
 
-_STRATEGY_HELP = ("margin (the default) or entropy: the most uncertain images first; kcenter: the images least like the labelled "
+_STRATEGY_HELP = ("density (the default): the most uncertain, weighted by how many pool images resemble each; "
+                  "margin or entropy: the most uncertain images first; kcenter: the images least like the labelled "
                   "ones; hybrid: k-center among the most uncertain; random: the baseline.")
 
 
