@@ -16,6 +16,14 @@ out, 0.33-0.99 across; its relative variant and the residual outside the princip
 better). The sum keeps the kNN's separation across data sets (0.990-1.000) and beats every single
 score on unseen classes (0.812 mean); the max of the two parts, or other weights, lost there.
 
+A second pass (benchmarks/trust_candidates.py) measured other sums on the same cases and shipped
+none: k = 1, 3 or 10, the margin instead of the max logit, the kNN distance to the predicted class's
+images only, nearest/second-nearest class distance ratios, the distance to the nearest class mean,
+kNN after centring or PCA whitening, three-part sums and a leave-one-class-out ensemble of heads
+(Vyas et al. 2018) moved the held-out mean by at most +0.012 (0.824, the best of 1,330 sums picked
+on the cases that score it; per set at most +0.025, the ensemble on clothing10, which lost 0.017
+on cub_warblers), short of the 0.88 target, or cost the cross-dataset separation.
+
 The threshold is a quantile of the train images' out-of-fold scores: at ``tpr`` = 0.95, 95% of
 in-distribution train images are accepted, and a new image is unknown above it.
 """
