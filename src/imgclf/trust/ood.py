@@ -16,6 +16,14 @@ out, 0.33-0.99 across; its relative variant and the residual outside the princip
 better). The sum keeps the kNN's separation across data sets (0.990-1.000) and beats every single
 score on unseen classes (0.812 mean); the max of the two parts, or other weights, lost there.
 
+A second pass (benchmarks/trust_candidates.py) measured other sums on the same cases and shipped
+none: k = 1, 3 or 10, the margin instead of the max logit, the kNN distance to the predicted class's
+images only, nearest/second-nearest class distance ratios, the distance to the nearest class mean,
+kNN after centring or PCA whitening, three-part sums and a leave-one-class-out ensemble of heads
+(Vyas et al. 2018) reached at best 0.824 held out with every cross-dataset AUROC >= 0.99 (+0.012,
+the best of 1,140 sums picked on the cases that score it; 0.826 without that condition), far short
+of the 0.88 target.
+
 The threshold is a quantile of the train images' out-of-fold scores: at ``tpr`` = 0.95, 95% of
 in-distribution train images are accepted, and a new image is unknown above it.
 """
