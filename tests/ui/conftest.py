@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, chromium_available, make_mislabelled_dataset, tiny_config
 
@@ -81,3 +82,12 @@ def page(browser):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An HTTP client of the UI server; at the end of the module, no request may have ended in a 500."""
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+        internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
+        assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"

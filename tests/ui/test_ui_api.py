@@ -13,14 +13,6 @@ from imgclf.annotations import LOCK_FILENAME, current_state, read_history
 from imgclf.fileio import read_csv, read_json, sha256_file
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-        internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
-        assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
-
-
 def _error(r: httpx.Response, status: int) -> str:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")

@@ -9,12 +9,6 @@ from imgclf.annotations import current_state
 from imgclf.fileio import read_csv
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
-
-
 def _strays(ui_run) -> dict[str, str]:
     """rel path of each stray image → the class it really shows (the next class's picture)."""
     return {f"{c}/stray_{j:03d}.jpg": CLASSES[(i + 1) % len(CLASSES)] for i, c in enumerate(CLASSES) for j in range(STRAYS)}

@@ -3,16 +3,9 @@ from __future__ import annotations
 
 import io
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
 
 
 def _far_png() -> bytes:
