@@ -27,7 +27,7 @@ from PIL import Image
 from .errors import ImageError, InvalidRequest, NotExplainable
 from .features.backbones import DataSpec
 from .features.decode import decode_rgb
-from .features.preprocess import crop_box, preprocess, resize_size
+from .features.preprocess import crop_box, crop_resize_array, resize_size
 from .fileio import write_bytes
 from .linear import LinearHead, softmax
 
@@ -164,7 +164,7 @@ class Explainer:
         return self.labels.index(cls)
 
     def feature_maps(self, inputs: np.ndarray) -> np.ndarray:
-        """Preprocessed inputs (B, 3, H, W) → last feature maps (B, D, h, w)."""
+        """Engine inputs (crops (B, H, W, 3) uint8, or normalised (B, 3, H, W)) → last feature maps (B, D, h, w)."""
         run_maps = getattr(self.engine, "run_maps", None)
         if run_maps is None:
             raise NotExplainable(f"class activation maps need a model on a single CNN featurizer; the {type(self.engine).__name__} "
@@ -196,7 +196,7 @@ class Explainer:
         for c in classes:
             self.class_index(c)
         image = decode_rgb(source, resize_size(self.spec))  # (H, W, 3) uint8, as predict decodes it
-        x = preprocess(image, self.spec)[None]  # (1, 3, R, R)
+        x = crop_resize_array(image, self.spec)[None]  # (1, R, R, 3) uint8: the crop every engine takes
         return self.explain_map(self.feature_maps(x)[0], image, classes)
 
 

@@ -24,7 +24,7 @@ from .dataset import walk_images
 from .errors import ImageError
 from .explain import Explainer, Explanation
 from .features.featurize import concat_features, featurize_many
-from .features.preprocess import load_and_preprocess
+from .features.preprocess import load_and_crop
 from .images import is_image_file
 
 
@@ -68,11 +68,11 @@ class Predictor:
         return rows[:, : len(self.labels)], rows[:, len(self.labels)]
 
     def prepare(self, source: bytes | str | os.PathLike) -> Any:
-        """Decode (safely) and preprocess one image → (3, H, W), or for a feature ensemble a tuple
-        of one such input per featurizer; raises ImageError."""
+        """Decode (safely) one image → its crop (H, W, 3) uint8, what every engine takes (exactly as
+        featurize reads it), or for a feature ensemble a tuple of one crop per featurizer; raises ImageError."""
         if len(self.engines) == 1:
-            return load_and_preprocess(source, self.spec)
-        return tuple(load_and_preprocess(source, e.spec) for e in self.engines)
+            return load_and_crop(source, self.spec)
+        return tuple(load_and_crop(source, e.spec) for e in self.engines)
 
     def features_of(self, inputs: Sequence[Any]) -> np.ndarray:
         """Features (N, D) of inputs from :meth:`prepare`, one call per engine."""

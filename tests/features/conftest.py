@@ -8,6 +8,7 @@ import pytest
 from features_helpers import _generated
 from imgclf.features.backbones import create_backbone
 from imgclf.features.export import export_onnx
+from imgclf.features.preprocess import normalize
 from imgclf.features.quantize import quantize_int8
 
 
@@ -19,5 +20,5 @@ def lite0(tmp_path_factory):
     t0 = time.perf_counter()
     fp32 = export_onnx(module, spec, d / "fp32.onnx")
     export_s = time.perf_counter() - t0
-    int8 = quantize_int8(fp32, d / "int8.onnx", _generated(spec, 16, seed=10))
+    int8 = quantize_int8(fp32, d / "int8.onnx", normalize(_generated(spec, 16, seed=10), spec))
     return {"module": module, "spec": spec, "fp32": fp32, "int8": int8, "dir": d, "export_s": export_s}

@@ -1,11 +1,11 @@
-"""Helpers shared by the engine tests: real photos and generated images, preprocessed."""
+"""Helpers shared by the engine tests: real photos and generated images as engine inputs (uint8 crops)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
 from datagen import make_image
-from imgclf.features.preprocess import preprocess
+from imgclf.features.preprocess import crop_resize_array
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -13,7 +13,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _photos(spec, n: int = 8) -> np.ndarray:
-    """Preprocessed crops of two real photos (scikit-learn's sample images), (n, 3, H, W)."""
+    """Crops of two real photos (scikit-learn's sample images), (n, H, W, 3) uint8."""
     from sklearn.datasets import load_sample_image
 
     out = []
@@ -22,11 +22,11 @@ def _photos(spec, n: int = 8) -> np.ndarray:
         w, h = img.size
         for k in range(n // 2):
             box = (k * w // 16, k * h // 16, w - k * w // 24, h - k * h // 24)
-            out.append(preprocess(img.crop(box), spec))
+            out.append(crop_resize_array(np.asarray(img.crop(box)), spec))
     return np.stack(out)
 
 
 def _generated(spec, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     classes = ("circles", "squares", "stripes")
-    return np.stack([preprocess(make_image(classes[i % 3], rng, 160), spec) for i in range(n)])
+    return np.stack([crop_resize_array(np.asarray(make_image(classes[i % 3], rng, 160)), spec) for i in range(n)])

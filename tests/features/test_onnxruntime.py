@@ -14,6 +14,7 @@ from imgclf.features.onnxruntime import OnnxRuntimeEngine
 from imgclf.features.engines import TorchEngine, cpu_threads
 from imgclf.features.featurize import build_featurizer, featurize_paths
 from imgclf.features.ids import FeatureId
+from imgclf.features.preprocess import normalize
 from imgclf.fileio import read_csv, read_json
 from imgclf.api import run
 from imgclf.evaluation.int8 import int8_report
@@ -54,7 +55,7 @@ def test_static_padding_copy_is_exact_and_leaves_the_original_alone(lite0):
 
     module = lite0["module"]
     copy = _static_same_padding(module, 224)
-    x = torch.from_numpy(_generated(lite0["spec"], 2, seed=4))
+    x = torch.from_numpy(normalize(_generated(lite0["spec"], 2, seed=4), lite0["spec"]))
     with torch.inference_mode():
         assert torch.equal(module(x), copy(x))
     same = [m for m in module.modules() if type(m) is Conv2dSame]

@@ -46,18 +46,41 @@ def test_openvino_fp32_matches_onnxruntime_and_bf16_stays_close(lite0):
 
 
 def test_every_batch_size_gives_the_same_rows(lite0):
-    """Sizes met once run on the dynamic-batch model, repeated ones on a static compile: same numbers."""
+    """Sizes met once run on the dynamic-batch model, repeated ones on a static compile, large ones on
+    one stream per thread: same numbers."""
     x = _generated(lite0["spec"], 9, seed=3)
-    engine = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", precision="fp32")
-    whole = engine.run(x)
+    engine = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", threads=2, precision="fp32")
+    whole = engine.run(x)  # 9 crops >= 4 per thread: split over two single-threaded streams
+    assert engine._streams is not None
     for _ in range(3):  # the second call of a size compiles it statically
         np.testing.assert_allclose(np.concatenate([engine.run(x[i:i + 1]) for i in range(len(x))]), whole, atol=1e-4)
-        np.testing.assert_allclose(np.concatenate([engine.run(x[:4]), engine.run(x[4:8]), engine.run(x[8:])]), whole, atol=1e-4)
-    assert set(engine._compiled) == {-1, 1, 4}  # the dynamic model and the first two sizes met twice
-    for n in (2, 3, 5):  # further sizes share the dynamic model: a server's memory stays flat
+        np.testing.assert_allclose(np.concatenate([engine.run(x[:3]), engine.run(x[3:6]), engine.run(x[6:])]), whole, atol=1e-4)
+    assert set(engine._compiled) == {("crops", -1), ("crops", 1), ("crops", 3)}  # the dynamic model, the first two sizes met twice
+    for n in (2, 5, 7):  # further sizes share the dynamic or the streams model: a server's memory stays flat
+        np.testing.assert_allclose(engine.run(x[:n]), whole[:n], atol=1e-4)
         engine.run(x[:n])
-        engine.run(x[:n])
-    assert set(engine._compiled) == {-1, 1, 4}
+    assert set(engine._compiled) == {("crops", -1), ("crops", 1), ("crops", 3)}
+
+
+def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
+    """uint8 crops (normalised inside OpenVINO's network, in numpy for the others) give the features of
+    the float input normalize() makes from them."""
+    from imgclf.features.engines import TorchEngine
+    from imgclf.features.backbones import create_backbone
+    from imgclf.features.preprocess import normalize
+
+    crops = _photos(lite0["spec"])
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)
+    floats = normalize(crops, lite0["spec"])
+    assert floats.shape == (len(crops), 3, 224, 224)
+    module, _ = create_backbone("efficientnet_lite0", 224, pretrained=True)
+    engines = [OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", precision="fp32"),
+               OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f"), TorchEngine(module, lite0["spec"], "t")]
+    for e in engines:
+        a, b = e.run(crops), e.run(floats)
+        assert _cos(a, b).min() > 0.99999 and np.abs(a - b).max() < 1e-3, type(e).__name__
+    bf16 = OpenVinoEngine(lite0["fp32"], lite0["spec"], "b", precision="bf16")
+    assert _cos(bf16.run(crops), bf16.run(floats)).min() > 0.9995
 
 
 def test_openvino_runs_the_int8_file_like_onnxruntime(lite0):

@@ -11,6 +11,7 @@ from refine_helpers import TINY
 from safetensors.torch import load_file
 
 from imgclf.features.backbones import create_backbone
+from imgclf.features.preprocess import normalize
 from imgclf.bundle import load_bundle
 from imgclf.fileio import read_csv, read_json
 from imgclf.api import run
@@ -62,7 +63,8 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
     backbone.load_state_dict(load_file(str(dnn_run / "model" / "backbone.safetensors")))
     test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
-    x = torch.from_numpy(np.stack([Predictor(dnn_run / "model").prepare(p) for p in test]))
+    crops = np.stack([Predictor(dnn_run / "model").prepare(p) for p in test])  # (5, H, W, 3) uint8: what engines take
+    x = torch.from_numpy(normalize(crops, spec))
     with torch.no_grad():
         logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
     expected = np.exp(logits - logits.max(1, keepdims=True))

@@ -2,7 +2,10 @@
 
 An engine is built from a featurizer network (a timm module) and its :class:`DataSpec`. Every
 engine has ``feature_id`` (the feature-cache key, a :class:`FeatureId` string: same id, same
-features), ``dim``, ``spec`` and ``run(batch (B, 3, H, W) float32) -> (B, D) float32``. The engines
+features), ``dim``, ``spec`` and ``run(batch) -> (B, D) float32``, where ``batch`` is either uint8
+crops (B, H, W, 3) from :func:`~imgclf.features.preprocess.load_and_crop` (what featurize and predict
+pass) or the float network input (B, 3, H, W) already normalised; an engine normalises crops itself
+(:func:`~imgclf.features.preprocess.network_input`). The engines
 here also have ``run_maps(batch) -> (B, D, h, w)``: the last feature map, whose spatial mean is
 ``run``'s output (what class activation maps decompose); only explaining calls it.
 
@@ -30,6 +33,7 @@ from ..errors import NotExplainable
 from ..registry import ENGINES
 from .backbones import DataSpec
 from .ids import FeatureId
+from .preprocess import network_input
 
 
 class Engine(Protocol):
@@ -94,7 +98,7 @@ class OnnxFileEngine:
         """
         from .export import with_feature_map
 
-        x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
+        x = network_input(batch, self.spec)  # (B, 3, H, W)
         with self._maps_lock:
             if self._maps is None:
                 self._maps = self._map_runner(with_feature_map(self.onnx_path))
@@ -138,7 +142,7 @@ class TorchEngine:
     def _forward(self, fn: Callable[[Any], Any], batch: np.ndarray) -> np.ndarray:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(network_input(batch, self.spec)).to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
         with torch.inference_mode():
             if self.bf16 or self.device.type == "cuda":

@@ -22,7 +22,7 @@ from ..fileio import atomic_path, sha256_bytes
 from ..progress import progress_bar
 from .engines import Engine, build_engine, cpu_threads, engine_from_cache, resolve_engine
 from .ids import FeatureId
-from .preprocess import load_and_preprocess
+from .preprocess import load_and_crop
 
 
 STALE_TMP_S = 3600.0  # a cache temp file older than this is a killed writer's leftover
@@ -81,7 +81,7 @@ class FeatureResult:
 
 
 def _load_into(path: str, spec: Any, cache: FeatureCache | None, out: np.ndarray) -> tuple[str, np.ndarray | None, str]:
-    """Decode ``path`` into ``out`` (3, H, W) → (digest, cached feature or None, error)."""
+    """Decode ``path`` into ``out``, its crop (H, W, 3) uint8 → (digest, cached feature or None, error)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -93,7 +93,7 @@ def _load_into(path: str, spec: Any, cache: FeatureCache | None, out: np.ndarray
         if hit is not None:
             return digest, hit, ""
     try:
-        out[...] = load_and_preprocess(data, spec)
+        out[...] = load_and_crop(data, spec)
     except ImageError as e:
         return digest, None, str(e)
     return digest, None, ""
@@ -125,7 +125,7 @@ def featurize_paths(
     hits = 0
     bar = progress_bar(n, desc) if progress else None
     r = engine.spec.resolution
-    buffers = [np.empty((batch_size, 3, r, r), dtype=np.float32) for _ in range(ahead + 1)]  # (B, 3, H, W)
+    buffers = [np.empty((batch_size, r, r, 3), dtype=np.uint8) for _ in range(ahead + 1)]  # (B, H, W, 3) crops
     starts = range(0, n, batch_size)
     with ThreadPoolExecutor(max_workers=cpu_threads(threads), thread_name_prefix="decode") as pool:
         pending: deque[list[Future]] = deque()
@@ -196,7 +196,7 @@ def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -
 
 
 def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
-    """Features of already preprocessed inputs ``(3, H, W)``, in batches → (N, D)."""
+    """Features of engine inputs (crops (H, W, 3) uint8 or normalised (3, H, W) float32), in batches → (N, D)."""
     inputs = list(inputs)
     if not inputs:
         return np.zeros((0, engine.dim), dtype=np.float32)

@@ -17,6 +17,7 @@ from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_vnni, cpu_threads, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
+from .preprocess import network_input
 
 
 
@@ -64,7 +65,7 @@ class OnnxRuntimeEngine(OnnxFileEngine):
         self.dim = int(out.shape[-1])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W)
+        x = network_input(batch, self.spec)  # (B, 3, H, W)
         return self.session.run([self.output_name], {self.input_name: x})[0]  # (B, D)
 
     def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:

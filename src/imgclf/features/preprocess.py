@@ -7,6 +7,10 @@ the spec's ``interpolation``: ``"area"`` (OpenCV's anti-aliased area average whe
 less per photo than Pillow's bicubic; Pillow's bicubic when enlarging a small image, where there is
 nothing to average) or a Pillow filter (``"bicubic"``, what bundles made before the area resampler
 record, ``"bilinear"``, ``"nearest"``).
+
+The crop, (resolution, resolution, 3) uint8 (:func:`load_and_crop`), is what every engine takes; the
+mean/std normalisation to the float tensor (:func:`normalize`) is the engine's last step (OpenVINO
+compiles it into the network), so the same crop gives the same features on every engine.
 """
 from __future__ import annotations
 
@@ -64,14 +68,24 @@ def center_crop_resize(img: Image.Image, spec: DataSpec) -> Image.Image:
 
 
 def normalize(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
-    """RGB image or array (resolution², uint8) → float32 array (3, H, W) normalised by the spec's mean and std."""
-    u8 = np.asarray(img)  # (H, W, 3) uint8, no copy
+    """RGB image or array (..., H, W, 3) uint8 → float32 (..., 3, H, W) normalised by the spec's mean and std
+    (one image, or a batch of crops)."""
+    u8 = np.asarray(img)  # (..., H, W, 3) uint8, no copy
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None] * 255.0
     inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32)[:, None, None] * 255.0)
-    out = np.empty((3,) + u8.shape[:2], dtype=np.float32)  # (3, H, W)
-    np.subtract(u8.transpose(2, 0, 1), mean, out=out)  # one pass into the final layout: half the time
+    out = np.empty(u8.shape[:-3] + (3,) + u8.shape[-3:-1], dtype=np.float32)  # (..., 3, H, W)
+    np.subtract(np.moveaxis(u8, -1, -3), mean, out=out)  # one pass into the final layout: half the time
     out *= inv_std
     return out
+
+
+def network_input(batch: np.ndarray, spec: DataSpec) -> np.ndarray:
+    """What a network's float input tensor takes, (B, 3, H, W) float32, from an engine's input: a batch
+    of uint8 crops (B, H, W, 3) (:func:`load_and_crop`) is normalised here; float input is taken as normalised."""
+    batch = np.asarray(batch)
+    if batch.dtype == np.uint8 and batch.shape[-1] == 3:
+        return normalize(batch, spec)
+    return np.ascontiguousarray(batch, dtype=np.float32)
 
 
 def preprocess(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
@@ -79,6 +93,14 @@ def preprocess(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
     return normalize(crop_resize_array(np.asarray(img), spec), spec)
 
 
+def load_and_crop(source: bytes | str | os.PathLike, spec: DataSpec) -> np.ndarray:
+    """Safely decode ``source`` (downscaled while decoding where the format allows) → the square the
+    network sees, (resolution, resolution, 3) uint8: what every engine takes, normalising it itself
+    (OpenVINO inside the compiled network, which spares the decode threads a float pass and 3/4 of
+    the buffer memory)."""
+    return crop_resize_array(decode_rgb(source, resize_size(spec)), spec)
+
+
 def load_and_preprocess(source: bytes | str | os.PathLike, spec: DataSpec) -> np.ndarray:
-    """Safely decode ``source`` (downscaled while decoding where the format allows) and preprocess it."""
-    return preprocess(decode_rgb(source, resize_size(spec)), spec)
+    """Safely decode ``source`` and preprocess it → (3, H, W) float32 (:func:`load_and_crop`, normalised)."""
+    return normalize(load_and_crop(source, spec), spec)
