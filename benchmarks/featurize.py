@@ -8,7 +8,8 @@ In ONE run, on the same images, with imgclf's feature cache OFF, it measures ima
       DataLoader batch 32, fp32 eager efficientnet_lite0, as the PyTorch transfer-learning tutorial does;
   (b) imgclf, torch engine; (c) ONNX Runtime fp32 and (d) int8 with the backbone's bicubic crop;
   (e) OpenVINO fp32, (f) bf16 with the bicubic crop, (g) bf16 and (h) int8 with the area resampler
-  ((g) is the default on CPUs with bf16 instructions); every JPEG decoded by libjpeg-turbo with DCT scaling,
+  ((g) is the default on CPUs with bf16 instructions), each of (g), (h) also on one stream of all threads
+  as before ((g1), (h1)); every JPEG decoded by libjpeg-turbo with DCT scaling,
 and prints each median over the repeats (engines interleaved, so load swings hit all alike), the
 ratio to (a) and the fraction of each row's per-stage ceiling, measured in the same run: the engine
 alone (batch 32 of preprocessed inputs, all threads) plus decoding alone (one thread), as
@@ -96,16 +97,21 @@ def build_engines(folder: Path, cache: Path, threads: int) -> dict:
         return build_featurizer(mc, EngineConfig(backend=backend, precision=precision, threads=threads), cache_dir=cache,
                                 calibration=calibration if precision == "int8" else None)
 
+    def one_stream(engine):  # OpenVINO as it ran before: every batch on one stream of all threads
+        engine.streams = 1
+        return engine
+
     return {
         "torch": build_featurizer(native, EngineConfig(backend="torch", precision="fp32", threads=threads)),
         "ort_fp32": eng(native, "onnxruntime", "fp32"), "ort_int8": eng(native, "onnxruntime", "int8"),
         "ov_fp32": eng(area, "openvino", "fp32"), "ov_bf16_bicubic": eng(native, "openvino", "bf16"),
-        "ov_bf16": eng(area, "openvino", "bf16"), "ov_int8": eng(area, "openvino", "int8"),
+        "ov_bf16_1s": one_stream(eng(area, "openvino", "bf16")), "ov_bf16": eng(area, "openvino", "bf16"),
+        "ov_int8_1s": one_stream(eng(area, "openvino", "int8")), "ov_int8": eng(area, "openvino", "int8"),
     }
 
 
 def engine_alone(engine, x) -> float:
-    """Images/s of ``engine.run`` on a batch of preprocessed inputs."""
+    """Images/s of ``engine.run`` on a batch of crops (normalising them is the engine's work)."""
     engine.run(x)
     t0 = time.perf_counter()
     engine.run(x)
@@ -123,7 +129,7 @@ def decode_alone(paths: list[str], fn) -> float:
 
 def memory_child(folder: Path, cache: Path, n: int, threads: int) -> dict:
     """Featurize ``n`` paths (the folder's files cycled) as `imgclf featurize` would, with the
-    default engine (ONNX Runtime fp32, loaded from the engine cache: torch is never imported)."""
+    default engine (loaded from the engine cache: torch is never imported)."""
     from imgclf.config import EngineConfig, ModelConfig
     from imgclf.features.featurize import build_featurizer, featurize_paths
 
@@ -181,13 +187,14 @@ def run(args: argparse.Namespace, cache: Path) -> dict:
     engines = build_engines(args.folder, cache, args.threads)
     _naive_model()
     print(f"engines built in {time.perf_counter() - t0:.0f} s", flush=True)
-    from imgclf.features.preprocess import load_and_preprocess, preprocess, resize_size
+    from imgclf.features.preprocess import load_and_crop, load_and_preprocess, preprocess, resize_size
     from imgclf.images import decode_image
 
     native_spec, area_spec = engines["ort_fp32"].spec, engines["ov_bf16"].spec
     decoders = {"pillow": lambda p: preprocess(decode_image(p, draft_size=resize_size(native_spec)), native_spec),
-                "bicubic": lambda p: load_and_preprocess(p, native_spec), "area": lambda p: load_and_preprocess(p, area_spec)}
-    x = np.stack([decoders["area"](p) for p in paths[:32]])
+                "area_normalised": lambda p: load_and_preprocess(p, area_spec),
+                "bicubic": lambda p: load_and_crop(p, native_spec), "area": lambda p: load_and_crop(p, area_spec)}
+    x = np.stack([decoders["area"](p) for p in paths[:32]])  # (32, H, W, 3) uint8 crops
     runs: dict[str, list[float]] = {k: [] for k in ("naive", *engines)}
     alone: dict[str, list[float]] = {k: [] for k in (*engines, *(f"decode_{d}" for d in decoders))}
     loads = []
@@ -208,14 +215,17 @@ def run(args: argparse.Namespace, cache: Path) -> dict:
     labels = {"naive": "(a) naive PyTorch tutorial loop", "torch": "(b) imgclf, torch fp32",
               "ort_fp32": "(c) ONNX Runtime fp32, bicubic crop", "ort_int8": "(d) ONNX Runtime int8, bicubic crop",
               "ov_fp32": "(e) OpenVINO fp32, area crop", "ov_bf16_bicubic": "(f) OpenVINO bf16, bicubic crop",
-              "ov_bf16": "(g) OpenVINO bf16, area crop (default)", "ov_int8": "(h) OpenVINO int8, area crop"}
+              "ov_bf16_1s": "(g1) OpenVINO bf16, area crop, one stream (the default before)",
+              "ov_bf16": "(g) OpenVINO bf16, area crop, a stream per core (default)",
+              "ov_int8_1s": "(h1) OpenVINO int8, area crop, one stream", "ov_int8": "(h) OpenVINO int8, area crop, a stream per core"}
     print(f"\n| pipeline | img/s (median of {args.repeats}) | runs | vs naive | engine alone | ceiling | of ceiling |")
     print("|---|---|---|---|---|---|---|")
     for k, v in med.items():
         extra = f"{solo[k]:.0f} | {ceiling[k]:.0f} | {v / ceiling[k]:.0%}" if k in ceiling else "— | — | —"
         print(f"| {labels[k]} | {v:.1f} | {' / '.join(f'{x:.0f}' for x in runs[k])} | {v / med['naive']:.1f}x | {extra} |")
     print("decode + preprocess alone, one thread: " + ", ".join(
-        f"{d} {1000 / solo[f'decode_{d}']:.2f} ms/img" for d in decoders) + " (pillow: the path before libjpeg-turbo)")
+        f"{d} {1000 / solo[f'decode_{d}']:.2f} ms/img" for d in decoders)
+          + " (pillow: the path before libjpeg-turbo, normalised; area_normalised: the crop and the float pass decode threads did before)")
     print(f"load average during the repeats: {', '.join(f'{x:.1f}' for x in loads)}")
     mem = json.loads(subprocess.run(
         [sys.executable, __file__, str(args.folder), "--memory-child", "--cache", str(cache),

@@ -77,6 +77,7 @@ class OpenVinoEngine(OnnxFileEngine):
         self.dim = int(self._model.output(0).get_partial_shape()[-1].get_length())
         self._crops = self._with_crop_input(self._model)
         self._compiled: dict[tuple[str, int], Any] = {("crops", -1): self._compile(self._crops, -1)}  # (input, batch; -1 dynamic) → model
+        self.streams = self.threads  # single-threaded streams a large batch is split over (1: never split)
         self._streams: Any = None  # (AsyncInferQueue, results) of the throughput model, built on the first large batch
         self._seen: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -124,7 +125,7 @@ class OpenVinoEngine(OnnxFileEngine):
             x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W), normalised
             return np.asarray(self._for_batch(len(x), "float")(x)[0], dtype=np.float32)
         x = np.ascontiguousarray(batch)  # (B, H, W, 3) uint8 crops
-        if self.threads > 1 and len(x) >= _STREAM_MIN * self.threads:
+        if self.streams > 1 and len(x) >= _STREAM_MIN * self.streams:
             return self._run_streams(x)
         return np.asarray(self._for_batch(len(x), "crops")(x)[0], dtype=np.float32)  # (B, D)
 
@@ -134,18 +135,18 @@ class OpenVinoEngine(OnnxFileEngine):
 
         with self._lock:
             if self._streams is None:
-                compiled = self._compile(self._crops, -1, streams=self.threads)
-                queue = ov.AsyncInferQueue(compiled, self.threads)
+                compiled = self._compile(self._crops, -1, streams=self.streams)
+                queue = ov.AsyncInferQueue(compiled, self.streams)
                 results: dict[int, np.ndarray] = {}
                 queue.set_callback(lambda request, k: results.__setitem__(k, request.get_output_tensor(0).data.copy()))
                 self._streams = (queue, results)
             queue, results = self._streams
             results.clear()
-            bounds = np.linspace(0, len(x), self.threads + 1).astype(int)
-            for k in range(self.threads):
+            bounds = np.linspace(0, len(x), self.streams + 1).astype(int)
+            for k in range(self.streams):
                 queue.start_async({0: x[bounds[k]:bounds[k + 1]]}, k)
             queue.wait_all()
-            return np.concatenate([results[k] for k in range(self.threads)]).astype(np.float32, copy=False)
+            return np.concatenate([results[k] for k in range(self.streams)]).astype(np.float32, copy=False)
 
     def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:
         import io
