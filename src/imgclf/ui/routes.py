@@ -96,14 +96,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         """The predictor given, else the one the service loads in the background (None until loaded)."""
         return predictor or getattr(getattr(request.app.state, "imgclf", None), "predictor", None)
 
-    @r.get("/", include_in_schema=False)  # `imgclf ui` prints the page's address, but people open the server's
-    @r.get("/ui", include_in_schema=False)
-    @r.get("/ui/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/ui/dataset", 307)
-
-    for name in PAGES:
-        r.add_api_route(f"/ui/{name}", _page(name), methods=["GET"], include_in_schema=False)
+    _add_page_routes(r)
 
     @r.get("/ui/api/info")
     def info(request: Request) -> dict[str, Any]:
@@ -128,6 +121,26 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
     _add_bulk_routes(r, need_catalog)
     add_map_routes(r, need_results=need_results, need_catalog=need_catalog, loaded_model=loaded_model)
     _add_review_routes(r, review)
+    _add_results_routes(r, need_results, thumbs)
+    _add_predict_route(r, loaded_model)
+    return r
+
+
+def _add_page_routes(r: APIRouter) -> None:
+    """The pages (each one's body in the shared frame) and the addresses that lead to the first."""
+
+    @r.get("/", include_in_schema=False)  # `imgclf ui` prints the page's address, but people open the server's
+    @r.get("/ui", include_in_schema=False)
+    @r.get("/ui/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/dataset", 307)
+
+    for name in PAGES:
+        r.add_api_route(f"/ui/{name}", _page(name), methods=["GET"], include_in_schema=False)
+
+
+def _add_results_routes(r: APIRouter, need_results: Callable[[], RunResults], thumbs: ThumbnailCache) -> None:
+    """The Results page's API: the run's predictions, their thumbnails, its report and plots."""
 
     @r.get("/ui/api/results")
     def results_payload(split: str = "test") -> dict[str, Any]:
@@ -147,6 +160,10 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         path = need_results().file(name)
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=_NO_CACHE)
 
+
+def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> None:
+    """The Try page's API: one image classified by the loaded model."""
+
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
         """Classify the image sent as the request body with the loaded model."""
@@ -158,8 +175,6 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         if not data:
             raise InvalidRequest("no image: send the image file as the request body", reason="empty")
         return await run_in_threadpool(_classify, pred, data)
-
-    return r
 
 
 def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
