@@ -1,4 +1,4 @@
-"""The model bundle against ../shared/RELIABILITY.md's artifact hazards: files the manifest does not
+"""The model bundle against the hazards of artifacts on disk: files the manifest does not
 cover, damaged model files, kill -9 during a save and between the two renames of a swap."""
 from __future__ import annotations
 
