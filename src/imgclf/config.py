@@ -75,7 +75,7 @@ class FeaturizeConfig:
 @dataclass
 class EngineConfig:
     backend: str = field(default_factory=_default_backend)  # openvino (default on x86), onnxruntime or torch (see imgclf.registry.ENGINES)
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"  # auto: bf16 on OpenVINO where the CPU has bf16 instructions, else fp32; int8: static quantisation calibrated on the training images
+    precision: str = "auto"  # auto, or one of imgclf.registry.ENGINE_PRECISIONS: fp32, bf16, int8. auto: bf16 on OpenVINO where the CPU has bf16 instructions, else fp32; int8: static quantisation calibrated on the training images
     threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
     calibration_images: int = 128  # training images used to calibrate int8
     compare_fp32: bool = True  # int8 runs also train and test an fp32 SVM to report the accuracy int8 costs
@@ -221,13 +221,7 @@ class Config:
             raise ConfigError(f"refine.dropout must be in [0, 1); got {self.refine.dropout}")
         if not 0.0 <= self.refine.val_fraction < 1.0:
             raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
-        runs = ENGINE_PRECISIONS.get(self.engine.backend)
-        if self.engine.precision != "auto" and runs is not None and self.engine.precision not in runs:
-            able = [b for b, p in ENGINE_PRECISIONS.items() if self.engine.precision in p]
-            raise ConfigError(f"engine.backend {self.engine.backend!r} cannot run engine.precision {self.engine.precision!r} "
-                              f"(it runs {', '.join(runs)})", hint=f"use engine.backend = {' or '.join(map(repr, able))}")
-        if self.engine.threads < 0 or self.engine.calibration_images < 1:
-            raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
+        self._validate_engine()
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
         if self.images.max_pixels < 1:
@@ -257,6 +251,19 @@ class Config:
     def for_refinement(self) -> "Config":
         """A copy whose ``model`` is :meth:`refine_model` (what every refinement step reads)."""
         return dataclasses.replace(self, model=self.refine_model())
+
+    def _validate_engine(self) -> None:
+        e = self.engine
+        known = ("auto", *sorted({p for runs in ENGINE_PRECISIONS.values() for p in runs}))
+        if e.precision not in known:
+            raise ConfigError(f"engine.precision must be one of {', '.join(map(repr, known))}; got {e.precision!r}")
+        runs = ENGINE_PRECISIONS.get(e.backend)
+        if e.precision != "auto" and runs is not None and e.precision not in runs:
+            able = [b for b, p in ENGINE_PRECISIONS.items() if e.precision in p]
+            raise ConfigError(f"engine.backend {e.backend!r} cannot run engine.precision {e.precision!r} "
+                              f"(it runs {', '.join(runs)})", hint=f"use engine.backend = {' or '.join(map(repr, able))}")
+        if e.threads < 0 or e.calibration_images < 1:
+            raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
 
     def _validate_doctor(self) -> None:
         d = self.doctor
