@@ -5,8 +5,9 @@ or the predictor, format. Refusals are raised as :class:`imgclf.errors.ImgclfErr
 by the service's handler like its own (``{"error": message, "reason": code}``, the status from
 :mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
 
-The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts);
-``static/<page>.html`` holds only what is particular to a page, its body.
+The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts), and
+the Dataset and Results pages one image viewer, ``static/viewer.html``; ``static/<page>.html``
+holds only what is particular to a page, its body.
 """
 from __future__ import annotations
 
@@ -43,11 +44,12 @@ class Page:
     title: str
     skip_to: str  # id of what a keyboard user wants first; the skip link jumps there
     skip_text: str
+    viewer: bool = False  # the page enlarges images in the shared viewer (``static/viewer.html``)
 
 
 PAGES = {
-    "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images"),
-    "results": Page("Results", "Results", "results", "Skip to the results"),
+    "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images", viewer=True),
+    "results": Page("Results", "Results", "results", "Skip to the results", viewer=True),
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
     "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
 }
@@ -265,13 +267,15 @@ def _page(name: str) -> Callable[[Request], Response]:
 
 
 def _render_page(name: str) -> str:
-    """The HTML of page ``name``: its body (``static/<name>.html``) in the shared frame (``static/page.html``)."""
+    """The HTML of page ``name``: its body (``static/<name>.html``) in the shared frame (``static/page.html``),
+    followed by the image viewer (``static/viewer.html``) on the pages that use it."""
     page = PAGES[name]
     nav = "\n".join(_nav_link(other, p.nav, current=other == name) for other, p in PAGES.items())
     frame = Template((STATIC_DIR / "page.html").read_text(encoding="utf-8"))
     body = (STATIC_DIR / f"{name}.html").read_text(encoding="utf-8").rstrip("\n")
+    viewer = (STATIC_DIR / "viewer.html").read_text(encoding="utf-8").rstrip("\n") if page.viewer else ""
     return frame.substitute(title=page.title, page=name, skip_to=page.skip_to, skip_text=page.skip_text, nav=nav,
-                            body=body)
+                            body=body, viewer=viewer)
 
 
 def _nav_link(name: str, text: str, current: bool) -> str:
