@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -34,6 +34,7 @@ from .thumbs import SIZES, ThumbnailCache
 STATIC_DIR = Path(__file__).parent / "static"
 _IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # thumbnail URLs carry a version
 _NO_CACHE = {"Cache-Control": "no-cache"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,20 +80,24 @@ class UndoIn(BaseModel):
 MAX_BATCH = 5000  # images one bulk correction may name
 
 
+def needed(part: T | None, missing: str, reason: str | None = None) -> Callable[[], T]:
+    """A getter of ``part``, a loaded part of the UI, that answers NotFound (``missing``, ``reason``) when it is None."""
+
+    def need() -> T:
+        if part is None:
+            raise NotFound(missing, reason=reason)
+        return part
+
+    return need
+
+
 def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
                  thumbs: ThumbnailCache, review: Review | None = None, max_body_mb: float | None = None) -> APIRouter:
     """The UI's routes over what was loaded (each part may be None: its page then says so)."""
     r = APIRouter()
 
-    def need_catalog() -> Catalog:
-        if catalog is None:
-            raise NotFound("no dataset is loaded; start the UI with `imgclf ui --images DIR`")
-        return catalog
-
-    def need_results() -> RunResults:
-        if results is None:
-            raise NotFound("no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
-        return results
+    need_catalog = needed(catalog, "no dataset is loaded; start the UI with `imgclf ui --images DIR`")
+    need_results = needed(results, "no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
 
     def loaded_model(request: Request) -> Any:
         """The predictor given, else the one the service loads in the background (None until loaded)."""
@@ -237,11 +242,8 @@ def _add_bulk_routes(r: APIRouter, need_catalog: Callable[[], Catalog]) -> None:
 def _add_review_routes(r: APIRouter, review: Review | None) -> None:
     """The Review view's API: the data doctor's findings, and one decision per finding."""
 
-    def need_review() -> Review:
-        if review is None:
-            raise NotFound("no run with the data doctor's findings is loaded; start the UI with "
-                           "`imgclf ui --images DIR --run RUN_DIR`", reason="no_findings")
-        return review
+    need_review = needed(review, "no run with the data doctor's findings is loaded; start the UI with "
+                                 "`imgclf ui --images DIR --run RUN_DIR`", reason="no_findings")
 
     @r.get("/ui/api/review")
     def review_payload() -> dict[str, Any]:
