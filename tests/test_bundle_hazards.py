@@ -1,4 +1,4 @@
-"""The model bundle against ../shared/RELIABILITY.md's artifact hazards: files the manifest does not
+"""The model bundle against the hazards of artifacts on disk: files the manifest does not
 cover, damaged model files, kill -9 during a save and between the two renames of a swap."""
 from __future__ import annotations
 
@@ -134,13 +134,14 @@ def test_model_folder_has_the_mode_of_an_ordinary_folder(tmp_path):
 
 # ---------------------------------------------------------------- kill -9 during a save and between the renames
 
-# The child saves a bundle with labels [c, d] over one with [a, b]; os.replace in bundle.py is
+# The child saves a bundle with labels [c, d] over one with [a, b]; os.replace in dirswap.py (the swap) is
 # wrapped to SIGKILL the child right after its KILL_AFTER-th rename of a folder (0: never; a timer
 # in the test kills it instead). File writes (fileio's os.replace) are not counted.
 _CHILD = textwrap.dedent("""
     import os, signal, sys, time
     import numpy as np
     import imgclf.bundle as b
+    import imgclf.dirswap as swap
     from imgclf.linear import LinearHead
 
     target, kill_after, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -153,8 +154,8 @@ _CHILD = textwrap.dedent("""
         if folder and calls[0] == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    b.os = type("os_with_faults", (), {n: getattr(os, n) for n in dir(os) if not n.startswith("__")})
-    b.os.replace = staticmethod(replace)
+    swap.os = type("os_with_faults", (), {n: getattr(os, n) for n in dir(os) if not n.startswith("__")})
+    swap.os.replace = staticmethod(replace)
     print("ready", flush=True)
     for i in range(rounds):
         labels = ["c", "d"] if i % 2 == 0 else ["a", "b"]

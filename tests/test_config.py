@@ -41,6 +41,7 @@ def test_toml_file_then_set_overrides(tmp_path: Path):
         ("data.train_ratio=1.5", ["data.train_ratio"]),
         ("svm.c_values=[]", ["svm.c_values"]),
         ("nodot=3", ["section.key"]),
+        ("engine.precision=fp16", ["engine.precision", "'auto'", "'bf16'", "'fp32'", "'int8'"]),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_accepted(override, words):
@@ -79,3 +80,13 @@ def test_one_precedence_rule_base_file_flags_set(tmp_path: Path):
     assert (base.data.seed, base.serve.port) == (11, 1)  # the base itself is left alone
     with pytest.raises(ConfigError, match="svm.bogus in the command line"):
         load_config(None, base=base, flags=["svm.bogus=1"])
+
+
+def test_engine_precisions_come_from_the_registry(monkeypatch):
+    """A precision an engine declares in imgclf.registry is accepted by the config with no other change."""
+    from imgclf import registry
+
+    monkeypatch.setitem(registry.ENGINE_PRECISIONS, "onnxruntime", (*registry.ENGINE_PRECISIONS["onnxruntime"], "fp16"))
+    assert load_config(None, ["engine.backend=onnxruntime", "engine.precision=fp16"]).engine.precision == "fp16"
+    with pytest.raises(ConfigError, match="cannot run engine.precision 'fp16'"):
+        load_config(None, ["engine.backend=torch", "engine.precision=fp16"])

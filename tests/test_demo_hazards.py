@@ -1,4 +1,4 @@
-"""`imgclf demo` writing into a user's folder (../shared/RELIABILITY.md): it never overwrites a file
+"""`imgclf demo` writing into a user's folder: it never overwrites a file
 it did not create, and refuses a non-empty folder that it did not make."""
 from __future__ import annotations
 

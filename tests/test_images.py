@@ -1,4 +1,5 @@
-"""The one safe decoder against the hazards of ../shared/RELIABILITY.md (image input)."""
+"""The one safe decoder against the hazards of untrusted image input: empty, truncated and corrupt files,
+decompression bombs, formats outside the allowlist, every colour mode, EXIF rotation, animations."""
 import io
 import struct
 import zlib

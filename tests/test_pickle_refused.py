@@ -1,4 +1,4 @@
-"""../shared/RELIABILITY.md, "malicious pickle in a model file": a crafted pickle put in every slot
+"""A malicious pickle in a model file: a crafted pickle put in every slot
 imgclf loads an artifact from is refused, and its payload never runs.
 
 The payload makes a folder when unpickled (``os.mkdir``), so "never executed" is a fact on disk.

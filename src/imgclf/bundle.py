@@ -20,14 +20,13 @@ A bundle is written into a temp folder ``.model.new-<pid>-*`` and swapped into p
 renames (``model`` → ``.model.old-<pid>-<ns>``, then the new folder → ``model``). A process
 killed between them leaves no ``model``; :func:`load_bundle` then loads the old folder (and,
 once its writer is gone, renames it back), so at every instant the old or the new bundle loads.
+The swap and its recovery live in :mod:`imgclf.dirswap`; the manifest, written last, marks a whole folder.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -35,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .config import EngineConfig, ModelConfig
+from .dirswap import remove_stale, resolve_dir, swap_dir
 from .errors import BundleError, ImgclfError
 from .features.backbones import DataSpec
 from .features.ids import FeatureId, join_ids
@@ -53,9 +51,6 @@ ONNX_ENGINES = ("openvino", "onnxruntime")  # engines that run the bundle's feat
 _WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
 _FILE_KEYS = ("onnx", "state_dict")  # keys of bundle.json's featurizer section that name a bundled file
 _REBUILD = "re-run `imgclf train` (or `imgclf run`) to write the bundle again, or restore it from a copy"
-
-log = logging.getLogger("imgclf")
-
 
 @dataclass
 class BundleMeta:
@@ -245,7 +240,7 @@ def write_bundle(
     if head.weight.shape[0] != len(meta.labels):
         raise ValueError(f"head has {head.weight.shape[0]} classes but {len(meta.labels)} labels")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out_dir)
+    remove_stale(out_dir, MANIFEST)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=out_dir.parent))
     try:
         if ood is not None:
@@ -262,97 +257,17 @@ def write_bundle(
             write_json(tmp / "metrics.json", metrics)
         manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, {"algorithm": "sha256", "files": manifest})
-        _swap_dir(tmp, out_dir)
+        swap_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder; its renames are durable enough
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _swap_dir(new: Path, target: Path) -> None:
-    os.chmod(new, 0o777 & ~_umask())  # mkdtemp makes 0700; a bundle is an ordinary folder like its files
-    if not target.exists():
-        os.replace(new, target)
-    else:
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(target, old)
-        # a kill here leaves no target: _resolve() loads `old` until it is renamed back
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(target.parent)
-
-
-def _leftovers(target: Path) -> list[tuple[str, int, Path]]:
-    """(kind, writer pid, path) of the swap folders beside ``target``: kind "old", "new" or "stage"."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(old|new|stage)-(\d+)-")
-    out = []
-    try:
-        entries = list(target.parent.iterdir())
-    except OSError:
-        return []
-    for p in entries:
-        m = pattern.match(p.name)
-        if m and p.is_dir():
-            out.append((m.group(1), int(m.group(2)), p))
-    return out
-
-
-def _writer_alive(pid: int) -> bool:
-    return pid == os.getpid() or psutil.pid_exists(pid)
-
-
-def _remove_stale(target: Path) -> None:
-    """Delete swap folders of writers that died, once ``target`` itself is in place (else they are the bundle)."""
-    if not target.exists():
-        _resolve(target)  # a kill between the renames: put the old bundle back first
-    for kind, pid, p in _leftovers(target):
-        if not _writer_alive(pid) and target.exists():
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _resolve(d: Path) -> Path:
-    """The folder that holds the bundle ``d``: ``d`` itself, or after a writer was killed between the two
-    renames of a swap, the old bundle it had moved aside (renamed back when that writer is gone)."""
-    if d.exists():
-        return d
-    olds = sorted(((pid, p) for kind, pid, p in _leftovers(d) if kind == "old" and (p / MANIFEST).is_file()),
-                  key=lambda item: int(item[1].name.rsplit("-", 1)[-1]))
-    if not olds:
-        return d
-    pid, old = olds[-1]
-    if _writer_alive(pid):
-        return old  # mid-swap right now: read the old bundle where it is
-    try:
-        os.replace(old, d)
-        log.warning("restored the model bundle %s from %s (a save was interrupted between its two renames)", d, old.name)
-        return d
-    except OSError:
-        return old if old.exists() else d
-
-
 def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
     """Check every file against manifest.json; raise :class:`BundleError` on any mismatch, and when a
     file a load reads (bundle.json, head.npz, metrics.json, the files bundle.json names) is not listed."""
-    d = _resolve(Path(bundle_dir))
+    d = resolve_dir(Path(bundle_dir), MANIFEST)
     if not (d / "bundle.json").is_file():
         raise BundleError(
             f"{d} is not a model bundle (no bundle.json)",
@@ -407,7 +322,7 @@ def _loaded_files(d: Path) -> list[str]:
 
 def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     """Verify and load a bundle (never unpickles anything)."""
-    d = _resolve(Path(bundle_dir))
+    d = resolve_dir(Path(bundle_dir), MANIFEST)
     verify_bundle(d)
     try:
         meta = read_json(d / "bundle.json")

@@ -3,8 +3,8 @@
 Defaults live here, each with a short comment. :func:`load_config` is the one precedence rule:
 defaults (or a run's saved config) < a TOML/JSON file given with ``--config`` < the command's
 own options < ``--set section.key=value``. Unknown keys and wrong types are errors that name the
-key and what it accepts; plug-in names are checked against ``imgclf.registry``. Functions receive
-only their section.
+key and what it accepts (the parsing and type checks are in :mod:`imgclf.configvalues`); plug-in
+names are checked against ``imgclf.registry``. Functions receive only their section.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import dataclasses
 import json
 import os
 import platform
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args, get_origin
+from typing import Any, Literal, Sequence
 
+from .configvalues import coerce, parse_featurizer, parse_override, read_file
 from .errors import ConfigError
 from .registry import ENGINE_PRECISIONS, ENGINES, TRAINERS
 
@@ -75,7 +75,7 @@ class FeaturizeConfig:
 @dataclass
 class EngineConfig:
     backend: str = field(default_factory=_default_backend)  # openvino (default on x86), onnxruntime or torch (see imgclf.registry.ENGINES)
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"  # auto: bf16 on OpenVINO where the CPU has bf16 instructions, else fp32; int8: static quantisation calibrated on the training images
+    precision: str = "auto"  # auto, or one of imgclf.registry.ENGINE_PRECISIONS: fp32, bf16, int8. auto: bf16 on OpenVINO where the CPU has bf16 instructions, else fp32; int8: static quantisation calibrated on the training images
     threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
     calibration_images: int = 128  # training images used to calibrate int8
     compare_fp32: bool = True  # int8 runs also train and test an fp32 SVM to report the accuracy int8 costs
@@ -221,13 +221,7 @@ class Config:
             raise ConfigError(f"refine.dropout must be in [0, 1); got {self.refine.dropout}")
         if not 0.0 <= self.refine.val_fraction < 1.0:
             raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
-        runs = ENGINE_PRECISIONS.get(self.engine.backend)
-        if self.engine.precision != "auto" and runs is not None and self.engine.precision not in runs:
-            able = [b for b, p in ENGINE_PRECISIONS.items() if self.engine.precision in p]
-            raise ConfigError(f"engine.backend {self.engine.backend!r} cannot run engine.precision {self.engine.precision!r} "
-                              f"(it runs {', '.join(runs)})", hint=f"use engine.backend = {' or '.join(map(repr, able))}")
-        if self.engine.threads < 0 or self.engine.calibration_images < 1:
-            raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
+        self._validate_engine()
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
         if self.images.max_pixels < 1:
@@ -258,6 +252,19 @@ class Config:
         """A copy whose ``model`` is :meth:`refine_model` (what every refinement step reads)."""
         return dataclasses.replace(self, model=self.refine_model())
 
+    def _validate_engine(self) -> None:
+        e = self.engine
+        known = ("auto", *sorted({p for runs in ENGINE_PRECISIONS.values() for p in runs}))
+        if e.precision not in known:
+            raise ConfigError(f"engine.precision must be one of {', '.join(map(repr, known))}; got {e.precision!r}")
+        runs = ENGINE_PRECISIONS.get(e.backend)
+        if e.precision != "auto" and runs is not None and e.precision not in runs:
+            able = [b for b, p in ENGINE_PRECISIONS.items() if e.precision in p]
+            raise ConfigError(f"engine.backend {e.backend!r} cannot run engine.precision {e.precision!r} "
+                              f"(it runs {', '.join(runs)})", hint=f"use engine.backend = {' or '.join(map(repr, able))}")
+        if e.threads < 0 or e.calibration_images < 1:
+            raise ConfigError("engine.threads must be >= 0 and engine.calibration_images >= 1")
+
     def _validate_doctor(self) -> None:
         d = self.doctor
         for key, value in (("folds", d.folds), ("components", d.components)):
@@ -287,40 +294,6 @@ class Config:
             raise ConfigError("refine.momentum, weight_decay, rotation and color_jitter must be >= 0")
 
 
-def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is list:
-        return f"a list of {_describe(get_args(tp)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
-
-
-def _coerce(key: str, tp: Any, value: Any) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
-        inner = get_args(tp)[0]
-        return [_coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
-
-
 def _section_types(section_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(section_cls, include_extras=False)
 
@@ -338,38 +311,8 @@ def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> C
         for k, v in kv.items():
             if k not in types:
                 raise ConfigError(f"unknown key {sec}.{k} in {source}; keys of [{sec}]: {', '.join(types)}")
-            setattr(obj, k, _coerce(f"{sec}.{k}", types[k], v))
+            setattr(obj, k, coerce(f"{sec}.{k}", types[k], v))
     return cfg
-
-
-def _parse_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare string
-
-
-def parse_override(item: str) -> tuple[str, str, Any]:
-    """Parse ``section.key=value`` (value in TOML syntax; bare words are strings)."""
-    if "=" not in item:
-        raise ConfigError(f"--set expects section.key=value; got {item!r}")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if key.count(".") != 1:
-        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}")
-    sec, k = key.split(".")
-    return sec, k, _parse_value(raw.strip())
-
-
-def _read_file(path: str | os.PathLike) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist", hint="give the path of a TOML file (see `imgclf config`)")
-    text = p.read_text(encoding="utf-8")
-    try:
-        return json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | None = None, *,
@@ -384,7 +327,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     cfg = copy.deepcopy(base) if base is not None else Config()
     given: set[str] = set()
     if path:
-        values = _read_file(path)
+        values = read_file(path)
         apply_dict(cfg, values, source=str(path))
         given.update(f"{sec}.{k}" for sec, kv in values.items() if isinstance(kv, dict) for k in kv)
     for source, items in (("the command line", flags), ("--set", overrides or ())):
@@ -400,15 +343,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
 def featurizer_names(model: ModelConfig) -> list[str]:
     """``NAME@RESOLUTION`` of every featurizer of ``model``: model.backbone's, then model.ensemble's."""
     return [f"{model.backbone}@{model.resolution}", *model.ensemble]
-
-
-def parse_featurizer(text: str, key: str = "model.ensemble") -> tuple[str, int]:
-    """``("efficientnet_lite2", 320)`` from ``"efficientnet_lite2@320"``; ConfigError naming ``key`` otherwise."""
-    name, _, res = str(text).partition("@")
-    if not name or not res.isdigit() or int(res) % 32 or not 32 <= int(res) <= 896:
-        raise ConfigError(f"{key} entries must look like NAME@RESOLUTION with a resolution that is a multiple of 32 from 32 "
-                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}")
-    return name, int(res)
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

@@ -102,7 +102,8 @@ def send(h: BaseHTTPRequestHandler, body: bytes, status: int = 200, ctype: str =
 
 
 def standard_routes(server: TestServer) -> None:
-    """The hazard catalogue of RELIABILITY.md's "Downloads and scraping" table."""
+    """One route per download hazard: a misleading type, 404 and 500 (flaky or always), slow headers, a drip-fed
+body, oversized, lying and short bodies, a page or a truncated JPEG posing as an image, redirects and a loop."""
     flaky: Counter[str] = Counter()
 
     def img(h, q):  # /img/<seed>.jpg

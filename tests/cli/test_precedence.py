@@ -224,13 +224,15 @@ def test_dedup(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- steps of an existing run: its saved config is the base
 
-@pytest.mark.parametrize("step", ["featurize", "train", "evaluate"])
-def test_run_dir_steps_keep_the_saved_config(monkeypatch, prepared, cfg_file, step):
-    cfg = resolved(monkeypatch, f"imgclf.pipeline.steps.{step}", [step, "--run-dir", str(prepared), "--config", str(cfg_file), *sets(*SET)])
+@pytest.mark.parametrize("step, target", [("featurize", "imgclf.pipeline.steps.featurize"), ("train", "imgclf.pipeline.steps.train"),
+                                          ("evaluate", "imgclf.pipeline.steps.evaluate"), ("doctor", "imgclf.pipeline.doctor.doctor"),
+                                          ("suggest", "imgclf.pipeline.suggest.suggest")])
+def test_run_dir_steps_keep_the_saved_config(monkeypatch, prepared, cfg_file, step, target):
+    cfg = resolved(monkeypatch, target, [step, "--run-dir", str(prepared), "--config", str(cfg_file), *sets(*SET)])
     assert _pick(cfg, _expect(SAVED)) == _expect(SAVED)
     assert cfg.tracking.enabled is False and cfg.data.images == RunDir(prepared).saved_config().data.images
     # without --config and --set the saved config comes back unchanged
-    assert resolved(monkeypatch, f"imgclf.pipeline.steps.{step}", [step, "--run-dir", str(prepared)]) == RunDir(prepared).saved_config()
+    assert resolved(monkeypatch, target, [step, "--run-dir", str(prepared)]) == RunDir(prepared).saved_config()
 
 
 def test_train_saves_the_merged_config(trained_run, tmp_path, cfg_file):
@@ -274,6 +276,15 @@ def test_predict(monkeypatch, bundle, cfg_file):
                        ["predict", str(bundle), str(bundle), *sets("predict.min_confidence=0.5", "predict.reject_unknown=false")],
                        pick=lambda model, engine, predict_cfg: predict_cfg)
     assert (predict.min_confidence, predict.reject_unknown, predict.unknown_tpr) == (0.5, False, 0.95)
+
+
+def test_explain(monkeypatch, bundle, cfg_file, tmp_path):
+    write_toml(cfg_file, {**FILE, "engine.threads": 5})
+    argv = ["explain", str(bundle), str(bundle), "--out", str(tmp_path / "maps"), "--config", str(cfg_file)]
+    engine = resolved(monkeypatch, "imgclf.predict.Predictor", argv, pick=lambda model, engine: engine)
+    assert (engine.precision, engine.threads) == ("int8", 5)  # bundle kept; file beats it
+    engine = resolved(monkeypatch, "imgclf.predict.Predictor", argv + sets("engine.threads=6"), pick=lambda model, engine: engine)
+    assert (engine.precision, engine.threads) == ("int8", 6)  # --set beats the file
 
 
 def test_serve(monkeypatch, bundle, cfg_file):

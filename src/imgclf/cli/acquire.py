@@ -11,7 +11,7 @@ from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
-from .options import ConfigOpt, SetOpt, command_config
+from .options import ConfigOpt, QuietOpt, SetOpt, command_config
 from ..config import Config
 from ..errors import ImgclfError
 
@@ -25,7 +25,6 @@ MaxMbOpt = Annotated[float, typer.Option(help="Largest file accepted, in MB (enf
 RetriesOpt = Annotated[int, typer.Option(help="Extra attempts after a timeout, connection error or 5xx.", min=0)]
 PrivateOpt = Annotated[bool, typer.Option("--allow-private", help="Allow loopback and private addresses (a server on this machine or network).")]
 AllowAddrOpt = Annotated[Optional[list[str]], typer.Option("--allow-address", help="Allow one private endpoint IP:PORT (repeatable).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 def resolve_dataset(config: Path | None, overrides: list[str] | None, dataset: str | None, images: Path | None,
@@ -110,75 +109,77 @@ def _features_fn(cfg: Config, progress: bool):
     return run
 
 
+def download(
+    urls: Annotated[Path, typer.Argument(help="List of label<TAB>url lines (# comments and blank lines allowed).")],
+    *,
+    fetch: FetchArgs,
+) -> None:
+    """Download images from a URL list into DATASET/<label>/; resumable, writes download_report.csv."""
+    from ..acquire.download import download_url_list
+
+    if not urls.is_file():
+        raise ImgclfError(f"URL list {urls} does not exist", hint="give a file of label<TAB>url lines")
+    res = download_url_list(urls, fetch.folder(), fetch.fetch_options(), workers=fetch.workers, progress=not fetch.quiet)
+    for row in res.rows:
+        if row.status == "malformed":
+            typer.echo(f"skipped {row.detail}", err=True)
+    typer.echo(res.summary())
+    typer.echo(f"report: {res.report_path}")
+
+
+def scrape(
+    items: Annotated[str, typer.Option(help="Comma-separated items, e.g. blouse,hoodie,shirt.")],
+    attributes: Annotated[str, typer.Option(help="Comma-separated attributes, e.g. striped,dotted,leopard.")],
+    per_query: Annotated[int, typer.Option(help="Image URLs asked for per query.", min=1)] = 50,
+    label_by: Annotated[str, typer.Option(help="Class label: attribute, item or item_attribute.")] = "attribute",
+    provider: Annotated[str, typer.Option(help="Image search: auto, brave (BRAVE_SEARCH_API_KEY) or ddgs.")] = "auto",
+    *,
+    fetch: FetchArgs,
+) -> None:
+    """Search images for every attribute x item query, write the URL list, download it."""
+    from ..acquire.scrape import COPYRIGHT_NOTICE
+    from ..acquire.scrape import scrape as do_scrape
+
+    folder, opts = fetch.folder(), fetch.fetch_options()
+    typer.echo(f"note: {COPYRIGHT_NOTICE}")
+    res = do_scrape(items.split(","), attributes.split(","), folder, per_query=per_query, provider=provider,
+                    label_by=label_by, opts=opts, workers=fetch.workers, progress=not fetch.quiet)  # type: ignore[arg-type]
+    typer.echo(f"{res.provider}: {len(res.queries)} queries, {res.urls} distinct URLs -> {res.url_list}")
+    for query, reason in res.failed_queries:
+        typer.echo(f"query {query!r} failed: {reason}", err=True)
+    if res.conflicts:
+        typer.echo(f"{res.conflicts} URLs were found for two labels; each is kept under its first label only")
+    typer.echo(res.download.summary())
+    typer.echo(f"report: {res.download.report_path}")
+
+
+def dedup(
+    dataset: DatasetOpt = None,
+    images: ImagesOpt = None,
+    distance: Annotated[Optional[int], typer.Option(help="Largest dhash Hamming distance of near duplicates (default data.duplicate_distance; 0 = exact only).", min=0)] = None,
+    features: Annotated[bool, typer.Option("--features", help="Also group images whose CNN features are nearly parallel (cached, uses model.*, engine.*).")] = False,
+    feature_threshold: Annotated[float, typer.Option(help="Cosine similarity from which --features calls two images duplicates.", min=0.0, max=1.0)] = 0.95,
+    move_to: Annotated[Optional[Path], typer.Option(help="Move the extra copies into this folder instead of excluding them.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report; change nothing.")] = False,
+    quiet: QuietOpt = False,
+    config: ConfigOpt = None,
+    set: SetOpt = None,
+) -> None:
+    """Find exact and near-duplicate images; keep one per group, exclude the rest (nothing is deleted)."""
+    from ..acquire.dedup import dedup_dataset
+    from ..acquire.report import write_dedup_report
+
+    cfg, folder = resolve_dataset(config, set, dataset, images,
+                                  [f"data.duplicate_distance={distance}"] if distance is not None else [])
+    res = dedup_dataset(folder, cfg.data.duplicate_distance,
+                        featurize=_features_fn(cfg, not quiet) if features else None, feature_threshold=feature_threshold,
+                        move_to=move_to, dry_run=dry_run, progress=not quiet)
+    html_path, csv_path = write_dedup_report(res)
+    typer.echo(res.summary())
+    typer.echo(f"report: {html_path} ({csv_path.name})")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
-    @fetch_command
-    def download(
-        urls: Annotated[Path, typer.Argument(help="List of label<TAB>url lines (# comments and blank lines allowed).")],
-        *,
-        fetch: FetchArgs,
-    ) -> None:
-        """Download images from a URL list into DATASET/<label>/; resumable, writes download_report.csv."""
-        from ..acquire.download import download_url_list
-
-        if not urls.is_file():
-            raise ImgclfError(f"URL list {urls} does not exist", hint="give a file of label<TAB>url lines")
-        res = download_url_list(urls, fetch.folder(), fetch.fetch_options(), workers=fetch.workers, progress=not fetch.quiet)
-        for row in res.rows:
-            if row.status == "malformed":
-                typer.echo(f"skipped {row.detail}", err=True)
-        typer.echo(res.summary())
-        typer.echo(f"report: {res.report_path}")
-
-    @app.command()
-    @fetch_command
-    def scrape(
-        items: Annotated[str, typer.Option(help="Comma-separated items, e.g. blouse,hoodie,shirt.")],
-        attributes: Annotated[str, typer.Option(help="Comma-separated attributes, e.g. striped,dotted,leopard.")],
-        per_query: Annotated[int, typer.Option(help="Image URLs asked for per query.", min=1)] = 50,
-        label_by: Annotated[str, typer.Option(help="Class label: attribute, item or item_attribute.")] = "attribute",
-        provider: Annotated[str, typer.Option(help="Image search: auto, brave (BRAVE_SEARCH_API_KEY) or ddgs.")] = "auto",
-        *,
-        fetch: FetchArgs,
-    ) -> None:
-        """Search images for every attribute x item query, write the URL list, download it."""
-        from ..acquire.scrape import COPYRIGHT_NOTICE
-        from ..acquire.scrape import scrape as do_scrape
-
-        folder, opts = fetch.folder(), fetch.fetch_options()
-        typer.echo(f"note: {COPYRIGHT_NOTICE}")
-        res = do_scrape(items.split(","), attributes.split(","), folder, per_query=per_query, provider=provider,
-                        label_by=label_by, opts=opts, workers=fetch.workers, progress=not fetch.quiet)  # type: ignore[arg-type]
-        typer.echo(f"{res.provider}: {len(res.queries)} queries, {res.urls} distinct URLs -> {res.url_list}")
-        for query, reason in res.failed_queries:
-            typer.echo(f"query {query!r} failed: {reason}", err=True)
-        if res.conflicts:
-            typer.echo(f"{res.conflicts} URLs were found for two labels; each is kept under its first label only")
-        typer.echo(res.download.summary())
-        typer.echo(f"report: {res.download.report_path}")
-
-    @app.command()
-    def dedup(
-        dataset: DatasetOpt = None,
-        images: ImagesOpt = None,
-        distance: Annotated[Optional[int], typer.Option(help="Largest dhash Hamming distance of near duplicates (default data.duplicate_distance; 0 = exact only).", min=0)] = None,
-        features: Annotated[bool, typer.Option("--features", help="Also group images whose CNN features are nearly parallel (cached, uses model.*, engine.*).")] = False,
-        feature_threshold: Annotated[float, typer.Option(help="Cosine similarity from which --features calls two images duplicates.", min=0.0, max=1.0)] = 0.95,
-        move_to: Annotated[Optional[Path], typer.Option(help="Move the extra copies into this folder instead of excluding them.")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report; change nothing.")] = False,
-        quiet: QuietOpt = False,
-        config: ConfigOpt = None,
-        set: SetOpt = None,
-    ) -> None:
-        """Find exact and near-duplicate images; keep one per group, exclude the rest (nothing is deleted)."""
-        from ..acquire.dedup import dedup_dataset
-        from ..acquire.report import write_dedup_report
-
-        cfg, folder = resolve_dataset(config, set, dataset, images,
-                                      [f"data.duplicate_distance={distance}"] if distance is not None else [])
-        res = dedup_dataset(folder, cfg.data.duplicate_distance,
-                            featurize=_features_fn(cfg, not quiet) if features else None, feature_threshold=feature_threshold,
-                            move_to=move_to, dry_run=dry_run, progress=not quiet)
-        html_path, csv_path = write_dedup_report(res)
-        typer.echo(res.summary())
-        typer.echo(f"report: {html_path} ({csv_path.name})")
+    app.command()(fetch_command(download))
+    app.command()(fetch_command(scrape))
+    app.command()(dedup)

@@ -21,6 +21,7 @@ def suggest(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
             quiet: QuietOpt = False) -> None:
     """Rank the pool's unlabelled images (data.pool, default IMAGES/_unlabeled) and write suggestions.csv."""
     from ..active import DEFAULT_STRATEGY
+    from ..pipeline.rundir import RunDir
     from ..pipeline.suggest import suggest as do
 
     cfg = step_config(run_dir, config, set)
@@ -33,7 +34,7 @@ def suggest(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
                f"images skipped, {s['unreadable']} unreadable) in {s['seconds']} s")
     for r in s["rows"][:top]:
         typer.echo(f"  {r['rank']:>4}. {r['rel']}  looks like {r['predicted']}  (score {r['score']:.3f}: {r['reason']})")
-    typer.echo(f"suggestions: {run_dir / 'suggestions.csv'}")
+    typer.echo(f"suggestions: {RunDir(run_dir).suggestions}")
     typer.echo(f"label them: imgclf ui --run {run_dir}   (then the Label next page)")
 
 

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         processes: torchrun --nproc_per_node=N -m imgclf refine --run-dir R.
         """
         from ..api import track
+        from ..pipeline.rundir import RunDir
         from ..pipeline.steps import evaluate as do_evaluate
         from ..refine import distributed
         from ..refine.train import refine as do_refine
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         rd = resume or run_dir
         if rd is None:
             raise ImgclfError("no run directory given", hint="pass --run-dir RUN_DIR (or --resume RUN_DIR to continue one)")
-        if resume and not (resume / "config.json").is_file():
+        if resume and not RunDir(resume).config.is_file():
             raise ImgclfError(f"{resume} holds no refinement to resume (no config.json)", hint=f"start one with `imgclf refine --run-dir {resume}`")
         cfg = step_config(rd, config, set, images)
         try:

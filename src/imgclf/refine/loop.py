@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from . import distributed
 from ..config import Config, RefineConfig
 from ..errors import DatasetError, RefineError
+from ..features.backbones import DataSpec
 from ..features.engines import cpu_threads
 from ..fileio import read_json, write_json
 from ..pipeline.rundir import RunDir
@@ -251,6 +252,16 @@ def _none_if_nan(v: float) -> float | None:
     return None if v != v else float(v)
 
 
+def _network(cfg: Config, d: Dist, classes: int) -> tuple[RefineNet, DataSpec]:
+    """The network being refined, on its device (SyncBatchNorm across CUDA processes unless BatchNorm is frozen), and its DataSpec."""
+    net, spec = build_network(cfg.model, cfg.refine, classes, cfg.data.seed)
+    if d.device.startswith("cuda") and d.active and not cfg.refine.bn_freeze:
+        from timm.layers import convert_sync_batchnorm
+
+        net = convert_sync_batchnorm(net)
+    return net.to(d.device, memory_format=torch.channels_last), spec
+
+
 def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] = _log) -> Refined:
     """Refine ``cfg.model`` on the run's train split; checkpoint every epoch.
@@ -263,12 +274,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
     labels, data = _train_data(cfg, rd)
     if len(data.paths) < d.world:
         raise DatasetError(f"{len(data.paths)} training images cannot be shared by {d.world} processes")
-    net, spec = build_network(cfg.model, rcfg, len(labels), cfg.data.seed)
-    if d.device.startswith("cuda") and d.active and not rcfg.bn_freeze:
-        from timm.layers import convert_sync_batchnorm
-
-        net = convert_sync_batchnorm(net)
-    net = net.to(d.device, memory_format=torch.channels_last)
+    net, spec = _network(cfg, d, len(labels))
     opt = torch.optim.SGD(param_groups(net, rcfg), lr=rcfg.base_lr, momentum=rcfg.momentum)
     prec = Precision(rcfg.precision, d.device)
     prefix = onnx_prefix(net, rcfg, spec, d.device, torch.get_num_threads(), prec.name)

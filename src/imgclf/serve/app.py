@@ -126,22 +126,8 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     return app
 
 
-def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
-    """The Open Inference Protocol (KServe v2 REST): health, metadata, readiness, inference."""
-    # The schema names the one model and version (so fuzzers reach the model); any other name
-    # still gets the protocol's 404, not a validation error.
-    name_param = PathParam(json_schema_extra={"enum": [cfg.model_name]})
-    version_param = PathParam(json_schema_extra={"enum": [p.MODEL_VERSION]})
-
-    def model(name: str, version: str | None = None):
-        """The predictor behind ``name``: 404 for other names and versions, 503 while loading."""
-        if name != cfg.model_name or (version is not None and version != p.MODEL_VERSION):
-            what = f"model {name!r}" + (f" version {version!r}" if version is not None else "")
-            raise NotFound(f"unknown {what}; this server serves {cfg.model_name!r} version {p.MODEL_VERSION}",
-                           reason="unknown_model")
-        if service.predictor is None and not service.loading:
-            raise NotFound(f"model {name!r} is not loaded on this server", reason="no_model")
-        return service.require_model()
+def _add_health_routes(app: FastAPI, service: InferenceService) -> None:
+    """The Open Inference Protocol's liveness and readiness probes (GET and HEAD)."""
 
     @app.get("/v2/health/live", tags=["health"])
     def live() -> dict[str, bool]:
@@ -159,6 +145,25 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
 
     for path, probe in (("/v2/health/live", live), ("/v2/health/ready", ready)):  # load balancers and `curl -I` probe with HEAD
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
+
+def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) -> None:
+    """The Open Inference Protocol (KServe v2 REST): health, metadata, readiness, inference."""
+    _add_health_routes(app, service)
+    # The schema names the one model and version (so fuzzers reach the model); any other name
+    # still gets the protocol's 404, not a validation error.
+    name_param = PathParam(json_schema_extra={"enum": [cfg.model_name]})
+    version_param = PathParam(json_schema_extra={"enum": [p.MODEL_VERSION]})
+
+    def model(name: str, version: str | None = None):
+        """The predictor behind ``name``: 404 for other names and versions, 503 while loading."""
+        if name != cfg.model_name or (version is not None and version != p.MODEL_VERSION):
+            what = f"model {name!r}" + (f" version {version!r}" if version is not None else "")
+            raise NotFound(f"unknown {what}; this server serves {cfg.model_name!r} version {p.MODEL_VERSION}",
+                           reason="unknown_model")
+        if service.predictor is None and not service.loading:
+            raise NotFound(f"model {name!r} is not loaded on this server", reason="no_model")
+        return service.require_model()
 
     @app.get("/v2", tags=["v2"], response_model=p.ServerMetadata)
     def server_metadata() -> p.ServerMetadata:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..config import ServeConfig
 from .errors import SCOPE_TIMED_OUT, MalformedHttp, RequestTimeout, raw_error_response
 
 log = logging.getLogger("imgclf.serve")
@@ -46,7 +47,7 @@ class Guards:
     body_min_rate: int = 1000  # bytes per second that earn a body one more second
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "Guards":
+    def from_config(cls, cfg: ServeConfig) -> "Guards":
         return cls(cfg.header_timeout_s, cfg.body_timeout_s, cfg.body_min_rate)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import uvicorn
 
-from ..config import Config
+from ..config import Config, EngineConfig, ServeConfig
 from ..errors import ImgclfError
 from .connection import Guards, guarded_protocol
 
@@ -44,7 +44,7 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
                                "or bind 127.0.0.1")
 
 
-def _uvicorn_config(app: Any, cfg: Any, **kw: Any) -> uvicorn.Config:
+def _uvicorn_config(app: Any, cfg: ServeConfig, **kw: Any) -> uvicorn.Config:
     metrics = getattr(getattr(getattr(app, "state", None), "imgclf", None), "metrics", None)
     on_refused = (lambda reason: metrics.rejected.labels(reason).inc()) if metrics is not None else None
     return uvicorn.Config(app, host=cfg.host, port=cfg.port, limit_concurrency=cfg.max_connections,
@@ -83,7 +83,7 @@ class _GracefulServer(uvicorn.Server):
         timer.start()
 
 
-def run_app(app: Any, serve_cfg: Any, *, loader: Callable[[], Any] | None = None, log_level: str = "info") -> None:
+def run_app(app: Any, serve_cfg: ServeConfig, *, loader: Callable[[], Any] | None = None, log_level: str = "info") -> None:
     """Serve an app made by ``create_app`` on ``serve_cfg.host:port`` until SIGTERM or SIGINT,
     shutting down gracefully (see the module docstring); ImgclfError if it cannot start or its
     model fails to load. ``loader()`` (returning a Predictor) runs once the server listens.
@@ -108,7 +108,7 @@ def run_app(app: Any, serve_cfg: Any, *, loader: Callable[[], Any] | None = None
 
 
 def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = None, insecure: bool = False,
-                 engine_cfg: Any = None) -> None:
+                 engine_cfg: EngineConfig | None = None) -> None:
     """Verify the bundle, then serve it until SIGTERM/SIGINT; raises ImgclfError on refusal.
 
     The manifest is checked before binding (a tampered bundle never starts); the engine is
@@ -134,9 +134,7 @@ class ServerThread:
     ...     httpx.get(srv.url + "/v2/health/live")
     """
 
-    def __init__(self, app: Any, cfg: Any | None = None, *, ready_timeout: float = 60.0):
-        from ..config import ServeConfig
-
+    def __init__(self, app: Any, cfg: ServeConfig | None = None, *, ready_timeout: float = 60.0):
         self.app = app
         self.cfg = cfg or ServeConfig()
         self.ready_timeout = ready_timeout

@@ -28,7 +28,7 @@ from ..errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDir
 from ..fileio import read_json
 from ..pipeline.rundir import RunDir
 from ..pipeline.suggest import POOL_EMPTY, refit as refit_head, suggest
-from .routes import _thumbnail
+from .routes import _thumbnail, needed
 from .thumbs import ThumbnailCache, file_version
 
 BATCH = 20  # images per batch unless the page asks for another number
@@ -166,11 +166,8 @@ def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache
     """The routes of the Label next page's API (``/ui/api/label-next/...``)."""
     r = APIRouter()
 
-    def need() -> LabelNext:
-        if label_next is None:
-            raise NotFound("Label next needs a run and its dataset; start the UI with `imgclf ui --run RUN_DIR` "
-                           "(its dataset folder holding the pool, IMAGES/_unlabeled)", reason="no_run")
-        return label_next
+    need = needed(label_next, "Label next needs a run and its dataset; start the UI with `imgclf ui --run RUN_DIR` "
+                              "(its dataset folder holding the pool, IMAGES/_unlabeled)", reason="no_run")
 
     @r.get("/ui/api/label-next")
     def batch(n: int = Query(BATCH, ge=1, le=500), strategy: str = DEFAULT_STRATEGY) -> dict[str, Any]:

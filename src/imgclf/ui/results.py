@@ -27,7 +27,8 @@ from .thumbs import file_version
 _METRIC_KEYS = ("accuracy", "class_avg_accuracy", "n_test", "n_train", "per_class_accuracy", "backbone", "resolution",
                 "macro_auc")
 SIDES = ("test", "train")
-PLOTS = {"roc": "roc.png", "confusion": "confusion_matrix.png", "curves": "training_curves.png"}
+#: The run files the Results page shows: its name for each → the RunDir attribute that names the file.
+RUN_FILES = {"roc": "roc", "confusion": "confusion", "curves": "training_curves", "report": "report"}
 _MIN_P = 1e-12  # probabilities are clipped here before the log of the loss
 
 
@@ -114,15 +115,14 @@ class RunResults:
         return {"run": str(self.rd.root), "name": self.rd.root.name, "split": side, "labels": labels,
                 "confusion_matrix": cm, "per_class": per_class,
                 "metrics": {k: metrics[k] for k in _METRIC_KEYS if k in metrics}, "items": items,
-                "files": {name: (self.rd.root / f).exists() for name, f in {**PLOTS, "report": "report.html"}.items()},
+                "files": {name: getattr(self.rd, attr).exists() for name, attr in RUN_FILES.items()},
                 "train_scores": self.rd.oof_predictions.exists()}
 
     def file(self, name: str) -> Path:
-        """report.html or one of the plots of the run (by its name in :data:`PLOTS`); NotFound when missing."""
-        files = {**PLOTS, "report": "report.html"}
-        if name not in files:
-            raise NotFound(f"no run file {name!r}; one of {', '.join(files)}")
-        path = self.rd.root / files[name]
+        """report.html or one of the plots of the run (by its name in :data:`RUN_FILES`); NotFound when missing."""
+        if name not in RUN_FILES:
+            raise NotFound(f"no run file {name!r}; one of {', '.join(RUN_FILES)}")
+        path = getattr(self.rd, RUN_FILES[name])
         if not path.exists():
             raise NotFound(f"{path} is missing: run `imgclf evaluate --run-dir {self.rd.root}`")
         return path

@@ -5,8 +5,9 @@ or the predictor, format. Refusals are raised as :class:`imgclf.errors.ImgclfErr
 by the service's handler like its own (``{"error": message, "reason": code}``, the status from
 :mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
 
-The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts);
-``static/<page>.html`` holds only what is particular to a page, its body.
+The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts), and
+the Dataset and Results pages one image viewer, ``static/viewer.html``; ``static/<page>.html``
+holds only what is particular to a page, its body.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -33,6 +34,7 @@ from .thumbs import SIZES, ThumbnailCache
 STATIC_DIR = Path(__file__).parent / "static"
 _IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # thumbnail URLs carry a version
 _NO_CACHE = {"Cache-Control": "no-cache"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,12 @@ class Page:
     title: str
     skip_to: str  # id of what a keyboard user wants first; the skip link jumps there
     skip_text: str
+    viewer: bool = False  # the page enlarges images in the shared viewer (``static/viewer.html``)
 
 
 PAGES = {
-    "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images"),
-    "results": Page("Results", "Results", "results", "Skip to the results"),
+    "dataset": Page("Dataset", "Dataset", "grid", "Skip to the images", viewer=True),
+    "results": Page("Results", "Results", "results", "Skip to the results", viewer=True),
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
     "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
 }
@@ -77,33 +80,30 @@ class UndoIn(BaseModel):
 MAX_BATCH = 5000  # images one bulk correction may name
 
 
+def needed(part: T | None, missing: str, reason: str | None = None) -> Callable[[], T]:
+    """A getter of ``part``, a loaded part of the UI, that answers NotFound (``missing``, ``reason``) when it is None."""
+
+    def need() -> T:
+        if part is None:
+            raise NotFound(missing, reason=reason)
+        return part
+
+    return need
+
+
 def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
                  thumbs: ThumbnailCache, review: Review | None = None, max_body_mb: float | None = None) -> APIRouter:
     """The UI's routes over what was loaded (each part may be None: its page then says so)."""
     r = APIRouter()
 
-    def need_catalog() -> Catalog:
-        if catalog is None:
-            raise NotFound("no dataset is loaded; start the UI with `imgclf ui --images DIR`")
-        return catalog
-
-    def need_results() -> RunResults:
-        if results is None:
-            raise NotFound("no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
-        return results
+    need_catalog = needed(catalog, "no dataset is loaded; start the UI with `imgclf ui --images DIR`")
+    need_results = needed(results, "no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
 
     def loaded_model(request: Request) -> Any:
         """The predictor given, else the one the service loads in the background (None until loaded)."""
         return predictor or getattr(getattr(request.app.state, "imgclf", None), "predictor", None)
 
-    @r.get("/", include_in_schema=False)  # `imgclf ui` prints the page's address, but people open the server's
-    @r.get("/ui", include_in_schema=False)
-    @r.get("/ui/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/ui/dataset", 307)
-
-    for name in PAGES:
-        r.add_api_route(f"/ui/{name}", _page(name), methods=["GET"], include_in_schema=False)
+    _add_page_routes(r)
 
     @r.get("/ui/api/info")
     def info(request: Request) -> dict[str, Any]:
@@ -128,6 +128,26 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
     _add_bulk_routes(r, need_catalog)
     add_map_routes(r, need_results=need_results, need_catalog=need_catalog, loaded_model=loaded_model)
     _add_review_routes(r, review)
+    _add_results_routes(r, need_results, thumbs)
+    _add_predict_route(r, loaded_model)
+    return r
+
+
+def _add_page_routes(r: APIRouter) -> None:
+    """The pages (each one's body in the shared frame) and the addresses that lead to the first."""
+
+    @r.get("/", include_in_schema=False)  # `imgclf ui` prints the page's address, but people open the server's
+    @r.get("/ui", include_in_schema=False)
+    @r.get("/ui/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/dataset", 307)
+
+    for name in PAGES:
+        r.add_api_route(f"/ui/{name}", _page(name), methods=["GET"], include_in_schema=False)
+
+
+def _add_results_routes(r: APIRouter, need_results: Callable[[], RunResults], thumbs: ThumbnailCache) -> None:
+    """The Results page's API: the run's predictions, their thumbnails, its report and plots."""
 
     @r.get("/ui/api/results")
     def results_payload(split: str = "test") -> dict[str, Any]:
@@ -147,6 +167,10 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         path = need_results().file(name)
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=_NO_CACHE)
 
+
+def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> None:
+    """The Try page's API: one image classified by the loaded model."""
+
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
         """Classify the image sent as the request body with the loaded model."""
@@ -158,8 +182,6 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         if not data:
             raise InvalidRequest("no image: send the image file as the request body", reason="empty")
         return await run_in_threadpool(_classify, pred, data)
-
-    return r
 
 
 def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
@@ -220,11 +242,8 @@ def _add_bulk_routes(r: APIRouter, need_catalog: Callable[[], Catalog]) -> None:
 def _add_review_routes(r: APIRouter, review: Review | None) -> None:
     """The Review view's API: the data doctor's findings, and one decision per finding."""
 
-    def need_review() -> Review:
-        if review is None:
-            raise NotFound("no run with the data doctor's findings is loaded; start the UI with "
-                           "`imgclf ui --images DIR --run RUN_DIR`", reason="no_findings")
-        return review
+    need_review = needed(review, "no run with the data doctor's findings is loaded; start the UI with "
+                                 "`imgclf ui --images DIR --run RUN_DIR`", reason="no_findings")
 
     @r.get("/ui/api/review")
     def review_payload() -> dict[str, Any]:
@@ -250,13 +269,15 @@ def _page(name: str) -> Callable[[Request], Response]:
 
 
 def _render_page(name: str) -> str:
-    """The HTML of page ``name``: its body (``static/<name>.html``) in the shared frame (``static/page.html``)."""
+    """The HTML of page ``name``: its body (``static/<name>.html``) in the shared frame (``static/page.html``),
+    followed by the image viewer (``static/viewer.html``) on the pages that use it."""
     page = PAGES[name]
     nav = "\n".join(_nav_link(other, p.nav, current=other == name) for other, p in PAGES.items())
     frame = Template((STATIC_DIR / "page.html").read_text(encoding="utf-8"))
     body = (STATIC_DIR / f"{name}.html").read_text(encoding="utf-8").rstrip("\n")
+    viewer = (STATIC_DIR / "viewer.html").read_text(encoding="utf-8").rstrip("\n") if page.viewer else ""
     return frame.substitute(title=page.title, page=name, skip_to=page.skip_to, skip_text=page.skip_text, nav=nav,
-                            body=body)
+                            body=body, viewer=viewer)
 
 
 def _nav_link(name: str, text: str, current: bool) -> str:
