@@ -37,7 +37,7 @@ from typing import Any
 from .config import EngineConfig, ModelConfig
 from .dirswap import remove_stale, resolve_dir, swap_dir
 from .errors import BundleError, ImgclfError
-from .features.backbones import DataSpec
+from .features.backbones import OPENCV_RESAMPLERS, DataSpec
 from .features.ids import FeatureId, join_ids
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
 from .linear import LinearHead
@@ -203,7 +203,7 @@ class Bundle:
 
     def _model_cfg(self) -> ModelConfig:
         return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True,
-                           resampler="area" if self.spec.interpolation == "area" else "native")
+                           resampler=self.spec.interpolation if self.spec.interpolation in OPENCV_RESAMPLERS else "native")
 
 
 class _readable:

@@ -62,7 +62,7 @@ class ModelConfig:
     backbone: str = BACKBONE_DEFAULT  # featurizer name (see `imgclf backbones`)
     resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
     pretrained: bool = True  # start from ImageNet weights
-    resampler: Literal["area", "native"] = "area"  # how the center crop is resized: OpenCV's area average (fast) or the backbone's own filter (Pillow bicubic)
+    resampler: Literal["fast", "area", "native"] = "area"  # how the center crop is resized: OpenCV (fast: bicubic up to a 1.25x shrink, area average beyond; area: area average) or the backbone's own filter (Pillow bicubic)
     ensemble: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; preset balanced sets it
 
 

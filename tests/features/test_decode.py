@@ -90,3 +90,39 @@ def test_area_and_native_resamplers_agree_on_what_the_crop_shows(spec):
     small = np.asarray(_scene(120, 90))  # nothing to average when enlarging: area mode is the native bicubic there
     np.testing.assert_array_equal(crop_resize_array(small, dataclasses.replace(spec, interpolation="area")),
                                   crop_resize_array(small, spec))
+
+
+def test_fast_resampler_is_cubic_near_the_network_size_and_area_beyond(spec):
+    """"fast": a crop that shrinks by at most FAST_CUBIC_MAX is resized by bicubic, a larger shrink by the
+    area average (no aliasing of fine patterns), an enlargement by Pillow's bicubic, like "area"."""
+    import cv2
+
+    from imgclf.features.preprocess import FAST_CUBIC_MAX, crop_box
+
+    fast, area = dataclasses.replace(spec, interpolation="fast"), dataclasses.replace(spec, interpolation="area")
+    near = np.asarray(_scene(300, 282))  # crop side 246.75 for 224: a 1.10x shrink
+    left, top, side = crop_box(300, 282, spec)
+    assert 1 < side / 224 < FAST_CUBIC_MAX
+    box = near[round(top):round(top + side), round(left):round(left + side)]
+    cubic = cv2.resize(np.ascontiguousarray(box), (224, 224), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(crop_resize_array(near, fast), cubic)
+    assert np.abs(crop_resize_array(near, fast).astype(int) - crop_resize_array(near, area).astype(int)).mean() < 4
+    far = np.asarray(_scene(800, 600))  # a 2.4x shrink: the area average, exactly as "area"
+    np.testing.assert_array_equal(crop_resize_array(far, fast), crop_resize_array(far, area))
+    stripes = np.zeros((600, 800, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: averaged towards grey, where a cubic kernel would alias them into bands
+    grey = crop_resize_array(stripes, fast).astype(int)
+    aliased = cv2.resize(stripes[:, 100:700], (224, 224), interpolation=cv2.INTER_CUBIC).astype(int)
+    assert abs(grey.mean() - 127.5) < 3 and 3 * grey.std() < aliased.std()
+    small = np.asarray(_scene(120, 90))
+    np.testing.assert_array_equal(crop_resize_array(small, fast), crop_resize_array(small, spec))
+
+
+def test_feature_ids_name_the_resampler():
+    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.features.featurize import feature_id_of
+    from imgclf.features.ids import FeatureId
+
+    for resampler, part in (("fast", "r224.fast"), ("area", "r224.area"), ("native", "r224")):
+        fid = feature_id_of(ModelConfig(resampler=resampler), EngineConfig(precision="bf16"))
+        assert str(fid) == f"efficientnet_lite0-{part}-imagenet-bf16" and FeatureId.parse(str(fid)) == fid

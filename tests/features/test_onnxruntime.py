@@ -235,7 +235,7 @@ def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     meta = read_json(tmp_path / "run" / "model" / "bundle.json")
     f = meta["featurizer"]
     assert f["precision"] == "int8" and f["quantization"]["calibration_images"] == 12
-    assert f["feature_id"].startswith("efficientnet_lite0-r224.area-imagenet-int8-")
+    assert f["feature_id"].startswith("efficientnet_lite0-r224.area-imagenet-int8-")  # the default resampler
     assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12])
     assert onnx_precision(tmp_path / "run" / "model" / "featurizer.onnx") == "int8"
     assert (tmp_path / "data" / "engines" / f"{f['feature_id']}.onnx").is_file()

@@ -51,6 +51,7 @@ class _LiteWeights:
 # The original TF EfficientNet-Lite preprocessing is (x - 127) / 128: verified against the first
 # BatchNorm's running statistics (variance ratio 1.00, against 4.95 with ImageNet's). ImageNet mean/std gives plausible but wrong
 # features, so this is pinned here rather than read from a generic default.
+OPENCV_RESAMPLERS = ("fast", "area")  # crop resamplers of features.preprocess that replace a backbone's own (Pillow) filter
 _LITE_MEAN = (127.0 / 255.0,) * 3
 _LITE_STD = (128.0 / 255.0,) * 3
 
@@ -165,12 +166,12 @@ def create_backbone(name: str, resolution: int, pretrained: bool = True, num_cla
 
 def model_backbone(model: ModelConfig, *, pretrained: bool | None = None, num_classes: int = 0) -> tuple[Any, DataSpec]:
     """:func:`create_backbone` for a ``[model]`` config section: its backbone and resolution, and the
-    crop resampler it asks for (``resampler = "area"`` replaces the backbone's own filter)."""
+    crop resampler it asks for (``resampler = "fast"`` or ``"area"`` replaces the backbone's own filter)."""
     module, spec = create_backbone(model.backbone, model.resolution, pretrained=model.pretrained if pretrained is None else pretrained,
                                    num_classes=num_classes)
-    return module, (dataclasses.replace(spec, interpolation="area") if model.resampler == "area" else spec)
+    return module, (dataclasses.replace(spec, interpolation=model.resampler) if model.resampler in OPENCV_RESAMPLERS else spec)
 
 
 def resampler_of(spec: DataSpec) -> str:
     """The resampler part of a feature id for ``spec`` ("" for a backbone's own Pillow filter)."""
-    return "area" if spec.interpolation == "area" else ""
+    return spec.interpolation if spec.interpolation in OPENCV_RESAMPLERS else ""

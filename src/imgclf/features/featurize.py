@@ -21,6 +21,7 @@ from ..errors import ImageError
 from ..fileio import atomic_path, sha256_bytes
 from ..progress import progress_bar
 from .engines import Engine, build_engine, cpu_threads, engine_from_cache, resolve_engine
+from .backbones import OPENCV_RESAMPLERS
 from .ids import FeatureId
 from .preprocess import load_and_crop
 
@@ -206,7 +207,7 @@ def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: i
 def feature_id_of(model_cfg: ModelConfig, engine_cfg: EngineConfig, weights: str = "imagenet") -> FeatureId:
     """The id of the features ``model_cfg``'s network gives on the (resolved) ``engine_cfg`` (int8: before calibration)."""
     return FeatureId(model_cfg.backbone, model_cfg.resolution, weights, engine_cfg.precision,
-                     resampler="area" if model_cfg.resampler == "area" else "")
+                     resampler=model_cfg.resampler if model_cfg.resampler in OPENCV_RESAMPLERS else "")
 
 
 def build_featurizer(model_cfg: ModelConfig, engine_cfg: EngineConfig, *, state_dict: dict | None = None,

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "bf16", "int8")
-_PATTERN = re.compile(r"^(?P<backbone>.+?)-r(?P<resolution>\d+)(?:\.(?P<resampler>area))?-(?P<weights>.+)-(?P<precision>fp32|bf16|int8)"
+_PATTERN = re.compile(r"^(?P<backbone>.+?)-r(?P<resolution>\d+)(?:\.(?P<resampler>area|fast))?-(?P<weights>.+)-(?P<precision>fp32|bf16|int8)"
                       r"(?:-(?P<calibration>[0-9a-f]{12}))?$")
 
 
@@ -33,7 +33,7 @@ class FeatureId:
     weights: str = "imagenet"  # "imagenet", "random" or "refined-<sha256[:12] of the refined weights>"
     precision: str = "fp32"  # "fp32", "bf16" or "int8": the precision the features were computed in
     calibration: str = ""  # int8 only: sha256[:12] of the calibration images and quantisation scheme
-    resampler: str = ""  # "" = the backbone's own filter (Pillow), "area" = OpenCV's area average
+    resampler: str = ""  # "" = the backbone's own filter (Pillow), "area" / "fast" = OpenCV's (see features.preprocess)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
