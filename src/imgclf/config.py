@@ -77,6 +77,7 @@ class EngineConfig:
     backend: str = field(default_factory=_default_backend)  # openvino (default on x86), onnxruntime or torch (see imgclf.registry.ENGINES)
     precision: str = "auto"  # auto, or one of imgclf.registry.ENGINE_PRECISIONS: fp32, bf16, int8. auto: bf16 on OpenVINO where the CPU has bf16 instructions, else fp32; int8: static quantisation calibrated on the training images
     threads: int = 0  # compute threads; 0 = all cores (decode threads are sized to match)
+    streams: int = 0  # OpenVINO: single-threaded streams a large batch is split over; 0 = one per thread, 1 = one stream of all threads
     calibration_images: int = 128  # training images used to calibrate int8
     compare_fp32: bool = True  # int8 runs also train and test an fp32 SVM to report the accuracy int8 costs
 

@@ -48,18 +48,23 @@ def test_openvino_fp32_matches_onnxruntime_and_bf16_stays_close(lite0):
 def test_every_batch_size_gives_the_same_rows(lite0):
     """Sizes met once run on the dynamic-batch model, repeated ones on a static compile, large ones on
     one stream per thread: same numbers."""
-    x = _generated(lite0["spec"], 9, seed=3)
+    from imgclf.features.openvino import _STREAM_MIN
+
+    x = _generated(lite0["spec"], 2 * _STREAM_MIN + 1, seed=3)
     engine = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", threads=2, precision="fp32")
-    whole = engine.run(x)  # 9 crops >= 4 per thread: split over two single-threaded streams
-    assert engine._streams is not None
+    whole = engine.run(x)  # >= _STREAM_MIN crops per stream: split over two single-threaded streams
+    assert engine._streams is not None and engine.streams == 2
     for _ in range(3):  # the second call of a size compiles it statically
         np.testing.assert_allclose(np.concatenate([engine.run(x[i:i + 1]) for i in range(len(x))]), whole, atol=1e-4)
-        np.testing.assert_allclose(np.concatenate([engine.run(x[:3]), engine.run(x[3:6]), engine.run(x[6:])]), whole, atol=1e-4)
+        np.testing.assert_allclose(np.concatenate([engine.run(x[:3]), engine.run(x[3:6]), engine.run(x[6:9])]), whole[:9], atol=1e-4)
     assert set(engine._compiled) == {("crops", -1), ("crops", 1), ("crops", 3)}  # the dynamic model, the first two sizes met twice
-    for n in (2, 5, 7):  # further sizes share the dynamic or the streams model: a server's memory stays flat
+    for n in (2, 5, 2 * _STREAM_MIN):  # further sizes share the dynamic or the streams model: a server's memory stays flat
         np.testing.assert_allclose(engine.run(x[:n]), whole[:n], atol=1e-4)
         engine.run(x[:n])
     assert set(engine._compiled) == {("crops", -1), ("crops", 1), ("crops", 3)}
+    one = OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", threads=2, precision="fp32", streams=1)  # engine.streams = 1
+    np.testing.assert_allclose(one.run(x), whole, atol=1e-4)
+    assert one.streams == 1 and one._streams is None
 
 
 def test_every_engine_takes_crops_and_normalised_input_alike(lite0):

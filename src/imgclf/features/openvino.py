@@ -28,7 +28,7 @@ from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 
 _MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs ~0.3 s and some memory once)
-_STREAM_MIN = 4  # crops per thread from which a batch runs on one single-threaded stream per thread
+_STREAM_MIN = 16  # crops per stream from which a batch is split over streams (featurize's 32; not a server's micro-batches of <= 16)
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the layers left in float run in bf16
 
 
@@ -60,14 +60,15 @@ class OpenVinoEngine(OnnxFileEngine):
     Latency: one dynamic-batch model on all threads; the first two batch sizes met more than once
     also get a model compiled for that static shape (4-8% faster: batch 1, the serving latency case);
     capping them keeps a server's memory flat whatever sizes its micro-batches take. Throughput:
-    a batch of at least ``_STREAM_MIN`` crops per thread is split over one single-threaded stream per
-    thread (a second dynamic-batch model), which keeps both cores busy where one stream's two
-    threads wait on each other: +11% on a quiet 2-core CPU (394 vs 354 img/s, lite0 at 224 px, bf16)
-    and far more when other processes share the cores.
+    a batch of at least ``_STREAM_MIN`` crops per stream is split over ``engine.streams``
+    single-threaded streams (default one per thread; a second dynamic-batch model), which keeps both
+    cores busy where one stream's two threads wait on each other: featurizing hymenoptera end to end
+    on 2 cores, 256 vs 235 and 284 vs 229 img/s (two runs). A server's micro-batches (<= 16) stay on
+    one stream: split in halves there, they served 87 img/s against 98-109 under 32 clients.
     """
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", streams: int = 0):
         super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision)
         try:
             self._model = ov_core().read_model(str(self.onnx_path))
@@ -77,7 +78,7 @@ class OpenVinoEngine(OnnxFileEngine):
         self.dim = int(self._model.output(0).get_partial_shape()[-1].get_length())
         self._crops = self._with_crop_input(self._model)
         self._compiled: dict[tuple[str, int], Any] = {("crops", -1): self._compile(self._crops, -1)}  # (input, batch; -1 dynamic) → model
-        self.streams = self.threads  # single-threaded streams a large batch is split over (1: never split)
+        self.streams = min(streams, self.threads) if streams > 0 else self.threads  # streams a large batch is split over (1: never split)
         self._streams: Any = None  # (AsyncInferQueue, results) of the throughput model, built on the first large batch
         self._seen: Counter[int] = Counter()
         self._lock = threading.Lock()
@@ -176,18 +177,18 @@ def _openvino_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, e
         from .quantize import onnx_precision
 
         precision = "int8" if onnx_precision(onnx_path) == "int8" else engine_cfg.precision
-        return OpenVinoEngine(onnx_path, spec, feature_id, threads=threads, precision=precision)
+        return OpenVinoEngine(onnx_path, spec, feature_id, threads=threads, precision=precision, streams=engine_cfg.streams)
     with export_dir(cache_dir) as d:
         fp32 = cached_onnx(module, spec, feature_id.with_precision("fp32"), d)
         if engine_cfg.precision != "int8":
-            return OpenVinoEngine(fp32, spec, feature_id, threads=threads, precision=engine_cfg.precision)
+            return OpenVinoEngine(fp32, spec, feature_id, threads=threads, precision=engine_cfg.precision, streams=engine_cfg.streams)
         from .quantize import cached_int8
 
         if not calibration:
             raise ImgclfError("engine.precision = 'int8' needs calibration images and none were given",
                               hint="featurize through `imgclf run`/`imgclf featurize`, which calibrate on the train split")
         path, fid = cached_int8(fp32, spec, feature_id.with_precision("int8"), calibration, d, threads=threads)
-        return OpenVinoEngine(path, spec, fid, threads=threads, precision="int8")
+        return OpenVinoEngine(path, spec, fid, threads=threads, precision="int8", streams=engine_cfg.streams)
 
 
 def _from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir: str | os.PathLike, **kw: Any) -> Engine | None:
