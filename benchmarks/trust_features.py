@@ -55,6 +55,9 @@ VARIANTS = {  # name: (kNN parts, classifier features)
     "layer b5 alone": (["t:b5"], "lite0@224"),
     "ReAct 90% clip, lite0@224": (["react90:lite0@224"], "lite0@224"),
     "Mahalanobis per layer b5, b6, head (Lee 2018)": (["maha:t:b5", "maha:t:b6", "maha:t:head"], "lite0@224"),
+    "head max-pooled": (["t:head_max"], "lite0@224"),
+    "head GeM-pooled (p = 3)": (["t:head_gem"], "lite0@224"),
+    "head, mean of image and mirror image": (["t:head_flip"], "lite0@224"),
     "all four backbones concat": (["lite0@224+lite0@320+lite1@256+lite2@320"], "lite0@224+lite0@320+lite1@256+lite2@320"),
     "kNN lite0@224 and kNN lite2@320 summed, SVM on their concat": (["lite0@224", "lite2@320"], "lite0@224+lite2@320"),
     "ReAct 90% clip, lite0@224+lite2@320": (["react90:lite0@224+lite2@320"], "react90:lite0@224+lite2@320"),
@@ -94,7 +97,7 @@ class Store:
         return z["features"][rows].astype(np.float32)
 
     def _layer(self, layer: str) -> np.ndarray:
-        z = np.load(WORK / "layers" / f"{self.name}.npz", allow_pickle=False)
+        z = np.load(WORK / "layers" / f"{self.name}{'-pool' if layer.startswith('head_') else ''}.npz", allow_pickle=False)
         index = {str(p): i for i, p in enumerate(z["paths"])}
         out = z[layer][[index[p] for p in self.paths]]
         assert np.isfinite(out).all(), f"{self.name}: layer {layer} has undecoded images"
