@@ -24,6 +24,14 @@ kNN after centring or PCA whitening, three-part sums and a leave-one-class-out e
 the best of 1,140 sums picked on the cases that score it; 0.826 without that condition), far short
 of the 0.88 target.
 
+A third pass (benchmarks/trust_features.py) kept the score and changed the features: lite2@320
+(0.811 held out), lite0@224+lite2@320 concatenated (0.825), all four presets' backbones concatenated
+(0.841, the gain through the max logit: the kNN part alone stays 0.74), the features the balanced preset chose
+per set (0.833: clothing10 0.789, cub_warblers 0.807, demo 0.903; a balanced run's bundle already
+fits this detector on them), pooled activations of lite0's earlier stages concatenated or as summed
+per-layer kNN parts (0.761-0.811, and hymenoptera's cross-dataset AUROC below 0.99), ReAct clipping
+(0.816) and per-layer Mahalanobis (0.799): none reached 0.88 or gained +0.03.
+
 The threshold is a quantile of the train images' out-of-fold scores: at ``tpr`` = 0.95, 95% of
 in-distribution train images are accepted, and a new image is unknown above it.
 """
