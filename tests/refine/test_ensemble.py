@@ -93,6 +93,7 @@ def test_the_choice_is_recorded_and_zero_weights_leave_the_bundle(best):
     assert (meta.tta == "flip") == chosen["tta_flip"]
     m = read_json(rd.metrics)
     assert m["classifier"]["type"] == "ensemble" and 0 <= m["accuracy"] <= 1
+    assert m["preset"]["ensemble"]["chosen"] == chosen and "Ensemble (preset best)" in rd.report.read_text()
 
 
 def test_pooled_head_is_the_weighted_pool_of_the_components_log_probabilities():
