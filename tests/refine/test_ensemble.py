@@ -22,8 +22,8 @@ from imgclf.pipeline.presets import select_featurizers
 from imgclf.pipeline.rundir import RunDir
 from imgclf.pipeline.steps import evaluate, prepare, train
 from imgclf.predict import Predictor
-from imgclf.refine.ensemble import COMPONENTS, Components, pooled_head, weight_grid
-from imgclf.trust.calibration import softmax
+from imgclf.refine.ensemble import COMPONENTS, Components, map_temperature, pooled_head, weight_grid
+from imgclf.trust.calibration import fit_temperature, softmax
 
 SETS = (*TINY, "train.preset=best", "refine.epochs=1", "doctor.enabled=false", "data.check_leakage=false")
 _OPENED: list[str] | None = None  # paths opened while a test listens (an audit hook cannot be removed)
@@ -124,6 +124,15 @@ def test_pooled_head_is_the_weighted_pool_of_the_components_log_probabilities():
     np.testing.assert_allclose(np.log(refined_only.predict_proba(g)), log_softmax(0.5 * lp_head + 0.5 * lp_ref), atol=1e-5)
     pretrained_only = pooled_head(comp.layout((1.0, 0.0, 0.0), 16, 6), blocks=2)
     np.testing.assert_allclose(pretrained_only.predict_proba(xb), svm.predict_proba(xb), atol=1e-5)
+
+
+def test_a_validation_part_without_errors_does_not_send_the_temperature_to_its_bound():
+    z = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]] * 4)
+    y = np.tile([0, 1, 2], 4)
+    assert fit_temperature(z, y) > 20  # separable: the plain fit runs off (to wherever the flat loss stops it)
+    assert 1.0 <= map_temperature(z, y, 1.0) < 10 and map_temperature(z[:0], y[:0], 7.0) == 7.0
+    noisy = np.vstack([z, [[2.0, -1, -1]]])  # one confident error: the data itself bounds T
+    assert map_temperature(noisy, np.append(y, 1), 1.0) < map_temperature(z, y, 1.0)
 
 
 def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):

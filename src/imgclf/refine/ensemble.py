@@ -46,7 +46,7 @@ from ..pipeline.featurizer import feature_cache_dir, featurizer_models, featuriz
 from ..pipeline.presets import gflops
 from ..pipeline.rundir import RunDir
 from ..pipeline.trainers import class_labels, dataset_name, register_trainer
-from ..trust.calibration import fit_temperature, nll, softmax
+from ..trust.calibration import nll, softmax
 from ..trust.ood import fit_ood
 from .checkpoint import clear_checkpoints
 from .loop import checkpoint_dir, fit
@@ -91,6 +91,28 @@ def pooled_head(parts: list[tuple[np.ndarray, np.ndarray]], blocks: int) -> Line
     w = sum(p[0] for p in parts)
     b = sum(p[1] for p in parts)
     return LinearHead((np.sqrt(blocks) * w).astype(np.float32), np.asarray(b, np.float32), temperature=1.0, l2_normalize=True)
+
+
+PRIOR_SIGMA = 1.0  # spread of log T around its prior centre, in nats of summed validation log-loss
+
+
+def map_temperature(logits: np.ndarray, y: np.ndarray, t0: float) -> float:
+    """The temperature minimising the summed validation log-loss of ``softmax(T * logits)`` plus
+    ``(log T - log t0)² / (2 PRIOR_SIGMA²)``. A few dozen validation images that the refined network classifies
+    without error make the plain fit run to its bound (T ~ 1000: every score 0 or 1, and the pool then
+    ignores its weights); the prior keeps T near ``t0`` unless the validation images say otherwise: 1 for the
+    refined head (trained with label smoothing, its logits are near calibrated), the pretrained SVM's out-of-fold
+    temperature for an SVM on refined features."""
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=np.float64)
+    if not len(y):
+        return float(t0)
+
+    def loss(log_t: float) -> float:
+        return len(y) * nll(softmax(np.exp(log_t) * z), y) + 0.5 * ((log_t - np.log(t0)) / PRIOR_SIGMA) ** 2
+
+    return float(np.exp(minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded").x))
 
 
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -237,8 +259,8 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
         views[flip] = (_unit_blocks(_split_parts(fb.features[okv], dims)), l2_normalize(fg.features[okv]))
     # the refined components' temperatures, on the plain validation features
     ub, ug = views[False]
-    comp.t_head = fit_temperature(comp.scale * ug @ comp.w_head.T + comp.b_head, yv)
-    comp.t_ref = fit_temperature(ug @ heads[1].weight.T + heads[1].bias, yv)
+    comp.t_head = map_temperature(comp.scale * ug @ comp.w_head.T + comp.b_head, yv, 1.0)
+    comp.t_ref = map_temperature(ug @ heads[1].weight.T + heads[1].bias, yv, comp.svm.head_.temperature)
     raw_head = plain_g.features[okv] @ comp.w_head.T + comp.b_head
     logits = {flip: comp.logits(*views[flip], heads=heads) for flip in (False, True)}
     for i, name in enumerate(COMPONENTS):
