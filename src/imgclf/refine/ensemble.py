@@ -9,8 +9,9 @@ Three components, each a calibrated linear model on some features:
 pooled by a weighted average of their calibrated log-probabilities (log-linear pooling), with
 horizontal-flip test-time augmentation when it helps. Weights and flip are chosen on the part of the
 TRAIN split that refinement held out for its validation (the network never trained on it; the SVMs
-are refit without it for the choice): the best class-averaged accuracy on a grid of weights, ties
-going to the cheaper ensemble (fewer featurizers, no flip), then to the lower log-loss. A component
+are refit without it for the choice): the best class-averaged accuracy on a grid of weights, then
+the lowest log-loss, near ties (log-loss within 5%) going to the cheaper ensemble (fewer featurizers,
+no flip). A component
 with weight 0 is dropped from the bundle, with its featurizer when nothing else reads it.
 
 Every component being linear, the pool is itself ONE linear head over the features of the kept
@@ -54,6 +55,8 @@ from .train import _export_featurizer, _engine, _plot_curves, _refine_meta
 
 COMPONENTS = ("svm", "refined_head", "svm_on_refined")
 GRID = 4  # weights are multiples of 1/GRID summing to 1 (15 triples)
+NLL_TIE = 0.05  # validation log-losses within 5% (+ NLL_SLACK) of the best one at the best accuracy count as a tie
+NLL_SLACK = 0.002
 
 
 @dataclasses.dataclass
@@ -67,8 +70,8 @@ class Choice:
     cost: float = 0.0  # GFLOPs per image of the featurizers it needs (twice with flip)
 
     def key(self) -> tuple[float, float, float]:
-        """Best first: higher accuracy, then cheaper, then lower log-loss."""
-        return (-round(self.accuracy, 9), round(self.cost, 6), self.nll)
+        """Best first: higher accuracy, then lower log-loss, then cheaper."""
+        return (-round(self.accuracy, 9), self.nll, round(self.cost, 6))
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": dict(zip(COMPONENTS, self.weights)), "tta_flip": self.flip, "val_class_avg_accuracy": round(self.accuracy, 4),
@@ -260,7 +263,12 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
     # the refined components' temperatures, on the plain validation features
     ub, ug = views[False]
     comp.t_head = map_temperature(comp.scale * ug @ comp.w_head.T + comp.b_head, yv, 1.0)
-    comp.t_ref = map_temperature(ug @ heads[1].weight.T + heads[1].bias, yv, comp.svm.head_.temperature)
+    z_ref = ug @ heads[1].weight.T + heads[1].bias
+    z_svm = ub @ heads[0].weight.T / np.sqrt(comp.n_pretrained) + heads[0].bias
+    # an SVM's decision values scale with its C: the prior assumes the refined SVM as confident per unit of
+    # spread as the pretrained one, whose temperature is fit out of fold on every train image
+    spread = float(np.std(z_svm) / max(float(np.std(z_ref)), 1e-12))
+    comp.t_ref = map_temperature(z_ref, yv, comp.svm.head_.temperature * spread)
     raw_head = plain_g.features[okv] @ comp.w_head.T + comp.b_head
     logits = {flip: comp.logits(*views[flip], heads=heads) for flip in (False, True)}
     for i, name in enumerate(COMPONENTS):
@@ -280,22 +288,32 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
         cost = (cost_b if weights[0] else 0.0) + (cost_g if weights[1] or weights[2] else 0.0)
         grid.append(Choice(weights, flip, _balanced_accuracy(yv, z.argmax(1)), nll(softmax(z), yv), cost * (2 if flip else 1)))
     grid.sort(key=Choice.key)
-    chosen = grid[0]
+    chosen = pick(grid)
     for i, name in enumerate(COMPONENTS):
         without = [c for c in grid if not c.weights[i]]
         table["components"][name]["weight"] = chosen.weights[i]
-        table["components"][name]["why"] = _why(chosen, min(without, key=Choice.key), i) if without and not pinned else "set by train.ensemble_weights"
-    how = "set by train.ensemble_weights" if pinned else ("best class-averaged accuracy on the validation images, ties to the cheaper, "
-                                                           "then to the lower log-loss")
+        table["components"][name]["why"] = _why(chosen, pick(without), i) if without and not pinned else "set by train.ensemble_weights"
+    how = "set by train.ensemble_weights" if pinned else ("best class-averaged accuracy on the validation images, then the lowest "
+                                                           "log-loss, log-losses within 5% going to the cheaper")
     table.update(chosen=chosen, grid=[c.to_dict() for c in grid], why=f"{how} ({int(okv.sum())} validation images of the train split)")
     return table
+
+
+def pick(choices: list[Choice]) -> Choice:
+    """The best class-averaged accuracy; among those, log-losses within NLL_TIE of the lowest are ties and go
+    to the cheapest (fewer featurizers, no flip), then to the lower log-loss."""
+    top = max(round(c.accuracy, 9) for c in choices)
+    level = [c for c in choices if round(c.accuracy, 9) == top]
+    low = min(c.nll for c in level)
+    return min((c for c in level if c.nll <= low * (1 + NLL_TIE) + NLL_SLACK), key=lambda c: (round(c.cost, 6), c.nll))
 
 
 def _why(chosen: Choice, without: Choice, i: int) -> str:
     if chosen.weights[i]:
         return (f"kept: {100 * chosen.accuracy:.2f}% with it, {100 * without.accuracy:.2f}% at best without"
                 + (f" (log-loss {chosen.nll:.3f} vs {without.nll:.3f})" if chosen.accuracy == without.accuracy else ""))
-    return "dropped: validation shows no gain from it (ties go to the cheaper ensemble)"
+    return (f"dropped: {100 * without.accuracy:.2f}% without it (log-loss {without.nll:.3f}); no gain from it on validation "
+            "(near ties go to the cheaper ensemble)")
 
 
 def _gflops_of(engine: Any) -> float:
