@@ -1,7 +1,7 @@
 """Presets benchmark: `imgclf run --preset fast|balanced|best` beside fixed featurizer settings, per set.
 
     flock /work/bench.lock python benchmarks/presets.py [--sets hymenoptera clothing10 cub_warblers demo]
-        [--presets fast balanced best] [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--out presets.json]
+        [--presets fast balanced best] [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--first-seed 0] [--out presets.json]
 
 Each preset is a whole `imgclf run` (the CLI a user calls, doctor included) in a fresh data root
 whose feature cache is empty and whose engine cache holds the work dir's exports (a network is
@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
     ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
     ap.add_argument("--seeds", type=int, default=3, help="split seeds of sets without a split of their own")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     ap.add_argument("--out", type=Path, default=Path("presets.json"))
     ap.add_argument("--balanced-set", action="append", default=[], help="extra setting of the balanced runs (repeatable)")
     ap.add_argument("--no-fixed", action="store_true", help="presets only (no fixed settings)")
@@ -93,7 +94,7 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.sets:
         images = images_folder(name if name == "demo" else str(args.datasets / name), args.work)
-        seeds = [0] if name in FIXED_SPLIT else list(range(args.seeds))
+        seeds = [0] if name in FIXED_SPLIT else list(range(args.first_seed, args.first_seed + args.seeds))
         print(f"{name}: {images}", file=sys.stderr, flush=True)
         results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed, tuple(args.presets)) for s in seeds]
         args.out.write_text(json.dumps(results, indent=1))
