@@ -1,7 +1,7 @@
-"""Presets benchmark: `imgclf run --preset fast|balanced` beside fixed featurizer settings, per set.
+"""Presets benchmark: `imgclf run --preset fast|balanced|best` beside fixed featurizer settings, per set.
 
     flock /work/bench.lock python benchmarks/presets.py [--sets hymenoptera clothing10 cub_warblers demo]
-        [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--out presets.json]
+        [--presets fast balanced best] [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--first-seed 0] [--out presets.json]
 
 Each preset is a whole `imgclf run` (the CLI a user calls, doctor included) in a fresh data root
 whose feature cache is empty and whose engine cache holds the work dir's exports (a network is
@@ -32,7 +32,10 @@ def imgclf_run(images: Path, work: Path, sets: list[str]) -> dict:
     """accuracy.py's whole `imgclf run` in ``work`` (data root ``work/data``, run dir ``work/run``), and what the preset chose."""
     r = run_once(images, sets, work)
     preset = json.loads((work / "run" / "metrics.json").read_text()).get("preset") or {}
-    return {**r, "wall_s": round(r["wall_s"], 1), "winner": preset.get("winner"), "candidates": preset.get("candidates")}
+    ensemble = preset.get("ensemble") or {}
+    return {**r, "wall_s": round(r["wall_s"], 1), "winner": preset.get("winner"), "candidates": preset.get("candidates"),
+            "ensemble": ensemble.get("chosen"), "components": ensemble.get("components"), "refinement": preset.get("refinement"),
+            "refine_seconds": ensemble.get("refine_seconds"), "refine_s_per_image_epoch": ensemble.get("refine_s_per_image_epoch")}
 
 
 def fixed_sets(name: str) -> list[str]:
@@ -42,16 +45,18 @@ def fixed_sets(name: str) -> list[str]:
             "doctor.enabled=false", "data.check_leakage=false"]
 
 
-def bench_set(images: Path, seed: int, work: Path, balanced: list[str] = (), fixed: bool = True) -> dict:
+def bench_set(images: Path, seed: int, work: Path, balanced: list[str] = (), fixed: bool = True,
+              presets: tuple[str, ...] = ("fast", "balanced", "best")) -> dict:
     out: dict = {"seed": seed, "presets": {}, "fixed": {}}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        for preset in ("fast", "balanced"):
+        for preset in presets:
             (Path(tmp) / preset / "data").mkdir(parents=True)
             (Path(tmp) / preset / "data" / "engines").symlink_to(work / "data" / "engines")  # exports kept; features cold
-            extra = list(balanced) if preset == "balanced" else []
+            extra = list(balanced) if preset in ("balanced", "best") else []
             out["presets"][preset] = imgclf_run(images, Path(tmp) / preset, [f"train.preset={preset}", f"data.seed={seed}", *extra])
             print(f"  seed {seed} {preset:<9} {out['presets'][preset]}", file=sys.stderr, flush=True)
-        out["fixed"][FIXED[0]] = out["presets"]["fast"]  # fast is lite0@224 alone
+        if "fast" in out["presets"]:
+            out["fixed"][FIXED[0]] = out["presets"]["fast"]  # fast is lite0@224 alone
         for name in FIXED[1:] if fixed else ():
             shared = [f'data.root="{work / "data"}"', *fixed_sets(name), f"data.seed={seed}"]  # shared caches
             r = imgclf_run(images, Path(tmp) / name, shared)
@@ -79,17 +84,19 @@ def main() -> None:
     ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
     ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
     ap.add_argument("--seeds", type=int, default=3, help="split seeds of sets without a split of their own")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     ap.add_argument("--out", type=Path, default=Path("presets.json"))
     ap.add_argument("--balanced-set", action="append", default=[], help="extra setting of the balanced runs (repeatable)")
     ap.add_argument("--no-fixed", action="store_true", help="presets only (no fixed settings)")
+    ap.add_argument("--presets", nargs="+", default=["fast", "balanced", "best"], choices=["fast", "balanced", "best"])
     args = ap.parse_args()
     warm_engines(args.work / "data" / "engines")
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.sets:
         images = images_folder(name if name == "demo" else str(args.datasets / name), args.work)
-        seeds = [0] if name in FIXED_SPLIT else list(range(args.seeds))
+        seeds = [0] if name in FIXED_SPLIT else list(range(args.first_seed, args.first_seed + args.seeds))
         print(f"{name}: {images}", file=sys.stderr, flush=True)
-        results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed) for s in seeds]
+        results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed, tuple(args.presets)) for s in seeds]
         args.out.write_text(json.dumps(results, indent=1))
     print(table(results))
 
@@ -99,21 +106,36 @@ def _mean(xs: list[float]) -> float:
 
 
 def table(results: dict) -> str:
-    """Markdown: per set, mean over seeds of accuracy / class-averaged accuracy, median wall time."""
-    lines = ["| set | fast acc / class-avg | wall s | balanced acc / class-avg | wall s | balanced chose | best fixed (by test) | acc |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown: per set, mean over seeds of accuracy / class-averaged accuracy and median wall time of each preset run,
+    what balanced and best chose, and the best fixed setting (by test accuracy) where fixed settings ran."""
+    presets = [p for p in ("fast", "balanced", "best") if any(p in r["presets"] for runs in results.values() for r in runs)]
+    head = [h for p in presets for h in (f"{p} acc / class-avg", "wall s")]
+    lines = ["| set | " + " | ".join(head) + " | balanced chose | best chose (weights svm/head/svm_on_refined, flip) | best fixed (by test) | acc |",
+             "|" + "---|" * (len(head) + 5)]
     for name, runs in results.items():
         row = [name]
-        for preset in ("fast", "balanced"):
-            rs = [r["presets"][preset] for r in runs]
+        for preset in presets:
+            rs = [r["presets"][preset] for r in runs if preset in r["presets"]]
+            if not rs:
+                row += ["—", "—"]
+                continue
             row.append(f"{100 * _mean([r['accuracy'] for r in rs]):.2f} / {100 * _mean([r['class_avg_accuracy'] for r in rs]):.2f}")
             row.append(f"{statistics.median(r['wall_s'] for r in rs):.1f}")
-        row.append(", ".join(sorted({r["presets"]["balanced"]["winner"] or "—" for r in runs})))
-        fixed = {k: _mean([r["fixed"][k]["accuracy"] for r in runs]) for k in runs[0]["fixed"]}  # fast at least
-        best = max(fixed, key=fixed.get)
-        row += [best, f"{100 * fixed[best]:.2f}"]
+        row.append(", ".join(sorted({r["presets"]["balanced"]["winner"] or "—" for r in runs if "balanced" in r["presets"]})) or "—")
+        row.append("; ".join(_ensemble_text(r["presets"]["best"]) for r in runs if "best" in r["presets"]) or "—")
+        fixed = {k: _mean([r["fixed"][k]["accuracy"] for r in runs]) for k in runs[0]["fixed"]}
+        best = max(fixed, key=fixed.get) if fixed else None
+        row += [best or "—", f"{100 * fixed[best]:.2f}" if best else "—"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ensemble_text(r: dict) -> str:
+    e = r.get("ensemble")
+    if not e:
+        return f"{r.get('winner')}, no ensemble ({(r.get('refinement') or {}).get('status', '?')})"
+    w = "/".join(f"{v:g}" for v in e["weights"].values())
+    return f"{r.get('winner')}; {w}{', flip' if e['tta_flip'] else ''}"
 
 
 if __name__ == "__main__":

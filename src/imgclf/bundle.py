@@ -8,6 +8,7 @@
       trust.npz        the unknown-image detector (train features, out-of-fold scores); absent in older bundles
       featurizer-<i>.onnx    the i-th (from 1) further featurizer of a feature ensemble (bundle.json's
                        ``ensemble``): its L2-normalised features follow the first one's, each normalised too
+      backbone-<i>.safetensors  refined weights of the i-th further featurizer (an ``ensemble`` member's state_dict)
       metrics.json     test metrics of the run that made it
       manifest.json    SHA-256 of every file above; a mismatch refuses the load
 
@@ -73,6 +74,7 @@ class BundleMeta:
     training_history: list[dict[str, Any]] | None = None  # refined models: per-epoch errors and losses
     trust: dict[str, Any] | None = None  # the unknown-image detector: file (trust.npz), score, train images (absent: none)
     ensemble: list[dict[str, Any]] | None = None  # further featurizers: backbone, resolution, preprocessing and the featurizer keys
+    tta: str | None = None  # "flip": each featurizer's features are the mean of the image's and its mirror image's (absent: none)
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer or other imgclf, kept as they are
 
     @classmethod
@@ -94,7 +96,8 @@ class BundleMeta:
     @property
     def feature_ids(self) -> str:
         """The features.npz id of the features this bundle's head reads (every featurizer's, joined)."""
-        return join_ids([self.featurizer["feature_id"], *(m["feature_id"] for m in self.ensemble or ())])
+        ids = [self.featurizer["feature_id"], *(m["feature_id"] for m in self.ensemble or ())]
+        return join_ids([flip_id(i) for i in ids] if self.tta == "flip" else ids)
 
     @property
     def kind(self) -> str:
@@ -103,7 +106,7 @@ class BundleMeta:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        for key in ("training_history", "trust", "ensemble"):
+        for key in ("training_history", "trust", "ensemble", "tta"):
             if d[key] is None:
                 del d[key]
         return {**d, **self.extra}
@@ -159,9 +162,14 @@ class Bundle:
 
     def state_dict(self) -> dict | None:
         """Refined featurizer weights, or None for the backbone's pretrained weights."""
-        p = self.file("state_dict")
-        if p is None:
+        return self._state_dict_of(self.meta.featurizer)
+
+    def _state_dict_of(self, featurizer: dict[str, Any]) -> dict | None:
+        """The refined weights a featurizer section (the first one or an ``ensemble`` member) names, or None."""
+        name = featurizer.get("state_dict")
+        if not name:
             return None
+        p = self.dir / name
         from safetensors.torch import load_file
 
         with _readable(p, "safetensors"):
@@ -172,13 +180,14 @@ class Bundle:
         return self._engine(self.meta.featurizer, self.spec, self._model_cfg(), engine_cfg, self.state_dict, **kw)
 
     def build_engines(self, engine_cfg: EngineConfig, **kw: Any) -> list:
-        """Every featurizer of this bundle, in the order the head reads their features (one unless an ensemble)."""
+        """Every featurizer of this bundle, in the order the head reads their features (one unless an ensemble),
+        each averaging the image and its mirror image when the bundle says ``tta = "flip"``."""
         engines = [self.build_engine(engine_cfg, **kw)]
         for m in self.meta.ensemble or ():
             spec = DataSpec.from_dict(m["preprocessing"])
             model = dataclasses.replace(self._model_cfg(), backbone=m["backbone"], resolution=int(m["resolution"]))
-            engines.append(self._engine(m, spec, model, engine_cfg, lambda: None, **kw))
-        return engines
+            engines.append(self._engine(m, spec, model, engine_cfg, lambda m=m: self._state_dict_of(m), **kw))
+        return [FlipAveraged(e) for e in engines] if self.meta.tta == "flip" else engines
 
     def _engine(self, f: dict[str, Any], spec: DataSpec, model: ModelConfig, engine_cfg: EngineConfig, state_dict: Any, **kw: Any):
         from .features.engines import build_engine, resolve_engine
@@ -204,6 +213,28 @@ class Bundle:
     def _model_cfg(self) -> ModelConfig:
         return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True,
                            resampler=self.spec.interpolation if self.spec.interpolation in OPENCV_RESAMPLERS else "native")
+
+
+def flip_id(feature_id: str) -> str:
+    """The feature id of ``feature_id``'s featurizer averaged over each image and its mirror image (``.flip`` after
+    its weights): those features are cached apart from the plain ones."""
+    f = FeatureId.parse(feature_id)
+    return str(dataclasses.replace(f, weights=f"{f.weights}.flip"))
+
+
+class FlipAveraged:
+    """Horizontal-flip test-time augmentation: an engine whose features are the mean of the input's and of its
+    mirror image's (the preprocessed crop reversed left to right: the centre crop of the mirrored image). For a
+    linear head on unnormalised features that is the mean of the two decision values; it costs two passes."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.spec, self.dim = engine.spec, engine.dim
+        self.feature_id = flip_id(engine.feature_id)
+
+    def run(self, batch: Any) -> Any:
+        mirrored = batch[..., ::-1].copy()  # (B, 3, H, W) with W reversed
+        return (self.engine.run(batch) + self.engine.run(mirrored)) / 2
 
 
 class _readable:

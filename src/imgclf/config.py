@@ -93,12 +93,14 @@ class SvmConfig:
 
 @dataclass
 class TrainConfig:
-    classifier: str = "svm"  # what `imgclf run` trains (see imgclf.registry.TRAINERS) (dnn: refine the network; svm_on_refined: refine, then an SVM on its features)
+    classifier: str = "svm"  # what `imgclf run` trains (see imgclf.registry.TRAINERS) (dnn: refine the network; svm_on_refined: refine, then an SVM on its features; ensemble: both and the SVM on model.* features, pooled; preset best turns svm into ensemble)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
-    preset: Literal["fast", "balanced"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split
+    preset: Literal["fast", "balanced", "best"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split; best: balanced, then the "ensemble" trainer (refinement + calibrated ensemble, weights from validation on train)
     candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION, "+" joins a concatenation) balanced chooses among; empty = its own list
     max_upscale: float = 2.0  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays): 1.25 cost 4.7 points on cub_warblers
-    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): balanced drops its most expensive candidates to fit
+    ensemble_weights: list[float] = field(default_factory=list)  # ensemble trainer: weights of [svm, refined head, svm on refined features] (empty = chosen on validation on train)
+    tta: Literal["auto", "flip", "none"] = "auto"  # ensemble trainer: horizontal-flip test-time augmentation (auto = where validation on train shows a gain)
+    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): best drops refinement first, then balanced/best drop their most expensive candidates to fit
 
 
 @dataclass
@@ -234,6 +236,9 @@ class Config:
                 parse_featurizer(part, "train.candidates")
         if self.train.max_upscale <= 0:
             raise ConfigError(f"train.max_upscale must be a positive number; got {self.train.max_upscale}")
+        w = self.train.ensemble_weights
+        if w and (len(w) != 3 or min(w) < 0 or sum(w) <= 0):
+            raise ConfigError(f"train.ensemble_weights must be 3 numbers >= 0, not all 0 (svm, refined head, svm on refined features); got {w}")
         if self.train.time_limit < 0:
             raise ConfigError(f"train.time_limit must be >= 0 seconds (0 = no limit); got {self.train.time_limit}")
         self._validate_refine()

@@ -95,7 +95,8 @@ ENGINE_PRECISIONS: dict[str, tuple[str, ...]] = {
     "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "bf16")}
 #: Classifier trainers: ``train.classifier``.
 TRAINERS: Registry = Registry("train.classifier", error=ConfigError, plugins={
-    "svm": "imgclf.pipeline.trainers", "dnn": "imgclf.refine.train", "svm_on_refined": "imgclf.refine.train"})
+    "svm": "imgclf.pipeline.trainers", "dnn": "imgclf.refine.train", "svm_on_refined": "imgclf.refine.train",
+    "ensemble": "imgclf.refine.ensemble"})
 #: Image-search providers of ``imgclf scrape``.
 PROVIDERS: Registry = Registry("image-search provider", hint="pass --provider auto to use the first one that works",
                                plugins={"brave": "imgclf.acquire.providers", "ddgs": "imgclf.acquire.providers"})

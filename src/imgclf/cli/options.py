@@ -25,7 +25,8 @@ TokenFileOpt = Annotated[Optional[Path], typer.Option("--token-file", help="File
 HostOpt = Annotated[Optional[str], typer.Option(help="Bind address (serve.host, default 127.0.0.1).")]
 PortOpt = Annotated[Optional[int], typer.Option(help="TCP port (serve.port, default 8000).")]
 PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one featurizer, lite0 224 px), balanced (featurizers "
-                                                  "chosen by cross-validation on the train split only) (sets train.preset).")]
+                                                  "chosen by cross-validation on the train split only), best (balanced, plus refinement and a calibrated "
+                                                  "ensemble weighed on validation on train) (sets train.preset).")]
 TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
                                                      "10m, 1h (sets train.time_limit): balanced drops its most expensive "
                                                      "candidates to fit.")]

@@ -42,6 +42,11 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     chosen = (m.get("preset") or {}).get("winner")
     if chosen:
         typer.echo(f"preset {m['preset']['name']}: featurizers {chosen} (chosen by cross-validation on the train split)")
+    ensemble = (m.get("preset") or {}).get("ensemble")
+    if ensemble:
+        weights = ", ".join(f"{k} {v:g}" for k, v in ensemble["chosen"]["weights"].items())
+        typer.echo(f"ensemble: {weights}; flip TTA {'on' if ensemble['chosen']['tta_flip'] else 'off'} "
+                   f"(chosen on {ensemble['validation_images']} validation images held out of the train split)")
     typer.echo(f"test accuracy {100 * m['accuracy']:.2f}%  class-averaged {100 * m['class_avg_accuracy']:.2f}%  "
                f"(train {m.get('n_train')}, test {m['n_test']})")
     for name, v in m["per_class_accuracy"].items():

@@ -192,6 +192,23 @@ def _preset_section(preset: dict[str, Any] | None) -> str:
             f"<th>featurizers</th><th>CV class-averaged accuracy</th><th>cost (s)</th><th></th></tr>{rows}</table>")
 
 
+def _ensemble_section(preset: dict[str, Any] | None) -> str:
+    """Preset best's ensemble: each component's validation score on the held-out part of train, weight and why."""
+    ens = (preset or {}).get("ensemble")
+    if not ens or not ens.get("chosen"):
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{_pct(c.get('val_class_avg_accuracy'))}</td>"
+        f"<td>{_pct(c.get('val_class_avg_accuracy_flip'))}</td><td>{c.get('weight', '—')}</td><td>{html.escape(str(c.get('why', '')))}</td></tr>"
+        for name, c in ens.get("components", {}).items())
+    chosen = ens["chosen"]
+    return (f"<h2>Ensemble (preset best)</h2><p>Weights and flip test-time augmentation chosen on {ens.get('validation_images')} "
+            f"validation images held out of the train split: {html.escape(str(ens.get('why', '')))}. Flip: "
+            f"<b>{'on' if chosen['tta_flip'] else 'off'}</b>; pooled validation class-averaged accuracy "
+            f"{_pct(chosen['val_class_avg_accuracy'])}.</p><table><tr><th>component</th><th>validation class-averaged accuracy</th>"
+            f"<th>with flip</th><th>weight</th><th></th></tr>{rows}</table>")
+
+
 def _class_maps_section(maps: Sequence[tuple[dict[str, Any], Path, Path]]) -> str:
     """Misclassified test images with the class activation maps of their predicted and their true class."""
     if not maps:
@@ -251,7 +268,7 @@ figure.cam{{width:330px}}figure.cam img{{width:160px;height:160px;max-width:none
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
 <div class="errors">{cards or '<p>None.</p>'}</div>
-{_preset_section(metrics.get("preset"))}{_class_maps_section(class_maps)}
+{_preset_section(metrics.get("preset"))}{_ensemble_section(metrics.get("preset"))}{_class_maps_section(class_maps)}
 {_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
     write_text(path, doc)
     return Path(path)

@@ -8,9 +8,16 @@
   concatenation of the two best L2-normalised feature sets is scored too; the best score wins, ties
   going to the cheaper. The winner becomes ``model.backbone``/``model.resolution``/``model.ensemble``.
 
+- ``best``: balanced's choice, then the ``ensemble`` trainer (:mod:`imgclf.refine.ensemble`): refinement
+  and a pooled ensemble of the SVM, the refined head and the SVM on refined features, with flip
+  test-time augmentation when validation on train shows a gain.
+
 ``train.time_limit`` plans the selection from per-image costs: network GFLOPs times seconds per
 GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
 engine cache lacks the network; the most expensive candidates are dropped first until the plan fits.
+For best, refinement is planned first (epochs × train images × seconds per image per epoch, from
+the refined network's GFLOPs, plus featurizing every image with it) and dropped first when it and
+the cheapest candidate do not both fit: the run is then balanced's, and the plan says so.
 Test images are never opened here: every decision is made before the test split is featurized.
 """
 from __future__ import annotations
@@ -40,6 +47,7 @@ GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), 
 PRIOR_S_PER_GFLOP = 0.012  # one core of a 2-core x86 CPU, OpenVINO bf16, decode included (FACTS: ~215 img/s for lite0 on 2 cores)
 EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
 FIXED_S = 8.0  # what the rest of a run costs whatever the featurizer (SVM, evaluation, report, bundle)
+REFINE_S_PER_GFLOP = 0.023  # one training image of one epoch per GFLOP on 2 cores (lite2@320, 4 stages frozen: 13 s for 221 images)
 HEADER_SAMPLE = 200  # train images whose size sets the median
 
 Say = Callable[[str], None]
@@ -134,11 +142,20 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     for c in cands:
         c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
     budget = None
+    refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop), 1),
+                  "status": "planned"} if cfg.train.preset == "best" else None
     if cfg.train.time_limit:
         n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
         budget = cfg.train.time_limit - elapsed_s - FIXED_S - n_rest * per_gflop * max(c.gflops for c in cands)
+        if refinement is not None:
+            cheapest = min((c.estimate_s for c in cands if c.status == "planned"), default=0.0)
+            if budget - refinement["estimate_s"] >= cheapest:
+                budget -= refinement["estimate_s"]
+            else:
+                refinement["status"] = (f"dropped: time limit (needs ~{refinement['estimate_s']:.0f} s, "
+                                        f"{max(0.0, budget - cheapest):.0f} s left after the cheapest candidate)")
     kept = plan(cands, budget)
-    say(_plan_text(cfg, cands, short, budget))
+    say(_plan_text(cfg, cands, short, budget, refinement))
     features: dict[str, np.ndarray] = {}
     ok = np.ones(len(paths), dtype=bool)
     spent = 0.0
@@ -174,9 +191,24 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
            "median_short_side": short, "time_limit": cfg.train.time_limit or None,
            "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2)}
+    if refinement is not None:
+        out["refinement"] = refinement
     write_json(rd.candidates, out)
     say(_result_text(cands, winner))
     return out
+
+
+def refinement_estimate(cfg: Config, n_train: int, n_all: int, per_gflop: float) -> float:
+    """Seconds the ensemble trainer adds to a run: ``refine.epochs`` over the train images (less the validation
+    part, at most ``refine.max_images_per_epoch``), then featurizing the train images, the validation part
+    (plain and mirrored) and finally every image with the refined network, and its export."""
+    model = cfg.refine_model()
+    g = gflops(model.backbone, model.resolution)
+    per_epoch = n_train * (1.0 - cfg.refine.val_fraction)
+    per_epoch = min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
+    training = cfg.refine.epochs * per_epoch * REFINE_S_PER_GFLOP * g * 2 / cpu_threads(cfg.engine.threads)
+    featurizing = (per_epoch + n_train + 3 * cfg.refine.val_fraction * n_train + n_all) * per_gflop * g
+    return training + featurizing + EXPORT_S
 
 
 def with_featurizers(cfg: Config, names: str) -> Config:
@@ -261,11 +293,16 @@ def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gfl
     return seconds
 
 
-def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: float | None) -> str:
+def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: float | None,
+               refinement: dict[str, Any] | None = None) -> str:
     head = (f"preset {cfg.train.preset}: {len(cands)} candidate featurizer(s), median train image short side "
             f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection (time limit "
                                                                   f"{cfg.train.time_limit:.0f} s)" if budget is not None else ""))
     lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status}" for c in cands]
+    if refinement is not None:
+        model = cfg.refine_model()
+        lines.append(f"  refinement of {model.backbone}@{model.resolution}, {cfg.refine.epochs} epochs + ensemble"
+                     f"{'':<8} ~{refinement['estimate_s']:5.1f} s  {refinement['status']}")
     return "\n".join([head, *lines])
 
 

@@ -8,8 +8,10 @@
       hashes.npz                 paths (N,), codes (N, 32) uint8: packed 256-bit dhash of each usable image
       features.npz               paths (N,), features (N, D) float32, ok (N,) bool, feature_id (str; several
                                  featurizers' ids joined by "+" when their L2-normalised features are concatenated)
-      candidates.json            preset balanced: each candidate featurizer's nested-CV score on the train
-                                 split, cost in seconds, status, and the winner (see imgclf.pipeline.presets)
+      candidates.json            preset balanced/best: each candidate featurizer's nested-CV score on the train
+                                 split, cost in seconds, status, and the winner (see imgclf.pipeline.presets); best
+                                 adds "refinement" (its plan) and "ensemble" (each component's validation score,
+                                 weight and why, every grid point tried; see imgclf.refine.ensemble)
       label_issues.csv           path, rel, split, given_label, suggested_label, score, rank, reason: suspected
                                  label errors, worst (lowest out-of-fold probability of the given label) first
       outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image

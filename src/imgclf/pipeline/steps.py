@@ -1,7 +1,7 @@
 """The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
 
     prepare    images → split.csv, skipped.csv, leakage.csv, config.json
-    select     (preset balanced, in ``run``) train split → candidates.json and the model.* it chose
+    select     (preset balanced or best, in ``run``) train split → candidates.json and the model.* it chose
     featurize  split.csv → features.npz (features of every usable image, cached by content)
     train      features.npz → model/ (the bundle), with the trainer ``train.classifier``
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
@@ -39,7 +39,7 @@ from .evaluate import evaluate
 from .featurizer import feature_cache_dir, run_featurizers
 from .presets import needs_selection, select_featurizers, with_featurizers
 from .rundir import RunDir
-from .trainers import get_trainer
+from .trainers import get_trainer, trainer_name
 
 __all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "run", "default_run_dir"]
 
@@ -124,10 +124,11 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
 
-def train(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Train ``cfg.train.classifier`` and write the model bundle."""
+def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None) -> dict[str, Any]:
+    """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
+    another) and write the model bundle."""
     rd = RunDir(run_dir)
-    trainer = get_trainer(cfg.train.classifier)
+    trainer = get_trainer(trainer_as or trainer_name(cfg))
     t0 = time.perf_counter()
     out = trainer.fit(cfg, rd)
     out["seconds"] = round(time.perf_counter() - t0, 2)
@@ -140,14 +141,18 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     (when ``doctor.enabled``); returns the test metrics."""
     t0 = time.perf_counter()
     steps = {"prepare": prepare(cfg, run_dir)}
+    name = trainer_name(cfg)
     if needs_selection(cfg):
         chosen = select_featurizers(cfg, RunDir(run_dir), elapsed_s=time.perf_counter() - t0, say=_say if progress else None)
         cfg = with_featurizers(cfg, chosen["winner"])
         RunDir(run_dir).save_config(cfg)
         steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
-    if get_trainer(cfg.train.classifier).needs_features or cfg.doctor.enabled:
+        if str((chosen.get("refinement") or {}).get("status", "")).startswith("dropped"):
+            name = "svm"  # best without the time for refinement: balanced's SVM
+    trainer = get_trainer(name)
+    if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
-    steps["train"] = train(cfg, run_dir)
+    steps["train"] = train(cfg, run_dir, trainer_as=name)
     metrics = evaluate(cfg, run_dir)
     if cfg.doctor.enabled:
         health = doctor(cfg, run_dir)

@@ -5,9 +5,12 @@ A trainer is a plug-in (declared in ``imgclf.registry.TRAINERS``): a function
 
 - ``needs_features``: the featurize step must run first (features.npz of the pretrained featurizer);
 - ``linear_on_features``: its classifier is an SVM on featurizer outputs, so the fp32 reference of an
-  int8 bundle is an SVM refit on fp32 features (otherwise the network's own head is reused).
+  int8 bundle is an SVM refit on fp32 features (otherwise the network's own head is reused);
+- ``writes_features``: it writes features.npz itself (the bundle's features, after its choices), so
+  ``run`` featurizes nothing before it, not even for the doctor.
 
-``svm`` lives here; ``dnn`` and ``svm_on_refined`` in :mod:`imgclf.refine.train`.
+``svm`` lives here; ``dnn`` and ``svm_on_refined`` in :mod:`imgclf.refine.train`, ``ensemble`` (what
+``train.preset = "best"`` trains) in :mod:`imgclf.refine.ensemble`.
 """
 from __future__ import annotations
 
@@ -35,13 +38,14 @@ class Trainer:
     fit: Callable[[Config, RunDir], dict[str, Any]]
     needs_features: bool
     linear_on_features: bool
+    writes_features: bool = False
 
 
-def register_trainer(name: str, *, needs_features: bool, linear_on_features: bool) -> Callable:
+def register_trainer(name: str, *, needs_features: bool, linear_on_features: bool, writes_features: bool = False) -> Callable:
     """Decorator registering ``fit(cfg, run_dir) -> summary`` as the trainer ``name``."""
 
     def deco(fn: Callable[[Config, RunDir], dict[str, Any]]) -> Callable[[Config, RunDir], dict[str, Any]]:
-        TRAINERS.register(name)(Trainer(fn, needs_features, linear_on_features))
+        TRAINERS.register(name)(Trainer(fn, needs_features, linear_on_features, writes_features))
         return fn
 
     return deco
@@ -49,6 +53,12 @@ def register_trainer(name: str, *, needs_features: bool, linear_on_features: boo
 
 def get_trainer(name: str) -> Trainer:
     return TRAINERS.lookup(name)
+
+
+def trainer_name(cfg: Config) -> str:
+    """The trainer a run of ``cfg`` uses: ``train.classifier``, except that preset best turns the default ``svm``
+    into ``ensemble`` (refinement and the pooled ensemble on top of the featurizer balanced chose)."""
+    return "ensemble" if cfg.train.preset == "best" and cfg.train.classifier == "svm" else cfg.train.classifier
 
 
 def class_labels(rd: RunDir) -> list[str]:
