@@ -39,6 +39,7 @@ from .config import EngineConfig, ModelConfig
 from .dirswap import remove_stale, resolve_dir, swap_dir
 from .errors import BundleError, ImgclfError
 from .features.backbones import OPENCV_RESAMPLERS, DataSpec
+from .features.engines import FlipAveraged, flip_id
 from .features.ids import FeatureId, join_ids
 from .fileio import read_json, read_npz, sha256_file, write_json, write_npz
 from .linear import LinearHead
@@ -213,28 +214,6 @@ class Bundle:
     def _model_cfg(self) -> ModelConfig:
         return ModelConfig(backbone=self.meta.backbone, resolution=self.meta.resolution, pretrained=True,
                            resampler=self.spec.interpolation if self.spec.interpolation in OPENCV_RESAMPLERS else "native")
-
-
-def flip_id(feature_id: str) -> str:
-    """The feature id of ``feature_id``'s featurizer averaged over each image and its mirror image (``.flip`` after
-    its weights): those features are cached apart from the plain ones."""
-    f = FeatureId.parse(feature_id)
-    return str(dataclasses.replace(f, weights=f"{f.weights}.flip"))
-
-
-class FlipAveraged:
-    """Horizontal-flip test-time augmentation: an engine whose features are the mean of the input's and of its
-    mirror image's (the preprocessed crop reversed left to right: the centre crop of the mirrored image). For a
-    linear head on unnormalised features that is the mean of the two decision values; it costs two passes."""
-
-    def __init__(self, engine: Any):
-        self.engine = engine
-        self.spec, self.dim = engine.spec, engine.dim
-        self.feature_id = flip_id(engine.feature_id)
-
-    def run(self, batch: Any) -> Any:
-        mirrored = batch[..., ::-1].copy()  # (B, 3, H, W) with W reversed
-        return (self.engine.run(batch) + self.engine.run(mirrored)) / 2
 
 
 class _readable:

@@ -88,6 +88,21 @@ def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     assert _cos(bf16.run(crops), bf16.run(floats)).min() > 0.9995
 
 
+def test_flip_averaging_mirrors_the_width_of_crops_and_of_normalised_input(lite0):
+    """Flip TTA mirrors left-right whatever the input layout (never the colour channels)."""
+    from imgclf.features.engines import FlipAveraged, flip_id
+    from imgclf.features.preprocess import normalize
+
+    crops = _photos(lite0["spec"])
+    engine = OpenVinoEngine(lite0["fp32"], lite0["spec"], "efficientnet_lite0-r224-imagenet-fp32", precision="fp32")
+    tta = FlipAveraged(engine)
+    expected = (engine.run(crops) + engine.run(crops[:, :, ::-1])) / 2  # (B, H, W, 3): W is axis 2
+    np.testing.assert_allclose(tta.run(crops), expected, atol=1e-4)
+    np.testing.assert_allclose(tta.run(normalize(crops, lite0["spec"])), expected, atol=1e-3)
+    assert np.abs(tta.run(crops) - engine.run(crops)).max() > 1e-3  # the mirror image really differs
+    assert tta.feature_id == flip_id(engine.feature_id) == "efficientnet_lite0-r224-imagenet.flip-fp32"
+
+
 def test_openvino_runs_the_int8_file_like_onnxruntime(lite0):
     x = _photos(lite0["spec"])
     ort = OnnxRuntimeEngine(lite0["int8"], lite0["spec"], "q").run(x)

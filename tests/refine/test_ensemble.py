@@ -14,7 +14,8 @@ from datagen import make_dataset, tiny_config
 from refine_helpers import TINY
 
 from imgclf.api import run
-from imgclf.bundle import FlipAveraged, load_bundle
+from imgclf.bundle import load_bundle
+from imgclf.features.engines import FlipAveraged
 from imgclf.features.featurize import concat_features
 from imgclf.fileio import read_csv, read_json, read_npz, sha256_file
 from imgclf.linear import LinearHead, SvmClassifier, l2_normalize

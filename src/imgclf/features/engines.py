@@ -185,3 +185,29 @@ def engine_from_cache(feature_id: FeatureId, engine_cfg: EngineConfig, cache_dir
     engine_cfg = resolve_engine(engine_cfg)
     from_cache = getattr(ENGINES.lookup(engine_cfg.backend), "from_cache", None)
     return from_cache(feature_id, engine_cfg, cache_dir, **kw) if from_cache is not None else None
+
+
+def flip_id(feature_id: FeatureId | str) -> str:
+    """The feature id of ``feature_id``'s featurizer averaged over each image and its mirror image (``.flip``
+    after its weights): those features are cached apart from the plain ones."""
+    f = FeatureId.parse(str(feature_id))
+    return str(dataclasses.replace(f, weights=f"{f.weights}.flip"))
+
+
+class FlipAveraged:
+    """Horizontal-flip test-time augmentation: an engine whose features are the mean of the input's and of
+    its mirror image's (the crop reversed left to right: the centre crop of the mirrored image). For a
+    linear head on unnormalised features that is the mean of the two decision values. Both go through
+    the wrapped engine as one batch of twice the size."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.spec, self.dim = engine.spec, engine.dim
+        self.feature_id = flip_id(engine.feature_id)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        width = 2 if batch.dtype == np.uint8 and batch.shape[-1] == 3 else 3  # crops (B, H, W, 3) or (B, 3, H, W)
+        both = np.concatenate([batch, np.flip(batch, axis=width)])
+        out = self.engine.run(both)
+        return (out[: len(batch)] + out[len(batch):]) / 2

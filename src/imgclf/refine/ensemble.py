@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from . import distributed
-from ..bundle import BundleMeta, FlipAveraged, load_bundle, write_bundle
+from ..bundle import BundleMeta, load_bundle, write_bundle
+from ..features.engines import FlipAveraged
 from ..config import Config
 from ..errors import DatasetError
 from ..features.backbones import model_backbone
