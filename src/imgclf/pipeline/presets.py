@@ -44,7 +44,7 @@ from .rundir import RunDir
 CANDIDATES = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320")
 CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (EfficientNet-Lite: 0.875 to 0.89)
 GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
-PRIOR_S_PER_GFLOP = 0.012  # one core of a 2-core x86 CPU, OpenVINO bf16, decode included (FACTS: ~215 img/s for lite0 on 2 cores)
+PRIOR_S_PER_GFLOP = 0.012  # seconds per GFLOP on one core of a 2-core x86 CPU, OpenVINO bf16, decode included: lite0@224 (0.77) at ~215 img/s, a busy machine's rate (quiet: 255-290)
 EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
 FIXED_S = 8.0  # what the rest of a run costs whatever the featurizer (SVM, evaluation, report, bundle)
 REFINE_S_PER_GFLOP = 0.023  # one training image of one epoch per GFLOP on 2 cores (lite2@320, 4 stages frozen: 13 s for 221 images)
