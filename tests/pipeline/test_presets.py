@@ -1,7 +1,6 @@
 """Presets and feature ensembles: the choice is made on the train split only; an ensemble bundle predicts
 the same everywhere (files, bytes, the run's own predictions)."""
 import shutil
-import sys
 from pathlib import Path
 
 import httpx
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from datagen import make_dataset, tiny_config
+from fileaudit import opened_files
 from imgclf.api import run
 from imgclf.bundle import load_bundle
 from imgclf.config import load_config
@@ -20,15 +20,6 @@ from imgclf.pipeline.steps import prepare
 from imgclf.predict import Predictor
 
 CANDIDATES = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]'
-_OPENED: list[str] | None = None  # paths opened while a test listens (an audit hook cannot be removed)
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _OPENED is not None and event == "open" and isinstance(args[0], (str, Path)):
-        _OPENED.append(str(args[0]))
-
-
-sys.addaudithook(_audit)
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +35,15 @@ def presets(tmp_path_factory):
 
 
 def test_the_choice_never_opens_a_test_image(presets):
-    global _OPENED
     cfg, rd = presets["balanced"], RunDir(presets["base"] / "audited")
     prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
     test = {r.path for r in rd.split_rows("test")}
     train = {r.path for r in rd.split_rows("train")}
     said: list[str] = []
     timed = load_config(None, ["train.time_limit=600"], base=cfg)
-    _OPENED = []
-    try:
+    with opened_files() as seen:
         chosen = select_featurizers(timed, rd, say=said.append)
-    finally:
-        opened, _OPENED = set(_OPENED), None
+    opened = set(seen)
     assert test and not opened & test
     assert train <= opened  # the hook saw the train images being read
     plan_text = said[0]  # printed before any featurizing

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from fileaudit import opened_files
 from datagen import make_dataset, tiny_config
 from refine_helpers import TINY
 
@@ -27,32 +27,19 @@ from imgclf.refine.ensemble import COMPONENTS, Components, map_temperature, pool
 from imgclf.trust.calibration import fit_temperature, softmax
 
 SETS = (*TINY, "train.preset=best", "refine.epochs=1", "doctor.enabled=false", "data.check_leakage=false")
-_OPENED: list[str] | None = None  # paths opened while a test listens (an audit hook cannot be removed)
-
-
-def _audit(event: str, args: tuple) -> None:
-    if _OPENED is not None and event == "open" and isinstance(args[0], (str, Path)):
-        _OPENED.append(str(args[0]))
-
-
-sys.addaudithook(_audit)
 
 
 @pytest.fixture(scope="module")
 def best(tmp_path_factory):
     """Two best runs: one choosing its weights and flip on validation (the train step listened to), one with
     them pinned (every component, flip on, two pretrained featurizers): read-only."""
-    global _OPENED
     base = tmp_path_factory.mktemp("best")
     images = make_dataset(base / "images", n_per_class=10, seed=7)
     cfg = tiny_config(base / "data", images, *SETS)
     rd = RunDir(base / "chosen")
     prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
-    _OPENED = []
-    try:
+    with opened_files() as opened:
         train(cfg, rd.root)
-    finally:
-        opened, _OPENED = list(_OPENED), None
     evaluate(cfg, rd.root)
     pinned = tiny_config(base / "data", images, *SETS, "train.ensemble_weights=[2, 1, 1]", 'train.tta="flip"',
                          'model.ensemble=["efficientnet_lite0@96"]')
