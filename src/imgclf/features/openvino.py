@@ -101,12 +101,14 @@ class OpenVinoEngine(OnnxFileEngine):
         model = model.clone()
         crops = model.input(0).get_element_type().get_type_name() == "u8"
         model.reshape({0: [batch, r, r, 3] if crops else [batch, 3, r, r]})
-        config = {"INFERENCE_PRECISION_HINT": _HINT[self.precision], "INFERENCE_NUM_THREADS": self.threads}
+        return ov_core().compile_model(model, "CPU", self._config(streams))
+
+    def _config(self, streams: int = 0) -> dict[str, Any]:
+        """The CPU plugin's settings: this precision on all threads, one latency stream or ``streams`` of them."""
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINT[self.precision], "INFERENCE_NUM_THREADS": self.threads}
         if streams:
-            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
-        else:
-            config["PERFORMANCE_HINT"] = "LATENCY"
-        return ov_core().compile_model(model, "CPU", config)
+            return {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+        return {**config, "PERFORMANCE_HINT": "LATENCY"}
 
     def _for_batch(self, n: int, kind: str) -> Any:
         with self._lock:
@@ -131,7 +133,7 @@ class OpenVinoEngine(OnnxFileEngine):
         return np.asarray(self._for_batch(len(x), "crops")(x)[0], dtype=np.float32)  # (B, D)
 
     def _run_streams(self, x: np.ndarray) -> np.ndarray:
-        """``x`` split in one chunk per thread, each run on its own single-threaded stream → (B, D)."""
+        """``x`` split in one chunk per stream, each run on its own single-threaded stream → (B, D)."""
         import openvino as ov
 
         with self._lock:
@@ -154,9 +156,7 @@ class OpenVinoEngine(OnnxFileEngine):
 
         from .export import FEATURE_MAP_NAME
 
-        compiled = ov_core().compile_model(ov_core().read_model(io.BytesIO(model)), "CPU", {
-            "INFERENCE_PRECISION_HINT": _HINT[self.precision], "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": self.threads})
+        compiled = ov_core().compile_model(ov_core().read_model(io.BytesIO(model)), "CPU", self._config())
         out = compiled.output(FEATURE_MAP_NAME)
         return lambda x: np.asarray(compiled(x)[out], dtype=np.float32)  # (B, D, h, w)
 
