@@ -33,7 +33,7 @@ from ..errors import NotExplainable
 from ..registry import ENGINES
 from .backbones import DataSpec
 from .ids import FeatureId
-from .preprocess import network_input
+from .preprocess import is_crops, network_input
 
 
 class Engine(Protocol):
@@ -207,7 +207,7 @@ class FlipAveraged:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
-        width = 2 if batch.dtype == np.uint8 and batch.shape[-1] == 3 else 3  # crops (B, H, W, 3) or (B, 3, H, W)
+        width = 2 if is_crops(batch) else 3  # crops (B, H, W, 3) or (B, 3, H, W)
         both = np.concatenate([batch, np.flip(batch, axis=width)])
         out = self.engine.run(both)
         return (out[: len(batch)] + out[len(batch):]) / 2

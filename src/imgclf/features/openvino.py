@@ -26,6 +26,7 @@ from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
+from .preprocess import is_crops
 
 _MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs ~0.3 s and some memory once)
 _STREAM_MIN = 16  # crops per stream from which a batch is split over streams (featurize's 32; not a server's micro-batches of <= 16)
@@ -124,7 +125,7 @@ class OpenVinoEngine(OnnxFileEngine):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
-        if batch.dtype != np.uint8:
+        if not is_crops(batch):
             x = np.ascontiguousarray(batch, dtype=np.float32)  # (B, 3, H, W), normalised
             return np.asarray(self._for_batch(len(x), "float")(x)[0], dtype=np.float32)
         x = np.ascontiguousarray(batch)  # (B, H, W, 3) uint8 crops

@@ -88,11 +88,16 @@ def normalize(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
     return out
 
 
+def is_crops(batch: np.ndarray) -> bool:
+    """True for uint8 crops (..., H, W, 3) from :func:`load_and_crop`; False for the normalised float input (..., 3, H, W)."""
+    return batch.dtype == np.uint8 and batch.shape[-1] == 3
+
+
 def network_input(batch: np.ndarray, spec: DataSpec) -> np.ndarray:
     """What a network's float input tensor takes, (B, 3, H, W) float32, from an engine's input: a batch
     of uint8 crops (B, H, W, 3) (:func:`load_and_crop`) is normalised here; float input is taken as normalised."""
     batch = np.asarray(batch)
-    if batch.dtype == np.uint8 and batch.shape[-1] == 3:
+    if is_crops(batch):
         return normalize(batch, spec)
     return np.ascontiguousarray(batch, dtype=np.float32)
 
