@@ -56,12 +56,15 @@ def test_candidates_table_and_winner(presets):
     table = read_json(rd.candidates)
     rows = table["candidates"]
     names = [r["featurizers"] for r in rows]
-    assert names == ["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@64+efficientnet_lite0@96"]
+    assert names[:2] == ["efficientnet_lite0@64", "efficientnet_lite0@96"] and len(names) == 3
+    assert sorted(names[2].split("+")) == names[:2]
     scored = [r for r in rows if r["status"] == "scored"]
-    assert len(scored) == 3 and all(0.0 <= r["cv_class_avg_accuracy"] <= 1.0 and r["cost_s"] >= 0 for r in scored)
+    assert len(scored) == 2 and all(0.0 <= r["cv_class_avg_accuracy"] <= 1.0 and r["cost_s"] >= 0 for r in scored)
     winners = [r for r in rows if r["winner"]]
-    assert len(winners) == 1 and winners[0]["featurizers"] == table["winner"]
-    assert winners[0]["cv_class_avg_accuracy"] == max(r["cv_class_avg_accuracy"] for r in scored)
+    assert len(winners) == 1 and winners[0]["featurizers"] == table["winner"] == rows[-1]["featurizers"]
+    # the winner concatenates the train.concat_best (3) best-scoring candidates, best first: here both
+    ranked = sorted(scored, key=lambda r: (-r["cv_class_avg_accuracy"], r["gflops"]))
+    assert table["winner"] == "+".join(r["featurizers"] for r in ranked)
     # the winner is what the run then used, saved in its config and its bundle
     first, *rest = table["winner"].split("+")
     saved = read_json(rd.config)["model"]
@@ -70,6 +73,20 @@ def test_candidates_table_and_winner(presets):
     m = read_json(rd.metrics)
     assert m["preset"]["name"] == "balanced" and m["preset"]["winner"] == table["winner"]
     assert "Featurizer candidates" in rd.report.read_text()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
+    three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
+    cfg = load_config(None, [three, f"train.concat_best={k}"], base=presets["balanced"])
+    rd = RunDir(presets["base"] / f"concat{k}")
+    prepare(cfg, rd.root)
+    chosen = select_featurizers(cfg, rd)
+    scored = sorted((c for c in chosen["candidates"] if c["status"] == "scored"),
+                    key=lambda c: (-c["cv_class_avg_accuracy"], c["gflops"]))
+    assert len(scored) == 3
+    assert chosen["winner"] == "+".join(c["featurizers"] for c in scored[:k])
+    assert len(chosen["candidates"]) == (3 if k == 1 else 4)  # a concatenation is listed only when it is the winner
 
 
 def test_ensemble_bundle_predicts_alike_everywhere(presets):

@@ -29,6 +29,15 @@ def test_temperature_recovers_the_scale_keeps_argmax_and_sums(seed):
     assert nll(after, y) < nll(before, y) and brier(after, y) < brier(before, y)
 
 
+@pytest.mark.parametrize("scale", [1e-4, 1.0, 1e3])
+def test_temperature_does_not_depend_on_the_scale_of_the_logits(scale):
+    """An SVM at C = 1e-4 has decision values of ~0.004: the fit must reach T in the thousands, not stop at a bound."""
+    logits, y = _overconfident(0)
+    t = fit_temperature(logits * scale, y)
+    assert t * scale == pytest.approx(fit_temperature(logits, y), rel=1e-3)
+    assert t * scale == pytest.approx(0.25, rel=0.15)
+
+
 def test_metrics_of_known_cases():
     y = np.array([0, 1, 1, 0])
     onehot = np.eye(2)[y]
