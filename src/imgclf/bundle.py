@@ -48,6 +48,8 @@ from .trust.ood import OodDetector
 FORMAT = "imgclf-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+META = "bundle.json"  # what the bundle is: featurizers, classes, classifier, calibration
+HEAD = "head.npz"  # the linear head every classifier reduces to
 TRUST = "trust.npz"
 ONNX_ENGINES = ("openvino", "onnxruntime")  # engines that run the bundle's featurizer.onnx (torch rebuilds the network)
 _WRITTEN = ("format", "format_version", "created")  # keys write_bundle adds itself
@@ -258,8 +260,8 @@ def write_bundle(
             meta = dataclasses.replace(meta, trust={"file": TRUST, "score": "knn+maxlogit", "neighbors": ood.neighbors,
                                                     "train_images": int(len(ood.train_scores))})
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta.to_dict()}
-        write_json(tmp / "bundle.json", full)
-        write_npz(tmp / "head.npz", **head.to_arrays())
+        write_json(tmp / META, full)
+        write_npz(tmp / HEAD, **head.to_arrays())
         for name, src in (files or {}).items():
             if Path(src).resolve() != (tmp / name).resolve():
                 shutil.copyfile(src, tmp / name)
@@ -278,7 +280,7 @@ def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
     """Check every file against manifest.json; raise :class:`BundleError` on any mismatch, and when a
     file a load reads (bundle.json, head.npz, metrics.json, the files bundle.json names) is not listed."""
     d = resolve_dir(Path(bundle_dir), MANIFEST)
-    if not (d / "bundle.json").is_file():
+    if not (d / META).is_file():
         raise BundleError(
             f"{d} is not a model bundle (no bundle.json)",
             hint="point at RUN_DIR/model, written by `imgclf run` or `imgclf train`",
@@ -311,12 +313,12 @@ def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
 def _loaded_files(d: Path) -> list[str]:
     """Every file a load of ``d`` reads: bundle.json, head.npz, metrics.json and trust.npz when present, and the files
     bundle.json's featurizer section names (run only after bundle.json matched the manifest)."""
-    names = ["bundle.json", "head.npz"] + [n for n in ("metrics.json", TRUST) if (d / n).exists()]
+    names = [META, HEAD] + [n for n in ("metrics.json", TRUST) if (d / n).exists()]
     try:
-        meta = read_json(d / "bundle.json")
+        meta = read_json(d / META)
         featurizers = [("featurizer", meta.get("featurizer", {}))]
     except (OSError, ValueError, AttributeError):
-        raise BundleError(f"{d / 'bundle.json'} is not valid JSON", hint=_REBUILD) from None
+        raise BundleError(f"{d / META} is not valid JSON", hint=_REBUILD) from None
     ensemble = meta.get("ensemble") or []
     featurizers += [(f"ensemble[{i}]", m) for i, m in enumerate(ensemble if isinstance(ensemble, list) else [ensemble])]
     for where, featurizer in featurizers:
@@ -324,7 +326,7 @@ def _loaded_files(d: Path) -> list[str]:
             name = featurizer.get(key) if isinstance(featurizer, dict) else None
             if name:
                 if not isinstance(name, str) or Path(name).name != name:
-                    raise BundleError(f"{d / 'bundle.json'}: {where}.{key} must be a file name inside the bundle; got {name!r}",
+                    raise BundleError(f"{d / META}: {where}.{key} must be a file name inside the bundle; got {name!r}",
                                       hint=_REBUILD)
                 names.append(name)
     return names
@@ -335,13 +337,13 @@ def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
     d = resolve_dir(Path(bundle_dir), MANIFEST)
     verify_bundle(d)
     try:
-        meta = read_json(d / "bundle.json")
+        meta = read_json(d / META)
     except (ValueError, OSError) as e:
-        raise BundleError(f"{d / 'bundle.json'} cannot be read: {e}", hint=_REBUILD) from None
+        raise BundleError(f"{d / META} cannot be read: {e}", hint=_REBUILD) from None
     try:
-        head = LinearHead.from_arrays(read_npz(d / "head.npz"))
+        head = LinearHead.from_arrays(read_npz(d / HEAD))
     except (ValueError, KeyError, OSError, TypeError) as e:
-        raise BundleError(f"{d / 'head.npz'} is not a plain NumPy archive of the classifier's arrays ({e})",
+        raise BundleError(f"{d / HEAD} is not a plain NumPy archive of the classifier's arrays ({e})",
                           hint=f"imgclf never unpickles a file; {_REBUILD}") from None
     version = meta.get("format_version", 0) if isinstance(meta, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
@@ -355,7 +357,7 @@ def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | N
                    files: dict[str, str | os.PathLike] | None = None) -> Bundle:
     """Write a verified bundle again with new metrics / meta keys / files (atomic swap)."""
     b = load_bundle(bundle_dir)
-    keep = {n: b.dir / n for n in verify_bundle(b.dir) if n not in ("bundle.json", "head.npz", MANIFEST, "metrics.json")}
+    keep = {n: b.dir / n for n in verify_bundle(b.dir) if n not in (META, HEAD, MANIFEST, "metrics.json")}
     keep.update(files or {})
     meta = BundleMeta.from_dict({**b.meta.to_dict(), **(meta_update or {})})
     target = Path(bundle_dir)
@@ -377,7 +379,7 @@ def bundle_engine(bundle_dir: str | os.PathLike) -> EngineConfig:
     """The engine settings a bundle was made with (defaults where bundle.json is absent or unreadable:
     loading the bundle then reports what is wrong with it)."""
     try:
-        engine = read_json(Path(bundle_dir) / "bundle.json").get("engine", {})
+        engine = read_json(Path(bundle_dir) / META).get("engine", {})
         return EngineConfig(**{k: v for k, v in engine.items() if k in ("backend", "precision", "threads")})
     except (OSError, ValueError, TypeError, AttributeError):
         return EngineConfig()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..active.select import DEFAULT_STRATEGY, check_strategy, select
-from ..bundle import load_bundle
+from ..bundle import HEAD, load_bundle
 from ..config import Config
 from ..dataset import Item, scan_dataset
 from ..errors import DatasetError, RunDirError
@@ -103,7 +103,7 @@ def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
                           f"features.npz ({run_fid}); Label next refits a linear head on features.npz",
                           hint="use a run made with train.classifier = \"svm\"")
     head = bundle.head
-    if rd.label_next_head.exists() and rd.label_next_head.stat().st_mtime_ns >= (bundle.dir / "head.npz").stat().st_mtime_ns:
+    if rd.label_next_head.exists() and rd.label_next_head.stat().st_mtime_ns >= (bundle.dir / HEAD).stat().st_mtime_ns:
         head = LinearHead.from_arrays(read_npz(rd.label_next_head))
     return head, bundle.labels, bundle.meta.classifier
 

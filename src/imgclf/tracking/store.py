@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..bundle import META
 from ..config import Config, flatten
 from ..errors import TrackingError
 from ..fileio import read_json, write_json
@@ -159,7 +160,7 @@ def _results(rd: Path, command: str) -> dict[str, Any]:
     run = RunDir(rd)
     if command != "train" and run.metrics.is_file():
         return read_json(run.metrics)
-    meta = run.model / "bundle.json"
+    meta = run.model / META
     if not meta.is_file():
         return {}
     m = read_json(meta)
