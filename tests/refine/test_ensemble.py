@@ -129,6 +129,9 @@ def test_a_validation_part_without_errors_does_not_send_the_temperature_to_its_b
     assert 1.0 <= map_temperature(z, y, 1.0) < 10 and map_temperature(z[:0], y[:0], 7.0) == 7.0
     noisy = np.vstack([z, [[2.0, -1, -1]]])  # one confident error: the data itself bounds T
     assert map_temperature(noisy, np.append(y, 1), 1.0) < map_temperature(z, y, 1.0)
+    # an SVM at C = 1e-4 has decision values of ~0.004 and a prior centre in the thousands: no bound stops it there
+    for scale in (1e-4, 1e3):
+        assert map_temperature(z * scale, y, 5.0 / scale) * scale == pytest.approx(map_temperature(z, y, 5.0), rel=1e-3)
 
 
 def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):

@@ -120,7 +120,8 @@ def map_temperature(logits: np.ndarray, y: np.ndarray, t0: float) -> float:
     def loss(log_t: float) -> float:
         return len(y) * nll(softmax(np.exp(log_t) * z), y) + 0.5 * ((log_t - np.log(t0)) / PRIOR_SIGMA) ** 2
 
-    return float(np.exp(minimize_scalar(loss, bounds=(np.log(1e-2), np.log(1e3)), method="bounded").x))
+    centre = np.log(t0)  # the search spans 10^-3..10^3 around the prior's centre, whatever the logits' scale
+    return float(np.exp(minimize_scalar(loss, bounds=(centre - np.log(1e3), centre + np.log(1e3)), method="bounded").x))
 
 
 def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
