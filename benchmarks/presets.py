@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,9 +29,18 @@ FIXED = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1
 FIXED_SPLIT = {"hymenoptera", "clothing10", "cub_warblers"}  # sets with train/ test/ folders of their own
 
 
-def imgclf_run(images: Path, work: Path, sets: list[str]) -> dict:
-    """accuracy.py's whole `imgclf run` in ``work`` (data root ``work/data``, run dir ``work/run``), and what the preset chose."""
+KEPT = ("split.csv", "features.npz", "candidates.json", "metrics.json", "model/bundle.json", "model/head.npz")
+
+
+def imgclf_run(images: Path, work: Path, sets: list[str], keep: Path | None = None) -> dict:
+    """accuracy.py's whole `imgclf run` in ``work`` (data root ``work/data``, run dir ``work/run``), and what the preset chose;
+    ``keep``: a folder that receives the run's split, features, choices and head (no networks) for later analysis."""
     r = run_once(images, sets, work)
+    if keep is not None:
+        for name in KEPT:
+            if (work / "run" / name).is_file():
+                (keep / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(work / "run" / name, keep / name)
     preset = json.loads((work / "run" / "metrics.json").read_text()).get("preset") or {}
     ensemble = preset.get("ensemble") or {}
     return {**r, "wall_s": round(r["wall_s"], 1), "winner": preset.get("winner"), "candidates": preset.get("candidates"),
@@ -46,14 +56,15 @@ def fixed_sets(name: str) -> list[str]:
 
 
 def bench_set(images: Path, seed: int, work: Path, balanced: list[str] = (), fixed: bool = True,
-              presets: tuple[str, ...] = ("fast", "balanced", "best")) -> dict:
+              presets: tuple[str, ...] = ("fast", "balanced", "best"), keep: Path | None = None) -> dict:
     out: dict = {"seed": seed, "presets": {}, "fixed": {}}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for preset in presets:
             (Path(tmp) / preset / "data").mkdir(parents=True)
             (Path(tmp) / preset / "data" / "engines").symlink_to(work / "data" / "engines")  # exports kept; features cold
             extra = list(balanced) if preset in ("balanced", "best") else []
-            out["presets"][preset] = imgclf_run(images, Path(tmp) / preset, [f"train.preset={preset}", f"data.seed={seed}", *extra])
+            kept = keep / f"{images.name}-{seed}-{preset}" if keep else None
+            out["presets"][preset] = imgclf_run(images, Path(tmp) / preset, [f"train.preset={preset}", f"data.seed={seed}", *extra], kept)
             print(f"  seed {seed} {preset:<9} {out['presets'][preset]}", file=sys.stderr, flush=True)
         if "fast" in out["presets"]:
             out["fixed"][FIXED[0]] = out["presets"]["fast"]  # fast is lite0@224 alone
@@ -87,6 +98,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     ap.add_argument("--out", type=Path, default=Path("presets.json"))
     ap.add_argument("--balanced-set", action="append", default=[], help="extra setting of the balanced runs (repeatable)")
+    ap.add_argument("--keep", type=Path, help="copy each preset run's split, features, choices and head here")
     ap.add_argument("--no-fixed", action="store_true", help="presets only (no fixed settings)")
     ap.add_argument("--presets", nargs="+", default=["fast", "balanced", "best"], choices=["fast", "balanced", "best"])
     args = ap.parse_args()
@@ -96,7 +108,7 @@ def main() -> None:
         images = images_folder(name if name == "demo" else str(args.datasets / name), args.work)
         seeds = [0] if name in FIXED_SPLIT else list(range(args.first_seed, args.first_seed + args.seeds))
         print(f"{name}: {images}", file=sys.stderr, flush=True)
-        results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed, tuple(args.presets)) for s in seeds]
+        results[name] = [bench_set(images, s, args.work, args.balanced_set, not args.no_fixed, tuple(args.presets), args.keep) for s in seeds]
         args.out.write_text(json.dumps(results, indent=1))
     print(table(results))
 
