@@ -165,6 +165,25 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
         assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
 
 
+def test_each_component_is_scored_alone_on_test_and_they_sum_to_the_bundle(best):
+    rd = best["pinned"]
+    bundle = load_bundle(rd.model)
+    w = bundle.meta.classifier["weights"]
+    parts = read_npz(rd.ensemble_components)
+    assert sorted(k for k in parts if k.startswith("weight_")) == sorted(f"weight_{n}" for n in COMPONENTS)
+    np.testing.assert_allclose(sum(w[n] * parts[f"weight_{n}"] for n in COMPONENTS), bundle.head.weight, atol=1e-5)
+    np.testing.assert_allclose(sum(w[n] * parts[f"bias_{n}"] for n in COMPONENTS), bundle.head.bias, atol=1e-5)
+    blocks = [bundle.meta.featurizer["dim"], *(e["dim"] for e in bundle.meta.ensemble)]
+    svm, head = parts["weight_svm"], parts["weight_refined_head"]
+    assert not svm[:, sum(blocks[:2]):].any() and not head[:, :sum(blocks[:2])].any()  # each reads its own features only
+    test = read_json(rd.metrics)["preset"]["ensemble"]["test"]
+    n_test = read_json(rd.metrics)["n_test"]
+    assert sorted(test) == sorted(COMPONENTS)
+    for scores in test.values():  # each alone: a whole number of the test images right
+        assert 0 <= scores["class_avg_accuracy"] <= 1 and abs(scores["accuracy"] * n_test - round(scores["accuracy"] * n_test)) < 0.01
+    assert "test, alone" in rd.report.read_text()
+
+
 def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     model = shutil.copytree(best["pinned"].model, tmp_path / "model")
     meta = read_json(model / "bundle.json")

@@ -197,16 +197,18 @@ def _ensemble_section(preset: dict[str, Any] | None) -> str:
     ens = (preset or {}).get("ensemble")
     if not ens or not ens.get("chosen"):
         return ""
+    test = ens.get("test") or {}
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{_pct(c.get('val_class_avg_accuracy'))}</td>"
-        f"<td>{_pct(c.get('val_class_avg_accuracy_flip'))}</td><td>{c.get('weight', '—')}</td><td>{html.escape(str(c.get('why', '')))}</td></tr>"
+        f"<td>{_pct(c.get('val_class_avg_accuracy_flip'))}</td><td>{_pct((test.get(name) or {}).get('class_avg_accuracy'))}</td>"
+        f"<td>{c.get('weight', '—')}</td><td>{html.escape(str(c.get('why', '')))}</td></tr>"
         for name, c in ens.get("components", {}).items())
     chosen = ens["chosen"]
     return (f"<h2>Ensemble (preset best)</h2><p>Weights and flip test-time augmentation chosen on {ens.get('validation_images')} "
             f"validation images held out of the train split: {html.escape(str(ens.get('why', '')))}. Flip: "
             f"<b>{'on' if chosen['tta_flip'] else 'off'}</b>; pooled validation class-averaged accuracy "
             f"{_pct(chosen['val_class_avg_accuracy'])}.</p><table><tr><th>component</th><th>validation class-averaged accuracy</th>"
-            f"<th>with flip</th><th>weight</th><th></th></tr>{rows}</table>")
+            f"<th>with flip</th><th>test, alone</th><th>weight</th><th></th></tr>{rows}</table>")
 
 
 def _class_maps_section(maps: Sequence[tuple[dict[str, Any], Path, Path]]) -> str:

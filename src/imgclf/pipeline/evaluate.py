@@ -14,8 +14,8 @@ from ..evaluation.metrics import Metrics, compute_metrics, trust_metrics
 from ..evaluation.report import plot_confusion, plot_coverage, plot_reliability, plot_roc, save_figure, write_report
 from ..explain import Explainer
 from ..features.featurize import featurize_many, featurize_paths
-from ..fileio import read_json, write_bytes, write_json
-from ..linear import SvmClassifier
+from ..fileio import read_json, read_npz, write_bytes, write_json
+from ..linear import LinearHead, SvmClassifier
 from ..split import SplitRow
 from .featurizer import engine_cache_dir, feature_cache_dir
 from .rundir import RunDir
@@ -70,6 +70,9 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     m.preset = {"name": cfg.train.preset}
     if cfg.train.preset != "fast" and rd.candidates.exists():
         m.preset.update({k: v for k, v in read_json(rd.candidates).items() if k != "preset"})
+    scores = component_scores(rd, x, y)
+    if scores:
+        m.preset.setdefault("ensemble", {})["test"] = scores
     preds = rd.write_predictions(rows, proba, labels)
     save_figure(plot_roc(m.to_dict()), rd.roc)
     save_figure(plot_confusion(m.to_dict()), rd.confusion)
@@ -80,6 +83,23 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     write_run_report(rd, m, preds)
     rewrite_bundle(rd.model, metrics=m.summary())
     return m
+
+
+def component_scores(rd: RunDir, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:
+    """Test accuracy and class-averaged accuracy of each component of a best run's ensemble, each alone
+    (ensemble_components.npz), beside the pool's: what pooling gained. Empty for other runs."""
+    if not rd.ensemble_components.exists():
+        return {}
+    arrays = read_npz(rd.ensemble_components)
+    names = [k[len("weight_"):] for k in arrays if k.startswith("weight_")]
+    if any(arrays[f"weight_{n}"].shape[1] != x.shape[1] for n in names):
+        return {}
+    out = {}
+    for n in names:
+        pred = LinearHead(arrays[f"weight_{n}"], arrays[f"bias_{n}"]).predict(x)
+        per_class = [np.mean(pred[y == k] == k) for k in np.unique(y)]
+        out[n] = {"accuracy": round(float(np.mean(pred == y)), 4), "class_avg_accuracy": round(float(np.mean(per_class)), 4)}
+    return out
 
 
 MAX_CLASS_MAPS = 24  # misclassified test images whose class activation maps the report shows

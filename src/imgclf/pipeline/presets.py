@@ -153,8 +153,9 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop), 1),
                   "status": "planned"} if cfg.train.preset == "best" else None
     if cfg.train.time_limit:
-        n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
-        budget = cfg.train.time_limit - elapsed_s - FIXED_S - n_rest * per_gflop * max(c.gflops for c in cands)
+        n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner (at worst the dearest ones)
+        worst = sum(sorted((c.gflops for c in cands if len(c.featurizers) == 1), reverse=True)[:cfg.train.concat_best])
+        budget = cfg.train.time_limit - elapsed_s - FIXED_S - n_rest * per_gflop * max([worst, *(c.gflops for c in cands)])
         if refinement is not None:
             cheapest = min((c.estimate_s for c in cands if c.status == "planned"), default=0.0)
             if budget - refinement["estimate_s"] >= cheapest:

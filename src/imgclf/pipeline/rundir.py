@@ -12,6 +12,8 @@
                                  split, cost in seconds, status, and the winner (see imgclf.pipeline.presets); best
                                  adds "refinement" (its plan) and "ensemble" (each component's validation score,
                                  weight and why, every grid point tried; see imgclf.refine.ensemble)
+      ensemble_components.npz    preset best: each component's calibrated head over the bundle's feature blocks
+                                 (weight_<name> (K, D), bias_<name> (K,)); the bundle's head is their weighted sum
       label_issues.csv           path, rel, split, given_label, suggested_label, score, rank, reason: suspected
                                  label errors, worst (lowest out-of-fold probability of the given label) first
       outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image
@@ -81,6 +83,7 @@ class RunDir:
     hashes = property(lambda s: s.root / "hashes.npz")
     features = property(lambda s: s.root / "features.npz")
     candidates = property(lambda s: s.root / "candidates.json")
+    ensemble_components = property(lambda s: s.root / "ensemble_components.npz")
     label_issues = property(lambda s: s.root / "label_issues.csv")
     outliers = property(lambda s: s.root / "outliers.csv")
     duplicates = property(lambda s: s.root / "duplicates.csv")

@@ -45,7 +45,7 @@ from ..features.backbones import model_backbone
 from ..features.engines import resolve_engine
 from ..features.featurize import concat_features, featurize_many, featurize_paths
 from ..features.ids import FeatureId
-from ..fileio import read_json, write_json
+from ..fileio import read_json, write_json, write_npz
 from ..linear import LinearHead, SvmClassifier, fit_head, l2_normalize
 from ..pipeline.featurizer import feature_cache_dir, featurizer_models, featurizer_onnx, run_featurizers
 from ..pipeline.presets import gflops
@@ -359,6 +359,7 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
         sections.append((model, spec, section))
     blocks = len(members)
     head = pooled_head(comp.layout(chosen.weights, sum(dims) if keep_b else 0, int(rmeta["dim"]) if keep_g else 0), blocks)
+    _write_components(rd, comp, sum(dims), int(rmeta["dim"]), blocks if keep_b and keep_g else 0)
     (model, spec, first), rest = sections[0], sections[1:]
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=first["precision"])
     classifier = {"type": "ensemble", "components": table["components"], "weights": dict(zip(COMPONENTS, chosen.weights)),
@@ -379,6 +380,22 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
         ood = fit_ood(feats[is_val], head.decision_function(feats[is_val]), reference=feats[~is_val])
     write_bundle(rd.model, meta, head, files=files, ood=ood)
     return {"weights": dict(zip(COMPONENTS, chosen.weights)), "tta_flip": chosen.flip, "val_class_avg_accuracy": round(chosen.accuracy, 4)}
+
+
+def _write_components(rd: RunDir, comp: Components, dim_b: int, dim_g: int, blocks: int) -> None:
+    """ensemble_components.npz: each component alone (weight 1) as a head over the bundle's feature blocks, so that
+    evaluation can score each on the test split; none when a component's featurizer left the bundle (``blocks`` 0)."""
+    rd.ensemble_components.unlink(missing_ok=True)
+    if not blocks:
+        return
+    arrays = {}
+    for name, one_hot in zip(COMPONENTS, ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
+        (w, b), = comp.layout(one_hot, dim_b, dim_g)  # over its own block alone: padded to both
+        pad = np.zeros((len(b), dim_g if one_hot[0] else dim_b))
+        w = np.hstack([w, pad] if one_hot[0] else [pad, w])
+        arrays[f"weight_{name}"] = (np.sqrt(blocks) * w).astype(np.float32)
+        arrays[f"bias_{name}"] = np.asarray(b, np.float32)
+    write_npz(rd.ensemble_components, **arrays)
 
 
 def _record(rd: RunDir, table: dict[str, Any], refined: Any, refine_s: float, n_train: int) -> None:
