@@ -29,7 +29,7 @@ FIXED = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1
 FIXED_SPLIT = {"hymenoptera", "clothing10", "cub_warblers"}  # sets with train/ test/ folders of their own
 
 
-KEPT = ("split.csv", "features.npz", "candidates.json", "metrics.json", "model/bundle.json", "model/head.npz")
+KEPT = ("split.csv", "features.npz", "candidates.json", "metrics.json", "ensemble_components.npz", "model/bundle.json", "model/head.npz")
 
 
 def imgclf_run(images: Path, work: Path, sets: list[str], keep: Path | None = None) -> dict:
