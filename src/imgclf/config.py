@@ -97,7 +97,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where refinement runs (auto: CUDA when PyTorch sees one)
     preset: Literal["fast", "balanced", "best"] = PRESET_DEFAULT  # fast: model.* as set; balanced: the featurizer(s) chosen by nested CV on the train split; best: balanced, then the "ensemble" trainer (refinement + calibrated ensemble, weights from validation on train)
     candidates: list[str] = field(default_factory=list)  # featurizers (NAME@RESOLUTION, "+" joins a concatenation) balanced chooses among; empty = its own list
-    concat_best: int = 3  # balanced's winner: the concatenation of this many best-scoring candidates (1 = the best alone): 3 scored above every single featurizer on four sets
+    concat_best: int = 3  # balanced's winner: the concatenation of this many best-scoring candidates (1 = the best alone): 3 scored at or above every single featurizer on four sets
     max_upscale: float = 2.0  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays): 1.25 cost 4.7 points on cub_warblers
     ensemble_weights: list[float] = field(default_factory=list)  # ensemble trainer: weights of [svm, refined head, svm on refined features] (empty = equal; weights chosen on validation are recorded, not used)
     tta: Literal["auto", "flip", "none"] = "auto"  # ensemble trainer: horizontal-flip test-time augmentation (auto = where validation on train shows a gain)
