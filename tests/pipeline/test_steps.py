@@ -171,3 +171,32 @@ def test_annotations_change_the_next_prepare(e2e, tmp_path):
     assert rows["circles/circles_000.jpg"]["label"] == "squares"
     assert "stripes/stripes_001.jpg" not in rows
     assert s["excluded_by_annotations"] == 1
+
+
+def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torch(tmp_path):
+    """Importing torch and timm costs ~5 s of every run: the train step reads the preprocessing and the feature
+    width from the exported files instead, and they say what the networks say."""
+    import subprocess
+    import sys
+
+    from imgclf.features.backbones import model_backbone
+    from imgclf.pipeline.featurizer import featurizer_models
+
+    images = make_dataset(tmp_path / "images", n_per_class=8, seed=3)
+    sets = ["model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]
+    cfg = tiny_config(tmp_path / "data", images, *sets)
+    prepare(cfg, tmp_path / "run")
+    featurize(cfg, tmp_path / "run", progress=False)
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); from datagen import tiny_config; "
+            "from imgclf.pipeline.steps import train; a = json.loads(sys.argv[2]); "
+            "train(tiny_config(Path(a[0]), Path(a[1]), *a[3]), Path(a[2])); "
+            "print(json.dumps(sorted(m for m in ('torch', 'timm') if m in sys.modules)))")
+    args = json.dumps([str(tmp_path / "data"), str(images), str(tmp_path / "run"), sets])
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[1]), args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    meta = load_bundle(tmp_path / "run" / "model").meta
+    sections = [meta.featurizer, *meta.ensemble]
+    for model, section, recorded in zip(featurizer_models(cfg.model), sections, [meta.preprocessing, *(e["preprocessing"] for e in meta.ensemble)]):
+        module, spec = model_backbone(model, pretrained=False)
+        assert type(spec).from_dict(recorded) == spec and section["dim"] == module.num_features

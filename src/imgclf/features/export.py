@@ -125,13 +125,22 @@ def _set_spec(path: Path, spec: DataSpec) -> None:
 
 def onnx_spec(path: str | os.PathLike) -> DataSpec | None:
     """The preprocessing recorded in an export by :func:`export_onnx`, or None (absent, damaged, older file)."""
+    found = onnx_featurizer(path)
+    return found[0] if found is not None else None
+
+
+def onnx_featurizer(path: str | os.PathLike) -> tuple[DataSpec, int] | None:
+    """(preprocessing, feature width) of an export by :func:`export_onnx`, read from the file alone (no
+    network is built, torch is not imported), or None (absent, damaged, older file, width not static)."""
     import onnx
 
     try:
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return DataSpec.from_dict(json.loads(props[SPEC_KEY]))
+        model = onnx.load(str(path), load_external_data=False)
+        spec = DataSpec.from_dict(json.loads({p.key: p.value for p in model.metadata_props}[SPEC_KEY]))
+        dim = int(model.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
     except Exception:  # missing, damaged (protobuf errors), or written without the metadata
         return None
+    return (spec, dim) if dim > 0 else None
 
 
 # Operators between the global pool and the ``features`` output that keep each value where it is

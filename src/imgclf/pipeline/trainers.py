@@ -25,6 +25,7 @@ from ..config import Config, featurizer_names
 from ..errors import DatasetError, RunDirError
 from ..features.backbones import model_backbone
 from ..features.engines import resolve_engine
+from ..features.export import onnx_featurizer
 from ..features.ids import join_ids, split_ids
 from ..linear import SvmClassifier
 from ..registry import TRAINERS
@@ -100,9 +101,12 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     members, files = [], {}
     for i, (fid, model) in enumerate(zip(fids, models)):
         name = f"featurizer-{i}.onnx" if i else "featurizer.onnx"
-        module, spec = model_backbone(model, pretrained=False)
         files[name], onnx_info = featurizer_onnx(cfg, rd, fid, model, name)
-        dim = int(clf.head_.weight.shape[1]) if len(fids) == 1 else int(module.num_features)
+        found = onnx_featurizer(files[name])  # what the file says: building the network would import torch (~5 s)
+        if found is None:  # an int8 file keeps no preprocessing record: the network says it
+            module, spec = model_backbone(model, pretrained=False)
+            found = spec, int(module.num_features)
+        spec, dim = found
         members.append(({"weights": "imagenet", "feature_id": str(fid), "dim": dim, **onnx_info}, model, spec))
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fids[0].precision)  # what made the features
     (featurizer, model, spec), rest = members[0], members[1:]
