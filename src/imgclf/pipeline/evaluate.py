@@ -94,11 +94,12 @@ def component_scores(rd: RunDir, x: np.ndarray, y: np.ndarray) -> dict[str, dict
     names = [k[len("weight_"):] for k in arrays if k.startswith("weight_")]
     if any(arrays[f"weight_{n}"].shape[1] != x.shape[1] for n in names):
         return {}
+    from sklearn.metrics import balanced_accuracy_score
+
     out = {}
     for n in names:
         pred = LinearHead(arrays[f"weight_{n}"], arrays[f"bias_{n}"]).predict(x)
-        per_class = [np.mean(pred[y == k] == k) for k in np.unique(y)]
-        out[n] = {"accuracy": round(float(np.mean(pred == y)), 4), "class_avg_accuracy": round(float(np.mean(per_class)), 4)}
+        out[n] = {"accuracy": round(float(np.mean(pred == y)), 4), "class_avg_accuracy": round(float(balanced_accuracy_score(y, pred)), 4)}
     return out
 
 

@@ -223,10 +223,12 @@ class Components:
         z_ref = self.t_ref * (g_unit @ h_ref.weight.T + h_ref.bias)
         return [z_svm, z_head, z_ref]
 
-    def layout(self, weights: tuple[float, float, float], dim_b: int, dim_g: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each kept component's (W, b) over the kept blocks [model.* features | refined features], weighted."""
+    def layout(self, weights: tuple[float, float, float], dim_b: int, dim_g: int,
+               keep: tuple[bool, bool] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each kept component's (W, b) over the kept blocks [model.* features | refined features], weighted
+        (``keep``: which blocks stay; default: those a nonzero weight reads)."""
         a, b, c = weights
-        keep_b, keep_g = a > 0, (b > 0 or c > 0)
+        keep_b, keep_g = keep or (a > 0, b > 0 or c > 0)
         k = self.svm.head_.weight.shape[0]
         out = []
         if keep_b:
@@ -390,11 +392,8 @@ def _write_components(rd: RunDir, comp: Components, dim_b: int, dim_g: int, bloc
         return
     arrays = {}
     for name, one_hot in zip(COMPONENTS, ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
-        (w, b), = comp.layout(one_hot, dim_b, dim_g)  # over its own block alone: padded to both
-        pad = np.zeros((len(b), dim_g if one_hot[0] else dim_b))
-        w = np.hstack([w, pad] if one_hot[0] else [pad, w])
-        arrays[f"weight_{name}"] = (np.sqrt(blocks) * w).astype(np.float32)
-        arrays[f"bias_{name}"] = np.asarray(b, np.float32)
+        head = pooled_head(comp.layout(one_hot, dim_b, dim_g, keep=(True, True)), blocks)
+        arrays[f"weight_{name}"], arrays[f"bias_{name}"] = head.weight, head.bias
     write_npz(rd.ensemble_components, **arrays)
 
 
