@@ -89,6 +89,7 @@ class SvmConfig:
     cv_folds: int = 5  # stratified folds on the train split to choose C
     class_weight: Literal["balanced", "none"] = "balanced"  # weight classes inversely to their frequency
     max_iter: int = 10000  # LinearSVC iterations
+    max_seconds: float = 0.0  # seconds the C search may take (0 = no limit): C values are tried smallest first (each costs more than the last) and the larger ones left unscored when the next would not fit; --time-limit sets it from the plan
 
 
 @dataclass
@@ -101,7 +102,7 @@ class TrainConfig:
     max_upscale: float = 2.0  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays): 1.25 cost 4.7 points on cub_warblers
     ensemble_weights: list[float] = field(default_factory=list)  # ensemble trainer: weights of [svm, refined head, svm on refined features] (empty = equal; weights chosen on validation are recorded, not used)
     tta: Literal["auto", "flip", "none"] = "auto"  # ensemble trainer: horizontal-flip test-time augmentation (auto = where validation on train shows a gain)
-    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): best drops refinement first, then balanced/best drop their most expensive candidates to fit
+    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): best shortens refinement (to half its epochs at least), then drops it, then balanced/best drop their most expensive candidates to fit; the SVM's C search and refinement then get what is left (svm.max_seconds, refine.max_seconds)
 
 
 @dataclass
@@ -109,6 +110,7 @@ class RefineConfig:
     backbone: str = "efficientnet_lite2"  # network that dnn and svm_on_refined refine ("" = model.backbone): lite2 beat lite0 by 2.6 points on hymenoptera
     resolution: int = 320  # input size while refining and in the refined bundle (0 = model.resolution); a multiple of 32
     epochs: int = 8  # passes over the train split
+    max_seconds: float = 0.0  # seconds refinement may take (0 = no limit): after each epoch, the epochs are cut to those that fit at the pace so far (the schedule then ends at the new last epoch); --time-limit sets it from the plan
     batch_size: int = 16  # minibatch size (per process; lower it after an out-of-memory error)
     lr: list[float] = field(default_factory=list)  # per-epoch learning rates, the last one repeating (the sample's [0.01]*20+[0.001]*20+[0.0001]); empty = use lr_schedule
     lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # per-step schedule used when refine.lr is empty
@@ -226,6 +228,8 @@ class Config:
         if not 0.0 <= self.refine.val_fraction < 1.0:
             raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
         self._validate_engine()
+        if self.refine.max_seconds < 0 or self.svm.max_seconds < 0:
+            raise ConfigError(f"refine.max_seconds and svm.max_seconds must be >= 0 (0 = no limit); got {self.refine.max_seconds}, {self.svm.max_seconds}")
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
         if self.images.max_pixels < 1:

@@ -7,6 +7,7 @@ held-out fit keeps the scores honest (an SVM's in-sample margins are overconfide
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -75,6 +76,7 @@ class SvmClassifier:
         class_weight: str | None = "balanced",
         max_iter: int = 10000,
         seed: int = 0,
+        max_seconds: float = 0.0,
     ):
         self.c_values = c_values
         self.cv_folds = cv_folds
@@ -82,16 +84,18 @@ class SvmClassifier:
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.seed = seed
+        self.max_seconds = max_seconds
 
     @classmethod
     def from_config(cls, svm: SvmConfig, seed: int) -> "SvmClassifier":
         """The classifier the ``[svm]`` config section describes (``seed``: ``data.seed``)."""
-        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed)
+        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed, svm.max_seconds)
 
     def info(self) -> dict[str, Any]:
         """What bundle.json's classifier section records of a fitted SVM."""
-        return {"C": self.C_, "cv_folds": self.cv_folds_, "cv_class_avg_accuracy": self.cv_scores_,
-                "temperature": self.head_.temperature}
+        out = {"C": self.C_, "cv_folds": self.cv_folds_, "cv_class_avg_accuracy": self.cv_scores_,
+               "temperature": self.head_.temperature}
+        return {**out, "c_unscored": self.c_unscored_} if self.c_unscored_ else out
 
     def _svc(self, c: float) -> Any:
         from sklearn.svm import LinearSVC
@@ -103,7 +107,7 @@ class SvmClassifier:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
         x = np.asarray(features, dtype=np.float64)
         y = np.asarray(y)
@@ -119,10 +123,7 @@ class SvmClassifier:
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.cv_scores_ = {
-                float(c): float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
-                for c in self.c_values
-            }
+            self.cv_scores_, self.c_unscored_ = self._search_c(x, y, cv)
             # ties go to the smaller C (the simpler model)
             self.C_ = max(self.cv_scores_, key=lambda c: (round(self.cv_scores_[c], 10), -c))
             oof = cross_val_predict(self._svc(self.C_), x, y, cv=cv, method="decision_function")
@@ -135,6 +136,26 @@ class SvmClassifier:
         self.cv_folds_ = folds
         self.oof_decision_ = oof  # (N, K) cross-validated decision values: the OOD score's train reference
         return self
+
+    def _search_c(self, x: np.ndarray, y: np.ndarray, cv: Any) -> tuple[dict[float, float], list[float]]:
+        """CV score of each C, smallest first: liblinear's iterations grow with C, so each costs more than the last.
+        With ``max_seconds``, a C whose projected cost (the last one's × its growth so far, at least ×2) would not
+        leave time for it and the final fits (out-of-fold + whole, ~1.2 cross-validations) is left unscored, with
+        every larger one. The smallest C is always scored."""
+        from sklearn.model_selection import cross_val_score
+
+        scores: dict[float, float] = {}
+        order = sorted(float(c) for c in self.c_values)
+        t0, last, growth = time.perf_counter(), 0.0, 2.0
+        for i, c in enumerate(order):
+            if self.max_seconds and scores and time.perf_counter() - t0 + 2.2 * last * growth > self.max_seconds:
+                return scores, order[i:]  # the next C's CV and, should it win, the final fits at it would not fit
+            t = time.perf_counter()
+            scores[c] = float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
+            spent = time.perf_counter() - t
+            growth = max(2.0, spent / last) if last > 0 else growth
+            last = spent
+        return scores, []
 
     def nested_score(self, features: np.ndarray, y: np.ndarray, outer_folds: int = 3, inner_folds: int = 3) -> float:
         """Class-averaged accuracy on held-out outer folds of the whole fit, C chosen by CV inside each outer

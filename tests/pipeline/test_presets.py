@@ -156,6 +156,20 @@ def test_plan_drops_the_most_expensive_first():
     assert cands[1].status.startswith("dropped: time limit")
     assert [c.name for c in plan([Candidate(["a@224"], 1, estimate_s=50.0)], 1.0)] == ["a@224"]  # the cheapest stays
     assert len(plan([Candidate([n], 1, estimate_s=9.0) for n in ("x@224", "y@256")], None)) == 2
+    # what the run needs after the choice counts too: 5 + 12 fit in 20 s, not with 4 s per kept candidate after it
+    cands = [Candidate([n], g, estimate_s=s) for n, g, s in (("a@224", 1, 5.0), ("b@320", 3, 30.0), ("c@256", 2, 12.0))]
+    assert [c.name for c in plan(cands, 20.0, after=lambda kept: 4.0 * len(kept))] == ["a@224"]
+    assert cands[2].status.startswith("dropped: time limit")
+
+
+def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
+    cfg = load_config(None, ["train.time_limit=1", "train.preset=fast"], base=presets["balanced"])
+    run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
+    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_seconds"] == 1.0
+    info = load_bundle(tmp_path / "run" / "model").meta.classifier
+    scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
+    assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)
+    assert not unscored or max(scored) < min(unscored)  # smallest first: the dearest C values are the ones left out
 
 
 def test_preset_options_sit_below_set():

@@ -151,3 +151,25 @@ def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_networ
     assert int8["int8_accuracy_drop"] == fp32["accuracy"] - int8["accuracy"]
     got = Predictor(tmp_path / "int8" / "model").predict_paths([str(p) for p in sorted(images.rglob("*.jpg"))[:3]])
     assert all(abs(sum(r["scores"].values()) - 1) < 1e-5 for r in got)
+
+
+def test_epochs_that_fit_the_time_refinement_may_take():
+    from imgclf.config import RefineConfig
+    from imgclf.refine.loop import epochs_that_fit
+
+    r = RefineConfig(epochs=8, max_seconds=100.0)
+    assert epochs_that_fit(r, 10.0, 1) == 8  # 10 s an epoch: all 8 fit
+    assert epochs_that_fit(r, 30.0, 1) == 3  # 30 s an epoch: two more fit in the 70 s left
+    assert epochs_that_fit(r, 150.0, 1) == 1  # already past: the epoch done stays, nothing more
+    assert epochs_that_fit(r, 60.0, 2, start=3) == 6  # resumed after 3: 2 done at 30 s each, 1 more fits
+    assert epochs_that_fit(RefineConfig(epochs=8), 1e6, 1) == 8  # no limit
+
+
+def test_refinement_out_of_time_stops_after_an_epoch_and_says_so(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=6, seed=3)
+    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=4", 'train.classifier="dnn"', "refine.max_seconds=0.001",
+                      "doctor.enabled=false", "data.check_leakage=false")
+    run(cfg, tmp_path / "run", progress=False)
+    hist = load_bundle(tmp_path / "run" / "model").meta.training_history
+    assert [h["epoch"] for h in hist] == [1] and hist[-1]["epochs_cut_to"] == 1
+    assert read_json(tmp_path / "run" / "metrics.json")["accuracy"] >= 0.0  # a whole run: bundle, evaluation

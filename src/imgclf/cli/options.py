@@ -28,8 +28,8 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one fe
                                                   "chosen by cross-validation on the train split only), best (balanced, plus refinement and a calibrated "
                                                   "ensemble weighed on validation on train) (sets train.preset).")]
 TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
-                                                     "10m, 1h (sets train.time_limit): balanced drops its most expensive "
-                                                     "candidates to fit.")]
+                                                     "10m, 1h (sets train.time_limit): best shortens, then drops refinement; "
+                                                     "balanced drops its most expensive candidates to fit.")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
 
 

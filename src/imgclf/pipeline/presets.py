@@ -22,10 +22,17 @@
 
 ``train.time_limit`` plans the selection from per-image costs: network GFLOPs times seconds per
 GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
-engine cache lacks the network; the most expensive candidates are dropped first until the plan fits.
+engine cache lacks the network; the most expensive candidates are dropped first until the plan fits,
+with what the run needs after the choice: featurizing the other images with the winner (at worst the
+concatenation of the dearest kept candidates), the final SVM's C search (scaled from the nested CVs
+measured so far) and evaluation, report and run history (:func:`post_seconds`). Before each candidate
+the plan is checked again against the time spent; the final SVM's C search then gets what is left
+(``svm.max_seconds``, set by the run just before training).
 For best, refinement is planned first (epochs × train images × seconds per image per epoch, from
-the refined network's GFLOPs, plus featurizing every image with it) and dropped first when it and
-the cheapest candidate do not both fit: the run is then balanced's, and the plan says so.
+the refined network's GFLOPs, plus featurizing every image with it) in the time balanced's whole
+plan leaves: with fewer epochs when half of ``refine.epochs`` or more fit, dropped when fewer do (the
+run is then balanced's, with every candidate the limit allows); the plan says which. Refinement then gets what is left when it starts
+(``refine.max_seconds``): it cuts its epochs when it runs slower than planned.
 Test images are never opened here: every decision is made before the test split is featurized.
 """
 from __future__ import annotations
@@ -54,8 +61,10 @@ CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (Effi
 GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
 PRIOR_S_PER_GFLOP = 0.012  # seconds per GFLOP on one core of a 2-core x86 CPU, OpenVINO bf16, decode included: lite0@224 (0.77) at ~215 img/s, a busy machine's rate (quiet: 255-290)
 EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
-FIXED_S = 8.0  # what the rest of a run costs whatever the featurizer (SVM, evaluation, report, bundle)
-REFINE_S_PER_GFLOP = 0.023  # one training image of one epoch per GFLOP on 2 cores (lite2@320, 4 stages frozen: 13 s for 221 images)
+POST_S = 7.0  # what a run costs whatever its data and featurizer: starting Python, evaluation, report, bundle, run history (hymenoptera: ~7 s)
+POST_S_PER_IMAGE = 0.004  # and per image: the doctor, evaluation, report (clothing10's 1,988 images: ~8 s)
+FINAL_FIT = 1.5  # the final SVM's C search on k concatenated feature sets ≈ this × k × one set's nested CV (clothing10: 72 s for 3 × 1280-d, 18 s for 1280-d)
+REFINE_S_PER_GFLOP = 0.035  # one training image of one epoch per GFLOP on 2 cores, validation and the linear probe included (lite2@320, 4 stages frozen: 8 epochs of 221 images in 145-172 s)
 HEADER_SAMPLE = 200  # train images whose size sets the median
 
 Say = Callable[[str], None]
@@ -116,11 +125,13 @@ def candidate_list(cfg: Config) -> list[Candidate]:
     return sorted(out.values(), key=lambda c: (c.gflops, c.name))
 
 
-def plan(candidates: Sequence[Candidate], budget_s: float | None) -> list[Candidate]:
-    """Mark the most expensive planned candidates "dropped: time limit" until the rest fit ``budget_s``
-    (None: no limit); the cheapest planned one always stays. Returns the kept ones, cheapest first."""
+def plan(candidates: Sequence[Candidate], budget_s: float | None,
+         after: Callable[[list[Candidate]], float] = lambda kept: 0.0) -> list[Candidate]:
+    """Mark the most expensive planned candidates "dropped: time limit" until the rest, and what the run needs
+    after choosing among them (``after(kept)``), fit ``budget_s`` (None: no limit); the cheapest planned one
+    always stays. Returns the kept ones, cheapest first."""
     kept = sorted((c for c in candidates if c.status == "planned"), key=lambda c: (c.estimate_s, c.gflops))
-    while budget_s is not None and len(kept) > 1 and sum(c.estimate_s for c in kept) > budget_s:
+    while budget_s is not None and len(kept) > 1 and sum(c.estimate_s for c in kept) + after(kept) > budget_s:
         dropped = kept.pop()
         dropped.status = f"dropped: time limit (needs ~{dropped.estimate_s:.0f} s)"
     return kept
@@ -148,31 +159,53 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     uncached = _uncached_counter(cfg, paths)
     done: set[str] = set()
     for c in cands:
-        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
-    budget = None
-    refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop), 1),
-                  "status": "planned"} if cfg.train.preset == "best" else None
-    if cfg.train.time_limit:
-        n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner (at worst the dearest ones)
-        worst = sum(sorted((c.gflops for c in cands if len(c.featurizers) == 1), reverse=True)[:cfg.train.concat_best])
-        budget = cfg.train.time_limit - elapsed_s - FIXED_S - n_rest * per_gflop * max([worst, *(c.gflops for c in cands)])
-        if refinement is not None:
-            cheapest = min((c.estimate_s for c in cands if c.status == "planned"), default=0.0)
-            if budget - refinement["estimate_s"] >= cheapest:
-                budget -= refinement["estimate_s"]
-            else:
-                refinement["status"] = (f"dropped: time limit (needs ~{refinement['estimate_s']:.0f} s, "
-                                        f"{max(0.0, budget - cheapest):.0f} s left after the cheapest candidate)")
-    kept = plan(cands, budget)
+        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done, _nested_prior(len(paths), len(labels)))
+    n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
+    nested: list[float] = []  # measured seconds of each candidate's nested CV
+
+    def after(chosen: list[Candidate]) -> float:
+        """Seconds the run needs after choosing among ``chosen``: featurizing the other images with the winner
+        (at worst the concatenation of the dearest), its SVM's C search, evaluation and the rest."""
+        singles = sorted((c.gflops for c in chosen if len(c.featurizers) == 1), reverse=True)[:cfg.train.concat_best]
+        k = min(cfg.train.concat_best, len(singles)) or max(len(c.featurizers) for c in chosen)
+        cv = float(np.mean(nested)) if nested else _nested_prior(len(paths), len(labels))
+        return (n_rest * per_gflop * max([sum(singles), *(c.gflops for c in chosen)]) + FINAL_FIT * k * cv
+                + post_seconds(len(paths) + n_rest))
+
+    budget = cfg.train.time_limit - elapsed_s if cfg.train.time_limit else None
+    refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop, len(labels)), 1),
+                  "epochs": cfg.refine.epochs, "status": "planned"} if cfg.train.preset == "best" else None
+    if budget is not None and refinement is not None:  # refinement gets what balanced's whole plan leaves
+        planned = [c for c in cands if c.status == "planned"]
+        selection = sum(c.estimate_s for c in planned) + after(planned)
+        rest = after_refinement(cfg, len(paths), len(rd.split_rows()), per_gflop, len(labels))
+        per_epoch = (refinement["estimate_s"] - rest) / cfg.refine.epochs
+        epochs = min(cfg.refine.epochs, int((budget - selection - rest) // per_epoch)) if per_epoch > 0 else cfg.refine.epochs
+        if epochs >= max(1, (cfg.refine.epochs + 1) // 2):  # half the epochs or more: refine for fewer epochs
+            refinement.update(epochs=epochs, estimate_s=round(rest + epochs * per_epoch, 1))
+            if epochs < cfg.refine.epochs:
+                refinement["status"] = f"planned: {epochs} of {cfg.refine.epochs} epochs fit the time limit"
+            budget -= refinement["estimate_s"]
+        else:
+            refinement["status"] = (f"dropped: time limit (needs ~{refinement['estimate_s']:.0f} s, "
+                                    f"{max(0.0, budget - selection):.0f} s left after the selection)")
+    kept = plan(cands, budget, after)
     say(_plan_text(cfg, cands, short, budget, refinement))
     features: dict[str, np.ndarray] = {}
     ok = np.ones(len(paths), dtype=bool)
-    spent = 0.0
-    for c in kept if len(kept) > 1 else ():  # a single candidate needs no score: the featurize step computes it
-        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done)
-        if budget is not None and c is not kept[0] and spent + c.estimate_s > budget:
-            c.status = f"dropped: time limit (needs ~{c.estimate_s:.0f} s, {max(0.0, budget - spent):.0f} s left)"
+    scored: list[Candidate] = []  # featurized; scored once a second one is (a single candidate needs no score)
+    order = sorted((c for c in cands if c.status == "planned" or c.status.startswith("dropped: time limit")),
+                   key=lambda c: (c.estimate_s, c.gflops))
+    for c in order if len(order) > 1 else ():
+        cv = float(np.mean(nested)) if nested else _nested_prior(len(paths), len(labels))
+        c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done, cv)
+        spent = time.perf_counter() - t0
+        pending = cv * sum(len(s.featurizers) for s in scored if s.cv_score is None)  # the first one's nested CV
+        if budget is not None and scored and spent + pending + c.estimate_s + after([*scored, c]) > budget:
+            c.status = (f"dropped: time limit (needs ~{c.estimate_s:.0f} s, "
+                        f"{max(0.0, budget - spent - pending - after([*scored, c])):.0f} s left)")
             continue
+        c.status = "planned"  # the plan printed first may have dropped it at the prior's pace
         t = time.perf_counter()
         for part in c.featurizers:
             if part not in features:
@@ -183,9 +216,14 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
                 done.add(part)
         features[c.name] = concat_features([features[p] for p in c.featurizers])
         c.cost_s = round(time.perf_counter() - t, 2)
-        spent += c.cost_s
-    scored = [c for c in kept if c.name in features]
-    ranked = _score_all(cfg, scored, features, ok, y)
+        scored.append(c)
+        for s in scored if len(scored) > 1 else ():
+            if s.cv_score is None:
+                t = time.perf_counter()
+                _score_all(cfg, [s], features, ok, y)
+                nested.append((time.perf_counter() - t) / len(s.featurizers))
+    kept = scored or kept
+    ranked = _score_all(cfg, scored, features, ok, y) if len(scored) > 1 else []  # every one scored: ranks them
     winner = ranked[0] if ranked else kept[0]
     top = [c for c in ranked if c.cv_score is not None][:cfg.train.concat_best]
     if len(top) >= 2 and all(len(c.featurizers) == 1 for c in scored):  # no concatenation listed: the best singles'
@@ -197,7 +235,8 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
         winner.status = "the only candidate left"
     out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
            "median_short_side": short, "time_limit": cfg.train.time_limit or None,
-           "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2)}
+           "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2),
+           "s_per_gflop": round(per_gflop, 5), "after_s": round(after([c for c in scored if c.featurizers[0] in winner.featurizers] or kept[:1]), 1)}
     if refinement is not None:
         out["refinement"] = refinement
     write_json(rd.candidates, out)
@@ -205,17 +244,29 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     return out
 
 
-def refinement_estimate(cfg: Config, n_train: int, n_all: int, per_gflop: float) -> float:
+def refinement_estimate(cfg: Config, n_train: int, n_all: int, per_gflop: float, classes: int) -> float:
     """Seconds the ensemble trainer adds to a run: ``refine.epochs`` over the train images (less the validation
-    part, at most ``refine.max_images_per_epoch``), then featurizing the train images, the validation part
-    (plain and mirrored) and finally every image with the refined network, and its export."""
+    part, at most ``refine.max_images_per_epoch``), then :func:`after_refinement`."""
     model = cfg.refine_model()
-    g = gflops(model.backbone, model.resolution)
     per_epoch = n_train * (1.0 - cfg.refine.val_fraction)
     per_epoch = min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
-    training = cfg.refine.epochs * per_epoch * REFINE_S_PER_GFLOP * g * 2 / cpu_threads(cfg.engine.threads)
-    featurizing = (per_epoch + n_train + 3 * cfg.refine.val_fraction * n_train + n_all) * per_gflop * g
-    return training + featurizing + EXPORT_S
+    training = cfg.refine.epochs * per_epoch * REFINE_S_PER_GFLOP * gflops(model.backbone, model.resolution) * 2 / cpu_threads(cfg.engine.threads)
+    return training + after_refinement(cfg, n_train, n_all, per_gflop, classes)
+
+
+def after_refinement(cfg: Config, n_train: int, n_all: int, per_gflop: float, classes: int) -> float:
+    """Seconds the ensemble trainer spends after training: featurizing the train images, the validation part
+    (plain and mirrored) and finally every image with the refined network, its export, the SVM on its features."""
+    model = cfg.refine_model()
+    per_epoch = n_train * (1.0 - cfg.refine.val_fraction)
+    per_epoch = min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
+    featurizing = (per_epoch + n_train + 3 * cfg.refine.val_fraction * n_train + n_all) * per_gflop * gflops(model.backbone, model.resolution)
+    return featurizing + EXPORT_S + FINAL_FIT * _nested_prior(n_train, classes)
+
+
+def post_seconds(n_images: int) -> float:
+    """What a run costs after its classifier is trained, plus starting up (see :data:`POST_S`)."""
+    return POST_S + POST_S_PER_IMAGE * n_images
 
 
 def with_featurizers(cfg: Config, names: str) -> Config:
@@ -286,11 +337,12 @@ def _uncached_counter(cfg: Config, paths: list[str]) -> Callable[[str], int]:
     return count
 
 
-def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gflop: float, n: int, done: set[str]) -> float:
+def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gflop: float, n: int, done: set[str],
+              cv_s: float) -> float:
     """Seconds to featurize the train images the feature cache lacks for each part of ``c`` not ``done``
-    yet, export the networks the engine cache lacks, and run the nested CV."""
+    yet, export the networks the engine cache lacks, and run the nested CV (``cv_s`` seconds per feature set)."""
     engine = resolve_engine(cfg.engine)
-    seconds = 0.5 + 1e-5 * n * 1280 * len(c.featurizers)  # the nested CV: ~0.5 s a 1280-d set of a few hundred images
+    seconds = cv_s * len(c.featurizers)
     for part in c.featurizers:
         if part in done:
             continue
@@ -300,15 +352,22 @@ def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gfl
     return seconds
 
 
+def _nested_prior(n: int, classes: int) -> float:
+    """Seconds of one 1280-d feature set's nested CV on ``n`` images of ``classes`` classes before any was measured
+    (one-vs-rest: a problem per class, one for two): hymenoptera's 245 images, 2 classes ~1 s; clothing10's 1,616, 10
+    classes ~18 s; cub_warblers' 357, 12 classes ~5 s."""
+    return 0.5 + 2e-3 * n * (1 if classes <= 2 else classes) ** 0.75
+
+
 def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: float | None,
                refinement: dict[str, Any] | None = None) -> str:
     head = (f"preset {cfg.train.preset}: {len(cands)} candidate featurizer(s), median train image short side "
-            f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection (time limit "
+            f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection and what follows it (time limit "
                                                                   f"{cfg.train.time_limit:.0f} s)" if budget is not None else ""))
     lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status}" for c in cands]
     if refinement is not None:
         model = cfg.refine_model()
-        lines.append(f"  refinement of {model.backbone}@{model.resolution}, {cfg.refine.epochs} epochs + ensemble"
+        lines.append(f"  refinement of {model.backbone}@{model.resolution}, {refinement.get('epochs', cfg.refine.epochs)} epochs + ensemble"
                      f"{'':<8} ~{refinement['estimate_s']:5.1f} s  {refinement['status']}")
     return "\n".join([head, *lines])
 

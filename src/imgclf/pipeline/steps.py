@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -37,7 +38,7 @@ from ..split import SplitRow, make_split, save_split
 from .doctor import SUMMARY_KEYS, doctor
 from .evaluate import evaluate
 from .featurizer import feature_cache_dir, run_featurizers
-from .presets import needs_selection, select_featurizers, with_featurizers
+from .presets import after_refinement, needs_selection, post_seconds, select_featurizers, with_featurizers
 from .rundir import RunDir
 from .trainers import get_trainer, trainer_name
 
@@ -149,9 +150,19 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
         steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
         if str((chosen.get("refinement") or {}).get("status", "")).startswith("dropped"):
             name = "svm"  # best without the time for refinement: balanced's SVM
+        elif cfg.train.time_limit and name == "ensemble" and not cfg.refine.max_seconds:  # refinement gets what is left
+            rows = RunDir(run_dir).split_rows()
+            left = (cfg.train.time_limit - (time.perf_counter() - t0) - chosen["after_s"]
+                    - after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows), chosen["s_per_gflop"],
+                                       len({r.label for r in rows})))
+            cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, max_seconds=round(max(1.0, left), 1),
+                                                                      epochs=chosen["refinement"]["epochs"]))
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
+    if cfg.train.time_limit and name == "svm" and not cfg.svm.max_seconds:  # the C search gets what is left
+        left = cfg.train.time_limit - (time.perf_counter() - t0) - post_seconds(len(RunDir(run_dir).split_rows()))
+        cfg = dataclasses.replace(cfg, svm=dataclasses.replace(cfg.svm, max_seconds=round(max(1.0, left), 1)))
     steps["train"] = train(cfg, run_dir, trainer_as=name)
     metrics = evaluate(cfg, run_dir)
     if cfg.doctor.enabled:

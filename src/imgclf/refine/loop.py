@@ -9,6 +9,7 @@ with DistributedDataParallel, each process on its share of every step, and only 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -64,7 +65,7 @@ def _log(msg: str) -> None:
 
 def _fingerprint(cfg: Config, labels: list[str], paths: list[str]) -> str:
     """What a checkpoint must match to be resumed: the settings that shape training, and its data."""
-    r = {k: v for k, v in cfg.to_dict()["refine"].items() if k not in ("decode_threads", "log_samples")}
+    r = {k: v for k, v in cfg.to_dict()["refine"].items() if k not in ("decode_threads", "log_samples", "max_seconds")}
     blob = json.dumps({"model": cfg.to_dict()["model"], "refine": r, "seed": cfg.data.seed, "labels": labels, "paths": paths},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -289,6 +290,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
         clear_checkpoints(folder)
     distributed.barrier(d)  # no process may see a checkpoint from an earlier run
     threads = rcfg.decode_threads or max(1, cpu_threads(cfg.engine.threads) // d.local_world)
+    t_fit = time.perf_counter()  # refine.max_seconds counts from here (the linear probe included)
     with ThreadPoolExecutor(threads, thread_name_prefix="refine-decode") as pool:
         if start == 0 and rcfg.head_init == "probe":
             # on refine.max_images_per_epoch images at most: the probe is a starting point, not the model
@@ -299,7 +301,8 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
         model = DistributedDataParallel(net, device_ids=[d.device] if d.device.startswith("cuda") else None,
                                         broadcast_buffers=not rcfg.bn_freeze) if d.active else net
         val_loader = BatchLoader(data.val_paths, data.val_labels, spec, pool, aug=None)
-        for epoch in range(start, rcfg.epochs):
+        epoch = start
+        while epoch < rcfg.epochs:
             # every process draws dropout from its own stream, fixed by (seed, epoch, rank)
             torch.manual_seed(int(np.random.default_rng([cfg.data.seed, epoch, d.rank, 0xD0]).integers(2**62)))
             loader = BatchLoader(data.paths, data.labels, spec, pool, aug=Augment.from_config(rcfg), seed=cfg.data.seed, epoch=epoch)
@@ -330,7 +333,28 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
                 if rcfg.log_samples:
                     write_json(folder / SAMPLES, {"paths": data.paths, "world_size": d.world, "epochs": samples})
                 log(_epoch_line(h, rcfg.epochs))
+            epoch += 1
+            fits = epochs_that_fit(rcfg, time.perf_counter() - t_fit, epoch - start, start)
+            if rcfg.max_seconds:  # every process stops after the epoch rank 0 says
+                fits = int(distributed.all_sum(d, [float(fits) if d.rank == 0 else 0.0])[0])
+            if fits < rcfg.epochs:
+                if d.is_main:
+                    log(f"refine.max_seconds = {rcfg.max_seconds:g}: {fits} epochs of {rcfg.epochs} fit at "
+                        f"{(time.perf_counter() - t_fit) / (epoch - start):.1f} s per epoch; the schedule ends there")
+                history[-1]["epochs_cut_to"] = fits
+                rcfg = dataclasses.replace(rcfg, epochs=fits)
+                cfg = dataclasses.replace(cfg, refine=rcfg)
     return Refined(net, spec, labels, history, skipped, prec.name, d.world, data.val_paths, data.val_labels)
+
+
+def epochs_that_fit(rcfg: RefineConfig, spent_s: float, done: int, start: int = 0) -> int:
+    """Epochs in all (at least those done, at most ``refine.epochs``) that ``refine.max_seconds`` allows at the pace of
+    the ``done`` epochs that took ``spent_s`` (after ``start`` resumed ones); ``refine.epochs`` when there is no limit."""
+    if not rcfg.max_seconds or done < 1:
+        return rcfg.epochs
+    per_epoch = spent_s / done
+    more = int((rcfg.max_seconds - spent_s) // per_epoch) if per_epoch > 0 else rcfg.epochs
+    return max(start + done, min(rcfg.epochs, start + done + max(0, more)))
 
 
 def _resume(rd: RunDir, fingerprint: str, net: Any, opt: Any, log_samples: bool) -> tuple[int, list, dict, list]:
