@@ -170,6 +170,9 @@ def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
     scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
     assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)
     assert not unscored or max(scored) < min(unscored)  # smallest first: the dearest C values are the ones left out
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Time limit 1 s" in report and (not unscored or "left out C = " in report)
+    assert read_json(tmp_path / "run" / "metrics.json")["preset"]["time_limit"] == 1.0
 
 
 def test_preset_options_sit_below_set():

@@ -192,6 +192,22 @@ def _preset_section(preset: dict[str, Any] | None) -> str:
             f"<th>featurizers</th><th>CV class-averaged accuracy</th><th>cost (s)</th><th></th></tr>{rows}</table>")
 
 
+def _time_limit_note(metrics: dict[str, Any]) -> str:
+    """What a ``--time-limit`` left out: candidates and refinement (in the candidates table), C values, epochs."""
+    preset, clf = metrics.get("preset") or {}, metrics.get("classifier") or {}
+    limit = preset.get("time_limit")
+    cut = [h["epochs_cut_to"] for h in metrics.get("training_history") or [] if h.get("epochs_cut_to")]
+    if not limit and not clf.get("c_unscored") and not cut:
+        return ""
+    parts = [f"refinement: {html.escape(str(preset['refinement'].get('status')))}"] if preset.get("refinement") else []
+    if clf.get("c_unscored"):
+        parts.append(f"the SVM's C search left out C = {', '.join(f'{c:g}' for c in clf['c_unscored'])} (not enough time left)")
+    if cut:
+        parts.append(f"refinement stopped after epoch {cut[-1]} to stay in time")
+    head = f"Time limit {limit:g} s" if limit else "Time budget"
+    return f"<p><b>{head}</b>{': ' + '; '.join(parts) if parts else ': everything planned ran'}.</p>"
+
+
 def _ensemble_section(preset: dict[str, Any] | None) -> str:
     """Preset best's ensemble: each component's validation score on the held-out part of train, weight and why."""
     ens = (preset or {}).get("ensemble")
@@ -270,7 +286,7 @@ figure.cam{{width:330px}}figure.cam img{{width:160px;height:160px;max-width:none
 <div class="plots">{''.join(_img_tag(Path(f)) for f in figures)}</div>
 <h2>Misclassified test images ({len(errors)}{', first ' + str(max_errors) if len(errors) > max_errors else ''})</h2>
 <div class="errors">{cards or '<p>None.</p>'}</div>
-{_preset_section(metrics.get("preset"))}{_ensemble_section(metrics.get("preset"))}{_class_maps_section(class_maps)}
+{_preset_section(metrics.get("preset"))}{_time_limit_note(metrics)}{_ensemble_section(metrics.get("preset"))}{_class_maps_section(class_maps)}
 {_health_section(metrics.get("dataset_health"), label_issues)}</body></html>"""
     write_text(path, doc)
     return Path(path)
