@@ -163,13 +163,16 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
     nested: list[float] = []  # measured seconds of each candidate's nested CV
 
+    def cv_s() -> float:
+        """Seconds of one 1280-d feature set's nested CV: the mean measured so far, else the prior."""
+        return float(np.mean(nested)) if nested else _nested_prior(len(paths), len(labels))
+
     def after(chosen: list[Candidate]) -> float:
         """Seconds the run needs after choosing among ``chosen``: featurizing the other images with the winner
         (at worst the concatenation of the dearest), its SVM's C search, evaluation and the rest."""
         singles = sorted((c.gflops for c in chosen if len(c.featurizers) == 1), reverse=True)[:cfg.train.concat_best]
         k = min(cfg.train.concat_best, len(singles)) or max(len(c.featurizers) for c in chosen)
-        cv = float(np.mean(nested)) if nested else _nested_prior(len(paths), len(labels))
-        return (n_rest * per_gflop * max([sum(singles), *(c.gflops for c in chosen)]) + FINAL_FIT * k * cv
+        return (n_rest * per_gflop * max([sum(singles), *(c.gflops for c in chosen)]) + FINAL_FIT * k * cv_s()
                 + post_seconds(len(paths) + n_rest))
 
     budget = cfg.train.time_limit - elapsed_s if cfg.train.time_limit else None
@@ -197,7 +200,7 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     order = sorted((c for c in cands if c.status == "planned" or c.status.startswith("dropped: time limit")),
                    key=lambda c: (c.estimate_s, c.gflops))
     for c in order if len(order) > 1 else ():
-        cv = float(np.mean(nested)) if nested else _nested_prior(len(paths), len(labels))
+        cv = cv_s()
         c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done, cv)
         spent = time.perf_counter() - t0
         pending = cv * sum(len(s.featurizers) for s in scored if s.cv_score is None)  # the first one's nested CV
@@ -248,9 +251,8 @@ def refinement_estimate(cfg: Config, n_train: int, n_all: int, per_gflop: float,
     """Seconds the ensemble trainer adds to a run: ``refine.epochs`` over the train images (less the validation
     part, at most ``refine.max_images_per_epoch``), then :func:`after_refinement`."""
     model = cfg.refine_model()
-    per_epoch = n_train * (1.0 - cfg.refine.val_fraction)
-    per_epoch = min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
-    training = cfg.refine.epochs * per_epoch * REFINE_S_PER_GFLOP * gflops(model.backbone, model.resolution) * 2 / cpu_threads(cfg.engine.threads)
+    training = (cfg.refine.epochs * _images_per_epoch(cfg, n_train) * REFINE_S_PER_GFLOP * gflops(model.backbone, model.resolution)
+                * 2 / cpu_threads(cfg.engine.threads))
     return training + after_refinement(cfg, n_train, n_all, per_gflop, classes)
 
 
@@ -258,10 +260,14 @@ def after_refinement(cfg: Config, n_train: int, n_all: int, per_gflop: float, cl
     """Seconds the ensemble trainer spends after training: featurizing the train images, the validation part
     (plain and mirrored) and finally every image with the refined network, its export, the SVM on its features."""
     model = cfg.refine_model()
+    images = _images_per_epoch(cfg, n_train) + n_train + 3 * cfg.refine.val_fraction * n_train + n_all
+    return images * per_gflop * gflops(model.backbone, model.resolution) + EXPORT_S + FINAL_FIT * _nested_prior(n_train, classes)
+
+
+def _images_per_epoch(cfg: Config, n_train: int) -> float:
+    """Train images refinement sees per epoch: the train split less its validation part, at most ``refine.max_images_per_epoch``."""
     per_epoch = n_train * (1.0 - cfg.refine.val_fraction)
-    per_epoch = min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
-    featurizing = (per_epoch + n_train + 3 * cfg.refine.val_fraction * n_train + n_all) * per_gflop * gflops(model.backbone, model.resolution)
-    return featurizing + EXPORT_S + FINAL_FIT * _nested_prior(n_train, classes)
+    return min(per_epoch, cfg.refine.max_images_per_epoch or per_epoch)
 
 
 def post_seconds(n_images: int) -> float:
