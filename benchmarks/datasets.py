@@ -18,7 +18,7 @@ def images_folder(images: str, work: Path) -> Path:
     """The folder of ``images``: the demo set is generated under ``work`` once."""
     if images != "demo":
         return Path(images).resolve()
-    from imgclf.demo import generate_demo
+    from imgclf.data.demo import generate_demo
 
     folder = work / "demo-images"
     with FileLock(str(work / "demo-images.lock")):
@@ -28,7 +28,7 @@ def images_folder(images: str, work: Path) -> Path:
 
 def prepared(images: str, work: Path, overrides: Sequence[str] = ()):
     """(config, run dir) of ``images`` prepared and featurized under ``work`` (reused when already there)."""
-    from imgclf.config import load_config
+    from imgclf.config.settings import load_config
     from imgclf.pipeline.steps import featurize, prepare
 
     work.mkdir(parents=True, exist_ok=True)

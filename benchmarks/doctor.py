@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from datasets import prepared
 
 
@@ -71,7 +70,7 @@ def detection(score: np.ndarray, flipped: np.ndarray) -> dict:
 
 
 def svm_accuracy(cfg, x, y_train, train, y_test_true) -> float:
-    from imgclf.linear import SvmClassifier
+    from imgclf.classifier.linear import SvmClassifier
 
     clf = SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x[train], y_train)
     return float((clf.predict(x[~train]) == y_test_true).mean())
@@ -79,8 +78,8 @@ def svm_accuracy(cfg, x, y_train, train, y_test_true) -> float:
 
 def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes: list[str]) -> dict:
     from imgclf.doctor.examine import examine
-    from imgclf.pipeline.doctor import load_images
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.doctor.step import load_images
+    from imgclf.rundir.layout import RunDir
 
     cfg, rd = prepared(images, work)
     base = load_images(cfg, RunDir(rd))
@@ -124,8 +123,8 @@ def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes
 
 def timing(images: str, work: Path, n: int) -> dict:
     """Median wall time of the doctor step on a run directory of ``n`` images with cached features and hashes."""
-    from imgclf.fileio import read_csv, write_csv
-    from imgclf.pipeline.doctor import doctor
+    from imgclf.doctor.step import doctor
+    from imgclf.util.files import read_csv, write_csv
 
     cfg, rd = prepared(images, work)
     sub = work / "runs" / f"timing-{n}"

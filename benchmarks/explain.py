@@ -59,13 +59,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from imgclf.config import EngineConfig
-    from imgclf.explain import Explainer, class_maps
+    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.config.settings import EngineConfig
     from imgclf.features.featurize import build_featurizer
     from imgclf.features.preprocess import load_and_preprocess
-    from imgclf.linear import SvmClassifier
-    from imgclf.pipeline.featurizer import engine_cache_dir
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.features.step import engine_cache_dir
+    from imgclf.inference.explain import Explainer, class_maps
+    from imgclf.rundir.layout import RunDir
 
     cfg, rd = prepared(args.images, args.work)
     rdir = RunDir(rd)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+
 def jpegs(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
 
@@ -86,7 +87,7 @@ def imgclf_speed(paths: list[str], engine, threads: int) -> float:
 def build_engines(folder: Path, cache: Path, threads: int) -> dict:
     import numpy as np
 
-    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.config.settings import EngineConfig, ModelConfig
     from imgclf.features.featurize import build_featurizer
 
     train = jpegs(folder / "train") if (folder / "train").is_dir() else jpegs(folder)
@@ -133,7 +134,7 @@ def decode_alone(paths: list[str], fn) -> float:
 def memory_child(folder: Path, cache: Path, n: int, threads: int) -> dict:
     """Featurize ``n`` paths (the folder's files cycled) as `imgclf featurize` would, with the
     default engine (loaded from the engine cache: torch is never imported)."""
-    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.config.settings import EngineConfig, ModelConfig
     from imgclf.features.featurize import build_featurizer, featurize_paths
 
     files = jpegs(folder)
@@ -190,8 +191,8 @@ def run(args: argparse.Namespace, cache: Path) -> dict:
     engines = build_engines(args.folder, cache, args.threads)
     _naive_model()
     print(f"engines built in {time.perf_counter() - t0:.0f} s", flush=True)
+    from imgclf.data.images import decode_image
     from imgclf.features.preprocess import load_and_crop, load_and_preprocess, preprocess, resize_size
-    from imgclf.images import decode_image
 
     native_spec, area_spec, fast_spec = engines["ort_fp32"].spec, engines["ov_bf16"].spec, engines["ov_bf16_fast"].spec
     decoders = {"pillow": lambda p: preprocess(decode_image(p, draft_size=resize_size(native_spec)), native_spec),

@@ -26,14 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from datasets import prepared
 
 STRATEGIES = ("random", "density", "margin", "entropy", "kcenter", "hybrid")
 
 
 def load_set(images: str, work: Path) -> dict:
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.rundir.layout import RunDir
 
     cfg, rd = prepared(images, work)
     rd = RunDir(rd)
@@ -46,14 +45,14 @@ def load_set(images: str, work: Path) -> dict:
 
 
 def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
-    from imgclf.linear import SvmClassifier
+    from imgclf.classifier.linear import SvmClassifier
 
     return SvmClassifier.from_config(cfg.svm, seed).fit(x, y)
 
 
 def simulate(s: dict, strategy: str, seed: int, start: int, batch: int, rounds: int, candidates: int) -> list[tuple[int, float]]:
     """(labels, test accuracy) after the start and after every batch."""
-    from imgclf.active import select
+    from imgclf.labelnext import strategies as select
 
     rng = np.random.default_rng(seed)
     y = s["y_pool"]
@@ -163,11 +162,11 @@ def timing(work: Path, pool_size: int, per_class: int = 40, repeats: int = 5) ->
     run of ``per_class`` clothing10 images per class whose pool holds ``pool_size`` images with cached features."""
     import shutil
 
-    from imgclf.annotations import record
     from imgclf.api import run
-    from imgclf.config import load_config
-    from imgclf.pipeline.rundir import RunDir
-    from imgclf.pipeline.suggest import refit, suggest
+    from imgclf.config.settings import load_config
+    from imgclf.data.annotations import record
+    from imgclf.labelnext.step import refit, suggest
+    from imgclf.rundir.layout import RunDir
 
     sources = []
     for name in ("/work/shared/datasets/clothing10", "/work/shared/datasets/cub_warblers"):
@@ -230,7 +229,7 @@ def main() -> None:
     ap.add_argument("--timing-pool", type=int, default=0, help="time one round with this many pool images (0: no timing)")
     ap.add_argument("--timing-only", action="store_true", help="only the timing (no simulation)")
     args = ap.parse_args()
-    from imgclf.active.select import CANDIDATES
+    from imgclf.labelnext.strategies import CANDIDATES
 
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")

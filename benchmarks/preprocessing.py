@@ -29,7 +29,7 @@ VARIANTS = {  # name -> settings
 
 def pooled(folder: Path, out: Path) -> Path:
     """``out/<class>/<n>.<ext>`` symlinks to every image of ``folder`` (any split subfolder)."""
-    from imgclf.images import is_image_file
+    from imgclf.data.images import is_image_file
 
     splits = {"train", "val", "validation", "test"}
     for p in sorted(folder.rglob("*")):
@@ -45,7 +45,7 @@ def pooled(folder: Path, out: Path) -> Path:
 
 
 def run(images: Path, data_root: Path, seed: int, settings: list[str]) -> float:
-    from imgclf.config import load_config
+    from imgclf.config.settings import load_config
     from imgclf.pipeline.steps import run as run_steps
 
     cfg = load_config(None, [f"data.images={json.dumps(str(images))}", f"data.root={json.dumps(str(data_root))}",
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--demo", action="store_true", help="also the embedded demo set")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="variant names (the first is the baseline)")
     args = ap.parse_args()
-    from imgclf.demo import generate_demo
+    from imgclf.data.demo import generate_demo
 
     with tempfile.TemporaryDirectory(prefix="imgclf-prep-") as tmp:
         tmp = Path(tmp)

@@ -78,9 +78,9 @@ def bench_set(images: Path, seed: int, work: Path, balanced: list[str] = (), fix
 
 def warm_engines(engines: Path) -> None:
     """Export every candidate network once, so that no timed run pays a one-time export."""
-    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.config.settings import EngineConfig, ModelConfig
     from imgclf.features.featurize import build_featurizer
-    from imgclf.pipeline.presets import CANDIDATES
+    from imgclf.presets.select import CANDIDATES
 
     engines.mkdir(parents=True, exist_ok=True)
     for name in CANDIDATES:

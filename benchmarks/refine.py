@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 SPEED_IMAGES = 96  # per measurement: 6 steps of 16
 SAME_NET = ['refine.backbone=""', "refine.resolution=0"]  # refine model.* (lite0 at 224), the naive loop's network
 
@@ -67,11 +66,11 @@ def naive_images_per_s(train_dir: Path, resolution: int = 224, batch_size: int =
 
 def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float:
     """SPEED_IMAGES images through imgclf's refinement loop (one epoch, capped); images/s."""
-    from imgclf.refine import distributed
-    from imgclf.config import load_config
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.config.settings import load_config
     from imgclf.pipeline.steps import prepare
+    from imgclf.refine import distributed
     from imgclf.refine.loop import fit
+    from imgclf.rundir.layout import RunDir
 
     cfg = load_config(None, [f'data.root="{root}"', f'data.images="{images}"', "tracking.enabled=false", *overrides,
                              "refine.epochs=1", f"refine.max_images_per_epoch={SPEED_IMAGES}", "refine.val_fraction=0",
@@ -84,8 +83,8 @@ def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float
 
 
 def imgclf_run(images: Path, root: Path, classifier: str, overrides: list[str]) -> dict:
-    from imgclf.config import load_config
     from imgclf.api import run
+    from imgclf.config.settings import load_config
 
     cfg = load_config(None, [f'data.root="{root}"', f'data.images="{images}"', "tracking.enabled=false",
                              f'train.classifier="{classifier}"', *overrides])

@@ -44,10 +44,10 @@ def jpegs(folder: Path) -> list[Path]:
 
 def offline(bundle: Path, paths: list[Path], sets: list[str]) -> tuple[float, str]:
     """Images/s of featurize_paths with the bundle's engine (``--set`` engine keys applied), and the engine's name."""
-    from imgclf.bundle import bundle_engine
-    from imgclf.config import Config, load_config
+    from imgclf.bundle.folder import bundle_engine
+    from imgclf.config.settings import Config, load_config
     from imgclf.features.featurize import featurize_paths
-    from imgclf.predict import Predictor
+    from imgclf.inference.predict import Predictor
 
     predictor = Predictor(bundle, load_config(None, sets, base=Config(engine=bundle_engine(bundle))).engine)
     featurize_paths([str(p) for p in paths[:32]], predictor.engine, progress=False)  # warm-up

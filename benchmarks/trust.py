@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from datasets import prepared
 
 SETS = {"hymenoptera": "/work/shared/datasets/hymenoptera", "clothing10": "/work/shared/datasets/clothing10",
@@ -33,7 +32,7 @@ SETS = {"hymenoptera": "/work/shared/datasets/hymenoptera", "clothing10": "/work
 
 
 def load(name: str, work: Path) -> dict:
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.rundir.layout import RunDir
 
     cfg, rd = prepared(SETS.get(name, name), work)
     rd = RunDir(rd)
@@ -48,7 +47,7 @@ def fit(cfg, x: np.ndarray, labels: np.ndarray, c: float | None = None):
     """(classes, SVM, detector) of train features and labels: what a bundle holds (``c``: C fixed, no grid search)."""
     import dataclasses
 
-    from imgclf.linear import SvmClassifier
+    from imgclf.classifier.linear import SvmClassifier
     from imgclf.trust import fit_ood
 
     classes = sorted(set(labels))

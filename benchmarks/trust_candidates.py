@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp, softmax
-
 from trust import SETS, fit, load, separation
 
 KNN = (1, 3, 5, 10, 20, 50)
@@ -93,7 +92,7 @@ class Parts:
 
 def loo_parts(cfg_c: float, t: float, x_train: np.ndarray, y: np.ndarray, xs: dict[str, np.ndarray]) -> dict[str, dict]:
     """Leave-one-class-out ensemble parts of every query set in ``xs`` (name → features)."""
-    from imgclf.linear import fit_head
+    from imgclf.classifier.linear import fit_head
 
     maxl = {n: [] for n in xs}
     for drop in range(y.max() + 1):

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from datasets import prepared
 from trust import SETS, separation
 
@@ -73,7 +72,7 @@ class Store:
     """Every image's features of one set under any key, rows in the base run dir's train-then-test order."""
 
     def __init__(self, name: str):
-        from imgclf.pipeline.rundir import RunDir
+        from imgclf.rundir.layout import RunDir
 
         self.name = name
         self.cfg, rd = prepared(SETS[name], WORK)
@@ -179,7 +178,7 @@ class Detector:
 def _svm(cfg, x: np.ndarray, labels: np.ndarray, c: float | None):
     import dataclasses
 
-    from imgclf.linear import SvmClassifier
+    from imgclf.classifier.linear import SvmClassifier
 
     classes = sorted(set(labels))
     y = np.array([classes.index(v) for v in labels])

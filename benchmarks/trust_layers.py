@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from datasets import prepared
 from trust import SETS
 

@@ -42,10 +42,10 @@ def _median_s(fn, repeats: int) -> float:
 
 
 def bench(images: str, work: Path, repeats: int) -> dict:
-    from imgclf.pipeline.doctor import doctor
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.data.split import SplitRow
+    from imgclf.doctor.step import doctor
     from imgclf.pipeline.steps import evaluate, train
-    from imgclf.split import SplitRow
+    from imgclf.rundir.layout import RunDir
     from imgclf.ui.catalog import Catalog
     from imgclf.ui.results import RunResults
 

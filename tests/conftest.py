@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
 
 # Tests never write into the user's data directory or a shared tracking store.

@@ -43,7 +43,7 @@ def make_dataset(root: Path, n_per_class: int = 12, seed: int = 0, classes=CLASS
 
 
 def tiny_config(data_root: Path, images: Path, *extra: str):
-    from imgclf.config import load_config
+    from imgclf.config.settings import load_config
 
     return load_config(None, [f'data.root="{data_root}"', f'data.images="{images}"', "svm.cv_folds=3",
                               "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false", *extra])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.annotations import read_history, record, undo_last
+from imgclf.data.annotations import read_history, record, undo_last
 
 _WRITER = textwrap.dedent("""
     import sys

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf.bundle import BundleMeta, load_bundle, verify_bundle, write_bundle
-from imgclf.errors import BundleError
-from imgclf.fileio import read_json, sha256_file, write_json
-from imgclf.linear import LinearHead
+from imgclf.bundle.folder import BundleMeta, load_bundle, verify_bundle, write_bundle
+from imgclf.classifier.linear import LinearHead
+from imgclf.util.errors import BundleError
+from imgclf.util.files import read_json, sha256_file, write_json
 
 _DIM = 8
 
@@ -99,7 +99,7 @@ def test_bundle_json_naming_a_file_outside_the_bundle_is_refused(model):
 
 
 def test_damaged_onnx_gives_a_one_line_error(model, capsys):
-    from imgclf.predict import Predictor
+    from imgclf.inference.predict import Predictor
 
     onnx = model / "featurizer.onnx"
     onnx.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 3])  # cut short, and the manifest updated to match
@@ -216,7 +216,7 @@ def test_kill_9_during_repeated_bundle_saves_always_leaves_a_loadable_bundle(tmp
 
 
 def test_a_reader_during_a_live_swap_reads_the_old_bundle_without_moving_it(tmp_path, monkeypatch):
-    import imgclf.bundle as b
+    import imgclf.bundle.folder as b
 
     target = tmp_path / "model"
     _save(target, ["a", "b"])

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import Config, ConfigError, config_from_dict, flatten, load_config, to_toml
+from imgclf.config.settings import Config, ConfigError, config_from_dict, flatten, load_config, to_toml
 
 
 def test_defaults_match_the_documented_values():
@@ -84,7 +84,7 @@ def test_one_precedence_rule_base_file_flags_set(tmp_path: Path):
 
 def test_engine_precisions_come_from_the_registry(monkeypatch):
     """A precision an engine declares in imgclf.registry is accepted by the config with no other change."""
-    from imgclf import registry
+    from imgclf.util import registry
 
     monkeypatch.setitem(registry.ENGINE_PRECISIONS, "onnxruntime", (*registry.ENGINE_PRECISIONS["onnxruntime"], "fp16"))
     assert load_config(None, ["engine.backend=onnxruntime", "engine.precision=fp16"]).engine.precision == "fp16"

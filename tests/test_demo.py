@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf.demo import DEMO_CLASSES, demo_image, generate_demo
-from imgclf.errors import ImgclfError
-from imgclf.images import decode_image
+from imgclf.data.demo import DEMO_CLASSES, demo_image, generate_demo
+from imgclf.data.images import decode_image
+from imgclf.util.errors import ImgclfError
 
 N = 6
 SIZE = 64

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import imgclf.demo as demo
-from imgclf.demo import generate_demo
-from imgclf.errors import ImgclfError
+import imgclf.data.demo as demo
+from imgclf.data.demo import generate_demo
+from imgclf.util.errors import ImgclfError
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datagen import CLASSES, make_object_image
 from PIL import Image
 
-from datagen import CLASSES, make_object_image
-from imgclf.config import EngineConfig
-from imgclf.errors import InvalidRequest, NotExplainable
-from imgclf.explain import Explainer, class_maps, upsample
-from imgclf.linear import LinearHead, SvmClassifier
-from imgclf.predict import Predictor
+from imgclf.classifier.linear import LinearHead, SvmClassifier
+from imgclf.config.settings import EngineConfig
+from imgclf.inference.explain import Explainer, class_maps, upsample
+from imgclf.inference.predict import Predictor
+from imgclf.util.errors import InvalidRequest, NotExplainable
 
 
 @pytest.fixture(scope="module")

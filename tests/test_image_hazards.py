@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import imgclf.images as images
-from imgclf.config import ImagesConfig
-from imgclf.images import ImageError, ImageTooLarge, UnsupportedFormat, decode_image, read_header
+import imgclf.data.images as images
+from imgclf.config.settings import ImagesConfig
+from imgclf.data.images import ImageError, ImageTooLarge, UnsupportedFormat, decode_image, read_header
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -159,8 +159,8 @@ def test_reduced_decode_still_applies_exif_orientation():
 
 
 def test_images_max_pixels_must_be_positive():
-    from imgclf.config import load_config
-    from imgclf.errors import ConfigError
+    from imgclf.config.settings import load_config
+    from imgclf.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match="images.max_pixels must be >= 1; got 0"):
         load_config(None, ["images.max_pixels=0"])

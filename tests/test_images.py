@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.errors import ImgclfError
-from imgclf.images import ImageError, ImageTooLarge, UnsupportedFormat, decode_image, is_image_file
+from imgclf.data.images import ImageError, ImageTooLarge, UnsupportedFormat, decode_image, is_image_file
+from imgclf.util.errors import ImgclfError
 
 
 def _jpeg(img: Image.Image, **kw) -> bytes:

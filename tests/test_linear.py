@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from imgclf.linear import LinearHead, SvmClassifier
+from imgclf.classifier.linear import LinearHead, SvmClassifier
 
 
 def _blobs(k: int, n: int, d: int = 20, seed: int = 0, sep: float = 2.0):
@@ -41,7 +41,7 @@ def test_calibration_is_honest_on_held_out_data():
 
 
 def test_head_round_trips_through_plain_arrays(tmp_path):
-    from imgclf.fileio import read_npz, write_npz
+    from imgclf.util.files import read_npz, write_npz
 
     x, y = _blobs(3, 20)
     head = SvmClassifier(c_values=[1.0], cv_folds=3).fit(x, y).head_

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf.errors import ImgclfError
-from imgclf.fileio import read_json, sha256_file, write_json
+from imgclf.util.errors import ImgclfError
+from imgclf.util.files import read_json, sha256_file, write_json
 
 
 class _Payload:
@@ -56,7 +56,7 @@ def model(trained_run: Path, tmp_path: Path) -> Path:
 
 
 def _load_predictor(bundle: Path) -> None:
-    from imgclf.predict import Predictor
+    from imgclf.inference.predict import Predictor
 
     Predictor(bundle)
 
@@ -93,7 +93,7 @@ BUNDLE_SLOTS = {
 
 @pytest.mark.parametrize("slot", list(BUNDLE_SLOTS))
 def test_a_crafted_pickle_in_every_bundle_slot_is_refused_and_never_executed(model, tmp_path, slot):
-    from imgclf.bundle import load_bundle
+    from imgclf.bundle.folder import load_bundle
 
     marker = tmp_path / "payload-ran"
     BUNDLE_SLOTS[slot](model, marker)
@@ -106,7 +106,7 @@ def test_a_crafted_pickle_in_every_bundle_slot_is_refused_and_never_executed(mod
 
 
 def test_a_crafted_pickle_as_features_npz_is_refused_and_never_executed(trained_run, tmp_path):
-    from imgclf.pipeline.rundir import RunDir
+    from imgclf.rundir.layout import RunDir
 
     run = Path(shutil.copytree(trained_run, tmp_path / "run", ignore=shutil.ignore_patterns("model")))
     marker = tmp_path / "payload-ran"

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.annotations import record, undo_last
-from imgclf.config import load_config
-from imgclf.dataset import scan_dataset
-from imgclf.errors import DatasetError
-from imgclf.split import make_split
+from imgclf.config.settings import load_config
+from imgclf.data.annotations import record, undo_last
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.split import make_split
+from imgclf.util.errors import DatasetError
 
 
 def _touch(root: Path, spec: dict[str, int]) -> None:

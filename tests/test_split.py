@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from imgclf.config import load_config
-from imgclf.dataset import scan_dataset
-from imgclf.errors import DatasetError
-from imgclf.split import load_split, make_split, save_split
+from imgclf.config.settings import load_config
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.split import load_split, make_split, save_split
+from imgclf.util.errors import DatasetError
 
 
 def _touch_images(root: Path, spec: dict[str, int], sub: str = "") -> None:
@@ -96,7 +96,7 @@ def test_class_with_one_image_is_a_clear_error(tmp_path):
 
 
 def test_annotations_relabel_and_exclude(folder):
-    from imgclf.annotations import record
+    from imgclf.data.annotations import record
 
     record(folder, [("a/img 0.PNG", "a", "relabel", "b"), ("a/img 1.PNG", "a", "exclude", ""), ("c/img 3.PNG", "c", "ambiguous", "")])
     ds = scan_dataset(folder)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from datagen import make_dataset, tiny_config
 
-from imgclf.config import load_config
-from imgclf.dataset import scan_dataset
-from imgclf.pipeline.rundir import RunDir
-from imgclf.split import make_split, save_split
+from imgclf.config.settings import load_config
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.split import make_split, save_split
+from imgclf.rundir.layout import RunDir
 
 
 def _layout(root: Path, sizes: dict[str, int], seed: int = 0) -> Path:
@@ -62,7 +62,7 @@ def test_refinement_validates_on_the_validation_folder(tmp_path):
 
 def test_prepare_and_run_say_what_each_folder_became(tmp_path, capsys):
     from imgclf.cli import main
-    from imgclf.fileio import read_json
+    from imgclf.util.files import read_json
 
     root = _layout(tmp_path / "ds", {"train": 8, "validation": 3, "test": 4}, seed=3)
     cfg = tiny_config(tmp_path / "data", root)

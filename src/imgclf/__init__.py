@@ -10,7 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["load_config", "run", "Predictor", "load_bundle"]
 
-_API = {"load_config": "imgclf.config", "run": "imgclf.api", "Predictor": "imgclf.predict", "load_bundle": "imgclf.bundle"}
+_API = {"load_config": "imgclf.config.settings", "run": "imgclf.api", "Predictor": "imgclf.inference.predict", "load_bundle": "imgclf.bundle.folder"}
 
 
 def __getattr__(name: str) -> Any:

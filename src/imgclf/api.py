@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from .config import Config
+from .config.settings import Config
+from .data.images import configure as configure_images
 from .evaluation.metrics import Metrics
-from .images import configure as configure_images
 from .pipeline import steps
-from .pipeline.rundir import run_config
+from .rundir.layout import run_config
 
 
 def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
@@ -26,7 +26,7 @@ def track(cfg: Config, run_dir: str | os.PathLike, command: str) -> None:
 def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
     """prepare → featurize → train → evaluate in one go, logged to the run history; returns the test metrics.
 
-    ``cfg.images`` becomes the decoder's setting for this process (:func:`imgclf.images.configure`)."""
+    ``cfg.images`` becomes the decoder's setting for this process (:func:`imgclf.data.images.configure`)."""
     configure_images(cfg.images)
     metrics = steps.run(cfg, run_dir, progress=progress)
     track(run_config(run_dir) or cfg, run_dir, "run")  # as run: with the featurizers a preset chose

@@ -9,17 +9,17 @@ import time
 
 import pytest
 import typer
+from acquire_helpers import encode, jpeg, make_image
 from typer.testing import CliRunner
 
-from acquire_helpers import encode, jpeg, make_image
-from imgclf.cli import acquire as acquire_cli
 from imgclf.acquire.download import download_url_list
 from imgclf.acquire.fetch import FetchOptions
 from imgclf.acquire.providers import PROVIDERS
 from imgclf.acquire.urls import url_file_stem
-from imgclf.annotations import current_state
-from imgclf.fileio import read_csv
-from imgclf.images import decode_image
+from imgclf.cli import acquire as acquire_cli
+from imgclf.data.annotations import current_state
+from imgclf.data.images import decode_image
+from imgclf.util.files import read_csv
 
 
 def imgclf(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -6,11 +6,14 @@ import time
 
 import numpy as np
 import pytest
+from acquire_helpers import encode, make_image
 from PIL import ImageOps
 
-from acquire_helpers import encode, make_image
 from imgclf.acquire.dedup import dedup_dataset
-from imgclf.duplicates import (
+from imgclf.acquire.report import write_dedup_report
+from imgclf.data.annotations import LOCK_FILENAME, current_state, read_history
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.duplicates import (
     connected_groups,
     cosine_pairs,
     dhash_code,
@@ -18,10 +21,7 @@ from imgclf.duplicates import (
     hamming_pairs,
     near_duplicates_by_features,
 )
-from imgclf.acquire.report import write_dedup_report
-from imgclf.annotations import LOCK_FILENAME, current_state, read_history
-from imgclf.dataset import scan_dataset
-from imgclf.fileio import read_csv
+from imgclf.util.files import read_csv
 
 
 def distance(a, b) -> int:

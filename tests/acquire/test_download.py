@@ -5,14 +5,13 @@ import hashlib
 import time
 
 import pytest
+from acquire_helpers import CAP, jpeg
 
 from imgclf.acquire.download import download_entries, download_url_list
 from imgclf.acquire.fetch import FetchError, FetchOptions, fetch
 from imgclf.acquire.urls import UrlEntry, parse_url_list
-from imgclf.fileio import read_csv
-from imgclf.images import decode_image
-
-from acquire_helpers import CAP, jpeg
+from imgclf.data.images import decode_image
+from imgclf.util.files import read_csv
 
 FAST = FetchOptions(connect_timeout=2, read_timeout=0.5, deadline=2.0, max_bytes=CAP, retries=2, backoff=0.01,
                     allow_private=True)

@@ -106,7 +106,7 @@ def test_is_public_address(address, public):
 @pytest.mark.parametrize("spec", ["localhost:80", "127.0.0.1", "127.0.0.1:http", "[::1]"])
 def test_malformed_allowed_address_fails_when_options_are_made(spec):
     from imgclf.acquire.fetch import FetchOptions
-    from imgclf.errors import ImgclfError
+    from imgclf.util.errors import ImgclfError
 
     with pytest.raises(ImgclfError, match="IP:PORT|IP address"):
         FetchOptions(allow_addresses=(spec,))

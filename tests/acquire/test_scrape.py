@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from acquire_helpers import send
+
 from imgclf.acquire.fetch import FetchOptions
 from imgclf.acquire.providers import PROVIDERS, BraveProvider, DdgsProvider, ProviderError, get_provider
 from imgclf.acquire.scrape import scrape, synthesise_queries
 from imgclf.acquire.urls import read_url_list
-from imgclf.errors import ImgclfError
+from imgclf.util.errors import ImgclfError
 
 OPTS = FetchOptions(allow_private=True, retries=0, deadline=5)
 

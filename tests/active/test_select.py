@@ -6,9 +6,10 @@ import functools
 import numpy as np
 import pytest
 
-from imgclf.active import STRATEGIES, kcenter_greedy, select, uncertainty
-from imgclf.errors import ConfigError
-from imgclf.linear import fit_head
+from imgclf.classifier.linear import fit_head
+from imgclf.labelnext import STRATEGIES, kcenter_greedy, uncertainty
+from imgclf.labelnext import strategies as select
+from imgclf.util.errors import ConfigError
 
 D = 32
 
@@ -101,7 +102,7 @@ def test_unknown_strategy_lists_the_valid_ones():
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_the_quick_refit_head_agrees_with_the_runs_svm_at_its_c(k):
-    from imgclf.linear import SvmClassifier
+    from imgclf.classifier.linear import SvmClassifier
 
     rng = np.random.default_rng(k)
     centers = 3 * np.eye(D, dtype=np.float32)[:k]
@@ -119,7 +120,7 @@ def test_the_quick_refit_head_agrees_with_the_runs_svm_at_its_c(k):
 def test_density_asks_for_an_uncertain_crowd_before_uncertain_outliers():
     """Margin asks for the most uncertain images whatever they are; density weighs that by how many pool
     images resemble each one, so a crowded uncertain region comes before uncertain one-offs."""
-    from imgclf.active.select import representativeness
+    from imgclf.labelnext.strategies import representativeness
 
     rng = np.random.default_rng(5)
     e = np.eye(D, dtype=np.float32)

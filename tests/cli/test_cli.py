@@ -49,7 +49,7 @@ def test_config_prints_toml_that_loads_back(tmp_path):
     assert proc.returncode == 0
     f = tmp_path / "c.toml"
     f.write_text(proc.stdout)
-    from imgclf.config import load_config
+    from imgclf.config.settings import load_config
 
     assert load_config(f).model.resolution == 320
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
+import tomllib
 from datagen import make_dataset
+
 from imgclf.cli import main
-from imgclf.config import Config, flatten, load_config
-from imgclf.pipeline.rundir import RunDir
+from imgclf.config.settings import Config, flatten, load_config
+from imgclf.rundir.layout import RunDir
 
 # Three layers, each key showing one step of the rule (see _expect). The saved config and the
 # bundle both differ from the defaults, so a layer that was dropped shows up as a default value.
@@ -98,7 +98,7 @@ def prepared(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bundle(trained_run, tmp_path_factory) -> Path:
     """A copy of the trained bundle whose engine settings differ from the defaults (int8, 3 threads)."""
-    from imgclf.bundle import rewrite_bundle
+    from imgclf.bundle.folder import rewrite_bundle
 
     model = tmp_path_factory.mktemp("bundle") / "model"
     shutil.copytree(trained_run / "model", model)
@@ -142,7 +142,7 @@ def test_prepare_writes_the_resolved_config(tmp_path, cfg_file):
 
 def test_demo(monkeypatch, tmp_path, cfg_file):
     write_toml(cfg_file, {**FILE, "data.root": str(tmp_path / "file_root"), "data.dataset": "from_file"})
-    monkeypatch.setattr("imgclf.demo.generate_demo", lambda images, **kw: {})
+    monkeypatch.setattr("imgclf.data.demo.generate_demo", lambda images, **kw: {})
     cfg = resolved(monkeypatch, "imgclf.api.run", ["demo", "--config", str(cfg_file), "--run-dir", str(tmp_path / "run"),
                                                    *sets(*SET, "data.dataset=from_set")])
     assert _pick(cfg, _expect(None)) == _expect(None)
@@ -225,8 +225,8 @@ def test_dedup(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- steps of an existing run: its saved config is the base
 
 @pytest.mark.parametrize("step, target", [("featurize", "imgclf.pipeline.steps.featurize"), ("train", "imgclf.pipeline.steps.train"),
-                                          ("evaluate", "imgclf.pipeline.steps.evaluate"), ("doctor", "imgclf.pipeline.doctor.doctor"),
-                                          ("suggest", "imgclf.pipeline.suggest.suggest")])
+                                          ("evaluate", "imgclf.pipeline.steps.evaluate"), ("doctor", "imgclf.doctor.step.doctor"),
+                                          ("suggest", "imgclf.labelnext.step.suggest")])
 def test_run_dir_steps_keep_the_saved_config(monkeypatch, prepared, cfg_file, step, target):
     cfg = resolved(monkeypatch, target, [step, "--run-dir", str(prepared), "--config", str(cfg_file), *sets(*SET)])
     assert _pick(cfg, _expect(SAVED)) == _expect(SAVED)
@@ -252,12 +252,12 @@ def test_refine(monkeypatch, prepared, cfg_file, tmp_path, how):
     flag, set_images = tmp_path / "flag_images", tmp_path / "set_images"
     write_toml(cfg_file, {**FILE, "data.images": str(tmp_path / "file_images")})
     argv = ["refine", how, str(prepared), "--config", str(cfg_file), "--no-evaluate", "-q"]
-    cfg = resolved(monkeypatch, "imgclf.refine.train.refine", argv + sets(*SET))
+    cfg = resolved(monkeypatch, "imgclf.train.dnn.refine", argv + sets(*SET))
     assert _pick(cfg, _expect(SAVED)) == _expect(SAVED)
     assert cfg.data.images == str(tmp_path / "file_images")  # the file beats the saved config
-    cfg = resolved(monkeypatch, "imgclf.refine.train.refine", [*argv, "--images", str(flag)])
+    cfg = resolved(monkeypatch, "imgclf.train.dnn.refine", [*argv, "--images", str(flag)])
     assert cfg.data.images == str(flag.resolve())  # --images beats the file
-    cfg = resolved(monkeypatch, "imgclf.refine.train.refine", [*argv, "--images", str(flag), *sets(f"data.images={json.dumps(str(set_images))}")])
+    cfg = resolved(monkeypatch, "imgclf.train.dnn.refine", [*argv, "--images", str(flag), *sets(f"data.images={json.dumps(str(set_images))}")])
     assert cfg.data.images == str(set_images)  # --set beats --images
 
 
@@ -265,14 +265,14 @@ def test_refine(monkeypatch, prepared, cfg_file, tmp_path, how):
 
 def test_predict(monkeypatch, bundle, cfg_file):
     write_toml(cfg_file, {**FILE, "engine.threads": 5, "engine.calibration_images": 7})
-    engine = resolved(monkeypatch, "imgclf.predict.Predictor", ["predict", str(bundle), str(bundle), "--config", str(cfg_file)],
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", ["predict", str(bundle), str(bundle), "--config", str(cfg_file)],
                       pick=lambda model, engine, predict_cfg: engine)
     assert (engine.precision, engine.threads, engine.calibration_images) == ("int8", 5, 7)  # bundle kept; file beats it
-    engine = resolved(monkeypatch, "imgclf.predict.Predictor",
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor",
                       ["predict", str(bundle), str(bundle), "--config", str(cfg_file), *sets("engine.threads=6")],
                       pick=lambda model, engine, predict_cfg: engine)
     assert (engine.precision, engine.threads, engine.calibration_images) == ("int8", 6, 7)  # --set beats the file
-    predict = resolved(monkeypatch, "imgclf.predict.Predictor",
+    predict = resolved(monkeypatch, "imgclf.inference.predict.Predictor",
                        ["predict", str(bundle), str(bundle), *sets("predict.min_confidence=0.5", "predict.reject_unknown=false")],
                        pick=lambda model, engine, predict_cfg: predict_cfg)
     assert (predict.min_confidence, predict.reject_unknown, predict.unknown_tpr) == (0.5, False, 0.95)
@@ -281,9 +281,9 @@ def test_predict(monkeypatch, bundle, cfg_file):
 def test_explain(monkeypatch, bundle, cfg_file, tmp_path):
     write_toml(cfg_file, {**FILE, "engine.threads": 5})
     argv = ["explain", str(bundle), str(bundle), "--out", str(tmp_path / "maps"), "--config", str(cfg_file)]
-    engine = resolved(monkeypatch, "imgclf.predict.Predictor", argv, pick=lambda model, engine: engine)
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv, pick=lambda model, engine: engine)
     assert (engine.precision, engine.threads) == ("int8", 5)  # bundle kept; file beats it
-    engine = resolved(monkeypatch, "imgclf.predict.Predictor", argv + sets("engine.threads=6"), pick=lambda model, engine: engine)
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv + sets("engine.threads=6"), pick=lambda model, engine: engine)
     assert (engine.precision, engine.threads) == ("int8", 6)  # --set beats the file
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf.config import ConfigError, load_config
+from imgclf.config.settings import ConfigError, load_config
 from imgclf.doctor.labels import confident_joint, find_label_issues, out_of_fold_proba, reduce_features
 from imgclf.doctor.outliers import find_outliers
 from imgclf.doctor.pairs import find_duplicates

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datagen import make_dataset, tiny_config
 from PIL import Image
 
-from datagen import make_dataset, tiny_config
-from imgclf.annotations import record
 from imgclf.cli import main
-from imgclf.fileio import read_csv, read_json
+from imgclf.data.annotations import record
+from imgclf.util.files import read_csv, read_json
 
 
 def _planted(root: Path) -> dict[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from features_helpers import _generated
+
 from imgclf.features.backbones import create_backbone
 from imgclf.features.export import export_onnx
 from imgclf.features.preprocess import normalize

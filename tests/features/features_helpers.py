@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+from datagen import make_image
 from PIL import Image
 
-from datagen import make_image
 from imgclf.features.preprocess import crop_resize_array
 
 

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 from imgclf.features.backbones import DataSpec, create_backbone, offline_backbones
-from imgclf.errors import BackboneError
 from imgclf.features.preprocess import center_crop_resize, preprocess
+from imgclf.util.errors import BackboneError
 
 DAISY = 985  # ImageNet class index
 

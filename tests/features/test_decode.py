@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from imgclf.errors import ImageError, ImageTooLarge
+from imgclf.data.images import decode_image
 from imgclf.features.backbones import create_backbone
 from imgclf.features.decode import _fast_jpeg, decode_rgb
 from imgclf.features.preprocess import crop_resize_array, load_and_preprocess, preprocess
-from imgclf.images import decode_image
+from imgclf.util.errors import ImageError, ImageTooLarge
 
 
 def _scene(w: int = 240, h: int = 160) -> Image.Image:
@@ -119,7 +119,7 @@ def test_fast_resampler_is_cubic_near_the_network_size_and_area_beyond(spec):
 
 
 def test_feature_ids_name_the_resampler():
-    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.config.settings import EngineConfig, ModelConfig
     from imgclf.features.featurize import feature_id_of
     from imgclf.features.ids import FeatureId
 

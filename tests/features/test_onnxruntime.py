@@ -6,24 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from datagen import make_dataset, tiny_config
-from imgclf.config import ConfigError, EngineConfig, ModelConfig, load_config
-from imgclf.features.export import _static_same_padding, cached_onnx
-from imgclf.features.onnxruntime import OnnxRuntimeEngine
-from imgclf.features.engines import TorchEngine, cpu_threads
-from imgclf.features.featurize import build_featurizer, featurize_paths
-from imgclf.features.ids import FeatureId
-from imgclf.features.preprocess import normalize
-from imgclf.fileio import read_csv, read_json
+from features_helpers import _cos, _generated, _photos
+
 from imgclf.api import run
+from imgclf.config.settings import ConfigError, EngineConfig, ModelConfig, load_config
 from imgclf.evaluation.int8 import int8_report
 from imgclf.evaluation.metrics import Metrics
-from imgclf.predict import Predictor
+from imgclf.features.engines import TorchEngine, cpu_threads
+from imgclf.features.export import _static_same_padding, cached_onnx
+from imgclf.features.featurize import build_featurizer, featurize_paths
+from imgclf.features.ids import FeatureId
+from imgclf.features.onnxruntime import OnnxRuntimeEngine
+from imgclf.features.preprocess import normalize
 from imgclf.features.quantize import calibration_digest, onnx_precision
-
-
-from features_helpers import _cos, _generated, _photos
+from imgclf.inference.predict import Predictor
+from imgclf.util.files import read_csv, read_json
 
 
 def test_ort_fp32_matches_torch_within_1e_4(lite0):
@@ -262,8 +260,8 @@ def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
 
 
 def test_precise_int8_kernels_only_where_the_cpu_lacks_vnni():
-    from imgclf.features.onnxruntime import session_options
     from imgclf.features.engines import cpu_flags, cpu_has_vnni
+    from imgclf.features.onnxruntime import session_options
 
     flags = cpu_flags()
     if Path("/proc/cpuinfo").is_file():

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from features_helpers import _cos, _generated, _photos
-from imgclf.config import EngineConfig, ModelConfig, load_config
+
+from imgclf.config.settings import EngineConfig, ModelConfig, load_config
 from imgclf.features.engines import cpu_flags, cpu_has_bf16, resolve_engine
 from imgclf.features.featurize import build_featurizer
 from imgclf.features.onnxruntime import OnnxRuntimeEngine
 from imgclf.features.openvino import OpenVinoEngine, openvino_problem
-from imgclf.fileio import read_json
-from imgclf.predict import Predictor
+from imgclf.inference.predict import Predictor
+from imgclf.util.files import read_json
 
 pytestmark = pytest.mark.skipif(bool(openvino_problem()), reason=f"OpenVINO cannot run here: {openvino_problem()}")
 
@@ -70,8 +70,8 @@ def test_every_batch_size_gives_the_same_rows(lite0):
 def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     """uint8 crops (normalised inside OpenVINO's network, in numpy for the others) give the features of
     the float input normalize() makes from them."""
-    from imgclf.features.engines import TorchEngine
     from imgclf.features.backbones import create_backbone
+    from imgclf.features.engines import TorchEngine
     from imgclf.features.preprocess import normalize
 
     crops = _photos(lite0["spec"])

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from datagen import CLASSES, make_image, tiny_config
-from imgclf.annotations import record
+
 from imgclf.cli import main
-from imgclf.fileio import read_csv, read_json
-from imgclf.pipeline.rundir import RunDir
-from imgclf.split import load_split
+from imgclf.data.annotations import record
+from imgclf.data.split import load_split
+from imgclf.rundir.layout import RunDir
+from imgclf.util.files import read_csv, read_json
 
 POOL = 12
 
@@ -64,7 +64,7 @@ def test_suggest_command_writes_suggestions_from_the_pool(pooled_run, capsys):
 
 def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics(pooled_run):
     from imgclf.api import run as run_pipeline
-    from imgclf.pipeline.suggest import refit, suggest
+    from imgclf.labelnext.step import refit, suggest
 
     cfg, images, run = pooled_run["cfg"], pooled_run["images"], pooled_run["run"]
     first = suggest(cfg, run, n=8)

@@ -1,11 +1,11 @@
 """prepare reports near-duplicate train/test pairs; data.group_duplicates keeps each group on one side."""
 from pathlib import Path
 
+from datagen import make_dataset, tiny_config
 from PIL import Image
 
-from datagen import make_dataset, tiny_config
-from imgclf.fileio import read_csv
 from imgclf.pipeline.steps import prepare
+from imgclf.util.files import read_csv
 
 
 def _with_duplicates(root: Path) -> list[tuple[str, str]]:

@@ -6,18 +6,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from datagen import make_dataset, tiny_config
 from fileaudit import opened_files
+
 from imgclf.api import run
-from imgclf.bundle import load_bundle
-from imgclf.config import load_config
-from imgclf.errors import BundleError, ConfigError
-from imgclf.fileio import read_csv, read_json, read_npz
-from imgclf.pipeline.presets import Candidate, needs_selection, plan, select_featurizers
-from imgclf.pipeline.rundir import RunDir
+from imgclf.bundle.folder import load_bundle
+from imgclf.config.settings import load_config
+from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import prepare
-from imgclf.predict import Predictor
+from imgclf.presets.select import Candidate, needs_selection, plan, select_featurizers
+from imgclf.rundir.layout import RunDir
+from imgclf.util.errors import BundleError, ConfigError
+from imgclf.util.files import read_csv, read_json, read_npz
 
 CANDIDATES = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]'
 
@@ -113,7 +113,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
         assert "ood_score" in a and abs(a["ood_score"] - b["ood_score"]) < 1e-4
         assert abs(a["score"] - float(r["score"])) < 1e-4 and abs(b["score"] - a["score"]) < 1e-4
 
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
 
@@ -187,7 +187,7 @@ def test_preset_options_sit_below_set():
 
 
 def test_ensemble_bundle_refuses_class_maps_with_a_reason(presets):
-    from imgclf.errors import NotExplainable
+    from imgclf.util.errors import NotExplainable
 
     rd = presets["base"] / "ensemble"
     predictor = Predictor(rd / "model")

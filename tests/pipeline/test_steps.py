@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datagen import make_dataset, tiny_config
 from PIL import Image
 
-from datagen import make_dataset, tiny_config
-from imgclf.bundle import load_bundle
-from imgclf.errors import BundleError
-from imgclf.fileio import read_csv, read_json
 from imgclf.api import run
+from imgclf.bundle.folder import load_bundle
+from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import evaluate, featurize, prepare, train
-from imgclf.predict import Predictor
+from imgclf.util.errors import BundleError
+from imgclf.util.files import read_csv, read_json
 
 
 def _add_hazards(images: Path) -> dict[str, str]:
@@ -160,7 +160,7 @@ def test_tampered_bundle_refuses_to_load(e2e, tmp_path):
 
 
 def test_annotations_change_the_next_prepare(e2e, tmp_path):
-    from imgclf.annotations import record
+    from imgclf.data.annotations import record
 
     images = tmp_path / "images"
     shutil.copytree(e2e["images"], images)
@@ -180,7 +180,7 @@ def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torc
     import sys
 
     from imgclf.features.backbones import model_backbone
-    from imgclf.pipeline.featurizer import featurizer_models
+    from imgclf.features.step import featurizer_models
 
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=3)
     sets = ["model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.bundle import load_bundle
+from imgclf.bundle.folder import load_bundle
 
 # one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
 # another process holds a core (the CPU is shared while tests run)

@@ -11,7 +11,7 @@ import pytest
 from datagen import make_dataset
 from refine_helpers import TINY, bundle_state, child_env, refine_cmd, run_ok
 
-from imgclf.fileio import read_json
+from imgclf.util.files import read_json
 
 # dropout 0 and fp32: one process with batch 8 and two with batch 4 then do the same arithmetic
 # (same steps, same augmented images, gradients averaged over the same 8 samples)

@@ -9,22 +9,22 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fileaudit import opened_files
 from datagen import make_dataset, tiny_config
+from fileaudit import opened_files
 from refine_helpers import TINY
 
 from imgclf.api import run
-from imgclf.bundle import load_bundle
+from imgclf.bundle.folder import load_bundle
+from imgclf.classifier.linear import LinearHead, SvmClassifier, l2_normalize
 from imgclf.features.engines import FlipAveraged
 from imgclf.features.featurize import concat_features
-from imgclf.fileio import read_csv, read_json, read_npz, sha256_file
-from imgclf.linear import LinearHead, SvmClassifier, l2_normalize
-from imgclf.pipeline.presets import select_featurizers
-from imgclf.pipeline.rundir import RunDir
+from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import evaluate, prepare, train
-from imgclf.predict import Predictor
-from imgclf.refine.ensemble import COMPONENTS, Components, map_temperature, pooled_head, weight_grid
+from imgclf.presets.select import select_featurizers
+from imgclf.rundir.layout import RunDir
+from imgclf.train.ensemble import COMPONENTS, Components, map_temperature, pooled_head, weight_grid
 from imgclf.trust.calibration import fit_temperature, softmax
+from imgclf.util.files import read_csv, read_json, read_npz, sha256_file
 
 SETS = (*TINY, "train.preset=best", "refine.epochs=1", "doctor.enabled=false", "data.check_leakage=false")
 
@@ -153,7 +153,7 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
         assert abs(a["score"] - float(r["score"])) < 1e-4 and abs(b["score"] - a["score"]) < 1e-4
     assert read_json(rd.metrics)["accuracy"] >= 0.6  # 3 classes: chance is 0.33
 
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
 

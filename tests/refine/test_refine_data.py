@@ -9,8 +9,8 @@ import pytest
 from datagen import make_dataset
 from PIL import Image
 
+from imgclf.data.images import decode_image
 from imgclf.features.backbones import DataSpec
-from imgclf.images import decode_image
 from imgclf.features.preprocess import normalize, preprocess, resize_size
 from imgclf.refine.data import Augment, BatchLoader, augment, epoch_plan, holdout, rank_part, step_slices
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from imgclf.config.settings import Config, ConfigError, load_config
 from imgclf.refine.checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
-from imgclf.config import Config, ConfigError, load_config
-from imgclf.errors import ImgclfError
 from imgclf.refine.model import Precision, build_network, cpu_has_bf16, learning_rate, param_groups, set_train_mode
+from imgclf.util.errors import ImgclfError
 
 
 def _cfg(*overrides: str) -> Config:

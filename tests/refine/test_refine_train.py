@@ -10,17 +10,17 @@ from datagen import make_dataset, tiny_config
 from refine_helpers import TINY
 from safetensors.torch import load_file
 
+from imgclf.api import run
+from imgclf.bundle.folder import load_bundle
+from imgclf.data.split import load_split
 from imgclf.features.backbones import create_backbone
 from imgclf.features.preprocess import normalize
-from imgclf.bundle import load_bundle
-from imgclf.fileio import read_csv, read_json
-from imgclf.api import run
-from imgclf.pipeline.rundir import RunDir
-from imgclf.pipeline.steps import prepare, train
-from imgclf.predict import Predictor
 from imgclf.features.quantize import onnx_precision
+from imgclf.inference.predict import Predictor
+from imgclf.pipeline.steps import prepare, train
 from imgclf.refine.data import holdout
-from imgclf.split import load_split
+from imgclf.rundir.layout import RunDir
+from imgclf.util.files import read_csv, read_json
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
         logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
-    from imgclf.config import EngineConfig
+    from imgclf.config.settings import EngineConfig
 
     for backend in ("onnxruntime", "torch"):
         got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict_paths(test)
@@ -154,7 +154,7 @@ def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_networ
 
 
 def test_epochs_that_fit_the_time_refinement_may_take():
-    from imgclf.config import RefineConfig
+    from imgclf.config.settings import RefineConfig
     from imgclf.refine.loop import epochs_that_fit
 
     r = RefineConfig(epochs=8, max_seconds=100.0)

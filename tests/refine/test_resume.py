@@ -13,9 +13,9 @@ from datagen import make_dataset
 from refine_helpers import TINY, bundle_state, child_env, refine_cmd, run_ok
 
 from imgclf.cli import main as cli_main
-from imgclf.config import load_config
-from imgclf.fileio import read_json
+from imgclf.config.settings import load_config
 from imgclf.pipeline.steps import evaluate
+from imgclf.util.files import read_json
 
 SETS = (*TINY, "refine.epochs=3", "refine.batch_size=2", 'train.classifier="dnn"')
 

@@ -16,7 +16,7 @@ def bundle_dir(trained_run: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def predictor(bundle_dir: Path):
-    from imgclf.predict import Predictor
+    from imgclf.inference.predict import Predictor
 
     return Predictor(bundle_dir)
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 @contextlib.contextmanager
 def running(predictor, token: str | None = None, **serve: object) -> Iterator[tuple[str, object]]:
     """(base URL, app) of a real server for ``predictor`` with serve settings overridden."""
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
 

@@ -66,8 +66,8 @@ def test_browser_opens_a_page_once_with_the_token_then_uses_the_cookie(secured):
 
 
 def test_non_loopback_bind_needs_a_token_or_insecure():
-    from imgclf.errors import ImgclfError
     from imgclf.serve.server import bind_is_loopback, check_bind
+    from imgclf.util.errors import ImgclfError
 
     assert all(bind_is_loopback(h) for h in ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"))
     assert not any(bind_is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.com"))
@@ -86,7 +86,7 @@ def test_cli_refuses_an_open_public_bind(bundle_dir):
 
 
 def test_app_without_a_model_and_while_loading(predictor):
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.server import ServerThread
 
@@ -115,7 +115,7 @@ def test_app_without_a_model_and_while_loading(predictor):
 
 
 def test_the_ui_mounted_after_create_app_is_guarded(predictor, tmp_path):
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 
@@ -131,9 +131,9 @@ def test_the_ui_mounted_after_create_app_is_guarded(predictor, tmp_path):
 
 
 def test_tokens_must_be_printable_ascii(predictor):
-    from imgclf.config import ServeConfig
-    from imgclf.errors import ImgclfError
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
+    from imgclf.util.errors import ImgclfError
 
     for bad in ("tøken", "a\nb"):
         with pytest.raises(ImgclfError, match="printable ASCII"):

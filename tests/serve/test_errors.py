@@ -122,12 +122,11 @@ def test_bad_input_never_reaches_the_catch_all(server, client):
 def test_the_status_table_decides_and_errors_outside_it_are_bugs():
     import httpx
 
-    from imgclf.config import ServeConfig
-    from imgclf.errors import (BundleError, ImageError, ImageTooLarge, InvalidRequest, NotFound, QueueFull,
-                               UnsupportedFormat)
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.errors import status_of
     from imgclf.serve.server import ServerThread
+    from imgclf.util.errors import BundleError, ImageError, ImageTooLarge, InvalidRequest, NotFound, QueueFull, UnsupportedFormat
 
     errors = [ImageError("corrupt", "x"), ImageTooLarge("too_large", "x"), UnsupportedFormat("unsupported_format", "x"),
               NotFound("x"), InvalidRequest("x"), QueueFull(1, 2, 2, retry_after=7), BundleError("x")]

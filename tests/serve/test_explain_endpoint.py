@@ -70,10 +70,10 @@ def _two_featurizer_bundle(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from imgclf.bundle import BundleMeta, write_bundle
-    from imgclf.config import EngineConfig, ModelConfig
+    from imgclf.bundle.folder import BundleMeta, write_bundle
+    from imgclf.classifier.linear import LinearHead
+    from imgclf.config.settings import EngineConfig, ModelConfig
     from imgclf.features.backbones import DataSpec
-    from imgclf.linear import LinearHead
 
     nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p1"]), helper.make_node("Flatten", ["p1"], ["f1"]),
              helper.make_node("GlobalMaxPool", ["input"], ["p2"]), helper.make_node("Flatten", ["p2"], ["f2"]),
@@ -94,8 +94,8 @@ def _two_featurizer_bundle(tmp_path):
 def test_a_model_maps_cannot_explain_gets_422(tmp_path):
     import httpx
 
-    from imgclf.config import EngineConfig
-    from imgclf.predict import Predictor
+    from imgclf.config.settings import EngineConfig
+    from imgclf.inference.predict import Predictor
 
     predictor = Predictor(_two_featurizer_bundle(tmp_path), EngineConfig(backend="onnxruntime", precision="fp32"))
     with running(predictor) as (url, _):

@@ -75,13 +75,13 @@ def test_small_file_that_decodes_huge_is_413_at_the_server(server):
 
 
 def test_serve_host_default_is_loopback():
-    from imgclf.config import ServeConfig, load_config
+    from imgclf.config.settings import ServeConfig, load_config
     from imgclf.serve.server import bind_is_loopback, check_bind
 
     assert ServeConfig().host == "127.0.0.1" == load_config().serve.host
     assert bind_is_loopback(ServeConfig().host)
     check_bind(ServeConfig().host, None, insecure=False)  # the default needs no token
-    from imgclf.errors import ImgclfError
+    from imgclf.util.errors import ImgclfError
 
     with pytest.raises(ImgclfError, match="without a token"):
         check_bind("0.0.0.0", None, insecure=False)

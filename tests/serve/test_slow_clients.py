@@ -180,9 +180,9 @@ def test_head_on_the_health_probes(server):
 @pytest.mark.parametrize("key, value", [("header_timeout_s", 0.0), ("body_timeout_s", -1.0), ("body_min_rate", 0),
                                         ("max_request_pixels", 0)])
 def test_guard_settings_are_checked(key, value):
-    from imgclf.config import ServeConfig
-    from imgclf.errors import ConfigError
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
+    from imgclf.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"serve.{key} must be"):
         create_app(None, ServeConfig(**{key: value}))

@@ -14,7 +14,7 @@ from netutil import free_port
 from serve_helpers import jpeg
 
 from imgclf.cli.options import resolve_token
-from imgclf.errors import ImgclfError
+from imgclf.util.errors import ImgclfError
 
 SECRET = "f1le-t0ken-9d2c"
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datagen import make_image
 from PIL import Image
 from serve_helpers import running
-
-from datagen import make_image
 
 
 def _far() -> bytes:
@@ -79,8 +78,8 @@ def test_every_route_answers_unknown_only_with_rejection(predictor, client, reje
 
 
 def test_a_bundle_without_a_detector_answers_as_before(bundle_dir: Path, tmp_path: Path, client):
-    from imgclf.bundle import load_bundle, write_bundle
-    from imgclf.predict import Predictor
+    from imgclf.bundle.folder import load_bundle, write_bundle
+    from imgclf.inference.predict import Predictor
 
     b = load_bundle(bundle_dir)
     files = {n: b.dir / n for n in ("featurizer.onnx",) if (b.dir / n).exists()}

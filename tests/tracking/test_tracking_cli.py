@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from imgclf.cli import app, main
 
 
-
 def _runs(tracked, *args: str) -> str:
     r = CliRunner().invoke(app, ["runs", *args, "--set", f"tracking.uri={json.dumps(tracked.uri)}"])
     assert r.exit_code == 0, r.output

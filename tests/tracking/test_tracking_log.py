@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tracking_helpers import client, fresh_store, run_id_of, track_config
 
-from imgclf.config import flatten
+from imgclf.config.settings import flatten
 from imgclf.tracking.store import log_run, metric_values
 
 

@@ -10,9 +10,9 @@ import time
 
 from tracking_helpers import track_config
 
-from imgclf.cli import main
 from imgclf.api import run, track
-from imgclf.tracking.store import _HTTP_ENV, mlflow_quiet, log_run
+from imgclf.cli import main
+from imgclf.tracking.store import _HTTP_ENV, log_run, mlflow_quiet
 
 
 def _closed_port() -> int:

@@ -12,7 +12,7 @@ SVM_B = ["svm.c_values=[0.001]", "svm.l2_normalize=false"]
 
 def track_config(data_root: Path, images: Path, *extra: str):
     """tests/conftest.py's tiny config, with tracking on."""
-    from imgclf.config import load_config
+    from imgclf.config.settings import load_config
 
     return load_config(None, [f"data.root={json.dumps(str(data_root))}", f"data.images={json.dumps(str(images))}",
                               "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=true", *extra])

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf.trust import (OodDetector, brier, calibration_metrics, coverage_curve, ece, fit_ood, fit_temperature, nll,
-                          reliability, softmax)
+from imgclf.trust import OodDetector, brier, calibration_metrics, coverage_curve, ece, fit_ood, fit_temperature, nll, reliability, softmax
 
 
 def _overconfident(seed: int, n: int = 2000, k: int = 4, scale: float = 4.0):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from ui_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, chromium_available, make_mislabelled_dataset, tiny_config
 
-from imgclf.annotations import annotations_path
+from imgclf.data.annotations import annotations_path
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def ui_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def predictor(ui_run):
-    from imgclf.predict import Predictor
+    from imgclf.inference.predict import Predictor
 
     return Predictor(ui_run["run"] / "model")
 
@@ -33,7 +33,7 @@ def predictor(ui_run):
 @pytest.fixture(scope="session")
 def server(ui_run, predictor):
     """The service app with the UI over the run's dataset, on 127.0.0.1 in a thread."""
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from ui_helpers import CLASSES, STRAYS, files_per_class
 
-from imgclf.annotations import LOCK_FILENAME, current_state, read_history
-from imgclf.fileio import read_csv, read_json, sha256_file
+from imgclf.data.annotations import LOCK_FILENAME, current_state, read_history
+from imgclf.util.files import read_csv, read_json, sha256_file
 
 
 def _error(r: httpx.Response, status: int) -> str:
@@ -188,7 +188,7 @@ def test_pages_and_static_files_are_served(client):
 
 
 def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 
@@ -212,9 +212,9 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
 def test_a_run_from_before_keeps_working_on_the_results_page(ui_run, tmp_path):
     import shutil
 
-    from imgclf.errors import NotFound
-    from imgclf.fileio import write_json
     from imgclf.ui.results import RunResults
+    from imgclf.util.errors import NotFound
+    from imgclf.util.files import write_json
 
     old = tmp_path / "run"  # evaluated before per-class figures were kept, doctor never run
     shutil.copytree(ui_run["run"], old, ignore=shutil.ignore_patterns("model", "oof_predictions.csv"))

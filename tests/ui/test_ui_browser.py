@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from ui_helpers import CLASSES, files_per_class, make_dataset, tiny_config
 
-from imgclf.annotations import current_state, read_history
-from imgclf.fileio import read_csv, read_json
+from imgclf.data.annotations import current_state, read_history
+from imgclf.util.files import read_csv, read_json
 
 pytestmark = pytest.mark.browser
 
@@ -195,7 +195,7 @@ def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset,
 
 
 def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser, ui_run, dataset):
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 
@@ -220,7 +220,7 @@ def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser,
 
 
 def test_thousands_of_images_are_paged_and_the_keys_cross_pages(browser, tmp_path):
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 

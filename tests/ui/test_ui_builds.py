@@ -8,8 +8,8 @@ import httpx
 import pytest
 from ui_helpers import CLASSES, files_per_class, make_many_classes_dataset, serve_ui
 
-from imgclf.annotations import current_state, read_history
-from imgclf.fileio import read_csv, read_json
+from imgclf.data.annotations import current_state, read_history
+from imgclf.util.files import read_csv, read_json
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}

@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 from ui_helpers import CLASSES, make_dataset
 
-from imgclf.annotations import COLUMNS, annotations_path, current_state, read_history, record, undo_last
-from imgclf.dataset import scan_dataset
-from imgclf.fileio import write_csv
-from imgclf.errors import InvalidRequest
-from imgclf.images import ImageError
+from imgclf.data.annotations import COLUMNS, annotations_path, current_state, read_history, record, undo_last
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.images import ImageError
 from imgclf.ui.catalog import Catalog
 from imgclf.ui.thumbs import ThumbnailCache
+from imgclf.util.errors import InvalidRequest
+from imgclf.util.files import write_csv
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from netutil import free_port
 from ui_helpers import make_dataset
 
 from imgclf.cli import main
-from imgclf.config import load_config
-from imgclf.errors import DatasetError, ImgclfError, RunDirError
+from imgclf.config.settings import load_config
 from imgclf.ui.server import ui_settings
+from imgclf.util.errors import DatasetError, ImgclfError, RunDirError
 
 
 def test_help_names_the_options(capsys):

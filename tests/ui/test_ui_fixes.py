@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from ui_helpers import LONG_CLASS, copy_dataset, files_per_class, make_many_classes_dataset, serve_ui
 
-from imgclf.annotations import current_state, read_history
-from imgclf.fileio import read_csv, write_csv
+from imgclf.data.annotations import current_state, read_history
+from imgclf.util.files import read_csv, write_csv
 
 pytestmark = pytest.mark.browser
 

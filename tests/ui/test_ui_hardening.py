@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import httpx
 
-from imgclf.annotations import annotations_path
+from imgclf.data.annotations import annotations_path
 
 
 def test_dns_rebinding_page_cannot_write_corrections_or_read_the_dataset_path(server, dataset):

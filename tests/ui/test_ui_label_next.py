@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from ui_helpers import CLASSES
 
-from imgclf.annotations import annotations_path, current_state, read_history, record
-from imgclf.fileio import read_json
+from imgclf.data.annotations import annotations_path, current_state, read_history, record
+from imgclf.util.files import read_json
 
 POOL = 12
 
@@ -19,7 +19,7 @@ def pool_server(ui_run, predictor, tmp_path_factory):
     """The UI over a copy of the UI run and its dataset, whose pool holds 12 unlabelled images (4 per class)."""
     from datagen import make_image
 
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from ui_helpers import CLASSES, files_per_class
 
-from imgclf.fileio import read_csv
+from imgclf.util.files import read_csv
+
 
 def test_explain_api_maps_results_and_dataset_images(client, ui_run, dataset):
     rows = read_csv(ui_run["run"] / "predictions.csv")

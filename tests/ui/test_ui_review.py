@@ -5,8 +5,8 @@ import httpx
 import pytest
 from ui_helpers import CLASSES, STRAYS
 
-from imgclf.annotations import current_state
-from imgclf.fileio import read_csv
+from imgclf.data.annotations import current_state
+from imgclf.util.files import read_csv
 
 
 def _strays(ui_run) -> dict[str, str]:

@@ -65,7 +65,7 @@ def make_many_classes_dataset(root: Path, n_classes: int = 12, per_class: int = 
 
 def serve_ui(predictor, images, run, thumbs, **serve):
     """A ServerThread (enter it) of the UI over ``images`` and ``run`` (either may be None), ``serve`` settings."""
-    from imgclf.config import ServeConfig
+    from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
     from imgclf.ui import create_ui_app
 

@@ -1,4 +1,4 @@
-"""``imgclf dedup``: near-duplicate groups of a dataset (found by :mod:`imgclf.duplicates`).
+"""``imgclf dedup``: near-duplicate groups of a dataset (found by :mod:`imgclf.data.duplicates`).
 
 In each group one image is kept — the largest, then the biggest file, then the
 first path — and the others are excluded through the dataset's annotations (or moved away);
@@ -14,12 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..annotations import current_state, record
-from ..dataset import scan_dataset
-from ..duplicates import popcount, compute_codes, connected_groups, cosine_pairs, hamming_pairs
-from ..errors import ImageError
-from ..images import decode_image
-from ..errors import ImgclfError
+from ..data.annotations import current_state, record
+from ..data.dataset import scan_dataset
+from ..data.duplicates import compute_codes, connected_groups, cosine_pairs, hamming_pairs, popcount
+from ..data.images import decode_image
+from ..util.errors import ImageError, ImgclfError
 
 # ------------------------------------------------------------------ dedup of a dataset
 

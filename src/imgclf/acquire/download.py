@@ -17,9 +17,9 @@ from typing import Sequence
 
 from PIL import Image
 
-from ..fileio import write_bytes, write_csv
-from ..images import ALLOWED_FORMATS, IMAGE_EXTENSIONS, ImageError, decode_image
-from ..progress import progress_bar
+from ..data.images import ALLOWED_FORMATS, IMAGE_EXTENSIONS, ImageError, decode_image
+from ..util.files import write_bytes, write_csv
+from ..util.progress import progress_bar
 from .fetch import FetchError, FetchOptions, fetch
 from .urls import BadLine, UrlEntry, label_dir, read_url_list, url_file_stem
 

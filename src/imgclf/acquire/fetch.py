@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urljoin
 
-from ..errors import FetchError, ImgclfError, UnsafeURL
+from ..util.errors import FetchError, ImgclfError, UnsafeURL
 from .safety import Resolver, Target, check_url, parse_endpoint
 
 USER_AGENT = "imgclf/0.1 (image dataset downloader)"

@@ -1,17 +1,17 @@
-"""Image-search providers, built by name through :data:`imgclf.registry.PROVIDERS`.
+"""Image-search providers, built by name through :data:`imgclf.util.registry.PROVIDERS`.
 
 A provider turns a text query into image URLs. ``brave`` (Brave Image Search API, needs
 ``BRAVE_SEARCH_API_KEY``) and ``ddgs`` (DuckDuckGo and friends through the ``ddgs`` package,
 no account) ship here; others register with :func:`register_provider`. A failed search
-raises :class:`imgclf.errors.ProviderError`.
+raises :class:`imgclf.util.errors.ProviderError`.
 """
 from __future__ import annotations
 
 import os
 from typing import Callable, Protocol
 
-from ..errors import ProviderError
-from ..registry import PROVIDERS
+from ..util.errors import ProviderError
+from ..util.registry import PROVIDERS
 
 
 class ImageSearchProvider(Protocol):

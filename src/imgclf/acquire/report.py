@@ -11,8 +11,8 @@ import html
 import io
 from pathlib import Path
 
-from ..fileio import write_csv, write_text
-from ..images import ImageError, safe_thumbnail
+from ..data.images import ImageError, safe_thumbnail
+from ..util.files import write_csv, write_text
 from .dedup import DedupResult
 
 HTML_NAME = "dedup_report.html"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 from urllib.parse import quote, urlsplit
 
-from ..errors import ImgclfError, UnsafeURL
+from ..util.errors import ImgclfError, UnsafeURL
 
 SCHEMES = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from ..errors import ImgclfError
-from ..fileio import write_text
+from ..util.errors import ImgclfError
+from ..util.files import write_text
 from .download import DownloadResult, download_url_list
 from .fetch import FetchOptions
 from .providers import PROVIDERS, ImageSearchProvider, ProviderError, get_provider

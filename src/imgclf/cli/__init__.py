@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ..errors import ImgclfError
+from ..util.errors import ImgclfError
 from . import acquire, doctor, explain, label, pipeline, refine, runs, serve, ui
 
 app = typer.Typer(

@@ -11,9 +11,9 @@ from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
+from ..config.settings import Config
+from ..util.errors import ImgclfError
 from .options import ConfigOpt, QuietOpt, SetOpt, command_config
-from ..config import Config
-from ..errors import ImgclfError
 
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset name: DATA_ROOT/datasets/NAME (default: data.dataset).")]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Dataset folder given explicitly (overrides --dataset).")]
@@ -99,7 +99,7 @@ def fetch_command(command: Callable[..., Any]) -> Callable[..., Any]:
 def _features_fn(cfg: Config, progress: bool):
     """Features of image paths through the configured backbone and engine, cached like `featurize`."""
     from ..features.featurize import build_featurizer, featurize_paths
-    from ..pipeline.featurizer import engine_cache_dir, feature_cache_dir
+    from ..features.step import engine_cache_dir, feature_cache_dir
 
     def run(paths: list[str]):
         engine = build_featurizer(cfg.model, cfg.engine, cache_dir=engine_cache_dir(cfg))

@@ -14,9 +14,9 @@ def doctor(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
            json: Annotated[bool, typer.Option("--json", help="Print the health summary as one JSON line.")] = False) -> None:
     """Find suspected label errors, outliers, near duplicates and train/test leakage from the run's cached features."""
     from ..api import track
-    from ..fileio import read_csv
-    from ..pipeline.doctor import doctor as do
-    from ..pipeline.rundir import RunDir
+    from ..doctor.step import doctor as do
+    from ..rundir.layout import RunDir
+    from ..util.files import read_csv
 
     cfg = step_config(run_dir, config, set)
     h = do(cfg, run_dir)

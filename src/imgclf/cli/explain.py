@@ -20,8 +20,8 @@ def explain(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     Maps the predicted class, each --class, and the class an image's folder is named after when
     it is one of the model's (its true class). Prints one JSON line per image.
     """
-    from ..predict import Predictor, expand_inputs
-    from ..explain import write_overlays
+    from ..inference.explain import write_overlays
+    from ..inference.predict import Predictor, expand_inputs
     from .pipeline import bundle_config
 
     predictor = Predictor(model, bundle_config(model, config, set).engine)

@@ -20,9 +20,9 @@ def suggest(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
             json: Annotated[bool, typer.Option("--json", help="Print the summary and the suggestions as one JSON line.")] = False,
             quiet: QuietOpt = False) -> None:
     """Rank the pool's unlabelled images (data.pool, default IMAGES/_unlabeled) and write suggestions.csv."""
-    from ..active import DEFAULT_STRATEGY
-    from ..pipeline.rundir import RunDir
-    from ..pipeline.suggest import suggest as do
+    from ..labelnext import DEFAULT_STRATEGY
+    from ..labelnext.step import suggest as do
+    from ..rundir.layout import RunDir
 
     cfg = step_config(run_dir, config, set)
     s = do(cfg, run_dir, n=n, strategy=strategy or DEFAULT_STRATEGY, progress=not quiet and not json)

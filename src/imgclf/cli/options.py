@@ -7,7 +7,6 @@ from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
-
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see `imgclf config`).")]
 SetOpt = Annotated[
     Optional[list[str]],
@@ -35,10 +34,10 @@ InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopb
 
 def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base: Any = None,
                    flags: Sequence[str] = ()) -> Any:
-    """:func:`imgclf.config.load_config`, then the settings the whole process follows (the decoder's
+    """:func:`imgclf.config.settings.load_config`, then the settings the whole process follows (the decoder's
     pixel limit ``images.max_pixels``): how every command resolves its config."""
-    from ..config import load_config
-    from ..images import configure
+    from ..config.settings import load_config
+    from ..data.images import configure
 
     cfg = load_config(path, overrides, base=base, flags=flags)
     configure(cfg.images)
@@ -47,7 +46,7 @@ def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base
 
 def resolve_token(token: Optional[str], token_file: Optional[Path]) -> Optional[str]:
     """The bearer token from --token / $IMGCLF_TOKEN or from the first line of --token-file (not both)."""
-    from ..errors import ImgclfError
+    from ..util.errors import ImgclfError
 
     if token_file is None:
         return token or None
@@ -73,7 +72,7 @@ def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:
 
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"``; a ConfigError naming --time-limit otherwise."""
-    from ..errors import ConfigError
+    from ..util.errors import ConfigError
 
     raw = text.strip().lower()
     scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(raw[-1:], None)

@@ -7,12 +7,23 @@ from typing import Annotated
 
 import typer
 
-from ..bundle import bundle_engine
-from ..config import Config, load_config
+from ..bundle.folder import bundle_engine
+from ..config.settings import Config, load_config
 from ..evaluation.metrics import Metrics
-from ..pipeline.rundir import RunDir
-from .options import (ConfigOpt, ImagesOpt, PresetOpt, QuietOpt, RunDirOpt, RunDirReq, SetOpt, TimeLimitOpt, command_config,
-                      echo_json, preset_flags)
+from ..rundir.layout import RunDir
+from .options import (
+    ConfigOpt,
+    ImagesOpt,
+    PresetOpt,
+    QuietOpt,
+    RunDirOpt,
+    RunDirReq,
+    SetOpt,
+    TimeLimitOpt,
+    command_config,
+    echo_json,
+    preset_flags,
+)
 
 
 def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None,
@@ -30,7 +41,7 @@ def bundle_config(model: Path, config: Path | None, overrides: list[str] | None,
 
 def print_folders(summary: dict) -> None:
     """What each top folder of a train/ (validation/) test/ dataset became (from the prepare step's summary)."""
-    from ..dataset import SPLIT_ROLES
+    from ..data.dataset import SPLIT_ROLES
 
     counts = {"train": summary.get("train"), "val": summary.get("validation"), "test": summary.get("test")}
     for folder, split in summary.get("folders", {}).items():
@@ -127,7 +138,7 @@ def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
             inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
             config: ConfigOpt = None, set: SetOpt = None) -> None:
     """Classify images with a model bundle; prints one JSON line per image."""
-    from ..predict import Predictor, expand_inputs
+    from ..inference.predict import Predictor, expand_inputs
 
     cfg = bundle_config(model, config, set)
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
@@ -139,7 +150,7 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
          n_per_class: Annotated[int, typer.Option(help="Images per class to generate.")] = 100) -> None:
     """Generate the embedded demo dataset (if absent) and run the whole pipeline on it."""
     from ..api import run as run_pipeline
-    from ..demo import generate_demo
+    from ..data.demo import generate_demo
     from ..pipeline.steps import default_run_dir
 
     cfg = command_config(config, set)
@@ -154,7 +165,7 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
 
 def show_config(config: ConfigOpt = None, set: SetOpt = None) -> None:
     """Print the resolved configuration as TOML (a starting point for --config)."""
-    from ..config import to_toml
+    from ..config.settings import to_toml
 
     typer.echo(to_toml(load_config(config, set)))
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ImgclfError
+from ..util.errors import ImgclfError
 from .options import ConfigOpt, ImagesOpt, SetOpt
 
 
@@ -28,10 +28,10 @@ def register(app: typer.Typer) -> None:
         processes: torchrun --nproc_per_node=N -m imgclf refine --run-dir R.
         """
         from ..api import track
-        from ..pipeline.rundir import RunDir
         from ..pipeline.steps import evaluate as do_evaluate
         from ..refine import distributed
-        from ..refine.train import refine as do_refine
+        from ..rundir.layout import RunDir
+        from ..train.dnn import refine as do_refine
         from .pipeline import print_metrics, step_config
 
         if resume and run_dir and resume.resolve() != run_dir.resolve():

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..config import load_config
+from ..config.settings import load_config
 from .options import ConfigOpt, SetOpt
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
              n: Annotated[int, typer.Option("-n", min=1, help="Number of calls.")] = 5,
              token: TokenOpt = None, token_file: TokenFileOpt = None) -> None:
         """Call the service n times; print round-trip, server and overhead ms and the prediction."""
-        from ..serve.client import call as do_call, summary
+        from ..serve.client import call as do_call
+        from ..serve.client import summary
 
         results = []
         for i, r in enumerate(do_call(url, image, n=n, token=resolve_token(token, token_file)), 1):

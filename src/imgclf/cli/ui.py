@@ -6,9 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import (ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides,
-                      command_config, resolve_token)
-
+from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides, command_config, resolve_token
 
 ImagesOpt = Annotated[Optional[Path], typer.Option(
     "--images", "-i", help="Dataset folder: one subfolder per class (default: the run's dataset).")]

@@ -7,5 +7,5 @@ from cached features in seconds (issue 13).
   classes, across the train/test split;
 - :mod:`.examine` — all of them on one dataset, plus its health summary.
 
-Everything here works on arrays; :mod:`imgclf.pipeline.doctor` reads and writes the run directory.
+Everything here works on arrays; :mod:`imgclf.doctor.step` reads and writes the run directory.
 """

@@ -3,7 +3,7 @@
 :func:`examine` takes plain arrays (the images, their labels and split, features, dhash codes,
 sizes, and what a person has already reviewed) and returns :class:`Findings`: the rows of
 label_issues.csv, outliers.csv and duplicates.csv, and the "dataset health" summary. Reading and
-writing the run directory is :mod:`imgclf.pipeline.doctor`'s job.
+writing the run directory is :mod:`imgclf.doctor.step`'s job.
 
 A person's review is final: an image whose label a person set or confirmed (``relabel`` or
 ``keep`` in annotations.csv) is not listed again as a label issue, and one marked ``keep`` is not
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..config import DoctorConfig
+from ..config.settings import DoctorConfig
 from .labels import find_label_issues
 from .outliers import find_outliers
 from .pairs import find_duplicates

@@ -1,6 +1,6 @@
 """Near-duplicate pairs by feature cosine and by dhash, sorted into what they mean.
 
-Pairs come from :mod:`imgclf.duplicates` (the same dhash and cosine searches that ``prepare`` and
+Pairs come from :mod:`imgclf.data.duplicates` (the same dhash and cosine searches that ``prepare`` and
 ``dedup`` use). A pair is ``within_class`` (the same label: one copy is redundant) or
 ``cross_class`` (the same picture with two labels: a label issue), and ``leak`` when one image is
 in train and the other in test (the test figure is then flattered).
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..duplicates import cosine_pairs, hamming_pairs
+from ..data.duplicates import cosine_pairs, hamming_pairs
 
 
 @dataclass(frozen=True)

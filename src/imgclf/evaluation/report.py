@@ -94,20 +94,6 @@ def plot_coverage(metrics: dict[str, Any], ax=None):
     return ax
 
 
-def save_figure(ax, path: str | Path) -> None:
-    """Save ``ax``'s figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    from ..fileio import write_bytes
-
-    fig = ax.figure
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
-
-
 def _img_tag(png_path: Path) -> str:
     if not png_path.exists():
         return ""
@@ -116,7 +102,7 @@ def _img_tag(png_path: Path) -> str:
 
 
 def _thumb_tag(path: str) -> str:
-    from ..images import ImageError, safe_thumbnail
+    from ..data.images import ImageError, safe_thumbnail
 
     try:
         img = safe_thumbnail(path, 128)
@@ -247,8 +233,7 @@ def write_report(path: str | Path, metrics: dict[str, Any], predictions: list[di
     """A self-contained HTML report at ``path``: metrics, the PNG ``figures`` that exist,
     thumbnails of misclassified images, the ``class_maps`` (prediction row, predicted class's map PNG, true
     class's) and, when the data doctor ran, the dataset's health."""
-    from ..fileio import write_text
-
+    from ..util.files import write_text
     from .metrics import per_class_scores
 
     per = per_class_scores(metrics["confusion_matrix"], metrics["labels"])

@@ -11,9 +11,9 @@ import importlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ..config import ModelConfig
-from ..errors import BackboneError
-from ..registry import BACKBONES
+from ..config.settings import ModelConfig
+from ..util.errors import BackboneError
+from ..util.registry import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,12 @@ def model_backbone(model: ModelConfig, *, pretrained: bool | None = None, num_cl
 def resampler_of(spec: DataSpec) -> str:
     """The resampler part of a feature id for ``spec`` ("" for a backbone's own Pillow filter)."""
     return spec.interpolation if spec.interpolation in OPENCV_RESAMPLERS else ""
+
+
+GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
+
+
+def gflops(name: str, resolution: int) -> float:
+    """Multiply-adds ×2 per image of ``name`` at ``resolution`` (unknown networks count as lite0)."""
+    g, native = GFLOPS.get(name, GFLOPS["efficientnet_lite0"])
+    return g * (resolution / native) ** 2

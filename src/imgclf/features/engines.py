@@ -10,7 +10,7 @@ here also have ``run_maps(batch) -> (B, D, h, w)``: the last feature map, whose 
 ``run``'s output (what class activation maps decompose); only explaining calls it.
 
 Engines are plug-ins: ``engine.backend = NAME`` builds the engine registered as NAME in
-``imgclf.registry.ENGINES`` (``onnxruntime`` in :mod:`imgclf.features.onnxruntime`, ``torch`` here).
+``imgclf.util.registry.ENGINES`` (``onnxruntime`` in :mod:`imgclf.features.onnxruntime`, ``torch`` here).
 A builder is ``(module, spec, feature_id, engine_cfg, **kw) -> Engine``, given an ``engine_cfg``
 resolved by :func:`resolve_engine` (a concrete backend and precision). Optional attributes:
 ``resolve(engine_cfg) -> EngineConfig`` (the backend's own choice for ``precision = "auto"``, or a
@@ -28,9 +28,9 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..config import EngineConfig
-from ..errors import NotExplainable
-from ..registry import ENGINES
+from ..config.settings import EngineConfig
+from ..util.errors import NotExplainable
+from ..util.registry import ENGINES
 from .backbones import DataSpec
 from .ids import FeatureId
 from .preprocess import is_crops, network_input

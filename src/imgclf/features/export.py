@@ -21,8 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ImgclfError, NotExplainable
-from ..fileio import atomic_path
+from ..util.errors import ImgclfError, NotExplainable
+from ..util.files import atomic_path
 from .backbones import DataSpec
 from .ids import FeatureId
 

@@ -16,15 +16,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..config import EngineConfig, ModelConfig
-from ..errors import ImageError
-from ..fileio import atomic_path, sha256_bytes
-from ..progress import progress_bar
-from .engines import Engine, build_engine, cpu_threads, engine_from_cache, resolve_engine
+from ..config.settings import EngineConfig, ModelConfig
+from ..util.errors import ImageError
+from ..util.files import atomic_path, sha256_bytes
+from ..util.progress import progress_bar
 from .backbones import OPENCV_RESAMPLERS
+from .engines import Engine, build_engine, cpu_threads, engine_from_cache, resolve_engine
 from .ids import FeatureId
 from .preprocess import load_and_crop
-
 
 STALE_TMP_S = 3600.0  # a cache temp file older than this is a killed writer's leftover
 

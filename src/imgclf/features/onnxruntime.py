@@ -11,14 +11,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..config import EngineConfig
-from ..errors import ImgclfError
+from ..config.settings import EngineConfig
+from ..util.errors import ImgclfError
 from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_vnni, cpu_threads, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 from .preprocess import network_input
-
 
 
 def session_options(threads: int = 0, *, spinning: bool = False) -> Any:

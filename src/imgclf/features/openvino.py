@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..config import EngineConfig
-from ..errors import ImgclfError
+from ..config.settings import EngineConfig
+from ..util.errors import ImgclfError
 from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ImageError, ImgclfError
-from ..fileio import atomic_path, sha256_bytes
+from ..util.errors import ImageError, ImgclfError
+from ..util.files import atomic_path, sha256_bytes
 from .backbones import DataSpec
 from .engines import cpu_threads
 from .ids import FeatureId

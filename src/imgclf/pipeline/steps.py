@@ -1,4 +1,4 @@
-"""The steps of a run, each reading and writing files in one run directory (see :mod:`.rundir`).
+"""The steps of a run, each reading and writing files in one run directory (see :mod:`imgclf.rundir.layout`).
 
     prepare    images → split.csv, skipped.csv, leakage.csv, config.json
     select     (preset balanced or best, in ``run``) train split → candidates.json and the model.* it chose
@@ -7,7 +7,7 @@
     evaluate   model/ + test split → metrics.json, predictions.csv, roc.png,
                confusion_matrix.png, report.html (and the metrics go into the bundle)
     doctor     features.npz → label_issues.csv, outliers.csv, duplicates.csv, and the dataset's
-               health in metrics.json and report.html (see imgclf.pipeline.doctor)
+               health in metrics.json and report.html (see imgclf.doctor.step)
 
 ``run`` does all of them (the doctor when ``doctor.enabled``). Each step can be re-run alone on the same run directory, like the
 2017 sample's numbered scripts. This module only orchestrates: the work is in the modules it calls.
@@ -18,91 +18,24 @@ import dataclasses
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..config import Config
-from ..dataset import scan_dataset
-from ..duplicates import HASH_DRAFT, dhash_image, groups_from_codes
-from ..errors import ImageError
+from ..config.settings import Config
+from ..doctor.step import SUMMARY_KEYS, doctor
 from ..evaluation.metrics import Metrics
-from ..features.engines import cpu_threads, resolve_engine
+from ..evaluation.step import evaluate
+from ..features.engines import resolve_engine
 from ..features.featurize import featurize_many
 from ..features.ids import join_ids
-from ..fileio import write_json
-from ..images import decode_image
-from ..split import SplitRow, make_split, save_split
-from .doctor import SUMMARY_KEYS, doctor
-from .evaluate import evaluate
-from .featurizer import feature_cache_dir, run_featurizers
-from .presets import after_refinement, needs_selection, post_seconds, select_featurizers, with_featurizers
-from .rundir import RunDir
-from .trainers import get_trainer, trainer_name
+from ..features.step import feature_cache_dir, run_featurizers
+from ..prepare.step import prepare
+from ..presets.select import after_refinement, needs_selection, post_seconds, select_featurizers, with_featurizers
+from ..rundir.layout import RunDir
+from ..train.trainers import get_trainer, trainer_name
+from ..util.files import write_json
 
 __all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "run", "default_run_dir"]
-
-
-def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
-    """(reason it can't be used or "", its dhash when asked): one decode serves both."""
-    try:
-        if not want_hash:
-            decode_image(path, draft_size=64)
-            return "", None
-        return "", dhash_image(decode_image(path, draft_size=HASH_DRAFT))
-    except ImageError as e:
-        return str(e), None
-
-
-def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Scan the images, drop undecodable ones (listed in skipped.csv), split, save config."""
-    rd = RunDir(run_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
-    ds = scan_dataset(cfg.images_dir(), pool=cfg.data.pool)
-    want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
-    with ThreadPoolExecutor(cpu_threads()) as pool:
-        checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
-    bad = [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
-    good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]
-    ds.items = [it for it, _ in good]
-    rd.add_skipped(bad, replace_stage="prepare")
-    groups: list[list[str]] = []
-    if want_hash and good:
-        rd.write_hashes([it.path for it, _ in good], np.stack([c for _, c in good]))  # the doctor reuses them
-        groups = groups_from_codes([it.path for it, _ in good], np.stack([c for _, c in good]), cfg.data.duplicate_distance)
-    rows = make_split(ds, cfg.data, groups if cfg.data.group_duplicates else ())
-    save_split(str(rd.split), rows)
-    rd.save_config(cfg)
-    summary = {
-        "images": len(rows),
-        "train": sum(r.split == "train" for r in rows),
-        "validation": sum(r.split == "val" for r in rows),
-        "test": sum(r.split == "test" for r in rows),
-        "folders": {f"{folder}/": split for folder, split in ds.folders.items()},
-        "classes": ds.counts(),
-        "skipped": len(bad),
-        "excluded_by_annotations": len(ds.excluded),
-        "labelled_from_pool": sum(it.from_pool for it in ds.items),
-        "pool_unlabelled": len(ds.pool),
-    }
-    if want_hash:
-        summary["duplicate_groups"] = len(groups)
-        summary["leakage"] = _report_leakage(rd, rows, groups)
-    return summary
-
-
-def _report_leakage(rd: RunDir, rows: list[SplitRow], groups: list[list[str]]) -> int:
-    """Write leakage.csv: near-duplicate pairs that straddle train and test; returns their count."""
-    side = {r.path: r.split for r in rows}
-    pairs = []
-    for g in groups:
-        train = [p for p in g if side.get(p) in ("train", "val")]
-        test = [p for p in g if side.get(p) == "test"]
-        pairs.extend((a, b) for a in train for b in test)
-    rd.write_leakage(pairs)
-    return len(pairs)
 
 
 def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImgclfError
-from ..fileio import atomic_path, read_json, sha256_file, write_json
+from ..util.errors import ImgclfError
+from ..util.files import atomic_path, read_json, sha256_file, write_json
 
 FORMAT = "imgclf-refine-checkpoint"
 INDEX = "checkpoint.json"

@@ -16,11 +16,11 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import RefineConfig
-from ..errors import ImageError
+from ..config.settings import RefineConfig
+from ..data.images import decode_image
 from ..features.backbones import DataSpec
 from ..features.preprocess import load_and_preprocess, normalize, resize_size
-from ..images import decode_image
+from ..util.errors import ImageError
 
 # ---------------------------------------------------------------- which images, in which order
 

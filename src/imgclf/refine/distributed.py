@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ImgclfError
 from ..features.engines import cpu_threads
+from ..util.errors import ImgclfError
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from ..config import Config, RefineConfig
-from ..errors import DatasetError, RefineError
+from ..config.settings import Config, RefineConfig
 from ..features.backbones import DataSpec
 from ..features.engines import cpu_threads
-from ..fileio import read_json, write_json
-from ..pipeline.rundir import RunDir
-from ..progress import progress_bar
+from ..rundir.layout import RunDir
+from ..util.errors import DatasetError, RefineError
+from ..util.files import read_json, write_json
+from ..util.progress import progress_bar
+from . import distributed
 from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader, epoch_plan, holdout, rank_part, step_slices
 from .distributed import Dist

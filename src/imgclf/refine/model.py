@@ -13,10 +13,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..config import ModelConfig, RefineConfig
-from ..errors import ImgclfError
+from ..config.settings import ModelConfig, RefineConfig
 from ..features.backbones import DataSpec, model_backbone
-
+from ..util.errors import ImgclfError
 
 _STAGED = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")  # timm's EfficientNet / MobileNet layout
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -23,8 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from .. import __version__
-from ..config import ServeConfig
-from ..errors import ConfigError, ImgclfError, InvalidRequest, NotFound
+from ..config.settings import ServeConfig
+from ..util.errors import ConfigError, ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
 from .auth import HostCheckMiddleware, TokenAuthMiddleware
 from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
@@ -79,7 +80,7 @@ async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], l
 
 
 def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None) -> FastAPI:
-    """The service app for ``predictor`` (an :class:`imgclf.predict.Predictor`).
+    """The service app for ``predictor`` (an :class:`imgclf.inference.predict.Predictor`).
 
     Without one, the model routes answer 404 and /predict 503 until a predictor is loaded with
     ``app.state.imgclf.load_in_background(loader)`` (503 "loading" meanwhile), if ever.

@@ -1,7 +1,7 @@
 """Micro-batching: images of concurrent requests share one engine call on one worker thread.
 
 A request first *reserves* room for its images (a bounded budget: beyond it
-:class:`imgclf.errors.QueueFull`, which says when to retry), decodes them, then *submits* them. The
+:class:`imgclf.util.errors.QueueFull`, which says when to retry), decodes them, then *submits* them. The
 worker takes up to ``max_batch_size`` queued images per engine call. It only waits (at most
 ``max_wait_s``) for a batch to fill while other reserved images are still being decoded, so a
 lone request never pays the wait. Images of a request whose deadline passed, or whose caller
@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import QueueFull
+from ..util.errors import QueueFull
 
 RunFn = Callable[[Sequence[np.ndarray]], np.ndarray]  # (B inputs) -> (B, K)
 BatchHook = Callable[[int, float], None]  # (batch size, seconds)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import ImgclfError
+from ..util.errors import ImgclfError
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..config import ServeConfig
+from ..config.settings import ServeConfig
 from .errors import SCOPE_TIMED_OUT, MalformedHttp, RequestTimeout, raw_error_response
 
 log = logging.getLogger("imgclf.serve")

@@ -1,7 +1,7 @@
 """Every error the service answers is JSON ``{"error": "...", "reason": "..."}``, and
 :data:`STATUS` is the one place that gives an error its HTTP status.
 
-Routes (the web UI's included) raise :class:`imgclf.errors.ImgclfError` subclasses; one handler
+Routes (the web UI's included) raise :class:`imgclf.util.errors.ImgclfError` subclasses; one handler
 answers them with the status of the error's most specific class in :data:`STATUS`, the
 error's message and its reason code. The few errors only an HTTP service meets (a request
 body of the wrong media type, no model yet, a missed deadline) are defined here. HTTP
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotExplainable, NotFound, QueueFull, UnsupportedFormat
+from ..util.errors import ImageError, ImageTooLarge, ImgclfError, InvalidRequest, NotExplainable, NotFound, QueueFull, UnsupportedFormat
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")

@@ -7,7 +7,7 @@ Protocol (KServe v2 REST), plus the base64 decoding they share.
 when several images are sent). ``allScores`` lists the class scores in id order and
 ``Id2Labels`` maps each id (as a string) to its label. Added, for models with an unknown-image
 detector: ``unknown`` (bool) and ``oodScore``; ``label`` is then "unknown" (or "uncertain") as
-:meth:`imgclf.predict.Predictor.result` decides, on every route.
+:meth:`imgclf.inference.predict.Predictor.result` decides, on every route.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InvalidRequest
+from ..util.errors import InvalidRequest
 
 INPUT_NAME = "image"
 OUTPUT_PROBA = "probabilities"

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import uvicorn
 
-from ..config import Config, EngineConfig, ServeConfig
-from ..errors import ImgclfError
+from ..config.settings import Config, EngineConfig, ServeConfig
+from ..util.errors import ImgclfError
 from .connection import Guards, guarded_protocol
 
 log = logging.getLogger("imgclf.serve")
@@ -114,8 +114,8 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
     The manifest is checked before binding (a tampered bundle never starts); the engine is
     built after the server is up, so /v2/health/live answers while /ready says 503.
     """
-    from ..bundle import load_bundle
-    from ..predict import Predictor
+    from ..bundle.folder import load_bundle
+    from ..inference.predict import Predictor
     from .app import create_app
 
     check_bind(cfg.serve.host, token, insecure)

@@ -21,10 +21,10 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-from ..config import ServeConfig
-from ..errors import ImageError, InvalidRequest, QueueFull
+from ..config.settings import ServeConfig
+from ..data.images import read_header
 from ..features.engines import cpu_threads
-from ..images import read_header
+from ..util.errors import ImageError, InvalidRequest, QueueFull
 from .batching import MicroBatcher
 from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavailable, restated
 from .metrics import Metrics
@@ -63,7 +63,7 @@ class InferenceService:
         return self.predictor is not None and not self.draining
 
     def install(self, predictor) -> None:
-        """Start serving ``predictor`` (an :class:`imgclf.predict.Predictor`)."""
+        """Start serving ``predictor`` (an :class:`imgclf.inference.predict.Predictor`)."""
         threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
         self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
         self._explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-explain")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import Config
-from ..errors import ImgclfError, TrackingError
+from ..config.settings import Config
+from ..util.errors import ImgclfError, TrackingError
 from .store import HEADLINE_METRICS, TRACKING_FILE, TrackedRun, client_for, mlflow_quiet, read_record, redact_uri, store_uri
 
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..bundle import META
-from ..config import Config, flatten
-from ..errors import TrackingError
-from ..fileio import read_json, write_json
-from ..pipeline.rundir import RunDir
+from ..bundle.folder import META
+from ..config.settings import Config, flatten
+from ..rundir.layout import RunDir
+from ..util.errors import TrackingError
+from ..util.files import read_json, write_json
 
 TRACKING_FILE = RunDir(Path(".")).tracking.name
 # A tracking server that is down must cost seconds, not MLflow's default of minutes of retries.

@@ -15,12 +15,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 if TYPE_CHECKING:
-    from ..config import ServeConfig
+    from ..config.settings import ServeConfig
 
 
 def default_thumbs_dir() -> Path:
     """``DATA_ROOT/thumbs``: the thumbnail cache beside the other derived data."""
-    from ..config import DataConfig
+    from ..config.settings import DataConfig
 
     return Path(DataConfig().root) / "thumbs"
 

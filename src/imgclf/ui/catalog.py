@@ -2,7 +2,7 @@
 
 Paths from requests are checked here and nowhere else: a path must be relative, must resolve
 inside the dataset folder and must name an image the dataset scan listed. Corrections go
-through :mod:`imgclf.annotations` (an atomic, append-only history); images are never touched.
+through :mod:`imgclf.data.annotations` (an atomic, append-only history); images are never touched.
 Refusals are :class:`InvalidRequest` (a malformed value) or :class:`NotFound` (nothing by that name).
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..annotations import Annotation, current_state, new_batch_id, read_history, record, undo_rows
-from ..dataset import scan_dataset
-from ..errors import DatasetError, InvalidRequest, NotFound
-from ..fileio import sha256_file
+from ..data.annotations import Annotation, current_state, new_batch_id, read_history, record, undo_rows
+from ..data.dataset import scan_dataset
+from ..util.errors import DatasetError, InvalidRequest, NotFound
+from ..util.files import sha256_file
 from .thumbs import file_version
 
 #: What an image can be: used as its folder label, relabelled, or left out (two ways).

@@ -4,7 +4,7 @@ The batch is the run's suggestions.csv (made by ``imgclf suggest``, or here when
 A label is an annotation of the dataset (action ``label``; ``x`` excludes the image from the
 pool), saved at once, undone by the dataset's undo like any correction. ``refit`` refits the head
 on the labels given so far, reports the run's test accuracy before and after, and suggests the
-next batch (:mod:`imgclf.pipeline.suggest` does the work).
+next batch (:mod:`imgclf.labelnext.step` does the work).
 
 Pool images are addressed by their path relative to the dataset folder, and only a path the pool
 listing holds is accepted: no file name from a request is ever opened.
@@ -20,14 +20,15 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from ..active import DEFAULT_STRATEGY, STRATEGIES
-from ..annotations import LABELLING, current_state, record
-from ..config import Config
-from ..dataset import Item, scan_dataset
-from ..errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDirError
-from ..fileio import read_json
-from ..pipeline.rundir import RunDir
-from ..pipeline.suggest import POOL_EMPTY, refit as refit_head, suggest
+from ..config.settings import Config
+from ..data.annotations import LABELLING, current_state, record
+from ..data.dataset import Item, scan_dataset
+from ..labelnext import DEFAULT_STRATEGY, STRATEGIES
+from ..labelnext.step import POOL_EMPTY, suggest
+from ..labelnext.step import refit as refit_head
+from ..rundir.layout import RunDir
+from ..util.errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDirError
+from ..util.files import read_json
 from .routes import _thumbnail, needed
 from .thumbs import ThumbnailCache, file_version
 

@@ -2,7 +2,7 @@
 
 Images are addressed as everywhere in the UI (a result's row in predictions.csv, or a path
 relative to the dataset folder), never by a free path. The map is the loaded model's (see
-:mod:`imgclf.explain`): a PNG overlay the size of a thumbnail, or the numbers with ``format=json``.
+:mod:`imgclf.inference.explain`): a PNG overlay the size of a thumbnail, or the numbers with ``format=json``.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ImageError, InvalidRequest, NotFound
 from ..serve.errors import restated
+from ..util.errors import ImageError, InvalidRequest, NotFound
 from .thumbs import SIZES
 
 _NO_CACHE = {"Cache-Control": "no-cache"}  # the map changes with the model

@@ -17,10 +17,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest, NotFound
 from ..evaluation.metrics import per_class_scores
-from ..fileio import read_json
-from ..pipeline.rundir import RunDir
+from ..rundir.layout import RunDir
+from ..util.errors import InvalidRequest, NotFound
+from ..util.files import read_json
 from .catalog import Catalog
 from .thumbs import file_version
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidRequest, NotFound
-from ..pipeline.rundir import RunDir
+from ..rundir.layout import RunDir
+from ..util.errors import InvalidRequest, NotFound
 from .catalog import Catalog
 
 NEIGHBOURS = 4  # nearest train images shown per class

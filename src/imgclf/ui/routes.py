@@ -1,7 +1,7 @@
 """The UI's HTTP surface: three pages under ``/ui/`` and their JSON API under ``/ui/api/``.
 
 Endpoints are thin: check the request, call the catalog, the thumbnail cache, the run's results
-or the predictor, format. Refusals are raised as :class:`imgclf.errors.ImgclfError` and answered
+or the predictor, format. Refusals are raised as :class:`imgclf.util.errors.ImgclfError` and answered
 by the service's handler like its own (``{"error": message, "reason": code}``, the status from
 :mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
 
@@ -23,8 +23,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from ..serve.errors import restated
+from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from .catalog import Catalog
 from .maps import add_map_routes
 from .results import RunResults

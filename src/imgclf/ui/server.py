@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from ..errors import DatasetError, ImgclfError
+from ..config.settings import Config
+from ..util.errors import DatasetError, ImgclfError
 
 
 def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -14,7 +14,7 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
 
     Without ``images_dir`` the run's own dataset (from its config.json) is opened.
     """
-    from ..pipeline.rundir import RunDir, run_config
+    from ..rundir.layout import RunDir, run_config
 
     if run_dir is not None:
         RunDir(run_dir).need(RunDir(run_dir).model, "run")
@@ -35,7 +35,7 @@ def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | o
              token: str | None = None, insecure: bool = False) -> None:
     """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until SIGTERM/SIGINT,
     draining in-flight requests like ``imgclf serve``."""
-    from ..predict import Predictor
+    from ..inference.predict import Predictor
     from ..serve.server import check_bind, run_app
     from . import create_ui_app
 

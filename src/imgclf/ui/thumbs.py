@@ -12,8 +12,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..fileio import sha256_file, write_bytes
-from ..images import safe_thumbnail
+from ..data.images import safe_thumbnail
+from ..util.files import sha256_file, write_bytes
 
 #: Thumbnail sizes the UI asks for (longest side, pixels); anything else is refused.
 SIZES = (128, 256, 512, 1024)

@@ -1,0 +1,102 @@
+"""Crash-safe replacement of a whole folder, and its recovery after a writer was killed mid-swap.
+
+A writer fills a temp folder ``.<name>.new-<pid>-*`` beside the target, then :func:`swap_dir` puts
+it in place by two renames (``<name>`` → ``.<name>.old-<pid>-<ns>``, then the new folder →
+``<name>``). A process killed between them leaves no ``<name>``: :func:`resolve_dir` then answers
+the old folder (and, once its writer is gone, renames it back), so at every instant the old or the
+new folder can be read. :func:`remove_stale` sweeps the swap folders of writers that died.
+
+The pid in each temp name says whose folder it is: a live writer's folders are never touched.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import psutil
+
+from ..util.files import current_umask
+
+log = logging.getLogger("imgclf")
+
+
+def fsync_dir(d: Path) -> None:
+    """Make the renames inside ``d`` durable (a no-op where a folder cannot be opened)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its renames are durable enough
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def swap_dir(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` in place of ``target`` (absent or not) by renames only."""
+    os.chmod(new, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder is an ordinary one like its files
+    if not target.exists():
+        os.replace(new, target)
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(target, old)
+        # a kill here leaves no target: resolve_dir() answers `old` until it is renamed back
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(target.parent)
+
+
+def leftovers(target: Path) -> list[tuple[str, int, Path]]:
+    """(kind, writer pid, path) of the swap folders beside ``target``: kind "old", "new" or "stage"."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(old|new|stage)-(\d+)-")
+    out = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and p.is_dir():
+            out.append((m.group(1), int(m.group(2)), p))
+    return out
+
+
+def writer_alive(pid: int) -> bool:
+    return pid == os.getpid() or psutil.pid_exists(pid)
+
+
+def remove_stale(target: Path, complete: str) -> None:
+    """Delete swap folders of writers that died, once ``target`` itself is in place (else they hold it).
+    ``complete``: the file whose presence says an old folder is whole (see :func:`resolve_dir`)."""
+    if not target.exists():
+        resolve_dir(target, complete)  # a kill between the renames: put the old folder back first
+    for kind, pid, p in leftovers(target):
+        if not writer_alive(pid) and target.exists():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def resolve_dir(d: Path, complete: str) -> Path:
+    """The folder that holds ``d``: ``d`` itself, or after a writer was killed between the two renames
+    of a swap, the old folder it had moved aside (renamed back when that writer is gone). Only an old
+    folder holding the file ``complete`` (written last) counts."""
+    if d.exists():
+        return d
+    olds = sorted(((pid, p) for kind, pid, p in leftovers(d) if kind == "old" and (p / complete).is_file()),
+                  key=lambda item: int(item[1].name.rsplit("-", 1)[-1]))
+    if not olds:
+        return d
+    pid, old = olds[-1]
+    if writer_alive(pid):
+        return old  # mid-swap right now: read the old folder where it is
+    try:
+        os.replace(old, d)
+        log.warning("restored %s from %s (a save was interrupted between its two renames)", d, old.name)
+        return d
+    except OSError:
+        return old if old.exists() else d

@@ -1,0 +1,187 @@
+"""Label corrections stored beside the images, never touching the images themselves.
+
+``DATASET/annotations.csv`` is an append-only history: one row per correction with columns
+``timestamp, path, original_label, action, label, undoes, batch``. ``path`` is relative to the dataset folder
+(POSIX separators). ``action`` is one of:
+
+- ``relabel``   — the image belongs to class ``label``;
+- ``exclude``   — leave the image out (bad, duplicate, off-topic);
+- ``ambiguous`` — leave it out, flagged as ambiguous rather than wrong;
+- ``restore``   — back to the folder's label (undoes every earlier row for that path);
+- ``keep``      — a person checked the image and its label ``label`` is right: it is used with that
+  label, and the data doctor no longer lists it.
+- ``label``     — an image of the pool of unlabelled images (``data.pool``) was given class ``label``:
+  it is used like an image of that class's folder, without being moved.
+
+The last row per path decides the image's state. An undo is a row too: it sets the state the
+image had before the row it undoes, whose number (1-based, in file order) it names in
+``undoes``; other rows leave ``undoes`` empty. Rows written together as one correction of several
+images share a ``batch`` id (empty for a single image): undoing the newest correction takes the
+whole batch back, one undo row per image. Every write rewrites the file atomically, under
+an inter-process lock (``.annotations.csv.lock`` beside it): the web UI, ``dedup`` and other
+processes that correct the same dataset at once never lose one another's rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from ..util.errors import DatasetError
+from ..util.files import read_csv, write_csv
+
+FILENAME = "annotations.csv"
+COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes", "batch"]
+ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label")
+LABELLING = ("relabel", "keep", "label")  # the actions that give an image the class ``label``
+
+LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
+_LOCK_TIMEOUT_S = 60.0
+_lock = threading.RLock()  # the file lock is per process; this orders the threads of one
+_held: set[Path] = set()  # lock files this process holds (under _lock): undo_last writes while holding one
+
+
+@dataclass(frozen=True)
+class Annotation:
+    timestamp: str
+    path: str
+    original_label: str
+    action: str
+    label: str
+    undoes: str = ""  # row number this row undoes (1-based); empty for a correction
+    batch: str = ""  # id shared by the rows of one correction of several images; empty for one image
+
+
+def annotations_path(dataset_dir: str | os.PathLike) -> Path:
+    return Path(dataset_dir) / FILENAME
+
+
+def read_history(dataset_dir: str | os.PathLike) -> list[Annotation]:
+    """Every row of the history, oldest first (empty when there is no file)."""
+    p = annotations_path(dataset_dir)
+    if not p.exists():
+        return []
+    return [Annotation(**{c: row.get(c, "") or "" for c in COLUMNS}) for row in read_csv(p)]
+
+
+def current_state(dataset_dir: str | os.PathLike) -> dict[str, Annotation]:
+    """The effective annotation per relative path (``restore`` rows drop out)."""
+    state: dict[str, Annotation] = {}
+    for a in read_history(dataset_dir):
+        if a.action == "restore":
+            state.pop(a.path, None)
+        else:
+            state[a.path] = a
+    return state
+
+
+def new_batch_id() -> str:
+    """A fresh id for the rows of one correction of several images."""
+    return uuid.uuid4().hex[:12]
+
+
+def record(
+    dataset_dir: str | os.PathLike,
+    entries: list[tuple[str, str, str, str]],
+    batch: str = "",
+) -> list[Annotation]:
+    """Append corrections ``(path, original_label, action, label)`` atomically; returns them.
+
+    ``batch`` (see :func:`new_batch_id`) makes them one correction: one undo takes them all back."""
+    now = _now()
+    new = []
+    for path, original, action, label in entries:
+        if action not in ACTIONS:
+            raise ValueError(f"annotation action must be one of {', '.join(ACTIONS)}; got {action!r}")
+        rel = Path(path).as_posix()
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise ValueError(f"annotation path must be relative to the dataset folder; got {path!r}")
+        if action in LABELLING and not label:
+            raise ValueError(f"a {action} needs the label (the new one, the one kept, or the one given)")
+        new.append(Annotation(now, rel, original, action, label if action in LABELLING else "", batch=batch))
+    _append(dataset_dir, new)
+    return new
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@contextlib.contextmanager
+def _locked(dataset_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the dataset's annotation lock: this process's threads and every other process."""
+    lock_path = Path(dataset_dir).resolve() / LOCK_FILENAME
+    with _lock:
+        if lock_path in _held:
+            yield
+            return
+        lock = FileLock(str(lock_path), timeout=_LOCK_TIMEOUT_S, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DatasetError(f"{annotations_path(dataset_dir)} has been locked by another process for {_LOCK_TIMEOUT_S:.0f} s",
+                               hint=f"is another imgclf stuck writing it? stop it, or delete {lock_path} if none runs") from None
+        _held.add(lock_path)
+        try:
+            yield
+        finally:
+            _held.discard(lock_path)
+            lock.release()
+
+
+def _append(dataset_dir: str | os.PathLike, new: list[Annotation]) -> None:
+    with _locked(dataset_dir):
+        rows = read_history(dataset_dir) + new
+        write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+
+
+def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annotation | None:
+    """Undo the newest correction not undone yet (of ``path`` if given) by appending the state before it.
+
+    History is kept: the undo is itself a row naming the row it undoes, so undoing again walks
+    further back instead of undoing the undo. Without ``path``, a correction of several images
+    (a batch) is undone whole. Returns the newest row that was undone, or None.
+    """
+    undone = undo_rows(dataset_dir, path)
+    return undone[0] if undone else None
+
+
+def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None) -> list[Annotation]:
+    """:func:`undo_last`, returning every row it undid (newest first): several for a batch."""
+    want = None if path is None else Path(path).as_posix()
+    with _locked(dataset_dir):
+        history = read_history(dataset_dir)
+        undone: set[int] = set()
+        targets: list[int] = []
+        for n in range(len(history), 0, -1):
+            a = history[n - 1]
+            if a.undoes.isdigit():
+                undone.add(int(a.undoes))
+            elif n in undone:
+                continue
+            elif not targets and (want is None or a.path == want):
+                targets.append(n)
+                if want is not None or not a.batch:
+                    break
+            elif targets and a.batch == history[targets[0] - 1].batch:
+                targets.append(n)
+        now = _now()
+        rows = []
+        for target in targets:
+            last = history[target - 1]
+            before = None  # the image's state just before the undone row: replay the rows above it
+            for a in history[: target - 1]:
+                if a.path == last.path:
+                    before = None if a.action == "restore" else a
+            action, label = (before.action, before.label) if before else ("restore", "")
+            rows.append(Annotation(now, last.path, last.original_label, action, label, str(target)))
+        if rows:
+            _append(dataset_dir, rows)
+    return [history[t - 1] for t in targets]

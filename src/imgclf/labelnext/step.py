@@ -1,0 +1,174 @@
+"""Label next on a run directory: which pool images to label (``suggest``), and the quick ``refit``.
+
+    suggest   the pool's images (``data.pool``) → pool_features.npz (only new or changed files are
+              featurized, through the feature cache) → the current head's probabilities → a strategy
+              of :mod:`imgclf.labelnext` → suggestions.csv
+    refit     the run's train features + the pool images labelled since (annotations ``label``) → one
+              LinearSVC at the C and temperature the run chose → label_next_head.npz, and the test
+              accuracy before and after in label_next.json
+
+The current head is label_next_head.npz once a refit wrote one (and the model was not retrained
+since), else the run's bundle. The run's test split stays the measure: here the labelled pool images
+only train; the next ``imgclf run`` splits them like the others (:mod:`imgclf.data.split`). Needs a run
+whose model is a linear head on features.npz (``train.classifier = "svm"``).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..bundle.folder import HEAD, load_bundle
+from ..classifier.linear import LinearHead, fit_head
+from ..config.settings import Config
+from ..data.dataset import Item, scan_dataset
+from ..features.featurize import featurize_many
+from ..features.ids import join_ids
+from ..features.step import feature_cache_dir, run_featurizers
+from ..rundir.layout import RunDir
+from ..util.errors import DatasetError, RunDirError
+from ..util.files import read_npz, write_json, write_npz
+from .strategies import DEFAULT_STRATEGY, check_strategy, select
+
+__all__ = ["Pool", "load_pool", "current_head", "suggest", "refit", "POOL_EMPTY"]
+
+POOL_EMPTY = "pool_empty"  # the reason of the error suggest raises when no unlabelled image is left
+
+
+@dataclass
+class Pool:
+    """The pool of a dataset: unlabelled images and those given a class, each with features."""
+
+    unlabelled: list[Item]
+    labelled: list[Item]  # pool images an annotation gave a class (``label`` is set)
+    features: dict[str, np.ndarray]  # path → feature, for every image above
+    failed: list[tuple[str, str]]  # (path, reason) of pool images that could not be featurized
+
+
+def load_pool(cfg: Config, rd: RunDir, progress: bool = False) -> Pool:
+    """The dataset's pool with the features of its images (new ones featurized and kept in pool_features.npz)."""
+    ds = scan_dataset(cfg.images_dir(), pool=cfg.data.pool)
+    labelled = [it for it in ds.items if it.from_pool]
+    feats, failed = _pool_features(cfg, rd, [it.path for it in ds.pool + labelled], progress)
+    return Pool([it for it in ds.pool if it.path in feats], [it for it in labelled if it.path in feats], feats, failed)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
+def _pool_features(cfg: Config, rd: RunDir, paths: list[str], progress: bool) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Features of ``paths``: from pool_features.npz while a file's size and mtime are unchanged, else featurized."""
+    run_fid = rd.load_features()[3]
+    old = rd.load_pool_features()
+    stamps = {p: _stamp(p) for p in paths}
+    known: dict[str, int] = {}
+    if str(old["feature_id"]) == run_fid:
+        known = {str(p): i for i, p in enumerate(old["paths"]) if old["ok"][i] and tuple(old["stamps"][i]) == stamps.get(str(p))}
+    fresh = [p for p in paths if p not in known]
+    feats = {p: old["features"][i] for p, i in known.items()}
+    failed: list[tuple[str, str]] = []
+    if fresh:
+        engines = run_featurizers(cfg, rd)
+        fid = join_ids([e.feature_id for e in engines])
+        if fid != run_fid:
+            raise RunDirError(f"features.npz was made by featurizer(s) {run_fid} but the config now gives {fid}",
+                              hint=f"run `imgclf featurize --run-dir {rd.root}` again, or give the run's own settings")
+        res = featurize_many(fresh, engines, batch_size=cfg.featurize.batch_size, cache_dir=feature_cache_dir(cfg),
+                             threads=cfg.engine.threads, progress=progress, desc="pool")
+        feats.update({p: f for p, f, ok in zip(res.paths, res.features, res.ok) if ok})
+        failed = res.errors
+    if fresh or len(known) != len(old["paths"]):
+        keep = [p for p in paths if p in feats]
+        dim = len(next(iter(feats.values()))) if feats else 0
+        rd.write_pool_features(keep, np.stack([feats[p] for p in keep]) if keep else np.zeros((0, dim), np.float32),
+                               np.ones(len(keep), bool), np.array([stamps[p] for p in keep], np.int64), run_fid)
+    return feats, failed
+
+
+def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
+    """(head, class labels, the bundle's classifier section): label_next_head.npz if a refit made it after the
+    model was written, else the bundle's head. Refuses a model that is not a head on features.npz."""
+    bundle = load_bundle(rd.need(rd.model, "train"))
+    run_fid = rd.load_features()[3]
+    if bundle.meta.feature_ids != run_fid:
+        raise RunDirError(f"the model of {rd.root} classifies features of {bundle.meta.feature_ids}, not those of "
+                          f"features.npz ({run_fid}); Label next refits a linear head on features.npz",
+                          hint="use a run made with train.classifier = \"svm\"")
+    head = bundle.head
+    if rd.label_next_head.exists() and rd.label_next_head.stat().st_mtime_ns >= (bundle.dir / HEAD).stat().st_mtime_ns:
+        head = LinearHead.from_arrays(read_npz(rd.label_next_head))
+    return head, bundle.labels, bundle.meta.classifier
+
+
+def _labelled_features(rd: RunDir, pool: Pool, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(features, class indices) of the run's train images and the pool images given a class."""
+    rows, x = rd.split_features("train")
+    unknown = sorted({it.label for it in pool.labelled} - set(labels))
+    if unknown:
+        raise DatasetError(f"pool images were labelled {unknown}, which the run's model does not know (it knows {labels})",
+                           hint="run `imgclf run` again to train a model with the new class")
+    x_pool = np.stack([pool.features[it.path] for it in pool.labelled]) if pool.labelled else np.zeros((0, x.shape[1]), np.float32)
+    y = [labels.index(r.label) for r in rows] + [labels.index(it.label) for it in pool.labelled]
+    return np.concatenate([x, x_pool]), np.array(y, dtype=int)
+
+
+def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str = DEFAULT_STRATEGY,
+            progress: bool = False) -> dict[str, Any]:
+    """Rank the pool's unlabelled images by ``strategy`` and write the first ``n`` to suggestions.csv."""
+    t0 = time.perf_counter()
+    check_strategy(strategy)
+    rd = RunDir(run_dir)
+    head, labels, _ = current_head(rd)
+    pool = load_pool(cfg, rd, progress)
+    if not pool.unlabelled:
+        raise DatasetError(f"the pool of {cfg.images_dir()} has no unlabelled images left",
+                           hint="put images to label in IMAGES/_unlabeled (or the folder data.pool names)", reason=POOL_EMPTY)
+    x_pool = np.stack([pool.features[it.path] for it in pool.unlabelled])
+    x_lab, _ = _labelled_features(rd, pool, labels)
+    proba = head.predict_proba(x_pool)
+    sel = select(strategy, proba, x_pool, x_lab, n, seed=cfg.data.seed, duplicate_cosine=cfg.doctor.duplicate_cosine)
+    rows = [{"rank": k + 1, "path": pool.unlabelled[i].path, "rel": pool.unlabelled[i].rel,
+             "predicted": labels[int(proba[i].argmax())], "score": round(float(s), 6), "reason": sel.reason}
+            for k, (i, s) in enumerate(zip(sel.indices, sel.scores))]
+    rd.write_suggestions(rows)
+    return {"strategy": strategy, "suggested": len(rows), "pool": len(pool.unlabelled), "labelled_in_pool": len(pool.labelled),
+            "near_duplicates_skipped": len(sel.skipped), "unreadable": len(pool.failed), "labels": labels,
+            "seconds": round(time.perf_counter() - t0, 3), "rows": rows}
+
+
+def refit(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Refit the head on the run's train images plus the pool images labelled so far; test accuracy before and after."""
+    t0 = time.perf_counter()
+    rd = RunDir(run_dir)
+    before, labels, classifier = current_head(rd)
+    pool = load_pool(cfg, rd)
+    x, y = _labelled_features(rd, pool, labels)
+    c = float(classifier.get("C") or 1.0)
+    head = fit_head(x, y, c, temperature=before.temperature, normalize=before.l2_normalize,
+                    class_weight=cfg.svm.class_weight, max_iter=cfg.svm.max_iter, seed=cfg.data.seed)
+    test_rows, x_test = rd.split_features("test")
+    y_test = np.array([labels.index(r.label) for r in test_rows])
+    acc_before, _ = _accuracy(before, x_test, y_test, len(labels))
+    acc, class_avg = _accuracy(head, x_test, y_test, len(labels))
+    write_npz(rd.label_next_head, **head.to_arrays())
+    history = rd.label_next_history()
+    entry = {"labels": len(y), "pool_labels": len(pool.labelled), "accuracy_before": acc_before, "accuracy": acc,
+             "class_avg_accuracy": class_avg, "seconds": round(time.perf_counter() - t0, 3)}
+    history = {**history, "C": c, "rounds": history.get("rounds", []) + [entry]}
+    write_json(rd.label_next, history)
+    return {**entry, "C": c, "n_test": len(y_test), "rounds": len(history["rounds"])}
+
+
+def _accuracy(head: LinearHead, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, float]:
+    """(accuracy, class-averaged accuracy) of ``head`` on features ``x`` with true classes ``y``."""
+    pred = head.predict(x) if len(x) else np.zeros(0, int)
+    per_class = [float((pred[y == c] == c).mean()) for c in range(k) if (y == c).any()]
+    return round(float((pred == y).mean()), 6) if len(y) else 0.0, round(float(np.mean(per_class)), 6) if per_class else 0.0
