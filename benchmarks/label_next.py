@@ -52,7 +52,7 @@ def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
 
 def simulate(s: dict, strategy: str, seed: int, start: int, batch: int, rounds: int, candidates: int) -> list[tuple[int, float]]:
     """(labels, test accuracy) after the start and after every batch."""
-    from imgclf.labelnext import strategies as select
+    from imgclf.labelnext import select
 
     rng = np.random.default_rng(seed)
     y = s["y_pool"]

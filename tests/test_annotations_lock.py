@@ -15,7 +15,7 @@ from imgclf.data.annotations import read_history, record, undo_last
 
 _WRITER = textwrap.dedent("""
     import sys
-    from imgclf.annotations import record
+    from imgclf.data.annotations import record
 
     folder, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     print("ready", flush=True)

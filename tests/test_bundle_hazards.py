@@ -140,9 +140,9 @@ def test_model_folder_has_the_mode_of_an_ordinary_folder(tmp_path):
 _CHILD = textwrap.dedent("""
     import os, signal, sys, time
     import numpy as np
-    import imgclf.bundle as b
-    import imgclf.dirswap as swap
-    from imgclf.linear import LinearHead
+    import imgclf.bundle.folder as b
+    import imgclf.bundle.swap as swap
+    from imgclf.classifier.linear import LinearHead
 
     target, kill_after, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     real_replace, calls = os.replace, [0]

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from imgclf.classifier.linear import fit_head
-from imgclf.labelnext import STRATEGIES, kcenter_greedy, uncertainty
-from imgclf.labelnext import strategies as select
+from imgclf.labelnext import STRATEGIES, kcenter_greedy, select, uncertainty
 from imgclf.util.errors import ConfigError
 
 D = 32

@@ -252,7 +252,7 @@ def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
     assert onnx_spec(lite0["fp32"]) == lite0["spec"]  # the export records its own preprocessing
     shutil.copy(lite0["fp32"], tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx")  # the backbone's own resampler
     for backend, engine in (("onnxruntime", "OnnxRuntimeEngine"), ("openvino", "OpenVinoEngine")):
-        code = ("import sys; from imgclf.config import ModelConfig, EngineConfig; from imgclf.features.featurize import build_featurizer; "
+        code = ("import sys; from imgclf.config.settings import ModelConfig, EngineConfig; from imgclf.features.featurize import build_featurizer; "
                 f"e = build_featurizer(ModelConfig(resampler='native'), EngineConfig(backend={backend!r}, precision='fp32'), cache_dir={str(tmp_path)!r}); "
                 "print(type(e).__name__, e.dim, 'torch' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -44,7 +44,7 @@ def test_the_untracked_session_run_left_no_store(trained_run):
 
 def test_importing_tracking_or_tracking_off_does_not_import_mlflow(tmp_path):
     code = ("import sys, imgclf.tracking.store, imgclf.cli.runs\n"
-            "from imgclf.config import load_config\n"
+            "from imgclf.config.settings import load_config\n"
             f"cfg = load_config(None, ['tracking.enabled=false', 'data.root={json.dumps(str(tmp_path))}'])\n"
             f"assert imgclf.tracking.store.log_run(cfg, {json.dumps(str(tmp_path))}, 'run') is None\n"
             "assert 'mlflow' not in sys.modules, 'mlflow was imported'\n")
