@@ -181,6 +181,9 @@ def test_a_whole_jpeg_decodes_as_before_and_stray_bytes_before_its_end_marker_ar
     stray = data[:-2] + b"\x00\x00\x00\xff\xd9"  # some cameras write these; libjpeg warns, the pixels are whole
     assert np.array_equal(np.asarray(decode_image(stray)), reference)
     assert np.array_equal(decode_rgb(stray, 240), decode_rgb(data, 240))
+    jfif = data.index(b"JFIF\x00") + 5
+    newer = data[:jfif] + b"\x02" + data[jfif + 1:]  # "unknown JFIF revision number 2.01": a header detail
+    assert np.array_equal(np.asarray(decode_image(newer)), reference)
     cmyk = _jpeg(_photo().convert("CMYK"), quality=90)
     assert decode_image(cmyk).size == (320, 240)
     with pytest.raises(ImageError):

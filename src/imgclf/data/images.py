@@ -53,8 +53,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # plus room for metadata (EXIF, ICC profiles, thumbnails, the frames of an animation).
 _BYTES_PER_PIXEL = 8
 _METADATA_BYTES = 64 << 20
-# The one libjpeg warning that leaves the pixels whole: stray bytes before the end marker (some cameras write them).
-_HARMLESS_JPEG_WARNING = re.compile(r"extraneous bytes before marker 0xd9", re.IGNORECASE)
+# libjpeg warnings that leave the pixels whole: stray bytes before the end marker (some cameras write them),
+# and metadata or headers that bend the standard; the others mean damaged image data.
+_HARMLESS_JPEG_WARNINGS = re.compile(
+    r"extraneous bytes before marker 0xd9|unknown JFIF revision|thumbnail image size does not match|bad ICC marker"
+    r"|Unknown Adobe color transform|Invalid SOS parameters for sequential", re.IGNORECASE)
 
 _limit = MAX_PIXELS  # the process's limit, set by configure()
 
@@ -260,7 +263,8 @@ def check_jpeg(data: bytes) -> None:
     libjpeg only warns when the entropy-coded data ends early or is corrupt and pads the rest of the
     image grey; Pillow ignores its warnings. Here every warning but a harmless one refuses the file:
     a decode at 1/8 scale with simplejpeg's strict mode reads every coefficient at a fraction of a
-    full decode's cost."""
+    full decode's cost. Strict mode stops at the first warning, so a file whose header draws a
+    harmless one is accepted without its data being checked (as Pillow alone would)."""
     import simplejpeg
 
     try:
@@ -269,7 +273,7 @@ def check_jpeg(data: bytes) -> None:
                                min_height=1, min_width=1, strict=True)
     except ValueError as e:
         msg = str(e) or type(e).__name__
-        if _HARMLESS_JPEG_WARNING.search(msg):
+        if _HARMLESS_JPEG_WARNINGS.search(msg):
             return
         low = msg.lower()
         reason = "truncated" if "premature end" in low or "truncated" in low else "corrupt"
