@@ -90,7 +90,7 @@ def walk_images(folder: Path) -> list[Path]:
     return out
 
 
-def contained(root: Path, path: str | os.PathLike) -> tuple[str, str]:
+def _contained(root: Path, path: str | os.PathLike) -> tuple[str, str]:
     """``(real path, "")`` when ``path`` resolves, every link followed, to something inside ``root`` (a real
     path), else ``("", why not)``: a link loop, a broken link, or a link that leads outside. Never raises."""
     try:
@@ -108,7 +108,7 @@ def contained(root: Path, path: str | os.PathLike) -> tuple[str, str]:
 
 def _image_file(root: Path, path: Path) -> tuple[str, str]:
     """``(real path, "")`` of an image file of the dataset, else ``("", why it is left out)``."""
-    real, why = contained(root, path)
+    real, why = _contained(root, path)
     if why:
         return "", why
     try:
@@ -120,7 +120,7 @@ def _image_file(root: Path, path: Path) -> tuple[str, str]:
 
 def _dataset_files(root: Path, folder: Path, skipped: list[tuple[str, str]]) -> list[tuple[Path, str]]:
     """``(path, real path)`` of the image files under ``folder``; what is left out is added to ``skipped``."""
-    _, why = contained(root, folder)
+    _, why = _contained(root, folder)
     if why:
         skipped.append((str(folder), f"{why} (a folder: none of its files is used)"))
         return []
