@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -47,6 +48,9 @@ def hostile(tmp_path: Path) -> Path:
     Image.new("RGB", (40, 40), (250, 0, 0)).save(outside / "secret_outside.jpg")
     os.mkfifo(images / "circles" / "fifo.jpg")
     os.symlink("/dev/zero", images / "circles" / "zero.jpg")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(images / "circles" / "socket.png"))  # the socket file stays after the socket is closed
+    (images / "circles" / "folder.jpg").mkdir()  # a folder named like an image is a subfolder, never opened
     os.symlink("loop_b.jpg", images / "squares" / "loop_a.jpg")
     os.symlink("loop_a.jpg", images / "squares" / "loop_b.jpg")
     os.symlink("gone.jpg", images / "squares" / "broken.jpg")
@@ -56,7 +60,8 @@ def hostile(tmp_path: Path) -> Path:
     return images
 
 
-HAZARDS = {"circles/fifo.jpg": "FIFO", "circles/zero.jpg": "outside the dataset", "squares/loop_a.jpg": "loop",
+HAZARDS = {"circles/fifo.jpg": "FIFO", "circles/zero.jpg": "outside the dataset", "circles/socket.png": "socket",
+           "squares/loop_a.jpg": "loop",
            "squares/loop_b.jpg": "loop", "squares/broken.jpg": "broken", "stripes/out.jpg": "outside the dataset",
            "elsewhere": "outside the dataset"}
 
@@ -64,13 +69,14 @@ HAZARDS = {"circles/fifo.jpg": "FIFO", "circles/zero.jpg": "outside the dataset"
 # ------------------------------------------------------------------ only regular files are opened
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["fifo.jpg", "zero.jpg"])
-def test_a_fifo_or_a_device_is_refused_by_every_reader_without_being_opened(hostile, name):
+@pytest.mark.parametrize("name, kind", [("fifo.jpg", "a FIFO"), ("zero.jpg", "a character device"),
+                                        ("socket.png", "a socket"), ("folder.jpg", "a folder")])
+def test_a_fifo_a_device_a_socket_or_a_folder_is_refused_by_every_reader_without_being_opened(hostile, name, kind):
     path = hostile / "circles" / name
     for read in (decode_image, read_header, safe_thumbnail, lambda p: decode_rgb(p, 224)):
         with pytest.raises(ImageError) as e:
             read(path)
-        assert e.value.reason == "not_a_file" and ("FIFO" in e.value.detail or "character device" in e.value.detail)
+        assert e.value.reason == "not_a_file" and f"is {kind}" in e.value.detail, e.value.detail
     for read in (read_regular, sha256_file):
         with pytest.raises(NotRegularFile):
             read(path)
