@@ -109,7 +109,9 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterabl
     (see :func:`csv_cell`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)  # a CR is quoted only where it ends a line
+    # csv quotes a cell for the characters of its line terminator only: a row with a CR in a cell is quoted whole,
+    # or the reader would end the line there
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     for r in [header, *rows]:
         cells = [csv_cell(c) for c in r]
         (quoted if any(isinstance(c, str) and "\r" in c for c in cells) else w).writerow(cells)
