@@ -20,7 +20,7 @@ from imgclf.data.annotations import annotations_path, read_history
 
 @pytest.fixture(scope="module")
 def hostile_server(ui_run, predictor, tmp_path_factory):
-    """The UI over a copy of the UI run's dataset with hostile files in its class folders and its pool."""
+    """The UI over a copy of the UI run and its dataset, with hostile files in its class folders and its pool."""
     from datagen import make_image
 
     from imgclf.config.settings import ServeConfig
@@ -28,8 +28,9 @@ def hostile_server(ui_run, predictor, tmp_path_factory):
     from imgclf.ui import create_ui_app
 
     base = tmp_path_factory.mktemp("hostile_ui")
-    images, outside = base / "images", base / "outside"
+    images, outside, run = base / "images", base / "outside", base / "run"
     shutil.copytree(ui_run["images"], images, ignore=shutil.ignore_patterns("annotations.csv"))
+    shutil.copytree(ui_run["run"], run)  # Label next may write into its run: never into the shared one
     outside.mkdir()
     Image.new("RGB", (40, 40), (250, 0, 0)).save(outside / "secret_outside.jpg")
     os.mkfifo(images / "circles" / "fifo.jpg")
@@ -46,7 +47,7 @@ def hostile_server(ui_run, predictor, tmp_path_factory):
     os.symlink(outside / "secret_outside.jpg", pool / "outside.jpg")
     os.mkfifo(pool / "fifo.jpg")
     os.symlink("/dev/zero", pool / "zero.jpg")
-    app = create_ui_app(predictor, ServeConfig(), images_dir=str(images), run_dir=str(ui_run["run"]),
+    app = create_ui_app(predictor, ServeConfig(), images_dir=str(images), run_dir=str(run),
                         thumbs_dir=str(base / "thumbs"))
     with ServerThread(app) as srv:
         srv.images = images
