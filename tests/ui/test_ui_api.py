@@ -45,7 +45,7 @@ def test_a_symlink_leading_out_of_the_dataset_is_refused(client, dataset, tmp_pa
     os.symlink(outside, link)
     try:
         r = client.get("/ui/api/images", params={"refresh": "true", "q": "zz_link"})
-        assert [it["path"] for it in r.json()["items"]] == ["circles/zz_link.jpg"], "the scan lists it"
+        assert r.json()["items"] == [], "the scan leaves it out"
         assert "outside the dataset folder" in _error(client.get("/ui/api/thumb", params={"path": "circles/zz_link.jpg"}), 400)
     finally:
         link.unlink()

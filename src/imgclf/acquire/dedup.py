@@ -83,10 +83,10 @@ def dedup_dataset(
     """
     if max_distance < 0:
         raise ImgclfError(f"the Hamming distance must be >= 0; got {max_distance}")
-    root = Path(dataset_dir).resolve()
+    root = Path(os.path.realpath(dataset_dir))
     state = current_state(root)
-    items = [it for it in scan_dataset(root, apply_annotations=False).items
-             if state.get(it.rel) is None or state[it.rel].action == "relabel"]
+    ds = scan_dataset(root, apply_annotations=False)
+    items = [it for it in ds.items if state.get(it.rel) is None or state[it.rel].action == "relabel"]
     dest = _check_move_target(root, move_to) if move_to is not None else None
     paths = [it.path for it in items]
     codes, ok, errors = compute_codes(paths, workers, progress)
@@ -97,7 +97,8 @@ def dedup_dataset(
         feats = np.asarray(featurize(paths), dtype=np.float32)
         pairs = pairs + cosine_pairs(feats, feature_threshold)
     groups = [_make_group(g, items, codes, by_hash) for g in connected_groups(len(items), pairs)]
-    result = DedupResult(root, len(items), groups, [(rel_of[p], r) for p, r in errors], dest, dry_run)
+    unreadable = [(Path(p).relative_to(root).as_posix(), r) for p, r in ds.skipped] + [(rel_of[p], r) for p, r in errors]
+    result = DedupResult(root, len(items), groups, unreadable, dest, dry_run)
     if not dry_run:
         _apply(result)
     return result
@@ -126,7 +127,7 @@ def _make_group(idx: list[int], items: list, codes: np.ndarray, by_hash: dict[in
 
 
 def _check_move_target(root: Path, move_to: str | os.PathLike) -> Path:
-    dest = Path(move_to).resolve()
+    dest = Path(os.path.realpath(move_to))
     if dest == root or root in dest.parents:
         raise ImgclfError(f"--move-to {dest} is inside the dataset {root}; its images would still be read",
                           hint="choose a folder outside the dataset, e.g. next to it")

@@ -19,11 +19,14 @@ image had before the row it undoes, whose number (1-based, in file order) it nam
 images share a ``batch`` id (empty for a single image): undoing the newest correction takes the
 whole batch back, one undo row per image. Every write rewrites the file atomically, under
 an inter-process lock (``.annotations.csv.lock`` beside it): the web UI, ``dedup`` and other
-processes that correct the same dataset at once never lose one another's rows.
+processes that correct the same dataset at once never lose one another's rows. A dataset folder
+where that file cannot be written (a read-only mount, no write permission, an immutable folder)
+refuses a correction at once with :data:`READ_ONLY` (reading it, and runs on it, work as before).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -43,6 +46,8 @@ ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label")
 LABELLING = ("relabel", "keep", "label")  # the actions that give an image the class ``label``
 
 LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
+READ_ONLY = "read_only"  # reason of the DatasetError a correction gets where annotations.csv cannot be written
+_CANNOT_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM)
 _LOCK_TIMEOUT_S = 60.0
 _lock = threading.RLock()  # the file lock is per process; this orders the threads of one
 _held: set[Path] = set()  # lock files this process holds (under _lock): undo_last writes while holding one
@@ -117,17 +122,24 @@ def _now() -> str:
 @contextlib.contextmanager
 def _locked(dataset_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the dataset's annotation lock: this process's threads and every other process."""
-    lock_path = Path(dataset_dir).resolve() / LOCK_FILENAME
+    folder = Path(os.path.realpath(dataset_dir))
+    lock_path = folder / LOCK_FILENAME
     with _lock:
         if lock_path in _held:
             yield
             return
+        if folder.is_dir() and not os.access(folder, os.W_OK):  # a read-only mount or folder: say so before any wait for the lock
+            raise _read_only(folder, "no write access")
         lock = FileLock(str(lock_path), timeout=_LOCK_TIMEOUT_S, thread_local=False)
         try:
             lock.acquire()
-        except Timeout:
+        except Timeout:  # a TimeoutError, so an OSError: caught first
             raise DatasetError(f"{annotations_path(dataset_dir)} has been locked by another process for {_LOCK_TIMEOUT_S:.0f} s",
                                hint=f"is another imgclf stuck writing it? stop it, or delete {lock_path} if none runs") from None
+        except OSError as e:
+            if e.errno in _CANNOT_WRITE:
+                raise _read_only(folder, e.strerror or str(e)) from None
+            raise
         _held.add(lock_path)
         try:
             yield
@@ -136,10 +148,21 @@ def _locked(dataset_dir: str | os.PathLike) -> Iterator[None]:
             lock.release()
 
 
+def _read_only(folder: Path, why: str) -> DatasetError:
+    return DatasetError(f"corrections cannot be saved here: {folder} is read-only ({why})",
+                        hint="make the images folder writable, or correct a writable copy of it; "
+                             "runs on this folder still work", reason=READ_ONLY)
+
+
 def _append(dataset_dir: str | os.PathLike, new: list[Annotation]) -> None:
     with _locked(dataset_dir):
         rows = read_history(dataset_dir) + new
-        write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+        try:
+            write_csv(annotations_path(dataset_dir), COLUMNS, ([getattr(a, c) for c in COLUMNS] for a in rows))
+        except OSError as e:
+            if e.errno in _CANNOT_WRITE:
+                raise _read_only(Path(os.path.realpath(dataset_dir)), e.strerror or str(e)) from None
+            raise
 
 
 def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annotation | None:

@@ -8,7 +8,13 @@ Layouts understood:
   the validation set of a refinement;
 - ``DIR/train/`` and ``DIR/validation/`` without ``test/`` — the validation folder is the test split.
 :attr:`Dataset.folders` says what each top folder became.
-Hidden files and folders are ignored. Nothing here decodes an image or touches a file.
+Hidden files and folders are ignored. Nothing here decodes an image or opens a file.
+
+Only regular files inside the dataset folder are images of it: a symbolic link is followed only
+when it ends inside the folder, and a link loop, a broken link, a link (file or folder) that
+leads outside, a FIFO, a device or a socket is left out and listed in :attr:`Dataset.skipped`
+with the reason, so that nothing a dataset lists can make a reader block, read without end or
+show a file from elsewhere. Every command and every route of the UI lists images through here.
 
 The pool of unlabelled images (``data.pool``, default ``DIR/_unlabeled``) is never a class: its
 images are listed in :attr:`Dataset.pool` until an annotation gives one a class (action ``label``),
@@ -16,11 +22,14 @@ and from then on it is an item like the images of that class's folder (``from_po
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from ..util.errors import DatasetError
+from ..util.files import file_kind
 from .annotations import LABELLING, current_state
 from .images import is_image_file
 
@@ -51,6 +60,7 @@ class Dataset:
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (rel path, action) from annotations
     folders: dict[str, str] = field(default_factory=dict)  # top folder → the split it became (predefined layouts)
     pool: list[Item] = field(default_factory=list)  # images of the pool no annotation has labelled or left out yet
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): image names that are no usable file
 
     @property
     def labels(self) -> list[str]:
@@ -72,6 +82,7 @@ def _visible(p: Path) -> bool:
 
 
 def walk_images(folder: Path) -> list[Path]:
+    """Every file under ``folder`` with an image extension (sorted, recursive; hidden files and folders left out)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -79,13 +90,57 @@ def walk_images(folder: Path) -> list[Path]:
     return out
 
 
-def _class_items(root: Path, class_parent: Path, split: str) -> list[Item]:
+def _contained(root: Path, path: str | os.PathLike) -> tuple[str, str]:
+    """``(real path, "")`` when ``path`` resolves, every link followed, to something inside ``root`` (a real
+    path), else ``("", why not)``: a link loop, a broken link, or a link that leads outside. Never raises."""
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "", "a symbolic link loop"
+        if e.errno == errno.ENOENT:
+            return "", "a broken symbolic link (its target does not exist)"
+        return "", f"unreadable ({e.strerror or e})"
+    if not Path(real).is_relative_to(root):
+        return "", "a symbolic link to outside the dataset folder"
+    return real, ""
+
+
+def _image_file(root: Path, path: Path) -> tuple[str, str]:
+    """``(real path, "")`` of an image file of the dataset, else ``("", why it is left out)``."""
+    real, why = _contained(root, path)
+    if why:
+        return "", why
+    try:
+        mode = os.stat(real).st_mode
+    except OSError as e:
+        return "", f"unreadable ({e.strerror or e})"
+    return (real, "") if stat.S_ISREG(mode) else ("", f"{file_kind(mode)}, not an image file")
+
+
+def _dataset_files(root: Path, folder: Path, skipped: list[tuple[str, str]]) -> list[tuple[Path, str]]:
+    """``(path, real path)`` of the image files under ``folder``; what is left out is added to ``skipped``."""
+    _, why = _contained(root, folder)
+    if why:
+        skipped.append((str(folder), f"{why} (a folder: none of its files is used)"))
+        return []
+    out = []
+    for f in walk_images(folder):
+        real, why = _image_file(root, f)
+        if why:
+            skipped.append((str(f), why))
+        else:
+            out.append((f, real))
+    return out
+
+
+def _class_items(root: Path, class_parent: Path, split: str, skipped: list[tuple[str, str]]) -> list[Item]:
     items = []
     for cdir in sorted(p for p in class_parent.iterdir() if p.is_dir() and _visible(p)):
-        for f in walk_images(cdir):
+        for f, real in _dataset_files(root, cdir, skipped):
             rel_in_class = f.relative_to(cdir)
             group = rel_in_class.parts[0] if len(rel_in_class.parts) > 1 else rel_in_class.as_posix()
-            items.append(Item(str(f.resolve()), f.relative_to(root).as_posix(), cdir.name, f"{cdir.name}/{group}", split))
+            items.append(Item(real, f.relative_to(root).as_posix(), cdir.name, f"{cdir.name}/{group}", split))
     return items
 
 
@@ -100,25 +155,27 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
             f"images folder {root} does not exist",
             hint="pass --images DIR (a folder with one subfolder per class) or set data.images / data.dataset",
         )
-    root = root.resolve()
+    root = Path(os.path.realpath(root))
+    skipped: list[tuple[str, str]] = []
     folders = _predefined_folders({p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)})
     if folders:
-        items = [it for folder, split in folders.items() for it in _class_items(root, root / folder, split)]
+        items = [it for folder, split in folders.items() for it in _class_items(root, root / folder, split, skipped)]
     else:
-        items = _class_items(root, root, "")
+        items = _class_items(root, root, "", skipped)
     pool_dir = pool_folder(root, pool)
     unlabelled: list[Item] = []
     if pool_dir is not None:
         pool_rel = pool_dir.relative_to(root).as_posix()
         items = [it for it in items if not PurePosixPath(it.rel).is_relative_to(pool_rel)]
-        unlabelled = [Item(str(f.resolve()), f.relative_to(root).as_posix(), "", f.relative_to(root).as_posix(),
-                           "train" if folders else "", from_pool=True) for f in walk_images(pool_dir)]
+        skipped = [s for s in skipped if not Path(s[0]).is_relative_to(pool_dir)]
+        unlabelled = [Item(real, f.relative_to(root).as_posix(), "", f.relative_to(root).as_posix(),
+                           "train" if folders else "", from_pool=True) for f, real in _dataset_files(root, pool_dir, skipped)]
     if not items:
         raise DatasetError(
             f"no images found in {root}",
             hint="put images (.jpg .png .bmp .gif .webp .tif) in one subfolder per class, e.g. DIR/cats/1.jpg",
         )
-    ds = Dataset(root, items, folders=folders, pool=unlabelled)
+    ds = Dataset(root, items, folders=folders, pool=unlabelled, skipped=skipped)
     return _apply_annotations(ds) if apply_annotations else ds
 
 
@@ -157,4 +214,4 @@ def _apply_annotations(ds: Dataset) -> Dataset:
             kept.append(replace(it, label=a.label))
         else:
             excluded.append((it.rel, a.action))
-    return Dataset(ds.root, kept, excluded, ds.folders, pool)
+    return Dataset(ds.root, kept, excluded, ds.folders, pool, ds.skipped)

@@ -10,17 +10,23 @@ side) are refused after reading the header, before any pixel is decoded. With ``
 a large image is reduced while decoding (JPEG: DCT scaling) or right after it, before any
 conversion copies it, so a full-size RGB array is never made where the format allows.
 
+A path is read only when it names a regular file, and at most the bytes an image within the
+pixel limit can take (:func:`read_bytes`): a FIFO, a device or a link to one is refused at once.
+A JPEG is decoded only when libjpeg-turbo meets no damage in it (:func:`check_jpeg`): a file cut
+short, even with an end marker appended, or whose header claims more rows than its data holds, is
+refused rather than padded with grey.
+
 :func:`read_header` is the check on its own (format, size, pixel limit, EXIF orientation),
 for a decoder of our own that wants the same guarantees before it decodes.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -28,10 +34,11 @@ from PIL import Image, ImageFile
 
 from ..config.settings import ImagesConfig
 from ..util.errors import ImageError, ImageTooLarge, UnsupportedFormat
+from ..util.files import NotRegularFile, read_regular
 
 __all__ = ["ALLOWED_FORMATS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageError", "ImageHeader", "ImageTooLarge",
-           "UnsupportedFormat", "configure", "decode_image", "is_image_file", "pixel_limit", "read_bytes", "read_header",
-           "safe_thumbnail", "sniff_format"]
+           "UnsupportedFormat", "check_jpeg", "configure", "decode_image", "is_image_file", "max_file_bytes", "pixel_limit",
+           "read_bytes", "read_header", "safe_thumbnail", "sniff_format"]
 
 #: File extensions a dataset may hold (compared lower-case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -42,6 +49,15 @@ MAX_PIXELS = ImagesConfig().max_pixels
 
 # Truncated files must be errors, never silently grey-padded images.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The largest file an image within the pixel limit needs: 8 bytes a pixel (16-bit RGBA stored raw)
+# plus room for metadata (EXIF, ICC profiles, thumbnails, the frames of an animation).
+_BYTES_PER_PIXEL = 8
+_METADATA_BYTES = 64 << 20
+# libjpeg warnings that leave the pixels whole: stray bytes before the end marker (some cameras write them),
+# and metadata or headers that bend the standard; the others mean damaged image data.
+_HARMLESS_JPEG_WARNINGS = re.compile(
+    r"extraneous bytes before marker 0xd9|unknown JFIF revision|thumbnail image size does not match|bad ICC marker"
+    r"|Unknown Adobe color transform|Invalid SOS parameters for sequential", re.IGNORECASE)
 
 _limit = MAX_PIXELS  # the process's limit, set by configure()
 
@@ -61,7 +77,7 @@ _ALLOWED_MAGIC: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
 # Magic numbers of formats we refuse, only to name them in the message (no plugin runs).
 _REFUSED_MAGIC: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
     ("PSD", ((0, b"8BPS"),)), ("PDF", ((0, b"%PDF"),)), ("EPS", ((0, b"%!PS"),)), ("EPS", ((0, b"\xc5\xd0\xd3\xc6"),)),
-    ("FITS", ((0, b"SIMPLE  ="),)), ("ICO", ((0, b"\x00\x00\x01\x00"),)), ("CUR", ((0, b"\x00\x00\x02\x00"),)),
+    ("FITS", ((0, b"SIMPLE  ="),)),
     ("JPEG2000", ((0, b"\x00\x00\x00\x0cjP  "),)), ("JPEG2000", ((0, b"\xffO\xffQ"),)),
     ("HEIF", ((4, b"ftypheic"),)), ("HEIF", ((4, b"ftypmif1"),)), ("AVIF", ((4, b"ftypavif"),)),
     ("QOI", ((0, b"qoif"),)), ("DDS", ((0, b"DDS "),)), ("ICNS", ((0, b"icns"),)), ("SGI", ((0, b"\x01\xda"),)),
@@ -70,7 +86,12 @@ _REFUSED_MAGIC: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
     ("PCX", ((0, b"\x0a\x05\x01"),)), ("PCX", ((0, b"\x0a\x00\x01"),)), ("PCX", ((0, b"\x0a\x02\x01"),)),
     ("PCX", ((0, b"\x0a\x03\x01"),)), ("XBM", ((0, b"#define"),)), ("XPM", ((0, b"/* XPM */"),)),
 )
+# ICO and CUR: a reserved 0, the type (1 or 2), then an image count of at least 1 (a TGA header without a
+# colour map starts 00 00 02 00 too, but its next two bytes are 0).
+_ICON_TYPES = {b"\x00\x00\x01\x00": "ICO", b"\x00\x00\x02\x00": "CUR"}
 _TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+_TGA_TYPES = (1, 2, 3, 9, 10, 11, 32, 33)  # colour-mapped, true-colour, grey; raw or run-length encoded
+_TGA_DEPTHS = (1, 8, 15, 16, 24, 32)
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
@@ -105,15 +126,31 @@ def sniff_format(head: bytes) -> str | None:
 
 
 def _refused_format(fp: BinaryIO, head: bytes) -> str | None:
+    """The name of a format we refuse that ``head`` starts like, only to name it in the message (no plugin runs)."""
+    if _has_tga_footer(fp):
+        return "TGA"
     name = next((fmt for fmt, rules in _REFUSED_MAGIC if _matches(head, rules)), None)
-    if name is None:
-        try:
-            fp.seek(-len(_TGA_FOOTER), os.SEEK_END)
-            if fp.read(len(_TGA_FOOTER)) == _TGA_FOOTER:
-                name = "TGA"
-        except (OSError, ValueError):
-            pass
+    if name is None and head[:4] in _ICON_TYPES and head[4:6] != b"\x00\x00":
+        name = _ICON_TYPES[head[:4]]
+    if name is None and _looks_like_tga(head):
+        name = "TGA"
     return name
+
+
+def _has_tga_footer(fp: BinaryIO) -> bool:
+    try:
+        fp.seek(-len(_TGA_FOOTER), os.SEEK_END)
+        return fp.read(len(_TGA_FOOTER)) == _TGA_FOOTER
+    except (OSError, ValueError):
+        return False
+
+
+def _looks_like_tga(head: bytes) -> bool:
+    """A TGA 1.0 header (TGA has no magic number): colour-map flag, image type, sizes and depth all valid."""
+    if len(head) < 18:
+        return False
+    width, height = struct.unpack_from("<HH", head, 12)
+    return head[1] in (0, 1) and head[2] in _TGA_TYPES and head[16] in _TGA_DEPTHS and width > 0 and height > 0
 
 
 @dataclass(frozen=True)
@@ -185,24 +222,62 @@ def _orientation(img: Image.Image, loaded: bool) -> int:
     return value if value in _TRANSPOSE else 1
 
 
-def read_bytes(source: bytes | str | os.PathLike) -> bytes:
-    """The bytes of an image given as bytes or a path; ImageError ``unreadable`` / ``empty`` when there are none."""
+def max_file_bytes(max_pixels: int | None = None) -> int:
+    """The largest image file read (bytes): what an image of ``max_pixels`` (default ``images.max_pixels``)
+    can take in an accepted format, metadata included."""
+    return _BYTES_PER_PIXEL * (_limit if max_pixels is None else max_pixels) + _METADATA_BYTES
+
+
+def read_bytes(source: bytes | str | os.PathLike, *, max_pixels: int | None = None) -> bytes:
+    """The bytes of an image given as bytes or a path; ImageError when there are none to use.
+
+    A path is read only when it is a regular file (``not_a_file`` for a FIFO, a device, a folder, a
+    link to one), of at most :func:`max_file_bytes` (``too_large``); ``unreadable`` when it cannot
+    be read (missing, a link loop, no permission), ``empty`` for zero bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
         try:
-            data = Path(source).read_bytes()
+            data = read_regular(source, max_file_bytes(max_pixels))
+        except NotRegularFile as e:
+            raise ImageError("not_a_file", f"{os.fspath(source)} is {e.kind}, not an image file") from None
         except OSError as e:
+            if e.errno == errno.EFBIG:
+                raise ImageTooLarge("too_large", f"the file holds {e.strerror}; no image within images.max_pixels "
+                                                 "needs that much: downscale it or raise images.max_pixels") from None
             raise ImageError("unreadable", f"{e.strerror or e}") from None
     if not data:
         raise ImageError("empty", "zero bytes")
     return data
 
 
-def _source_fp(source: bytes | str | os.PathLike | BinaryIO) -> BinaryIO:
+def _source_fp(source: bytes | str | os.PathLike | BinaryIO, max_pixels: int | None = None) -> io.BytesIO:
     if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
-        return io.BytesIO(read_bytes(source))
-    return source
+        return io.BytesIO(read_bytes(source, max_pixels=max_pixels))
+    return io.BytesIO(source.read())
+
+
+def check_jpeg(data: bytes) -> None:
+    """ImageError unless libjpeg-turbo decodes the JPEG ``data`` without meeting damage.
+
+    libjpeg only warns when the entropy-coded data ends early or is corrupt and pads the rest of the
+    image grey; Pillow ignores its warnings. Here every warning but a harmless one refuses the file:
+    a decode at 1/8 scale with simplejpeg's strict mode reads every coefficient at a fraction of a
+    full decode's cost. Strict mode stops at the first warning, so a file whose header draws a
+    harmless one is accepted without its data being checked (as Pillow alone would)."""
+    import simplejpeg
+
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        simplejpeg.decode_jpeg(data, colorspace="CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY",
+                               min_height=1, min_width=1, strict=True)
+    except ValueError as e:
+        msg = str(e) or type(e).__name__
+        if _HARMLESS_JPEG_WARNINGS.search(msg):
+            return
+        low = msg.lower()
+        reason = "truncated" if "premature end" in low or "truncated" in low else "corrupt"
+        raise ImageError(reason, f"damaged JPEG data ({msg}); re-export or remove the file") from None
 
 
 def read_header(source: bytes | str | os.PathLike | BinaryIO, *, max_pixels: int | None = None) -> ImageHeader:
@@ -211,7 +286,7 @@ def read_header(source: bytes | str | os.PathLike | BinaryIO, *, max_pixels: int
 
     Raises :class:`ImageError` (``UnsupportedFormat``, ``ImageTooLarge``, ...) like :func:`decode_image`.
     """
-    img = _open(_source_fp(source), _limit if max_pixels is None else max_pixels)
+    img = _open(_source_fp(source, max_pixels), _limit if max_pixels is None else max_pixels)
     try:
         return ImageHeader(img.format or "", img.width, img.height, _orientation(img, loaded=False))
     finally:
@@ -270,8 +345,11 @@ def decode_image(
     Raises :class:`ImageError` (or a subclass) with a ``reason`` for anything unusable.
     """
     limit = _limit if max_pixels is None else max_pixels
-    img = _open(_source_fp(source), limit)
+    fp = _source_fp(source, limit)
+    img = _open(fp, limit)
     try:
+        if img.format == "JPEG":
+            check_jpeg(fp.getvalue())
         if draft_size and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         img.load()

@@ -6,7 +6,9 @@ JPEG asked for >= 256 decodes to 375x282 in ~20% less time than a full decode, a
 mode can only halve. Everything that is not a plain JPEG (other formats, CMYK, anything
 simplejpeg refuses) goes through the one safe decoder, :func:`imgclf.data.images.decode_image`, which
 also gives every error its reason. The header checks stay in front of every decode: JPEG
-identified by its magic bytes, the pixel limit, EXIF orientation applied.
+identified by its magic bytes, the pixel limit, EXIF orientation applied. The decode is strict:
+a libjpeg warning (data cut short, corrupt) sends the file to the safe decoder, which refuses it
+unless the warning is a harmless one (:func:`imgclf.data.images.check_jpeg`).
 """
 from __future__ import annotations
 
@@ -61,10 +63,10 @@ def _fast_jpeg(data: bytes, min_side: int, max_pixels: int | None) -> np.ndarray
     try:
         if sj.decode_jpeg_header(data)[2] not in ("YCbCr", "Gray"):
             return None  # CMYK / YCCK: Pillow's conversion (Adobe's inverted CMYK included) is the reference
-        a = sj.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False,
+        a = sj.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False, strict=True,
                            min_height=min(min_side, header.height), min_width=min(min_side, header.width))
     except ValueError:
-        return None  # a damaged file: the safe decoder names what is wrong
+        return None  # damaged, or a libjpeg warning: the safe decoder refuses it or names what is wrong
     return np.ascontiguousarray(_orient(a, header.orientation))
 
 
@@ -72,7 +74,7 @@ def decode_rgb(source: bytes | str | os.PathLike, min_side: int, *, max_pixels: 
     """``source`` as an upright RGB array (H, W, 3) uint8, downscaled while decoding where the format
     allows, never below ``min_side`` on the shorter side (unless the image is smaller). ``max_pixels``
     defaults to ``images.max_pixels``."""
-    data = read_bytes(source)
+    data = read_bytes(source, max_pixels=max_pixels)
     a = _fast_jpeg(data, min_side, max_pixels)
     if a is not None:
         return a

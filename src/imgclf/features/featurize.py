@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..config.settings import EngineConfig, ModelConfig
+from ..data.images import read_bytes
 from ..util.errors import ImageError
 from ..util.files import atomic_path, sha256_bytes
 from ..util.progress import progress_bar
@@ -83,9 +84,9 @@ class FeatureResult:
 def _load_into(path: str, spec: Any, cache: FeatureCache | None, out: np.ndarray) -> tuple[str, np.ndarray | None, str]:
     """Decode ``path`` into ``out``, its crop (H, W, 3) uint8 → (digest, cached feature or None, error)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return "", None, f"unreadable: {e.strerror or e}"
+        data = read_bytes(path)  # a regular file only: a FIFO or a device is refused, never read
+    except ImageError as e:
+        return "", None, str(e)
     digest = ""
     if cache is not None:
         digest = sha256_bytes(data)

@@ -31,14 +31,15 @@ def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
 
 
 def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Scan the images, drop undecodable ones (listed in skipped.csv), split, save config."""
+    """Scan the images, drop unusable files and undecodable images (listed in skipped.csv), split, save config."""
     rd = RunDir(run_dir)
     rd.root.mkdir(parents=True, exist_ok=True)
     ds = scan_dataset(cfg.images_dir(), pool=cfg.data.pool)
     want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
     with ThreadPoolExecutor(cpu_threads()) as pool:
         checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
-    bad = [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
+    bad = [(path, r, "prepare") for path, r in ds.skipped]  # not a usable file: a FIFO, a link loop or out of the folder
+    bad += [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
     good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]
     ds.items = [it for it, _ in good]
     rd.add_skipped(bad, replace_stage="prepare")

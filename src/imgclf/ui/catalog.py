@@ -7,12 +7,13 @@ Refusals are :class:`InvalidRequest` (a malformed value) or :class:`NotFound` (n
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
 
 from ..data.annotations import Annotation, current_state, new_batch_id, read_history, record, undo_rows
 from ..data.dataset import scan_dataset
@@ -39,7 +40,7 @@ class Catalog:
     """Lists a dataset folder (cached) and applies corrections to it."""
 
     def __init__(self, images_dir: str | os.PathLike):
-        self.root = Path(images_dir).resolve()
+        self.root = Path(os.path.realpath(images_dir))
         self._entries: dict[str, Entry] | None = None
         self._scanned_at = 0.0
         self._by_hash: dict[str, str] | None = None  # content SHA-256 → rel, made when first needed
@@ -73,7 +74,7 @@ class Catalog:
         parts = PurePosixPath(rel).parts
         if PurePosixPath(rel).is_absolute() or ".." in parts or "." in rel.split("/"):
             raise InvalidRequest(f"path must be relative to the dataset folder, without '..'; got {rel!r}")
-        target = (self.root / rel).resolve()
+        target = Path(os.path.realpath(self.root / rel))  # never raises, a link loop included
         if not target.is_relative_to(self.root):
             raise InvalidRequest(f"path {rel!r} resolves outside the dataset folder {self.root}")
         entries = self.entries()
@@ -86,7 +87,7 @@ class Catalog:
     def rel_of(self, path: str | os.PathLike) -> str | None:
         """The rel path of an absolute image path if it is a listed image of this dataset, else None."""
         try:
-            rel = Path(path).resolve().relative_to(self.root).as_posix()
+            rel = Path(os.path.realpath(path)).relative_to(self.root).as_posix()
         except ValueError:
             return None
         return rel if rel in self.entries() else None
@@ -217,7 +218,8 @@ class Catalog:
             state = current_state(self.root)
             rows = [row for e in entries if (row := _correction(e, state.get(e.rel), action, label)) is not None]
             if rows:
-                record(self.root, rows, batch=new_batch_id() if len(rows) > 1 else "")
+                with _refused_when_unsaved():
+                    record(self.root, rows, batch=new_batch_id() if len(rows) > 1 else "")
         changed = {row[0] for row in rows}
         views = self.views([e.rel for e in entries])
         return {"items": [{**views[e.rel], "changed": e.rel in changed} for e in entries], "changed": len(changed)}
@@ -227,7 +229,7 @@ class Catalog:
         "item": view|None, "items": views}``: the newest row undone and the views of every image it changed back."""
         if rel:
             self.resolve(rel)
-        with self._lock:
+        with self._lock, _refused_when_unsaved():
             undone = undo_rows(self.root, rel or None)
         if not undone:
             return {"undone": None, "item": None, "items": []}
@@ -237,6 +239,16 @@ class Catalog:
     def history(self, limit: int = 50) -> list[dict[str, str]]:
         """The newest ``limit`` rows of annotations.csv, newest first."""
         return [a.__dict__ for a in reversed(read_history(self.root)[-limit:])]
+
+
+@contextlib.contextmanager
+def _refused_when_unsaved() -> Iterator[None]:
+    """A correction the dataset cannot store (a read-only folder, a lock held elsewhere) answered as a
+    refused request with the annotations' reason, never as a failure of the server."""
+    try:
+        yield
+    except DatasetError as e:
+        raise InvalidRequest(f"{e.message}; {e.hint}" if e.hint else e.message, reason=e.reason) from None
 
 
 def _correction(e: Entry, ann: Annotation | None, action: str, label: str) -> tuple[str, str, str, str] | None:

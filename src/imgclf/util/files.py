@@ -1,16 +1,25 @@
-"""Atomic, inspectable file writing and content hashing.
+"""Atomic, inspectable file writing, safe reading and content hashing.
 
 Every artifact imgclf writes goes through here: a temp file in the same folder, fsync,
 then ``os.replace``, so a crash or a full disk never leaves a half-written file behind.
+Every CSV goes through :func:`write_csv` and :func:`read_csv`, which neutralise the cells a
+spreadsheet would execute and restore them on reading.
+
+Files we did not write (images, a bundle's parts) are read only when they are regular files
+(:func:`read_regular`, :func:`sha256_file`): a FIFO would block the reader forever, a device such
+as /dev/zero never ends, and opening some devices has effects of its own.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -76,20 +85,47 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): = + - @ or a tab or CR first,
+# behind any number of quotes (so that a value starting with quotes round-trips too).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as :func:`write_csv` stores it: a text a spreadsheet would execute gets a leading ``'``
+    (numbers such as ``-0.5`` are left alone); :func:`read_csv` removes it again."""
+    if isinstance(value, str) and _FORMULA.match(value) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_value(cell: str) -> str:
+    """The value a cell written by :func:`write_csv` holds (the inverse of :func:`csv_cell`)."""
+    return cell[1:] if _FORMULA.match(cell) and cell.startswith("'") else cell
+
+
 def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Iterable[Any]]) -> None:
-    """Write a CSV file with ``header`` atomically."""
+    """Write a CSV file with ``header`` atomically; cells a spreadsheet would execute are neutralised
+    (see :func:`csv_cell`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    for r in rows:
-        w.writerow(r)
+    # csv quotes a cell for the characters of its line terminator only: a row with a CR in a cell is quoted whole,
+    # or the reader would end the line there
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for r in [header, *rows]:
+        cells = [csv_cell(c) for c in r]
+        (quoted if any(isinstance(c, str) and "\r" in c for c in cells) else w).writerow(cells)
     write_text(path, buf.getvalue())
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Read a CSV file with a header into a list of dicts."""
+    """Read a CSV file with a header into a list of dicts, every value as it was given to :func:`write_csv`."""
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [{_restored(k): _restored(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _restored(cell: Any) -> Any:
+    return csv_value(cell) if isinstance(cell, str) else cell  # DictReader gives None / lists for ragged rows
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
@@ -110,9 +146,57 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's content, read in chunks."""
+    """SHA-256 hex digest of a regular file's content, read in chunks (:class:`NotRegularFile` for anything else)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd, _ = _open_regular(path)
+    with os.fdopen(fd, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+class NotRegularFile(OSError):
+    """A path that names something other than a regular file (a FIFO, a device, a socket, a folder)."""
+
+    def __init__(self, path: str | os.PathLike, mode: int):
+        self.kind = file_kind(mode)
+        super().__init__(errno.EINVAL, f"{self.kind}, not a regular file", os.fspath(path))
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` names, for messages: "a regular file", "a FIFO (named pipe)", ..."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def _open_regular(path: str | os.PathLike) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``path`` and its stat, only when it is a regular file.
+
+    ``os.stat`` first, so nothing else is ever opened; then the open is non-blocking (a FIFO swapped
+    in since does not block it) and the descriptor checked to be the file that was stat'ed."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise NotRegularFile(path, opened.st_mode)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            raise FileNotFoundError(errno.ENOENT, "the file was replaced while being opened", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, opened
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The content of the regular file ``path``: :class:`NotRegularFile` for anything else, an ``EFBIG``
+    OSError when it is larger than ``max_bytes``. At most the size ``stat`` gave is read, so a file that
+    grows while it is read cannot make the read go on."""
+    fd, st = _open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"{st.st_size:,} bytes is more than the {max_bytes:,} bytes allowed", os.fspath(path))
+        return f.read(st.st_size)
