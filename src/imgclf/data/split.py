@@ -29,6 +29,11 @@ from .dataset import Dataset, Item
 from .duplicates import UnionFind
 
 
+#: The fewest training images of a class the pipeline can fit: the SVM's C and temperature come from a
+#: stratified k-fold cross-validation of the train split, and k >= 2 needs every class in every fold.
+MIN_TRAIN_PER_CLASS = 2
+
+
 @dataclass(frozen=True)
 class SplitRow:
     path: str
@@ -103,8 +108,7 @@ def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, 
         # a stable per-class stream: adding a class never reshuffles the others
         rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
         order = [keys[i] for i in rng.permutation(len(keys))]
-        n_test = len(members) - int(round(ratio * len(members)))
-        n_test = min(max(n_test, 1), len(members) - 1)
+        n_test = _test_count(len(members), ratio)
         count = 0
         for key in order:
             if count >= n_test:
@@ -164,7 +168,38 @@ def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterabl
     for side in ("train", "test"):
         if not any(r.split == side for r in rows):
             raise DatasetError(f"the {side} split is empty", hint="check data.test_list or the train/ and test/ folders")
+    _check_train_counts(rows, counts, data_cfg, chosen=bool(data_cfg.test_list or ds.predefined_split))
     return rows
+
+
+def _check_train_counts(rows: list[SplitRow], counts: dict[str, int], data_cfg: DataConfig, chosen: bool) -> None:
+    """Every class must have ``MIN_TRAIN_PER_CLASS`` training images; checked here, before any image is featurized."""
+    train: dict[str, int] = defaultdict(int)
+    for r in rows:
+        train[r.label] += r.split != "test"
+    short = {k: train[k] for k in counts if train[k] < MIN_TRAIN_PER_CLASS}
+    if not short:
+        return
+    need = _images_needed(data_cfg.train_ratio)
+    fix = (f"move images of those classes from the test split into train ({'data.test_list' if data_cfg.test_list else 'the test/ folder'})"
+           if chosen else f"add images: at data.train_ratio {data_cfg.train_ratio:g} each class needs at least {need}")
+    raise DatasetError(
+        f"class(es) with fewer than {MIN_TRAIN_PER_CLASS} training images after the split: "
+        + ", ".join(f"{k} ({v} of {counts[k]})" for k, v in short.items())
+        + f"; training needs {MIN_TRAIN_PER_CLASS} per class (the SVM's cross-validation and calibration)", hint=fix)
+
+
+def _images_needed(ratio: float) -> int:
+    """The fewest images of a class for which the stratified split leaves ``MIN_TRAIN_PER_CLASS`` in train."""
+    n = MIN_TRAIN_PER_CLASS
+    while n - _test_count(n, ratio) < MIN_TRAIN_PER_CLASS:
+        n += 1
+    return n
+
+
+def _test_count(n: int, ratio: float) -> int:
+    """Images of a class of ``n`` the stratified split aims to put in test: at least one on each side."""
+    return min(max(n - int(round(ratio * n)), 1), n - 1)
 
 
 def save_split(path: str, rows: list[SplitRow]) -> None:
