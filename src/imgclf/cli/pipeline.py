@@ -71,6 +71,8 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
         typer.echo(f"  data doctor: estimated label error rate {100 * h['estimated_label_error_rate']:.1f}%, "
                    f"{h['label_issues']} suspected label errors, {h['outliers']} outliers, {h['duplicate_pairs']} near-duplicate "
                    f"pairs ({h['leak_pairs']} across train/test); review: imgclf ui --run {run_dir}")
+    if m.get("n_skipped"):
+        typer.echo(f"skipped {m['n_skipped']} file(s) that could not be used: see {run_dir / 'skipped.csv'}")
     typer.echo(f"report: {run_dir / 'report.html'}")
     typer.echo(f"model:  {run_dir / 'model'}")
     typer.echo(f"run dir: {run_dir}")
