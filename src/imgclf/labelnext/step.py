@@ -9,7 +9,7 @@
 
 The current head is label_next_head.npz once a refit wrote one (and the model was not retrained
 since), else the run's bundle. The run's test split stays the measure: here the labelled pool images
-only train; the next ``imgclf run`` splits them like the others (:mod:`imgclf.data.split`). Needs a run
+only train, and in the next ``imgclf run`` too (:mod:`imgclf.data.split`). Needs a run
 whose model is a linear head on features.npz (``train.classifier = "svm"``).
 """
 from __future__ import annotations
