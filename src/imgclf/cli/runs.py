@@ -40,9 +40,11 @@ def render_list(runs: list, store: str) -> str:
 
     if not runs:
         return f"no tracked runs in {store}"
-    rows = [[r.run_id[:8], _when(r.start_time), r.experiment, r.tags.get("classifier"), r.tags.get("backbone"),
-             r.metrics.get("accuracy"), r.metrics.get("class_avg_accuracy"), r.tags.get("command"), r.name] for r in runs]
-    table = _table(["RUN", "STARTED", "EXPERIMENT", "CLASSIFIER", "BACKBONE", "ACCURACY", "CLASS-AVG", "COMMAND", "NAME"], rows)
+    rows = [[r.run_id[:8], _when(r.start_time), r.experiment, r.tags.get("dataset"), r.tags.get("classifier"),
+             r.tags.get("backbone"), r.metrics.get("accuracy"), r.metrics.get("class_avg_accuracy"), r.tags.get("command"),
+             r.name] for r in runs]
+    table = _table(["RUN", "STARTED", "EXPERIMENT", "DATASET", "CLASSIFIER", "BACKBONE", "ACCURACY", "CLASS-AVG", "COMMAND",
+                    "NAME"], rows)
     return f"{table}\n{len(runs)} run(s) in {store}\nbrowse: {browse_hint(store)}"
 
 

@@ -119,7 +119,7 @@ def _log(cfg: Config, rd: Path, command: str, uri: str) -> str:
     exp_name = experiment_name(cfg)
     exp_id = _experiment_id(client, exp_name, _artifact_location(uri))
     results = _results(rd, command)
-    params = {k: _param_value(k, v) for k, v in flatten(cfg).items()}
+    params = {k: _param_value(k, v) for k, v in flatten(cfg).items() if k not in _unused_keys(cfg)}
     params.update({f"classifier.{k}": _param_value(k, v) for k, v in (results.get("classifier") or {}).items()
                    if isinstance(v, (str, int, float, bool))})
     params = {sanitize_key(k): v[:6000] for k, v in params.items()}
@@ -130,6 +130,10 @@ def _log(cfg: Config, rd: Path, command: str, uri: str) -> str:
         run = client.create_run(exp_id, run_name=rd.name, tags=tags)
         if record.get("run_id"):
             record.setdefault("previous_run_ids", []).append(record["run_id"])
+    else:  # a later command on the same run: it keeps the command that made it, and lists every one since
+        first = run.data.tags.get("command", command)
+        tags.update({"command": first, "mlflow.source.name": f"imgclf {first}",
+                     "commands": f"{run.data.tags.get('commands', first)}, {command}"})
     run_id = run.info.run_id
     record.update({"tracking_uri": redact_uri(uri), "experiment": exp_name, "experiment_id": exp_id, "run_id": run_id})
     _write_record(rd, record, command, "logging")  # the id is on disk even if logging breaks off below
@@ -218,6 +222,11 @@ def _history_metrics(history: Any, now: int) -> list[Any]:
     return out
 
 
+def _unused_keys(cfg: Config) -> set[str]:
+    """Settings that played no part in the run: ``data.dataset`` when ``data.images`` names the folder."""
+    return {"data.dataset"} if cfg.data.images else set()
+
+
 def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[str, str]:
     clf = results.get("classifier") or {}
     tags = {
@@ -225,7 +234,8 @@ def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[
         "backbone": str(results.get("backbone") or cfg.model.backbone),
         "classifier": str(clf.get("type") or cfg.train.classifier),
         "preset": cfg.train.preset,
-        "command": command,
+        "command": command,  # the command that made this MLflow run (later ones on the same run: "commands")
+        "commands": command,
         "run_dir": str(rd.resolve()),
         "mlflow.source.name": f"imgclf {command}",
         "mlflow.source.type": "LOCAL",
