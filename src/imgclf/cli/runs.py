@@ -100,9 +100,15 @@ def register(app: typer.Typer) -> None:
         from ..tracking.query import list_runs
         from ..tracking.store import redact_uri, store_uri
 
+        from .pipeline import data_root_line
+
         cfg = load_config(config, set)
         found = list_runs(cfg, dataset, limit)
-        typer.echo(json.dumps([r.to_dict() for r in found]) if json_ else render_list(found, redact_uri(store_uri(cfg))))
+        if json_:
+            typer.echo(json.dumps([r.to_dict() for r in found]))
+        else:
+            typer.echo(render_list(found, redact_uri(store_uri(cfg))))
+            typer.echo(data_root_line(cfg))
 
     @runs.command()
     def show(run: Annotated[str, typer.Argument(help="Run id (or its first characters), run name, or run directory.")],

@@ -5,7 +5,8 @@ directory add to the same MLflow run (its id is kept in RUN_DIR/tracking.json); 
 with a different configuration starts a new one, since MLflow parameters cannot change.
 
 The store is ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite file in the data
-root (``sqlite:///<data.root>/mlruns.db``, artifacts in ``<data.root>/mlartifacts``), so
+root (``sqlite:///<data.root>/mlruns.db``, artifacts in ``<data.root>/mlartifacts``; the data root is
+found the same way from any folder of a project, see ``imgclf.config.settings.find_data_root``), so
 ``mlflow ui --backend-store-uri <that uri>`` shows the same runs. Tracking never costs a run:
 any failure to log is one warning line on stderr. MLflow is imported only when used (it is slow).
 """
@@ -363,8 +364,9 @@ def client_for(uri: str, create: bool) -> Any:
             db.parent.mkdir(parents=True, exist_ok=True)
         elif not db.is_file():
             raise TrackingError(f"no tracking store at {db}",
-                                hint="runs are tracked by `imgclf run/train/evaluate` with tracking.enabled=true; "
-                                     "or point tracking.uri / $MLFLOW_TRACKING_URI at your store")
+                                hint="the store is in the data folder: $IMGCLF_DATA_DIR, else the nearest data/ upward with "
+                                     "imgclf data, else ~/.local/share/imgclf; run from your project's folder, set "
+                                     "IMGCLF_DATA_DIR, or point tracking.uri / $MLFLOW_TRACKING_URI at your store")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
