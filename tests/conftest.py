@@ -11,6 +11,12 @@ from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401
 os.environ.setdefault("IMGCLF_TEST", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The per-user data folder (the data root's last default) of the tests is a temporary one."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg_data_home"))
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """3 classes × 12 JPEGs (96 px) in a fresh folder."""

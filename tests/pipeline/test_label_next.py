@@ -91,6 +91,15 @@ def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics
     before = {r.rel: r.split for r in RunDir(run).split_rows()}
     assert {r.rel: r.split for r in rows if r.rel in before} == before, "pool labels moved a folder image"
     assert metrics.n_train + metrics.n_test == len(before) + 6
-    n_test_pool = sum(side == "test" for _, side in pool_rows.values())
-    assert metrics.n_test == sum(s == "test" for s in before.values()) + n_test_pool
+    assert set(side for _, side in pool_rows.values()) == {"train"}, "chosen by Label next: they train, never test"
+    assert metrics.n_test == sum(s == "test" for s in before.values())
     assert metrics.steps["prepare"]["labelled_from_pool"] == 6 and metrics.steps["prepare"]["pool_unlabelled"] == POOL - 7
+
+    # a refit of the new run counts each labelled pool image once: they are its train rows already
+    assert refit(cfg, run2)["labels"] == len(RunDir(run2).split_rows("train"))
+    # a split made before (a labelled pool image drawn into test) keeps working: that image is not trained on
+    split = (run2 / "split.csv").read_text().splitlines()
+    i = next(k for k, line in enumerate(split) if "_unlabeled/" in line)
+    split[i] = split[i].replace(",train,", ",test,")
+    (run2 / "split.csv").write_text("\n".join(split) + "\n")
+    assert refit(cfg, run2)["labels"] == len(RunDir(run2).split_rows("train"))

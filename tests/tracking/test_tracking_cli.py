@@ -27,6 +27,9 @@ def test_runs_list_shows_both_runs_newest_first(tracked):
     assert [r["metrics"]["accuracy"] for r in rows] == [_metrics(tracked.runs[n])["accuracy"] for n in ("svm_b", "svm_a")]
     table = _runs(tracked, "list")
     assert a[:8] in table and b[:8] in table and "2 run(s)" in table
+    header, first = table.splitlines()[:2]
+    assert header.split()[3] == "DATASET" and first.split()[4] == "images"  # the date takes two words
+    assert table.splitlines()[-1].startswith("data folder: /")
     assert f"mlflow ui --backend-store-uri {tracked.uri}" in table
 
 

@@ -26,7 +26,8 @@ def test_run_logs_params_metrics_tags_and_artifacts(tracked, name):
     assert c.get_experiment(run.info.experiment_id).name == "images"  # named after the dataset folder
     assert run.info.status == "FINISHED" and run.info.run_name == name
     for key, value in flatten(cfg).items():
-        assert run.data.params[key] == (value if isinstance(value, str) else json.dumps(value)), key
+        if key != "data.dataset":  # not a param of a run on data.images (see the test below)
+            assert run.data.params[key] == (value if isinstance(value, str) else json.dumps(value)), key
     assert run.data.params["classifier.type"] == "svm"
     assert float(run.data.params["classifier.C"]) in cfg.svm.c_values
 
@@ -118,7 +119,8 @@ def test_train_then_evaluate_add_to_one_run_and_a_new_config_starts_another(run_
     assert after_train.data.params["classifier.type"] == "svm" and after_train.data.tags["command"] == "train"
     assert log_run(cfg, run_copy, "evaluate") == rid
     after_eval = c.get_run(rid)
-    assert after_eval.data.tags["command"] == "evaluate" and after_eval.data.metrics["accuracy"] > 0
+    assert after_eval.data.tags["command"] == "train" and after_eval.data.metrics["accuracy"] > 0  # the command that made it
+    assert after_eval.data.tags["commands"] == "train, evaluate"
     changed = track_config(root, images, "svm.c_values=[5.0]")
     rid2 = log_run(changed, run_copy, "evaluate")
     assert rid2 != rid and c.get_run(rid2).data.params["svm.c_values"] == "[5.0]"
@@ -157,3 +159,20 @@ def test_metric_names_are_sanitized_and_never_collide():
     })
     assert got == {"accuracy": 0.75, "n_test": 8.0, "per_class_accuracy.a_b": 0.5, "per_class_accuracy.a_b_2": 1.0,
                    "per_class_accuracy.ça_va": 0.25, "roc_auc.a_b_2": 0.9}
+
+
+def test_a_later_command_keeps_the_runs_command_and_unused_settings_are_not_params(run_copy, tmp_path, trained_run,
+                                                                                   monkeypatch, store_template):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = tmp_path / "data"
+    uri = fresh_store(store_template, root / "mlruns.db")
+    cfg = track_config(root, trained_run.parent / "images")
+    rid = log_run(cfg, run_copy, "run")
+    assert log_run(cfg, run_copy, "doctor") == rid
+    run = client(uri).get_run(rid)
+    assert (run.data.tags["command"], run.data.tags["commands"], run.data.tags["dataset"]) == ("run", "run, doctor", "images")
+    assert run.data.tags["mlflow.source.name"] == "imgclf run"
+    assert "data.dataset" not in run.data.params  # data.images named the folder: "demo" played no part
+    assert run.data.params["data.images"] == str(trained_run.parent / "images")
+    named = client(uri).get_run(log_run(track_config(root, trained_run.parent / "images", "data.images=\"\""), run_copy, "run"))
+    assert named.data.params["data.dataset"] == "demo"

@@ -17,15 +17,17 @@ def explain(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
             config: ConfigOpt = None, set: SetOpt = None) -> None:
     """Where the model finds each class: class activation maps over the images, as PNGs.
 
-    Maps the predicted class, each --class, and the class an image's folder is named after when
-    it is one of the model's (its true class). Prints one JSON line per image.
+    Maps the top class, each --class, and the class an image's folder is named after when
+    it is one of the model's (its true class). Prints one JSON line per image with predict's
+    answer (label "unknown" where predict says so; the map is then of nearest_label).
     """
     from ..inference.explain import write_overlays
     from ..inference.predict import Predictor, expand_inputs
     from .pipeline import bundle_config
 
-    predictor = Predictor(model, bundle_config(model, config, set).engine)
-    for r in write_overlays(predictor.explainer, expand_inputs(inputs), out, classes or (), size or None):
+    cfg = bundle_config(model, config, set)
+    predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
+    for r in write_overlays(predictor, expand_inputs(inputs), out, classes or (), size or None):
         echo_json(r)
 
 

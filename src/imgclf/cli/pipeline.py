@@ -48,6 +48,15 @@ def print_folders(summary: dict) -> None:
         typer.echo(f"  {folder:<12} -> {SPLIT_ROLES[split]} ({counts[split]} images)")
 
 
+def data_root_line(cfg: Config) -> str:
+    """Where the data folder (run history, feature cache, datasets) is, and why (see ``find_data_root``)."""
+    from ..config.settings import find_data_root
+
+    found, why = find_data_root()
+    root = Path(cfg.data.root).absolute()
+    return f"data folder: {root} ({why if root == found else 'data.root'})"
+
+
 def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     m = metrics.to_dict()
     chosen = (m.get("preset") or {}).get("winner")
@@ -71,6 +80,8 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
         typer.echo(f"  data doctor: estimated label error rate {100 * h['estimated_label_error_rate']:.1f}%, "
                    f"{h['label_issues']} suspected label errors, {h['outliers']} outliers, {h['duplicate_pairs']} near-duplicate "
                    f"pairs ({h['leak_pairs']} across train/test); review: imgclf ui --run {run_dir}")
+    if m.get("n_skipped"):
+        typer.echo(f"skipped {m['n_skipped']} file(s) that could not be used: see {run_dir / 'skipped.csv'}")
     typer.echo(f"report: {run_dir / 'report.html'}")
     typer.echo(f"model:  {run_dir / 'model'}")
     typer.echo(f"run dir: {run_dir}")
@@ -87,6 +98,7 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
     m = run_pipeline(cfg, rd, progress=not quiet)
     print_folders((m.steps or {}).get("prepare", {}))
     print_metrics(m, Path(rd))
+    typer.echo(data_root_line(cfg))
 
 
 def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = None, set: SetOpt = None) -> None:
@@ -161,13 +173,16 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     rd = run_dir or default_run_dir(cfg)
     m = run_pipeline(cfg, rd)
     print_metrics(m, Path(rd))
+    typer.echo(data_root_line(cfg))
 
 
 def show_config(config: ConfigOpt = None, set: SetOpt = None) -> None:
     """Print the resolved configuration as TOML (a starting point for --config)."""
     from ..config.settings import to_toml
 
-    typer.echo(to_toml(load_config(config, set)))
+    cfg = load_config(config, set)
+    typer.echo(f"# {data_root_line(cfg)}")
+    typer.echo(to_toml(cfg))
 
 
 def backbones(all: Annotated[bool, typer.Option("--all", help="Also list every timm architecture.")] = False) -> None:

@@ -40,9 +40,11 @@ def render_list(runs: list, store: str) -> str:
 
     if not runs:
         return f"no tracked runs in {store}"
-    rows = [[r.run_id[:8], _when(r.start_time), r.experiment, r.tags.get("classifier"), r.tags.get("backbone"),
-             r.metrics.get("accuracy"), r.metrics.get("class_avg_accuracy"), r.tags.get("command"), r.name] for r in runs]
-    table = _table(["RUN", "STARTED", "EXPERIMENT", "CLASSIFIER", "BACKBONE", "ACCURACY", "CLASS-AVG", "COMMAND", "NAME"], rows)
+    rows = [[r.run_id[:8], _when(r.start_time), r.experiment, r.tags.get("dataset"), r.tags.get("classifier"),
+             r.tags.get("backbone"), r.metrics.get("accuracy"), r.metrics.get("class_avg_accuracy"), r.tags.get("command"),
+             r.name] for r in runs]
+    table = _table(["RUN", "STARTED", "EXPERIMENT", "DATASET", "CLASSIFIER", "BACKBONE", "ACCURACY", "CLASS-AVG", "COMMAND",
+                    "NAME"], rows)
     return f"{table}\n{len(runs)} run(s) in {store}\nbrowse: {browse_hint(store)}"
 
 
@@ -98,9 +100,15 @@ def register(app: typer.Typer) -> None:
         from ..tracking.query import list_runs
         from ..tracking.store import redact_uri, store_uri
 
+        from .pipeline import data_root_line
+
         cfg = load_config(config, set)
         found = list_runs(cfg, dataset, limit)
-        typer.echo(json.dumps([r.to_dict() for r in found]) if json_ else render_list(found, redact_uri(store_uri(cfg))))
+        if json_:
+            typer.echo(json.dumps([r.to_dict() for r in found]))
+        else:
+            typer.echo(render_list(found, redact_uri(store_uri(cfg))))
+            typer.echo(data_root_line(cfg))
 
     @runs.command()
     def show(run: Annotated[str, typer.Argument(help="Run id (or its first characters), run name, or run directory.")],

@@ -27,8 +27,34 @@ PRESET_DEFAULT = "fast"
 PINNED_BY = ("model.backbone", "model.resolution", "model.ensemble")  # keys that, set by the user, fix the featurizer a preset would choose
 
 
+#: What makes a ``data/`` folder imgclf's: any of the things imgclf keeps in its data folder.
+DATA_MARKERS = ("runs", "features", "engines", "mlruns.db")
+
+
+def find_data_root(start: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The data folder (run history, feature cache, datasets) and why it is that one, the same from any folder
+    of a project: ``$IMGCLF_DATA_DIR``; else the nearest ``data/`` upward from ``start`` (the current folder)
+    that holds imgclf data (one of :data:`DATA_MARKERS`); else the per-user folder
+    ``$XDG_DATA_HOME/imgclf`` (``~/.local/share/imgclf``)."""
+    env = os.environ.get("IMGCLF_DATA_DIR")
+    if env:
+        return Path(env).absolute(), "$IMGCLF_DATA_DIR"
+    here = Path(start or os.getcwd()).absolute()
+    for folder in (here, *here.parents):
+        data = folder / "data"
+        if any((data / m).exists() for m in DATA_MARKERS):
+            return data, "the nearest data/ folder upward with imgclf data"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "imgclf", "the per-user folder ($XDG_DATA_HOME/imgclf)"
+    try:
+        return Path.home() / ".local" / "share" / "imgclf", "the per-user folder (~/.local/share/imgclf)"
+    except RuntimeError:  # no home folder (some containers): the current folder's data/
+        return here / "data", "data/ in the current folder (no home folder)"
+
+
 def _default_root() -> str:
-    return os.environ.get("IMGCLF_DATA_DIR", "data")
+    return str(find_data_root()[0])
 
 
 def _default_backend() -> str:
@@ -38,7 +64,7 @@ def _default_backend() -> str:
 
 @dataclass
 class DataConfig:
-    root: str = field(default_factory=_default_root)  # where datasets/, features/ and runs/ live ($IMGCLF_DATA_DIR)
+    root: str = field(default_factory=_default_root)  # where datasets/, features/, runs/ and the run history live: $IMGCLF_DATA_DIR, else the nearest data/ upward with imgclf data, else ~/.local/share/imgclf
     dataset: str = "demo"  # dataset name: images are read from ROOT/datasets/NAME unless data.images is set
     images: str = ""  # explicit images folder (one subfolder per class); overrides data.dataset
     train_ratio: float = 0.75  # fraction of each class that goes to train

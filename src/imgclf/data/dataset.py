@@ -150,6 +150,10 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
     ``pool``: the folder of unlabelled images (``data.pool``; "" = ``images_dir/_unlabeled``), relative
     to ``images_dir`` or absolute inside it; its images are never a class (see the module docstring)."""
     root = Path(images_dir)
+    if root.is_file():
+        above = f"its class folder's parent, e.g. --images {root.resolve().parent.parent}" if is_image_file(root) else "a folder"
+        raise DatasetError(f"the images folder {root} is a file; expected a folder with one subfolder per class",
+                           hint=f"pass {above} (DIR/<class>/<image>)")
     if not root.is_dir():
         raise DatasetError(
             f"images folder {root} does not exist",
@@ -171,12 +175,38 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
         unlabelled = [Item(real, f.relative_to(root).as_posix(), "", f.relative_to(root).as_posix(),
                            "train" if folders else "", from_pool=True) for f, real in _dataset_files(root, pool_dir, skipped)]
     if not items:
-        raise DatasetError(
-            f"no images found in {root}",
-            hint="put images (.jpg .png .bmp .gif .webp .tif) in one subfolder per class, e.g. DIR/cats/1.jpg",
-        )
+        raise _no_class_images(root)
     ds = Dataset(root, items, folders=folders, pool=unlabelled, skipped=skipped)
     return _apply_annotations(ds) if apply_annotations else ds
+
+
+def _loose_images(folder: Path) -> int:
+    """How many images lie directly in ``folder`` (not in a subfolder); 0 for a folder that cannot be read."""
+    try:
+        return sum(1 for p in folder.iterdir() if p.is_file() and _visible(p) and is_image_file(p.name))
+    except OSError:
+        return 0
+
+
+def _no_class_images(root: Path) -> DatasetError:
+    """The error for a folder without images in class subfolders: a class folder given, loose images, or none."""
+    loose = _loose_images(root)
+    if not loose:
+        return DatasetError(f"no images found in {root} (nor in its subfolders)",
+                            hint="put images (.jpg .png .bmp .gif .webp .tif) in one subfolder per class, e.g. DIR/cats/1.jpg")
+    try:
+        others = [p for p in root.parent.iterdir() if p.is_dir() and _visible(p) and p != root]
+    except OSError:
+        others = []
+    siblings = [p for p in others if _loose_images(p)]
+    if siblings and len(siblings) == len(others):  # the parent holds only folders of images: a dataset
+        return DatasetError(f"{root} looks like one class folder ({loose} images, no class subfolders), and its "
+                            f"parent holds {len(siblings)} more like it ({', '.join(sorted(p.name for p in siblings)[:3])}"
+                            f"{', ...' if len(siblings) > 3 else ''})",
+                            hint=f"pass the parent folder: --images {root.parent}")
+    return DatasetError(f"{root} holds {loose} images but no class subfolders; expected one subfolder per class",
+                        hint=f"move the images into one subfolder per class: {root}/<class>/<image>, "
+                             f"e.g. {root / 'cats' / '1.jpg'} and {root / 'dogs' / '2.jpg'}")
 
 
 def pool_folder(root: Path, pool: str = "") -> Path | None:

@@ -6,14 +6,14 @@ split ``val``), else a stratified split at ``data.train_ratio``
 of files (``split_by = "file"``) or of whole subfolders (``"subdir"``). Optional extra
 groups (e.g. near-duplicate images) are merged so each group falls on one side.
 
-Images of the pool labelled by an annotation (``Item.from_pool``) never move the others: the folder
-images are split as if they were not there, and each labelled pool image goes to the side of a
-folder image it is grouped with, else to test when its own draw (a hash of the seed and its path)
-reaches ``data.train_ratio``. With a test list or a predefined test folder they train.
+Images of the pool labelled by an annotation (``Item.from_pool``, chosen by Label next because the
+model was unsure of them) train: the folder images are split as if they were not there, so the test
+split stays a random sample of the class folders and labelling moves no other image. The one
+exception keeps a near-duplicate group whole (``data.group_duplicates``): a labelled pool image
+grouped with a test folder image goes to test with it.
 """
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +27,11 @@ from ..util.errors import DatasetError
 from ..util.files import read_csv, write_csv
 from .dataset import Dataset, Item
 from .duplicates import UnionFind
+
+
+#: The fewest training images of a class the pipeline can fit: the SVM's C and temperature come from a
+#: stratified k-fold cross-validation of the train split, and k >= 2 needs every class in every fold.
+MIN_TRAIN_PER_CLASS = 2
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,7 @@ def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, 
         # a stable per-class stream: adding a class never reshuffles the others
         rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
         order = [keys[i] for i in rng.permutation(len(keys))]
-        n_test = len(members) - int(round(ratio * len(members)))
-        n_test = min(max(n_test, 1), len(members) - 1)
+        n_test = _test_count(len(members), ratio)
         count = 0
         for key in order:
             if count >= n_test:
@@ -117,20 +121,10 @@ def _stratified(items: list[Item], ratio: float, seed: int, group_of: dict[str, 
     return test
 
 
-def _pool_test_side(pool: list[Item], extra_groups: list[list[str]], test: set[str], group_of: dict[str, str],
-                    data_cfg: DataConfig) -> set[str]:
-    """Test paths among labelled pool images: the side of a folder image in the same extra group, else their own draw."""
-    side: dict[str, bool] = {}
-    for g in extra_groups:
-        folder_side = next(((p in test) for p in g if p in group_of), None)
-        if folder_side is not None:
-            side.update({p: folder_side for p in g if p not in group_of})
-    return {it.path for it in pool if side.get(it.path, _draw(data_cfg.seed, it.rel) >= data_cfg.train_ratio)}
-
-
-def _draw(seed: int, rel: str) -> float:
-    """A number in [0, 1) fixed by the seed and the image's path: its own, whatever else is in the dataset."""
-    return int.from_bytes(hashlib.sha256(f"{seed}/{rel}".encode()).digest()[:8], "big") / 2.0 ** 64
+def _pool_test_side(pool: list[Item], extra_groups: list[list[str]], test: set[str], group_of: dict[str, str]) -> set[str]:
+    """Test paths among labelled pool images: those in an extra group with a test folder image (the rest train)."""
+    pool_paths = {it.path for it in pool}
+    return {p for g in extra_groups if any(q in test for q in g if q in group_of) for p in g if p in pool_paths}
 
 
 def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterable[str]] = ()) -> list[SplitRow]:
@@ -156,7 +150,7 @@ def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterabl
         units = folder if data_cfg.split_by == "subdir" else [Item(it.path, it.rel, it.label, it.rel, "") for it in folder]
         group_of = _merge_groups(units, [[p for p in g if p in folder_paths] for g in extra_groups])
         test = _stratified(folder, data_cfg.train_ratio, data_cfg.seed, group_of)
-        test |= _pool_test_side([it for it in ds.items if it.from_pool], extra_groups, test, group_of, data_cfg)
+        test |= _pool_test_side([it for it in ds.items if it.from_pool], extra_groups, test, group_of)
     if ds.predefined_split and not data_cfg.test_list:
         rows = [SplitRow(it.path, it.label, it.split, it.rel) for it in ds.items]
     else:
@@ -164,7 +158,38 @@ def make_split(ds: Dataset, data_cfg: DataConfig, extra_groups: Iterable[Iterabl
     for side in ("train", "test"):
         if not any(r.split == side for r in rows):
             raise DatasetError(f"the {side} split is empty", hint="check data.test_list or the train/ and test/ folders")
+    _check_train_counts(rows, counts, data_cfg, chosen=bool(data_cfg.test_list or ds.predefined_split))
     return rows
+
+
+def _check_train_counts(rows: list[SplitRow], counts: dict[str, int], data_cfg: DataConfig, chosen: bool) -> None:
+    """Every class must have ``MIN_TRAIN_PER_CLASS`` training images; checked here, before any image is featurized."""
+    train: dict[str, int] = defaultdict(int)
+    for r in rows:
+        train[r.label] += r.split != "test"
+    short = {k: train[k] for k in counts if train[k] < MIN_TRAIN_PER_CLASS}
+    if not short:
+        return
+    need = _images_needed(data_cfg.train_ratio)
+    fix = (f"move images of those classes from the test split into train ({'data.test_list' if data_cfg.test_list else 'the test/ folder'})"
+           if chosen else f"add images: at data.train_ratio {data_cfg.train_ratio:g} each class needs at least {need}")
+    raise DatasetError(
+        f"class(es) with fewer than {MIN_TRAIN_PER_CLASS} training images after the split: "
+        + ", ".join(f"{k} ({v} of {counts[k]})" for k, v in short.items())
+        + f"; training needs {MIN_TRAIN_PER_CLASS} per class (the SVM's cross-validation and calibration)", hint=fix)
+
+
+def _images_needed(ratio: float) -> int:
+    """The fewest images of a class for which the stratified split leaves ``MIN_TRAIN_PER_CLASS`` in train."""
+    n = MIN_TRAIN_PER_CLASS
+    while n - _test_count(n, ratio) < MIN_TRAIN_PER_CLASS:
+        n += 1
+    return n
+
+
+def _test_count(n: int, ratio: float) -> int:
+    """Images of a class of ``n`` the stratified split aims to put in test: at least one on each side."""
+    return min(max(n - int(round(ratio * n)), 1), n - 1)
 
 
 def save_split(path: str, rows: list[SplitRow]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -123,11 +123,22 @@ class Explanation:
     temperature: float
     image: np.ndarray  # (H, W, 3) uint8, as decoded for the network
     box: tuple[float, float, float]  # the network's crop of ``image``: left, top, side (pixels)
+    features: np.ndarray  # (D,) the pooled features the head read
+    # the answer predict gives for these features (label, score, scores, and with a detector ood_score, unknown,
+    # nearest_label; see Predictor.result); empty = the head's top class alone
+    prediction: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        """The predicted class."""
+        """The class with the highest score: the one mapped by default (predict's ``nearest_label`` when it says unknown)."""
         return self.labels[int(np.argmax(self.proba))]
+
+    def answer(self, decimals: int = 6) -> dict[str, Any]:
+        """What predict answers for this image: :attr:`prediction`, else the top class and every class's score."""
+        if self.prediction:
+            return dict(self.prediction)
+        return {"label": self.label, "score": round(float(self.proba.max()), decimals),
+                "scores": {n: round(float(p), decimals) for n, p in zip(self.labels, self.proba)}}
 
     def overlay(self, cls: str | None = None, size: int | None = None) -> Image.Image:
         """The map of ``cls`` (default: the predicted class) over the image."""
@@ -142,8 +153,7 @@ class Explanation:
         left, top, side = self.box
         r = lambda v: round(float(v), decimals)  # noqa: E731
         return {
-            "label": self.label, "score": r(self.proba.max()),
-            "scores": {n: r(p) for n, p in zip(self.labels, self.proba)},
+            **self.answer(decimals),
             "temperature": r(self.temperature),
             "explains": "decision value: mean(values) + bias; score = softmax(temperature * decision values)",
             "crop_box": [r(left / w), r(top / h), r((left + side) / w), r((top + side) / h)],  # fractions of width, height
@@ -189,7 +199,7 @@ class Explainer:
             labels=self.labels, proba=softmax(self.head.temperature * decision[None].astype(np.float64))[0],
             decision=decision, maps={self.labels[i]: m for i, m in zip(wanted, maps)},
             bias={self.labels[i]: float(self.head.bias[i]) for i in wanted}, temperature=self.head.temperature,
-            image=image, box=crop_box(w, h, self.spec))
+            image=image, box=crop_box(w, h, self.spec), features=pooled[0])
 
     def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
         """Decode ``source`` safely (ImageError when unusable), run the featurizer, compute the maps."""
@@ -204,13 +214,14 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text).strip("._") or "image"
 
 
-def write_overlays(explainer: Explainer, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+def write_overlays(explainer: Any, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                    classes: Sequence[str] = (), size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Overlay PNGs ``out_dir/<image stem>.<class>.png`` of each image: its predicted class, ``classes``, and
+    """Overlay PNGs ``out_dir/<image stem>.<class>.png`` of each image: its top class, ``classes``, and
     the class its folder is named after when that is one of the model's (the true class of a dataset image).
 
-    Yields one dict per image, ``{"path", "label", "score", "maps": {class: png path}}`` or ``{"path", "error"}``:
-    an unusable image is listed, never fatal. Stems met twice get ``-2``, ``-3``... .
+    ``explainer``: an :class:`Explainer`, or a Predictor, whose answer is then predict's (``"unknown"`` included).
+    Yields one dict per image, ``{"path", <the answer: label, score, scores...>, "maps": {class: png path}}`` or
+    ``{"path", "error"}``: an unusable image is listed, never fatal. Stems met twice get ``-2``, ``-3``... .
     """
     out = Path(out_dir)
     used: dict[str, int] = {}
@@ -235,4 +246,4 @@ def write_overlays(explainer: Explainer, paths: Iterable[str | os.PathLike], out
             target = out / f"{stem}.{_safe_name(cls)}.png"
             write_bytes(target, e.overlay_png(cls, size))
             written[cls] = str(target)
-        yield {"path": str(p), "label": e.label, "score": round(float(e.proba.max()), 6), "maps": written}
+        yield {"path": str(p), **e.answer(), "maps": written}

@@ -45,8 +45,11 @@ class Predictor:
         self.explainer = Explainer(self.engine, self.bundle.head, self.labels, self.spec)
 
     def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
-        """Class activation maps of one image for its predicted class and ``classes`` (see :mod:`imgclf.inference.explain`)."""
-        return self.explainer.explain(source, classes)
+        """Class activation maps of one image for its top class and ``classes`` (see :mod:`imgclf.inference.explain`),
+        with predict's answer for it (``"unknown"`` where predict says so)."""
+        e = self.explainer.explain(source, classes)
+        e.prediction = self.result(e.proba, float(self.ood_from_features(e.features[None])[0]))
+        return e
 
     def proba_from_features(self, features: np.ndarray) -> np.ndarray:
         return self.bundle.head.predict_proba(features)

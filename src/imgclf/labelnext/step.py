@@ -9,7 +9,7 @@
 
 The current head is label_next_head.npz once a refit wrote one (and the model was not retrained
 since), else the run's bundle. The run's test split stays the measure: here the labelled pool images
-only train; the next ``imgclf run`` splits them like the others (:mod:`imgclf.data.split`). Needs a run
+only train, and in the next ``imgclf run`` too (:mod:`imgclf.data.split`). Needs a run
 whose model is a linear head on features.npz (``train.classifier = "svm"``).
 """
 from __future__ import annotations
@@ -109,14 +109,17 @@ def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
 
 
 def _labelled_features(rd: RunDir, pool: Pool, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(features, class indices) of the run's train images and the pool images given a class."""
+    """(features, class indices) of the run's train images and the pool images given a class since the run's split
+    (one already in it is a train row, or, in a split made before pool images trained only, a test row: never trained on)."""
     rows, x = rd.split_features("train")
-    unknown = sorted({it.label for it in pool.labelled} - set(labels))
+    in_split = {r.path for r in rd.split_rows()}
+    since = [it for it in pool.labelled if it.path not in in_split]
+    unknown = sorted({it.label for it in since} - set(labels))
     if unknown:
         raise DatasetError(f"pool images were labelled {unknown}, which the run's model does not know (it knows {labels})",
                            hint="run `imgclf run` again to train a model with the new class")
-    x_pool = np.stack([pool.features[it.path] for it in pool.labelled]) if pool.labelled else np.zeros((0, x.shape[1]), np.float32)
-    y = [labels.index(r.label) for r in rows] + [labels.index(it.label) for it in pool.labelled]
+    x_pool = np.stack([pool.features[it.path] for it in since]) if since else np.zeros((0, x.shape[1]), np.float32)
+    y = [labels.index(r.label) for r in rows] + [labels.index(it.label) for it in since]
     return np.concatenate([x, x_pool]), np.array(y, dtype=int)
 
 

@@ -5,7 +5,8 @@ directory add to the same MLflow run (its id is kept in RUN_DIR/tracking.json); 
 with a different configuration starts a new one, since MLflow parameters cannot change.
 
 The store is ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite file in the data
-root (``sqlite:///<data.root>/mlruns.db``, artifacts in ``<data.root>/mlartifacts``), so
+root (``sqlite:///<data.root>/mlruns.db``, artifacts in ``<data.root>/mlartifacts``; the data root is
+found the same way from any folder of a project, see ``imgclf.config.settings.find_data_root``), so
 ``mlflow ui --backend-store-uri <that uri>`` shows the same runs. Tracking never costs a run:
 any failure to log is one warning line on stderr. MLflow is imported only when used (it is slow).
 """
@@ -119,7 +120,7 @@ def _log(cfg: Config, rd: Path, command: str, uri: str) -> str:
     exp_name = experiment_name(cfg)
     exp_id = _experiment_id(client, exp_name, _artifact_location(uri))
     results = _results(rd, command)
-    params = {k: _param_value(k, v) for k, v in flatten(cfg).items()}
+    params = {k: _param_value(k, v) for k, v in flatten(cfg).items() if k not in _unused_keys(cfg)}
     params.update({f"classifier.{k}": _param_value(k, v) for k, v in (results.get("classifier") or {}).items()
                    if isinstance(v, (str, int, float, bool))})
     params = {sanitize_key(k): v[:6000] for k, v in params.items()}
@@ -130,6 +131,10 @@ def _log(cfg: Config, rd: Path, command: str, uri: str) -> str:
         run = client.create_run(exp_id, run_name=rd.name, tags=tags)
         if record.get("run_id"):
             record.setdefault("previous_run_ids", []).append(record["run_id"])
+    else:  # a later command on the same run: it keeps the command that made it, and lists every one since
+        first = run.data.tags.get("command", command)
+        tags.update({"command": first, "mlflow.source.name": f"imgclf {first}",
+                     "commands": f"{run.data.tags.get('commands', first)}, {command}"})
     run_id = run.info.run_id
     record.update({"tracking_uri": redact_uri(uri), "experiment": exp_name, "experiment_id": exp_id, "run_id": run_id})
     _write_record(rd, record, command, "logging")  # the id is on disk even if logging breaks off below
@@ -218,6 +223,11 @@ def _history_metrics(history: Any, now: int) -> list[Any]:
     return out
 
 
+def _unused_keys(cfg: Config) -> set[str]:
+    """Settings that played no part in the run: ``data.dataset`` when ``data.images`` names the folder."""
+    return {"data.dataset"} if cfg.data.images else set()
+
+
 def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[str, str]:
     clf = results.get("classifier") or {}
     tags = {
@@ -225,7 +235,8 @@ def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[
         "backbone": str(results.get("backbone") or cfg.model.backbone),
         "classifier": str(clf.get("type") or cfg.train.classifier),
         "preset": cfg.train.preset,
-        "command": command,
+        "command": command,  # the command that made this MLflow run (later ones on the same run: "commands")
+        "commands": command,
         "run_dir": str(rd.resolve()),
         "mlflow.source.name": f"imgclf {command}",
         "mlflow.source.type": "LOCAL",
@@ -353,8 +364,9 @@ def client_for(uri: str, create: bool) -> Any:
             db.parent.mkdir(parents=True, exist_ok=True)
         elif not db.is_file():
             raise TrackingError(f"no tracking store at {db}",
-                                hint="runs are tracked by `imgclf run/train/evaluate` with tracking.enabled=true; "
-                                     "or point tracking.uri / $MLFLOW_TRACKING_URI at your store")
+                                hint="the store is in the data folder: $IMGCLF_DATA_DIR, else the nearest data/ upward with "
+                                     "imgclf data, else ~/.local/share/imgclf; run from your project's folder, set "
+                                     "IMGCLF_DATA_DIR, or point tracking.uri / $MLFLOW_TRACKING_URI at your store")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
