@@ -24,7 +24,7 @@ def explain(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     from ..inference.predict import Predictor, expand_inputs
     from .pipeline import bundle_config
 
-    predictor = Predictor(model, bundle_config(model, config, set).engine)
+    predictor = Predictor(model, bundle_config(model, config, set, command="explain").engine)
     for r in write_overlays(predictor.explainer, expand_inputs(inputs), out, classes or (), size or None):
         echo_json(r)
 

@@ -10,7 +10,13 @@ import typer
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see `imgclf config`).")]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override one setting, e.g. --set model.resolution=320 (repeatable)."),
+    typer.Option("--set", "-s", help="Override one setting: --set section.key=value, the value in TOML syntax (repeatable; "
+                                     "every key: `imgclf config --explain`)."),
+]
+BundleSetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override one setting, e.g. --set predict.min_confidence=0.5 or --set engine.threads=2 "
+                                     "(repeatable; the bundle fixes model.*; every key: `imgclf config --explain`)."),
 ]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Images folder: one subfolder per class (sets data.images).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", "-r", help="Run directory (default: DATA_ROOT/runs/<dataset>/<time>).")]
@@ -33,13 +39,14 @@ InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopb
 
 
 def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base: Any = None,
-                   flags: Sequence[str] = ()) -> Any:
+                   flags: Sequence[str] = (), uses: Any = None) -> Any:
     """:func:`imgclf.config.settings.load_config`, then the settings the whole process follows (the decoder's
-    pixel limit ``images.max_pixels``): how every command resolves its config."""
+    pixel limit ``images.max_pixels``): how every command resolves its config. ``uses``: the
+    :class:`imgclf.config.settings.Uses` of a command that reads only some sections (a --set of another key is refused)."""
     from ..config.settings import load_config
     from ..data.images import configure
 
-    cfg = load_config(path, overrides, base=base, flags=flags)
+    cfg = load_config(path, overrides, base=base, flags=flags, uses=uses)
     configure(cfg.images)
     return cfg
 

@@ -3,7 +3,7 @@
 A TOML/JSON ``--config`` file read into ``{section: {key: value}}``, a ``--set section.key=value``
 item split and parsed as TOML, a value checked and converted to a field's declared type (``Literal``
 choices, lists, bool/int/float/str) with an error that names the key and what it accepts, and
-``NAME@RESOLUTION`` featurizer names. Nothing here knows the sections: ``config.py`` holds them.
+``NAME@RESOLUTION`` featurizer names. Nothing here knows the sections: ``settings.py`` holds them.
 """
 from __future__ import annotations
 
@@ -15,14 +15,11 @@ from typing import Any, Literal, get_args, get_origin
 import tomllib
 
 from ..util.errors import ConfigError
+from .schema import HINT, Spec, describe, featurizer_ok
 
 
 def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is list:
-        return f"a list of {_describe(get_args(tp)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+    return describe(tp, Spec(help=""))
 
 
 def coerce(key: str, tp: Any, value: Any) -> Any:
@@ -30,11 +27,11 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
     origin = get_origin(tp)
     if origin is Literal:
         if value not in get_args(tp):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
         inner = get_args(tp)[0]
         return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
     if tp is bool:
@@ -49,7 +46,7 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
 
 
 def _parse_value(raw: str) -> Any:
@@ -62,11 +59,11 @@ def _parse_value(raw: str) -> Any:
 def parse_override(item: str) -> tuple[str, str, Any]:
     """Parse ``section.key=value`` (value in TOML syntax; bare words are strings)."""
     if "=" not in item:
-        raise ConfigError(f"--set expects section.key=value; got {item!r}")
+        raise ConfigError(f"--set expects section.key=value; got {item!r}", hint=HINT)
     key, raw = item.split("=", 1)
     key = key.strip()
     if key.count(".") != 1:
-        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}")
+        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}", hint=HINT)
     sec, k = key.split(".")
     return sec, k, _parse_value(raw.strip())
 
@@ -85,8 +82,8 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
 
 def parse_featurizer(text: str, key: str = "model.featurizers") -> tuple[str, int]:
     """``("efficientnet_lite2", 320)`` from ``"efficientnet_lite2@320"``; ConfigError naming ``key`` otherwise."""
-    name, _, res = str(text).partition("@")
-    if not name or not res.isdigit() or int(res) % 32 or not 32 <= int(res) <= 896:
+    if not featurizer_ok(str(text)):
         raise ConfigError(f"{key} entries must look like NAME@RESOLUTION with a resolution that is a multiple of 32 from 32 "
-                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}")
+                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}", hint=HINT)
+    name, _, res = str(text).partition("@")
     return name, int(res)

@@ -62,7 +62,9 @@ def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None
     """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
     another) and write the model bundle."""
     rd = RunDir(run_dir)
-    trainer = get_trainer(trainer_as or trainer_name(cfg))
+    name = trainer_as or trainer_name(cfg)
+    cfg = cfg.with_change("train.classifier", name, by=f"train.preset={cfg.train.preset}")  # best: svm becomes ensemble
+    trainer = get_trainer(name)
     t0 = time.perf_counter()
     out = trainer.fit(cfg, rd)
     out["seconds"] = round(time.perf_counter() - t0, 2)

@@ -37,8 +37,6 @@ Test images are never opened here: every decision is made before the test split 
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 from dataclasses import dataclass
 from statistics import median
@@ -270,11 +268,13 @@ def post_seconds(n_images: int) -> float:
 
 
 def with_featurizers(cfg: Config, names: str) -> Config:
-    """A copy of ``cfg`` whose model is the ``+``-joined featurizers ``names`` (the first as model.backbone)."""
+    """A copy of ``cfg`` whose model is the ``+``-joined featurizers ``names`` (the first as model.backbone), each
+    key changed recorded as set by the preset (:meth:`Config.with_change`)."""
     first, *rest = names.split("+")
     backbone, resolution = parse_featurizer(first, "train.candidates")
-    out = copy.deepcopy(cfg)
-    out.model = dataclasses.replace(out.model, backbone=backbone, resolution=resolution, featurizers=list(rest))
+    out = cfg
+    for key, value in (("model.backbone", backbone), ("model.resolution", resolution), ("model.featurizers", list(rest))):
+        out = out.with_change(key, value, by=f"train.preset={cfg.train.preset}")
     return out
 
 
