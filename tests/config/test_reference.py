@@ -27,3 +27,12 @@ def test_the_reference_names_every_key_and_every_renamed_one(capsys):
 
 def test_the_readme_links_the_reference():
     assert "(docs/configuration.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_requires_python_is_what_the_code_needs():
+    """The code reads TOML with tomllib (Python 3.11): an older Python must not install it."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"

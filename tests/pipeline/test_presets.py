@@ -1,5 +1,6 @@
 """Presets and feature ensembles: the choice is made on the train split only; an ensemble bundle predicts
 the same everywhere (files, bytes, the run's own predictions)."""
+import json
 import shutil
 from pathlib import Path
 
@@ -68,7 +69,11 @@ def test_candidates_table_and_winner(presets):
     # the winner is what the run then used, saved in its config and its bundle
     first, *rest = table["winner"].split("+")
     saved = read_json(rd.config)["model"]
-    assert f'{saved["backbone"]}@{saved["resolution"]}' == first and saved["ensemble"] == rest
+    assert f'{saved["backbone"]}@{saved["resolution"]}' == first and saved["featurizers"] == rest
+    changed = {c["key"]: c for c in read_json(rd.config)["changed"]}  # the preset's choice, recorded as a change
+    assert changed["model.resolution"] == {"key": "model.resolution", "from": 224, "to": int(first.split("@")[1]),
+                                           "by": "train.preset=balanced"}
+    assert changed["model.featurizers"]["to"] == rest and "# changed: model.resolution" in rd.config_toml.read_text()
     assert load_bundle(rd.model).meta.feature_ids.count("+") == len(rest)
     m = read_json(rd.metrics)
     assert m["preset"]["name"] == "balanced" and m["preset"]["winner"] == table["winner"]
@@ -93,7 +98,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     rd = RunDir(presets["base"] / "ensemble")
     meta = read_json(rd.model / "bundle.json")
     assert meta["featurizer"]["feature_id"].startswith("efficientnet_lite0-r64")
-    assert [m["resolution"] for m in meta["ensemble"]] == [96] and meta["ensemble"][0]["onnx"] == "featurizer-1.onnx"
+    assert [m["resolution"] for m in meta["featurizers"]] == [96] and meta["featurizers"][0]["onnx"] == "featurizer-1.onnx"
     assert "featurizer-1.onnx" in read_json(rd.model / "manifest.json")["files"]
     z = read_npz(rd.features)
     assert str(z["feature_id"]).count("+") == 1 and z["features"].shape[1] == 2 * 1280
@@ -124,6 +129,32 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     assert reply.status_code == 200, reply.text
     for served, offline in zip(reply.json()["predictions"], by_bytes):
         assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
+
+
+def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_path):
+    """bundle.json version 1 called the further featurizers "ensemble"; version 2 calls them "featurizers"."""
+    from imgclf.bundle.folder import FORMAT_VERSION
+    from imgclf.util.files import sha256_file
+
+    v2 = presets["base"] / "ensemble" / "model"
+    meta = read_json(v2 / "bundle.json")
+    assert FORMAT_VERSION == meta["format_version"] == 2 and "ensemble" not in meta and len(meta["featurizers"]) == 1
+    v1 = shutil.copytree(v2, tmp_path / "model")
+    meta = {("ensemble" if k == "featurizers" else k): v for k, v in meta.items()} | {"format_version": 1}
+    (v1 / "bundle.json").write_text(json.dumps(meta))
+    manifest = read_json(v1 / "manifest.json")
+    manifest["files"]["bundle.json"] = sha256_file(v1 / "bundle.json")
+    (v1 / "manifest.json").write_text(json.dumps(manifest))
+    old, new = Predictor(v1), Predictor(v2)
+    assert len(old.engines) == 2 and old.bundle.meta.featurizers == new.bundle.meta.featurizers
+    assert "ensemble" not in old.bundle.meta.extra
+    paths = [r["path"] for r in read_csv(RunDir(presets["base"] / "ensemble").predictions)]
+    for a, b in zip(old.predict_paths(paths), new.predict_paths(paths)):
+        assert a == b
+    with open(v1 / "featurizer-1.onnx", "ab") as f:  # the v1 name's files are checked by the manifest too
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="featurizer-1.onnx"):
+        load_bundle(v1)
 
 
 def test_ensemble_file_is_checked_by_the_manifest(presets, tmp_path):

@@ -196,7 +196,7 @@ def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torc
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     meta = load_bundle(tmp_path / "run" / "model").meta
-    sections = [meta.featurizer, *meta.ensemble]
-    for model, section, recorded in zip(featurizer_models(cfg.model), sections, [meta.preprocessing, *(e["preprocessing"] for e in meta.ensemble)]):
+    sections = [meta.featurizer, *meta.featurizers]
+    for model, section, recorded in zip(featurizer_models(cfg.model), sections, [meta.preprocessing, *(e["preprocessing"] for e in meta.featurizers)]):
         module, spec = model_backbone(model, pretrained=False)
         assert type(spec).from_dict(recorded) == spec and section["dim"] == module.num_features

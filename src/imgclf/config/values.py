@@ -77,7 +77,8 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}",
+                          hint="fix the line named; `imgclf config > my.toml` writes a valid file to start from") from None
 
 
 def parse_featurizer(text: str, key: str = "model.featurizers") -> tuple[str, int]:

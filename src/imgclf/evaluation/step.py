@@ -152,7 +152,7 @@ def int8_vs_fp32(cfg: Config, rd: RunDir, bundle: Bundle, rows: list[SplitRow], 
     SVM trained on its fp32 features of the same train split, and otherwise (dnn) the network's own head."""
     if bundle.meta.featurizer.get("precision") != "int8":
         return {}
-    if bundle.meta.ensemble:
+    if bundle.meta.featurizers:
         return int8_only(int8)  # the fp32 reference is defined for one featurizer
     out = int8_only(int8)
     if not cfg.engine.compare_fp32:
