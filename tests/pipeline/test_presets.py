@@ -196,7 +196,8 @@ def test_plan_drops_the_most_expensive_first():
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
     cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
-    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_s"] == 1.0
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert saved["svm"]["max_s"] == 1.0 and {"key": "svm.max_s", "from": 0.0, "to": 1.0, "by": "train.time_limit_s"} in saved["changed"]
     info = load_bundle(tmp_path / "run" / "model").meta.classifier
     scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
     assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)

@@ -88,7 +88,8 @@ def parse_duration(text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"--time-limit must be a positive duration such as 90, 90s, 10m or 1h; got {text!r}")
+        raise ConfigError(f"--time-limit must be a positive duration such as 90, 90s, 10m or 1h; got {text!r}",
+                          hint="e.g. --time-limit 10m (it sets train.time_limit_s; leave it out for no limit)")
     return value
 
 

@@ -65,8 +65,10 @@ def markdown() -> str:
         "- a command refuses a `--set` of a key it does not read (e.g. `predict --set model.resolution=320`: "
         "the bundle decides it) instead of ignoring it;",
         "- a preset or command that changes a setting (preset `best` trains `ensemble` where `train.classifier` "
-        "is `svm`; `imgclf refine` trains `dnn`; a featurizer key given pins `train.candidates`) says so and "
-        "lists it under `changed` in the run's config.json.",
+        "is `svm`; preset `balanced` sets `model.*` to its choice; `imgclf refine` trains `dnn`; a featurizer key "
+        "given pins `train.candidates`; `train.time_limit_s` gives the C search and refinement what is left: "
+        "`svm.max_s`, `refine.max_s`, `refine.epochs`) says so and lists it under `changed` in the run's "
+        "config.json.",
         "",
         "Keys renamed since the previous release are still read (from `--set`, `--config` files and saved "
         "runs) and reported once:",

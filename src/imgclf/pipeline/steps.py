@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -89,14 +88,14 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
             rows = RunDir(run_dir).split_rows()
             later = chosen["after_s"] + after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows),
                                                          chosen["s_per_gflop"], len({r.label for r in rows}))
-            cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, max_s=_seconds_left(cfg, t0, later),
-                                                                      epochs=chosen["refinement"]["epochs"]))
+            cfg = cfg.with_change("refine.max_s", _seconds_left(cfg, t0, later), by="train.time_limit_s")
+            cfg = cfg.with_change("refine.epochs", chosen["refinement"]["epochs"], by="train.time_limit_s")
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
     if cfg.train.time_limit_s and name == "svm" and not cfg.svm.max_s:  # the C search gets what is left
         left = _seconds_left(cfg, t0, post_seconds(len(RunDir(run_dir).split_rows())))
-        cfg = dataclasses.replace(cfg, svm=dataclasses.replace(cfg.svm, max_s=left))
+        cfg = cfg.with_change("svm.max_s", left, by="train.time_limit_s")
     steps["train"] = train(cfg, run_dir, trainer_as=name)
     metrics = evaluate(cfg, run_dir)
     if cfg.doctor.enabled:
