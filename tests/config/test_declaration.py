@@ -70,6 +70,10 @@ def test_a_section_built_in_code_meets_the_same_validator():
     check_section("serve", ServeConfig())
     with pytest.raises(ConfigError, match=r"^serve.port must be an integer from 1 to 65535; got 0$"):
         check_section("serve", ServeConfig(port=0))
+    with pytest.raises(ConfigError, match=r"^serve.port must be an integer; got '80'$"):
+        check_section("serve", ServeConfig(port="80"))  # its type too
+    with pytest.raises(ConfigError, match=r"^serve.allowed_hosts\[0\] must be a string; got 1$"):
+        check_section("serve", ServeConfig(allowed_hosts=[1]))
 
 
 @pytest.mark.parametrize("item, guess", [

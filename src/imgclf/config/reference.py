@@ -3,9 +3,9 @@ docs/configuration.md (``imgclf config --explain --markdown``). A test compares 
 :func:`markdown` so the two cannot drift."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
-from .schema import Spec, describe, describe_value, fields_of, spec_of
+from .schema import describe, describe_value, fields_of, spec_of
 from .settings import RENAMED, SECTIONS, Config
 
 DOC_PATH = "docs/configuration.md"
@@ -17,11 +17,7 @@ def rows() -> Iterator[tuple[str, str, str, str, str]]:
     for sec, cls in SECTIONS.items():
         for f, tp in fields_of(cls):
             spec = spec_of(f)
-            yield f"{sec}.{f.name}", _default(spec, tp, getattr(getattr(defaults, sec), f.name)), spec.unit, describe(tp, spec), spec.help
-
-
-def _default(spec: Spec, tp: Any, value: Any) -> str:
-    return spec.shown_default or describe_value(tp, value)
+            yield f"{sec}.{f.name}", spec.shown_default or describe_value(getattr(getattr(defaults, sec), f.name)), spec.unit, describe(tp, spec), spec.help
 
 
 def text() -> str:

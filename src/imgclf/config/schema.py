@@ -71,21 +71,22 @@ def _num(x: float) -> str:
 
 
 def _bounds(s: Spec) -> str:
-    lo = (f"[{_num(s.ge)}" if s.ge is not None else f"({_num(s.gt)}" if s.gt is not None else None)
-    hi = (f"{_num(s.le)}]" if s.le is not None else f"{_num(s.lt)})" if s.lt is not None else None)
-    if lo and hi:
-        if s.ge is not None and s.le is not None:
-            return f"from {_num(s.ge)} to {_num(s.le)}"
+    """The range in words: ``"from 1 to 65535"``, ``"in (0, 1]"``, ``"> 0"`` ("" when unbounded)."""
+    if s.ge is not None and s.le is not None:
+        return f"from {_num(s.ge)} to {_num(s.le)}"
+    if (s.ge is not None or s.gt is not None) and (s.le is not None or s.lt is not None):
+        lo = f"[{_num(s.ge)}" if s.ge is not None else f"({_num(s.gt)}"
+        hi = f"{_num(s.le)}]" if s.le is not None else f"{_num(s.lt)})"
         return f"in {lo}, {hi}"
-    if lo:
-        return f">= {_num(s.ge)}" if s.ge is not None else f"> {_num(s.gt)}"
-    if hi:
-        return f"<= {_num(s.le)}" if s.le is not None else f"< {_num(s.lt)}"
-    return ""
+    return next((f"{op} {_num(b)}" for op, b in ((">=", s.ge), (">", s.gt), ("<=", s.le), ("<", s.lt)) if b is not None), "")
 
 
-def _kind(tp: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+_KINDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings")}
+
+
+def _kind(tp: Any, plural: bool = False) -> str:
+    return _KINDS[tp][plural] if tp in _KINDS else str(tp)
 
 
 def describe(tp: Any, s: Spec) -> str:
@@ -103,7 +104,7 @@ def describe(tp: Any, s: Spec) -> str:
             text = f"{head}{names}, RESOLUTION a multiple of 32 from 32 to 896"
         else:
             rule = _bounds(s)
-            text = head + ("numbers" if inner is float else _kind(inner)[3:] + "s") + (f", each {rule}" if rule else "")
+            text = head + _kind(inner, plural=True) + (f", each {rule}" if rule else "")
         text += ", not all 0" if s.not_all_zero else ""
         return text + (f", [] = {s.zero}" if s.zero else "")
     text = _kind(tp)
@@ -148,25 +149,53 @@ def featurizer_ok(text: str) -> bool:
     return bool(name) and res.isdigit() and int(res) % 32 == 0 and 32 <= int(res) <= 896
 
 
-def check(key: str, tp: Any, s: Spec, value: Any) -> None:
-    """ConfigError ``KEY must be EXPECTED; got VALUE`` where ``value`` breaks the declaration of ``key``."""
+def coerce(key: str, tp: Any, value: Any) -> Any:
+    """``value`` as the type ``tp`` of the setting ``key``; ConfigError naming both otherwise (an int is a float, never a bool)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            inner = get_args(tp)[0]
+            return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key} must be {describe(tp, Spec(help=''))}; got {value!r}", hint=HINT)
+
+
+def check(key: str, tp: Any, s: Spec, value: Any) -> Any:
+    """``value`` typed (:func:`coerce`), or ConfigError ``KEY must be EXPECTED; got VALUE`` where it breaks the
+    declaration of ``key``."""
+    value = coerce(key, tp, value)
     if _fails(tp, s, value):
         unit = f" (in {s.unit})" if s.unit and get_origin(tp) is not list else ""
         raise ConfigError(f"{key} must be {describe(tp, s)}{unit}; got {value!r}", hint=HINT)
+    return value
 
 
 def check_section(name: str, obj: Any) -> None:
-    """Every setting of one section object (e.g. a ``ServeConfig`` built in code) against its declaration."""
+    """Every setting of one section object (e.g. a ``ServeConfig`` built in code) against its type and declaration."""
     for f, tp in fields_of(type(obj)):
         check(f"{name}.{f.name}", tp, spec_of(f), getattr(obj, f.name))
 
 
-def describe_value(tp: Any, value: Any) -> str:
+def describe_value(value: Any) -> str:
     """A value as TOML writes it (the default column of the reference)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, list):
-        return "[" + ", ".join(describe_value(None, v) for v in value) + "]"
+        return "[" + ", ".join(map(describe_value, value)) + "]"
     return _num(value)

@@ -24,8 +24,8 @@ from typing import Any, Literal, Sequence
 
 from ..util.errors import ConfigError
 from ..util.registry import ENGINE_PRECISIONS, ENGINES, TRAINERS
-from .schema import HINT, check_section, describe, fields_of, setting, spec_of
-from .values import coerce, parse_override, read_file
+from .schema import HINT, check_section, coerce, describe, fields_of, setting, spec_of
+from .values import parse_override, read_file
 from .values import parse_featurizer as parse_featurizer  # re-exported: callers name the featurizer grammar here
 
 log = logging.getLogger(__name__)

@@ -1,52 +1,20 @@
 """How a setting's text becomes a typed value, before :mod:`imgclf.config.settings` applies it.
 
 A TOML/JSON ``--config`` file read into ``{section: {key: value}}``, a ``--set section.key=value``
-item split and parsed as TOML, a value checked and converted to a field's declared type (``Literal``
-choices, lists, bool/int/float/str) with an error that names the key and what it accepts, and
-``NAME@RESOLUTION`` featurizer names. Nothing here knows the sections: ``settings.py`` holds them.
+item split and parsed as TOML, and ``NAME@RESOLUTION`` featurizer names. Values are checked against
+their declaration by :mod:`imgclf.config.schema`. Nothing here knows the sections: ``settings.py`` holds them.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import tomllib
 
 from ..util.errors import ConfigError
-from .schema import HINT, Spec, describe, featurizer_ok
-
-
-def _describe(tp: Any) -> str:
-    return describe(tp, Spec(help=""))
-
-
-def coerce(key: str, tp: Any, value: Any) -> Any:
-    """``value`` as the type ``tp`` of the setting ``key``; ConfigError naming both otherwise (an int is a float, never a bool)."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
-        inner = get_args(tp)[0]
-        return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}", hint=HINT)
+from .schema import HINT, featurizer_ok
 
 
 def _parse_value(raw: str) -> Any:
