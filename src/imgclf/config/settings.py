@@ -360,6 +360,28 @@ def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config", repo
     return cfg
 
 
+@dataclass(frozen=True)
+class Uses:
+    """The settings one command reads (``sections``), and those a model bundle fixes (``fixed``) for a
+    command that loads one: a ``--set`` of any other key is refused with the reason."""
+
+    command: str
+    sections: tuple[str, ...]
+    fixed: tuple[str, ...] = ()
+
+    def check(self, key: str) -> None:
+        """Nothing when this command reads ``key`` (``section.key``); else the ConfigError saying why not."""
+        sec = key.split(".")[0]
+        if sec in self.sections:
+            return
+        reads = ", ".join(f"{s}.*" for s in self.sections)
+        if sec in self.fixed:
+            raise ConfigError(f"{self.command} does not use {key}: the model bundle decides it (fixed when the bundle was trained)",
+                              hint=f"drop --set {key}; {self.command} reads {reads}; to change it, train a new bundle")
+        raise ConfigError(f"{self.command} does not use {key}; it reads {reads}",
+                          hint=f"drop --set {key} (every key and what it does: `imgclf config --explain`)")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | None = None, *,
                 base: Config | None = None, flags: Sequence[str] = (), uses: Uses | None = None) -> Config:
     """The one precedence rule of every command, lowest first; the result is validated.
@@ -384,34 +406,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             sec, k, v = parse_override(item)
             apply_dict(cfg, {sec: {k: v}}, source=source, reported=reported)
             if uses is not None and source == "--set":
-                uses.check(f"{sec}.{RENAMED.get(f'{sec}.{k}', f'{sec}.{k}').split('.', 1)[1]}")
+                uses.check(RENAMED.get(f"{sec}.{k}", f"{sec}.{k}"))
             given.add(f"{sec}.{k}")
     given = {RENAMED.get(key, key) for key in given}
     pinned = sorted(given.intersection(PINNED_BY))
     if pinned and "train.candidates" not in given:  # the user's featurizer: the preset has nothing to choose
         cfg = cfg.with_change("train.candidates", ["+".join(featurizer_names(cfg.model))], by=f"the featurizer given ({', '.join(pinned)})")
     return cfg.validate()
-
-
-@dataclass(frozen=True)
-class Uses:
-    """The settings one command reads (``sections``), and those a model bundle fixes (``fixed``) for a
-    command that loads one: a ``--set`` of any other key is refused with the reason."""
-
-    command: str
-    sections: tuple[str, ...]
-    fixed: tuple[str, ...] = ()
-
-    def check(self, key: str) -> None:
-        sec = key.split(".")[0]
-        if sec in self.sections:
-            return
-        reads = ", ".join(f"{s}.*" for s in self.sections)
-        if sec in self.fixed:
-            raise ConfigError(f"{self.command} does not use {key}: the model bundle decides it (fixed when the bundle was trained)",
-                              hint=f"drop --set {key}; {self.command} reads {reads}; to change it, train a new bundle")
-        raise ConfigError(f"{self.command} does not use {key}; it reads {reads}",
-                          hint=f"drop --set {key} (every key and what it does: `imgclf config --explain`)")
 
 
 def featurizer_names(model: ModelConfig) -> list[str]:
