@@ -155,3 +155,12 @@ def test_config_explain_lists_every_key_with_default_unit_constraint_and_help(ca
     assert 'serve.timeout_s = 30  [a number > 0; unit: s]\n    per-request deadline (504 after it)' in text
     assert 'engine.backend = "openvino" on x86, else "onnxruntime"  [one of ' in text
     assert main(["config", "--markdown"]) == 2  # --markdown formats --explain's reference only
+
+
+def test_a_runs_config_json_given_as_config_file_sets_its_settings_not_its_record(tmp_path: Path):
+    cfg = load_config(None, ["model.resolution=320", "data.seed=5"])
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(cfg.to_dict()))
+    again = load_config(f)
+    assert again == cfg and again.data.seed == 5
+    assert again.changed == []  # the record describes that run; this load pinned nothing itself (candidates given)

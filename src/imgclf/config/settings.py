@@ -41,7 +41,7 @@ def _default_root() -> str:
 
 
 def _default_backend() -> str:
-    """OpenVINO on x86 CPUs (bf16 there where the CPU has it: 2.4x ONNX Runtime fp32), ONNX Runtime elsewhere."""
+    """OpenVINO on x86 CPUs (the faster engine there, bf16 where the CPU has it), ONNX Runtime elsewhere."""
     return "openvino" if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86") else "onnxruntime"
 
 
