@@ -281,9 +281,9 @@ def test_predict(monkeypatch, bundle, cfg_file):
 def test_explain(monkeypatch, bundle, cfg_file, tmp_path):
     write_toml(cfg_file, {**FILE, "engine.threads": 5})
     argv = ["explain", str(bundle), str(bundle), "--out", str(tmp_path / "maps"), "--config", str(cfg_file)]
-    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv, pick=lambda model, engine: engine)
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv, pick=lambda model, engine, **kw: engine)
     assert (engine.precision, engine.threads) == ("int8", 5)  # bundle kept; file beats it
-    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv + sets("engine.threads=6"), pick=lambda model, engine: engine)
+    engine = resolved(monkeypatch, "imgclf.inference.predict.Predictor", argv + sets("engine.threads=6"), pick=lambda model, engine, **kw: engine)
     assert (engine.precision, engine.threads) == ("int8", 6)  # --set beats the file
 
 
@@ -291,9 +291,9 @@ def test_serve(monkeypatch, bundle, cfg_file):
     write_toml(cfg_file, {**FILE, "engine.threads": 5, "serve.host": "127.0.0.2", "serve.port": 8101, "serve.max_batch_size": 4})
     cfg = resolved(monkeypatch, "imgclf.serve.server.serve_bundle",
                    ["serve", str(bundle), "--config", str(cfg_file), "--host", "127.0.0.3", "--port", "8102",
-                    *sets(*SET, "serve.host=127.0.0.4")], pick=lambda bundle, cfg, **kw: (cfg, kw["engine_cfg"]))
+                    *sets("serve.host=127.0.0.4")], pick=lambda bundle, cfg, **kw: (cfg, kw["engine_cfg"]))
     cfg, engine = cfg
-    assert _pick(cfg, _expect(None)) == _expect(None)
+    assert _pick(cfg, _expect(None)) == {**_expect(None), "svm.cv_folds": 3}  # serve refuses a --set of svm.* (SET)
     assert (cfg.engine.precision, cfg.engine.threads) == ("int8", 5) and engine == cfg.engine  # bundle kept; file beats it
     assert (cfg.serve.max_batch_size, cfg.serve.port, cfg.serve.host) == (4, 8102, "127.0.0.4")  # file, flag, --set
 
@@ -302,7 +302,8 @@ def test_bundle_config_and_step_config_directly(prepared, bundle, cfg_file, tmp_
     """The two resolving functions the commands above share, called as the commands call them."""
     from imgclf.cli.pipeline import bundle_config, step_config
 
-    cfg = bundle_config(bundle, cfg_file, ["serve.port=9"], ["serve.port=8", "serve.host=h"])
+    cfg = bundle_config(bundle, cfg_file, ["serve.port=9"], ["serve.port=8", "serve.host=h"], command="serve",
+                        sections=("serve", "engine"))
     assert (cfg.engine.precision, cfg.engine.threads, cfg.serve.port, cfg.serve.host) == ("int8", 3, 9, "h")
     cfg = step_config(prepared, cfg_file, SET, tmp_path)
     assert _pick(cfg, _expect(SAVED)) == _expect(SAVED) and cfg.data.images == str(tmp_path.resolve())

@@ -1,5 +1,6 @@
 """Presets and feature ensembles: the choice is made on the train split only; an ensemble bundle predicts
 the same everywhere (files, bytes, the run's own predictions)."""
+import json
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def presets(tmp_path_factory):
     common = ("doctor.enabled=false", "data.check_leakage=false")
     balanced = tiny_config(base / "data", images, "train.preset=balanced", CANDIDATES, *common)
     metrics = run(balanced, base / "balanced", progress=False)
-    pinned = tiny_config(base / "data", images, "model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', *common)
+    pinned = tiny_config(base / "data", images, "model.resolution=64", 'model.featurizers=["efficientnet_lite0@96"]', *common)
     run(pinned, base / "ensemble", progress=False)
     return {"base": base, "images": images, "balanced": balanced, "metrics": metrics}
 
@@ -40,7 +41,7 @@ def test_the_choice_never_opens_a_test_image(presets):
     test = {r.path for r in rd.split_rows("test")}
     train = {r.path for r in rd.split_rows("train")}
     said: list[str] = []
-    timed = load_config(None, ["train.time_limit=600"], base=cfg)
+    timed = load_config(None, ["train.time_limit_s=600"], base=cfg)
     with opened_files() as seen:
         chosen = select_featurizers(timed, rd, say=said.append)
     opened = set(seen)
@@ -68,7 +69,11 @@ def test_candidates_table_and_winner(presets):
     # the winner is what the run then used, saved in its config and its bundle
     first, *rest = table["winner"].split("+")
     saved = read_json(rd.config)["model"]
-    assert f'{saved["backbone"]}@{saved["resolution"]}' == first and saved["ensemble"] == rest
+    assert f'{saved["backbone"]}@{saved["resolution"]}' == first and saved["featurizers"] == rest
+    changed = {c["key"]: c for c in read_json(rd.config)["changed"]}  # the preset's choice, recorded as a change
+    assert changed["model.resolution"] == {"key": "model.resolution", "from": 224, "to": int(first.split("@")[1]),
+                                           "by": "train.preset=balanced"}
+    assert changed["model.featurizers"]["to"] == rest and "# changed: model.resolution" in rd.config_toml.read_text()
     assert load_bundle(rd.model).meta.feature_ids.count("+") == len(rest)
     m = read_json(rd.metrics)
     assert m["preset"]["name"] == "balanced" and m["preset"]["winner"] == table["winner"]
@@ -93,7 +98,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     rd = RunDir(presets["base"] / "ensemble")
     meta = read_json(rd.model / "bundle.json")
     assert meta["featurizer"]["feature_id"].startswith("efficientnet_lite0-r64")
-    assert [m["resolution"] for m in meta["ensemble"]] == [96] and meta["ensemble"][0]["onnx"] == "featurizer-1.onnx"
+    assert [m["resolution"] for m in meta["featurizers"]] == [96] and meta["featurizers"][0]["onnx"] == "featurizer-1.onnx"
     assert "featurizer-1.onnx" in read_json(rd.model / "manifest.json")["files"]
     z = read_npz(rd.features)
     assert str(z["feature_id"]).count("+") == 1 and z["features"].shape[1] == 2 * 1280
@@ -126,6 +131,32 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
         assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
 
 
+def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_path):
+    """bundle.json version 1 called the further featurizers "ensemble"; version 2 calls them "featurizers"."""
+    from imgclf.bundle.folder import FORMAT_VERSION
+    from imgclf.util.files import sha256_file
+
+    v2 = presets["base"] / "ensemble" / "model"
+    meta = read_json(v2 / "bundle.json")
+    assert FORMAT_VERSION == meta["format_version"] == 2 and "ensemble" not in meta and len(meta["featurizers"]) == 1
+    v1 = shutil.copytree(v2, tmp_path / "model")
+    meta = {("ensemble" if k == "featurizers" else k): v for k, v in meta.items()} | {"format_version": 1}
+    (v1 / "bundle.json").write_text(json.dumps(meta))
+    manifest = read_json(v1 / "manifest.json")
+    manifest["files"]["bundle.json"] = sha256_file(v1 / "bundle.json")
+    (v1 / "manifest.json").write_text(json.dumps(manifest))
+    old, new = Predictor(v1), Predictor(v2)
+    assert len(old.engines) == 2 and old.bundle.meta.featurizers == new.bundle.meta.featurizers
+    assert "ensemble" not in old.bundle.meta.extra
+    paths = [r["path"] for r in read_csv(RunDir(presets["base"] / "ensemble").predictions)]
+    for a, b in zip(old.predict_paths(paths), new.predict_paths(paths)):
+        assert a == b
+    with open(v1 / "featurizer-1.onnx", "ab") as f:  # the v1 name's files are checked by the manifest too
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="featurizer-1.onnx"):
+        load_bundle(v1)
+
+
 def test_ensemble_file_is_checked_by_the_manifest(presets, tmp_path):
     model = shutil.copytree(presets["base"] / "ensemble" / "model", tmp_path / "model")
     with open(model / "featurizer-1.onnx", "ab") as f:
@@ -138,15 +169,15 @@ def test_user_featurizer_keys_pin_the_preset():
     assert load_config(None, ["train.preset=balanced"]).train.candidates == []
     pinned = load_config(None, ["train.preset=balanced", "model.resolution=320"])
     assert pinned.train.candidates == ["efficientnet_lite0@320"] and not needs_selection(pinned)
-    both = load_config(None, ["train.preset=balanced", 'model.ensemble=["efficientnet_lite2@320"]'])
+    both = load_config(None, ["train.preset=balanced", 'model.featurizers=["efficientnet_lite2@320"]'])
     assert both.train.candidates == ["efficientnet_lite0@224+efficientnet_lite2@320"]
     assert needs_selection(load_config(None, ["train.preset=balanced"]))
     assert not needs_selection(load_config(None, ["train.preset=fast"]))
     assert not needs_selection(load_config(None, ["train.preset=balanced", "train.classifier=dnn"]))
-    with pytest.raises(ConfigError, match="model.ensemble"):
-        load_config(None, ['model.ensemble=["efficientnet_lite2@300"]'])
-    with pytest.raises(ConfigError, match="train.time_limit"):
-        load_config(None, ["train.time_limit=-1"])
+    with pytest.raises(ConfigError, match="model.featurizers"):
+        load_config(None, ['model.featurizers=["efficientnet_lite2@300"]'])
+    with pytest.raises(ConfigError, match="train.time_limit_s"):
+        load_config(None, ["train.time_limit_s=-1"])
 
 
 def test_plan_drops_the_most_expensive_first():
@@ -163,9 +194,10 @@ def test_plan_drops_the_most_expensive_first():
 
 
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
-    cfg = load_config(None, ["train.time_limit=1", "train.preset=fast"], base=presets["balanced"])
+    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
-    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_seconds"] == 1.0
+    saved = read_json(tmp_path / "run" / "config.json")
+    assert saved["svm"]["max_s"] == 1.0 and {"key": "svm.max_s", "from": 0.0, "to": 1.0, "by": "train.time_limit_s"} in saved["changed"]
     info = load_bundle(tmp_path / "run" / "model").meta.classifier
     scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
     assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)
@@ -183,7 +215,7 @@ def test_preset_options_sit_below_set():
         with pytest.raises(ConfigError, match="--time-limit"):
             parse_duration(bad)
     cfg = load_config(None, ["train.preset=fast"], flags=preset_flags("balanced", "2m"))
-    assert (cfg.train.preset, cfg.train.time_limit) == ("fast", 120.0)  # --set wins over the command's options
+    assert (cfg.train.preset, cfg.train.time_limit_s) == ("fast", 120.0)  # --set wins over the command's options
 
 
 def test_ensemble_bundle_refuses_class_maps_with_a_reason(presets):

@@ -183,7 +183,7 @@ def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torc
     from imgclf.features.step import featurizer_models
 
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=3)
-    sets = ["model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]
+    sets = ["model.resolution=64", 'model.featurizers=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]
     cfg = tiny_config(tmp_path / "data", images, *sets)
     prepare(cfg, tmp_path / "run")
     featurize(cfg, tmp_path / "run", progress=False)
@@ -196,7 +196,7 @@ def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torc
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     meta = load_bundle(tmp_path / "run" / "model").meta
-    sections = [meta.featurizer, *meta.ensemble]
-    for model, section, recorded in zip(featurizer_models(cfg.model), sections, [meta.preprocessing, *(e["preprocessing"] for e in meta.ensemble)]):
+    sections = [meta.featurizer, *meta.featurizers]
+    for model, section, recorded in zip(featurizer_models(cfg.model), sections, [meta.preprocessing, *(e["preprocessing"] for e in meta.featurizers)]):
         module, spec = model_backbone(model, pretrained=False)
         assert type(spec).from_dict(recorded) == spec and section["dim"] == module.num_features

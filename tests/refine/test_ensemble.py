@@ -42,7 +42,7 @@ def best(tmp_path_factory):
         train(cfg, rd.root)
     evaluate(cfg, rd.root)
     pinned = tiny_config(base / "data", images, *SETS, "train.ensemble_weights=[2, 1, 1]", 'train.tta="flip"',
-                         'model.ensemble=["efficientnet_lite0@96"]')
+                         'model.featurizers=["efficientnet_lite0@96"]')
     run(pinned, base / "pinned", progress=False)
     return {"base": base, "chosen": rd, "opened": opened, "pinned": RunDir(base / "pinned")}
 
@@ -81,7 +81,7 @@ def test_the_choice_is_recorded_and_zero_weights_leave_the_bundle(best):
     meta = bundle.meta
     assert meta.kind == "ensemble" and meta.classifier["weights"] == chosen["weights"]
     w = chosen["weights"]
-    sections = [meta.featurizer, *(meta.ensemble or ())]
+    sections = [meta.featurizer, *(meta.featurizers or ())]
     refined = [s for s in sections if s["weights"].startswith("refined-")]
     pretrained = [s for s in sections if s["weights"] == "imagenet"]
     assert len(refined) == (w["refined_head"] > 0 or w["svm_on_refined"] > 0) and len(pretrained) == (w["svm"] > 0)
@@ -90,6 +90,8 @@ def test_the_choice_is_recorded_and_zero_weights_leave_the_bundle(best):
     m = read_json(rd.metrics)
     assert m["classifier"]["type"] == "ensemble" and 0 <= m["accuracy"] <= 1
     assert m["preset"]["ensemble"]["chosen"] == chosen and "Ensemble (preset best)" in rd.report.read_text()
+    changed = read_json(rd.config)["changed"]  # preset best trained the ensemble trainer: said and recorded
+    assert {"key": "train.classifier", "from": "svm", "to": "ensemble", "by": "train.preset=best"} in changed
 
 
 def test_pooled_head_is_the_weighted_pool_of_the_components_log_probabilities():
@@ -138,7 +140,7 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
     rd = best["pinned"]
     meta = load_bundle(rd.model).meta
     assert meta.tta == "flip" and meta.classifier["weights"] == {"svm": 0.5, "refined_head": 0.25, "svm_on_refined": 0.25}
-    assert [m["resolution"] for m in meta.ensemble] == [96, 64] and meta.ensemble[1]["state_dict"] == "backbone-2.safetensors"
+    assert [m["resolution"] for m in meta.featurizers] == [96, 64] and meta.featurizers[1]["state_dict"] == "backbone-2.safetensors"
     assert meta.feature_ids.count(".flip-") == 3 and "refined-" in meta.feature_ids
     z = read_npz(rd.features)
     assert str(z["feature_id"]) == meta.feature_ids and z["features"].shape[1] == 3 * 1280
@@ -173,7 +175,7 @@ def test_each_component_is_scored_alone_on_test_and_they_sum_to_the_bundle(best)
     assert sorted(k for k in parts if k.startswith("weight_")) == sorted(f"weight_{n}" for n in COMPONENTS)
     np.testing.assert_allclose(sum(w[n] * parts[f"weight_{n}"] for n in COMPONENTS), bundle.head.weight, atol=1e-5)
     np.testing.assert_allclose(sum(w[n] * parts[f"bias_{n}"] for n in COMPONENTS), bundle.head.bias, atol=1e-5)
-    blocks = [bundle.meta.featurizer["dim"], *(e["dim"] for e in bundle.meta.ensemble)]
+    blocks = [bundle.meta.featurizer["dim"], *(e["dim"] for e in bundle.meta.featurizers)]
     svm, head = parts["weight_svm"], parts["weight_refined_head"]
     assert not svm[:, sum(blocks[:2]):].any() and not head[:, :sum(blocks[:2])].any()  # each reads its own features only
     test = read_json(rd.metrics)["preset"]["ensemble"]["test"]
@@ -200,7 +202,7 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
 
 
 def test_time_limit_drops_refinement_first_and_says_so(best, tmp_path):
-    cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit=1",
+    cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit_s=1",
                       'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]')
     prepare(cfg, tmp_path / "run")
     said: list[str] = []

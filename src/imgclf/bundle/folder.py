@@ -6,11 +6,14 @@
       backbone.safetensors   refined featurizer weights (only when the network was refined)
       featurizer.onnx  the featurizer exported for ONNX Runtime (when exported)
       trust.npz        the unknown-image detector (train features, out-of-fold scores); absent in older bundles
-      featurizer-<i>.onnx    the i-th (from 1) further featurizer of a feature ensemble (bundle.json's
-                       ``ensemble``): its L2-normalised features follow the first one's, each normalised too
-      backbone-<i>.safetensors  refined weights of the i-th further featurizer (an ``ensemble`` member's state_dict)
+      featurizer-<i>.onnx    the i-th (from 1) further featurizer (bundle.json's ``featurizers``): its
+                       L2-normalised features follow the first one's, each normalised too
+      backbone-<i>.safetensors  refined weights of the i-th further featurizer (a ``featurizers`` entry's state_dict)
       metrics.json     test metrics of the run that made it
       manifest.json    SHA-256 of every file above; a mismatch refuses the load
+
+Format version 2 names the further featurizers ``featurizers``; version 1 called them ``ensemble``
+and still loads (read as ``featurizers``).
 
 Nothing in a bundle is a pickle. Every file a load reads (bundle.json, head.npz, metrics.json
 and the files bundle.json names) must be listed in the manifest and match it, else the load is
@@ -46,7 +49,8 @@ from ..util.files import read_json, read_npz, sha256_file, write_json, write_npz
 from .swap import remove_stale, resolve_dir, swap_dir
 
 FORMAT = "imgclf-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+V1_FEATURIZERS = "ensemble"  # what format version 1 called bundle.json's "featurizers"
 MANIFEST = "manifest.json"
 META = "bundle.json"  # what the bundle is: featurizers, classes, classifier, calibration
 HEAD = "head.npz"  # the linear head every classifier reduces to
@@ -76,7 +80,7 @@ class BundleMeta:
     dataset: str = ""
     training_history: list[dict[str, Any]] | None = None  # refined models: per-epoch errors and losses
     trust: dict[str, Any] | None = None  # the unknown-image detector: file (trust.npz), score, train images (absent: none)
-    ensemble: list[dict[str, Any]] | None = None  # further featurizers: backbone, resolution, preprocessing and the featurizer keys
+    featurizers: list[dict[str, Any]] | None = None  # further featurizers: backbone, resolution, preprocessing and the featurizer keys
     tta: str | None = None  # "flip": each featurizer's features are the mean of the image's and its mirror image's (absent: none)
     extra: dict[str, Any] = field(default_factory=dict)  # keys written by a newer or other imgclf, kept as they are
 
@@ -99,7 +103,7 @@ class BundleMeta:
     @property
     def feature_ids(self) -> str:
         """The features.npz id of the features this bundle's head reads (every featurizer's, joined)."""
-        ids = [self.featurizer["feature_id"], *(m["feature_id"] for m in self.ensemble or ())]
+        ids = [self.featurizer["feature_id"], *(m["feature_id"] for m in self.featurizers or ())]
         return join_ids([flip_id(i) for i in ids] if self.tta == "flip" else ids)
 
     @property
@@ -109,13 +113,16 @@ class BundleMeta:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        for key in ("training_history", "trust", "ensemble", "tta"):
+        for key in ("training_history", "trust", "featurizers", "tta"):
             if d[key] is None:
                 del d[key]
         return {**d, **self.extra}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BundleMeta":
+        """What bundle.json holds (version 1's ``ensemble`` read as ``featurizers``)."""
+        if V1_FEATURIZERS in d and "featurizers" not in d:
+            d = {("featurizers" if k == V1_FEATURIZERS else k): v for k, v in d.items()}
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         missing = [k for k in ("labels", "backbone", "resolution", "preprocessing", "featurizer", "classifier") if k not in d]
         if missing:
@@ -168,7 +175,7 @@ class Bundle:
         return self._state_dict_of(self.meta.featurizer)
 
     def _state_dict_of(self, featurizer: dict[str, Any]) -> dict | None:
-        """The refined weights a featurizer section (the first one or an ``ensemble`` member) names, or None."""
+        """The refined weights a featurizer section (the first one or a ``featurizers`` entry) names, or None."""
         name = featurizer.get("state_dict")
         if not name:
             return None
@@ -186,7 +193,7 @@ class Bundle:
         """Every featurizer of this bundle, in the order the head reads their features (one unless an ensemble),
         each averaging the image and its mirror image when the bundle says ``tta = "flip"``."""
         engines = [self.build_engine(engine_cfg, **kw)]
-        for m in self.meta.ensemble or ():
+        for m in self.meta.featurizers or ():
             spec = DataSpec.from_dict(m["preprocessing"])
             model = dataclasses.replace(self._model_cfg(), backbone=m["backbone"], resolution=int(m["resolution"]))
             engines.append(self._engine(m, spec, model, engine_cfg, lambda m=m: self._state_dict_of(m), **kw))
@@ -319,8 +326,9 @@ def _loaded_files(d: Path) -> list[str]:
         featurizers = [("featurizer", meta.get("featurizer", {}))]
     except (OSError, ValueError, AttributeError):
         raise BundleError(f"{d / META} is not valid JSON", hint=_REBUILD) from None
-    ensemble = meta.get("ensemble") or []
-    featurizers += [(f"ensemble[{i}]", m) for i, m in enumerate(ensemble if isinstance(ensemble, list) else [ensemble])]
+    key = "featurizers" if "featurizers" in meta else V1_FEATURIZERS
+    more = meta.get(key) or []
+    featurizers += [(f"{key}[{i}]", m) for i, m in enumerate(more if isinstance(more, list) else [more])]
     for where, featurizer in featurizers:
         for key in _FILE_KEYS:
             name = featurizer.get(key) if isinstance(featurizer, dict) else None

@@ -25,7 +25,7 @@ def explain(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     from ..inference.predict import Predictor, expand_inputs
     from .pipeline import bundle_config
 
-    cfg = bundle_config(model, config, set)
+    cfg = bundle_config(model, config, set, command="explain")
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     for r in write_overlays(predictor, expand_inputs(inputs), out, classes or (), size or None):
         echo_json(r)

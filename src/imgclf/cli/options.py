@@ -10,7 +10,13 @@ import typer
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML file of settings (see `imgclf config`).")]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override one setting, e.g. --set model.resolution=320 (repeatable)."),
+    typer.Option("--set", "-s", help="Override one setting: --set section.key=value, the value in TOML syntax (repeatable; "
+                                     "every key: `imgclf config --explain`)."),
+]
+BundleSetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override one setting, e.g. --set predict.min_confidence=0.5 or --set engine.threads=2 "
+                                     "(repeatable; the bundle fixes model.*; every key: `imgclf config --explain`)."),
 ]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", "-i", help="Images folder: one subfolder per class (sets data.images).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", "-r", help="Run directory (default: DATA_ROOT/runs/<dataset>/<time>).")]
@@ -27,19 +33,20 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one fe
                                                   "chosen by cross-validation on the train split only), best (balanced, plus refinement and a calibrated "
                                                   "ensemble weighed on validation on train) (sets train.preset).")]
 TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
-                                                     "10m, 1h (sets train.time_limit): best shortens, then drops refinement; "
+                                                     "10m, 1h (sets train.time_limit_s): best shortens, then drops refinement; "
                                                      "balanced drops its most expensive candidates to fit.")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
 
 
 def command_config(path: Optional[Path], overrides: Optional[list[str]], *, base: Any = None,
-                   flags: Sequence[str] = ()) -> Any:
+                   flags: Sequence[str] = (), uses: Any = None) -> Any:
     """:func:`imgclf.config.settings.load_config`, then the settings the whole process follows (the decoder's
-    pixel limit ``images.max_pixels``): how every command resolves its config."""
+    pixel limit ``images.max_pixels``): how every command resolves its config. ``uses``: the
+    :class:`imgclf.config.settings.Uses` of a command that reads only some sections (a --set of another key is refused)."""
     from ..config.settings import load_config
     from ..data.images import configure
 
-    cfg = load_config(path, overrides, base=base, flags=flags)
+    cfg = load_config(path, overrides, base=base, flags=flags, uses=uses)
     configure(cfg.images)
     return cfg
 
@@ -81,14 +88,15 @@ def parse_duration(text: str) -> float:
     except ValueError:
         value = -1.0
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"--time-limit must be a positive duration such as 90, 90s, 10m or 1h; got {text!r}")
+        raise ConfigError(f"--time-limit must be a positive duration such as 90, 90s, 10m or 1h; got {text!r}",
+                          hint="e.g. --time-limit 10m (it sets train.time_limit_s; leave it out for no limit)")
     return value
 
 
 def preset_flags(preset: Optional[str], time_limit: Optional[str]) -> list[str]:
     """``section.key=value`` flags of the --preset and --time-limit options given on the command line."""
     return ([f"train.preset={json.dumps(preset)}"] if preset else []) + \
-        ([f"train.time_limit={parse_duration(time_limit)}"] if time_limit else [])
+        ([f"train.time_limit_s={parse_duration(time_limit)}"] if time_limit else [])
 
 
 def echo_json(obj: Any) -> None:

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from ..bundle.folder import bundle_engine
-from ..config.settings import Config, load_config
+from ..config.settings import BUNDLE_FIXED, Config, Uses, load_config
 from ..evaluation.metrics import Metrics
 from ..rundir.layout import RunDir
 from .options import (
+    BundleSetOpt,
     ConfigOpt,
     ImagesOpt,
     PresetOpt,
@@ -34,9 +35,12 @@ def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] 
     return command_config(config, overrides, base=saved, flags=flags)
 
 
-def bundle_config(model: Path, config: Path | None, overrides: list[str] | None, flags: list[str] = ()) -> Config:
-    """Config of a command that loads a bundle: the bundle's own engine < --config < flags < --set."""
-    return command_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags)
+def bundle_config(model: Path, config: Path | None, overrides: list[str] | None, flags: list[str] = (), *,
+                  command: str, sections: tuple[str, ...] = ("engine", "predict", "images")) -> Config:
+    """Config of ``command``, which loads a bundle: the bundle's own engine < --config < flags < --set. It reads
+    ``sections`` only: a --set of another key is refused (the bundle decides model.* and how it was trained)."""
+    return command_config(config, overrides, base=Config(engine=bundle_engine(model)), flags=flags,
+                          uses=Uses(command, sections, fixed=BUNDLE_FIXED))
 
 
 def print_folders(summary: dict) -> None:
@@ -148,11 +152,11 @@ def evaluate(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -
 
 def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
             inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-            config: ConfigOpt = None, set: SetOpt = None) -> None:
+            config: ConfigOpt = None, set: BundleSetOpt = None) -> None:
     """Classify images with a model bundle; prints one JSON line per image."""
     from ..inference.predict import Predictor, expand_inputs
 
-    cfg = bundle_config(model, config, set)
+    cfg = bundle_config(model, config, set, command="predict")
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     for r in predictor.predict_paths(expand_inputs(inputs)):
         echo_json(r)
@@ -176,10 +180,22 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     typer.echo(data_root_line(cfg))
 
 
-def show_config(config: ConfigOpt = None, set: SetOpt = None) -> None:
-    """Print the resolved configuration as TOML (a starting point for --config)."""
+def show_config(config: ConfigOpt = None, set: SetOpt = None,
+                explain: Annotated[bool, typer.Option("--explain", help="Print every key (section.key), its default, unit, "
+                                                      "what it accepts and what it does.")] = False,
+                markdown: Annotated[bool, typer.Option("--markdown", help="With --explain: as the Markdown of "
+                                                       "docs/configuration.md.")] = False) -> None:
+    """Print the resolved configuration as TOML, each key under its help (a starting point for --config)."""
+    from ..config import reference
     from ..config.settings import to_toml
+    from ..util.errors import ConfigError
 
+    if markdown and not explain:
+        raise ConfigError("--markdown formats the reference of --explain; it was given alone",
+                          hint="imgclf config --explain --markdown")
+    if explain:
+        typer.echo(reference.markdown() if markdown else reference.text(), nl=not markdown)
+        return
     cfg = load_config(config, set)
     typer.echo(f"# {data_root_line(cfg)}")
     typer.echo(to_toml(cfg))

@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         """Serve a model bundle over REST: /predict, /score, Open Inference Protocol v2, /metrics, /docs."""
         from ..serve.server import serve_bundle
 
-        cfg = bundle_config(bundle, config, set, bind_overrides(host, port))
+        cfg = bundle_config(bundle, config, set, bind_overrides(host, port), command="serve",
+                            sections=("serve", "engine", "predict", "images"))
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
         serve_bundle(bundle, cfg, token=resolve_token(token, token_file), insecure=insecure, engine_cfg=cfg.engine)
 

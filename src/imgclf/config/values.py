@@ -1,55 +1,20 @@
 """How a setting's text becomes a typed value, before :mod:`imgclf.config.settings` applies it.
 
 A TOML/JSON ``--config`` file read into ``{section: {key: value}}``, a ``--set section.key=value``
-item split and parsed as TOML, a value checked and converted to a field's declared type (``Literal``
-choices, lists, bool/int/float/str) with an error that names the key and what it accepts, and
-``NAME@RESOLUTION`` featurizer names. Nothing here knows the sections: ``config.py`` holds them.
+item split and parsed as TOML, and ``NAME@RESOLUTION`` featurizer names. Values are checked against
+their declaration by :mod:`imgclf.config.schema`. Nothing here knows the sections: ``settings.py`` holds them.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import tomllib
 
 from ..util.errors import ConfigError
-
-
-def _describe(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is list:
-        return f"a list of {_describe(get_args(tp)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
-
-
-def coerce(key: str, tp: Any, value: Any) -> Any:
-    """``value`` as the type ``tp`` of the setting ``key``; ConfigError naming both otherwise (an int is a float, never a bool)."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        if value not in get_args(tp):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
-        inner = get_args(tp)[0]
-        return [coerce(f"{key}[{i}]", inner, v) for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key} must be {_describe(tp)}; got {value!r}")
+from .schema import HINT, featurizer_ok
 
 
 def _parse_value(raw: str) -> Any:
@@ -62,11 +27,11 @@ def _parse_value(raw: str) -> Any:
 def parse_override(item: str) -> tuple[str, str, Any]:
     """Parse ``section.key=value`` (value in TOML syntax; bare words are strings)."""
     if "=" not in item:
-        raise ConfigError(f"--set expects section.key=value; got {item!r}")
+        raise ConfigError(f"--set expects section.key=value; got {item!r}", hint=HINT)
     key, raw = item.split("=", 1)
     key = key.strip()
     if key.count(".") != 1:
-        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}")
+        raise ConfigError(f"--set key must look like section.key (e.g. model.resolution); got {key!r}", hint=HINT)
     sec, k = key.split(".")
     return sec, k, _parse_value(raw.strip())
 
@@ -80,13 +45,14 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
+        raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}",
+                          hint="fix the line named; `imgclf config > my.toml` writes a valid file to start from") from None
 
 
-def parse_featurizer(text: str, key: str = "model.ensemble") -> tuple[str, int]:
+def parse_featurizer(text: str, key: str = "model.featurizers") -> tuple[str, int]:
     """``("efficientnet_lite2", 320)`` from ``"efficientnet_lite2@320"``; ConfigError naming ``key`` otherwise."""
-    name, _, res = str(text).partition("@")
-    if not name or not res.isdigit() or int(res) % 32 or not 32 <= int(res) <= 896:
+    if not featurizer_ok(str(text)):
         raise ConfigError(f"{key} entries must look like NAME@RESOLUTION with a resolution that is a multiple of 32 from 32 "
-                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}")
+                          f"to 896 (e.g. efficientnet_lite2@320); got {text!r}", hint=HINT)
+    name, _, res = str(text).partition("@")
     return name, int(res)

@@ -24,8 +24,9 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from .. import __version__
+from ..config.schema import check_section
 from ..config.settings import ServeConfig
-from ..util.errors import ConfigError, ImgclfError, InvalidRequest, NotFound
+from ..util.errors import ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
 from .auth import HostCheckMiddleware, TokenAuthMiddleware
 from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
@@ -45,18 +46,6 @@ _PREDICT_BODY = {
         },
     }
 }
-
-
-def _check(cfg: ServeConfig) -> None:
-    bad = [f"serve.{k} must be {rule}; got {getattr(cfg, k)}" for k, ok, rule in (
-        ("max_body_mb", cfg.max_body_mb > 0, "> 0"), ("max_batch_size", cfg.max_batch_size >= 1, ">= 1"),
-        ("queue_size", cfg.queue_size >= 1, ">= 1"), ("timeout_s", cfg.timeout_s > 0, "> 0"),
-        ("max_wait_ms", cfg.max_wait_ms >= 0, ">= 0"), ("drain_s", cfg.drain_s >= 0, ">= 0"),
-        ("max_connections", cfg.max_connections >= 1, ">= 1"), ("max_request_pixels", cfg.max_request_pixels >= 1, ">= 1"),
-        ("header_timeout_s", cfg.header_timeout_s > 0, "> 0"), ("body_timeout_s", cfg.body_timeout_s > 0, "> 0"),
-        ("body_min_rate", cfg.body_min_rate >= 1, ">= 1")) if not ok]
-    if bad:
-        raise ConfigError("; ".join(bad))
 
 
 async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], list[str | None]]:
@@ -87,7 +76,7 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`), routes
     added to the app later included: :func:`imgclf.ui.create_ui_app` adds the web UI's that way.
     """
-    _check(serve_cfg)
+    check_section("serve", serve_cfg)  # a ServeConfig built in code has not met load_config's validator
     if token and not (token.isascii() and token.isprintable()):
         raise ImgclfError("the token must be printable ASCII (it travels in an HTTP header)",
                           hint="choose a token of letters, digits and punctuation, e.g. from `openssl rand -hex 16`")

@@ -51,7 +51,7 @@ def refine(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: 
     d = distributed.setup(cfg.train.device, cfg.engine.threads)
     rd = RunDir(run_dir)
     if cfg.train.classifier not in REFINED:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, classifier="dnn"))
+        cfg = cfg.with_change("train.classifier", "dnn", by="imgclf refine")
     if d.is_main:
         if not rd.split.exists():
             prepare(cfg, rd.root)

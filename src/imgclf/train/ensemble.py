@@ -368,7 +368,7 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
     if keep_g:
         classifier["refine"] = _refine_meta(rcfg, refined)
     meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, first, classifier)
-    meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for m, sp, f in rest] or None
+    meta.featurizers = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for m, sp, f in rest] or None
     meta.tta = "flip" if chosen.flip else None
     meta.training_history = refined.history if keep_g else None
     parts = (_split_parts(xb, dims) if keep_b else []) + ([g] if keep_g else [])

@@ -112,6 +112,6 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     (featurizer, model, spec), rest = members[0], members[1:]
     meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
     if rest:
-        meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for f, m, sp in rest]
+        meta.featurizers = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for f, m, sp in rest]
     write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
     return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}
