@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupted(e.hint)
     except KeyboardInterrupt:
         return _interrupted()
-    except typer.Abort as e:  # typer before 0.20 turns Ctrl-C into Abort
+    except typer.Abort as e:  # typer up to 0.14 turns Ctrl-C into Abort
         if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
             return _interrupted()
         typer.echo("aborted", err=True)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(*usage_error(e, args), code=e.exit_code)
     except clicks.ClickException as e:
         return _fail(e.format_message(), "run the command with --help to see its options", code=e.exit_code)
-    if rv == INTERRUPTED:  # typer 0.20 and later: Ctrl-C is returned as this exit code
+    if rv == INTERRUPTED:  # typer from 0.15: Ctrl-C is returned as this exit code
         return _interrupted()
     return rv if isinstance(rv, int) else 0
 

@@ -1,8 +1,9 @@
 """The command line's one error path: usage mistakes, our own errors and Ctrl-C, whatever typer runs on.
 
-typer before 0.20 runs on the ``click`` package; later releases carry their own copy (``typer._click``)
-and turn Ctrl-C into an exit code. :func:`click_exceptions` finds the exceptions of the click that
-the installed typer really uses, so nothing depends on which click is installed beside it.
+typer up to 0.25 runs on the ``click`` package, from 0.26 on its own copy (``typer._click``); up to
+0.14 Ctrl-C reaches us as click's ``Abort``, from 0.15 as the returned exit code 130.
+:func:`click_exceptions` finds the exceptions of the click that the installed typer really uses,
+so nothing depends on which click is installed beside it.
 """
 from __future__ import annotations
 
