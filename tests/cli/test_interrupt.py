@@ -63,6 +63,15 @@ def test_sigint_during_refinement_names_the_resume_command(tmp_path):
     assert (run_dir / "refine" / "checkpoint.json").exists()  # what the hint's command continues from
     assert "Traceback" not in err
 
+    # `imgclf run` on that run directory says that it starts afresh and what would continue instead
+    proc = _start("run", "--run-dir", str(run_dir), "--images", str(images), "--set", 'train.classifier="dnn"', *small,
+                  *_settings(tmp_path), cwd=tmp_path)
+    note = proc.stderr.readline()
+    code, out, err = _interrupt(proc)
+    assert note.startswith(f"note: {run_dir} holds the checkpoint of an interrupted refinement (after epoch ")
+    assert f"`imgclf refine --resume {run_dir}` would continue it" in note
+    assert code == 130
+
 
 def _free_port() -> int:
     with socket.socket() as s:
