@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return 1
     except clicks.UsageError as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # a group without its command: its help is the answer
+        if isinstance(e, getattr(clicks, "NoArgsIsHelpError", ())):  # a group without its command: its help is the answer
             text = e.format_message().strip()  # empty where typer has printed the help itself (with rich)
             if text:
                 typer.echo(text)

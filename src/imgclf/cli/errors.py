@@ -42,7 +42,7 @@ def usage_error(e: Any, args: Sequence[str]) -> tuple[str, str]:
         return f"{path}: {_sentence(e.format_message())}", f"{path} --help lists its options"
     path = ctx.command_path
     commands = getattr(ctx.command, "commands", None)
-    if getattr(e, "option_name", None) and type(e).__name__ == "NoSuchOption":
+    if isinstance(e, click_exceptions().NoSuchOption):
         return f"{path} has no option {e.option_name}", _did_you_mean(e.option_name, _option_names(ctx.command), f"{path} --help lists its options")
     if commands is not None:
         given = _command_given(path, args)
@@ -63,34 +63,29 @@ def short_usage(app: Any) -> str:
             "start with: imgclf demo   (generated images)   or   imgclf run --images DIR   (one subfolder per class)")
 
 
-def resume_hint(run_dir: Path | None) -> str:
-    """How to continue the refinement interrupted in ``run_dir``: a hint when it holds a checkpoint
-    that ``imgclf refine --resume`` continues (a dnn or svm_on_refined run), else ""."""
-    epoch = checkpoint_epoch(run_dir)
-    if epoch is None:
-        return ""
-    from ..rundir.layout import RunDir
-    from ..train.dnn import REFINED
-
-    saved = RunDir(run_dir).saved_config()
-    if saved is None or saved.train.classifier not in REFINED:
-        return ""
-    return f"imgclf refine --resume {run_dir}   (continues the refinement after epoch {epoch})"
-
-
-def checkpoint_epoch(run_dir: Path | None) -> int | None:
-    """Epochs done by the interrupted refinement whose checkpoint ``run_dir`` holds, or None."""
+def resumable_epoch(run_dir: Path | None) -> int | None:
+    """Epochs done by the interrupted refinement in ``run_dir`` when ``imgclf refine --resume`` can
+    continue it (a dnn or svm_on_refined run holding its checkpoint), else None."""
     if run_dir is None:
         return None
     from ..refine.checkpoint import INDEX
     from ..rundir.layout import RunDir
     from ..util.files import read_json
 
-    index = RunDir(run_dir).checkpoints / INDEX
     try:
-        return int(read_json(index)["epoch"]) if index.is_file() else None
-    except (OSError, ValueError, KeyError, TypeError):
+        epoch = int(read_json(RunDir(run_dir).checkpoints / INDEX)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):  # no checkpoint, or not one refine --resume could read
         return None
+    from ..train.dnn import REFINED
+
+    saved = RunDir(run_dir).saved_config()
+    return epoch if saved is not None and saved.train.classifier in REFINED else None
+
+
+def resume_hint(run_dir: Path | None) -> str:
+    """The command that continues the refinement interrupted in ``run_dir``, or ""."""
+    epoch = resumable_epoch(run_dir)
+    return "" if epoch is None else f"imgclf refine --resume {run_dir}   (continues the refinement after epoch {epoch})"
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from ..bundle.folder import bundle_engine
 from ..config.settings import Config, load_config
 from ..evaluation.metrics import Metrics
 from ..rundir.layout import RunDir
-from .errors import checkpoint_epoch, resumable
+from .errors import resumable, resumable_epoch
 from .options import (
     ConfigOpt,
     ImagesOpt,
@@ -85,7 +85,7 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
 
     cfg = step_config(None, config, set, images, flags=preset_flags(preset, time_limit))
     rd = run_dir or default_run_dir(cfg)
-    epoch = checkpoint_epoch(rd)
+    epoch = resumable_epoch(rd)
     if epoch is not None:
         typer.echo(f"note: {rd} holds the checkpoint of an interrupted refinement (after epoch {epoch}); this run starts "
                    f"afresh, `imgclf refine --resume {rd}` would continue it instead", err=True)
