@@ -1,7 +1,9 @@
 """Options shared by several commands, and how a command's config is resolved from them."""
 from __future__ import annotations
 
+import errno
 import json
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Optional, Sequence
 
@@ -75,6 +77,33 @@ def resolve_token(token: Optional[str], token_file: Optional[Path]) -> Optional[
 def bind_overrides(host: Optional[str], port: Optional[int]) -> list[str]:
     """``--set``-style overrides for the --host and --port options given on the command line."""
     return ([f"serve.host={json.dumps(host)}"] if host else []) + ([f"serve.port={port}"] if port is not None else [])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, naming a free one, before any address is announced.
+    Binds the way uvicorn does (SO_REUSEADDR), so a port it could use is never refused."""
+    from ..util.errors import ImgclfError
+
+    if _bind_error(host, port) != errno.EADDRINUSE:
+        return  # free, or another problem (a bad host) that uvicorn reports in its own words
+    free = next((p for p in range(port + 1, min(port + 100, 65536)) if _bind_error(host, p) is None), None)
+    raise ImgclfError(f"port {port} is in use on {host} (another server listens there)",
+                      hint=f"--port {free} (free now)" if free else "pick a free port with --port N")
+
+
+def _bind_error(host: str, port: int) -> int | None:
+    """The errno of binding ``host:port`` for TCP (None when it can be bound)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror:
+        return None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.errno
+    return None
 
 
 def parse_duration(text: str) -> float:

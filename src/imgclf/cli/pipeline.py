@@ -11,6 +11,7 @@ from ..bundle.folder import bundle_engine
 from ..config.settings import BUNDLE_FIXED, Config, Uses, load_config
 from ..evaluation.metrics import Metrics
 from ..rundir.layout import RunDir
+from .errors import resumable, resumable_epoch
 from .options import (
     BundleSetOpt,
     ConfigOpt,
@@ -99,7 +100,12 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
 
     cfg = step_config(None, config, set, images, flags=preset_flags(preset, time_limit))
     rd = run_dir or default_run_dir(cfg)
-    m = run_pipeline(cfg, rd, progress=not quiet)
+    epoch = resumable_epoch(rd)
+    if epoch is not None:
+        typer.echo(f"note: {rd} holds the checkpoint of an interrupted refinement (after epoch {epoch}); this run starts "
+                   f"afresh, `imgclf refine --resume {rd}` would continue it instead", err=True)
+    with resumable(rd):
+        m = run_pipeline(cfg, rd, progress=not quiet)
     print_folders((m.steps or {}).get("prepare", {}))
     print_metrics(m, Path(rd))
     typer.echo(data_root_line(cfg))
@@ -134,7 +140,8 @@ def train(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -> N
     from ..pipeline.steps import train as do
 
     cfg = step_config(run_dir, config, set)
-    s = do(cfg, run_dir)
+    with resumable(run_dir):
+        s = do(cfg, run_dir)
     typer.echo(json.dumps(s))
     track(cfg, run_dir, "train")
 
@@ -153,13 +160,18 @@ def evaluate(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -
 def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
             inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
             config: ConfigOpt = None, set: BundleSetOpt = None) -> None:
-    """Classify images with a model bundle; prints one JSON line per image."""
+    """Classify images with a model bundle; prints one JSON line per image (exit status 1 when one could not be read)."""
     from ..inference.predict import Predictor, expand_inputs
 
     cfg = bundle_config(model, config, set, command="predict")
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
-    for r in predictor.predict_paths(expand_inputs(inputs)):
+    rows = predictor.predict_paths(expand_inputs(inputs))
+    for r in rows:
         echo_json(r)
+    failed = sum("error" in r for r in rows)
+    if failed:
+        typer.echo(f"error: {failed} of {len(rows)} inputs could not be read (their lines carry an \"error\")", err=True)
+        raise typer.Exit(1)
 
 
 def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None,
@@ -175,7 +187,8 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     typer.echo(f"demo dataset: {images} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
     cfg.data.images = str(images)
     rd = run_dir or default_run_dir(cfg)
-    m = run_pipeline(cfg, rd)
+    with resumable(rd):
+        m = run_pipeline(cfg, rd)
     print_metrics(m, Path(rd))
     typer.echo(data_root_line(cfg))
 

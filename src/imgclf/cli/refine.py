@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..util.errors import ImgclfError
+from .errors import resumable
 from .options import ConfigOpt, ImagesOpt, SetOpt
 
 
@@ -43,7 +44,8 @@ def register(app: typer.Typer) -> None:
             raise ImgclfError(f"{resume} holds no refinement to resume (no config.json)", hint=f"start one with `imgclf refine --run-dir {resume}`")
         cfg = step_config(rd, config, set, images)
         try:
-            summary = do_refine(cfg, rd, resume=resume is not None, progress=not quiet)
+            with resumable(rd):
+                summary = do_refine(cfg, rd, resume=resume is not None, progress=not quiet)
             d = distributed.current()
             if not d.is_main:
                 return

@@ -87,8 +87,6 @@ def _indent(text: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    if any(g.name == "runs" for g in app.registered_groups):
-        return  # the CLI's main() registers feature areas on every call
     runs = typer.Typer(help="Run history (MLflow): list, show and compare tracked runs.", no_args_is_help=True)
     app.add_typer(runs, name="runs")
 

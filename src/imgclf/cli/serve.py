@@ -1,13 +1,23 @@
 """``imgclf serve`` and ``imgclf call``."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides, resolve_token
+from .options import (
+    ConfigOpt,
+    HostOpt,
+    InsecureOpt,
+    PortOpt,
+    SetOpt,
+    TokenFileOpt,
+    TokenOpt,
+    bind_overrides,
+    check_port_free,
+    resolve_token,
+)
 from .pipeline import bundle_config
 
 
@@ -21,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = bundle_config(bundle, config, set, bind_overrides(host, port), command="serve",
                             sections=("serve", "engine", "predict", "images"))
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+        check_port_free(cfg.serve.host, cfg.serve.port)
         serve_bundle(bundle, cfg, token=resolve_token(token, token_file), insecure=insecure, engine_cfg=cfg.engine)
 
     @app.command()

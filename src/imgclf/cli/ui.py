@@ -6,7 +6,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import ConfigOpt, HostOpt, InsecureOpt, PortOpt, SetOpt, TokenFileOpt, TokenOpt, bind_overrides, command_config, resolve_token
+from .options import (
+    ConfigOpt,
+    HostOpt,
+    InsecureOpt,
+    PortOpt,
+    SetOpt,
+    TokenFileOpt,
+    TokenOpt,
+    bind_overrides,
+    check_port_free,
+    command_config,
+    resolve_token,
+)
 
 ImagesOpt = Annotated[Optional[Path], typer.Option(
     "--images", "-i", help="Dataset folder: one subfolder per class (default: the run's dataset).")]
@@ -20,9 +32,13 @@ def register(app: typer.Typer) -> None:
            host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, token_file: TokenFileOpt = None,
            insecure: InsecureOpt = False, config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
-        from ..ui.server import serve_ui
+        from ..serve.server import check_bind
+        from ..ui.server import serve_ui, ui_settings
 
         cfg = command_config(config, set, flags=bind_overrides(host, port))
         token = resolve_token(token, token_file)
+        check_bind(cfg.serve.host, token, insecure)  # every refusal before the address is announced
+        ui_settings(cfg, images, run)
+        check_port_free(cfg.serve.host, cfg.serve.port)
         typer.echo(f"web UI: http://{cfg.serve.host}:{cfg.serve.port}/ui/dataset" + ("?token=<token>" if token else ""))
         serve_ui(cfg, images, run, token=token, insecure=insecure)

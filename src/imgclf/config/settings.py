@@ -435,10 +435,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
                 uses.check(RENAMED.get(f"{sec}.{k}", f"{sec}.{k}"))
             given.add(f"{sec}.{k}")
     given = {RENAMED.get(key, key) for key in given}
+    cfg = cfg.validate()  # a mistake is reported before any change is announced
     pinned = sorted(given.intersection(PINNED_BY))
     if pinned and "train.candidates" not in given:  # the user's featurizer: the preset has nothing to choose
         cfg = cfg.with_change("train.candidates", ["+".join(featurizer_names(cfg.model))], by=f"the featurizer given ({', '.join(pinned)})")
-    return cfg.validate()
+    return cfg
 
 
 def featurizer_names(model: ModelConfig) -> list[str]:

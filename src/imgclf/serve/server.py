@@ -61,12 +61,21 @@ class _GracefulServer(uvicorn.Server):
         self._service = service
         self._drain_s = drain_s
         self._loader = loader
+        self._loading: threading.Thread | None = None
         self._signalled = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and self._loader is not None:  # listening: live answers, ready says 503 until loaded
-            self._service.load_in_background(self._loader)
+            self._loading = self._service.load_in_background(self._loader)
+
+    def finish_loading(self) -> None:
+        """Wait for a model load that a shutdown overtook, then stop what it started: an engine still
+        compiling when the interpreter exits aborts the process ("terminate called without an active exception")."""
+        if self._loading is not None and self._loading.is_alive():
+            log.info("waiting for the model to finish loading before exiting")
+            self._loading.join()
+            self._service.close()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self._signalled:
@@ -98,6 +107,7 @@ def run_app(app: Any, serve_cfg: ServeConfig, *, loader: Callable[[], Any] | Non
 
     service.on_load_error = _on_load_error
     server.run()
+    server.finish_loading()
     if failure:
         e = failure[0]
         raise ImgclfError(f"the model failed to load: {e}",

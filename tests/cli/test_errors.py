@@ -1,0 +1,89 @@
+"""One error path for the whole command line: usage mistakes, --version and bare ``imgclf`` answer in at
+most three lines on stderr, never a traceback, whatever typer (and its click) is installed."""
+import subprocess
+import sys
+
+import pytest
+
+import imgclf
+from imgclf.cli import app
+from imgclf.cli.errors import click_exceptions
+
+
+def _imgclf(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _short(proc):
+    """stderr's lines, after checking what every answer to a mistake shares."""
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 3, proc.stderr
+    return lines
+
+
+@pytest.mark.parametrize("args, error, hint", [
+    (["run", "--imagez", "x"], "error: imgclf run has no option --imagez", "hint: did you mean --images?"),
+    (["ui", "--imags", "x"], "error: imgclf ui has no option --imags", "hint: did you mean --images?"),
+    (["nosuch"], "error: imgclf has no command 'nosuch'", "hint: the commands are backbones, call, config"),
+    (["rnu"], "error: imgclf has no command 'rnu'", "hint: did you mean run?"),
+    (["runs", "lst"], "error: imgclf runs has no command 'lst'", "hint: did you mean list?"),
+    (["--verison"], "error: imgclf has no option --verison", "hint: did you mean --version?"),
+    (["run", "--images"], "error: imgclf run: option '--images' requires an argument", "hint: imgclf run --help"),
+    (["predict"], "error: imgclf predict: missing argument", "hint: usage: imgclf predict [OPTIONS]"),
+    (["call", "http://127.0.0.1:9", "x.jpg", "-n", "many"], "error: imgclf call: invalid value for '-n'", "hint: usage: imgclf call"),
+])
+def test_usage_mistakes_are_an_error_and_a_hint(args, error, hint, tmp_path):
+    proc = _imgclf(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = _short(proc)
+    assert len(lines) == 2
+    assert lines[0].startswith(error) and lines[1].startswith(hint), proc.stderr
+
+
+def test_an_unknown_command_is_not_offered_a_far_match(tmp_path):
+    lines = _short(_imgclf("zzzz", cwd=tmp_path))
+    assert "did you mean" not in lines[1] and "run" in lines[1]
+
+
+def test_images_given_a_file_is_one_error(tmp_path):
+    f = tmp_path / "photo.jpg"
+    f.write_bytes(b"not a folder")
+    proc = _imgclf("run", "--images", str(f), "--set", "tracking.enabled=false", "--set", f'data.root="{tmp_path / "data"}"',
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = _short(proc)
+    assert lines[0].startswith("error: ") and lines[-1].startswith("hint: ")
+
+
+def test_bare_imgclf_prints_a_short_usage(tmp_path):
+    proc = _imgclf(cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = _short(proc)
+    assert lines[0].startswith("usage: imgclf COMMAND")
+    names = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert set(lines[1].removeprefix("commands: ").split(", ")) == names
+    assert "imgclf demo" in lines[2] and "imgclf run --images DIR" in lines[2]
+
+
+def test_version():
+    proc = _imgclf("--version")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.strip() == f"imgclf {imgclf.__version__}"
+
+
+def test_a_group_without_its_command_shows_its_commands():
+    proc = _imgclf("runs")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for name in ("list", "show", "compare"):
+        assert name in proc.stdout + proc.stderr
+
+
+def test_the_click_that_typer_uses_is_the_one_caught():
+    """The exceptions main() catches are those the installed typer raises (its own click copy or the
+    click package), found through typer: a parse error of the real app is one of them."""
+    clicks = click_exceptions()
+    with pytest.raises(clicks.UsageError) as e:
+        app(args=["run", "--imagez", "x"], prog_name="imgclf", standalone_mode=False)
+    assert isinstance(e.value, clicks.NoSuchOption) and e.value.exit_code == 2
+    assert issubclass(clicks.UsageError, clicks.ClickException)
