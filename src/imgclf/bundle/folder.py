@@ -293,7 +293,7 @@ def locate_bundle(bundle_dir: str | os.PathLike) -> Path:
     route that opens a bundle goes through here (by :func:`load_bundle`); BundleError when there is none."""
     d = resolve_dir(Path(bundle_dir), MANIFEST)
     if not d.exists():
-        raise BundleError(f"model bundle {d} is missing",
+        raise BundleError(f"{d} is not a model bundle: the folder is missing",
                           hint=f"run `imgclf train --run-dir {d.parent}` first (or `imgclf run`), or point at RUN_DIR/model")
     return d
 
