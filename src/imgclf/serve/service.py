@@ -10,6 +10,10 @@ batcher then drops the request's images that have not reached the engine yet). `
 admits one image the same way (room in the batcher's queue, header, pixel budget, deadline) and runs
 ``fn`` on it on a thread of its own, one at a time: class activation maps never hold up classification.
 The errors' HTTP statuses are in :mod:`imgclf.serve.errors`.
+
+Memory: the pixels being decoded at once, across all requests, stay within ``serve.max_request_pixels``
+(an image waits for its decode until the images before it leave room; one image over it is decoded
+alone), so the decode buffers are bounded by that setting whatever the numbers of cores and requests.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from os import PathLike
@@ -45,6 +50,52 @@ class Classified:
     ood: np.ndarray | None = None  # (n,) OOD scores (NaN for a bundle without a detector)
 
 
+class _PixelGate:
+    """Pixels being decoded at once, at most ``budget`` (first come, first served; one image over the
+    budget is decoded alone). Acquired on the event loop; released from any thread."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+        self._waiting: deque[tuple[int, asyncio.Future]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self, pixels: int) -> int:
+        """Wait for room for ``pixels``; returns what to give back to :meth:`release_threadsafe`."""
+        n = min(pixels, self.budget)
+        self._loop = asyncio.get_running_loop()
+        if not self._waiting and self.used + n <= self.budget:
+            self.used += n
+            return n
+        turn = self._loop.create_future()
+        self._waiting.append((n, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # room was granted as the request gave up
+                self._release(n)
+            else:
+                if (n, turn) in self._waiting:
+                    self._waiting.remove((n, turn))
+                self._release(0)  # those behind it may fit now
+            raise
+        return n
+
+    def release_threadsafe(self, n: int) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._release, n)
+        except RuntimeError:  # the server's loop has closed: nobody waits for room any more
+            pass
+
+    def _release(self, n: int) -> None:
+        self.used -= n
+        while self._waiting and (self._waiting[0][1].cancelled() or self.used + self._waiting[0][0] <= self.budget):
+            m, turn = self._waiting.popleft()
+            if not turn.cancelled():
+                self.used += m
+                turn.set_result(None)
+
+
 class InferenceService:
     """Holds the predictor (once loaded) and serves classification requests."""
 
@@ -59,6 +110,7 @@ class InferenceService:
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._explain_pool: ThreadPoolExecutor | None = None
+        self._decoding = _PixelGate(cfg.max_request_pixels)
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
 
@@ -168,8 +220,8 @@ class InferenceService:
             raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
                                  "retry, or send fewer images per request") from None
 
-    async def _admit(self, images: Sequence[Source], names) -> None:
-        """Refuse a request whose images are unusable by their headers, or hold too many pixels together."""
+    async def _admit(self, images: Sequence[Source], names) -> list:
+        """The images' headers; refuses a request whose images are unusable by them, or hold too many pixels together."""
         loop = asyncio.get_running_loop()
         headers = await asyncio.gather(*(loop.run_in_executor(self._pool, read_header, data) for data in images),
                                        return_exceptions=True)
@@ -180,14 +232,26 @@ class InferenceService:
             raise PixelBudgetExceeded(f"the {len(images)} image(s) of this request hold {pixels:,} pixels together; at most "
                                       f"{self.cfg.max_request_pixels:,} (serve.max_request_pixels) are decoded per request: "
                                       "send fewer or smaller images")
+        return headers
 
     async def _run(self, predictor, reservation, images: Sequence[Source], names, deadline: float) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        await self._admit(images, names)
-        decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, predictor.prepare, data) for data in images),
+        headers = await self._admit(images, names)
+        decoded = await asyncio.gather(*(self._decode(predictor, data, h.pixels) for data, h in zip(images, headers)),
                                        return_exceptions=True)
         self._refuse_unusable(decoded, names)
         return await asyncio.wrap_future(reservation.submit(decoded, deadline))
+
+    async def _decode(self, predictor, data: Source, pixels: int):
+        """``predictor.prepare(data)`` on the decode pool once the pixels decoding at once leave room for it.
+        The room is given back when the decode ends, even after its request gave up (a started decode runs on)."""
+        held = await self._decoding.acquire(pixels)
+        try:
+            job = self._pool.submit(predictor.prepare, data)
+        except BaseException:
+            self._decoding.release_threadsafe(held)
+            raise
+        job.add_done_callback(lambda _: self._decoding.release_threadsafe(held))
+        return await asyncio.wrap_future(job)
 
     def _refuse_unusable(self, results: Sequence[object], names) -> None:
         for i, x in enumerate(results):
