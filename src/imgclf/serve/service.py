@@ -8,7 +8,8 @@ than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), 
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
 batcher then drops the request's images that have not reached the engine yet). ``explain(image, fn)``
 admits one image the same way (room in the batcher's queue, header, pixel budget, deadline) and runs
-``fn`` on it on a thread of its own, one at a time: class activation maps never hold up classification.
+``fn(predictor, image)`` on a thread of its own, one at a time: class activation maps never hold up
+classification.
 The errors' HTTP statuses are in :mod:`imgclf.serve.errors`.
 
 Memory: the pixels being decoded at once, across all requests, stay within ``serve.max_request_pixels``

@@ -1,9 +1,10 @@
 """The UI's HTTP surface: three pages under ``/ui/`` and their JSON API under ``/ui/api/``.
 
 Endpoints are thin: check the request, call the catalog, the thumbnail cache, the run's results
-or the service (every inference goes through its batcher, as /predict's does), format. Refusals are raised as :class:`imgclf.util.errors.ImgclfError` and answered
-by the service's handler like its own (``{"error": message, "reason": code}``, the status from
-:mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
+or the service (every inference goes through its batcher, as /predict's does), format. Refusals
+are raised as :class:`imgclf.util.errors.ImgclfError` and answered by the service's handler like its
+own (``{"error": message, "reason": code}``, the status from :mod:`imgclf.serve.errors`); the
+service's middleware adds the token check and the body limit.
 
 The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts), and
 the Dataset and Results pages one image viewer, ``static/viewer.html``; ``static/<page>.html``
