@@ -121,3 +121,42 @@ def test_a_client_that_reset_the_connection_before_the_lingering_close_is_counte
     assert server_errors(text) == 0
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
+
+
+def test_the_pixels_decoding_at_once_stay_within_the_budget():
+    """First come, first served; a request that gives up while waiting lets those behind it in."""
+    import asyncio
+
+    from imgclf.serve.service import PixelGate
+
+    async def scenario() -> list[str]:
+        gate, seen = PixelGate(10), []
+
+        async def decode(name: str, pixels: int, hold: asyncio.Event) -> None:
+            n = await gate.acquire(pixels)
+            seen.append(f"{name}+{gate.used}")
+            await hold.wait()
+            gate.release_threadsafe(n)
+
+        go = {k: asyncio.Event() for k in "abcd"}
+        a = asyncio.create_task(decode("a", 6, go["a"]))
+        await asyncio.sleep(0)
+        b = asyncio.create_task(decode("b", 6, go["b"]))  # waits: 12 > 10
+        c = asyncio.create_task(decode("c", 3, go["c"]))  # waits behind b, although 9 <= 10
+        d = asyncio.create_task(decode("d", 50, go["d"]))  # over the budget: decoded alone
+        await asyncio.sleep(0.05)
+        assert seen == ["a+6"]
+        b.cancel()  # b's request gave up: c gets in beside a
+        await asyncio.sleep(0.05)
+        assert seen == ["a+6", "c+9"]
+        go["a"].set()
+        go["c"].set()
+        await asyncio.sleep(0.05)
+        assert seen[-1] == "d+10"
+        go["d"].set()
+        await asyncio.gather(a, c, d)
+        await asyncio.sleep(0.05)
+        assert gate.used == 0
+        return seen
+
+    assert asyncio.run(scenario()) == ["a+6", "c+9", "d+10"]

@@ -51,7 +51,7 @@ class Classified:
     ood: np.ndarray | None = None  # (n,) OOD scores (NaN for a bundle without a detector)
 
 
-class _PixelGate:
+class PixelGate:
     """Pixels being decoded at once, at most ``budget`` (first come, first served; one image over the
     budget is decoded alone). Acquired on the event loop; released from any thread."""
 
@@ -111,7 +111,7 @@ class InferenceService:
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._explain_pool: ThreadPoolExecutor | None = None
-        self._decoding = _PixelGate(cfg.max_request_pixels)
+        self._decoding = PixelGate(cfg.max_request_pixels)
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
 
