@@ -15,20 +15,26 @@
 Format version 2 names the further featurizers ``featurizers``; version 1 called them ``ensemble``
 and still loads (read as ``featurizers``).
 
-Nothing in a bundle is a pickle. Every file a load reads (bundle.json, head.npz, metrics.json
-and the files bundle.json names) must be listed in the manifest and match it, else the load is
-refused. The manifest checks integrity, not authenticity: whoever can write the folder can write
-a matching manifest too.
+Nothing in a bundle is a pickle. Every file a load reads (bundle.json, head.npz, metrics.json,
+trust.npz and the files bundle.json names) must be listed in the manifest and match it, else the
+load is refused. :func:`load_bundle` reads each file once, checks the bytes it read and keeps them:
+nothing of a loaded :class:`Bundle` reads the folder again, so replacing or moving the folder under
+a running server changes nothing it answers (class activation maps included). An ONNX file that
+keeps its weights in external data files (which the manifest cannot cover) is refused. The
+manifest checks integrity, not authenticity: whoever can write the folder can write a matching
+manifest too.
 
 A bundle is written into a temp folder ``.model.new-<pid>-*`` and swapped into place by two
 renames (``model`` → ``.model.old-<pid>-<ns>``, then the new folder → ``model``). A process
-killed between them leaves no ``model``; :func:`load_bundle` then loads the old folder (and,
-once its writer is gone, renames it back), so at every instant the old or the new bundle loads.
+killed between them leaves no ``model``; :func:`locate_bundle`, which every load goes through, then
+answers the old folder (and, once its writer is gone, renames it back), so at every instant the old
+or the new bundle loads, whichever command or route opens it.
 The swap and its recovery live in :mod:`imgclf.bundle.swap`; the manifest, written last, marks a whole folder.
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -36,7 +42,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from ..classifier.linear import LinearHead
 from ..config.settings import EngineConfig, ModelConfig
@@ -45,7 +53,7 @@ from ..features.engines import FlipAveraged, flip_id
 from ..features.ids import FeatureId, join_ids
 from ..trust.ood import OodDetector
 from ..util.errors import BundleError, ImgclfError
-from ..util.files import read_json, read_npz, sha256_file, write_json, write_npz
+from ..util.files import read_json, sha256_bytes, sha256_file, write_json, write_npz
 from .swap import remove_stale, resolve_dir, swap_dir
 
 FORMAT = "imgclf-bundle"
@@ -133,9 +141,12 @@ class BundleMeta:
 
 @dataclass
 class Bundle:
+    """A loaded bundle: ``contents`` holds every file it lists, as read and checked once by :func:`load_bundle`."""
+
     dir: Path
     meta: BundleMeta
     head: LinearHead
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def labels(self) -> list[str]:
@@ -147,20 +158,20 @@ class Bundle:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        p = self.dir / "metrics.json"
-        if not p.exists():
+        data = self.contents.get("metrics.json")
+        if data is None:
             return {}
         try:
-            return read_json(p)
-        except (ValueError, OSError) as e:
-            raise BundleError(f"{p} is not valid JSON ({e})", hint=_REBUILD) from None
+            return json.loads(data)
+        except ValueError as e:
+            raise BundleError(f"{self.dir / 'metrics.json'} is not valid JSON ({e})", hint=_REBUILD) from None
 
     def ood(self) -> OodDetector | None:
         """The unknown-image detector, or None for a bundle written without one (it then never answers "unknown")."""
-        if not self.meta.trust or not (self.dir / TRUST).is_file():
+        if not self.meta.trust or TRUST not in self.contents:
             return None
         try:
-            return OodDetector.from_arrays(read_npz(self.dir / TRUST))
+            return OodDetector.from_arrays(_npz(self.contents[TRUST]))
         except (ValueError, KeyError, OSError, TypeError) as e:
             raise BundleError(f"{self.dir / TRUST} is not a plain NumPy archive of the detector's arrays ({e})",
                               hint=f"imgclf never unpickles a file; {_REBUILD}") from None
@@ -179,11 +190,10 @@ class Bundle:
         name = featurizer.get("state_dict")
         if not name:
             return None
-        p = self.dir / name
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
-        with _readable(p, "safetensors"):
-            return load_file(str(p))
+        with _readable(self.dir / name, "safetensors"):
+            return load(self.contents[name])
 
     def build_engine(self, engine_cfg: EngineConfig, **kw: Any):
         """The (first) featurizer of this bundle on the engine ``engine_cfg.backend``."""
@@ -207,7 +217,8 @@ class Bundle:
         engine_cfg = resolve_engine(engine_cfg)
         if onnx is not None and engine_cfg.backend in ONNX_ENGINES:
             with _readable(onnx, {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}[engine_cfg.backend]):
-                return build_engine(None, spec, f["feature_id"], engine_cfg, onnx_path=onnx, **kw)
+                return build_engine(None, spec, f["feature_id"], engine_cfg, onnx_path=onnx, onnx_model=self.contents[f["onnx"]],
+                                    **kw)
         return build_featurizer(model, engine_cfg, state_dict=state_dict(), weights=f.get("weights", "imagenet"), **kw)
 
     def fp32_engine(self, threads: int = 0, cache_dir: str | os.PathLike | None = None):
@@ -283,10 +294,26 @@ def write_bundle(
     return out_dir
 
 
+def locate_bundle(bundle_dir: str | os.PathLike) -> Path:
+    """The folder that holds the bundle ``bundle_dir``: itself or, after a writer was killed between the two
+    renames of a swap, the old folder it had moved aside (see :mod:`imgclf.bundle.swap`). Every command and
+    route that opens a bundle goes through here (by :func:`load_bundle`); BundleError when there is none."""
+    d = resolve_dir(Path(bundle_dir), MANIFEST)
+    if not d.exists():
+        raise BundleError(f"{d} is not a model bundle: the folder is missing",
+                          hint=f"run `imgclf train --run-dir {d.parent}` first (or `imgclf run`), or point at RUN_DIR/model")
+    return d
+
+
 def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
     """Check every file against manifest.json; raise :class:`BundleError` on any mismatch, and when a
-    file a load reads (bundle.json, head.npz, metrics.json, the files bundle.json names) is not listed."""
-    d = resolve_dir(Path(bundle_dir), MANIFEST)
+    file a load reads (bundle.json, head.npz, metrics.json, the files bundle.json names) is not listed.
+    Returns the manifest (file name → SHA-256)."""
+    d = locate_bundle(bundle_dir)
+    return {name: sha256_bytes(data) for name, data in _read_verified(d).items()}
+
+
+def _manifest(d: Path) -> dict[str, str]:
     if not (d / META).is_file():
         raise BundleError(
             f"{d} is not a model bundle (no bundle.json)",
@@ -301,30 +328,46 @@ def verify_bundle(bundle_dir: str | os.PathLike) -> dict[str, str]:
     except (ValueError, KeyError, TypeError, OSError):
         raise BundleError(f"{d / MANIFEST} is not a valid manifest: expected {{\"files\": {{name: sha256}}}}",
                           hint=_REBUILD) from None
+    return files
+
+
+def _read_verified(d: Path) -> dict[str, bytes]:
+    """Every file manifest.json lists, read once and checked against it (the bytes checked are the bytes
+    returned); refuses a bundle whose loads would read a file the manifest does not list, and an ONNX
+    file with external data."""
+    files = _manifest(d)
+    contents: dict[str, bytes] = {}
     for name, digest in files.items():
         p = d / name
         if Path(name).name != name or not p.is_file():
             raise BundleError(f"model bundle {d} is incomplete: {name} (listed in {MANIFEST}) is missing", hint=_REBUILD)
-        if sha256_file(p) != digest:
+        data = p.read_bytes()
+        if sha256_bytes(data) != digest:
             raise BundleError(
                 f"model bundle {d} was modified: SHA-256 of {name} does not match manifest.json",
                 hint="the bundle is corrupt or tampered with; re-run `imgclf train` or restore it",
             )
-    for name in _loaded_files(d):
+        contents[name] = data
+    if META not in contents:
+        raise BundleError(f"model bundle {d}: {META} is read by a load but not listed in {MANIFEST}, so it is "
+                          "refused unchecked", hint=_REBUILD)
+    for name, onnx in _loaded_files(d, contents[META]):
         if name not in files:
             raise BundleError(f"model bundle {d}: {name} is read by a load but not listed in {MANIFEST}, so it is "
                               "refused unchecked", hint=_REBUILD)
-    return files
+        if onnx:
+            _refuse_external_data(d / name, contents[name])
+    return contents
 
 
-def _loaded_files(d: Path) -> list[str]:
-    """Every file a load of ``d`` reads: bundle.json, head.npz, metrics.json and trust.npz when present, and the files
-    bundle.json's featurizer section names (run only after bundle.json matched the manifest)."""
-    names = [META, HEAD] + [n for n in ("metrics.json", TRUST) if (d / n).exists()]
+def _loaded_files(d: Path, meta_bytes: bytes) -> list[tuple[str, bool]]:
+    """(name, is an ONNX file) of every file a load of ``d`` reads: bundle.json, head.npz, metrics.json and
+    trust.npz when present, and the files bundle.json's featurizer sections name (``meta_bytes``: its checked content)."""
+    names = [(META, False), (HEAD, False)] + [(n, False) for n in ("metrics.json", TRUST) if (d / n).exists()]
     try:
-        meta = read_json(d / META)
+        meta = json.loads(meta_bytes)
         featurizers = [("featurizer", meta.get("featurizer", {}))]
-    except (OSError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         raise BundleError(f"{d / META} is not valid JSON", hint=_REBUILD) from None
     key = "featurizers" if "featurizers" in meta else V1_FEATURIZERS
     more = meta.get(key) or []
@@ -336,20 +379,57 @@ def _loaded_files(d: Path) -> list[str]:
                 if not isinstance(name, str) or Path(name).name != name:
                     raise BundleError(f"{d / META}: {where}.{key} must be a file name inside the bundle; got {name!r}",
                                       hint=_REBUILD)
-                names.append(name)
+                names.append((name, key == "onnx"))
     return names
 
 
+def _refuse_external_data(path: Path, data: bytes) -> None:
+    """Refuse an ONNX file whose tensors live in files beside it: the manifest vouches for this file's bytes only."""
+    import onnx
+
+    with _readable(path, "onnx"):
+        model = onnx.load_model_from_string(data)  # from bytes, external data is never loaded
+    external = [t for t in _tensors([model.graph], [n for f in model.functions for n in f.node])
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        where = sorted({e.value for t in external for e in t.external_data if e.key == "location"})
+        raise BundleError(f"{path} keeps {len(external)} weight tensor(s) in external data files ({', '.join(where)}), which "
+                          f"{MANIFEST} does not cover", hint="save the ONNX file with its weights inside it "
+                          "(onnx.save_model(model, path, save_as_external_data=False)), or " + _REBUILD)
+
+
+def _tensors(graphs: list[Any], nodes: list[Any]) -> Iterator[Any]:
+    """Every tensor of ``graphs`` (initializers, sparse ones, node attributes, subgraphs) and of ``nodes``' attributes."""
+    for g in graphs:
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        yield from _tensors([], list(g.node))
+    for node in nodes:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            yield from _tensors(([a.g] if a.HasField("g") else []) + list(a.graphs), [])
+
+
+def _npz(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file's content, never unpickling."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
-    """Verify and load a bundle (never unpickles anything)."""
-    d = resolve_dir(Path(bundle_dir), MANIFEST)
-    verify_bundle(d)
+    """Verify and load a bundle (never unpickles anything): every file it lists is read once, checked, and kept."""
+    d = locate_bundle(bundle_dir)
+    contents = _read_verified(d)
     try:
-        meta = read_json(d / META)
-    except (ValueError, OSError) as e:
+        meta = json.loads(contents[META])
+    except ValueError as e:
         raise BundleError(f"{d / META} cannot be read: {e}", hint=_REBUILD) from None
     try:
-        head = LinearHead.from_arrays(read_npz(d / HEAD))
+        head = LinearHead.from_arrays(_npz(contents[HEAD]))
     except (ValueError, KeyError, OSError, TypeError) as e:
         raise BundleError(f"{d / HEAD} is not a plain NumPy archive of the classifier's arrays ({e})",
                           hint=f"imgclf never unpickles a file; {_REBUILD}") from None
@@ -358,22 +438,22 @@ def load_bundle(bundle_dir: str | os.PathLike) -> Bundle:
         got = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (type(meta).__name__, "?")
         raise BundleError(f"{d} has format {got[0]} v{got[1]}; this imgclf reads {FORMAT} v{FORMAT_VERSION}",
                           hint="load it with the imgclf that wrote it, or " + _REBUILD)
-    return Bundle(d, BundleMeta.from_dict(meta), head)
+    return Bundle(d, BundleMeta.from_dict(meta), head, contents)
 
 
 def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | None = None, meta_update: dict[str, Any] | None = None,
                    files: dict[str, str | os.PathLike] | None = None) -> Bundle:
     """Write a verified bundle again with new metrics / meta keys / files (atomic swap)."""
     b = load_bundle(bundle_dir)
-    keep = {n: b.dir / n for n in verify_bundle(b.dir) if n not in (META, HEAD, MANIFEST, "metrics.json")}
-    keep.update(files or {})
     meta = BundleMeta.from_dict({**b.meta.to_dict(), **(meta_update or {})})
     target = Path(bundle_dir)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.stage-{os.getpid()}-", dir=target.parent) as staging:
-        staged = {}
-        for n, src in keep.items():  # the swap removes the old folder: stage its files first
-            staged[n] = Path(staging) / n
-            shutil.copyfile(src, staged[n])
+        staged: dict[str, str | os.PathLike] = {}
+        for n, data in b.contents.items():  # the bytes the load checked, not the folder's files again
+            if n not in (META, HEAD, MANIFEST, "metrics.json"):
+                staged[n] = Path(staging) / n
+                Path(staged[n]).write_bytes(data)
+        staged.update(files or {})
         write_bundle(bundle_dir, meta, b.head, staged, metrics if metrics is not None else (b.metrics or None))
     return load_bundle(bundle_dir)
 
@@ -387,7 +467,7 @@ def bundle_engine(bundle_dir: str | os.PathLike) -> EngineConfig:
     """The engine settings a bundle was made with (defaults where bundle.json is absent or unreadable:
     loading the bundle then reports what is wrong with it)."""
     try:
-        engine = read_json(Path(bundle_dir) / META).get("engine", {})
+        engine = read_json(resolve_dir(Path(bundle_dir), MANIFEST) / META).get("engine", {})
         return EngineConfig(**{k: v for k, v in engine.items() if k in ("backend", "precision", "threads")})
     except (OSError, ValueError, TypeError, AttributeError):
         return EngineConfig()

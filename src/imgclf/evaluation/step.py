@@ -43,7 +43,7 @@ def test_features(cfg: Config, rd: RunDir, bundle: Bundle) -> tuple[list[SplitRo
 def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     """Evaluate the bundle on the test split once; write metrics, plots, predictions, report."""
     rd = RunDir(run_dir)
-    bundle = load_bundle(rd.need(rd.model, "train"))
+    bundle = load_bundle(rd.model)  # recovers a bundle swap killed between its renames
     labels = bundle.labels
     rows, x = test_features(cfg, rd, bundle)
     if not rows:

@@ -81,8 +81,9 @@ class OnnxFileEngine:
     """What an engine that runs a featurizer's ONNX file knows of it (OpenVINO and ONNX Runtime alike)."""
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", model: bytes | None = None):
         self.onnx_path = Path(onnx_path)
+        self.model = model  # the file's content, when the caller read (and verified) it: the file is then never read
         self.spec = spec
         self.feature_id = str(feature_id)
         self.precision = precision
@@ -93,7 +94,7 @@ class OnnxFileEngine:
     def run_maps(self, batch: np.ndarray) -> np.ndarray:
         """The last feature map (B, D, h, w) of ``batch``, whose spatial mean is :meth:`run`'s (B, D).
 
-        Runs the same file with a second output (:func:`~imgclf.features.export.with_feature_map`),
+        Runs the same model with a second output (:func:`~imgclf.features.export.with_feature_map`),
         loaded on first use beside the featurizing one, which stays untouched; calls are serialised.
         """
         from .export import with_feature_map
@@ -101,7 +102,7 @@ class OnnxFileEngine:
         x = network_input(batch, self.spec)  # (B, 3, H, W)
         with self._maps_lock:
             if self._maps is None:
-                self._maps = self._map_runner(with_feature_map(self.onnx_path))
+                self._maps = self._map_runner(with_feature_map(self.model if self.model is not None else self.onnx_path))
             return self._maps(x)
 
     def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:

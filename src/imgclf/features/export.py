@@ -171,14 +171,14 @@ def _pooled_map(graph: Any) -> str:
                               "feature map (not several featurizers concatenated)")
 
 
-def with_feature_map(path: str | os.PathLike) -> bytes:
-    """The ONNX model at ``path`` with a second output :data:`FEATURE_MAP_NAME` (B, D, h, w), serialised.
+def with_feature_map(path: str | os.PathLike | bytes) -> bytes:
+    """The ONNX model at ``path`` (or its content) with a second output :data:`FEATURE_MAP_NAME` (B, D, h, w), serialised.
 
     Raises :class:`NotExplainable` when ``features`` is not the global average of one 4-D map.
     """
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load_model_from_string(path) if isinstance(path, bytes) else onnx.load(str(path))
     graph = model.graph
     source = _pooled_map(graph)
     graph.node.append(onnx.helper.make_node("Identity", [source], [FEATURE_MAP_NAME], name="imgclf_feature_map"))

@@ -48,12 +48,13 @@ class OnnxRuntimeEngine(OnnxFileEngine):
     """A featurizer ONNX file run by ONNX Runtime on the CPU."""
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
-                 precision: str = "fp32", spinning: bool = False):
+                 precision: str = "fp32", spinning: bool = False, model: bytes | None = None):
         import onnxruntime as ort
 
-        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision)
+        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision, model=model)
         try:
-            self.session = ort.InferenceSession(str(self.onnx_path), session_options(threads, spinning=spinning),
+            self.session = ort.InferenceSession(model if model is not None else str(self.onnx_path),
+                                                session_options(threads, spinning=spinning),
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for bad files
             raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path}: {e}",
@@ -78,9 +79,11 @@ class OnnxRuntimeEngine(OnnxFileEngine):
 
 @register_engine("onnxruntime")
 def _onnxruntime_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, *,
-                        onnx_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                        calibration: Sequence[str] | None = None, **_: Any) -> Engine:
-    """ORT engine from a bundle's ONNX file, or from ``module`` (exported, and cached in ``cache_dir``).
+                        onnx_path: str | os.PathLike | None = None, onnx_model: bytes | None = None,
+                        cache_dir: str | os.PathLike | None = None, calibration: Sequence[str] | None = None,
+                        **_: Any) -> Engine:
+    """ORT engine from a bundle's ONNX file (``onnx_model``: its content, read by the caller), or from ``module``
+    (exported, and cached in ``cache_dir``).
 
     ``engine.precision = "int8"`` quantises the fp32 export with ``calibration`` image paths;
     the feature id then gains the calibration digest (other images, other int8 model).
@@ -91,7 +94,8 @@ def _onnxruntime_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str
     if onnx_path is not None:
         from .quantize import onnx_precision
 
-        return OnnxRuntimeEngine(onnx_path, spec, feature_id, threads=threads, precision=onnx_precision(onnx_path))
+        source = onnx_model if onnx_model is not None else onnx_path
+        return OnnxRuntimeEngine(onnx_path, spec, feature_id, threads=threads, precision=onnx_precision(source), model=onnx_model)
     if engine_cfg.precision == "int8":
         from .quantize import cached_int8
 

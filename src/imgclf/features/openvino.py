@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import os
 import sys
 import threading
@@ -83,10 +84,10 @@ class OpenVinoEngine(OnnxFileEngine):
     """
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
-                 precision: str = "fp32", streams: int = 0):
-        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision)
+                 precision: str = "fp32", streams: int = 0, model: bytes | None = None):
+        super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision, model=model)
         try:
-            self._model = ov_core().read_model(str(self.onnx_path))
+            self._model = ov_core().read_model(io.BytesIO(model) if model is not None else str(self.onnx_path))
         except Exception as e:  # OpenVINO raises its own exception types for bad files
             raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path} in OpenVINO: {str(e).strip().splitlines()[0]}",
                               hint="re-run `imgclf train` to rewrite the model bundle") from None
@@ -167,8 +168,6 @@ class OpenVinoEngine(OnnxFileEngine):
             return np.concatenate([results[k] for k in range(self.streams)]).astype(np.float32, copy=False)
 
     def _map_runner(self, model: bytes) -> Callable[[np.ndarray], np.ndarray]:
-        import io
-
         from .export import FEATURE_MAP_NAME
 
         compiled = ov_core().compile_model(ov_core().read_model(io.BytesIO(model)), "CPU", self._config())
@@ -178,9 +177,10 @@ class OpenVinoEngine(OnnxFileEngine):
 
 @register_engine("openvino")
 def _openvino_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, engine_cfg: EngineConfig, *,
-                     onnx_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                     calibration: Sequence[str] | None = None, **_: Any) -> Engine:
-    """OpenVINO engine from a bundle's ONNX file, or from ``module`` (exported, and cached in ``cache_dir``).
+                     onnx_path: str | os.PathLike | None = None, onnx_model: bytes | None = None,
+                     cache_dir: str | os.PathLike | None = None, calibration: Sequence[str] | None = None, **_: Any) -> Engine:
+    """OpenVINO engine from a bundle's ONNX file (``onnx_model``: its content, read by the caller), or from
+    ``module`` (exported, and cached in ``cache_dir``).
 
     ``engine_cfg.precision`` is a resolved precision (see :func:`imgclf.features.engines.resolve_engine`):
     fp32 or bf16 run the fp32 export; int8 runs the QDQ file calibrated on ``calibration`` images
@@ -191,8 +191,9 @@ def _openvino_engine(module: Any, spec: DataSpec, feature_id: FeatureId | str, e
     if onnx_path is not None:
         from .quantize import onnx_precision
 
-        precision = "int8" if onnx_precision(onnx_path) == "int8" else engine_cfg.precision
-        return OpenVinoEngine(onnx_path, spec, feature_id, threads=threads, precision=precision, streams=engine_cfg.streams)
+        precision = "int8" if onnx_precision(onnx_model if onnx_model is not None else onnx_path) == "int8" else engine_cfg.precision
+        return OpenVinoEngine(onnx_path, spec, feature_id, threads=threads, precision=precision, streams=engine_cfg.streams,
+                              model=onnx_model)
     with export_dir(cache_dir) as d:
         fp32 = cached_onnx(module, spec, feature_id.with_precision("fp32"), d)
         if engine_cfg.precision != "int8":

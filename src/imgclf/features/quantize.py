@@ -97,11 +97,11 @@ def cached_int8(fp32_path: str | os.PathLike, spec: DataSpec, feature_id: Featur
     return path, fid
 
 
-def onnx_precision(path: str | os.PathLike) -> str:
-    """"int8" when the ONNX graph holds quantisation nodes, else "fp32"."""
+def onnx_precision(path: str | os.PathLike | bytes) -> str:
+    """"int8" when the ONNX graph (a file, or its content) holds quantisation nodes, else "fp32"."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load_model_from_string(path) if isinstance(path, bytes) else onnx.load(str(path), load_external_data=False)
     return "int8" if any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in model.graph.node) else "fp32"
 
 

@@ -96,7 +96,7 @@ def _pool_features(cfg: Config, rd: RunDir, paths: list[str], progress: bool) ->
 def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
     """(head, class labels, the bundle's classifier section): label_next_head.npz if a refit made it after the
     model was written, else the bundle's head. Refuses a model that is not a head on features.npz."""
-    bundle = load_bundle(rd.need(rd.model, "train"))
+    bundle = load_bundle(rd.model)  # recovers a bundle swap killed between its renames
     run_fid = rd.load_features()[3]
     if bundle.meta.feature_ids != run_fid:
         raise RunDirError(f"the model of {rd.root} classifies features of {bundle.meta.feature_ids}, not those of "

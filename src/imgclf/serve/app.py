@@ -48,8 +48,8 @@ _PREDICT_BODY = {
 }
 
 
-async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], list[str | None]]:
-    """Images of a /predict request: every file part of a multipart form, or the raw body."""
+async def _read_upload(request: Request, max_files: int, route: str) -> tuple[list[bytes], list[str | None]]:
+    """Images of a ``route`` request (/predict, /explain): every file part of a multipart form, or the raw body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         try:
@@ -62,8 +62,8 @@ async def _read_upload(request: Request, max_files: int) -> tuple[list[bytes], l
             message = e.message if isinstance(e, MultiPartException) else e.detail
             raise InvalidRequest(f"multipart form refused: {message}", reason="bad_multipart") from None
     if ctype == "application/json":
-        raise UnsupportedMediaType("/predict takes image files (multipart/form-data or a raw image body), not JSON; "
-                                   "JSON with base64 goes to /score or /v2/models/{name}/infer")
+        raise UnsupportedMediaType(f"{route} takes image files (multipart/form-data or a raw image body), not JSON"
+                                   + ("; JSON with base64 goes to /score or /v2/models/{name}/infer" if route == "/predict" else ""))
     # Any other type is the image itself: `curl --data-binary @x.jpg` labels it a urlencoded form.
     return [await request.body()], [None]
 
@@ -206,7 +206,7 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
     async def predict(request: Request) -> p.PredictResponse:
         """Classify image files (multipart field `files`, repeatable) or one raw image body."""
         pred = service.require_model()
-        images, names = await _read_upload(request, cfg.queue_size)
+        images, names = await _read_upload(request, cfg.queue_size, "/predict")
         result = await service.classify(images, names)
         preds = [p.Prediction(filename=name, executionTimeMs=result.ms, **_scored(r))
                  for name, r in zip(names, _answers(pred, result))]
@@ -252,10 +252,10 @@ def _add_explain_route(app: FastAPI, service: InferenceService, cfg: ServeConfig
         classes = [cls] if cls else []
         for c in classes:
             pred.explainer.class_index(c)  # an unknown class is refused before any decoding
-        images, names = await _read_upload(request, cfg.queue_size)
+        images, names = await _read_upload(request, cfg.queue_size, "/explain")
 
-        def run(data: bytes) -> Any:
-            e = pred.explain(data, classes)
+        def run(predictor: Any, data: bytes) -> Any:
+            e = predictor.explain(data, classes)
             return e.to_dict() if format == "json" else e.overlay_png(cls or None, size)
 
         out = await service.explain(images, names, run)

@@ -52,17 +52,22 @@ def _settle(fut: Future, *, result: object = None, error: BaseException | None =
 class Reservation:
     """Room for ``n`` images in a :class:`MicroBatcher`; use as a context manager.
 
-    Leaving the block frees the room and cancels the job if it is still pending.
+    Leaving the block frees the room and cancels the job if it is still pending. An unbatched
+    reservation only holds room (work the caller runs itself, such as a class activation map):
+    it counts against the capacity but never delays a batch and cannot be submitted.
     """
 
-    def __init__(self, batcher: "MicroBatcher", n: int):
+    def __init__(self, batcher: "MicroBatcher", n: int, batched: bool = True):
         self._batcher = batcher
         self.n = n
+        self.batched = batched
         self._job: _Job | None = None
         self._released = False
 
     def submit(self, inputs: Sequence[np.ndarray], deadline: float) -> Future:
         """Queue the decoded inputs; the future yields their (n, K) outputs."""
+        if not self.batched:
+            raise ValueError("an unbatched reservation only holds room; it takes no inputs")
         if len(inputs) != self.n or self._job is not None:
             raise ValueError(f"a reservation of {self.n} images takes one submit of {self.n} inputs")
         self._job = _Job(inputs=inputs, deadline=deadline, remaining=len(inputs))
@@ -75,7 +80,7 @@ class Reservation:
         self._released = True
         if self._job is not None:
             self._job.future.cancel()
-        self._batcher._release(self.n, submitted=self._job is not None)
+        self._batcher._release(self.n, preparing=self.batched and self._job is None)
 
     def __enter__(self) -> "Reservation":
         return self
@@ -124,8 +129,9 @@ class MicroBatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def reserve(self, n: int) -> Reservation:
-        """Room for ``n`` images, or :class:`QueueFull` when the budget is spent."""
+    def reserve(self, n: int, batched: bool = True) -> Reservation:
+        """Room for ``n`` images, or :class:`QueueFull` when the budget is spent (``batched=False``:
+        room only, for work run outside the batches; see :class:`Reservation`)."""
         with self._cond:
             if self._stopping:
                 raise QueueFull(n, self._reserved, self.capacity, retry_after=1)
@@ -133,8 +139,9 @@ class MicroBatcher:
                 wait = self._reserved * self._per_image_s  # time to drain what is admitted
                 raise QueueFull(n, self._reserved, self.capacity, retry_after=min(60, max(1, math.ceil(wait))))
             self._reserved += n
-            self._preparing += n
-        return Reservation(self, n)
+            if batched:
+                self._preparing += n
+        return Reservation(self, n, batched)
 
     def _enqueue(self, job: _Job) -> None:
         with self._cond:
@@ -142,10 +149,10 @@ class MicroBatcher:
             self._items.extend((job, i) for i in range(len(job.inputs)))
             self._cond.notify_all()
 
-    def _release(self, n: int, submitted: bool) -> None:
+    def _release(self, n: int, preparing: bool) -> None:
         with self._cond:
             self._reserved -= n
-            if not submitted:
+            if preparing:
                 self._preparing -= n
             self._cond.notify_all()
 

@@ -17,7 +17,10 @@ connection (and a ``serve.max_connections`` slot) for ever, before any token che
   over the limit), h11 must close the connection; closing with unread bytes makes the kernel
   reset it, and a client still writing its body (Python's urllib) sees "connection reset"
   instead of the 413. Like nginx, the write side is shut first and what the client still sends is
-  read and dropped (at most ``serve.body_timeout_s``, and while bytes keep coming), so it reads the answer;
+  read and dropped (at most ``serve.body_timeout_s``, and while bytes keep coming), so it reads the answer.
+  The write side is shut once the answer has left the buffer; a client that has already reset the
+  connection (ENOTCONN, common under a flood answered 503) is counted as a hang-up and the
+  connection closed, never logged as an error;
 - a request that is not HTTP/1.1 (a malformed Content-Length, ...) gets the JSON 400 of every
   other error instead of h11's plain text.
 """
@@ -36,6 +39,7 @@ from .errors import SCOPE_TIMED_OUT, MalformedHttp, RequestTimeout, raw_error_re
 log = logging.getLogger("imgclf.serve")
 
 _LINGER_IDLE_S = 2.0  # a lingering close ends once the client has sent nothing for this long
+_FLUSH_POLL_S = 0.05  # how often a lingering close looks whether the answer has left the buffer
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class GuardedH11Protocol(H11Protocol):
 
     guards = Guards()
     on_refused: Callable[[str], None] = staticmethod(lambda reason: None)  # counts refusals (metrics)
+    on_hangup: Callable[[], None] = staticmethod(lambda: None)  # counts clients that reset the connection first
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -85,6 +90,7 @@ class GuardedH11Protocol(H11Protocol):
         self._body_started = 0.0
         self._body_bytes = 0
         self._lingering = False
+        self._write_shut = False
         self._linger_until = 0.0
         self._last_data = time.monotonic()
         self._arm(self.guards.header_timeout_s, self._header_timeout)
@@ -125,10 +131,27 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._lingering = True
         self._cancel()
-        self._linger_until = time.monotonic() + self.guards.body_timeout_s
-        if self._raw.can_write_eof():
-            self._raw.write_eof()  # after the buffered answer
-        self._arm(_LINGER_IDLE_S, self._linger_check)
+        now = time.monotonic()
+        self._linger_until = now + self.guards.body_timeout_s
+        self._last_data = now
+        self._shut_write_side()
+        if not self._raw.is_closing():
+            self._arm(_LINGER_IDLE_S if self._write_shut else _FLUSH_POLL_S, self._linger_check)
+
+    def _shut_write_side(self) -> None:
+        """Shut the write side once the answer has left the buffer. (Given buffered bytes, asyncio would
+        shut it later from a callback of its own, where a reset connection's error is logged as a traceback.)"""
+        if self._write_shut or self._raw.is_closing() or self._raw.get_write_buffer_size():
+            return
+        self._write_shut = True
+        if not self._raw.can_write_eof():
+            return
+        try:
+            self._raw.write_eof()
+        except OSError as e:  # ENOTCONN: the client reset the connection; nobody is left to read the answer
+            log.debug("%s hung up before its answer was read (%s)", self.client, e.strerror or e)
+            self.on_hangup()
+            self._raw.close()
 
     # ---------------------------------------------------------------- deadlines
 
@@ -197,7 +220,11 @@ class GuardedH11Protocol(H11Protocol):
         if now >= self._linger_until or now - self._last_data >= _LINGER_IDLE_S:
             self._raw.close()
             return
-        self._arm(min(_LINGER_IDLE_S - (now - self._last_data), self._linger_until - now), self._linger_check)
+        self._shut_write_side()
+        if self._raw.is_closing():
+            return
+        wait = _LINGER_IDLE_S - (now - self._last_data) if self._write_shut else _FLUSH_POLL_S
+        self._arm(min(wait, self._linger_until - now), self._linger_check)
 
     def _answer_and_close(self, error: Exception) -> None:
         if not self._raw.is_closing():
@@ -205,10 +232,14 @@ class GuardedH11Protocol(H11Protocol):
             self._raw.close()
 
 
-def guarded_protocol(guards: Guards, on_refused: Callable[[str], None] | None = None) -> type[GuardedH11Protocol]:
+def guarded_protocol(guards: Guards, on_refused: Callable[[str], None] | None = None,
+                     on_hangup: Callable[[], None] | None = None) -> type[GuardedH11Protocol]:
     """The protocol class to give ``uvicorn.Config(http=...)`` for ``guards``; ``on_refused(reason)``
-    is called for each connection cut off (``header_timeout``, ``body_timeout``, ``bad_http``)."""
+    is called for each connection cut off (``header_timeout``, ``body_timeout``, ``bad_http``),
+    ``on_hangup()`` for each client found to have reset the connection before reading its answer."""
     attrs: dict[str, Any] = {"guards": guards}
     if on_refused is not None:
         attrs["on_refused"] = staticmethod(on_refused)
+    if on_hangup is not None:
+        attrs["on_hangup"] = staticmethod(on_hangup)
     return type("ImgclfH11Protocol", (GuardedH11Protocol,), attrs)

@@ -47,10 +47,11 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
 def _uvicorn_config(app: Any, cfg: ServeConfig, **kw: Any) -> uvicorn.Config:
     metrics = getattr(getattr(getattr(app, "state", None), "imgclf", None), "metrics", None)
     on_refused = (lambda reason: metrics.rejected.labels(reason).inc()) if metrics is not None else None
+    on_hangup = metrics.client_disconnects.inc if metrics is not None else None
     return uvicorn.Config(app, host=cfg.host, port=cfg.port, limit_concurrency=cfg.max_connections,
                           timeout_graceful_shutdown=max(1, int(cfg.timeout_s + 0.999)), access_log=False,
-                          server_header=False, lifespan="on", http=guarded_protocol(Guards.from_config(cfg), on_refused),
-                          **kw)
+                          server_header=False, lifespan="on",
+                          http=guarded_protocol(Guards.from_config(cfg), on_refused, on_hangup), **kw)
 
 
 class _GracefulServer(uvicorn.Server):

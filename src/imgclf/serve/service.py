@@ -1,13 +1,20 @@
 """The inference service behind every endpoint: admission, decoding, deadline, micro-batching.
 
-``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:`QueueFull` when it is
+Every inference of a server runs here, whoever asks: /predict, /score, the Open Inference
+Protocol, /explain and the web UI's Try and map endpoints, so all meet the same limits and memory
+bounds. ``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:`QueueFull` when it is
 full), reads every image's header (format, size) and refuses a request whose images hold more
 than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), decodes the images on a small thread pool with the one safe decoder, queues them for
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
 batcher then drops the request's images that have not reached the engine yet). ``explain(image, fn)``
-admits one image the same way (header, pixel budget, deadline) and runs ``fn`` on it on a thread of
-its own, one at a time: class activation maps never hold up classification. The errors'
-HTTP statuses are in :mod:`imgclf.serve.errors`.
+admits one image the same way (room in the batcher's queue, header, pixel budget, deadline) and runs
+``fn(predictor, image)`` on a thread of its own, one at a time: class activation maps never hold up
+classification.
+The errors' HTTP statuses are in :mod:`imgclf.serve.errors`.
+
+Memory: the pixels being decoded at once, across all requests, stay within ``serve.max_request_pixels``
+(an image waits for its decode until the images before it leave room; one image over it is decoded
+alone), so the decode buffers are bounded by that setting whatever the numbers of cores and requests.
 """
 from __future__ import annotations
 
@@ -15,8 +22,10 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from os import PathLike
 from typing import Callable, Sequence, TypeVar
 
 import numpy as np
@@ -24,7 +33,7 @@ import numpy as np
 from ..config.settings import ServeConfig
 from ..data.images import read_header
 from ..features.engines import cpu_threads
-from ..util.errors import ImageError, InvalidRequest, QueueFull
+from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, QueueFull
 from .batching import MicroBatcher
 from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavailable, restated
 from .metrics import Metrics
@@ -32,6 +41,7 @@ from .metrics import Metrics
 log = logging.getLogger("imgclf.serve")
 
 T = TypeVar("T")
+Source = bytes | str | PathLike  # an image's bytes (a request's), or a file the server may read (the UI's images)
 
 
 @dataclass
@@ -39,6 +49,52 @@ class Classified:
     proba: np.ndarray  # (n, K)
     ms: float  # server time for the request (decode + queue + inference)
     ood: np.ndarray | None = None  # (n,) OOD scores (NaN for a bundle without a detector)
+
+
+class PixelGate:
+    """Pixels being decoded at once, at most ``budget`` (first come, first served; one image over the
+    budget is decoded alone). Acquired on the event loop; released from any thread."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+        self._waiting: deque[tuple[int, asyncio.Future]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self, pixels: int) -> int:
+        """Wait for room for ``pixels``; returns what to give back to :meth:`release_threadsafe`."""
+        n = min(pixels, self.budget)
+        self._loop = asyncio.get_running_loop()
+        if not self._waiting and self.used + n <= self.budget:
+            self.used += n
+            return n
+        turn = self._loop.create_future()
+        self._waiting.append((n, turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # room was granted as the request gave up
+                self._release(n)
+            else:
+                if (n, turn) in self._waiting:
+                    self._waiting.remove((n, turn))
+                self._release(0)  # those behind it may fit now
+            raise
+        return n
+
+    def release_threadsafe(self, n: int) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._release, n)
+        except RuntimeError:  # the server's loop has closed: nobody waits for room any more
+            pass
+
+    def _release(self, n: int) -> None:
+        self.used -= n
+        while self._waiting and (self._waiting[0][1].cancelled() or self.used + self._waiting[0][0] <= self.budget):
+            m, turn = self._waiting.popleft()
+            if not turn.cancelled():
+                self.used += m
+                turn.set_result(None)
 
 
 class InferenceService:
@@ -55,6 +111,7 @@ class InferenceService:
         self.on_load_error: Callable[[BaseException], None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._explain_pool: ThreadPoolExecutor | None = None
+        self._decoding = PixelGate(cfg.max_request_pixels)
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
 
@@ -112,7 +169,7 @@ class InferenceService:
                               reason="no_model")
         return self.predictor
 
-    async def classify(self, images: Sequence[bytes], names: Sequence[str | None] | None = None) -> Classified:
+    async def classify(self, images: Sequence[Source], names: Sequence[str | None] | None = None) -> Classified:
         """Probabilities of each image; an ImgclfError for a request that cannot be answered."""
         predictor = self.require_model()
         n = len(images)
@@ -122,33 +179,39 @@ class InferenceService:
             raise TooManyImages(f"{n} images in one request; at most {self.cfg.queue_size} (serve.queue_size) "
                                 "are accepted")
         t0 = time.perf_counter()
-        try:
-            reservation = self.batcher.reserve(n)
-        except QueueFull as e:
-            self.metrics.rejected.labels("queue_full").inc()
-            raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
+        reservation = self._reserve(n)
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
             rows = await self._within_deadline(self._run(predictor, reservation, images, names, deadline))
         proba, ood = predictor.split_rows(rows)
         return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood)
 
-    async def explain(self, images: Sequence[bytes], names: Sequence[str | None], fn: Callable[[bytes], T]) -> T:
-        """``fn(image)`` for the one image of a request (an ImgclfError for a request that cannot be answered)."""
-        self.require_model()
+    async def explain(self, images: Sequence[Source], names: Sequence[str | None], fn: Callable[[object, Source], T]) -> T:
+        """``fn(predictor, image)`` for the one image of a request, ``predictor`` the one /predict uses (an
+        ImgclfError for a request that cannot be answered)."""
+        predictor = self.require_model()
         if len(images) != 1:
             raise InvalidRequest(f"{len(images)} images in the request; maps are made for exactly one image per request",
                                  reason="one_image")
+        with self._reserve(1, batched=False):
+            return await self._within_deadline(self._explain(predictor, images, names, fn))
 
-        async def run() -> T:
-            await self._admit(images, names)
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self._explain_pool, fn, images[0])
-            except ImageError as e:
-                self._refuse_unusable([e], names)
-                raise
+    async def _explain(self, predictor, images: Sequence[Source], names: Sequence[str | None],
+                       fn: Callable[[object, Source], T]) -> T:
+        await self._admit(images, names)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._explain_pool, fn, predictor, images[0])
+        except ImageError as e:
+            self._refuse_unusable([e], names)
+            raise
 
-        return await self._within_deadline(run())
+    def _reserve(self, n: int, batched: bool = True):
+        """Room for ``n`` images in the batcher's queue, or QueueFull (503 with Retry-After)."""
+        try:
+            return self.batcher.reserve(n, batched)
+        except QueueFull as e:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
 
     async def _within_deadline(self, work):
         try:
@@ -158,8 +221,8 @@ class InferenceService:
             raise DeadlinePassed(f"the request took longer than serve.timeout_s={self.cfg.timeout_s} s; "
                                  "retry, or send fewer images per request") from None
 
-    async def _admit(self, images: Sequence[bytes], names) -> None:
-        """Refuse a request whose images are unusable by their headers, or hold too many pixels together."""
+    async def _admit(self, images: Sequence[Source], names) -> list:
+        """The images' headers; refuses a request whose images are unusable by them, or hold too many pixels together."""
         loop = asyncio.get_running_loop()
         headers = await asyncio.gather(*(loop.run_in_executor(self._pool, read_header, data) for data in images),
                                        return_exceptions=True)
@@ -170,20 +233,34 @@ class InferenceService:
             raise PixelBudgetExceeded(f"the {len(images)} image(s) of this request hold {pixels:,} pixels together; at most "
                                       f"{self.cfg.max_request_pixels:,} (serve.max_request_pixels) are decoded per request: "
                                       "send fewer or smaller images")
+        return headers
 
-    async def _run(self, predictor, reservation, images: Sequence[bytes], names, deadline: float) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        await self._admit(images, names)
-        decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, predictor.prepare, data) for data in images),
+    async def _run(self, predictor, reservation, images: Sequence[Source], names, deadline: float) -> np.ndarray:
+        headers = await self._admit(images, names)
+        decoded = await asyncio.gather(*(self._decode(predictor, data, h.pixels) for data, h in zip(images, headers)),
                                        return_exceptions=True)
         self._refuse_unusable(decoded, names)
         return await asyncio.wrap_future(reservation.submit(decoded, deadline))
+
+    async def _decode(self, predictor, data: Source, pixels: int):
+        """``predictor.prepare(data)`` on the decode pool once the pixels decoding at once leave room for it.
+        The room is given back when the decode ends, even after its request gave up (a started decode runs on)."""
+        held = await self._decoding.acquire(pixels)
+        try:
+            job = self._pool.submit(predictor.prepare, data)
+        except BaseException:
+            self._decoding.release_threadsafe(held)
+            raise
+        job.add_done_callback(lambda _: self._decoding.release_threadsafe(held))
+        return await asyncio.wrap_future(job)
 
     def _refuse_unusable(self, results: Sequence[object], names) -> None:
         for i, x in enumerate(results):
             if isinstance(x, ImageError):
                 self.metrics.rejected.labels(x.reason).inc()
                 which = f"image {i}" + (f" ({names[i]})" if names and names[i] else "")
+                if isinstance(x, ImageTooLarge):  # a readable format with too many pixels: another format would not help
+                    raise restated(x, f"{which} is too large: {x.detail}")
                 raise restated(x, f"{which} is not usable: {x.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file")
             if isinstance(x, BaseException):
                 raise x

@@ -2,7 +2,8 @@
 
 Images are addressed as everywhere in the UI (a result's row in predictions.csv, or a path
 relative to the dataset folder), never by a free path. The map is the loaded model's (see
-:mod:`imgclf.inference.explain`): a PNG overlay the size of a thumbnail, or the numbers with ``format=json``.
+:mod:`imgclf.inference.explain`), made by the service like /explain's (its queue, pixel budget,
+deadline and map thread): a PNG overlay the size of a thumbnail, or the numbers with ``format=json``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any, Callable, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from ..serve.errors import restated
 from ..util.errors import ImageError, InvalidRequest, NotFound
@@ -47,16 +47,18 @@ def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalo
             if truth is None:
                 raise InvalidRequest("which=true needs a test result (result=...); for a dataset image pass class=NAME")
             cls = truth
-        return await run_in_threadpool(_answer, pred, file, what, cls, size, format)
+        try:
+            out = await request.app.state.imgclf.explain([file], [what], lambda p, source: _answer(p, source, cls, size, format))
+        except OSError as err:
+            raise NotFound(f"{what} cannot be read ({err.strerror or err}); reload the page", reason="unreadable") from None
+        except ImageError as err:
+            raise restated(err, f"{what} is not a usable image ({err.detail})") from None
+        if format == "json":
+            return JSONResponse(out, headers=_NO_CACHE)
+        return Response(out, media_type="image/png", headers=_NO_CACHE)
 
 
-def _answer(pred: Any, file: str, what: str, cls: str, size: int, format: str) -> Response:
-    try:
-        e = pred.explain(file, [cls] if cls else [])
-    except OSError as err:
-        raise NotFound(f"{what} cannot be read ({err.strerror or err}); reload the page", reason="unreadable") from None
-    except ImageError as err:
-        raise restated(err, f"{what} is not a usable image ({err.detail})") from None
-    if format == "json":
-        return JSONResponse(e.to_dict(), headers=_NO_CACHE)
-    return Response(e.overlay_png(cls or None, size), media_type="image/png", headers=_NO_CACHE)
+def _answer(pred: Any, source: str, cls: str, size: int, format: str) -> Any:
+    """The map of ``source`` as JSON numbers or PNG bytes (run on the service's map thread)."""
+    e = pred.explain(source, [cls] if cls else [])
+    return e.to_dict() if format == "json" else e.overlay_png(cls or None, size)

@@ -1,9 +1,10 @@
 """The UI's HTTP surface: three pages under ``/ui/`` and their JSON API under ``/ui/api/``.
 
 Endpoints are thin: check the request, call the catalog, the thumbnail cache, the run's results
-or the predictor, format. Refusals are raised as :class:`imgclf.util.errors.ImgclfError` and answered
-by the service's handler like its own (``{"error": message, "reason": code}``, the status from
-:mod:`imgclf.serve.errors`); the service's middleware adds the token check and the body limit.
+or the service (every inference goes through its batcher, as /predict's does), format. Refusals
+are raised as :class:`imgclf.util.errors.ImgclfError` and answered by the service's handler like its
+own (``{"error": message, "reason": code}``, the status from :mod:`imgclf.serve.errors`); the
+service's middleware adds the token check and the body limit.
 
 The pages share one frame, ``static/page.html`` (head, skip link, top bar, toast, scripts), and
 the Dataset and Results pages one image viewer, ``static/viewer.html``; ``static/<page>.html``
@@ -11,7 +12,6 @@ holds only what is particular to a page, its body.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from ..serve.errors import restated
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
@@ -173,15 +172,25 @@ def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> 
 
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        """Classify the image sent as the request body with the loaded model."""
+        """Classify the image sent as the request body with the loaded model, through the service's batcher
+        like /predict (the same queue, pixel budget, deadline and memory bounds)."""
+        service = request.app.state.imgclf
         pred = loaded_model(request)
-        if pred is None:
+        if pred is None and not service.loading:
             raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`",
                            reason="no_model")
         data = await request.body()
         if not data:
             raise InvalidRequest("no image: send the image file as the request body", reason="empty")
-        return await run_in_threadpool(_classify, pred, data)
+        try:
+            result = await service.classify([data])
+        except ImageTooLarge as e:
+            raise restated(e, f"image too large: {e.detail}") from None
+        except ImageError as e:
+            raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
+        pred = service.predictor  # the one that answered (the same object as the UI's)
+        ood = None if result.ood is None else float(result.ood[0])
+        return pred.result(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms)
 
 
 def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
@@ -295,16 +304,3 @@ def _thumbnail(thumbs: ThumbnailCache, path: str, size: int, what: str, cacheabl
     except ImageError as e:
         raise restated(e, f"{what} is not a usable image ({e.detail}); exclude it with x") from None
     return Response(data, media_type="image/jpeg", headers=_IMMUTABLE if cacheable else _NO_CACHE)
-
-
-def _classify(predictor: Any, data: bytes) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    try:
-        x = predictor.prepare(data)
-    except ImageTooLarge as e:  # a readable format with too many pixels: another format would not help
-        raise restated(e, f"image too large: {e.detail}") from None
-    except ImageError as e:
-        raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
-    row = predictor.predict_rows([x])[0]  # probabilities, then the OOD score: the answer may be "unknown"
-    return predictor.result_row(row, labels=list(predictor.labels),
-                                executionTimeMs=round((time.perf_counter() - t0) * 1000, 3))

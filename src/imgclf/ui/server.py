@@ -14,10 +14,11 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
 
     Without ``images_dir`` the run's own dataset (from its config.json) is opened.
     """
+    from ..bundle.folder import locate_bundle
     from ..rundir.layout import RunDir, run_config
 
     if run_dir is not None:
-        RunDir(run_dir).need(RunDir(run_dir).model, "run")
+        locate_bundle(RunDir(run_dir).model)  # BundleError when missing; recovers a swap killed between its renames
         if images_dir is None:
             saved = run_config(run_dir)
             images_dir = saved.images_dir() if saved is not None else None
