@@ -15,7 +15,8 @@ from refine_helpers import TINY
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
-from imgclf.classifier.linear import LinearHead, SvmClassifier, l2_normalize
+from imgclf.classifier.linear import LinearHead, SvmClassifier
+from imgclf.util.arrays import l2_normalize
 from imgclf.features.engines import FlipAveraged
 from imgclf.features.featurize import concat_features
 from imgclf.inference.predict import Predictor

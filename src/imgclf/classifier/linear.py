@@ -15,12 +15,7 @@ import numpy as np
 
 from ..config.settings import SvmConfig
 from ..trust.calibration import fit_temperature, softmax
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
+from ..util.arrays import l2_normalize
 
 
 @dataclass

@@ -208,6 +208,10 @@ class Config:
             return Path(self.data.images)
         return Path(self.data.root) / "datasets" / self.data.dataset
 
+    def dataset_name(self) -> str:
+        """The dataset's name (run history, bundle.json, default run folders): the images folder's name, or ``data.dataset``."""
+        return Path(self.data.images).name if self.data.images else self.data.dataset
+
     def validate(self) -> "Config":
         """Check value ranges that types alone can't express; returns self."""
         ENGINES.check(self.engine.backend)

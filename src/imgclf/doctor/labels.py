@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..util.arrays import l2_normalize
+
 
 @dataclass
 class LabelIssues:
@@ -48,7 +50,7 @@ def reduce_features(features: np.ndarray, components: int) -> np.ndarray:
     from scipy.linalg import eigh
 
     x = np.asarray(features, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = l2_normalize(x)
     x = x - x.mean(axis=0)
     n, d = x.shape
     r = max(1, min(components, n - 1, d))
@@ -58,7 +60,7 @@ def reduce_features(features: np.ndarray, components: int) -> np.ndarray:
     else:
         _, v = eigh(x.T @ x, subset_by_index=[d - r, d - 1])
         z = x @ v
-    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(z)
 
 
 def out_of_fold_proba(z: np.ndarray, y: np.ndarray, k: int, *, folds: int, c: float, seed: int,

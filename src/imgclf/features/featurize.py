@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..config.settings import EngineConfig, ModelConfig
+from ..util.arrays import l2_normalize
 from ..util.errors import ImageError
 from ..util.files import atomic_path, sha256_bytes
 from ..util.progress import progress_bar
@@ -179,7 +180,7 @@ def concat_features(parts: Sequence[np.ndarray]) -> np.ndarray:
     (each featurizer weighs the same whatever its feature scale)."""
     if len(parts) == 1:
         return parts[0]
-    return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]).astype(np.float32)
+    return np.hstack([l2_normalize(p) for p in parts]).astype(np.float32)
 
 
 def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -> FeatureResult:

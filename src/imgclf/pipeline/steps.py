@@ -120,5 +120,4 @@ def _say(text: str) -> None:
 
 def default_run_dir(cfg: Config) -> Path:
     """``ROOT/runs/<dataset>/<timestamp>`` for a run without --run-dir."""
-    name = Path(cfg.data.images).name if cfg.data.images else cfg.data.dataset
-    return Path(cfg.data.root) / "runs" / name / time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.data.root) / "runs" / cfg.dataset_name() / time.strftime("%Y%m%d-%H%M%S")

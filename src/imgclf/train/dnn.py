@@ -37,7 +37,8 @@ from ..refine.loop import Refined, checkpoint_dir, fit
 from ..rundir.layout import RunDir
 from ..trust.ood import OodDetector
 from ..util.files import sha256_file
-from .trainers import dataset_name, fit_svm, register_trainer, svm_detector
+from .svm import fit_svm, svm_detector
+from .trainers import register_trainer
 
 REFINED = ("dnn", "svm_on_refined")
 
@@ -149,7 +150,7 @@ def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
 
 def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], classifier: dict[str, Any]) -> BundleMeta:
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=featurizer["precision"])
-    meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), refined.labels, refined.spec, featurizer,
+    meta = BundleMeta.create(cfg.model, engine, cfg.dataset_name(), refined.labels, refined.spec, featurizer,
                              {**classifier, "refine": _refine_meta(cfg, refined)})
     meta.training_history = refined.history
     return meta

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle.folder import BundleMeta, load_bundle, write_bundle
-from ..classifier.linear import LinearHead, SvmClassifier, fit_head, l2_normalize
+from ..classifier.linear import LinearHead, SvmClassifier, fit_head
 from ..config.settings import Config
 from ..features.backbones import gflops, model_backbone
 from ..features.engines import FlipAveraged, resolve_engine
@@ -50,10 +50,11 @@ from ..refine.loop import checkpoint_dir, fit
 from ..rundir.layout import RunDir
 from ..trust.calibration import nll, softmax
 from ..trust.ood import fit_ood
+from ..util.arrays import class_averaged_accuracy, l2_normalize
 from ..util.errors import DatasetError
 from ..util.files import read_json, write_json, write_npz
 from .dnn import _engine, _export_featurizer, _plot_curves, _refine_meta
-from .trainers import class_labels, dataset_name, register_trainer
+from .trainers import class_labels, register_trainer
 
 COMPONENTS = ("svm", "refined_head", "svm_on_refined")
 GRID = 4  # weights are multiples of 1/GRID summing to 1 (15 triples)
@@ -120,13 +121,6 @@ def map_temperature(logits: np.ndarray, y: np.ndarray, t0: float) -> float:
 
     centre = np.log(t0)  # the search spans 10^-3..10^3 around the prior's centre, whatever the logits' scale
     return float(np.exp(minimize_scalar(loss, bounds=(centre - np.log(1e3), centre + np.log(1e3)), method="bounded").x))
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Class-averaged accuracy over the classes present in ``y`` (what every score of a run reports)."""
-    from sklearn.metrics import balanced_accuracy_score
-
-    return float(balanced_accuracy_score(y, pred))
 
 
 def _split_parts(x: np.ndarray, dims: list[int]) -> list[np.ndarray]:
@@ -282,10 +276,10 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
     logits = {flip: comp.logits(*views[flip], heads=heads) for flip in (False, True)}
     for i, name in enumerate(COMPONENTS):
         z = logits[False][i]
-        table["components"][name] = {"val_class_avg_accuracy": round(_balanced_accuracy(yv, z.argmax(1)), 4),
+        table["components"][name] = {"val_class_avg_accuracy": round(class_averaged_accuracy(yv, z.argmax(1)), 4),
                                      "val_nll": round(nll(softmax(z), yv), 4),
-                                     "val_class_avg_accuracy_flip": round(_balanced_accuracy(yv, logits[True][i].argmax(1)), 4)}
-    table["components"]["refined_head"]["val_class_avg_accuracy_raw_features"] = round(_balanced_accuracy(yv, raw_head.argmax(1)), 4)
+                                     "val_class_avg_accuracy_flip": round(class_averaged_accuracy(yv, logits[True][i].argmax(1)), 4)}
+    table["components"]["refined_head"]["val_class_avg_accuracy_raw_features"] = round(class_averaged_accuracy(yv, raw_head.argmax(1)), 4)
     table["components"]["refined_head"]["temperature"] = round(comp.t_head, 4)
     table["components"]["svm_on_refined"]["temperature"] = round(comp.t_ref, 4)
     table["components"]["svm"]["temperature"] = round(comp.svm.head_.temperature, 4)
@@ -296,7 +290,7 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
     for weights, flip in itertools.product([pinned] if pinned else weight_grid(), flips):
         z = pool_logits(logits[flip], weights)
         cost = (cost_b if weights[0] else 0.0) + (cost_g if weights[1] or weights[2] else 0.0)
-        grid.append(Choice(weights, flip, _balanced_accuracy(yv, z.argmax(1)), nll(softmax(z), yv), cost * (2 if flip else 1)))
+        grid.append(Choice(weights, flip, class_averaged_accuracy(yv, z.argmax(1)), nll(softmax(z), yv), cost * (2 if flip else 1)))
     grid.sort(key=Choice.key)
     chosen = pick([c for c in grid if np.allclose(c.weights, weights_used)])  # flip or not, by validation
     for i, name in enumerate(COMPONENTS):
@@ -367,7 +361,7 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
                   "svm_on_refined_C": comp.svm_ref.C_, "temperature": 1.0}
     if keep_g:
         classifier["refine"] = _refine_meta(rcfg, refined)
-    meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, first, classifier)
+    meta = BundleMeta.create(model, engine, cfg.dataset_name(), labels, spec, first, classifier)
     meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for m, sp, f in rest] or None
     meta.tta = "flip" if chosen.flip else None
     meta.training_history = refined.history if keep_g else None

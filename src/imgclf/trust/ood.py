@@ -41,13 +41,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..util.arrays import l2_normalize
+
 _BLOCK = 512  # rows of a similarity matrix computed at once
 
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(np.asarray(x, dtype=np.float32))
 
 
 def knn_distance(features: np.ndarray, train: np.ndarray, neighbors: int) -> np.ndarray:
