@@ -52,6 +52,10 @@ class FeatureCache:
     def _path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.npy"
 
+    def has(self, digest: str) -> bool:
+        """Whether the image of content hash ``digest`` has an entry (not whether it still loads)."""
+        return self._path(digest).exists()
+
     def get(self, digest: str) -> np.ndarray | None:
         p = self._path(digest)
         if not p.exists():

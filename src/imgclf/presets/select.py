@@ -332,7 +332,7 @@ def _uncached_counter(cfg: Config, paths: list[str]) -> Callable[[str], int]:
     def count(name: str) -> int:
         fid = feature_id_of(with_featurizers(cfg, name).model, engine)
         cache = FeatureCache(cache_dir, fid) if engine.precision != "int8" else None
-        return len(digests) if cache is None else sum(not cache._path(d).exists() for d in digests)
+        return len(digests) if cache is None else sum(not cache.has(d) for d in digests)
 
     return count
 

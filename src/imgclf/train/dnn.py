@@ -75,14 +75,14 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
     fit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="imgclf-refined-") as tmp:
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share
-            out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
+            out = _svm_on_refined(cfg, rd, d, refined, *export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         elif d.is_main:
-            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
+            out = _dnn(cfg, rd, refined, *export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
         rd.add_skipped([(p, reason, "refine") for p, reason in refined.skipped.items()])
-        _plot_curves(refined.history, rd.training_curves)
+        plot_curves(refined.history, rd.training_curves)
         clear_checkpoints(checkpoint_dir(rd))
     distributed.barrier(d)  # the bundle exists before any process goes on
     last = refined.history[-1]
@@ -96,7 +96,7 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
 # ---------------------------------------------------------------- the refined featurizer
 
 
-def _export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
+def export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
     """backbone.safetensors (+ featurizer.onnx when ONNX export is available) in ``folder``;
     with ``engine.precision = "int8"`` featurizer.onnx is quantised like a pretrained one.
 
@@ -141,7 +141,8 @@ def _quantize(cfg: Config, rd: RunDir, refined: Refined, folder: Path, meta: dic
     meta.update({"precision": "int8", "feature_id": str(fid), "quantization": quantization_meta(cfg, rd)})
 
 
-def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
+def refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
+    """What bundle.json's classifier section records of a refinement: its settings and how it ran."""
     r = cfg.refine
     return {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr or r.lr_schedule, "base_lr": r.base_lr,
             "freeze_stages": 0 if r.freeze_backbone else r.freeze_stages, "freeze_backbone": r.freeze_backbone,
@@ -151,7 +152,7 @@ def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
 def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], classifier: dict[str, Any]) -> BundleMeta:
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=featurizer["precision"])
     meta = BundleMeta.create(cfg.model, engine, cfg.dataset_name(), refined.labels, refined.spec, featurizer,
-                             {**classifier, "refine": _refine_meta(cfg, refined)})
+                             {**classifier, "refine": refine_meta(cfg, refined)})
     meta.training_history = refined.history
     return meta
 
@@ -179,7 +180,7 @@ def _calibrated(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str,
         return LinearHead(w, b, temperature=1.0, l2_normalize=False), None
     bad = rd.skipped_paths() | set(refined.skipped)
     train = [r.path for r in rd.split_rows("train") if r.path not in bad and r.path not in val]
-    engine = _engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
+    engine = refined_engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
     res = featurize_paths(refined.val_paths + train, engine, batch_size=cfg.featurize.batch_size, progress=progress,
                           desc="calibrate")
     n = len(refined.val_paths)
@@ -197,7 +198,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
     bad = rd.skipped_paths()
     paths = [r.path for r in rd.split_rows() if r.path not in bad]
     mine = paths[d.rank :: d.world]
-    res = featurize_paths(mine, _engine(cfg, d, refined, featurizer, files, backbone), batch_size=cfg.featurize.batch_size,
+    res = featurize_paths(mine, refined_engine(cfg, d, refined, featurizer, files, backbone), batch_size=cfg.featurize.batch_size,
                           threads=max(1, cpu_threads(cfg.engine.threads) // d.local_world), progress=progress and d.is_main,
                           desc="featurize (refined)")
     feats = distributed.gather_rows(d, res.features)  # rank r has rows r, r + world, ...
@@ -218,7 +219,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
     return out
 
 
-def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any) -> Any:
+def refined_engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any) -> Any:
     """The configured engine on the exported file on CPU (several times faster than eager torch), else torch on
     the device. The SVM must see the features the bundle will give: an int8 file always runs as int8."""
     ran = dataclasses.replace(resolve_engine(cfg.engine), threads=max(1, cpu_threads(cfg.engine.threads) // d.local_world))
@@ -235,7 +236,7 @@ def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], 
 # ---------------------------------------------------------------- the seed's figure
 
 
-def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Per-epoch train and validation error (and loss), saved as PNG."""
     import matplotlib
 

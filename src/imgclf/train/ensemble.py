@@ -53,7 +53,7 @@ from ..trust.ood import fit_ood
 from ..util.arrays import class_averaged_accuracy, l2_normalize
 from ..util.errors import DatasetError
 from ..util.files import read_json, write_json, write_npz
-from .dnn import _engine, _export_featurizer, _plot_curves, _refine_meta
+from .dnn import export_featurizer, plot_curves, refine_meta, refined_engine
 from .trainers import class_labels, register_trainer
 
 COMPONENTS = ("svm", "refined_head", "svm_on_refined")
@@ -154,8 +154,8 @@ def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
     val_paths = list(refined.val_paths)
     y_val = np.asarray(refined.val_labels if refined.val_labels is not None else [], dtype=int)
     with tempfile.TemporaryDirectory(prefix="imgclf-ensemble-") as tmp:
-        rmeta, rfiles, backbone = _export_featurizer(refined, rcfg, rd, Path(tmp))
-        rengine = _engine(rcfg, d, refined, rmeta, rfiles, backbone)
+        rmeta, rfiles, backbone = export_featurizer(refined, rcfg, rd, Path(tmp))
+        rengine = refined_engine(rcfg, d, refined, rmeta, rfiles, backbone)
         g = featurize_paths(paths, rengine, batch_size=bs, threads=threads, progress=False)
         ok = xb.ok & g.ok
         rd.add_skipped(list(dict(xb.errors + g.errors).items()), replace_stage="featurize")
@@ -174,7 +174,7 @@ def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
         out = _write(cfg, rd, refined, rcfg, comp, chosen, engines, dims, rmeta, rfiles, labels, table, xb.features[ok],
                      g.features[ok], paths, ok)
     rd.add_skipped([(p, reason, "refine") for p, reason in refined.skipped.items()])
-    _plot_curves(refined.history, rd.training_curves)
+    plot_curves(refined.history, rd.training_curves)
     clear_checkpoints(checkpoint_dir(rd))
     _record(rd, table, refined, refine_s, len(paths))
     bundle = load_bundle(rd.model)
@@ -360,7 +360,7 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
                   "tta_flip": chosen.flip, "val_class_avg_accuracy": round(chosen.accuracy, 4), "svm_C": comp.svm.C_,
                   "svm_on_refined_C": comp.svm_ref.C_, "temperature": 1.0}
     if keep_g:
-        classifier["refine"] = _refine_meta(rcfg, refined)
+        classifier["refine"] = refine_meta(rcfg, refined)
     meta = BundleMeta.create(model, engine, cfg.dataset_name(), labels, spec, first, classifier)
     meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for m, sp, f in rest] or None
     meta.tta = "flip" if chosen.flip else None
