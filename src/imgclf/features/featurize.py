@@ -12,7 +12,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -198,14 +198,6 @@ def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -
     feats = concat_features([r.features for r in results])
     feats[~ok] = 0.0
     return FeatureResult(results[0].paths, feats, ok, errors, sum(r.cache_hits for r in results))
-
-
-def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
-    """Features of engine inputs (crops (H, W, 3) uint8 or normalised (3, H, W) float32), in batches → (N, D)."""
-    inputs = list(inputs)
-    if not inputs:
-        return np.zeros((0, engine.dim), dtype=np.float32)
-    return np.concatenate([engine.run(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 
 
 def feature_id_of(model_cfg: ModelConfig, engine_cfg: EngineConfig, weights: str = "imagenet") -> FeatureId:
