@@ -51,7 +51,7 @@ def imgclf_run(images: Path, work: Path, sets: list[str], keep: Path | None = No
 def fixed_sets(name: str) -> list[str]:
     first, *rest = name.split("+")
     backbone, res = first.split("@")
-    return [f'model.backbone="{backbone}"', f"model.resolution={res}", f"model.ensemble={json.dumps(rest)}",
+    return [f'model.backbone="{backbone}"', f"model.resolution={res}", f"model.featurizers={json.dumps(rest)}",
             "doctor.enabled=false", "data.check_leakage=false"]
 
 

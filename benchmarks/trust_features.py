@@ -13,7 +13,7 @@ out-of-fold train values and summed, as :func:`imgclf.trust.fit_ood` does (the s
 ``knn=[lite0@224], clf=lite0@224``). A "kNN alone" figure drops the logit part.
 
 Feature keys: ``NAME@RES`` (imgclf's cached OpenVINO features of that backbone, benchmarks/datasets.py),
-``A+B`` (each part L2-normalised, side by side: what a run's ``model.ensemble`` concatenates),
+``A+B`` (each part L2-normalised, side by side: what a run's ``model.featurizers`` concatenates),
 ``t:LAYER`` (benchmarks/trust_layers.py: pooled fp32 torch activations of lite0@224's stage ``b2``…``b6``
 or ``head``), ``t:b5+t:b6+t:head`` likewise concatenated, ``react90:KEY`` (KEY's features clipped at
 the 90th percentile of the train activations, ReAct, Sun et al. 2021), ``balanced`` (per set, the

@@ -90,3 +90,20 @@ def test_engine_precisions_come_from_the_registry(monkeypatch):
     assert load_config(None, ["engine.backend=onnxruntime", "engine.precision=fp16"]).engine.precision == "fp16"
     with pytest.raises(ConfigError, match="cannot run engine.precision 'fp16'"):
         load_config(None, ["engine.backend=torch", "engine.precision=fp16"])
+
+
+def test_renamed_keys_still_read_and_reported_once(tmp_path: Path, caplog):
+    """The previous release's names (--set, a --config file, a saved run's config.json) set the new keys."""
+    f = tmp_path / "old.toml"
+    f.write_text('[train]\ntime_limit = 60\n[model]\nensemble = ["efficientnet_lite0@96"]\n')
+    with caplog.at_level("WARNING", logger="imgclf.config.settings"):
+        cfg = load_config(f, ["train.time_limit=90", "svm.max_seconds=5", "refine.max_seconds=7"])
+    assert (cfg.train.time_limit_s, cfg.svm.max_s, cfg.refine.max_s) == (90.0, 5.0, 7.0)
+    assert cfg.model.featurizers == ["efficientnet_lite0@96"]
+    assert cfg.train.candidates == ["efficientnet_lite0@224+efficientnet_lite0@96"]  # an old name pins too
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("train.time_limit is now train.time_limit_s" in m for m in said) == 1  # file and --set: one line
+    assert any("model.ensemble is now model.featurizers" in m for m in said)
+    saved = cfg.to_dict()
+    saved["svm"]["max_seconds"] = saved["svm"].pop("max_s")
+    assert config_from_dict(saved) == cfg

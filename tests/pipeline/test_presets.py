@@ -29,7 +29,7 @@ def presets(tmp_path_factory):
     common = ("doctor.enabled=false", "data.check_leakage=false")
     balanced = tiny_config(base / "data", images, "train.preset=balanced", CANDIDATES, *common)
     metrics = run(balanced, base / "balanced", progress=False)
-    pinned = tiny_config(base / "data", images, "model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', *common)
+    pinned = tiny_config(base / "data", images, "model.resolution=64", 'model.featurizers=["efficientnet_lite0@96"]', *common)
     run(pinned, base / "ensemble", progress=False)
     return {"base": base, "images": images, "balanced": balanced, "metrics": metrics}
 
@@ -40,7 +40,7 @@ def test_the_choice_never_opens_a_test_image(presets):
     test = {r.path for r in rd.split_rows("test")}
     train = {r.path for r in rd.split_rows("train")}
     said: list[str] = []
-    timed = load_config(None, ["train.time_limit=600"], base=cfg)
+    timed = load_config(None, ["train.time_limit_s=600"], base=cfg)
     with opened_files() as seen:
         chosen = select_featurizers(timed, rd, say=said.append)
     opened = set(seen)
@@ -138,15 +138,15 @@ def test_user_featurizer_keys_pin_the_preset():
     assert load_config(None, ["train.preset=balanced"]).train.candidates == []
     pinned = load_config(None, ["train.preset=balanced", "model.resolution=320"])
     assert pinned.train.candidates == ["efficientnet_lite0@320"] and not needs_selection(pinned)
-    both = load_config(None, ["train.preset=balanced", 'model.ensemble=["efficientnet_lite2@320"]'])
+    both = load_config(None, ["train.preset=balanced", 'model.featurizers=["efficientnet_lite2@320"]'])
     assert both.train.candidates == ["efficientnet_lite0@224+efficientnet_lite2@320"]
     assert needs_selection(load_config(None, ["train.preset=balanced"]))
     assert not needs_selection(load_config(None, ["train.preset=fast"]))
     assert not needs_selection(load_config(None, ["train.preset=balanced", "train.classifier=dnn"]))
-    with pytest.raises(ConfigError, match="model.ensemble"):
-        load_config(None, ['model.ensemble=["efficientnet_lite2@300"]'])
-    with pytest.raises(ConfigError, match="train.time_limit"):
-        load_config(None, ["train.time_limit=-1"])
+    with pytest.raises(ConfigError, match="model.featurizers"):
+        load_config(None, ['model.featurizers=["efficientnet_lite2@300"]'])
+    with pytest.raises(ConfigError, match="train.time_limit_s"):
+        load_config(None, ["train.time_limit_s=-1"])
 
 
 def test_plan_drops_the_most_expensive_first():
@@ -163,9 +163,9 @@ def test_plan_drops_the_most_expensive_first():
 
 
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
-    cfg = load_config(None, ["train.time_limit=1", "train.preset=fast"], base=presets["balanced"])
+    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
-    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_seconds"] == 1.0
+    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_s"] == 1.0
     info = load_bundle(tmp_path / "run" / "model").meta.classifier
     scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
     assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)
@@ -183,7 +183,7 @@ def test_preset_options_sit_below_set():
         with pytest.raises(ConfigError, match="--time-limit"):
             parse_duration(bad)
     cfg = load_config(None, ["train.preset=fast"], flags=preset_flags("balanced", "2m"))
-    assert (cfg.train.preset, cfg.train.time_limit) == ("fast", 120.0)  # --set wins over the command's options
+    assert (cfg.train.preset, cfg.train.time_limit_s) == ("fast", 120.0)  # --set wins over the command's options
 
 
 def test_ensemble_bundle_refuses_class_maps_with_a_reason(presets):

@@ -183,7 +183,7 @@ def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torc
     from imgclf.features.step import featurizer_models
 
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=3)
-    sets = ["model.resolution=64", 'model.ensemble=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]
+    sets = ["model.resolution=64", 'model.featurizers=["efficientnet_lite0@96"]', "doctor.enabled=false", "data.check_leakage=false"]
     cfg = tiny_config(tmp_path / "data", images, *sets)
     prepare(cfg, tmp_path / "run")
     featurize(cfg, tmp_path / "run", progress=False)

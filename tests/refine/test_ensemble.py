@@ -43,7 +43,7 @@ def best(tmp_path_factory):
         train(cfg, rd.root)
     evaluate(cfg, rd.root)
     pinned = tiny_config(base / "data", images, *SETS, "train.ensemble_weights=[2, 1, 1]", 'train.tta="flip"',
-                         'model.ensemble=["efficientnet_lite0@96"]')
+                         'model.featurizers=["efficientnet_lite0@96"]')
     run(pinned, base / "pinned", progress=False)
     return {"base": base, "chosen": rd, "opened": opened, "pinned": RunDir(base / "pinned")}
 
@@ -201,7 +201,7 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
 
 
 def test_time_limit_drops_refinement_first_and_says_so(best, tmp_path):
-    cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit=1",
+    cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit_s=1",
                       'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]')
     prepare(cfg, tmp_path / "run")
     said: list[str] = []

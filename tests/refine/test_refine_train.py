@@ -157,7 +157,7 @@ def test_epochs_that_fit_the_time_refinement_may_take():
     from imgclf.config.settings import RefineConfig
     from imgclf.refine.loop import epochs_that_fit
 
-    r = RefineConfig(epochs=8, max_seconds=100.0)
+    r = RefineConfig(epochs=8, max_s=100.0)
     assert epochs_that_fit(r, 10.0, 1) == 8  # 10 s an epoch: all 8 fit
     assert epochs_that_fit(r, 30.0, 1) == 3  # 30 s an epoch: two more fit in the 70 s left
     assert epochs_that_fit(r, 150.0, 1) == 1  # already past: the epoch done stays, nothing more
@@ -167,7 +167,7 @@ def test_epochs_that_fit_the_time_refinement_may_take():
 
 def test_refinement_out_of_time_stops_after_an_epoch_and_says_so(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=6, seed=3)
-    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=4", 'train.classifier="dnn"', "refine.max_seconds=0.001",
+    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=4", 'train.classifier="dnn"', "refine.max_s=0.001",
                       "doctor.enabled=false", "data.check_leakage=false")
     run(cfg, tmp_path / "run", progress=False)
     hist = load_bundle(tmp_path / "run" / "model").meta.training_history

@@ -84,7 +84,7 @@ class SvmClassifier:
     @classmethod
     def from_config(cls, svm: SvmConfig, seed: int) -> "SvmClassifier":
         """The classifier the ``[svm]`` config section describes (``seed``: ``data.seed``)."""
-        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed, svm.max_seconds)
+        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed, svm.max_s)
 
     def info(self) -> dict[str, Any]:
         """What bundle.json's classifier section records of a fitted SVM."""

@@ -27,7 +27,7 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one fe
                                                   "chosen by cross-validation on the train split only), best (balanced, plus refinement and a calibrated "
                                                   "ensemble weighed on validation on train) (sets train.preset).")]
 TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
-                                                     "10m, 1h (sets train.time_limit): best shortens, then drops refinement; "
+                                                     "10m, 1h (sets train.time_limit_s): best shortens, then drops refinement; "
                                                      "balanced drops its most expensive candidates to fit.")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
 
@@ -88,7 +88,7 @@ def parse_duration(text: str) -> float:
 def preset_flags(preset: Optional[str], time_limit: Optional[str]) -> list[str]:
     """``section.key=value`` flags of the --preset and --time-limit options given on the command line."""
     return ([f"train.preset={json.dumps(preset)}"] if preset else []) + \
-        ([f"train.time_limit={parse_duration(time_limit)}"] if time_limit else [])
+        ([f"train.time_limit_s={parse_duration(time_limit)}"] if time_limit else [])
 
 
 def echo_json(obj: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import platform
 import typing
@@ -22,9 +23,11 @@ from ..util.errors import ConfigError
 from ..util.registry import ENGINE_PRECISIONS, ENGINES, TRAINERS
 from .values import coerce, parse_featurizer, parse_override, read_file
 
+log = logging.getLogger(__name__)
+
 BACKBONE_DEFAULT = "efficientnet_lite0"
 PRESET_DEFAULT = "fast"
-PINNED_BY = ("model.backbone", "model.resolution", "model.ensemble")  # keys that, set by the user, fix the featurizer a preset would choose
+PINNED_BY = ("model.backbone", "model.resolution", "model.featurizers")  # keys that, set by the user, fix the featurizer a preset would choose
 
 
 def _default_root() -> str:
@@ -63,7 +66,7 @@ class ModelConfig:
     resolution: int = 224  # network input size in pixels: a multiple of 32 up to 896
     pretrained: bool = True  # start from ImageNet weights
     resampler: Literal["fast", "area", "native"] = "area"  # how the center crop is resized: OpenCV (fast: bicubic up to a 1.25x shrink, area average beyond; area: area average) or the backbone's own filter (Pillow bicubic)
-    ensemble: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; preset balanced sets it
+    featurizers: list[str] = field(default_factory=list)  # more featurizers (NAME@RESOLUTION) whose L2-normalised features are concatenated after model.backbone's; preset balanced sets it
 
 
 @dataclass
@@ -89,7 +92,7 @@ class SvmConfig:
     cv_folds: int = 5  # stratified folds on the train split to choose C
     class_weight: Literal["balanced", "none"] = "balanced"  # weight classes inversely to their frequency
     max_iter: int = 10000  # LinearSVC iterations
-    max_seconds: float = 0.0  # seconds the C search may take (0 = no limit): C values are tried smallest first (each costs more than the last) and the larger ones left unscored when the next would not fit; --time-limit sets it from the plan
+    max_s: float = 0.0  # seconds the C search may take (0 = no limit): C values are tried smallest first (each costs more than the last) and the larger ones left unscored when the next would not fit; --time-limit sets it from the plan
 
 
 @dataclass
@@ -102,7 +105,7 @@ class TrainConfig:
     max_upscale: float = 2.0  # balanced leaves out candidates that would enlarge the median train image's short side more than this (the cheapest stays): 1.25 cost 4.7 points on cub_warblers
     ensemble_weights: list[float] = field(default_factory=list)  # ensemble trainer: weights of [svm, refined head, svm on refined features] (empty = equal; weights chosen on validation are recorded, not used)
     tta: Literal["auto", "flip", "none"] = "auto"  # ensemble trainer: horizontal-flip test-time augmentation (auto = where validation on train shows a gain)
-    time_limit: float = 0.0  # seconds the run should take at most (0 = no limit): best shortens refinement (to half its epochs at least), then drops it, then balanced/best drop their most expensive candidates to fit; the SVM's C search and refinement then get what is left (svm.max_seconds, refine.max_seconds)
+    time_limit_s: float = 0.0  # seconds the run should take at most (0 = no limit): best shortens refinement (to half its epochs at least), then drops it, then balanced/best drop their most expensive candidates to fit; the SVM's C search and refinement then get what is left (svm.max_s, refine.max_s)
 
 
 @dataclass
@@ -110,7 +113,7 @@ class RefineConfig:
     backbone: str = "efficientnet_lite2"  # network that dnn and svm_on_refined refine ("" = model.backbone): lite2 beat lite0 by 2.6 points on hymenoptera
     resolution: int = 320  # input size while refining and in the refined bundle (0 = model.resolution); a multiple of 32
     epochs: int = 8  # passes over the train split
-    max_seconds: float = 0.0  # seconds refinement may take (0 = no limit): after each epoch, the epochs are cut to those that fit at the pace so far (the schedule then ends at the new last epoch); --time-limit sets it from the plan
+    max_s: float = 0.0  # seconds refinement may take (0 = no limit): after each epoch, the epochs are cut to those that fit at the pace so far (the schedule then ends at the new last epoch); --time-limit sets it from the plan
     batch_size: int = 16  # minibatch size (per process; lower it after an out-of-memory error)
     lr: list[float] = field(default_factory=list)  # per-epoch learning rates, the last one repeating (the sample's [0.01]*20+[0.001]*20+[0.0001]); empty = use lr_schedule
     lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # per-step schedule used when refine.lr is empty
@@ -232,13 +235,13 @@ class Config:
         if not 0.0 <= self.refine.val_fraction < 1.0:
             raise ConfigError(f"refine.val_fraction must be in [0, 1); got {self.refine.val_fraction}")
         self._validate_engine()
-        if self.refine.max_seconds < 0 or self.svm.max_seconds < 0:
-            raise ConfigError(f"refine.max_seconds and svm.max_seconds must be >= 0 (0 = no limit); got {self.refine.max_seconds}, {self.svm.max_seconds}")
+        if self.refine.max_s < 0 or self.svm.max_s < 0:
+            raise ConfigError(f"refine.max_s and svm.max_s must be >= 0 (0 = no limit); got {self.refine.max_s}, {self.svm.max_s}")
         if self.refine.epochs < 1 or self.refine.batch_size < 1:
             raise ConfigError("refine.epochs and refine.batch_size must be >= 1")
         if self.images.max_pixels < 1:
             raise ConfigError(f"images.max_pixels must be >= 1; got {self.images.max_pixels}")
-        for text in self.model.ensemble:
+        for text in self.model.featurizers:
             parse_featurizer(text)
         for text in self.train.candidates:
             for part in str(text).split("+"):
@@ -250,8 +253,8 @@ class Config:
         w = self.train.ensemble_weights
         if w and (len(w) != 3 or min(w) < 0 or sum(w) <= 0):
             raise ConfigError(f"train.ensemble_weights must be 3 numbers >= 0, not all 0 (svm, refined head, svm on refined features); got {w}")
-        if self.train.time_limit < 0:
-            raise ConfigError(f"train.time_limit must be >= 0 seconds (0 = no limit); got {self.train.time_limit}")
+        if self.train.time_limit_s < 0:
+            raise ConfigError(f"train.time_limit_s must be >= 0 seconds (0 = no limit); got {self.train.time_limit_s}")
         self._validate_refine()
         self._validate_doctor()
         if not 0.0 < self.predict.unknown_tpr <= 1.0:
@@ -315,8 +318,15 @@ def _section_types(section_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(section_cls, include_extras=False)
 
 
-def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> Config:
-    """Apply a nested ``{section: {key: value}}`` mapping onto ``cfg`` with validation."""
+# Keys renamed since the previous release: still read from --set, --config files and saved run configs.
+RENAMED = {"train.time_limit": "train.time_limit_s", "svm.max_seconds": "svm.max_s",
+           "refine.max_seconds": "refine.max_s", "model.ensemble": "model.featurizers"}
+
+
+def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config", reported: set[str] | None = None) -> Config:
+    """Apply a nested ``{section: {key: value}}`` mapping onto ``cfg`` with validation.
+
+    A key of :data:`RENAMED` sets its new name and is logged as renamed once per ``reported`` set."""
     sections = {f.name: f for f in dataclasses.fields(Config)}
     for sec, kv in values.items():
         if sec not in sections:
@@ -326,6 +336,13 @@ def apply_dict(cfg: Config, values: dict[str, Any], source: str = "config") -> C
         obj = getattr(cfg, sec)
         types = _section_types(type(obj))
         for k, v in kv.items():
+            old = f"{sec}.{k}"
+            if old in RENAMED:
+                k = RENAMED[old].split(".", 1)[1]
+                if reported is None or old not in reported:
+                    log.warning("%s is now %s (read from %s)", old, RENAMED[old], source)
+                    if reported is not None:
+                        reported.add(old)
             if k not in types:
                 raise ConfigError(f"unknown key {sec}.{k} in {source}; keys of [{sec}]: {', '.join(types)}")
             setattr(obj, k, coerce(f"{sec}.{k}", types[k], v))
@@ -343,23 +360,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     """
     cfg = copy.deepcopy(base) if base is not None else Config()
     given: set[str] = set()
+    reported: set[str] = set()
     if path:
         values = read_file(path)
-        apply_dict(cfg, values, source=str(path))
+        apply_dict(cfg, values, source=str(path), reported=reported)
         given.update(f"{sec}.{k}" for sec, kv in values.items() if isinstance(kv, dict) for k in kv)
     for source, items in (("the command line", flags), ("--set", overrides or ())):
         for item in items:
             sec, k, v = parse_override(item)
-            apply_dict(cfg, {sec: {k: v}}, source=source)
+            apply_dict(cfg, {sec: {k: v}}, source=source, reported=reported)
             given.add(f"{sec}.{k}")
+    given = {RENAMED.get(key, key) for key in given}
     if given.intersection(PINNED_BY) and "train.candidates" not in given:
         cfg.train.candidates = ["+".join(featurizer_names(cfg.model))]  # the user's featurizer: the preset has nothing to choose
     return cfg.validate()
 
 
 def featurizer_names(model: ModelConfig) -> list[str]:
-    """``NAME@RESOLUTION`` of every featurizer of ``model``: model.backbone's, then model.ensemble's."""
-    return [f"{model.backbone}@{model.resolution}", *model.ensemble]
+    """``NAME@RESOLUTION`` of every featurizer of ``model``: model.backbone's, then model.featurizers's."""
+    return [f"{model.backbone}@{model.resolution}", *model.featurizers]
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

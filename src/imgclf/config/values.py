@@ -83,7 +83,7 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {e}") from None
 
 
-def parse_featurizer(text: str, key: str = "model.ensemble") -> tuple[str, int]:
+def parse_featurizer(text: str, key: str = "model.featurizers") -> tuple[str, int]:
     """``("efficientnet_lite2", 320)`` from ``"efficientnet_lite2@320"``; ConfigError naming ``key`` otherwise."""
     name, _, res = str(text).partition("@")
     if not name or not res.isdigit() or int(res) % 32 or not 32 <= int(res) <= 896:

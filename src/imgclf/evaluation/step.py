@@ -69,7 +69,7 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     trust_metrics(m, y, logits, head.temperature, ood.score(x, head.temperature * logits) if ood is not None else None,
                   ood.threshold(cfg.predict.unknown_tpr) if ood is not None else None)
     m.int8 = int8_vs_fp32(cfg, rd, bundle, rows, y, m)
-    m.preset = {"name": cfg.train.preset, "time_limit": cfg.train.time_limit or None}
+    m.preset = {"name": cfg.train.preset, "time_limit": cfg.train.time_limit_s or None}
     if cfg.train.preset != "fast" and rd.candidates.exists():
         m.preset.update({k: v for k, v in read_json(rd.candidates).items() if k != "preset"})
     scores = component_scores(rd, x, y)

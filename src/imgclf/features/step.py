@@ -1,6 +1,6 @@
 """The featurizer(s) of a run: where their caches live, int8 calibration images, their ONNX files for the bundle.
 
-A run has one featurizer (``model.backbone`` at ``model.resolution``) and, when ``model.ensemble``
+A run has one featurizer (``model.backbone`` at ``model.resolution``) and, when ``model.featurizers``
 names more, those too: their L2-normalised features are concatenated in that order.
 """
 from __future__ import annotations
@@ -46,9 +46,9 @@ def engine_kw(cfg: Config, rd: RunDir) -> dict[str, Any]:
 
 
 def featurizer_models(model: ModelConfig) -> list[ModelConfig]:
-    """``model`` itself, then one ModelConfig per ``model.ensemble`` entry (same weights and resampler)."""
-    extra = [dataclasses.replace(model, backbone=name, resolution=res, ensemble=[])
-             for name, res in map(parse_featurizer, model.ensemble)]
+    """``model`` itself, then one ModelConfig per ``model.featurizers`` entry (same weights and resampler)."""
+    extra = [dataclasses.replace(model, backbone=name, resolution=res, featurizers=[])
+             for name, res in map(parse_featurizer, model.featurizers)]
     return [model, *extra]
 
 

@@ -83,18 +83,18 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
         steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
         if str((chosen.get("refinement") or {}).get("status", "")).startswith("dropped"):
             name = "svm"  # best without the time for refinement: balanced's SVM
-        elif cfg.train.time_limit and name == "ensemble" and not cfg.refine.max_seconds:  # refinement gets what is left
+        elif cfg.train.time_limit_s and name == "ensemble" and not cfg.refine.max_s:  # refinement gets what is left
             rows = RunDir(run_dir).split_rows()
             later = chosen["after_s"] + after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows),
                                                          chosen["s_per_gflop"], len({r.label for r in rows}))
-            cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, max_seconds=_seconds_left(cfg, t0, later),
+            cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, max_s=_seconds_left(cfg, t0, later),
                                                                       epochs=chosen["refinement"]["epochs"]))
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
-    if cfg.train.time_limit and name == "svm" and not cfg.svm.max_seconds:  # the C search gets what is left
+    if cfg.train.time_limit_s and name == "svm" and not cfg.svm.max_s:  # the C search gets what is left
         left = _seconds_left(cfg, t0, post_seconds(len(RunDir(run_dir).split_rows())))
-        cfg = dataclasses.replace(cfg, svm=dataclasses.replace(cfg.svm, max_seconds=left))
+        cfg = dataclasses.replace(cfg, svm=dataclasses.replace(cfg.svm, max_s=left))
     steps["train"] = train(cfg, run_dir, trainer_as=name)
     metrics = evaluate(cfg, run_dir)
     if cfg.doctor.enabled:
@@ -109,9 +109,9 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
 
 
 def _seconds_left(cfg: Config, t0: float, later: float) -> float:
-    """Seconds of ``train.time_limit`` left for a step, the run having started at ``t0`` and needing ``later``
+    """Seconds of ``train.time_limit_s`` left for a step, the run having started at ``t0`` and needing ``later``
     seconds after it (at least 1 s: a step out of time still does its smallest unit of work)."""
-    return round(max(1.0, cfg.train.time_limit - (time.perf_counter() - t0) - later), 1)
+    return round(max(1.0, cfg.train.time_limit_s - (time.perf_counter() - t0) - later), 1)
 
 
 def _say(text: str) -> None:

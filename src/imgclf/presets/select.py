@@ -8,7 +8,7 @@
   winner is the concatenation of the ``train.concat_best`` (3) best-scoring L2-normalised feature sets,
   best first (1: the best one alone, ties going to the cheaper). When ``train.candidates`` lists
   concatenations itself, every candidate is scored and the best score wins. The winner becomes
-  ``model.backbone``/``model.resolution``/``model.ensemble``.
+  ``model.backbone``/``model.resolution``/``model.featurizers``.
 
   Why a rule and not a score for the concatenation: nested CV on a few hundred train images ranks
   close candidates by one or two images (hymenoptera: lite2@320 0.9675, the concatenation of the three
@@ -20,19 +20,19 @@
   and a pooled ensemble of the SVM, the refined head and the SVM on refined features, with flip
   test-time augmentation when validation on train shows a gain.
 
-``train.time_limit`` plans the selection from per-image costs: network GFLOPs times seconds per
+``train.time_limit_s`` plans the selection from per-image costs: network GFLOPs times seconds per
 GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
 engine cache lacks the network; the most expensive candidates are dropped first until the plan fits,
 with what the run needs after the choice: featurizing the other images with the winner (at worst the
 concatenation of the dearest kept candidates), the final SVM's C search (scaled from the nested CVs
 measured so far) and evaluation, report and run history (:func:`post_seconds`). Before each candidate
 the plan is checked again against the time spent; the final SVM's C search then gets what is left
-(``svm.max_seconds``, set by the run just before training).
+(``svm.max_s``, set by the run just before training).
 For best, refinement is planned first (epochs × train images × seconds per image per epoch, from
 the refined network's GFLOPs, plus featurizing every image with it) in the time balanced's whole
 plan leaves: with fewer epochs when half of ``refine.epochs`` or more fit, dropped when fewer do (the
 run is then balanced's, with every candidate the limit allows); the plan says which. Refinement then gets what is left when it starts
-(``refine.max_seconds``): it cuts its epochs when it runs slower than planned.
+(``refine.max_s``): it cuts its epochs when it runs slower than planned.
 Test images are never opened here: every decision is made before the test split is featurized.
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
         return (n_rest * per_gflop * max([sum(singles), *(c.gflops for c in chosen)]) + FINAL_FIT * k * cv_s()
                 + post_seconds(len(paths) + n_rest))
 
-    budget = cfg.train.time_limit - elapsed_s if cfg.train.time_limit else None
+    budget = cfg.train.time_limit_s - elapsed_s if cfg.train.time_limit_s else None
     refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop, len(labels)), 1),
                   "epochs": cfg.refine.epochs, "status": "planned"} if cfg.train.preset == "best" else None
     if budget is not None and refinement is not None:  # refinement gets what balanced's whole plan leaves
@@ -231,7 +231,7 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     if len(kept) == 1:
         winner.status = "the only candidate left"
     out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
-           "median_short_side": short, "time_limit": cfg.train.time_limit or None,
+           "median_short_side": short, "time_limit": cfg.train.time_limit_s or None,
            "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2),
            "s_per_gflop": round(per_gflop, 5), "after_s": round(after([c for c in scored if c.featurizers[0] in winner.featurizers] or kept[:1]), 1)}
     if refinement is not None:
@@ -274,7 +274,7 @@ def with_featurizers(cfg: Config, names: str) -> Config:
     first, *rest = names.split("+")
     backbone, resolution = parse_featurizer(first, "train.candidates")
     out = copy.deepcopy(cfg)
-    out.model = dataclasses.replace(out.model, backbone=backbone, resolution=resolution, ensemble=list(rest))
+    out.model = dataclasses.replace(out.model, backbone=backbone, resolution=resolution, featurizers=list(rest))
     return out
 
 
@@ -363,7 +363,7 @@ def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget:
                refinement: dict[str, Any] | None = None) -> str:
     head = (f"preset {cfg.train.preset}: {len(cands)} candidate featurizer(s), median train image short side "
             f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection and what follows it (time limit "
-                                                                  f"{cfg.train.time_limit:.0f} s)" if budget is not None else ""))
+                                                                  f"{cfg.train.time_limit_s:.0f} s)" if budget is not None else ""))
     lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status}" for c in cands]
     if refinement is not None:
         model = cfg.refine_model()

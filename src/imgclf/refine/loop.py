@@ -65,7 +65,7 @@ def _log(msg: str) -> None:
 
 def _fingerprint(cfg: Config, labels: list[str], paths: list[str]) -> str:
     """What a checkpoint must match to be resumed: the settings that shape training, and its data."""
-    r = {k: v for k, v in cfg.to_dict()["refine"].items() if k not in ("decode_threads", "log_samples", "max_seconds")}
+    r = {k: v for k, v in cfg.to_dict()["refine"].items() if k not in ("decode_threads", "log_samples", "max_s")}
     blob = json.dumps({"model": cfg.to_dict()["model"], "refine": r, "seed": cfg.data.seed, "labels": labels, "paths": paths},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -290,7 +290,7 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
         clear_checkpoints(folder)
     distributed.barrier(d)  # no process may see a checkpoint from an earlier run
     threads = rcfg.decode_threads or max(1, cpu_threads(cfg.engine.threads) // d.local_world)
-    t_fit = time.perf_counter()  # refine.max_seconds counts from here (the linear probe included)
+    t_fit = time.perf_counter()  # refine.max_s counts from here (the linear probe included)
     with ThreadPoolExecutor(threads, thread_name_prefix="refine-decode") as pool:
         if start == 0 and rcfg.head_init == "probe":
             # on refine.max_images_per_epoch images at most: the probe is a starting point, not the model
@@ -335,11 +335,11 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
                 log(_epoch_line(h, rcfg.epochs))
             epoch += 1
             fits = epochs_that_fit(rcfg, time.perf_counter() - t_fit, epoch - start, start)
-            if rcfg.max_seconds:  # every process stops after the epoch rank 0 says
+            if rcfg.max_s:  # every process stops after the epoch rank 0 says
                 fits = int(distributed.all_sum(d, [float(fits) if d.rank == 0 else 0.0])[0])
             if fits < rcfg.epochs:
                 if d.is_main:
-                    log(f"refine.max_seconds = {rcfg.max_seconds:g}: {fits} epochs of {rcfg.epochs} fit at "
+                    log(f"refine.max_s = {rcfg.max_s:g}: {fits} epochs of {rcfg.epochs} fit at "
                         f"{(time.perf_counter() - t_fit) / (epoch - start):.1f} s per epoch; the schedule ends there")
                 history[-1]["epochs_cut_to"] = fits
                 rcfg = dataclasses.replace(rcfg, epochs=fits)
@@ -348,12 +348,12 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
 
 
 def epochs_that_fit(rcfg: RefineConfig, spent_s: float, done: int, start: int = 0) -> int:
-    """Epochs in all (at least those done, at most ``refine.epochs``) that ``refine.max_seconds`` allows at the pace of
+    """Epochs in all (at least those done, at most ``refine.epochs``) that ``refine.max_s`` allows at the pace of
     the ``done`` epochs that took ``spent_s`` (after ``start`` resumed ones); ``refine.epochs`` when there is no limit."""
-    if not rcfg.max_seconds or done < 1:
+    if not rcfg.max_s or done < 1:
         return rcfg.epochs
     per_epoch = spent_s / done
-    more = int((rcfg.max_seconds - spent_s) // per_epoch) if per_epoch > 0 else rcfg.epochs
+    more = int((rcfg.max_s - spent_s) // per_epoch) if per_epoch > 0 else rcfg.epochs
     return max(start + done, min(rcfg.epochs, start + done + max(0, more)))
 
 
