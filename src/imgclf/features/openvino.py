@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -27,6 +27,8 @@ from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 from .preprocess import is_crops
+
+log = logging.getLogger(__name__)
 
 _MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs ~0.3 s and some memory once)
 _STREAM_MIN = 16  # crops per stream from which a batch is split over streams (featurize's 32; not a server's micro-batches of <= 16)
@@ -219,4 +221,4 @@ _openvino_engine.resolve = _resolve  # type: ignore[attr-defined]
 
 @functools.lru_cache(maxsize=1)
 def _notice_once(problem: str) -> None:
-    print(f"notice: OpenVINO cannot run here ({problem}); using ONNX Runtime instead", file=sys.stderr)
+    log.warning("notice: OpenVINO cannot run here (%s); using ONNX Runtime instead", problem)

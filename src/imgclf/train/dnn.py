@@ -36,6 +36,7 @@ from ..refine.distributed import Dist
 from ..refine.loop import Refined, checkpoint_dir, fit
 from ..rundir.layout import RunDir
 from ..trust.ood import OodDetector
+from ..util.budget import TimeBudget
 from ..util.files import sha256_file
 from .svm import fit_svm, svm_detector
 from .trainers import register_trainer
@@ -63,15 +64,15 @@ def refine(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: 
 
 @register_trainer("dnn", needs_features=False, linear_on_features=False)
 @register_trainer("svm_on_refined", needs_features=False, linear_on_features=True)
-def train_refined(cfg: Config, rd: RunDir) -> dict[str, Any]:
-    """The train step of ``imgclf run`` / ``imgclf train`` for dnn and svm_on_refined (a fresh refinement)."""
-    return _train(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), resume=False, progress=True)
+def train_refined(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
+    """The train step of ``imgclf run`` / ``imgclf train`` for dnn and svm_on_refined (a fresh refinement within ``budget``)."""
+    return _train(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), resume=False, progress=True, budget=budget)
 
 
-def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool, budget: TimeBudget | None = None) -> dict[str, Any]:
     cfg = cfg.for_refinement()  # refine.backbone / refine.resolution: what every refinement step reads
     t0 = time.perf_counter()
-    refined = fit(cfg, rd, d, resume=resume, progress=progress)
+    refined = fit(cfg, rd, d, resume=resume, progress=progress, budget=budget)
     fit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="imgclf-refined-") as tmp:
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share

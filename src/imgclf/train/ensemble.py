@@ -51,6 +51,7 @@ from ..rundir.layout import RunDir
 from ..trust.calibration import nll, softmax
 from ..trust.ood import fit_ood
 from ..util.arrays import class_averaged_accuracy, l2_normalize
+from ..util.budget import TimeBudget
 from ..util.errors import DatasetError
 from ..util.files import read_json, write_json, write_npz
 from .dnn import export_featurizer, plot_curves, refine_meta, refined_engine
@@ -133,7 +134,7 @@ def _unit_blocks(parts: list[np.ndarray]) -> np.ndarray:
 
 
 @register_trainer("ensemble", needs_features=False, linear_on_features=False, writes_features=True)
-def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
+def train_ensemble(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
     """Refine ``refine.*``'s network, fit the three components, choose their weights and the flip on the
     validation part of train, write the pooled bundle, then features.npz of every image."""
     t0 = time.perf_counter()
@@ -148,8 +149,10 @@ def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
     dims = [e.dim for e in engines]
     xb = featurize_many(paths, engines, batch_size=bs, cache_dir=cache, threads=threads, progress=False)
     rcfg = cfg.for_refinement()
+    if budget.refine_epochs:  # the time-limit plan's epochs
+        rcfg = dataclasses.replace(rcfg, refine=dataclasses.replace(rcfg.refine, epochs=budget.refine_epochs))
     t_refine = time.perf_counter()
-    refined = fit(rcfg, rd, d, progress=False)
+    refined = fit(rcfg, rd, d, progress=False, budget=budget)
     refine_s = time.perf_counter() - t_refine
     val_paths = list(refined.val_paths)
     y_val = np.asarray(refined.val_labels if refined.val_labels is not None else [], dtype=int)

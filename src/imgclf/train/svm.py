@@ -19,18 +19,20 @@ from ..features.ids import join_ids, split_ids
 from ..features.step import featurizer_models, featurizer_onnx
 from ..rundir.layout import RunDir
 from ..trust.ood import OodDetector, fit_ood
+from ..util.budget import TimeBudget
 from ..util.errors import DatasetError, RunDirError
 from .trainers import class_labels, register_trainer
 
 
-def fit_svm(cfg: Config, rd: RunDir, labels: list[str]) -> tuple[SvmClassifier, int]:
-    """An SVM (``[svm]`` settings) fit on the train features of features.npz → (classifier, train images)."""
+def fit_svm(cfg: Config, rd: RunDir, labels: list[str], max_s: float | None = None) -> tuple[SvmClassifier, int]:
+    """An SVM (``[svm]`` settings; ``max_s`` for its C search instead of ``svm.max_s``) fit on the train features
+    of features.npz → (classifier, train images)."""
     rows, x = rd.split_features("train")
     y = np.array([labels.index(r.label) for r in rows])
     missing = [lab for i, lab in enumerate(labels) if not (y == i).any()]
     if missing:
         raise DatasetError(f"no usable train images for class(es) {missing}", hint="see skipped.csv and the split")
-    return SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x, y), len(rows)
+    return SvmClassifier.from_config(cfg.svm, cfg.data.seed, max_s=max_s).fit(x, y), len(rows)
 
 
 def svm_detector(rd: RunDir, clf: SvmClassifier) -> OodDetector:
@@ -41,10 +43,11 @@ def svm_detector(rd: RunDir, clf: SvmClassifier) -> OodDetector:
 
 
 @register_trainer("svm", needs_features=True, linear_on_features=True)
-def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
-    """LinearSVC on the backbone's pretrained features (C by CV on train)."""
+def train_svm(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
+    """LinearSVC on the backbone's pretrained features (C by CV on train, within ``budget``)."""
     labels = class_labels(rd)
-    clf, n_train = fit_svm(cfg, rd, labels)
+    max_s = round(budget.cap(cfg.svm.max_s), 1)
+    clf, n_train = fit_svm(cfg, rd, labels, max_s)
     fids = split_ids(rd.load_features()[3])
     models = featurizer_models(cfg.model)
     if [(f.backbone, f.resolution) for f in fids] != [(m.backbone, m.resolution) for m in models]:
@@ -66,4 +69,5 @@ def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
     if rest:
         meta.ensemble = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for f, m, sp in rest]
     write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
-    return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}
+    out = {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}
+    return {**out, "max_s": max_s} if max_s else out

@@ -1,7 +1,9 @@
 """Classifier trainers: ``train.classifier = NAME`` runs the trainer registered as NAME.
 
 A trainer is a plug-in (declared in ``imgclf.util.registry.TRAINERS``): a function
-``(cfg, run_dir) -> summary`` that writes RUN_DIR/model, plus what it needs and makes:
+``(cfg, run_dir, budget) -> summary`` that writes RUN_DIR/model (``budget``: the
+:class:`~imgclf.util.budget.TimeBudget` its time-limited part, the C search or refinement, may take),
+plus what it needs and makes:
 
 - ``needs_features``: the featurize step must run first (features.npz of the pretrained featurizer);
 - ``linear_on_features``: its classifier is an SVM on featurizer outputs, so the fp32 reference of an
@@ -20,23 +22,26 @@ from typing import Any, Callable
 
 from ..config.settings import Config
 from ..rundir.layout import RunDir
+from ..util.budget import TimeBudget
 from ..util.registry import TRAINERS
+
+Fit = Callable[[Config, RunDir, TimeBudget], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Trainer:
     """A registered trainer: its ``fit`` and what it needs and makes (see the module docstring)."""
 
-    fit: Callable[[Config, RunDir], dict[str, Any]]
+    fit: Fit
     needs_features: bool
     linear_on_features: bool
     writes_features: bool = False
 
 
 def register_trainer(name: str, *, needs_features: bool, linear_on_features: bool, writes_features: bool = False) -> Callable:
-    """Decorator registering ``fit(cfg, run_dir) -> summary`` as the trainer ``name``."""
+    """Decorator registering ``fit(cfg, run_dir, budget) -> summary`` as the trainer ``name``."""
 
-    def deco(fn: Callable[[Config, RunDir], dict[str, Any]]) -> Callable[[Config, RunDir], dict[str, Any]]:
+    def deco(fn: Fit) -> Fit:
         TRAINERS.register(name)(Trainer(fn, needs_features, linear_on_features, writes_features))
         return fn
 
