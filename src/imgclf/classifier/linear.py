@@ -196,8 +196,8 @@ def fit_head(features: np.ndarray, y: np.ndarray, c: float, *, temperature: floa
              class_weight: str | None = "balanced", max_iter: int = 10000, seed: int = 0) -> LinearHead:
     """One LinearSVC at a given ``C`` and ``temperature`` (no cross-validation) → LinearHead over classes 0..K-1.
 
-    The quick refit of Label next: a run chose C and T by CV (41 fits: 102 s on 1,616 clothing10 images);
-    one fit of the dual problem takes about 1.5 s there. Every class 0..max(y) must have an image.
+    The quick refit of Label next: a run chose C and T by CV (dozens of fits); one fit of the dual problem
+    costs a small share of that. Every class 0..max(y) must have an image.
     """
     from sklearn.svm import LinearSVC
 

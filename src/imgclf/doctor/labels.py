@@ -11,12 +11,11 @@
 3. Rounds: the images flagged in one round are left out of the next round's training folds (they
    are still scored), so flipped labels stop pulling the models towards themselves.
 
-Issues are ranked by self-confidence, the out-of-fold probability of the given label (it beat the
-normalised margin on the benchmark sets), and the cut-off flags as many of the lowest-ranked images
-as the confident joint estimates errors (the paper's count, applied to the whole ranking). On planted
-10% flips this cut-off beat "off the joint's diagonal or pruned by noise rate per cell" in recall AND
-precision on all four benchmark sets (recall 0.88 -> 0.90 on ants/bees, 0.78 -> 0.92 on 12 warbler
-species, 0.89 -> 0.96 on 10 garment kinds).
+Issues are ranked by self-confidence, the out-of-fold probability of the given label, and the cut-off
+flags as many of the lowest-ranked images as the confident joint estimates errors (the paper's count,
+applied to the whole ranking): on planted label flips, this ranking and cut-off found more of them,
+and more precisely, than the normalised margin and the paper's per-cell pruning (BENCHMARKS.md,
+"Data doctor").
 """
 from __future__ import annotations
 

@@ -426,8 +426,7 @@ def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gfl
 
 def _nested_prior(n: int, classes: int) -> float:
     """Seconds of one 1280-d feature set's nested CV on ``n`` images of ``classes`` classes before any was measured
-    (one-vs-rest: a problem per class, one for two): hymenoptera's 245 images, 2 classes ~1 s; clothing10's 1,616, 10
-    classes ~18 s; cub_warblers' 357, 12 classes ~5 s."""
+    (one-vs-rest: a problem per class, one for two)."""
     return 0.5 + 2e-3 * n * (1 if classes <= 2 else classes) ** 0.75
 
 

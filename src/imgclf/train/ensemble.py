@@ -10,11 +10,10 @@ pooled by a weighted average of their calibrated log-probabilities (log-linear p
 horizontal-flip test-time augmentation when it helps. Weights and flip are chosen on the part of the
 TRAIN split that refinement held out for its validation (the network never trained on it; the SVMs
 are refit without it for the choice). The weights are equal (``train.ensemble_weights`` pins others):
-the validation part is a few dozen images, and weights chosen on it — best class-averaged accuracy on
-a grid, then the lowest log-loss, near ties to the cheaper ensemble — scored lower on test than the
-equal pool on every set measured (hymenoptera 96.08 vs 97.39%, cub_warblers 88.89 vs 90.83%, demo
-97.78 vs 98.22%); the grid is still scored and recorded. Flip TTA is kept where validation shows a
-gain (the same rule between flip and no flip). A component
+the validation part is a few dozen images, too few to choose weights on (BENCHMARKS.md, "Preset best");
+the grid of weights — best class-averaged accuracy, then the lowest log-loss, near ties to the cheaper
+ensemble — is still scored and recorded. Flip TTA is kept where validation shows a gain (the same rule
+between flip and no flip). A component
 with weight 0 is dropped from the bundle, with its featurizer when nothing else reads it.
 
 Every component being linear, the pool is itself ONE linear head over the features of the kept
@@ -301,8 +300,7 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
         table["components"][name]["weight"] = chosen.weights[i]
         table["components"][name]["why"] = ("set by train.ensemble_weights" if pinned else
                                             "equal weights; " + _why(chosen, pick(without), i) if without else "")
-    how = "set by train.ensemble_weights" if pinned else ("every component with equal weights (weights chosen on the validation images "
-                                                           "scored 0.4-1.9 points lower on test on every set measured); flip by validation")
+    how = "set by train.ensemble_weights" if pinned else "every component with equal weights; flip by validation"
     table.update(chosen=chosen, grid=[c.to_dict() for c in grid], why=f"{how} ({int(okv.sum())} validation images of the train split)")
     return table
 
