@@ -3,7 +3,7 @@
 OpenVINO reads the ONNX file directly (no conversion step) and runs it in bf16 on CPUs with
 bf16 instructions (AVX512_BF16 or AMX, :func:`~imgclf.features.engines.cpu_has_bf16`), faster than
 ONNX Runtime in fp32 with features close to fp32's; it also runs the QDQ int8 file of
-:mod:`.quantize` faster than ONNX Runtime does (figures: BENCHMARKS.md, "Engines"). Where OpenVINO
+:mod:`.quantize` faster than ONNX Runtime does (figures: BENCHMARKS.md). Where OpenVINO
 cannot load, :func:`openvino_problem` says why and the engine falls back to ONNX Runtime with a
 one-line notice.
 """

@@ -28,7 +28,7 @@ from ..util.arrays import l2_normalize
 from ..util.errors import ConfigError
 
 STRATEGIES = ("density", "margin", "entropy", "kcenter", "hybrid", "random")
-DEFAULT_STRATEGY = "density"  # fewest labels to reach random's final accuracy on 4 sets (BENCHMARKS.md, "Label next")
+DEFAULT_STRATEGY = "density"  # fewest labels to reach random's final accuracy on 4 sets (BENCHMARKS.md)
 NEIGHBOURS = 10  # density: representativeness = mean cosine similarity to this many most similar pool images
 CANDIDATES = 4  # hybrid: k-center among the CANDIDATES x n most uncertain images
 REASONS = {"density": "uncertain, like many unlabelled images", "margin": "uncertain", "entropy": "uncertain", "kcenter": "unlike the labelled images",

@@ -12,7 +12,7 @@
 
   Why a rule and not a score for the concatenation: nested CV on a few hundred train images ranks
   close candidates by one or two images, while whole runs score the concatenation of the best three at
-  or above each of them (BENCHMARKS.md, "Presets").
+  or above each of them (BENCHMARKS.md).
 
 - ``best``: balanced's choice, then the ``ensemble`` trainer (:mod:`imgclf.train.ensemble`): refinement
   and a pooled ensemble of the SVM, the refined head and the SVM on refined features, with flip
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATES = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320")
 CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (EfficientNet-Lite: 0.875 to 0.89)
-# Priors of the plan, replaced by measurements as the selection goes (BENCHMARKS.md, "Time limit", has how they were set)
+# Priors of the plan, replaced by measurements as the selection goes (BENCHMARKS.md has how they were set)
 PRIOR_S_PER_GFLOP = 0.012  # seconds per GFLOP of featurizing on one core of a 2-core x86 CPU, OpenVINO bf16, decode included
 EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
 POST_S = 7.0  # what a run costs whatever its data and featurizer: starting Python, evaluation, report, bundle, run history

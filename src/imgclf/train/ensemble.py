@@ -10,7 +10,7 @@ pooled by a weighted average of their calibrated log-probabilities (log-linear p
 horizontal-flip test-time augmentation when it helps. Weights and flip are chosen on the part of the
 TRAIN split that refinement held out for its validation (the network never trained on it; the SVMs
 are refit without it for the choice). The weights are equal (``train.ensemble_weights`` pins others):
-the validation part is a few dozen images, too few to choose weights on (BENCHMARKS.md, "Preset best");
+the validation part is a few dozen images, too few to choose weights on (BENCHMARKS.md);
 the grid of weights — best class-averaged accuracy, then the lowest log-loss, near ties to the cheaper
 ensemble — is still scored and recorded. Flip TTA is kept where validation shows a gain (the same rule
 between flip and no flip). A component

@@ -7,7 +7,7 @@ mean and spread of the out-of-fold scores of the train images (kNN: each image l
 neighbours; logits: the SVM's cross-validated decision values). Higher = less like the training
 images.
 
-Why this score (benchmarks/trust.py; the figures are in BENCHMARKS.md, "Unknown images"): the kNN
+Why this score (benchmarks/trust.py; the figures are in BENCHMARKS.md): the kNN
 distance alone separates other data sets' images almost perfectly but an unseen class of the same
 domain worst; the max logit does better on unseen classes but is weak across data sets. Their sum
 keeps the kNN's separation across data sets and beats either part on unseen classes; other sums,
