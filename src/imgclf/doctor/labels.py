@@ -14,8 +14,7 @@
 Issues are ranked by self-confidence, the out-of-fold probability of the given label, and the cut-off
 flags as many of the lowest-ranked images as the confident joint estimates errors (the paper's count,
 applied to the whole ranking): on planted label flips, this ranking and cut-off found more of them,
-and more precisely, than the normalised margin and the paper's per-cell pruning (BENCHMARKS.md,
-"Data doctor").
+and more precisely, than the normalised margin and the paper's per-cell pruning (BENCHMARKS.md).
 """
 from __future__ import annotations
 
