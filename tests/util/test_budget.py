@@ -8,14 +8,14 @@ from imgclf.util.budget import MIN_STEP_S, TimeBudget
 
 def test_no_limit_caps_nothing():
     for budget in (TimeBudget(), TimeBudget.start(0), TimeBudget.start(None)):
-        assert not budget.limited and budget.left_s() is None and budget.limit_s is None
+        assert budget.left_s() is None and budget.limit_s is None
         assert budget.before(1e6).left_s() is None
         assert budget.cap(0.0) == 0.0 and budget.cap(7.0) == 7.0  # a step's own setting still holds
 
 
 def test_a_step_gets_what_is_left_less_what_follows_it():
     budget = TimeBudget.start(100.0)
-    assert budget.limited and budget.limit_s == 100.0
+    assert budget.limit_s == 100.0
     assert 99.0 < budget.left_s() <= 100.0
     step = budget.before(30.0)
     assert 69.0 < step.left_s() <= 70.0 and step.limit_s == 100.0

@@ -28,10 +28,6 @@ class TimeBudget:
         """A budget of ``limit_s`` seconds from now (0 or None: no limit)."""
         return cls(limit_s or None, time.perf_counter() + limit_s if limit_s else None)
 
-    @property
-    def limited(self) -> bool:
-        return self.deadline is not None
-
     def left_s(self) -> float | None:
         """Seconds left now, at least :data:`MIN_STEP_S`; None without a limit."""
         return None if self.deadline is None else max(MIN_STEP_S, self.deadline - time.perf_counter())
