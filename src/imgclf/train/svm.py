@@ -57,7 +57,7 @@ def train_svm(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
     for i, (fid, model) in enumerate(zip(fids, models)):
         name = f"featurizer-{i}.onnx" if i else "featurizer.onnx"
         files[name], onnx_info = featurizer_onnx(cfg, rd, fid, model, name)
-        found = onnx_featurizer(files[name])  # what the file says: building the network would import torch (~5 s)
+        found = onnx_featurizer(files[name])  # what the file says: building the network would import torch, slow to load
         if found is None:  # an int8 file keeps no preprocessing record: the network says it
             module, spec = model_backbone(model, pretrained=False)
             found = spec, int(module.num_features)
