@@ -95,7 +95,7 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
             later = chosen.after_s + after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows),
                                                       chosen.s_per_gflop, len({r.label for r in rows}))
             train_budget = budget.before(later).with_refine_epochs(chosen.refinement.epochs)
-    elif cfg.train.preset != "fast":
+    elif cfg.train.preset != "fast" and cfg.train.classifier == "svm":  # model.* pins the featurizer
         log.info("preset %s: featurizer %s as model.* sets it; nothing to choose", cfg.train.preset, "+".join(featurizer_names(cfg.model)))
     if name == "svm":  # the C search gets what is left
         train_budget = budget.before(post_seconds(len(rows)))
