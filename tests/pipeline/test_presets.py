@@ -78,6 +78,17 @@ def test_candidates_table_and_winner(presets):
     assert "Featurizer candidates" in rd.report.read_text()
 
 
+def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, caplog):
+    cfg = load_config(None, ['train.candidates=["efficientnet_lite0@96"]'], base=presets["balanced"])
+    rd = RunDir(presets["base"] / "single")
+    prepare(cfg, rd.root)
+    with caplog.at_level(logging.INFO, logger="imgclf.presets.select"):
+        chosen = select_featurizers(cfg, rd)
+    assert chosen.winner == "efficientnet_lite0@96" and chosen.table["chosen_by"] == "nothing to choose: train.candidates lists one"
+    assert "one candidate featurizer (nothing to choose" in caplog.messages[0]
+    assert "cross-validation" not in caplog.messages[-1].splitlines()[-1]
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
     three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
