@@ -78,7 +78,7 @@ def imgclf_images_per_s(images: Path, root: Path, overrides: list[str]) -> float
     rd = RunDir(root / "speed")
     if not rd.split.exists():
         prepare(cfg, rd.root)
-    refined = fit(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), progress=False, log=lambda _: None)
+    refined = fit(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), progress=False)
     return refined.history[0]["images_per_s"]
 
 

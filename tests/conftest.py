@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
 
-# Tests never write into the user's data directory or a shared tracking store.
-os.environ.setdefault("IMGCLF_TEST", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 @pytest.fixture(scope="session", autouse=True)

@@ -60,11 +60,11 @@ def test_bad_input_shapes_are_rejected():
 def test_a_c_search_out_of_time_scores_the_smallest_c_and_lists_the_rest():
     x, y = _blobs(3, 30, seed=4)
     grid = [100.0, 0.01, 1.0]
-    clf = SvmClassifier(c_values=grid, cv_folds=3, max_seconds=1e-9).fit(x, y)  # spent before the first C ends
+    clf = SvmClassifier(c_values=grid, cv_folds=3, max_s=1e-9).fit(x, y)  # spent before the first C ends
     assert list(clf.cv_scores_) == [0.01] and clf.C_ == 0.01
     assert clf.c_unscored_ == [1.0, 100.0] and clf.info()["c_unscored"] == [1.0, 100.0]
     assert (clf.predict(x) == y).mean() > 0.8  # still a whole, calibrated model
-    roomy = SvmClassifier(c_values=grid, cv_folds=3, max_seconds=1e6).fit(x, y)
+    roomy = SvmClassifier(c_values=grid, cv_folds=3, max_s=1e6).fit(x, y)
     unlimited = SvmClassifier(c_values=grid, cv_folds=3).fit(x, y)
     assert set(roomy.cv_scores_) == set(unlimited.cv_scores_) == set(grid) and roomy.c_unscored_ == []
     assert "c_unscored" not in unlimited.info() and roomy.C_ == unlimited.C_

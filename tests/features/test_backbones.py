@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imgclf.features.backbones import DataSpec, create_backbone, offline_backbones
+from imgclf.features.backbones import DataSpec, count_gflops, create_backbone, gflops, offline_backbones
+from imgclf.util.registry import BACKBONES
 from imgclf.features.preprocess import center_crop_resize, preprocess
 from imgclf.util.errors import BackboneError
 
@@ -63,6 +64,21 @@ def test_offline_backbones_give_pooled_features(name, dim):
     with torch.no_grad():
         y = model(torch.zeros(2, 3, 64, 64))
     assert y.shape == (2, dim) and torch.isfinite(y).all() and model.num_features == dim
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_each_registry_entry_holds_the_cost_its_network_counts(name):
+    entry = BACKBONES.lookup(name)
+    assert gflops(name, entry.native_resolution) == entry.gflops
+    assert gflops(name, 2 * entry.native_resolution) == pytest.approx(4 * entry.gflops)  # cost grows with the pixels
+    assert count_gflops(name, entry.native_resolution) == pytest.approx(entry.gflops, rel=0.02)
+
+
+def test_an_unregistered_backbone_cost_is_counted_not_assumed():
+    small = gflops("mobilenetv3_small_100", 224)  # a timm network without a registry entry, built without weights
+    assert "mobilenetv3_small_100" not in BACKBONES
+    assert 0.05 < small < 0.3 and small != pytest.approx(gflops("efficientnet_lite0", 224), rel=0.5)
+    assert gflops("mobilenetv3_small_100", 448) == pytest.approx(4 * small, rel=0.1)
 
 
 def test_unknown_backbone_lists_the_offline_ones():

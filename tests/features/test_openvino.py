@@ -15,6 +15,7 @@ from imgclf.features.featurize import build_featurizer
 from imgclf.features.onnxruntime import OnnxRuntimeEngine
 from imgclf.features.openvino import OpenVinoEngine, openvino_problem
 from imgclf.inference.predict import Predictor
+from imgclf.refine.model import Precision
 from imgclf.util.files import read_json
 
 pytestmark = pytest.mark.skipif(bool(openvino_problem()), reason=f"OpenVINO cannot run here: {openvino_problem()}")
@@ -27,6 +28,7 @@ def test_default_engine_is_openvino_on_x86_with_bf16_where_the_cpu_has_it():
     assert cpu_has_bf16() == bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     ran = resolve_engine(EngineConfig(backend="openvino", precision="auto"))
     assert (ran.backend, ran.precision) == ("openvino", "bf16" if cpu_has_bf16() else "fp32")
+    assert Precision("auto", "cpu").name == ran.precision, "training autocasts exactly where inference runs bf16: one probe"
     for backend in ("onnxruntime", "torch"):  # auto is fp32 wherever bf16 is not the engine's own choice
         assert resolve_engine(EngineConfig(backend=backend, precision="auto")).precision == "fp32"
     assert resolve_engine(EngineConfig(backend="openvino", precision="int8")).precision == "int8"

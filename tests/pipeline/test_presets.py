@@ -1,6 +1,7 @@
 """Presets and feature ensembles: the choice is made on the train split only; an ensemble bundle predicts
 the same everywhere (files, bytes, the run's own predictions)."""
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,12 +16,17 @@ from imgclf.bundle.folder import load_bundle
 from imgclf.config.settings import load_config
 from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import prepare
-from imgclf.presets.select import Candidate, needs_selection, plan, select_featurizers
+from imgclf.presets.select import Candidate, Status, needs_selection, plan, select_featurizers
 from imgclf.rundir.layout import RunDir
 from imgclf.util.errors import BundleError, ConfigError
 from imgclf.util.files import read_csv, read_json, read_npz
 
 CANDIDATES = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]'
+
+
+def _said(caplog) -> list[str]:
+    """What the preset logged (other loggers may be at INFO too, after a CLI test configured logging)."""
+    return [r.getMessage() for r in caplog.records if r.name == "imgclf.presets.select"]
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +41,23 @@ def presets(tmp_path_factory):
     return {"base": base, "images": images, "balanced": balanced, "metrics": metrics}
 
 
-def test_the_choice_never_opens_a_test_image(presets):
+def test_the_choice_never_opens_a_test_image(presets, caplog):
     cfg, rd = presets["balanced"], RunDir(presets["base"] / "audited")
     prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
     test = {r.path for r in rd.split_rows("test")}
     train = {r.path for r in rd.split_rows("train")}
-    said: list[str] = []
     timed = load_config(None, ["train.time_limit_s=600"], base=cfg)
-    with opened_files() as seen:
-        chosen = select_featurizers(timed, rd, say=said.append)
+    with opened_files() as seen, caplog.at_level(logging.INFO, logger="imgclf.presets.select"):
+        chosen = select_featurizers(timed, rd)
     opened = set(seen)
     assert test and not opened & test
     assert train <= opened  # the hook saw the train images being read
-    plan_text = said[0]  # printed before any featurizing
+    plan_text = _said(caplog)[0]  # logged before any featurizing
     assert "time limit 600 s" in plan_text and all(n in plan_text for n in ("efficientnet_lite0@64", "efficientnet_lite0@96"))
-    assert chosen["winner"] == read_json(presets["base"] / "balanced" / "candidates.json")["winner"]  # reproducible
+    planned = float(plan_text.split("planned ~")[1].split(" s")[0])
+    assert 0 < planned < 600, "the line gives the plan's seconds, not the allowance"
+    assert "nested cross-validation" in _said(caplog)[-1] and chosen.table["chosen_by"] in _said(caplog)[-1]
+    assert chosen.winner == read_json(presets["base"] / "balanced" / "candidates.json")["winner"]  # reproducible
 
 
 def test_candidates_table_and_winner(presets):
@@ -80,13 +88,24 @@ def test_candidates_table_and_winner(presets):
     assert "Featurizer candidates" in rd.report.read_text()
 
 
+def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, caplog):
+    cfg = load_config(None, ['train.candidates=["efficientnet_lite0@96"]'], base=presets["balanced"])
+    rd = RunDir(presets["base"] / "single")
+    prepare(cfg, rd.root)
+    with caplog.at_level(logging.INFO, logger="imgclf.presets.select"):
+        chosen = select_featurizers(cfg, rd)
+    assert chosen.winner == "efficientnet_lite0@96" and chosen.table["chosen_by"] == "nothing to choose: train.candidates lists one"
+    assert "one candidate featurizer (nothing to choose" in _said(caplog)[0]
+    assert "cross-validation" not in _said(caplog)[-1].splitlines()[-1]
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
     three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
     cfg = load_config(None, [three, f"train.concat_best={k}"], base=presets["balanced"])
     rd = RunDir(presets["base"] / f"concat{k}")
     prepare(cfg, rd.root)
-    chosen = select_featurizers(cfg, rd)
+    chosen = select_featurizers(cfg, rd).table
     scored = sorted((c for c in chosen["candidates"] if c["status"] == "scored"),
                     key=lambda c: (-c["cv_class_avg_accuracy"], c["gflops"]))
     assert len(scored) == 3
@@ -184,20 +203,20 @@ def test_plan_drops_the_most_expensive_first():
     cands = [Candidate([n], g, estimate_s=s) for n, g, s in (("a@224", 1, 5.0), ("b@320", 3, 30.0), ("c@256", 2, 12.0))]
     kept = plan(cands, 20.0)
     assert [c.name for c in kept] == ["a@224", "c@256"]
-    assert cands[1].status.startswith("dropped: time limit")
+    assert cands[1].status is Status.TIME_LIMIT and cands[1].to_dict()["status"] == "dropped: time limit (needs ~30 s)"
     assert [c.name for c in plan([Candidate(["a@224"], 1, estimate_s=50.0)], 1.0)] == ["a@224"]  # the cheapest stays
     assert len(plan([Candidate([n], 1, estimate_s=9.0) for n in ("x@224", "y@256")], None)) == 2
     # what the run needs after the choice counts too: 5 + 12 fit in 20 s, not with 4 s per kept candidate after it
     cands = [Candidate([n], g, estimate_s=s) for n, g, s in (("a@224", 1, 5.0), ("b@320", 3, 30.0), ("c@256", 2, 12.0))]
     assert [c.name for c in plan(cands, 20.0, after=lambda kept: 4.0 * len(kept))] == ["a@224"]
-    assert cands[2].status.startswith("dropped: time limit")
+    assert cands[2].status is Status.TIME_LIMIT
 
 
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
     cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
-    saved = read_json(tmp_path / "run" / "config.json")
-    assert saved["svm"]["max_s"] == 1.0 and {"key": "svm.max_s", "from": 0.0, "to": 1.0, "by": "train.time_limit_s"} in saved["changed"]
+    assert read_json(tmp_path / "run" / "metrics.json")["steps"]["train"]["max_s"] == 1.0
+    assert read_json(tmp_path / "run" / "config.json")["svm"]["max_s"] == 0.0, "the user's setting is not rewritten"
     info = load_bundle(tmp_path / "run" / "model").meta.classifier
     scored, unscored = [float(c) for c in info["cv_class_avg_accuracy"]], info.get("c_unscored", [])
     assert scored and sorted(scored + unscored) == sorted(cfg.svm.c_values)

@@ -3,6 +3,7 @@ its components, zero-weight components leave the bundle, and predict/serve run t
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,18 +16,24 @@ from refine_helpers import TINY
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
-from imgclf.classifier.linear import LinearHead, SvmClassifier, l2_normalize
+from imgclf.classifier.linear import LinearHead, SvmClassifier
+from imgclf.util.arrays import l2_normalize
 from imgclf.features.engines import FlipAveraged
 from imgclf.features.featurize import concat_features
 from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import evaluate, prepare, train
-from imgclf.presets.select import select_featurizers
+from imgclf.presets.select import RefinementStatus, select_featurizers
 from imgclf.rundir.layout import RunDir
 from imgclf.train.ensemble import COMPONENTS, Components, map_temperature, pooled_head, weight_grid
 from imgclf.trust.calibration import fit_temperature, softmax
 from imgclf.util.files import read_csv, read_json, read_npz, sha256_file
 
 SETS = (*TINY, "train.preset=best", "refine.epochs=1", "doctor.enabled=false", "data.check_leakage=false")
+
+
+def _said(caplog) -> list[str]:
+    """What the preset logged (other loggers may be at INFO too, after a CLI test configured logging)."""
+    return [r.getMessage() for r in caplog.records if r.name == "imgclf.presets.select"]
 
 
 @pytest.fixture(scope="module")
@@ -201,11 +208,13 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     assert abs(sum(predictor.predict_paths([path])[0]["scores"].values()) - 1) < 1e-4
 
 
-def test_time_limit_drops_refinement_first_and_says_so(best, tmp_path):
+def test_time_limit_drops_refinement_first_and_says_so(best, tmp_path, caplog):
     cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit_s=1",
                       'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]')
     prepare(cfg, tmp_path / "run")
-    said: list[str] = []
-    chosen = select_featurizers(cfg, RunDir(tmp_path / "run"), say=said.append)
-    assert chosen["refinement"]["status"].startswith("dropped: time limit") and chosen["refinement"]["estimate_s"] > 0
-    assert "refinement of efficientnet_lite0@64" in said[0] and "dropped: time limit" in said[0]
+    with caplog.at_level(logging.INFO, logger="imgclf.presets.select"):
+        chosen = select_featurizers(cfg, RunDir(tmp_path / "run"))
+    assert chosen.refinement.status is RefinementStatus.DROPPED and chosen.refinement.estimate_s > 0
+    assert chosen.table["refinement"]["status"].startswith("dropped: time limit")
+    plan_text = _said(caplog)[0]
+    assert "refinement of efficientnet_lite0@64" in plan_text and "dropped: time limit" in plan_text

@@ -20,6 +20,7 @@ from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import prepare, train
 from imgclf.refine.data import holdout
 from imgclf.rundir.layout import RunDir
+from imgclf.util.budget import TimeBudget
 from imgclf.util.files import read_csv, read_json
 
 
@@ -163,6 +164,17 @@ def test_epochs_that_fit_the_time_refinement_may_take():
     assert epochs_that_fit(r, 150.0, 1) == 1  # already past: the epoch done stays, nothing more
     assert epochs_that_fit(r, 60.0, 2, start=3) == 6  # resumed after 3: 2 done at 30 s each, 1 more fits
     assert epochs_that_fit(RefineConfig(epochs=8), 1e6, 1) == 8  # no limit
+
+
+def test_the_run_budget_reaches_refinement(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=6, seed=3)
+    cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=50", 'train.classifier="dnn"',
+                      "doctor.enabled=false", "data.check_leakage=false")
+    prepare(cfg, tmp_path / "run")
+    out = train(cfg, tmp_path / "run", budget=TimeBudget.start(0.001))  # out of time: refinement gets the least step, 1 s
+    hist = load_bundle(tmp_path / "run" / "model").meta.training_history
+    assert 1 <= out["epochs"] == len(hist) < 50 and any(h.get("epochs_cut_to") == len(hist) for h in hist)
+    assert read_json(tmp_path / "run" / "config.json")["refine"]["epochs"] == 50, "the user's setting is not rewritten"
 
 
 def test_refinement_out_of_time_stops_after_an_epoch_and_says_so(tmp_path: Path):

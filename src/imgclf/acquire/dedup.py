@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..config.settings import DoctorConfig
 from ..data.annotations import current_state, record
 from ..data.dataset import scan_dataset
 from ..data.duplicates import compute_codes, connected_groups, cosine_pairs, hamming_pairs, popcount
@@ -70,7 +71,7 @@ def dedup_dataset(
     max_distance: int = 10,
     *,
     featurize: Callable[[list[str]], np.ndarray] | None = None,
-    feature_threshold: float = 0.95,
+    feature_threshold: float = DoctorConfig.duplicate_cosine,
     move_to: str | os.PathLike | None = None,
     dry_run: bool = False,
     workers: int = 0,

@@ -15,12 +15,7 @@ import numpy as np
 
 from ..config.settings import SvmConfig
 from ..trust.calibration import fit_temperature, softmax
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
+from ..util.arrays import l2_normalize
 
 
 @dataclass
@@ -76,7 +71,7 @@ class SvmClassifier:
         class_weight: str | None = "balanced",
         max_iter: int = 10000,
         seed: int = 0,
-        max_seconds: float = 0.0,
+        max_s: float = 0.0,
     ):
         self.c_values = c_values
         self.cv_folds = cv_folds
@@ -84,12 +79,14 @@ class SvmClassifier:
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.seed = seed
-        self.max_seconds = max_seconds
+        self.max_s = max_s
 
     @classmethod
-    def from_config(cls, svm: SvmConfig, seed: int) -> "SvmClassifier":
-        """The classifier the ``[svm]`` config section describes (``seed``: ``data.seed``)."""
-        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed, svm.max_s)
+    def from_config(cls, svm: SvmConfig, seed: int, max_s: float | None = None) -> "SvmClassifier":
+        """The classifier the ``[svm]`` config section describes (``seed``: ``data.seed``; ``max_s``: the C search's
+        seconds instead of ``svm.max_s``)."""
+        return cls(svm.c_values, svm.cv_folds, svm.l2_normalize, svm.class_weight, svm.max_iter, seed,
+                   svm.max_s if max_s is None else max_s)
 
     def info(self) -> dict[str, Any]:
         """What bundle.json's classifier section records of a fitted SVM."""
@@ -139,7 +136,7 @@ class SvmClassifier:
 
     def _search_c(self, x: np.ndarray, y: np.ndarray, cv: Any) -> tuple[dict[float, float], list[float]]:
         """CV score of each C, smallest first: liblinear's iterations grow with C, so each costs more than the last.
-        With ``max_seconds``, a C whose projected cost (the last one's × its growth so far, at least ×2) would not
+        With ``max_s``, a C whose projected cost (the last one's × its growth so far, at least ×2) would not
         leave time for it and the final fits (out-of-fold + whole, ~1.2 cross-validations) is left unscored, with
         every larger one. The smallest C is always scored."""
         from sklearn.model_selection import cross_val_score
@@ -148,7 +145,7 @@ class SvmClassifier:
         order = sorted(float(c) for c in self.c_values)
         t0, last, growth = time.perf_counter(), 0.0, 2.0
         for i, c in enumerate(order):
-            if self.max_seconds and scores and time.perf_counter() - t0 + 2.2 * last * growth > self.max_seconds:
+            if self.max_s and scores and time.perf_counter() - t0 + 2.2 * last * growth > self.max_s:
                 return scores, order[i:]  # the next C's CV and, should it win, the final fits at it would not fit
             t = time.perf_counter()
             scores[c] = float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
@@ -199,8 +196,8 @@ def fit_head(features: np.ndarray, y: np.ndarray, c: float, *, temperature: floa
              class_weight: str | None = "balanced", max_iter: int = 10000, seed: int = 0) -> LinearHead:
     """One LinearSVC at a given ``C`` and ``temperature`` (no cross-validation) → LinearHead over classes 0..K-1.
 
-    The quick refit of Label next: a run chose C and T by CV (41 fits: 102 s on 1,616 clothing10 images);
-    one fit of the dual problem takes about 1.5 s there. Every class 0..max(y) must have an image.
+    The quick refit of Label next: a run chose C and T by CV (dozens of fits); one fit of the dual problem
+    costs a small share of that. Every class 0..max(y) must have an image.
     """
     from sklearn.svm import LinearSVC
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
-from ..config.settings import Config
+from ..config.settings import Config, DoctorConfig
 from ..util.errors import ImgclfError
 from .options import ConfigOpt, QuietOpt, SetOpt, command_config
 
@@ -158,7 +158,7 @@ def dedup(
     images: ImagesOpt = None,
     distance: Annotated[Optional[int], typer.Option(help="Largest dhash Hamming distance of near duplicates (default data.duplicate_distance; 0 = exact only).", min=0)] = None,
     features: Annotated[bool, typer.Option("--features", help="Also group images whose CNN features are nearly parallel (cached, uses model.*, engine.*).")] = False,
-    feature_threshold: Annotated[float, typer.Option(help="Cosine similarity from which --features calls two images duplicates.", min=0.0, max=1.0)] = 0.95,
+    feature_threshold: Annotated[float, typer.Option(help="Cosine similarity from which --features calls two images duplicates.", min=0.0, max=1.0)] = DoctorConfig.duplicate_cosine,
     move_to: Annotated[Optional[Path], typer.Option(help="Move the extra copies into this folder instead of excluding them.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report; change nothing.")] = False,
     quiet: QuietOpt = False,

@@ -66,7 +66,8 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
     m = metrics.to_dict()
     chosen = (m.get("preset") or {}).get("winner")
     if chosen:
-        typer.echo(f"preset {m['preset']['name']}: featurizers {chosen} (chosen by cross-validation on the train split)")
+        how = m["preset"].get("chosen_by", "nested cross-validation on the train split")  # runs before chosen_by was recorded
+        typer.echo(f"preset {m['preset']['name']}: featurizers {chosen} ({how})")
     ensemble = (m.get("preset") or {}).get("ensemble")
     if ensemble:
         weights = ", ".join(f"{k} {v:g}" for k, v in ensemble["chosen"]["weights"].items())

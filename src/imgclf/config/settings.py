@@ -144,7 +144,7 @@ class SvmConfig:
     class_weight: Literal["balanced", "none"] = setting("balanced", "weight classes inversely to their frequency")
     max_iter: int = setting(10000, "LinearSVC iterations", ge=1)
     max_s: float = setting(0.0, "time the C search may take: C values smallest first, the larger ones left unscored when the "
-                                "next would not fit; --time-limit sets it from the plan", gt=0, zero="no limit", unit="s")
+                                "next would not fit; a time limit gives it what is left, within this", gt=0, zero="no limit", unit="s")
 
 
 @dataclass
@@ -178,7 +178,7 @@ class RefineConfig:
     resolution: int = setting(320, "input size while refining and in the refined bundle", zero="auto: model.resolution", **_RES)
     epochs: int = setting(8, "passes over the train split", ge=1, unit="epochs")
     max_s: float = setting(0.0, "time refinement may take: after each epoch the epochs are cut to those that fit at the pace "
-                                "so far; --time-limit sets it from the plan", gt=0, zero="no limit", unit="s")
+                                "so far; a time limit gives it what is left, within this", gt=0, zero="no limit", unit="s")
     batch_size: int = setting(16, "minibatch size per process (lower it after an out-of-memory error)", ge=1, unit="images")
     lr: list[float] = setting([], "per-epoch learning rates, the last one repeating", gt=0, zero="use refine.lr_schedule")
     lr_schedule: Literal["cosine", "onecycle", "constant"] = setting("cosine", "per-step schedule used when refine.lr is empty")
@@ -293,6 +293,10 @@ class Config:
         if self.data.images:
             return Path(self.data.images)
         return Path(self.data.root) / "datasets" / self.data.dataset
+
+    def dataset_name(self) -> str:
+        """The dataset's name (run history, bundle.json, default run folders): the images folder's name, or ``data.dataset``."""
+        return Path(self.data.images).name if self.data.images else self.data.dataset
 
     def validate(self) -> "Config":
         """Every setting against its declaration (:mod:`imgclf.config.schema`), then the one rule that joins two

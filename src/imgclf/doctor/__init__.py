@@ -1,5 +1,5 @@
 """The data doctor: mislabelled images, outliers, near duplicates and train/test leakage, found
-from cached features in seconds (issue 13).
+from cached features, without running a network again.
 
 - :mod:`.labels` — out-of-fold probabilities and confident learning (suspected label errors);
 - :mod:`.outliers` — images far from every train image (k-nearest-neighbour cosine distance);

@@ -1,11 +1,12 @@
 """What int8 costs: the test figures of an int8 bundle beside those of the same model in fp32."""
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any
 
 from .metrics import Metrics
 
+log = logging.getLogger(__name__)
 INT8_WARN_DROP = 0.01  # warn when int8 costs more than 1 point of (class-averaged) accuracy
 
 
@@ -15,7 +16,7 @@ def int8_only(int8: Metrics) -> dict[str, Any]:
 
 
 def int8_report(int8: Metrics, fp32: Metrics) -> dict[str, Any]:
-    """fp32 accuracies, what int8 costs, and a warning (also printed) when that is over 1 point."""
+    """fp32 accuracies, what int8 costs, and a warning (also logged) when that is over 1 point."""
     out = {"fp32_accuracy": fp32.accuracy, "fp32_class_avg_accuracy": fp32.class_avg_accuracy,
            "int8_accuracy_drop": fp32.accuracy - int8.accuracy,
            "int8_class_avg_accuracy_drop": fp32.class_avg_accuracy - int8.class_avg_accuracy}
@@ -25,6 +26,6 @@ def int8_report(int8: Metrics, fp32: Metrics) -> dict[str, Any]:
                f"(int8 {100 * int8.accuracy:.1f}% vs fp32 {100 * fp32.accuracy:.1f}%, class-averaged "
                f"{100 * int8.class_avg_accuracy:.1f}% vs {100 * fp32.class_avg_accuracy:.1f}%); "
                "consider engine.precision = 'fp32' or more engine.calibration_images")
-        print(f"warning: {msg}", file=sys.stderr)
+        log.warning("warning: %s", msg)
         out["int8_warning"] = msg
     return out

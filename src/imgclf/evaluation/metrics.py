@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..util.arrays import class_averaged_accuracy
+
 
 @dataclass
 class Metrics:
@@ -118,7 +120,6 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]
     cm = confusion_matrix(y_true, y_pred, labels=list(range(k)))
     support = cm.sum(axis=1)
     per_class = {labels[i]: (float(cm[i, i] / support[i]) if support[i] else None) for i in range(k)}
-    present = [v for v in per_class.values() if v is not None]
     roc_auc: dict[str, float | None] = {}
     roc: dict[str, dict[str, list[float]]] = {}
     for i, name in enumerate(labels):
@@ -132,7 +133,7 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]
     aucs = [v for v in roc_auc.values() if v is not None]
     return Metrics(
         accuracy=float((y_pred == y_true).mean()) if len(y_true) else None,
-        class_avg_accuracy=float(np.mean(present)) if present else None,
+        class_avg_accuracy=class_averaged_accuracy(y_true, y_pred) if len(y_true) else None,
         per_class_accuracy=per_class,
         roc_auc=roc_auc,
         macro_auc=float(np.mean(aucs)) if aucs else None,

@@ -173,8 +173,9 @@ def _preset_section(preset: dict[str, Any] | None) -> str:
         f"<td>{'—' if c['cost_s'] is None else round(c['cost_s'], 1)}</td>"
         f"<td>{'winner' if c['winner'] else html.escape(c['status'])}</td></tr>"
         for c in preset["candidates"])
-    return (f"<h2>Featurizer candidates (preset {html.escape(str(preset.get('name')))})</h2><p>Chosen by nested "
-            f"cross-validation on the train split only: <b>{html.escape(str(preset.get('winner')))}</b></p><table><tr>"
+    how = preset.get("chosen_by", "nested cross-validation on the train split")  # runs before chosen_by was recorded
+    return (f"<h2>Featurizer candidates (preset {html.escape(str(preset.get('name')))})</h2><p>Chosen: "
+            f"<b>{html.escape(str(preset.get('winner')))}</b> ({html.escape(how)}; test images never read)</p><table><tr>"
             f"<th>featurizers</th><th>CV class-averaged accuracy</th><th>cost (s)</th><th></th></tr>{rows}</table>")
 
 

@@ -15,6 +15,7 @@ from ..features.step import engine_cache_dir, feature_cache_dir
 from ..inference.explain import Explainer
 from ..rundir.layout import RunDir
 from ..train.trainers import get_trainer
+from ..util.arrays import class_averaged_accuracy
 from ..util.errors import DatasetError, ImageError, NotExplainable
 from ..util.figures import save_figure
 from ..util.files import read_json, read_npz, write_bytes, write_json
@@ -95,12 +96,10 @@ def component_scores(rd: RunDir, x: np.ndarray, y: np.ndarray) -> dict[str, dict
     names = [k[len("weight_"):] for k in arrays if k.startswith("weight_")]
     if any(arrays[f"weight_{n}"].shape[1] != x.shape[1] for n in names):
         return {}
-    from sklearn.metrics import balanced_accuracy_score
-
     out = {}
     for n in names:
         pred = LinearHead(arrays[f"weight_{n}"], arrays[f"bias_{n}"]).predict(x)
-        out[n] = {"accuracy": round(float(np.mean(pred == y)), 4), "class_avg_accuracy": round(float(balanced_accuracy_score(y, pred)), 4)}
+        out[n] = {"accuracy": round(float(np.mean(pred == y)), 4), "class_avg_accuracy": round(class_averaged_accuracy(y, pred), 4)}
     return out
 
 

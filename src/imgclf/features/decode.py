@@ -2,8 +2,8 @@
 
 A photo only has to come out at least ``resize_size`` pixels on its shorter side, and libjpeg-turbo
 can decode straight to k/8 of the size (``simplejpeg``'s ``min_height``/``min_width``): a 500x375
-JPEG asked for >= 256 decodes to 375x282 in ~20% less time than a full decode, and Pillow's draft
-mode can only halve. Everything that is not a plain JPEG (other formats, CMYK, anything
+JPEG asked for >= 256 decodes to 375x282, faster than a full decode, and Pillow's draft mode can
+only halve. Everything that is not a plain JPEG (other formats, CMYK, anything
 simplejpeg refuses) goes through the one safe decoder, :func:`imgclf.data.images.decode_image`, which
 also gives every error its reason. The header checks stay in front of every decode: JPEG
 identified by its magic bytes, the pixel limit, EXIF orientation applied. The decode is strict:

@@ -24,7 +24,7 @@ import functools
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -37,11 +37,30 @@ from .preprocess import is_crops, network_input
 
 
 class Engine(Protocol):
-    feature_id: str
-    dim: int
-    spec: DataSpec
+    """What featurize, predict, serve and the trainers use of an engine."""
 
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    feature_id: str  # the feature-cache key: same id, same features
+    dim: int  # features per image
+    spec: DataSpec  # the preprocessing its input went through
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(B, D) float32 features of crops (B, H, W, 3) uint8 or network input (B, 3, H, W) float32."""
+        ...
+
+
+@runtime_checkable
+class MapEngine(Engine, Protocol):
+    """An engine explaining can use (every engine here): its last feature map too."""
+
+    def run_maps(self, batch: np.ndarray) -> np.ndarray:
+        """(B, D, h, w) last feature map of ``batch``, whose spatial mean is :meth:`run`'s output."""
+        ...
+
+
+class FileEngine(Engine, Protocol):
+    """An engine running an exported ONNX file (what a bundle ships)."""
+
+    onnx_path: Path
 
 
 def cpu_threads(requested: int = 0) -> int:

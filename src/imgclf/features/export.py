@@ -85,8 +85,8 @@ def _static_same_padding(module: Any, resolution: int) -> Any:
 def export_onnx(module: Any, spec: DataSpec, path: str | os.PathLike) -> Path:
     """Export a featurizer (``module(x (B,3,H,W)) -> (B, D)``) to ONNX at ``path``, atomically.
 
-    Uses the TorchScript exporter: a few seconds and one self-contained file (the dynamo
-    exporter takes ~20 s here and writes the weights to a side file). The caller's module
+    Uses the TorchScript exporter: faster than the dynamo exporter, and one self-contained file
+    (the dynamo exporter writes the weights to a side file). The caller's module
     is not modified.
     """
     import torch

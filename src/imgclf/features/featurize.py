@@ -12,12 +12,13 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..config.settings import EngineConfig, ModelConfig
 from ..data.images import read_bytes
+from ..util.arrays import l2_normalize
 from ..util.errors import ImageError
 from ..util.files import atomic_path, sha256_bytes
 from ..util.progress import progress_bar
@@ -51,6 +52,10 @@ class FeatureCache:
 
     def _path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.npy"
+
+    def has(self, digest: str) -> bool:
+        """Whether the image of content hash ``digest`` has an entry (not whether it still loads)."""
+        return self._path(digest).exists()
 
     def get(self, digest: str) -> np.ndarray | None:
         p = self._path(digest)
@@ -180,7 +185,7 @@ def concat_features(parts: Sequence[np.ndarray]) -> np.ndarray:
     (each featurizer weighs the same whatever its feature scale)."""
     if len(parts) == 1:
         return parts[0]
-    return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]).astype(np.float32)
+    return np.hstack([l2_normalize(p) for p in parts]).astype(np.float32)
 
 
 def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -> FeatureResult:
@@ -194,14 +199,6 @@ def featurize_many(paths: Sequence[str], engines: Sequence[Engine], **kw: Any) -
     feats = concat_features([r.features for r in results])
     feats[~ok] = 0.0
     return FeatureResult(results[0].paths, feats, ok, errors, sum(r.cache_hits for r in results))
-
-
-def featurize_arrays(inputs: Iterable[np.ndarray], engine: Engine, batch_size: int = 32) -> np.ndarray:
-    """Features of engine inputs (crops (H, W, 3) uint8 or normalised (3, H, W) float32), in batches → (N, D)."""
-    inputs = list(inputs)
-    if not inputs:
-        return np.zeros((0, engine.dim), dtype=np.float32)
-    return np.concatenate([engine.run(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 
 
 def feature_id_of(model_cfg: ModelConfig, engine_cfg: EngineConfig, weights: str = "imagenet") -> FeatureId:

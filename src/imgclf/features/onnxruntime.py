@@ -1,7 +1,7 @@
 """ONNX Runtime inference of a featurizer's ONNX export (:mod:`.export`), fp32 or int8 (:mod:`.quantize`).
 
 ONNX Runtime fuses BatchNorm, ReLU6 and padding into the convolutions, which is why it runs
-several times faster than eager PyTorch on a CPU (lite0 at 224 px, 2 cores: 340 img/s vs 34 eager).
+several times faster than eager PyTorch on a CPU.
 """
 from __future__ import annotations
 
@@ -36,9 +36,8 @@ def session_options(threads: int = 0, *, spinning: bool = False) -> Any:
     o.log_severity_level = 3  # warnings about unused initializers are noise to a user
     o.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     # Without VNNI, ORT's default u8s8 kernels (AVX2 vpmaddubsw) saturate 16-bit sums and int8
-    # features drift (cosine 0.89 vs fp32 measured on an AVX2 CPU); the precise kernels keep them
-    # at 0.995. With VNNI the default kernels sum in 32 bits, and the precise ones would cost
-    # 2.2x the speed (457 vs 206 img/s measured on an AVX-512 VNNI CPU).
+    # features drift from fp32's; the precise kernels keep them close. With VNNI the default
+    # kernels sum in 32 bits, and the precise ones would only cost speed.
     if not cpu_has_vnni():
         o.add_session_config_entry("session.x64quantprecision", "1")
     return o

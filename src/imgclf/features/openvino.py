@@ -1,19 +1,19 @@
 """OpenVINO Runtime inference of a featurizer's ONNX export: the default engine on x86 CPUs.
 
 OpenVINO reads the ONNX file directly (no conversion step) and runs it in bf16 on CPUs with
-bf16 instructions (AVX512_BF16 or AMX): on a 2-core AVX-512 CPU, lite0 at 224 px, batch 32,
-354 img/s against ONNX Runtime's 149 in fp32, with features at cosine >= 0.9997 to fp32's.
-It also runs the QDQ int8 file of :mod:`.quantize` ~1.9x faster than ONNX Runtime does (506 vs
-275 img/s), with the same features. Where OpenVINO cannot load, :func:`openvino_problem` says why
-and the engine falls back to ONNX Runtime with a one-line notice.
+bf16 instructions (AVX512_BF16 or AMX, :func:`~imgclf.features.engines.cpu_has_bf16`), faster than
+ONNX Runtime in fp32 with features close to fp32's; it also runs the QDQ int8 file of
+:mod:`.quantize` faster than ONNX Runtime does (figures: BENCHMARKS.md). Where OpenVINO
+cannot load, :func:`openvino_problem` says why and the engine falls back to ONNX Runtime with a
+one-line notice.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import io
+import logging
 import os
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -29,7 +29,9 @@ from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
 from .preprocess import is_crops
 
-_MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs ~0.3 s and some memory once)
+log = logging.getLogger(__name__)
+
+_MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs a compile and some memory once)
 _STREAM_MIN = 16  # crops per stream from which a batch is split over streams (featurize's 32; not a server's micro-batches of <= 16)
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the layers left in float run in bf16
 
@@ -74,13 +76,12 @@ class OpenVinoEngine(OnnxFileEngine):
     (compiled on first use: explaining and tests).
 
     Latency: one dynamic-batch model on all threads; the first two batch sizes met more than once
-    also get a model compiled for that static shape (4-8% faster: batch 1, the serving latency case);
+    also get a model compiled for that static shape (faster for batch 1, the serving latency case);
     capping them keeps a server's memory flat whatever sizes its micro-batches take. Throughput:
     a batch of at least ``_STREAM_MIN`` crops per stream is split over ``engine.streams``
-    single-threaded streams (default one per thread; a second dynamic-batch model), which keeps both
-    cores busy where one stream's two threads wait on each other: featurizing hymenoptera end to end
-    on 2 cores, 256 vs 235 and 284 vs 229 img/s (two runs). A server's micro-batches (<= 16) stay on
-    one stream: split in halves there, they served 87 img/s against 98-109 under 32 clients.
+    single-threaded streams (default one per thread; a second dynamic-batch model), which keeps all
+    cores busy where one stream's threads wait on each other. A server's micro-batches (<= 16) stay
+    on one stream, where splitting them was slower.
     """
 
     def __init__(self, onnx_path: str | os.PathLike, spec: DataSpec, feature_id: FeatureId | str, *, threads: int = 0,
@@ -234,4 +235,4 @@ _openvino_engine.resolve = _resolve  # type: ignore[attr-defined]
 
 @functools.lru_cache(maxsize=1)
 def _notice_once(problem: str) -> None:
-    print(f"notice: OpenVINO cannot run here ({problem}); using ONNX Runtime instead", file=sys.stderr)
+    log.warning("notice: OpenVINO cannot run here (%s); using ONNX Runtime instead", problem)

@@ -5,12 +5,10 @@ The shorter side is resized to ``resize_size`` and the center ``resolution``² c
 resample of just the crop box of the source (a large photo is never resized whole). The resampler is
 the spec's ``interpolation``:
 
-- ``"area"``: OpenCV's anti-aliased area average when shrinking (~1 ms less per photo than Pillow's
-  bicubic);
+- ``"area"``: OpenCV's anti-aliased area average when shrinking (faster than Pillow's bicubic);
 - ``"fast"``: OpenCV's bicubic when the crop shrinks by at most ``FAST_CUBIC_MAX`` (most photos:
-  decoding with DCT scaling already brings them within ~1.2x of the network's size, where a cubic
-  kernel samples densely enough and costs 0.14 ms against the area average's 0.56 ms), the area
-  average beyond;
+  decoding with DCT scaling already brings them close to the network's size, where a cubic kernel
+  samples densely enough and costs less than the area average), the area average beyond;
 - both enlarge a small image with Pillow's bicubic (there is nothing to average);
 - or a Pillow filter (``"bicubic"``, what bundles made before the OpenCV resamplers record,
   ``"bilinear"``, ``"nearest"``).

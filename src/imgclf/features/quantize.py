@@ -1,8 +1,8 @@
 """Static int8 quantisation of a featurizer ONNX file, calibrated on the user's own images.
 
 QDQ format, per-channel int8 weights, uint8 activations, MinMax ranges: ONNX Runtime then runs
-the convolutions as integer kernels (lite0 at 224 px on 2 AVX-512 VNNI cores: ~2x fp32 speed,
-features cosine ~0.99 to fp32's).
+the convolutions as integer kernels, faster than fp32 with features close to fp32's (figures:
+BENCHMARKS.md).
 Dynamic quantisation is not offered: on this network it is slower than fp32 and inaccurate.
 """
 from __future__ import annotations

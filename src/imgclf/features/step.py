@@ -14,7 +14,7 @@ import numpy as np
 from ..config.settings import Config, EngineConfig, ModelConfig, parse_featurizer
 from ..rundir.layout import RunDir
 from ..util.errors import RunDirError
-from .engines import Engine
+from .engines import Engine, FileEngine
 from .featurize import build_featurizer
 from .ids import FeatureId
 
@@ -85,7 +85,7 @@ def featurizer_onnx(cfg: Config, rd: RunDir, feature_id: FeatureId, model: Model
     path = engine_cache_dir(cfg) / f"{onnx_id}.onnx"
     if not path.is_file():
         ecfg = EngineConfig(backend="onnxruntime", precision="int8" if int8 else "fp32", threads=cfg.engine.threads)
-        engine = run_featurizer(cfg, rd, ecfg, model)
+        engine: FileEngine = run_featurizer(cfg, rd, ecfg, model)  # onnxruntime runs the exported file
         if engine.feature_id != str(onnx_id):
             raise RunDirError(f"features.npz was made by featurizer {feature_id} but the config now gives {engine.feature_id}",
                               hint=f"run `imgclf featurize --run-dir {rd.root}` again")

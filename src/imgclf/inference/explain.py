@@ -27,6 +27,7 @@ from PIL import Image
 from ..classifier.linear import LinearHead, softmax
 from ..features.backbones import DataSpec
 from ..features.decode import decode_rgb
+from ..features.engines import MapEngine
 from ..features.preprocess import crop_box, crop_resize_array, resize_size
 from ..util.errors import ImageError, InvalidRequest, NotExplainable
 from ..util.files import write_bytes
@@ -163,7 +164,7 @@ class Explanation:
 
 
 class Explainer:
-    """Class activation maps of a linear ``head`` on ``engine``'s featurizer (any engine with ``run_maps``)."""
+    """Class activation maps of a linear ``head`` on ``engine``'s featurizer (any :class:`~imgclf.features.engines.MapEngine`)."""
 
     def __init__(self, engine: Any, head: LinearHead, labels: Sequence[str], spec: DataSpec):
         self.engine, self.head, self.labels, self.spec = engine, head, list(labels), spec
@@ -175,12 +176,11 @@ class Explainer:
 
     def feature_maps(self, inputs: np.ndarray) -> np.ndarray:
         """Engine inputs (crops (B, H, W, 3) uint8, or normalised (B, 3, H, W)) → last feature maps (B, D, h, w)."""
-        run_maps = getattr(self.engine, "run_maps", None)
-        if run_maps is None:
+        if not isinstance(self.engine, MapEngine):
             raise NotExplainable(f"class activation maps need a model on a single CNN featurizer; the {type(self.engine).__name__} "
                                  "featurizer does not give one feature map",
                                  hint="class activation maps need a model on a single CNN featurizer")
-        return run_maps(inputs)
+        return self.engine.run_maps(inputs)
 
     def explain_map(self, feature_map: np.ndarray, image: np.ndarray, classes: Sequence[str] = ()) -> Explanation:
         """The explanation of one image's feature map (D, h, w): maps of the predicted class and ``classes``."""

@@ -89,12 +89,6 @@ class Predictor:
             return np.zeros((0, len(self.labels) + 1))
         return self.rows_from_features(self.features_of(inputs))
 
-    def predict_arrays(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Probabilities (N, K) of inputs from :meth:`prepare`, one call per engine."""
-        if not len(inputs):
-            return np.zeros((0, len(self.labels)))
-        return self.split_rows(self.predict_rows(inputs))[0]
-
     def result(self, proba_row: np.ndarray, ood_score: float | None = None, **extra: Any) -> dict[str, Any]:
         """The JSON shape of one prediction: label, score and every class's score; with a detector also
         ``ood_score``, ``unknown`` and ``nearest_label`` (the best known class, whatever the label says)."""

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..classifier.linear import l2_normalize
+from ..config.settings import DoctorConfig
 from ..data.duplicates import cosine_pairs
+from ..util.arrays import l2_normalize
 from ..util.errors import ConfigError
 
 STRATEGIES = ("density", "margin", "entropy", "kcenter", "hybrid", "random")
-DEFAULT_STRATEGY = "density"  # fewest labels to reach random's final accuracy on 4 sets (BENCHMARKS.md, "Label next")
+DEFAULT_STRATEGY = "density"  # fewest labels to reach random's final accuracy on 4 sets (BENCHMARKS.md)
 NEIGHBOURS = 10  # density: representativeness = mean cosine similarity to this many most similar pool images
 CANDIDATES = 4  # hybrid: k-center among the CANDIDATES x n most uncertain images
-DUPLICATE_COSINE = 0.95  # a pool image this similar to a labelled one is skipped (the doctor's duplicate threshold)
 REASONS = {"density": "uncertain, like many unlabelled images", "margin": "uncertain", "entropy": "uncertain", "kcenter": "unlike the labelled images",
            "hybrid": "uncertain, unlike the labelled images", "random": "random"}
 _BLOCK = 1024  # pool rows compared with the labelled images at once
@@ -111,7 +111,7 @@ def kcenter_greedy(pool: np.ndarray, labelled: np.ndarray, n: int, *, allowed: n
 
 
 def select(strategy: str, proba: np.ndarray, pool: np.ndarray, labelled: np.ndarray, n: int, *, seed: int = 0,
-           duplicate_cosine: float = DUPLICATE_COSINE, candidates: int = CANDIDATES) -> Selection:
+           duplicate_cosine: float = DoctorConfig.duplicate_cosine, candidates: int = CANDIDATES) -> Selection:
     """The ``n`` pool images to label next by ``strategy`` (see the module docstring).
 
     ``proba`` (P, K): the current head's probabilities of the pool images; ``pool`` (P, D) and

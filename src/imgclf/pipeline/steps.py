@@ -14,13 +14,13 @@
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..config.settings import Config
+from ..config.settings import Config, featurizer_names
 from ..doctor.step import SUMMARY_KEYS, doctor
 from ..evaluation.metrics import Metrics
 from ..evaluation.step import evaluate
@@ -29,10 +29,14 @@ from ..features.featurize import featurize_many
 from ..features.ids import join_ids
 from ..features.step import feature_cache_dir, run_featurizers
 from ..prepare.step import prepare
-from ..presets.select import after_refinement, needs_selection, post_seconds, select_featurizers, with_featurizers
+from ..presets.select import (RefinementStatus, after_refinement, needs_selection, post_seconds, select_featurizers,
+                              with_featurizers)
 from ..rundir.layout import RunDir
 from ..train.trainers import get_trainer, trainer_name
+from ..util.budget import TimeBudget
 from ..util.files import write_json
+
+log = logging.getLogger(__name__)
 
 __all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "run", "default_run_dir"]
 
@@ -57,46 +61,50 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
 
-def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None) -> dict[str, Any]:
+def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None,
+          budget: TimeBudget | None = None) -> dict[str, Any]:
     """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
-    another) and write the model bundle."""
+    another) and write the model bundle; ``budget``: what its time-limited part (the C search, refinement) may take."""
     rd = RunDir(run_dir)
     name = trainer_as or trainer_name(cfg)
     cfg = cfg.with_change("train.classifier", name, by=f"train.preset={cfg.train.preset}")  # best: svm becomes ensemble
     trainer = get_trainer(name)
     t0 = time.perf_counter()
-    out = trainer.fit(cfg, rd)
+    out = trainer.fit(cfg, rd, budget or TimeBudget())
     out["seconds"] = round(time.perf_counter() - t0, 2)
     rd.save_config(cfg)
     return out
 
 
 def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
-    """prepare → featurize (when the trainer or the doctor needs it) → train → evaluate → doctor
-    (when ``doctor.enabled``); returns the test metrics."""
+    """prepare → select (balanced/best) → featurize (when the trainer or the doctor needs it) → train → evaluate →
+    doctor (when ``doctor.enabled``), within ``train.time_limit_s``; returns the test metrics."""
+    budget = TimeBudget.start(cfg.train.time_limit_s)
     t0 = time.perf_counter()
     steps = {"prepare": prepare(cfg, run_dir)}
+    rd = RunDir(run_dir)
+    rows = rd.split_rows()
     name = trainer_name(cfg)
+    train_budget = TimeBudget()  # what the trainer's time-limited part may take: none unless planned below
     if needs_selection(cfg):
-        chosen = select_featurizers(cfg, RunDir(run_dir), elapsed_s=time.perf_counter() - t0, say=_say if progress else None)
-        cfg = with_featurizers(cfg, chosen["winner"])
-        RunDir(run_dir).save_config(cfg)
-        steps["select"] = {"winner": chosen["winner"], "seconds": chosen["seconds"]}
-        if str((chosen.get("refinement") or {}).get("status", "")).startswith("dropped"):
+        chosen = select_featurizers(cfg, rd, budget)
+        cfg = with_featurizers(cfg, chosen.winner)
+        rd.save_config(cfg)
+        steps["select"] = {"winner": chosen.winner, "seconds": chosen.table["seconds"]}
+        if chosen.refinement is not None and chosen.refinement.status is RefinementStatus.DROPPED:
             name = "svm"  # best without the time for refinement: balanced's SVM
-        elif cfg.train.time_limit_s and name == "ensemble" and not cfg.refine.max_s:  # refinement gets what is left
-            rows = RunDir(run_dir).split_rows()
-            later = chosen["after_s"] + after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows),
-                                                         chosen["s_per_gflop"], len({r.label for r in rows}))
-            cfg = cfg.with_change("refine.max_s", _seconds_left(cfg, t0, later), by="train.time_limit_s")
-            cfg = cfg.with_change("refine.epochs", chosen["refinement"]["epochs"], by="train.time_limit_s")
+        elif chosen.refinement is not None and name == "ensemble":  # refinement gets what is left, for the planned epochs
+            later = chosen.after_s + after_refinement(cfg, sum(r.split == "train" for r in rows), len(rows),
+                                                      chosen.s_per_gflop, len({r.label for r in rows}))
+            train_budget = budget.before(later).with_refine_epochs(chosen.refinement.epochs)
+    elif cfg.train.preset != "fast" and cfg.train.classifier == "svm":  # model.* pins the featurizer
+        log.info("preset %s: featurizer %s as model.* sets it; nothing to choose", cfg.train.preset, "+".join(featurizer_names(cfg.model)))
+    if name == "svm":  # the C search gets what is left
+        train_budget = budget.before(post_seconds(len(rows)))
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
         steps["featurize"] = featurize(cfg, run_dir, progress=progress)
-    if cfg.train.time_limit_s and name == "svm" and not cfg.svm.max_s:  # the C search gets what is left
-        left = _seconds_left(cfg, t0, post_seconds(len(RunDir(run_dir).split_rows())))
-        cfg = cfg.with_change("svm.max_s", left, by="train.time_limit_s")
-    steps["train"] = train(cfg, run_dir, trainer_as=name)
+    steps["train"] = train(cfg, run_dir, trainer_as=name, budget=train_budget)
     metrics = evaluate(cfg, run_dir)
     if cfg.doctor.enabled:
         health = doctor(cfg, run_dir)
@@ -109,17 +117,6 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
     return metrics
 
 
-def _seconds_left(cfg: Config, t0: float, later: float) -> float:
-    """Seconds of ``train.time_limit_s`` left for a step, the run having started at ``t0`` and needing ``later``
-    seconds after it (at least 1 s: a step out of time still does its smallest unit of work)."""
-    return round(max(1.0, cfg.train.time_limit_s - (time.perf_counter() - t0) - later), 1)
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def default_run_dir(cfg: Config) -> Path:
     """``ROOT/runs/<dataset>/<timestamp>`` for a run without --run-dir."""
-    name = Path(cfg.data.images).name if cfg.data.images else cfg.data.dataset
-    return Path(cfg.data.root) / "runs" / name / time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.data.root) / "runs" / cfg.dataset_name() / time.strftime("%Y%m%d-%H%M%S")

@@ -11,34 +11,35 @@
   ``model.backbone``/``model.resolution``/``model.featurizers``.
 
   Why a rule and not a score for the concatenation: nested CV on a few hundred train images ranks
-  close candidates by one or two images (hymenoptera: lite2@320 0.9675, the concatenation of the three
-  best 0.9633), while in whole runs on four sets (hymenoptera, clothing10, cub_warblers, demo on 3 split
-  seeds) the three best concatenated scored at or above every single featurizer and above the nested-CV
-  choice on every set (mean 94.62% against 93.33%), and above the four concatenated on three sets of four.
+  close candidates by one or two images, while whole runs score the concatenation of the best three at
+  or above each of them (BENCHMARKS.md).
 
 - ``best``: balanced's choice, then the ``ensemble`` trainer (:mod:`imgclf.train.ensemble`): refinement
   and a pooled ensemble of the SVM, the refined head and the SVM on refined features, with flip
   test-time augmentation when validation on train shows a gain.
 
-``train.time_limit_s`` plans the selection from per-image costs: network GFLOPs times seconds per
-GFLOP (a prior, replaced by what the first uncached featurizer measured), plus an export when the
-engine cache lacks the network; the most expensive candidates are dropped first until the plan fits,
-with what the run needs after the choice: featurizing the other images with the winner (at worst the
-concatenation of the dearest kept candidates), the final SVM's C search (scaled from the nested CVs
-measured so far) and evaluation, report and run history (:func:`post_seconds`). Before each candidate
-the plan is checked again against the time spent; the final SVM's C search then gets what is left
-(``svm.max_s``, set by the run just before training).
+``train.time_limit_s`` (the run's :class:`~imgclf.util.budget.TimeBudget`) plans the selection from
+per-image costs: network GFLOPs (each backbone's registry entry, see
+:func:`~imgclf.features.backbones.gflops`) times seconds per GFLOP (a prior, replaced by what the
+first uncached featurizer measured), plus an export when the engine cache lacks the network; the most
+expensive candidates are dropped first until the plan fits, with what the run needs after the
+choice: featurizing the other images with the winner (at worst the concatenation of the dearest kept
+candidates), the final SVM's C search (scaled from the nested CVs measured so far) and evaluation,
+report and run history (:func:`post_seconds`). Before each candidate the plan is checked again
+against the time spent; the final SVM's C search then gets what is left of the budget.
 For best, refinement is planned first (epochs × train images × seconds per image per epoch, from
 the refined network's GFLOPs, plus featurizing every image with it) in the time balanced's whole
 plan leaves: with fewer epochs when half of ``refine.epochs`` or more fit, dropped when fewer do (the
-run is then balanced's, with every candidate the limit allows); the plan says which. Refinement then gets what is left when it starts
-(``refine.max_s``): it cuts its epochs when it runs slower than planned.
+run is then balanced's, with every candidate the limit allows); the plan says which. Refinement then
+gets what is left of the budget when it starts, and cuts its epochs when it runs slower than planned.
 Test images are never opened here: every decision is made before the test split is featurized.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from enum import Enum
 from statistics import median
 from typing import Any, Callable, Sequence
 
@@ -52,20 +53,42 @@ from ..features.engines import cpu_threads, resolve_engine
 from ..features.featurize import FeatureCache, build_featurizer, concat_features, feature_id_of, featurize_paths
 from ..features.step import engine_cache_dir, engine_kw, feature_cache_dir
 from ..rundir.layout import RunDir
+from ..util.budget import TimeBudget
 from ..util.errors import DatasetError, ImageError
 from ..util.files import sha256_file, write_json
 
+log = logging.getLogger(__name__)
+
 CANDIDATES = ("efficientnet_lite0@224", "efficientnet_lite0@320", "efficientnet_lite1@256", "efficientnet_lite2@320")
 CROP_PCT = 0.875  # the center crop keeps ~87.5% of the resized short side (EfficientNet-Lite: 0.875 to 0.89)
-PRIOR_S_PER_GFLOP = 0.012  # seconds per GFLOP on one core of a 2-core x86 CPU, OpenVINO bf16, decode included: lite0@224 (0.77) at ~215 img/s, a busy machine's rate (quiet: 255-290)
+# Priors of the plan, replaced by measurements as the selection goes (BENCHMARKS.md has how they were set)
+PRIOR_S_PER_GFLOP = 0.012  # seconds per GFLOP of featurizing on one core of a 2-core x86 CPU, OpenVINO bf16, decode included
 EXPORT_S = 10.0  # building a network and exporting it to ONNX (once per machine: the engine cache keeps it)
-POST_S = 7.0  # what a run costs whatever its data and featurizer: starting Python, evaluation, report, bundle, run history (hymenoptera: ~7 s)
-POST_S_PER_IMAGE = 0.004  # and per image: the doctor, evaluation, report (clothing10's 1,988 images: ~8 s)
-FINAL_FIT = 1.5  # the final SVM's C search on k concatenated feature sets ≈ this × k × one set's nested CV (clothing10: 72 s for 3 × 1280-d, 18 s for 1280-d)
-REFINE_S_PER_GFLOP = 0.035  # one training image of one epoch per GFLOP on 2 cores, validation and the linear probe included (lite2@320, 4 stages frozen: 8 epochs of 221 images in 145-172 s)
+POST_S = 7.0  # what a run costs whatever its data and featurizer: starting Python, evaluation, report, bundle, run history
+POST_S_PER_IMAGE = 0.004  # and per image: the doctor, evaluation, report
+FINAL_FIT = 1.5  # the final SVM's C search on k concatenated feature sets ≈ this × k × one set's nested CV
+REFINE_S_PER_GFLOP = 0.035  # one training image of one epoch per GFLOP on 2 cores, validation and the linear probe included
 HEADER_SAMPLE = 200  # train images whose size sets the median
 
-Say = Callable[[str], None]
+
+class Status(Enum):
+    """Where a candidate stands; its text (``status`` in candidates.json) fills in the candidate's ``note``."""
+
+    PLANNED = "planned"
+    SCORED = "scored"
+    NOT_SCORED = "not scored: {}"
+    TIME_LIMIT = "dropped: time limit ({})"  # may come back when the measured pace is faster than planned
+    UPSCALE = "dropped: upscales the median image {}"
+    ONLY_LEFT = "the only candidate left"
+    CONCATENATED = "the {} best concatenated"
+
+
+class RefinementStatus(Enum):
+    """What the plan does with preset best's refinement."""
+
+    PLANNED = "planned"
+    SHORTENED = "planned: {} epochs fit the time limit"
+    DROPPED = "dropped: time limit ({})"
 
 
 @dataclass
@@ -77,16 +100,49 @@ class Candidate:
     estimate_s: float = 0.0  # planned seconds (featurizing uncached train images, export, CV)
     cost_s: float | None = None  # measured seconds
     cv_score: float | None = None  # nested-CV class-averaged accuracy on the train split
-    status: str = "planned"  # planned, scored, or "dropped: <why>"
+    status: Status = Status.PLANNED
+    note: str = ""  # what the status text says of this candidate (why it was dropped, ...)
     winner: bool = False
 
     @property
     def name(self) -> str:
         return "+".join(self.featurizers)
 
+    def mark(self, status: Status, note: str = "") -> None:
+        self.status, self.note = status, note
+
+    @property
+    def status_text(self) -> str:
+        return self.status.value.format(self.note)
+
     def to_dict(self) -> dict[str, Any]:
         return {"featurizers": self.name, "cv_class_avg_accuracy": self.cv_score, "cost_s": self.cost_s,
-                "estimate_s": round(self.estimate_s, 1), "gflops": round(self.gflops, 2), "status": self.status, "winner": self.winner}
+                "estimate_s": round(self.estimate_s, 1), "gflops": round(self.gflops, 2), "status": self.status_text,
+                "winner": self.winner}
+
+
+@dataclass
+class RefinementPlan:
+    """Preset best's refinement in the plan: its estimate, its epochs and what the plan does with it."""
+
+    estimate_s: float
+    epochs: int
+    status: RefinementStatus = RefinementStatus.PLANNED
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"estimate_s": round(self.estimate_s, 1), "epochs": self.epochs, "status": self.status.value.format(self.note)}
+
+
+@dataclass
+class Selection:
+    """What :func:`select_featurizers` chose and planned; ``table`` is candidates.json."""
+
+    winner: str  # the +-joined NAME@RESOLUTION featurizers
+    table: dict[str, Any]
+    refinement: RefinementPlan | None  # preset best only
+    after_s: float  # the plan's seconds for what follows the choice (featurizing the rest, the final SVM, the rest of the run)
+    s_per_gflop: float  # featurizing pace: measured, else the prior
 
 
 def median_short_side(paths: Sequence[str]) -> float | None:
@@ -119,21 +175,21 @@ def candidate_list(cfg: Config) -> list[Candidate]:
 
 def plan(candidates: Sequence[Candidate], budget_s: float | None,
          after: Callable[[list[Candidate]], float] = lambda kept: 0.0) -> list[Candidate]:
-    """Mark the most expensive planned candidates "dropped: time limit" until the rest, and what the run needs
+    """Mark the most expensive planned candidates :attr:`Status.TIME_LIMIT` until the rest, and what the run needs
     after choosing among them (``after(kept)``), fit ``budget_s`` (None: no limit); the cheapest planned one
     always stays. Returns the kept ones, cheapest first."""
-    kept = sorted((c for c in candidates if c.status == "planned"), key=lambda c: (c.estimate_s, c.gflops))
+    kept = sorted((c for c in candidates if c.status is Status.PLANNED), key=lambda c: (c.estimate_s, c.gflops))
     while budget_s is not None and len(kept) > 1 and sum(c.estimate_s for c in kept) + after(kept) > budget_s:
         dropped = kept.pop()
-        dropped.status = f"dropped: time limit (needs ~{dropped.estimate_s:.0f} s)"
+        dropped.mark(Status.TIME_LIMIT, f"needs ~{dropped.estimate_s:.0f} s")
     return kept
 
 
-def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: Say | None = None) -> dict[str, Any]:
-    """Choose the featurizer(s) of a balanced run on the train split; writes candidates.json and returns
-    ``{"preset", "winner", "candidates", "median_short_side", "time_limit", "planned_s", "seconds"}``."""
+def select_featurizers(cfg: Config, rd: RunDir, budget: TimeBudget | None = None) -> Selection:
+    """Choose the featurizer(s) of a balanced run on the train split within ``budget`` (default: a fresh one of
+    ``train.time_limit_s``); logs the plan and the result, writes candidates.json."""
     t0 = time.perf_counter()
-    say = say or (lambda _: None)
+    budget = budget or TimeBudget.start(cfg.train.time_limit_s)
     bad = rd.skipped_paths()
     train = [r for r in rd.split_rows("train") if r.path not in bad]
     paths = [r.path for r in train]
@@ -146,13 +202,14 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     for c in [c for c in cands if len(c.featurizers) == 1][1:]:  # the cheapest single always stays
         u = upscale(parse_featurizer(c.name)[1], short)
         if u > cfg.train.max_upscale:
-            c.status = f"dropped: upscales the median image {u:.2f}x"
+            c.mark(Status.UPSCALE, f"{u:.2f}x")
     per_gflop = PRIOR_S_PER_GFLOP * 2 / cpu_threads(cfg.engine.threads)
     uncached = _uncached_counter(cfg, paths)
     done: set[str] = set()
     for c in cands:
         c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done, _nested_prior(len(paths), len(labels)))
-    n_rest = len(rd.split_rows()) - len(paths)  # featurized after the choice, by the winner
+    n_all = len(rd.split_rows())
+    n_rest = n_all - len(paths)  # featurized after the choice, by the winner
     nested: list[float] = []  # measured seconds of each candidate's nested CV
 
     def cv_s() -> float:
@@ -167,40 +224,31 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
         return (n_rest * per_gflop * max([sum(singles), *(c.gflops for c in chosen)]) + FINAL_FIT * k * cv_s()
                 + post_seconds(len(paths) + n_rest))
 
-    budget = cfg.train.time_limit_s - elapsed_s if cfg.train.time_limit_s else None
-    refinement = {"estimate_s": round(refinement_estimate(cfg, len(paths), len(rd.split_rows()), per_gflop, len(labels)), 1),
-                  "epochs": cfg.refine.epochs, "status": "planned"} if cfg.train.preset == "best" else None
-    if budget is not None and refinement is not None:  # refinement gets what balanced's whole plan leaves
-        planned = [c for c in cands if c.status == "planned"]
-        selection = sum(c.estimate_s for c in planned) + after(planned)
-        rest = after_refinement(cfg, len(paths), len(rd.split_rows()), per_gflop, len(labels))
-        per_epoch = (refinement["estimate_s"] - rest) / cfg.refine.epochs
-        epochs = min(cfg.refine.epochs, int((budget - selection - rest) // per_epoch)) if per_epoch > 0 else cfg.refine.epochs
-        if epochs >= max(1, (cfg.refine.epochs + 1) // 2):  # half the epochs or more: refine for fewer epochs
-            refinement.update(epochs=epochs, estimate_s=round(rest + epochs * per_epoch, 1))
-            if epochs < cfg.refine.epochs:
-                refinement["status"] = f"planned: {epochs} of {cfg.refine.epochs} epochs fit the time limit"
-            budget -= refinement["estimate_s"]
-        else:
-            refinement["status"] = (f"dropped: time limit (needs ~{refinement['estimate_s']:.0f} s, "
-                                    f"{max(0.0, budget - selection):.0f} s left after the selection)")
-    kept = plan(cands, budget, after)
-    say(_plan_text(cfg, cands, short, budget, refinement))
+    left = budget.left_s()  # None: no limit
+    refinement = None
+    if cfg.train.preset == "best":
+        refinement = RefinementPlan(refinement_estimate(cfg, len(paths), n_all, per_gflop, len(labels)), cfg.refine.epochs)
+        if left is not None:  # refinement gets what balanced's whole plan leaves
+            planned = [c for c in cands if c.status is Status.PLANNED]
+            _fit_refinement(cfg, refinement, left - sum(c.estimate_s for c in planned) - after(planned),
+                            after_refinement(cfg, len(paths), n_all, per_gflop, len(labels)))
+            if refinement.status is not RefinementStatus.DROPPED:
+                left -= refinement.estimate_s
+    kept = plan(cands, left, after)
+    log.info(_plan_text(cfg, cands, short, budget, kept, after(kept) if kept else 0.0, refinement))
     features: dict[str, np.ndarray] = {}
     ok = np.ones(len(paths), dtype=bool)
     scored: list[Candidate] = []  # featurized; scored once a second one is (a single candidate needs no score)
-    order = sorted((c for c in cands if c.status == "planned" or c.status.startswith("dropped: time limit")),
-                   key=lambda c: (c.estimate_s, c.gflops))
+    order = sorted((c for c in cands if c.status in (Status.PLANNED, Status.TIME_LIMIT)), key=lambda c: (c.estimate_s, c.gflops))
     for c in order if len(order) > 1 else ():
         cv = cv_s()
         c.estimate_s = _estimate(cfg, c, uncached, per_gflop, len(paths), done, cv)
         spent = time.perf_counter() - t0
         pending = cv * sum(len(s.featurizers) for s in scored if s.cv_score is None)  # the first one's nested CV
-        if budget is not None and scored and spent + pending + c.estimate_s + after([*scored, c]) > budget:
-            c.status = (f"dropped: time limit (needs ~{c.estimate_s:.0f} s, "
-                        f"{max(0.0, budget - spent - pending - after([*scored, c])):.0f} s left)")
+        if left is not None and scored and spent + pending + c.estimate_s + after([*scored, c]) > left:
+            c.mark(Status.TIME_LIMIT, f"needs ~{c.estimate_s:.0f} s, {max(0.0, left - spent - pending - after([*scored, c])):.0f} s left")
             continue
-        c.status = "planned"  # the plan printed first may have dropped it at the prior's pace
+        c.mark(Status.PLANNED)  # the plan logged first may have dropped it at the prior's pace
         t = time.perf_counter()
         for part in c.featurizers:
             if part not in features:
@@ -223,20 +271,44 @@ def select_featurizers(cfg: Config, rd: RunDir, *, elapsed_s: float = 0.0, say: 
     top = [c for c in ranked if c.cv_score is not None][:cfg.train.concat_best]
     if len(top) >= 2 and all(len(c.featurizers) == 1 for c in scored):  # no concatenation listed: the best singles'
         winner = Candidate([c.featurizers[0] for c in top], sum(c.gflops for c in top), cost_s=0.0,
-                           status=f"the {len(top)} best concatenated")
+                           status=Status.CONCATENATED, note=str(len(top)))
         cands.append(winner)
     winner.winner = True
     if len(kept) == 1:
-        winner.status = "the only candidate left"
-    out = {"preset": cfg.train.preset, "winner": winner.name, "candidates": [c.to_dict() for c in cands],
-           "median_short_side": short, "time_limit": cfg.train.time_limit_s or None,
-           "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2),
-           "s_per_gflop": round(per_gflop, 5), "after_s": round(after([c for c in scored if c.featurizers[0] in winner.featurizers] or kept[:1]), 1)}
+        winner.mark(Status.ONLY_LEFT)
+    after_s = after([c for c in scored if c.featurizers[0] in winner.featurizers] or kept[:1])
+    table = {"preset": cfg.train.preset, "winner": winner.name, "chosen_by": _chosen_by(cands, ranked),
+             "candidates": [c.to_dict() for c in cands], "median_short_side": short, "time_limit": budget.limit_s,
+             "planned_s": round(sum(c.estimate_s for c in kept), 1), "seconds": round(time.perf_counter() - t0, 2),
+             "s_per_gflop": round(per_gflop, 5), "after_s": round(after_s, 1)}
     if refinement is not None:
-        out["refinement"] = refinement
-    write_json(rd.candidates, out)
-    say(_result_text(cands, winner))
-    return out
+        table["refinement"] = refinement.to_dict()
+    write_json(rd.candidates, table)
+    log.info(_result_text(cands, winner, table["chosen_by"]))
+    return Selection(winner.name, table, refinement, round(after_s, 1), round(per_gflop, 5))
+
+
+def _fit_refinement(cfg: Config, refinement: RefinementPlan, left_s: float, rest_s: float) -> None:
+    """Shorten ``refinement`` to the epochs that fit ``left_s`` (``rest_s`` of it being what follows training) when
+    half of ``refine.epochs`` or more do; else mark it dropped."""
+    per_epoch = (refinement.estimate_s - rest_s) / cfg.refine.epochs
+    epochs = min(cfg.refine.epochs, int((left_s - rest_s) // per_epoch)) if per_epoch > 0 else cfg.refine.epochs
+    if epochs >= max(1, (cfg.refine.epochs + 1) // 2):  # half the epochs or more: refine for fewer epochs
+        refinement.epochs, refinement.estimate_s = epochs, rest_s + epochs * per_epoch
+        if epochs < cfg.refine.epochs:
+            refinement.status, refinement.note = RefinementStatus.SHORTENED, f"{epochs} of {cfg.refine.epochs}"
+    else:
+        refinement.status = RefinementStatus.DROPPED
+        refinement.note = f"needs ~{refinement.estimate_s:.0f} s, {max(0.0, left_s):.0f} s left after the selection"
+
+
+def _chosen_by(cands: list[Candidate], ranked: list[Candidate]) -> str:
+    """How the winner was chosen, as the run's summary says it."""
+    if ranked:
+        return "nested cross-validation on the train split"
+    if len(cands) == 1:
+        return "nothing to choose: train.candidates lists one"
+    return "nothing to choose: the only candidate left"
 
 
 def refinement_estimate(cfg: Config, n_train: int, n_all: int, per_gflop: float, classes: int) -> float:
@@ -309,9 +381,9 @@ def _score_all(cfg: Config, cands: list[Candidate], features: dict[str, np.ndarr
         t = time.perf_counter()
         if min_count >= 4:
             c.cv_score = round(SvmClassifier.from_config(cfg.svm, cfg.data.seed).nested_score(features[c.name][ok], y[ok]), 4)
-            c.status = "scored"
+            c.mark(Status.SCORED)
         else:
-            c.status = "not scored: fewer than 4 train images in a class"
+            c.mark(Status.NOT_SCORED, "fewer than 4 train images in a class")
         c.cost_s = round((c.cost_s or 0.0) + time.perf_counter() - t, 2)
     return sorted(cands, key=lambda c: (-(c.cv_score if c.cv_score is not None else -1), c.gflops))
 
@@ -332,7 +404,7 @@ def _uncached_counter(cfg: Config, paths: list[str]) -> Callable[[str], int]:
     def count(name: str) -> int:
         fid = feature_id_of(with_featurizers(cfg, name).model, engine)
         cache = FeatureCache(cache_dir, fid) if engine.precision != "int8" else None
-        return len(digests) if cache is None else sum(not cache._path(d).exists() for d in digests)
+        return len(digests) if cache is None else sum(not cache.has(d) for d in digests)
 
     return count
 
@@ -354,25 +426,29 @@ def _estimate(cfg: Config, c: Candidate, uncached: Callable[[str], int], per_gfl
 
 def _nested_prior(n: int, classes: int) -> float:
     """Seconds of one 1280-d feature set's nested CV on ``n`` images of ``classes`` classes before any was measured
-    (one-vs-rest: a problem per class, one for two): hymenoptera's 245 images, 2 classes ~1 s; clothing10's 1,616, 10
-    classes ~18 s; cub_warblers' 357, 12 classes ~5 s."""
+    (one-vs-rest: a problem per class, one for two)."""
     return 0.5 + 2e-3 * n * (1 if classes <= 2 else classes) ** 0.75
 
 
-def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: float | None,
-               refinement: dict[str, Any] | None = None) -> str:
-    head = (f"preset {cfg.train.preset}: {len(cands)} candidate featurizer(s), median train image short side "
-            f"{'?' if short is None else f'{short:.0f}'} px" + (f", {budget:.0f} s for the selection and what follows it (time limit "
-                                                                  f"{cfg.train.time_limit_s:.0f} s)" if budget is not None else ""))
-    lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status}" for c in cands]
+def _plan_text(cfg: Config, cands: list[Candidate], short: float | None, budget: TimeBudget, kept: list[Candidate],
+               after_s: float, refinement: RefinementPlan | None) -> str:
+    """The plan before any featurizing: each candidate's cost and status, and the seconds the plan adds up to."""
+    planned = sum(c.estimate_s for c in kept) + after_s
+    if refinement is not None and refinement.status is not RefinementStatus.DROPPED:
+        planned += refinement.estimate_s
+    limit = f" of the time limit {budget.limit_s:.0f} s" if budget.limit_s else ""
+    what = f"{len(cands)} candidate featurizers" if len(cands) > 1 else f"one candidate featurizer ({_chosen_by(cands, [])})"
+    head = (f"preset {cfg.train.preset}: {what}, median train image short side {'?' if short is None else f'{short:.0f}'} px; "
+            f"planned ~{planned:.0f} s{limit}")
+    lines = [f"  {c.name:<48} {c.gflops:5.2f} GFLOP  ~{c.estimate_s:5.1f} s  {c.status_text}" for c in cands]
     if refinement is not None:
         model = cfg.refine_model()
-        lines.append(f"  refinement of {model.backbone}@{model.resolution}, {refinement.get('epochs', cfg.refine.epochs)} epochs + ensemble"
-                     f"{'':<8} ~{refinement['estimate_s']:5.1f} s  {refinement['status']}")
+        lines.append(f"  refinement of {model.backbone}@{model.resolution}, {refinement.epochs} epochs + ensemble"
+                     f"{'':<8} ~{refinement.estimate_s:5.1f} s  {refinement.to_dict()['status']}")
     return "\n".join([head, *lines])
 
 
-def _result_text(cands: list[Candidate], winner: Candidate) -> str:
+def _result_text(cands: list[Candidate], winner: Candidate, chosen_by: str) -> str:
     lines = [f"  {c.name:<48} CV {'—' if c.cv_score is None else f'{100 * c.cv_score:.2f}%':>7}  "
-             f"{'—' if c.cost_s is None else f'{c.cost_s:.1f} s':>7}  {'WINNER' if c.winner else c.status}" for c in cands]
-    return "\n".join(["candidates (nested CV on the train split):", *lines, f"chosen: {winner.name}"])
+             f"{'—' if c.cost_s is None else f'{c.cost_s:.1f} s':>7}  {'WINNER' if c.winner else c.status_text}" for c in cands]
+    return "\n".join(["candidates (nested CV on the train split):", *lines, f"chosen: {winner.name} ({chosen_by})"])

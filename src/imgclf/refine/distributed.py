@@ -136,18 +136,6 @@ def gather_rows(d: Dist, rows: np.ndarray) -> list[np.ndarray]:
     return [o.cpu().numpy()[:c] for o, c in zip(out, counts)]
 
 
-def broadcast_flag(d: Dist, flag: bool) -> bool:
-    """Rank 0's ``flag`` on every process (e.g. "an error happened, stop")."""
-    if not d.active:
-        return flag
-    import torch
-    import torch.distributed as td
-
-    t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=_comm_device(d))
-    td.broadcast(t, 0)
-    return bool(t.item())
-
-
 
 def gather_json(d: Dist, obj: Any) -> list[Any]:
     """Every process's JSON-able ``obj`` on every process, in rank order (sent as JSON text, never pickled)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from ..config.settings import Config, RefineConfig
 from ..features.backbones import DataSpec
 from ..features.engines import cpu_threads
 from ..rundir.layout import RunDir
+from ..util.budget import TimeBudget
 from ..util.errors import DatasetError, RefineError
 from ..util.files import read_json, write_json
 from ..util.progress import progress_bar
@@ -35,6 +36,8 @@ from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .data import Augment, BatchLoader, epoch_plan, holdout, rank_part, step_slices
 from .distributed import Dist
 from .model import OnnxPrefix, Precision, RefineNet, build_network, learning_rate, onnx_prefix, param_groups, set_train_mode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,10 +60,6 @@ SAMPLES = "samples_seen.json"
 
 def checkpoint_dir(rd: RunDir) -> Path:
     return rd.checkpoints
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _fingerprint(cfg: Config, labels: list[str], paths: list[str]) -> str:
@@ -264,8 +263,9 @@ def _network(cfg: Config, d: Dist, classes: int) -> tuple[RefineNet, DataSpec]:
 
 
 def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: bool = True,
-        log: Callable[[str], None] = _log) -> Refined:
-    """Refine ``cfg.model`` on the run's train split; checkpoint every epoch.
+        budget: TimeBudget | None = None) -> Refined:
+    """Refine ``cfg.model`` on the run's train split; checkpoint every epoch. Refinement takes at most
+    ``refine.max_s`` and what is left of ``budget`` when it starts: it cuts its epochs to those that fit.
 
     ``cfg`` is already :meth:`Config.for_refinement`'s: its model is the network being refined.
     """
@@ -285,12 +285,13 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
     if resume:
         start, history, skipped, samples = _resume(rd, fingerprint, net, opt, rcfg.log_samples)
         if d.is_main:
-            log(f"resuming {rd.root} after epoch {start}/{rcfg.epochs}")
+            log.info(f"resuming {rd.root} after epoch {start}/{rcfg.epochs}")
     elif d.is_main:
         clear_checkpoints(folder)
     distributed.barrier(d)  # no process may see a checkpoint from an earlier run
     threads = rcfg.decode_threads or max(1, cpu_threads(cfg.engine.threads) // d.local_world)
-    t_fit = time.perf_counter()  # refine.max_s counts from here (the linear probe included)
+    t_fit = time.perf_counter()  # the time refinement may take counts from here (the linear probe included)
+    rcfg = dataclasses.replace(rcfg, max_s=(budget or TimeBudget()).cap(rcfg.max_s))
     with ThreadPoolExecutor(threads, thread_name_prefix="refine-decode") as pool:
         if start == 0 and rcfg.head_init == "probe":
             # on refine.max_images_per_epoch images at most: the probe is a starting point, not the model
@@ -332,14 +333,14 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
                                  "world_size": d.world, "precision": prec.name})
                 if rcfg.log_samples:
                     write_json(folder / SAMPLES, {"paths": data.paths, "world_size": d.world, "epochs": samples})
-                log(_epoch_line(h, rcfg.epochs))
+                log.info(_epoch_line(h, rcfg.epochs))
             epoch += 1
             fits = epochs_that_fit(rcfg, time.perf_counter() - t_fit, epoch - start, start)
             if rcfg.max_s:  # every process stops after the epoch rank 0 says
                 fits = int(distributed.all_sum(d, [float(fits) if d.rank == 0 else 0.0])[0])
             if fits < rcfg.epochs:
                 if d.is_main:
-                    log(f"refine.max_s = {rcfg.max_s:g}: {fits} epochs of {rcfg.epochs} fit at "
+                    log.info(f"{fits} epochs of {rcfg.epochs} fit the {rcfg.max_s:g} s refinement may take at "
                         f"{(time.perf_counter() - t_fit) / (epoch - start):.1f} s per epoch; the schedule ends there")
                 history[-1]["epochs_cut_to"] = fits
                 rcfg = dataclasses.replace(rcfg, epochs=fits)

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config.settings import ModelConfig, RefineConfig
 from ..features.backbones import DataSpec, model_backbone
+from ..features.engines import cpu_has_bf16
 from ..util.errors import ImgclfError
 
 _STAGED = ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "forward_head")  # timm's EfficientNet / MobileNet layout
@@ -193,14 +194,6 @@ def learning_rate(rcfg: RefineConfig, epoch: int, step: int, steps_per_epoch: in
     if t < rcfg.warmup_epochs:
         lr *= (epoch * steps_per_epoch + step + 1) / (rcfg.warmup_epochs * steps_per_epoch)
     return lr
-
-
-def cpu_has_bf16() -> bool:
-    """True when oneDNN runs bf16 natively here (AVX512-BF16 / AMX); emulated bf16 is many times slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class Precision:

@@ -61,11 +61,6 @@ class TrackedRun:
 # ---------------------------------------------------------------- names
 
 
-def dataset_name(cfg: Config) -> str:
-    """The dataset's name: the images folder's name, or ``data.dataset``."""
-    return Path(cfg.data.images).name if cfg.data.images else cfg.data.dataset
-
-
 def store_uri(cfg: Config) -> str:
     """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else the SQLite file in the data root."""
     uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -76,7 +71,7 @@ def store_uri(cfg: Config) -> str:
 
 def experiment_name(cfg: Config) -> str:
     """``tracking.experiment``, else the dataset's name."""
-    return cfg.tracking.experiment or dataset_name(cfg)
+    return cfg.tracking.experiment or cfg.dataset_name()
 
 
 def sanitize_key(name: str) -> str:
@@ -231,7 +226,7 @@ def _unused_keys(cfg: Config) -> set[str]:
 def _tags(cfg: Config, rd: Path, command: str, results: dict[str, Any]) -> dict[str, str]:
     clf = results.get("classifier") or {}
     tags = {
-        "dataset": dataset_name(cfg),
+        "dataset": cfg.dataset_name(),
         "backbone": str(results.get("backbone") or cfg.model.backbone),
         "classifier": str(clf.get("type") or cfg.train.classifier),
         "preset": cfg.train.preset,

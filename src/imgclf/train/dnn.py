@@ -36,8 +36,10 @@ from ..refine.distributed import Dist
 from ..refine.loop import Refined, checkpoint_dir, fit
 from ..rundir.layout import RunDir
 from ..trust.ood import OodDetector
+from ..util.budget import TimeBudget
 from ..util.files import sha256_file
-from .trainers import dataset_name, fit_svm, register_trainer, svm_detector
+from .svm import fit_svm, svm_detector
+from .trainers import register_trainer
 
 REFINED = ("dnn", "svm_on_refined")
 
@@ -62,26 +64,26 @@ def refine(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: 
 
 @register_trainer("dnn", needs_features=False, linear_on_features=False)
 @register_trainer("svm_on_refined", needs_features=False, linear_on_features=True)
-def train_refined(cfg: Config, rd: RunDir) -> dict[str, Any]:
-    """The train step of ``imgclf run`` / ``imgclf train`` for dnn and svm_on_refined (a fresh refinement)."""
-    return _train(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), resume=False, progress=True)
+def train_refined(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
+    """The train step of ``imgclf run`` / ``imgclf train`` for dnn and svm_on_refined (a fresh refinement within ``budget``)."""
+    return _train(cfg, rd, distributed.setup(cfg.train.device, cfg.engine.threads), resume=False, progress=True, budget=budget)
 
 
-def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) -> dict[str, Any]:
+def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool, budget: TimeBudget | None = None) -> dict[str, Any]:
     cfg = cfg.for_refinement()  # refine.backbone / refine.resolution: what every refinement step reads
     t0 = time.perf_counter()
-    refined = fit(cfg, rd, d, resume=resume, progress=progress)
+    refined = fit(cfg, rd, d, resume=resume, progress=progress, budget=budget)
     fit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="imgclf-refined-") as tmp:
         if cfg.train.classifier == "svm_on_refined":  # every process featurizes its share
-            out = _svm_on_refined(cfg, rd, d, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
+            out = _svm_on_refined(cfg, rd, d, refined, *export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         elif d.is_main:
-            out = _dnn(cfg, rd, refined, *_export_featurizer(refined, cfg, rd, Path(tmp)), progress)
+            out = _dnn(cfg, rd, refined, *export_featurizer(refined, cfg, rd, Path(tmp)), progress)
         else:
             out = {"n_train": int(refined.history[-1]["train_images"])}
     if d.is_main:
         rd.add_skipped([(p, reason, "refine") for p, reason in refined.skipped.items()])
-        _plot_curves(refined.history, rd.training_curves)
+        plot_curves(refined.history, rd.training_curves)
         clear_checkpoints(checkpoint_dir(rd))
     distributed.barrier(d)  # the bundle exists before any process goes on
     last = refined.history[-1]
@@ -95,7 +97,7 @@ def _train(cfg: Config, rd: RunDir, d: Dist, *, resume: bool, progress: bool) ->
 # ---------------------------------------------------------------- the refined featurizer
 
 
-def _export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
+def export_featurizer(refined: Refined, cfg: Config, rd: RunDir, folder: Path) -> tuple[dict[str, Any], dict[str, Path], Any]:
     """backbone.safetensors (+ featurizer.onnx when ONNX export is available) in ``folder``;
     with ``engine.precision = "int8"`` featurizer.onnx is quantised like a pretrained one.
 
@@ -140,7 +142,8 @@ def _quantize(cfg: Config, rd: RunDir, refined: Refined, folder: Path, meta: dic
     meta.update({"precision": "int8", "feature_id": str(fid), "quantization": quantization_meta(cfg, rd)})
 
 
-def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
+def refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
+    """What bundle.json's classifier section records of a refinement: its settings and how it ran."""
     r = cfg.refine
     return {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr or r.lr_schedule, "base_lr": r.base_lr,
             "freeze_stages": 0 if r.freeze_backbone else r.freeze_stages, "freeze_backbone": r.freeze_backbone,
@@ -149,8 +152,8 @@ def _refine_meta(cfg: Config, refined: Refined) -> dict[str, Any]:
 
 def _bundle_meta(cfg: Config, refined: Refined, featurizer: dict[str, Any], classifier: dict[str, Any]) -> BundleMeta:
     engine = dataclasses.replace(resolve_engine(cfg.engine), precision=featurizer["precision"])
-    meta = BundleMeta.create(cfg.model, engine, dataset_name(cfg), refined.labels, refined.spec, featurizer,
-                             {**classifier, "refine": _refine_meta(cfg, refined)})
+    meta = BundleMeta.create(cfg.model, engine, cfg.dataset_name(), refined.labels, refined.spec, featurizer,
+                             {**classifier, "refine": refine_meta(cfg, refined)})
     meta.training_history = refined.history
     return meta
 
@@ -178,7 +181,7 @@ def _calibrated(cfg: Config, rd: RunDir, refined: Refined, featurizer: dict[str,
         return LinearHead(w, b, temperature=1.0, l2_normalize=False), None
     bad = rd.skipped_paths() | set(refined.skipped)
     train = [r.path for r in rd.split_rows("train") if r.path not in bad and r.path not in val]
-    engine = _engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
+    engine = refined_engine(cfg, distributed.Dist(), refined, featurizer, files, backbone)
     res = featurize_paths(refined.val_paths + train, engine, batch_size=cfg.featurize.batch_size, progress=progress,
                           desc="calibrate")
     n = len(refined.val_paths)
@@ -196,7 +199,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
     bad = rd.skipped_paths()
     paths = [r.path for r in rd.split_rows() if r.path not in bad]
     mine = paths[d.rank :: d.world]
-    res = featurize_paths(mine, _engine(cfg, d, refined, featurizer, files, backbone), batch_size=cfg.featurize.batch_size,
+    res = featurize_paths(mine, refined_engine(cfg, d, refined, featurizer, files, backbone), batch_size=cfg.featurize.batch_size,
                           threads=max(1, cpu_threads(cfg.engine.threads) // d.local_world), progress=progress and d.is_main,
                           desc="featurize (refined)")
     feats = distributed.gather_rows(d, res.features)  # rank r has rows r, r + world, ...
@@ -217,7 +220,7 @@ def _svm_on_refined(cfg: Config, rd: RunDir, d: Dist, refined: Refined, featuriz
     return out
 
 
-def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any) -> Any:
+def refined_engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], files: dict[str, Path], backbone: Any) -> Any:
     """The configured engine on the exported file on CPU (several times faster than eager torch), else torch on
     the device. The SVM must see the features the bundle will give: an int8 file always runs as int8."""
     ran = dataclasses.replace(resolve_engine(cfg.engine), threads=max(1, cpu_threads(cfg.engine.threads) // d.local_world))
@@ -234,7 +237,7 @@ def _engine(cfg: Config, d: Dist, refined: Refined, featurizer: dict[str, Any], 
 # ---------------------------------------------------------------- the seed's figure
 
 
-def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Per-epoch train and validation error (and loss), saved as PNG."""
     import matplotlib
 

@@ -10,11 +10,10 @@ pooled by a weighted average of their calibrated log-probabilities (log-linear p
 horizontal-flip test-time augmentation when it helps. Weights and flip are chosen on the part of the
 TRAIN split that refinement held out for its validation (the network never trained on it; the SVMs
 are refit without it for the choice). The weights are equal (``train.ensemble_weights`` pins others):
-the validation part is a few dozen images, and weights chosen on it — best class-averaged accuracy on
-a grid, then the lowest log-loss, near ties to the cheaper ensemble — scored lower on test than the
-equal pool on every set measured (hymenoptera 96.08 vs 97.39%, cub_warblers 88.89 vs 90.83%, demo
-97.78 vs 98.22%); the grid is still scored and recorded. Flip TTA is kept where validation shows a
-gain (the same rule between flip and no flip). A component
+the validation part is a few dozen images, too few to choose weights on (BENCHMARKS.md);
+the grid of weights — best class-averaged accuracy, then the lowest log-loss, near ties to the cheaper
+ensemble — is still scored and recorded. Flip TTA is kept where validation shows a gain (the same rule
+between flip and no flip). A component
 with weight 0 is dropped from the bundle, with its featurizer when nothing else reads it.
 
 Every component being linear, the pool is itself ONE linear head over the features of the kept
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle.folder import BundleMeta, load_bundle, write_bundle
-from ..classifier.linear import LinearHead, SvmClassifier, fit_head, l2_normalize
+from ..classifier.linear import LinearHead, SvmClassifier, fit_head
 from ..config.settings import Config
 from ..features.backbones import gflops, model_backbone
 from ..features.engines import FlipAveraged, resolve_engine
@@ -50,10 +49,12 @@ from ..refine.loop import checkpoint_dir, fit
 from ..rundir.layout import RunDir
 from ..trust.calibration import nll, softmax
 from ..trust.ood import fit_ood
+from ..util.arrays import class_averaged_accuracy, l2_normalize
+from ..util.budget import TimeBudget
 from ..util.errors import DatasetError
 from ..util.files import read_json, write_json, write_npz
-from .dnn import _engine, _export_featurizer, _plot_curves, _refine_meta
-from .trainers import class_labels, dataset_name, register_trainer
+from .dnn import export_featurizer, plot_curves, refine_meta, refined_engine
+from .trainers import class_labels, register_trainer
 
 COMPONENTS = ("svm", "refined_head", "svm_on_refined")
 GRID = 4  # weights are multiples of 1/GRID summing to 1 (15 triples)
@@ -122,13 +123,6 @@ def map_temperature(logits: np.ndarray, y: np.ndarray, t0: float) -> float:
     return float(np.exp(minimize_scalar(loss, bounds=(centre - np.log(1e3), centre + np.log(1e3)), method="bounded").x))
 
 
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Class-averaged accuracy over the classes present in ``y`` (what every score of a run reports)."""
-    from sklearn.metrics import balanced_accuracy_score
-
-    return float(balanced_accuracy_score(y, pred))
-
-
 def _split_parts(x: np.ndarray, dims: list[int]) -> list[np.ndarray]:
     """The per-featurizer blocks of features concatenated by featurize_many (unit-norm each when several)."""
     return np.split(x, np.cumsum(dims)[:-1], axis=1) if len(dims) > 1 else [x]
@@ -139,7 +133,7 @@ def _unit_blocks(parts: list[np.ndarray]) -> np.ndarray:
 
 
 @register_trainer("ensemble", needs_features=False, linear_on_features=False, writes_features=True)
-def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
+def train_ensemble(cfg: Config, rd: RunDir, budget: TimeBudget) -> dict[str, Any]:
     """Refine ``refine.*``'s network, fit the three components, choose their weights and the flip on the
     validation part of train, write the pooled bundle, then features.npz of every image."""
     t0 = time.perf_counter()
@@ -154,14 +148,16 @@ def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
     dims = [e.dim for e in engines]
     xb = featurize_many(paths, engines, batch_size=bs, cache_dir=cache, threads=threads, progress=False)
     rcfg = cfg.for_refinement()
+    if budget.refine_epochs:  # the time-limit plan's epochs
+        rcfg = dataclasses.replace(rcfg, refine=dataclasses.replace(rcfg.refine, epochs=budget.refine_epochs))
     t_refine = time.perf_counter()
-    refined = fit(rcfg, rd, d, progress=False)
+    refined = fit(rcfg, rd, d, progress=False, budget=budget)
     refine_s = time.perf_counter() - t_refine
     val_paths = list(refined.val_paths)
     y_val = np.asarray(refined.val_labels if refined.val_labels is not None else [], dtype=int)
     with tempfile.TemporaryDirectory(prefix="imgclf-ensemble-") as tmp:
-        rmeta, rfiles, backbone = _export_featurizer(refined, rcfg, rd, Path(tmp))
-        rengine = _engine(rcfg, d, refined, rmeta, rfiles, backbone)
+        rmeta, rfiles, backbone = export_featurizer(refined, rcfg, rd, Path(tmp))
+        rengine = refined_engine(rcfg, d, refined, rmeta, rfiles, backbone)
         g = featurize_paths(paths, rengine, batch_size=bs, threads=threads, progress=False)
         ok = xb.ok & g.ok
         rd.add_skipped(list(dict(xb.errors + g.errors).items()), replace_stage="featurize")
@@ -180,7 +176,7 @@ def train_ensemble(cfg: Config, rd: RunDir) -> dict[str, Any]:
         out = _write(cfg, rd, refined, rcfg, comp, chosen, engines, dims, rmeta, rfiles, labels, table, xb.features[ok],
                      g.features[ok], paths, ok)
     rd.add_skipped([(p, reason, "refine") for p, reason in refined.skipped.items()])
-    _plot_curves(refined.history, rd.training_curves)
+    plot_curves(refined.history, rd.training_curves)
     clear_checkpoints(checkpoint_dir(rd))
     _record(rd, table, refined, refine_s, len(paths))
     bundle = load_bundle(rd.model)
@@ -282,10 +278,10 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
     logits = {flip: comp.logits(*views[flip], heads=heads) for flip in (False, True)}
     for i, name in enumerate(COMPONENTS):
         z = logits[False][i]
-        table["components"][name] = {"val_class_avg_accuracy": round(_balanced_accuracy(yv, z.argmax(1)), 4),
+        table["components"][name] = {"val_class_avg_accuracy": round(class_averaged_accuracy(yv, z.argmax(1)), 4),
                                      "val_nll": round(nll(softmax(z), yv), 4),
-                                     "val_class_avg_accuracy_flip": round(_balanced_accuracy(yv, logits[True][i].argmax(1)), 4)}
-    table["components"]["refined_head"]["val_class_avg_accuracy_raw_features"] = round(_balanced_accuracy(yv, raw_head.argmax(1)), 4)
+                                     "val_class_avg_accuracy_flip": round(class_averaged_accuracy(yv, logits[True][i].argmax(1)), 4)}
+    table["components"]["refined_head"]["val_class_avg_accuracy_raw_features"] = round(class_averaged_accuracy(yv, raw_head.argmax(1)), 4)
     table["components"]["refined_head"]["temperature"] = round(comp.t_head, 4)
     table["components"]["svm_on_refined"]["temperature"] = round(comp.t_ref, 4)
     table["components"]["svm"]["temperature"] = round(comp.svm.head_.temperature, 4)
@@ -296,7 +292,7 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
     for weights, flip in itertools.product([pinned] if pinned else weight_grid(), flips):
         z = pool_logits(logits[flip], weights)
         cost = (cost_b if weights[0] else 0.0) + (cost_g if weights[1] or weights[2] else 0.0)
-        grid.append(Choice(weights, flip, _balanced_accuracy(yv, z.argmax(1)), nll(softmax(z), yv), cost * (2 if flip else 1)))
+        grid.append(Choice(weights, flip, class_averaged_accuracy(yv, z.argmax(1)), nll(softmax(z), yv), cost * (2 if flip else 1)))
     grid.sort(key=Choice.key)
     chosen = pick([c for c in grid if np.allclose(c.weights, weights_used)])  # flip or not, by validation
     for i, name in enumerate(COMPONENTS):
@@ -304,8 +300,7 @@ def _choose(cfg: Config, comp: Components, xb: np.ndarray, g: np.ndarray, y: np.
         table["components"][name]["weight"] = chosen.weights[i]
         table["components"][name]["why"] = ("set by train.ensemble_weights" if pinned else
                                             "equal weights; " + _why(chosen, pick(without), i) if without else "")
-    how = "set by train.ensemble_weights" if pinned else ("every component with equal weights (weights chosen on the validation images "
-                                                           "scored 0.4-1.9 points lower on test on every set measured); flip by validation")
+    how = "set by train.ensemble_weights" if pinned else "every component with equal weights; flip by validation"
     table.update(chosen=chosen, grid=[c.to_dict() for c in grid], why=f"{how} ({int(okv.sum())} validation images of the train split)")
     return table
 
@@ -366,8 +361,8 @@ def _write(cfg: Config, rd: RunDir, refined: Any, rcfg: Config, comp: Components
                   "tta_flip": chosen.flip, "val_class_avg_accuracy": round(chosen.accuracy, 4), "svm_C": comp.svm.C_,
                   "svm_on_refined_C": comp.svm_ref.C_, "temperature": 1.0}
     if keep_g:
-        classifier["refine"] = _refine_meta(rcfg, refined)
-    meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, first, classifier)
+        classifier["refine"] = refine_meta(rcfg, refined)
+    meta = BundleMeta.create(model, engine, cfg.dataset_name(), labels, spec, first, classifier)
     meta.featurizers = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for m, sp, f in rest] or None
     meta.tta = "flip" if chosen.flip else None
     meta.training_history = refined.history if keep_g else None

@@ -1,7 +1,9 @@
 """Classifier trainers: ``train.classifier = NAME`` runs the trainer registered as NAME.
 
 A trainer is a plug-in (declared in ``imgclf.util.registry.TRAINERS``): a function
-``(cfg, run_dir) -> summary`` that writes RUN_DIR/model, plus what it needs and makes:
+``(cfg, run_dir, budget) -> summary`` that writes RUN_DIR/model (``budget``: the
+:class:`~imgclf.util.budget.TimeBudget` its time-limited part, the C search or refinement, may take),
+plus what it needs and makes:
 
 - ``needs_features``: the featurize step must run first (features.npz of the pretrained featurizer);
 - ``linear_on_features``: its classifier is an SVM on featurizer outputs, so the fp32 reference of an
@@ -9,43 +11,37 @@ A trainer is a plug-in (declared in ``imgclf.util.registry.TRAINERS``): a functi
 - ``writes_features``: it writes features.npz itself (the bundle's features, after its choices), so
   ``run`` featurizes nothing before it, not even for the doctor.
 
-``svm`` lives here; ``dnn`` and ``svm_on_refined`` in :mod:`imgclf.train.dnn`, ``ensemble`` (what
-``train.preset = "best"`` trains) in :mod:`imgclf.train.ensemble`.
+``svm`` lives in :mod:`imgclf.train.svm`, ``dnn`` and ``svm_on_refined`` in :mod:`imgclf.train.dnn`,
+``ensemble`` (what ``train.preset = "best"`` trains) in :mod:`imgclf.train.ensemble`; this module
+holds the registry entries they register with.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
-from ..bundle.folder import BundleMeta, write_bundle
-from ..classifier.linear import SvmClassifier
-from ..config.settings import Config, featurizer_names
-from ..features.backbones import model_backbone
-from ..features.engines import resolve_engine
-from ..features.export import onnx_featurizer
-from ..features.ids import join_ids, split_ids
-from ..features.step import featurizer_models, featurizer_onnx
+from ..config.settings import Config
 from ..rundir.layout import RunDir
-from ..trust.ood import OodDetector, fit_ood
-from ..util.errors import DatasetError, RunDirError
+from ..util.budget import TimeBudget
 from ..util.registry import TRAINERS
+
+Fit = Callable[[Config, RunDir, TimeBudget], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Trainer:
-    fit: Callable[[Config, RunDir], dict[str, Any]]
+    """A registered trainer: its ``fit`` and what it needs and makes (see the module docstring)."""
+
+    fit: Fit
     needs_features: bool
     linear_on_features: bool
     writes_features: bool = False
 
 
 def register_trainer(name: str, *, needs_features: bool, linear_on_features: bool, writes_features: bool = False) -> Callable:
-    """Decorator registering ``fit(cfg, run_dir) -> summary`` as the trainer ``name``."""
+    """Decorator registering ``fit(cfg, run_dir, budget) -> summary`` as the trainer ``name``."""
 
-    def deco(fn: Callable[[Config, RunDir], dict[str, Any]]) -> Callable[[Config, RunDir], dict[str, Any]]:
+    def deco(fn: Fit) -> Fit:
         TRAINERS.register(name)(Trainer(fn, needs_features, linear_on_features, writes_features))
         return fn
 
@@ -53,6 +49,7 @@ def register_trainer(name: str, *, needs_features: bool, linear_on_features: boo
 
 
 def get_trainer(name: str) -> Trainer:
+    """The trainer registered as ``name`` (its module imported on first use); unknown names list the valid ones."""
     return TRAINERS.lookup(name)
 
 
@@ -65,53 +62,3 @@ def trainer_name(cfg: Config) -> str:
 def class_labels(rd: RunDir) -> list[str]:
     """The classes of a run: every label of split.csv, sorted."""
     return sorted({r.label for r in rd.split_rows()})
-
-
-def fit_svm(cfg: Config, rd: RunDir, labels: list[str]) -> tuple[SvmClassifier, int]:
-    """An SVM (``[svm]`` settings) fit on the train features of features.npz → (classifier, train images)."""
-    rows, x = rd.split_features("train")
-    y = np.array([labels.index(r.label) for r in rows])
-    missing = [lab for i, lab in enumerate(labels) if not (y == i).any()]
-    if missing:
-        raise DatasetError(f"no usable train images for class(es) {missing}", hint="see skipped.csv and the split")
-    return SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x, y), len(rows)
-
-
-def svm_detector(rd: RunDir, clf: SvmClassifier) -> OodDetector:
-    """The unknown-image detector of an SVM fit by :func:`fit_svm`: the train features and their out-of-fold
-    calibrated logits (the same rows, in the same order, as the SVM saw)."""
-    _, x = rd.split_features("train")
-    return fit_ood(x, clf.head_.temperature * clf.oof_decision_)
-
-
-def dataset_name(cfg: Config) -> str:
-    return cfg.data.images or cfg.data.dataset
-
-
-@register_trainer("svm", needs_features=True, linear_on_features=True)
-def train_svm(cfg: Config, rd: RunDir) -> dict[str, Any]:
-    """LinearSVC on the backbone's pretrained features (C by CV on train)."""
-    labels = class_labels(rd)
-    clf, n_train = fit_svm(cfg, rd, labels)
-    fids = split_ids(rd.load_features()[3])
-    models = featurizer_models(cfg.model)
-    if [(f.backbone, f.resolution) for f in fids] != [(m.backbone, m.resolution) for m in models]:
-        raise RunDirError(f"features.npz was made by featurizer(s) {join_ids(fids)}, not by {', '.join(featurizer_names(cfg.model))} "
-                          "as the config now says", hint=f"run `imgclf featurize --run-dir {rd.root}` again")
-    members, files = [], {}
-    for i, (fid, model) in enumerate(zip(fids, models)):
-        name = f"featurizer-{i}.onnx" if i else "featurizer.onnx"
-        files[name], onnx_info = featurizer_onnx(cfg, rd, fid, model, name)
-        found = onnx_featurizer(files[name])  # what the file says: building the network would import torch (~5 s)
-        if found is None:  # an int8 file keeps no preprocessing record: the network says it
-            module, spec = model_backbone(model, pretrained=False)
-            found = spec, int(module.num_features)
-        spec, dim = found
-        members.append(({"weights": "imagenet", "feature_id": str(fid), "dim": dim, **onnx_info}, model, spec))
-    engine = dataclasses.replace(resolve_engine(cfg.engine), precision=fids[0].precision)  # what made the features
-    (featurizer, model, spec), rest = members[0], members[1:]
-    meta = BundleMeta.create(model, engine, dataset_name(cfg), labels, spec, featurizer, {"type": "svm", **clf.info()})
-    if rest:
-        meta.featurizers = [{"backbone": m.backbone, "resolution": m.resolution, "preprocessing": sp.to_dict(), **f} for f, m, sp in rest]
-    write_bundle(rd.model, meta, clf.head_, files=files, ood=svm_detector(rd, clf))
-    return {"classifier": "svm", "C": clf.C_, "cv_class_avg_accuracy": clf.cv_scores_[clf.C_], "n_train": n_train}

@@ -7,30 +7,11 @@ mean and spread of the out-of-fold scores of the train images (kNN: each image l
 neighbours; logits: the SVM's cross-validated decision values). Higher = less like the training
 images.
 
-Why this score (benchmarks/trust.py, lite0@224 features of hymenoptera, clothing10, cub_warblers and
-the demo set; BENCHMARKS.md): the kNN distance alone separates other data sets' images almost
-perfectly (cross-dataset AUROC 0.996-1.000) but an unseen class of the same domain worst
-(held-out-class AUROC 0.740 mean), the max logit and energy do better there (0.771, 0.769) but are
-weak across data sets (0.89-0.93), and Mahalanobis with a shared covariance is uneven (0.712 held
-out, 0.33-0.99 across; its relative variant and the residual outside the principal subspace did no
-better). The sum keeps the kNN's separation across data sets (0.990-1.000) and beats every single
-score on unseen classes (0.812 mean); the max of the two parts, or other weights, lost there.
-
-A second pass (benchmarks/trust_candidates.py) measured other sums on the same cases and shipped
-none: k = 1, 3 or 10, the margin instead of the max logit, the kNN distance to the predicted class's
-images only, nearest/second-nearest class distance ratios, the distance to the nearest class mean,
-kNN after centring or PCA whitening, three-part sums and a leave-one-class-out ensemble of heads
-(Vyas et al. 2018) reached at best 0.824 held out with every cross-dataset AUROC >= 0.99 (+0.012,
-the best of 1,140 sums picked on the cases that score it; 0.826 without that condition), far short
-of the 0.88 target.
-
-A third pass (benchmarks/trust_features.py) kept the score and changed the features: lite2@320
-(0.811 held out), lite0@224+lite2@320 concatenated (0.825), all four presets' backbones concatenated
-(0.841, the gain through the max logit: the kNN part alone stays 0.74), the features the balanced preset chose
-per set (0.833: clothing10 0.789, cub_warblers 0.807, demo 0.903; a balanced run's bundle already
-fits this detector on them), pooled activations of lite0's earlier stages concatenated or as summed
-per-layer kNN parts (0.761-0.811, and hymenoptera's cross-dataset AUROC below 0.99), ReAct clipping
-(0.816) and per-layer Mahalanobis (0.799): none reached 0.88 or gained +0.03.
+Why this score (benchmarks/trust.py; the figures are in BENCHMARKS.md): the kNN
+distance alone separates other data sets' images almost perfectly but an unseen class of the same
+domain worst; the max logit does better on unseen classes but is weak across data sets. Their sum
+keeps the kNN's separation across data sets and beats either part on unseen classes; other sums,
+other features and per-layer variants did not improve on it enough to replace it.
 
 The threshold is a quantile of the train images' out-of-fold scores: at ``tpr`` = 0.95, 95% of
 in-distribution train images are accepted, and a new image is unknown above it.
@@ -41,13 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..util.arrays import l2_normalize
+
 _BLOCK = 512  # rows of a similarity matrix computed at once
 
 
 def l2_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(np.asarray(x, dtype=np.float32))
 
 
 def knn_distance(features: np.ndarray, train: np.ndarray, neighbors: int) -> np.ndarray:

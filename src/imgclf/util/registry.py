@@ -95,7 +95,7 @@ ENGINE_PRECISIONS: dict[str, tuple[str, ...]] = {
     "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "bf16")}
 #: Classifier trainers: ``train.classifier``.
 TRAINERS: Registry = Registry("train.classifier", error=ConfigError, plugins={
-    "svm": "imgclf.train.trainers", "dnn": "imgclf.train.dnn", "svm_on_refined": "imgclf.train.dnn",
+    "svm": "imgclf.train.svm", "dnn": "imgclf.train.dnn", "svm_on_refined": "imgclf.train.dnn",
     "ensemble": "imgclf.train.ensemble"})
 #: Image-search providers of ``imgclf scrape``.
 PROVIDERS: Registry = Registry("image-search provider", hint="pass --provider auto to use the first one that works",
