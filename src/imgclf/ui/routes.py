@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..rundir.state import incomplete_info
 from ..serve.errors import restated
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from .catalog import Catalog
@@ -122,6 +123,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
         service = getattr(request.app.state, "imgclf", None)
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model,
+                "run_incomplete": incomplete_info(results.rd.root) if results is not None else None,
                 "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb}
 
     _add_dataset_routes(r, need_catalog, thumbs)
