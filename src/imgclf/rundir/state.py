@@ -35,8 +35,10 @@ INCOMPLETE = "INCOMPLETE"
 FORMAT = "imgclf-run-dir"
 CHAIN = ("prepare", "featurize", "train", "evaluate", "doctor")
 #: The steps each command writes, as (first, last) positions in CHAIN.
-SPANS = {"prepare": (0, 0), "featurize": (1, 1), "train": (1, 2), "refine": (1, 2), "evaluate": (3, 3),
+SPANS = {"prepare": (0, 0), "featurize": (1, 1), "train": (2, 2), "refine": (2, 2), "evaluate": (3, 3),
          "doctor": (4, 4), "run": (0, 4)}
+#: Training may follow a pending featurize: its trainer featurizes itself when it needs to (dnn, refine).
+_MAY_FOLLOW = {"train": 1, "refine": 1}
 _DONE_AFTER = CHAIN.index("evaluate")  # the run's figures are whole once evaluate ran after everything before it
 _OURS = {LOCK, HOLDER, MADE_BY, INCOMPLETE}
 _LEGACY = ("config.json", "split.csv")  # a run directory of a release before MADE_BY
@@ -66,7 +68,8 @@ class Incomplete:
             return (f"run {run_dir} is incomplete: `imgclf {self.command}` changed it at {self.finished}, and its "
                     f"{_stale(self.next)} do not match that yet")
         running = holder(run_dir)
-        if running and running.get("pid") == self.pid and running.get("host") == self.host:
+        if (running and self.pid != os.getpid()
+                and (running.get("pid"), running.get("host"), running.get("command")) == (self.pid, self.host, self.command)):
             return f"run {run_dir} is incomplete: `imgclf {self.command}` (pid {self.pid}) is writing it now"
         return (f"run {run_dir} is incomplete: `imgclf {self.command}` started at {self.started} (pid {self.pid} on "
                 f"{self.host}) did not finish, so its model, split and metrics may not belong together")
@@ -126,7 +129,7 @@ def begin(run_dir: str | os.PathLike, command: str) -> Incomplete:
     root = Path(run_dir)
     first, _ = SPANS[command]
     old = read_incomplete(root)
-    if old is not None and first > CHAIN.index(old.next):
+    if old is not None and _MAY_FOLLOW.get(command, first) > CHAIN.index(old.next):
         raise RunIncomplete(f"{old.describe(root)}; `imgclf {command}` would build on it", hint=old.hint(root))
     if not (root / MADE_BY).is_file():
         write_json(root / MADE_BY, {"format": FORMAT, "created": _now()})
@@ -151,9 +154,10 @@ def _write(root: Path, m: Incomplete) -> None:
 
 
 def _stale(step: str) -> str:
-    after = CHAIN[CHAIN.index(step):]
+    """What a run whose ``step`` is to run again lacks: "features, model and metrics" after a new split."""
     names = {"featurize": "features", "train": "model", "evaluate": "metrics", "doctor": "findings"}
-    return ", ".join(names[s] for s in after if s in names) or "outputs"
+    stale = [names[s] for s in CHAIN[CHAIN.index(step):_DONE_AFTER + 1] if s in names] or [names["doctor"]]
+    return ", ".join(stale[:-1]) + " and " + stale[-1] if len(stale) > 1 else stale[0]
 
 
 def _now() -> str:
