@@ -56,3 +56,23 @@ def test_suggest_says_when_it_ranks_with_the_model_of_an_incomplete_run(trained_
     begin(rd, "train")  # and killed
     s = suggest(cfg, rd, n=2)
     assert s["run_incomplete"]["command"] == "train"
+
+
+def test_runs_list_and_show_warn_of_a_tracked_run_that_is_incomplete_now(trained_run, tmp_path, capsys, monkeypatch):
+    from imgclf.api import run
+    from imgclf.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlruns.db'}"
+    rd = tmp_path / "run"
+    cfg = tiny_config(trained_run.parent / "data", trained_run.parent / "images", "tracking.enabled=true",
+                      f'tracking.uri="{uri}"')
+    run(cfg, rd, progress=False)
+    store = ["--set", f'tracking.uri="{uri}"']
+    assert main(["runs", "list", *store]) == 0 and "warning" not in capsys.readouterr().out
+    begin(rd, "train")  # a retrain killed half way
+    assert main(["runs", "list", *store]) == 0
+    out = capsys.readouterr().out
+    assert f": run {rd.resolve()} is incomplete: `imgclf train` started at " in out and "may not be its model's" in out
+    assert main(["runs", "show", str(rd), *store]) == 0
+    assert f"warning     run {rd.resolve()} is incomplete: `imgclf train`" in capsys.readouterr().out
