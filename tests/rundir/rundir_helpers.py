@@ -1,6 +1,7 @@
 """Running the real ``imgclf`` command line in another process, with the tiny settings of :func:`datagen.tiny_config`."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,10 @@ def imgclf(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def start(*args: object) -> subprocess.Popen:
-    return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``imgclf ARGS`` in the background; Ctrl-C (SIGINT) reaches it even when this process ignores it (a
+    background job of a shell without job control), as it reaches a command typed in a terminal."""
+    return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, limit_s: float = 240) -> None:

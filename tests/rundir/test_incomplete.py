@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
-from datagen import tiny_config
+from datagen import make_dataset, tiny_config
 from rundir_helpers import imgclf, start, tiny_sets, wait_for
 
 from imgclf.inference.predict import Predictor
@@ -56,6 +57,20 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
     ev = imgclf("run", "-q", "--images", _images(run_copy), "--run-dir", run_copy, *tiny_sets(tmp_path / "data"))
     assert ev.returncode == 0, ev.stderr
     assert read_incomplete(run_copy) is None and Predictor(run_copy / "model").run_incomplete is None
+
+
+def test_ctrl_c_leaves_the_run_incomplete(tmp_path):
+    images = make_dataset(tmp_path / "images", n_per_class=8)
+    rd = tmp_path / "run"
+    proc = start("run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"))
+    wait_for(lambda: (rd / "split.csv").exists(), proc, "the run wrote its split")
+    time.sleep(1)  # into featurize
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    marker = read_incomplete(rd)
+    assert (marker.command, marker.next, marker.finished, marker.pid) == ("run", "prepare", None, proc.pid)
+    ev = imgclf("evaluate", "--run-dir", rd)
+    assert ev.returncode == 2 and "`imgclf run` started at" in ev.stderr and "did not finish" in ev.stderr
 
 
 def test_a_new_split_alone_makes_evaluate_refuse_until_the_model_is_trained_on_it(run_copy, tmp_path):

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from ..util.errors import RunDirError
 from .lock import locked
-from .state import Incomplete, begin, check_writable, finish
+from .state import INCOMPLETE, Incomplete, begin, check_writable, finish
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _CREATE = ("prepare", "run", "refine")  # the commands that may make a new run directory
@@ -52,9 +52,10 @@ def writing(run_dir: str | os.PathLike, command: str, *, marks: bool = True) -> 
     except Exception as e:
         if not _disk_full(e):
             raise
+        marked = (f"the run is marked incomplete ({root / INCOMPLETE})" if (root / INCOMPLETE).exists()
+                  else "the run was left as it was")
         raise DiskFull(f"no space left on the disk of {root.resolve()} while `imgclf {command}` wrote "
-                       f"{_where(e) or 'the run directory'}; the run is marked incomplete ({root / 'INCOMPLETE'}) and "
-                       "its previous model is left as it was",
+                       f"{_where(e) or 'the run directory'}; {marked} and its previous model is left as it was",
                        hint=f"free space on that disk (`df -h {root}` shows how much is left), then rerun "
                             f"`imgclf {command} --run-dir {root}`") from None
 
