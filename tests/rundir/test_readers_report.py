@@ -27,7 +27,7 @@ def test_health_metadata_and_ui_info_say_the_run_is_incomplete_until_it_is_whole
         def seen() -> list:
             return [client.get("/v2/health/ready").json().get("run_incomplete"),
                     client.get("/v2/models/imgclf").json()["parameters"].get("run_incomplete"),
-                    client.get("/ui/api/info").json()["run_incomplete"]]
+                    client.get("/ui/api/info").json().get("run_incomplete")]
 
         assert seen() == [None, None, None]
         with locked(rd, "train"):  # a train that the service sees while it runs, then killed (it never finishes)
@@ -76,3 +76,29 @@ def test_runs_list_and_show_warn_of_a_tracked_run_that_is_incomplete_now(trained
     assert f": run {rd.resolve()} is incomplete: `imgclf train` started at " in out and "may not be its model's" in out
     assert main(["runs", "show", str(rd), *store]) == 0
     assert f"warning     run {rd.resolve()} is incomplete: `imgclf train`" in capsys.readouterr().out
+
+
+def test_serve_prints_a_warning_line_for_the_model_of_an_incomplete_run(trained_run, tmp_path):
+    import socket
+    import subprocess
+
+    from rundir_helpers import start
+
+    rd = tmp_path / "run"
+    shutil.copytree(trained_run, rd)
+    begin(rd, "run")  # and killed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start("serve", rd / "model", "--port", port)
+    try:
+        first = proc.stderr.readline()
+        assert first.startswith(f"warning: run {rd} is incomplete: `imgclf run` started at ")
+        assert proc.stderr.readline() == f"hint: rerun it: `imgclf run --run-dir {rd}`, or `imgclf prepare --run-dir {rd}` and the steps after it\n"
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()

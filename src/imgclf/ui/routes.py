@@ -108,7 +108,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
 
     @r.get("/ui/api/info")
     def info(request: Request) -> dict[str, Any]:
-        """What is loaded: the dataset's counts, the run, the model's classes."""
+        """What is loaded: the dataset's counts, the run, the model's classes (and ``run_incomplete`` when the run is)."""
         model, pred = None, loaded_model(request)
         if pred is not None:
             meta = pred.bundle.meta
@@ -121,10 +121,11 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
             except NotFound as e:  # an empty dataset folder must not hide the run and the model
                 problem = e.message
         service = getattr(request.app.state, "imgclf", None)
+        incomplete = incomplete_info(results.rd.root) if results is not None else None  # see imgclf.rundir.state
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model,
-                "run_incomplete": incomplete_info(results.rd.root) if results is not None else None,
-                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb}
+                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb,
+                **({"run_incomplete": incomplete} if incomplete else {})}
 
     _add_dataset_routes(r, need_catalog, thumbs)
     _add_bulk_routes(r, need_catalog)
