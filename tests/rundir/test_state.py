@@ -48,5 +48,8 @@ def test_a_command_that_would_build_on_an_unfinished_step_is_refused(tmp_path, p
 def test_an_unreadable_marker_still_says_incomplete(tmp_path):
     (tmp_path / INCOMPLETE).write_text("{half")
     assert read_incomplete(tmp_path).next == "prepare"
-    with pytest.raises(RunIncomplete):
+    with pytest.raises(RunIncomplete, match="its INCOMPLETE marker cannot be read") as e:
         begin(tmp_path, "evaluate")
+    assert e.value.hint == f"rerun it: `imgclf run --run-dir {tmp_path}`, or `imgclf prepare --run-dir {tmp_path}` and the steps after it"
+    finish(tmp_path, begin(tmp_path, "run"))
+    assert read_incomplete(tmp_path) is None

@@ -37,7 +37,8 @@ CHAIN = ("prepare", "featurize", "train", "evaluate", "doctor")
 #: The steps each command writes, as (first, last) positions in CHAIN.
 SPANS = {"prepare": (0, 0), "featurize": (1, 1), "train": (2, 2), "refine": (2, 2), "evaluate": (3, 3),
          "doctor": (4, 4), "run": (0, 4)}
-#: Training may follow a pending featurize: its trainer featurizes itself when it needs to (dnn, refine).
+#: Training may follow a pending featurize: the refining trainers need no features.npz, and the svm reads each
+#: image's features by path, whichever split they were computed for.
 _MAY_FOLLOW = {"train": 1, "refine": 1}
 _DONE_AFTER = CHAIN.index("evaluate")  # the run's figures are whole once evaluate ran after everything before it
 _OURS = {LOCK, HOLDER, MADE_BY, INCOMPLETE}
@@ -61,9 +62,13 @@ class Incomplete:
     host: str
     next: str
     finished: str | None = None
+    readable: bool = True  # False: a marker that cannot be read (the run is incomplete all the same)
 
     def describe(self, run_dir: str | os.PathLike) -> str:
         """One line saying what happened to the run and what is stale."""
+        if not self.readable:
+            return (f"run {run_dir} is incomplete: its {INCOMPLETE} marker cannot be read, so its model, split and "
+                    "metrics may not belong together")
         if self.finished:
             return (f"run {run_dir} is incomplete: `imgclf {self.command}` changed it at {self.finished}, and its "
                     f"{_stale(self.next)} do not match that yet")
@@ -89,7 +94,7 @@ def read_incomplete(run_dir: str | os.PathLike) -> Incomplete | None:
         return Incomplete(str(d["command"]), str(d["started"]), int(d["pid"]), str(d["host"]), str(d["next"]),
                           d.get("finished"))
     except (OSError, ValueError, KeyError, TypeError):
-        return Incomplete("?", "?", 0, "?", CHAIN[0])
+        return Incomplete("?", "?", 0, "?", CHAIN[0], readable=False)
 
 
 def incomplete_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
