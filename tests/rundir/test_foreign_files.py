@@ -80,3 +80,26 @@ def test_retraining_keeps_the_users_files_in_the_model_folder(trained_run, tmp_p
     assert "important.txt" not in verify_bundle(rd / "model")  # carried beside the bundle, never part of it
     assert read_json(rd / "model" / "bundle.json")["created"] >= old_created
     assert not [p for p in rd.iterdir() if p.name.startswith(".model.")]  # no swap folder left behind
+
+
+def _folder(d, files):
+    d.mkdir()
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_the_swap_carries_unlisted_files_and_refuses_to_replace_one_by_a_new_file_of_its_name(tmp_path):
+    from imgclf.bundle.swap import swap_dir
+    from imgclf.util.errors import BundleError
+
+    target = _folder(tmp_path / "model", {"a.bin": "old", "manifest.json": '{"files": {"a.bin": "x"}}', "mine.txt": "keep"})
+    swap_dir(_folder(tmp_path / ".model.new-1", {"b.bin": "new", "manifest.json": '{"files": {"b.bin": "y"}}'}),
+             target, "manifest.json")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {
+        "b.bin": "new", "manifest.json": '{"files": {"b.bin": "y"}}', "mine.txt": "keep"}
+
+    new = _folder(tmp_path / ".model.new-2", {"mine.txt": "a bundle file of that name", "manifest.json": "{}"})
+    with pytest.raises(BundleError, match=r"holds mine.txt, which is not part of its bundle.*nothing was replaced"):
+        swap_dir(new, target, "manifest.json")
+    assert (target / "mine.txt").read_text() == "keep" and (target / "b.bin").read_text() == "new"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from ..util.errors import BundleError
 from ..util.files import current_umask, read_json
 
 log = logging.getLogger("imgclf")
@@ -61,15 +62,21 @@ def swap_dir(new: Path, target: Path, listed_in: str) -> None:
 
 def _carry_unlisted(target: Path, new: Path, listed_in: str) -> None:
     """Hard-link (or copy) into ``new`` each entry of ``target`` not named in ``target/listed_in`` (all of them when
-    it cannot be read), unless ``new`` has an entry of that name."""
+    it cannot be read) and not written again in ``new``; a BundleError, before any rename, when one of them has the
+    name of a file ``new`` holds (replacing it would lose it)."""
     try:
         listed = set(read_json(target / listed_in)["files"]) | {listed_in}
     except (OSError, ValueError, KeyError, TypeError):
-        listed = set()
-    for p in target.iterdir():
+        listed = None
+    unlisted = [p for p in target.iterdir() if listed is not None and p.name not in listed
+                or listed is None and not os.path.lexists(new / p.name)]
+    clash = [p.name for p in unlisted if os.path.lexists(new / p.name)]
+    if clash:
+        raise BundleError(f"{target} holds {', '.join(clash)}, which is not part of its bundle, and the new bundle "
+                          "writes a file of that name; nothing was replaced",
+                          hint=f"move {clash[0]} out of {target}, then run the command again")
+    for p in unlisted:
         dst = new / p.name
-        if p.name in listed or os.path.lexists(dst):
-            continue
         if p.is_symlink():
             os.symlink(os.readlink(p), dst)
         elif p.is_dir():
