@@ -225,8 +225,8 @@ def test_dedup(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- steps of an existing run: its saved config is the base
 
 @pytest.mark.parametrize("step, target", [("featurize", "imgclf.pipeline.steps.featurize"), ("train", "imgclf.pipeline.steps.train"),
-                                          ("evaluate", "imgclf.pipeline.steps.evaluate"), ("doctor", "imgclf.doctor.step.doctor"),
-                                          ("suggest", "imgclf.labelnext.step.suggest")])
+                                          ("evaluate", "imgclf.pipeline.steps.evaluate"), ("doctor", "imgclf.pipeline.steps.doctor"),
+                                          ("suggest", "imgclf.pipeline.steps.suggest")])
 def test_run_dir_steps_keep_the_saved_config(monkeypatch, prepared, cfg_file, step, target):
     cfg = resolved(monkeypatch, target, [step, "--run-dir", str(prepared), "--config", str(cfg_file), *sets(*SET)])
     assert _pick(cfg, _expect(SAVED)) == _expect(SAVED)

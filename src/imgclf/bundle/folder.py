@@ -287,7 +287,7 @@ def write_bundle(
             write_json(tmp / "metrics.json", metrics)
         manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, {"algorithm": "sha256", "files": manifest})
-        swap_dir(tmp, out_dir)
+        swap_dir(tmp, out_dir, MANIFEST)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -7,6 +7,8 @@ the old folder (and, once its writer is gone, renames it back), so at every inst
 new folder can be read. :func:`remove_stale` sweeps the swap folders of writers that died.
 
 The pid in each temp name says whose folder it is: a live writer's folders are never touched.
+A file in ``<name>`` that its writer did not list (the user's own) is carried into the new folder
+before the renames, so a swap never removes a file imgclf did not write.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import psutil
 
-from ..util.files import current_umask
+from ..util.errors import BundleError
+from ..util.files import current_umask, read_json
 
 log = logging.getLogger("imgclf")
 
@@ -38,9 +41,14 @@ def fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def swap_dir(new: Path, target: Path) -> None:
-    """Put the complete folder ``new`` in place of ``target`` (absent or not) by renames only."""
+def swap_dir(new: Path, target: Path, listed_in: str) -> None:
+    """Put the complete folder ``new`` in place of ``target`` (absent or not) by renames only.
+
+    ``listed_in``: the file of ``target`` that lists what its writer wrote (JSON ``{"files": {name: ...}}``); every
+    other entry of ``target`` is carried into ``new`` first, so the old folder removed holds only listed files."""
     os.chmod(new, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder is an ordinary one like its files
+    if target.is_dir():
+        _carry_unlisted(target, new, listed_in)
     if not target.exists():
         os.replace(new, target)
     else:
@@ -50,6 +58,39 @@ def swap_dir(new: Path, target: Path) -> None:
         os.replace(new, target)
         shutil.rmtree(old, ignore_errors=True)
     fsync_dir(target.parent)
+
+
+def _carry_unlisted(target: Path, new: Path, listed_in: str) -> None:
+    """Hard-link (or copy) into ``new`` each entry of ``target`` not named in ``target/listed_in`` (all of them when
+    it cannot be read) and not written again in ``new``; a BundleError, before any rename, when one of them has the
+    name of a file ``new`` holds (replacing it would lose it)."""
+    try:
+        listed = set(read_json(target / listed_in)["files"]) | {listed_in}
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    unlisted = [p for p in target.iterdir() if listed is not None and p.name not in listed
+                or listed is None and not os.path.lexists(new / p.name)]
+    clash = [p.name for p in unlisted if os.path.lexists(new / p.name)]
+    if clash:
+        raise BundleError(f"{target} holds {', '.join(clash)}, which is not part of its bundle, and the new bundle "
+                          "writes a file of that name; nothing was replaced",
+                          hint=f"move {clash[0]} out of {target}, then run the command again")
+    for p in unlisted:
+        dst = new / p.name
+        if p.is_symlink():
+            os.symlink(os.readlink(p), dst)
+        elif p.is_dir():
+            shutil.copytree(p, dst, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(p, dst)
+        log.info("kept %s in %s (it is not part of the bundle)", p.name, target)
+
+
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
 
 
 def leftovers(target: Path) -> list[tuple[str, int, Path]]:

@@ -14,7 +14,7 @@ def doctor(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
            json: Annotated[bool, typer.Option("--json", help="Print the health summary as one JSON line.")] = False) -> None:
     """Find suspected label errors, outliers, near duplicates and train/test leakage from the run's cached features."""
     from ..api import track
-    from ..doctor.step import doctor as do
+    from ..pipeline.steps import doctor as do
     from ..rundir.layout import RunDir
     from ..util.files import read_csv
 

@@ -21,7 +21,7 @@ def suggest(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
             quiet: QuietOpt = False) -> None:
     """Rank the pool's unlabelled images (data.pool, default IMAGES/_unlabeled) and write suggestions.csv."""
     from ..labelnext import DEFAULT_STRATEGY
-    from ..labelnext.step import suggest as do
+    from ..pipeline.steps import suggest as do
     from ..rundir.layout import RunDir
 
     cfg = step_config(run_dir, config, set)
@@ -29,6 +29,8 @@ def suggest(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None,
     if json:
         echo_json(s)
         return
+    if s["run_incomplete"]:
+        typer.echo(f"warning: {s['run_incomplete']['message']}\nhint: {s['run_incomplete']['hint']}", err=True)
     typer.echo(f"{s['suggested']} of {s['pool']} unlabelled pool images suggested by {s['strategy']} "
                f"({s['labelled_in_pool']} labelled in the pool already, {s['near_duplicates_skipped']} near copies of labelled "
                f"images skipped, {s['unreadable']} unreadable) in {s['seconds']} s")

@@ -166,6 +166,8 @@ def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
 
     cfg = bundle_config(model, config, set, command="predict")
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
+    if predictor.run_incomplete:
+        typer.echo(f"warning: {predictor.run_incomplete['message']}\nhint: {predictor.run_incomplete['hint']}", err=True)
     rows = predictor.predict_paths(expand_inputs(inputs))
     for r in rows:
         echo_json(r)
@@ -181,8 +183,11 @@ def demo(run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None
     from ..api import run as run_pipeline
     from ..data.demo import generate_demo
     from ..pipeline.steps import default_run_dir
+    from ..rundir.state import check_writable
 
     cfg = command_config(config, set)
+    if run_dir is not None:
+        check_writable(run_dir)  # a folder of the user's files is refused before the demo draws anything
     images = cfg.images_dir()
     counts = generate_demo(images, n_per_class=n_per_class, seed=cfg.data.seed)
     typer.echo(f"demo dataset: {images} ({', '.join(f'{k} {v}' for k, v in counts.items())})")

@@ -30,9 +30,9 @@ def register(app: typer.Typer) -> None:
         """
         from ..api import track
         from ..pipeline.steps import evaluate as do_evaluate
+        from ..pipeline.steps import refine as do_refine
         from ..refine import distributed
         from ..rundir.layout import RunDir
-        from ..train.dnn import refine as do_refine
         from .pipeline import print_metrics, step_config
 
         if resume and run_dir and resume.resolve() != run_dir.resolve():

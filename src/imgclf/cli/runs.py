@@ -45,7 +45,17 @@ def render_list(runs: list, store: str) -> str:
              r.name] for r in runs]
     table = _table(["RUN", "STARTED", "EXPERIMENT", "DATASET", "CLASSIFIER", "BACKBONE", "ACCURACY", "CLASS-AVG", "COMMAND",
                     "NAME"], rows)
-    return f"{table}\n{len(runs)} run(s) in {store}\nbrowse: {browse_hint(store)}"
+    warnings = "".join(f"\nwarning: {r.run_id[:8]}: {m}" for r in runs if (m := _incomplete(r)))
+    return f"{table}\n{len(runs)} run(s) in {store}{warnings}\nbrowse: {browse_hint(store)}"
+
+
+def _incomplete(run: Any) -> str | None:
+    """What is wrong with the run directory a tracked run logged, when it is incomplete now (else None)."""
+    from ..rundir.state import incomplete_info
+
+    run_dir = run.tags.get("run_dir")
+    info = incomplete_info(run_dir) if run_dir else None
+    return f"{info['message']}; its figures here may not be its model's (hint: {info['hint']})" if info else None
 
 
 def render_show(run: Any, history: dict[str, list[tuple[int, float]]], artifacts: list[str]) -> str:
@@ -54,7 +64,10 @@ def render_show(run: Any, history: dict[str, list[tuple[int, float]]], artifacts
 
     lines = [f"run         {run.run_id}  ({run.name})  {run.status}",
              f"experiment  {run.experiment}", f"started     {_when(run.start_time)}", f"store       {run.store}",
-             f"artifacts   {run.artifact_uri}", "", "tags"]
+             f"artifacts   {run.artifact_uri}"]
+    if (incomplete := _incomplete(run)):
+        lines.append(f"warning     {incomplete}")
+    lines += ["", "tags"]
     lines += [f"  {k:<18} {v}" for k, v in sorted(run.tags.items()) if not k.startswith("mlflow.")]
     lines += ["", "metrics"] + [f"  {k:<34} {_cell(run.metrics[k])}" for k in metric_order(run.metrics)]
     if history:

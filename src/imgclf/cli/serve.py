@@ -27,11 +27,14 @@ def register(app: typer.Typer) -> None:
               host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, token_file: TokenFileOpt = None,
               insecure: InsecureOpt = False, config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Serve a model bundle over REST: /predict, /score, Open Inference Protocol v2, /metrics, /docs."""
+        from ..rundir.state import bundle_run_incomplete
         from ..serve.server import serve_bundle
 
         cfg = bundle_config(bundle, config, set, bind_overrides(host, port), command="serve",
                             sections=("serve", "engine", "predict", "images"))
         check_port_free(cfg.serve.host, cfg.serve.port)
+        if (incomplete := bundle_run_incomplete(bundle)):  # served all the same; /v2/health/ready says so too
+            typer.echo(f"warning: {incomplete['message']}\nhint: {incomplete['hint']}", err=True)
         serve_bundle(bundle, cfg, token=resolve_token(token, token_file), insecure=insecure, engine_cfg=cfg.engine)
 
     @app.command()

@@ -32,10 +32,13 @@ def register(app: typer.Typer) -> None:
            host: HostOpt = None, port: PortOpt = None, token: TokenOpt = None, token_file: TokenFileOpt = None,
            insecure: InsecureOpt = False, config: ConfigOpt = None, set: SetOpt = None) -> None:
         """Web UI: correct labels (saved to DATASET/annotations.csv), browse test results, try the model."""
+        from ..rundir.state import incomplete_info
         from ..serve.server import check_bind
         from ..ui.server import serve_ui, ui_settings
 
         cfg = command_config(config, set, flags=bind_overrides(host, port))
+        if run is not None and (incomplete := incomplete_info(run)):  # shown all the same; the UI's header says so too
+            typer.echo(f"warning: {incomplete['message']}\nhint: {incomplete['hint']}", err=True)
         token = resolve_token(token, token_file)
         check_bind(cfg.serve.host, token, insecure)  # every refusal before the address is announced
         ui_settings(cfg, images, run)

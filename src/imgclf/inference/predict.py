@@ -24,6 +24,7 @@ from ..data.dataset import walk_images
 from ..data.images import is_image_file
 from ..features.featurize import concat_features, featurize_many
 from ..features.preprocess import load_and_crop
+from ..rundir.state import bundle_run_incomplete
 from ..util.errors import ImageError
 from .explain import Explainer, Explanation
 
@@ -34,6 +35,7 @@ class Predictor:
     def __init__(self, bundle_dir: str | os.PathLike, engine_cfg: EngineConfig | None = None,
                  predict_cfg: PredictConfig | None = None, **engine_kw: Any):
         self.bundle: Bundle = load_bundle(bundle_dir)
+        self.bundle_dir = Path(bundle_dir)
         self.engine_cfg = engine_cfg or EngineConfig(**self.bundle.meta.engine)
         self.engines = self.bundle.build_engines(self.engine_cfg, **engine_kw)  # several for a feature ensemble
         self.engine = self.engines[0]
@@ -43,6 +45,12 @@ class Predictor:
         self.ood = self.bundle.ood()
         self.unknown_threshold = self.ood.threshold(self.predict_cfg.unknown_tpr) if self.ood is not None else None
         self.explainer = Explainer(self.engine, self.bundle.head, self.labels, self.spec)
+
+    @property
+    def run_incomplete(self) -> dict[str, Any] | None:
+        """When the bundle is the model/ of a run that is incomplete, what is wrong and how to fix it (read anew
+        on each call, see :mod:`imgclf.rundir.state`); else None."""
+        return bundle_run_incomplete(self.bundle_dir)
 
     def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
         """Class activation maps of one image for its top class and ``classes`` (see :mod:`imgclf.inference.explain`),

@@ -10,7 +10,10 @@
                health in metrics.json and report.html (see imgclf.doctor.step)
 
 ``run`` does all of them (the doctor when ``doctor.enabled``). Each step can be re-run alone on the same run directory, like the
-2017 sample's numbered scripts. This module only orchestrates: the work is in the modules it calls.
+2017 sample's numbered scripts. Every function here that writes a run directory holds it while it works
+(:func:`imgclf.rundir.guard.writing`: one writer at a time, the run marked incomplete until its model, split
+and metrics belong together again, a full disk reported in one line). This module only orchestrates: the
+work is in the modules it calls.
 """
 from __future__ import annotations
 
@@ -21,28 +24,79 @@ from pathlib import Path
 from typing import Any
 
 from ..config.settings import Config, featurizer_names
-from ..doctor.step import SUMMARY_KEYS, doctor
+from ..doctor.step import SUMMARY_KEYS
+from ..doctor.step import doctor as doctor_step
 from ..evaluation.metrics import Metrics
-from ..evaluation.step import evaluate
+from ..evaluation.step import evaluate as evaluate_step
 from ..features.engines import resolve_engine
 from ..features.featurize import featurize_many
 from ..features.ids import join_ids
 from ..features.step import feature_cache_dir, run_featurizers
-from ..prepare.step import prepare
+from ..labelnext.step import suggest as suggest_step
+from ..prepare.step import prepare as prepare_step
 from ..presets.select import (RefinementStatus, after_refinement, needs_selection, post_seconds, select_featurizers,
                               with_featurizers)
+from ..rundir.guard import writing
 from ..rundir.layout import RunDir
+from ..rundir.state import incomplete_info
 from ..train.trainers import get_trainer, trainer_name
 from ..util.budget import TimeBudget
 from ..util.files import write_json
 
 log = logging.getLogger(__name__)
 
-__all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "run", "default_run_dir"]
+__all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "refine", "suggest", "run", "default_run_dir"]
+
+
+def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Scan the images, split them → split.csv, skipped.csv, leakage.csv, config.json (see imgclf.prepare.step)."""
+    with writing(run_dir, "prepare"):
+        return prepare_step(cfg, run_dir)
 
 
 def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Features of every image in split.csv with the configured backbone → features.npz."""
+    with writing(run_dir, "featurize"):
+        return _featurize(cfg, run_dir, progress)
+
+
+def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None,
+          budget: TimeBudget | None = None) -> dict[str, Any]:
+    """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
+    another) and write the model bundle; ``budget``: what its time-limited part (the C search, refinement) may take."""
+    with writing(run_dir, "train"):
+        return _train(cfg, run_dir, trainer_as, budget)
+
+
+def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
+    """Evaluate the bundle on the test split → metrics.json, plots, predictions.csv, report.html (see
+    imgclf.evaluation.step); refused while the run is incomplete before evaluate."""
+    with writing(run_dir, "evaluate"):
+        return evaluate_step(cfg, run_dir)
+
+
+def doctor(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The data doctor's findings and the dataset's health (see imgclf.doctor.step); returns the health."""
+    with writing(run_dir, "doctor"):
+        return doctor_step(cfg, run_dir)
+
+
+def refine(cfg: Config, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Refine the network → RUN_DIR/model (see imgclf.train.dnn.refine; every torchrun process calls it)."""
+    from ..train.dnn import refine as refine_step  # torch is imported only by the commands that refine
+
+    with writing(run_dir, "refine"):
+        return refine_step(cfg, run_dir, resume=resume, progress=progress)
+
+
+def suggest(cfg: Config, run_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """The pool images to label next → suggestions.csv (see imgclf.labelnext.step.suggest); the summary's
+    ``run_incomplete`` says when the model it ranks with belongs to an unfinished run (else None)."""
+    with writing(run_dir, "suggest", marks=False):
+        return {**suggest_step(cfg, run_dir, **kw), "run_incomplete": incomplete_info(run_dir)}
+
+
+def _featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     rd = RunDir(run_dir)
     rows = rd.split_rows()
     t0 = time.perf_counter()
@@ -61,10 +115,8 @@ def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) ->
             "images_per_s": round(len(rows) / (seconds - (t1 - t0)), 1) if seconds > t1 - t0 else None}
 
 
-def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None,
-          budget: TimeBudget | None = None) -> dict[str, Any]:
-    """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
-    another) and write the model bundle; ``budget``: what its time-limited part (the C search, refinement) may take."""
+def _train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None,
+           budget: TimeBudget | None = None) -> dict[str, Any]:
     rd = RunDir(run_dir)
     name = trainer_as or trainer_name(cfg)
     cfg = cfg.with_change("train.classifier", name, by=f"train.preset={cfg.train.preset}")  # best: svm becomes ensemble
@@ -79,9 +131,14 @@ def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None
 def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metrics:
     """prepare → select (balanced/best) → featurize (when the trainer or the doctor needs it) → train → evaluate →
     doctor (when ``doctor.enabled``), within ``train.time_limit_s``; returns the test metrics."""
+    with writing(run_dir, "run"):
+        return _run(cfg, run_dir, progress)
+
+
+def _run(cfg: Config, run_dir: str | os.PathLike, progress: bool) -> Metrics:
     budget = TimeBudget.start(cfg.train.time_limit_s)
     t0 = time.perf_counter()
-    steps = {"prepare": prepare(cfg, run_dir)}
+    steps = {"prepare": prepare_step(cfg, run_dir)}
     rd = RunDir(run_dir)
     rows = rd.split_rows()
     name = trainer_name(cfg)
@@ -103,11 +160,11 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
         train_budget = budget.before(post_seconds(len(rows)))
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
-        steps["featurize"] = featurize(cfg, run_dir, progress=progress)
-    steps["train"] = train(cfg, run_dir, trainer_as=name, budget=train_budget)
-    metrics = evaluate(cfg, run_dir)
+        steps["featurize"] = _featurize(cfg, run_dir, progress=progress)
+    steps["train"] = _train(cfg, run_dir, trainer_as=name, budget=train_budget)
+    metrics = evaluate_step(cfg, run_dir)
     if cfg.doctor.enabled:
-        health = doctor(cfg, run_dir)
+        health = doctor_step(cfg, run_dir)
         steps["doctor"] = {k: health.get(k) for k in SUMMARY_KEYS}
         metrics.estimated_label_error_rate = health["estimated_label_error_rate"]
         metrics.dataset_health = health

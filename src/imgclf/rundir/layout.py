@@ -37,6 +37,11 @@
       label_next.json            Label next's history: {"C", "rounds": [{labels, pool_labels, accuracy_before, accuracy,
                                  class_avg_accuracy, seconds}]}
 
+      .imgclf-run.json           written by the first imgclf command that writes the folder: imgclf made it
+      INCOMPLETE                 {command, started, pid, host, next[, finished]} while the model, split and metrics may
+                                 not belong together (see imgclf.rundir.state)
+      .imgclf.lock, .imgclf.lock.json   the lock every writing command holds, and its holder (see imgclf.rundir.lock)
+
 Every file is written atomically (temp file + rename).
 """
 from __future__ import annotations

@@ -127,8 +127,9 @@ def _add_health_routes(app: FastAPI, service: InferenceService) -> None:
     @app.get("/v2/health/ready", tags=["health"], responses={STATUS[Unavailable]: {"model": ErrorBody}})
     def ready() -> Any:
         """Readiness: 200 once the model is loaded, 503 before that and while shutting down."""
-        if service.ready:
-            return {"ready": True}
+        if service.ready:  # ready, and says so when the model's run did not finish (see imgclf.rundir.state)
+            incomplete = getattr(service.predictor, "run_incomplete", None)
+            return {"ready": True, **({"run_incomplete": incomplete} if incomplete else {})}
         why = ("shutting down" if service.draining else "the model is loading" if service.loading
                else f"the model failed to load: {service.load_error}" if service.load_error else "no model loaded")
         raise Unavailable(f"not ready: {why}", reason="not_ready")
@@ -162,8 +163,12 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
 
     def _metadata(name: str, version: str | None = None) -> p.ModelMetadata:
         pred = model(name, version)
-        return p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}",
-                                ood=getattr(pred, "ood", None) is not None)
+        md = p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}",
+                              ood=getattr(pred, "ood", None) is not None)
+        incomplete = getattr(pred, "run_incomplete", None)
+        if incomplete:  # the model's run did not finish (see imgclf.rundir.state)
+            md.parameters["run_incomplete"] = incomplete
+        return md
 
     async def _infer(name: str, req: p.InferRequest, version: str | None = None) -> p.InferResponse:
         pred = model(name, version)

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
+from ..rundir.state import incomplete_info
 from ..serve.errors import restated
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from .catalog import Catalog
@@ -106,7 +107,7 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
 
     @r.get("/ui/api/info")
     def info(request: Request) -> dict[str, Any]:
-        """What is loaded: the dataset's counts, the run, the model's classes."""
+        """What is loaded: the dataset's counts, the run, the model's classes (and ``run_incomplete`` when the run is)."""
         model, pred = None, loaded_model(request)
         if pred is not None:
             meta = pred.bundle.meta
@@ -119,9 +120,11 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
             except NotFound as e:  # an empty dataset folder must not hide the run and the model
                 problem = e.message
         service = getattr(request.app.state, "imgclf", None)
+        incomplete = incomplete_info(results.rd.root) if results is not None else None  # see imgclf.rundir.state
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model,
-                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb}
+                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb,
+                **({"run_incomplete": incomplete} if incomplete else {})}
 
     _add_dataset_routes(r, need_catalog, thumbs)
     _add_bulk_routes(r, need_catalog)

@@ -135,6 +135,7 @@ const UI = (() => {
       if (info.dataset) parts.push(`dataset ${info.dataset.name} · ${info.dataset.total} images`);
       if (info.run) parts.push(`run ${info.run.split("/").pop()}`);
       if (info.model) parts.push(`model ${info.model.backbone} · ${info.model.labels.length} classes`);
+      if (info.run_incomplete) parts.push(`⚠ ${info.run_incomplete.message} (${info.run_incomplete.hint})`);
       document.getElementById("context").textContent = parts.join("   |   ");
       return info;
     } catch (e) {
