@@ -1,16 +1,17 @@
 """imgclf: transfer-learning image classifiers, offline on a CPU.
 
-The public API: :func:`load_config`, :func:`run`, :class:`Predictor`, :func:`load_bundle`
-(imported on first use, so ``import imgclf`` stays cheap).
+The public API: :class:`ImageClassifier` (fit / predict / predict_proba / evaluate / explain / doctor /
+suggest / leaderboard / save) and :func:`load`; below them :func:`load_config`, :func:`run`,
+:class:`Predictor`, :func:`load_bundle` (imported on first use, so ``import imgclf`` stays cheap).
 """
 from __future__ import annotations
 
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_config", "run", "Predictor", "load_bundle"]
+__all__ = ["ImageClassifier", "load", "load_config", "run", "Predictor", "load_bundle"]
 
-_API = {"load_config": "imgclf.config.settings", "run": "imgclf.api", "Predictor": "imgclf.inference.predict", "load_bundle": "imgclf.bundle.folder"}
+_API = {"ImageClassifier": "imgclf.api", "load": "imgclf.api", "load_config": "imgclf.config.settings", "run": "imgclf.api", "Predictor": "imgclf.inference.predict", "load_bundle": "imgclf.bundle.folder"}
 
 
 def __getattr__(name: str) -> Any:

@@ -105,12 +105,12 @@ def preprocess(img: Image.Image | np.ndarray, spec: DataSpec) -> np.ndarray:
     return normalize(crop_resize_array(np.asarray(img), spec), spec)
 
 
-def load_and_crop(source: bytes | str | os.PathLike, spec: DataSpec) -> np.ndarray:
+def load_and_crop(source: bytes | str | os.PathLike, spec: DataSpec, *, max_pixels: int | None = None) -> np.ndarray:
     """Safely decode ``source`` (downscaled while decoding where the format allows) → the square the
     network sees, (resolution, resolution, 3) uint8: what every engine takes, normalising it itself
     (OpenVINO inside the compiled network, which spares the decode threads a float pass and 3/4 of
-    the buffer memory)."""
-    return crop_resize_array(decode_rgb(source, resize_size(spec)), spec)
+    the buffer memory). ``max_pixels``: the decoder's pixel limit (default ``images.max_pixels``)."""
+    return crop_resize_array(decode_rgb(source, resize_size(spec), max_pixels=max_pixels), spec)
 
 
 def load_and_preprocess(source: bytes | str | os.PathLike, spec: DataSpec) -> np.ndarray:

@@ -201,11 +201,12 @@ class Explainer:
             bias={self.labels[i]: float(self.head.bias[i]) for i in wanted}, temperature=self.head.temperature,
             image=image, box=crop_box(w, h, self.spec), features=pooled[0])
 
-    def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = ()) -> Explanation:
-        """Decode ``source`` safely (ImageError when unusable), run the featurizer, compute the maps."""
+    def explain(self, source: bytes | str | os.PathLike, classes: Sequence[str] = (), *, max_pixels: int | None = None) -> Explanation:
+        """Decode ``source`` safely (ImageError when unusable; ``max_pixels`` default ``images.max_pixels``), run
+        the featurizer, compute the maps."""
         for c in classes:
             self.class_index(c)
-        image = decode_rgb(source, resize_size(self.spec))  # (H, W, 3) uint8, as predict decodes it
+        image = decode_rgb(source, resize_size(self.spec), max_pixels=max_pixels)  # (H, W, 3) uint8, as predict decodes it
         x = crop_resize_array(image, self.spec)[None]  # (1, R, R, 3) uint8: the crop every engine takes
         return self.explain_map(self.feature_maps(x)[0], image, classes)
 
