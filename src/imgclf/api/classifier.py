@@ -17,16 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..bundle.folder import load_bundle
-from ..bundle.swap import swap_dir
+from ..bundle.folder import copy_bundle, load_bundle
 from ..config.settings import Config, load_config
 from ..rundir.layout import RunDir
 from ..util.errors import ConfigError, ImageError, ImgclfError, RunDirError
@@ -109,7 +106,7 @@ class ImageClassifier:
             raise ConfigError(f"time_limit must be a number of seconds > 0 (or None); got {self.time_limit!r}")
         flags = [f"train.preset={_toml(self.preset)}"]
         if self.time_limit is not None:
-            flags.append(f"train.time_limit={float(self.time_limit)}")
+            flags.append(f"train.time_limit_s={float(self.time_limit)}")
         if images is not None:
             flags.append(f"data.images={_toml(str(Path(images).resolve()))}")
         return load_config(None, settings_overrides(self.settings), flags=flags)
@@ -342,7 +339,6 @@ class ImageClassifier:
 
         >>> clf.save("ants_bees.model")                             # doctest: +SKIP
         """
-        src = self._model().bundle.dir
         target = Path(path)
         if target.exists() and not (target / "bundle.json").is_file():
             if target.is_dir() and not any(target.iterdir()):
@@ -350,15 +346,7 @@ class ImageClassifier:
             else:
                 raise ImgclfError(f"{target} exists and is not a model bundle; saving would replace files imgclf did not write",
                                   hint="save to a new folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.stage-{os.getpid()}-", dir=target.parent))
-        try:
-            shutil.copytree(src, tmp, dirs_exist_ok=True)
-            load_bundle(tmp)  # verified before it replaces anything
-            swap_dir(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        copy_bundle(self._model().bundle, target)  # the bytes this object loaded and checked
         return target
 
     # ------------------------------------------------------------------ display
@@ -381,9 +369,9 @@ def load(path: str | os.PathLike, **settings: Any) -> ImageClassifier:
 
     >>> clf = imgclf.load("runs/pets/20261205-101500/model")      # doctest: +SKIP
     """
-    from ..bundle.swap import resolve_dir
+    from ..bundle.folder import locate_bundle
 
-    bundle_dir = resolve_dir(Path(path), "bundle.json")
+    bundle_dir = locate_bundle(path)
     clf = ImageClassifier(**settings)
     run_dir = bundle_dir.parent
     if (run_dir / "split.csv").exists() and (run_dir / "config.json").exists():

@@ -285,13 +285,37 @@ def write_bundle(
                 shutil.copyfile(src, tmp / name)
         if metrics is not None:
             write_json(tmp / "metrics.json", metrics)
-        manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        write_json(tmp / MANIFEST, {"algorithm": "sha256", "files": manifest})
-        swap_dir(tmp, out_dir, MANIFEST)
+        _publish(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def copy_bundle(bundle: Bundle, out_dir: str | os.PathLike) -> Path:
+    """Write a loaded bundle to ``out_dir`` from the bytes its load checked (not from its folder again),
+    replacing a bundle there atomically; the copy is loaded and verified before it replaces anything."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir, MANIFEST)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-{os.getpid()}-", dir=out_dir.parent))
+    try:
+        for name, data in bundle.contents.items():
+            (tmp / name).write_bytes(data)
+        _publish(tmp, out_dir, check=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _publish(tmp: Path, out_dir: Path, check: bool = False) -> None:
+    """The manifest of every file in the staged folder ``tmp``, then ``tmp`` swapped in place of ``out_dir``."""
+    manifest = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    write_json(tmp / MANIFEST, {"algorithm": "sha256", "files": manifest})
+    if check:
+        _read_verified(tmp)
+    swap_dir(tmp, out_dir, MANIFEST)
 
 
 def locate_bundle(bundle_dir: str | os.PathLike) -> Path:
