@@ -70,7 +70,7 @@ def detection(score: np.ndarray, flipped: np.ndarray) -> dict:
 
 
 def svm_accuracy(cfg, x, y_train, train, y_test_true) -> float:
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
 
     clf = SvmClassifier.from_config(cfg.svm, cfg.data.seed).fit(x[train], y_train)
     return float((clf.predict(x[~train]) == y_test_true).mean())

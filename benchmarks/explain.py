@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
     from imgclf.config.settings import EngineConfig
     from imgclf.features.featurize import build_featurizer
     from imgclf.features.preprocess import load_and_preprocess

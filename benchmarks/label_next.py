@@ -45,7 +45,7 @@ def load_set(images: str, work: Path) -> dict:
 
 
 def fit(cfg, x: np.ndarray, y: np.ndarray, seed: int):
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
 
     return SvmClassifier.from_config(cfg.svm, seed).fit(x, y)
 

@@ -47,7 +47,7 @@ def fit(cfg, x: np.ndarray, labels: np.ndarray, c: float | None = None):
     """(classes, SVM, detector) of train features and labels: what a bundle holds (``c``: C fixed, no grid search)."""
     import dataclasses
 
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
     from imgclf.trust import fit_ood
 
     classes = sorted(set(labels))

@@ -178,7 +178,7 @@ class Detector:
 def _svm(cfg, x: np.ndarray, labels: np.ndarray, c: float | None):
     import dataclasses
 
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
 
     classes = sorted(set(labels))
     y = np.array([classes.index(v) for v in labels])

@@ -10,7 +10,8 @@ import pytest
 from datagen import CLASSES, make_object_image
 from PIL import Image
 
-from imgclf.classifier.linear import LinearHead, SvmClassifier
+from imgclf.classifier.linear import LinearHead
+from imgclf.classifier.svm import SvmClassifier
 from imgclf.config.settings import EngineConfig
 from imgclf.inference.explain import Explainer, class_maps, upsample
 from imgclf.inference.predict import Predictor

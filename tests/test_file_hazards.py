@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datagen import make_dataset, tiny_config
 from PIL import Image, ImageFile
 
 from imgclf.data.annotations import READ_ONLY, annotations_path, read_history, record
@@ -23,8 +24,6 @@ from imgclf.data.images import ImageError, ImageTooLarge, UnsupportedFormat, dec
 from imgclf.features.decode import decode_rgb
 from imgclf.util.errors import DatasetError
 from imgclf.util.files import NotRegularFile, read_csv, read_regular, sha256_file, write_csv
-
-from datagen import make_dataset, tiny_config
 
 
 def _jpeg(img: Image.Image, **kw) -> bytes:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from imgclf.classifier.linear import LinearHead, SvmClassifier
+from imgclf.classifier.linear import LinearHead
+from imgclf.classifier.svm import SvmClassifier
 
 
 def _blobs(k: int, n: int, d: int = 20, seed: int = 0, sep: float = 2.0):
@@ -68,3 +69,36 @@ def test_a_c_search_out_of_time_scores_the_smallest_c_and_lists_the_rest():
     unlimited = SvmClassifier(c_values=grid, cv_folds=3).fit(x, y)
     assert set(roomy.cv_scores_) == set(unlimited.cv_scores_) == set(grid) and roomy.c_unscored_ == []
     assert "c_unscored" not in unlimited.info() and roomy.C_ == unlimited.C_
+
+
+def test_svm_classifier_is_a_scikit_learn_estimator():
+    """clone, GridSearchCV and Pipeline take it; score is accuracy; predict is argmax of predict_proba."""
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(m, 1.0, (20, 8)) for m in (-2.0, 0.0, 2.0)])
+    y = np.array(["a"] * 20 + ["b"] * 20 + ["c"] * 20)
+    est = SvmClassifier(c_values=[0.1, 1.0], cv_folds=3)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params() and not hasattr(twin, "head_")
+    search = GridSearchCV(est, {"cv_folds": [2, 3], "l2_normalize": [True, False]}, cv=3).fit(x, y)
+    assert set(search.best_params_) == {"cv_folds", "l2_normalize"} and 0.9 <= search.best_score_ <= 1.0
+    pipe = make_pipeline(StandardScaler(), SvmClassifier(c_values=[1.0], cv_folds=3)).fit(x, y)
+    assert list(pipe.classes_) == ["a", "b", "c"] and pipe.score(x, y) >= 0.9
+    fitted = est.fit(x, y)
+    proba = fitted.predict_proba(x)
+    assert (fitted.predict(x) == fitted.classes_[proba.argmax(axis=1)]).all()
+    assert (fitted.decision_function(x).argmax(axis=1) == proba.argmax(axis=1)).all()
+    assert fitted.score(x, y) == np.mean(fitted.predict(x) == y)
+
+
+def test_loading_a_model_to_predict_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    code = "import sys, imgclf.inference.predict, imgclf.bundle.folder; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "False"

@@ -101,7 +101,7 @@ def test_unknown_strategy_lists_the_valid_ones():
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_the_quick_refit_head_agrees_with_the_runs_svm_at_its_c(k):
-    from imgclf.classifier.linear import SvmClassifier
+    from imgclf.classifier.svm import SvmClassifier
 
     rng = np.random.default_rng(k)
     centers = 3 * np.eye(D, dtype=np.float32)[:k]

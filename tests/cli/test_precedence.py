@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import tomllib
 from datagen import make_dataset
 
 from imgclf.cli import main

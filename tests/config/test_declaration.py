@@ -4,11 +4,11 @@ preset or command changes is said and recorded."""
 from __future__ import annotations
 
 import json
+import tomllib
 import typing
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from imgclf.cli import main
 from imgclf.config.schema import check_section, fields_of, spec_of

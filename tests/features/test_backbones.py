@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 
 from imgclf.features.backbones import DataSpec, count_gflops, create_backbone, gflops, offline_backbones
-from imgclf.util.registry import BACKBONES
 from imgclf.features.preprocess import center_crop_resize, preprocess
 from imgclf.util.errors import BackboneError
+from imgclf.util.registry import BACKBONES
 
 DAISY = 985  # ImageNet class index
 

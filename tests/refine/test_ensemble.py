@@ -16,8 +16,8 @@ from refine_helpers import TINY
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
-from imgclf.classifier.linear import LinearHead, SvmClassifier
-from imgclf.util.arrays import l2_normalize
+from imgclf.classifier.linear import LinearHead
+from imgclf.classifier.svm import SvmClassifier
 from imgclf.features.engines import FlipAveraged
 from imgclf.features.featurize import concat_features
 from imgclf.inference.predict import Predictor
@@ -26,6 +26,7 @@ from imgclf.presets.select import RefinementStatus, select_featurizers
 from imgclf.rundir.layout import RunDir
 from imgclf.train.ensemble import COMPONENTS, Components, map_temperature, pooled_head, weight_grid
 from imgclf.trust.calibration import fit_temperature, softmax
+from imgclf.util.arrays import l2_normalize
 from imgclf.util.files import read_csv, read_json, read_npz, sha256_file
 
 SETS = (*TINY, "train.preset=best", "refine.epochs=1", "doctor.enabled=false", "data.check_leakage=false")

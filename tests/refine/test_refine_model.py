@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from imgclf.config.settings import Config, ConfigError, load_config
-from imgclf.refine.checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from imgclf.features.engines import cpu_has_bf16
+from imgclf.refine.checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from imgclf.refine.model import Precision, build_network, learning_rate, param_groups, set_train_mode
 from imgclf.util.errors import ImgclfError
 

@@ -110,7 +110,6 @@ def register(app: typer.Typer) -> None:
         """List tracked runs, newest first, with their test accuracy."""
         from ..tracking.query import list_runs
         from ..tracking.store import redact_uri, store_uri
-
         from .pipeline import data_root_line
 
         cfg = load_config(config, set)

@@ -25,8 +25,8 @@ from typing import Any, Literal, Sequence
 from ..util.errors import ConfigError
 from ..util.registry import ENGINE_PRECISIONS, ENGINES, TRAINERS
 from .schema import HINT, check_section, coerce, describe, fields_of, setting, spec_of
-from .values import parse_override, read_file
 from .values import parse_featurizer as parse_featurizer  # re-exported: callers name the featurizer grammar here
+from .values import parse_override, read_file
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ..util.errors import ConfigError
 from .schema import HINT, featurizer_ok

@@ -28,7 +28,6 @@ from ..util.files import read_csv, write_csv
 from .dataset import Dataset, Item
 from .duplicates import UnionFind
 
-
 #: The fewest training images of a class the pipeline can fit: the SVM's C and temperature come from a
 #: stratified k-fold cross-validation of the train split, and k >= 2 needs every class in every fold.
 MIN_TRAIN_PER_CLASS = 2

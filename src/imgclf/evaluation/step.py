@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from ..bundle.folder import Bundle, load_bundle, rewrite_bundle
-from ..classifier.linear import LinearHead, SvmClassifier
+from ..classifier.linear import LinearHead
+from ..classifier.svm import SvmClassifier
 from ..config.settings import Config, EngineConfig
 from ..data.split import SplitRow
 from ..features.featurize import featurize_many, featurize_paths

@@ -34,8 +34,7 @@ from ..features.ids import join_ids
 from ..features.step import feature_cache_dir, run_featurizers
 from ..labelnext.step import suggest as suggest_step
 from ..prepare.step import prepare as prepare_step
-from ..presets.select import (RefinementStatus, after_refinement, needs_selection, post_seconds, select_featurizers,
-                              with_featurizers)
+from ..presets.select import RefinementStatus, after_refinement, needs_selection, post_seconds, select_featurizers, with_featurizers
 from ..rundir.guard import writing
 from ..rundir.layout import RunDir
 from ..rundir.state import incomplete_info

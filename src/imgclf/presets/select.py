@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..classifier.linear import SvmClassifier
+from ..classifier.svm import SvmClassifier
 from ..config.settings import Config, featurizer_names, parse_featurizer
 from ..data.images import read_header
 from ..features.backbones import gflops

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..bundle.folder import BundleMeta, load_bundle, write_bundle
-from ..classifier.linear import LinearHead, SvmClassifier, fit_head
+from ..classifier.linear import LinearHead, fit_head
+from ..classifier.svm import SvmClassifier
 from ..config.settings import Config
 from ..features.backbones import gflops, model_backbone
 from ..features.engines import FlipAveraged, resolve_engine

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle.folder import BundleMeta, write_bundle
-from ..classifier.linear import SvmClassifier
+from ..classifier.svm import SvmClassifier
 from ..config.settings import Config, featurizer_names
 from ..features.backbones import model_backbone
 from ..features.engines import resolve_engine
