@@ -8,6 +8,12 @@ from PIL import Image, ImageDraw
 
 CLASSES = ("circles", "squares", "stripes")
 
+# one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
+# another process holds a core (the CPU is shared while tests run)
+# refine.backbone/resolution "" / 0: refine model.* (lite0 at 64 px), not the lite2 at 320 px of the defaults
+TINY_REFINE = ("model.resolution=64", 'refine.backbone=""', "refine.resolution=0", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2", "engine.threads=1",
+               "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false")
+
 
 def make_image(cls: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
     """A noisy picture of ``cls`` with random colours: easy for a CNN, not for a pixel mean."""

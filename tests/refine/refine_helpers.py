@@ -9,13 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.bundle.folder import load_bundle
+from datagen import TINY_REFINE as TINY  # noqa: F401  (re-exported: the refine tests' settings)
 
-# one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
-# another process holds a core (the CPU is shared while tests run)
-# refine.backbone/resolution "" / 0: refine model.* (lite0 at 64 px), not the lite2 at 320 px of the defaults
-TINY = ("model.resolution=64", 'refine.backbone=""', "refine.resolution=0", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2", "engine.threads=1",
-        "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false")
+from imgclf.bundle.folder import load_bundle
 
 
 def child_env(data_root: Path, threads: int = 1) -> dict[str, str]:

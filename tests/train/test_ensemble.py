@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from datagen import TINY_REFINE as TINY
 from datagen import make_dataset, tiny_config
 from fileaudit import opened_files
-from refine_helpers import TINY
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
