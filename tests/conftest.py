@@ -4,12 +4,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import datagen
 import pytest
-from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
+from datagen import CLASSES, make_dataset, make_image, shared_engines, tiny_config  # noqa: F401  (re-exported)
 
 # Tests never write into the user's data directory or a shared tracking store.
 os.environ.setdefault("IMGCLF_TEST", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Tests never download: the Hugging Face hub reads this once, when it is imported, so it is set before
+# any test imports timm (set later, a missing model costs the hub's network retries, about 40 s).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one engine cache of the session: every data root made by ``tiny_config``, ``data_root`` or
+    ``shared_engines`` links its ``engines/`` here, so each featurizer is exported once per session."""
+    datagen.SHARED_ENGINES = tmp_path_factory.mktemp("engines")
+    return datagen.SHARED_ENGINES
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
@@ -19,8 +31,8 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data root (datasets/, features/, runs/, tracking store) for one test."""
-    root = tmp_path / "data"
+    """A fresh data root (datasets/, features/, runs/, tracking store) for one test; its engines/ are the session's."""
+    root = shared_engines(tmp_path / "data")
     monkeypatch.setenv("IMGCLF_DATA_DIR", str(root))
     return root
 
