@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from datagen import TINY_REFINE as TINY  # noqa: F401  (re-exported: the refine tests' settings)
+from datagen import shared_engines
 
 from imgclf.bundle.folder import load_bundle
 
 
 def child_env(data_root: Path, threads: int = 1) -> dict[str, str]:
-    """The same environment for every child, so runs compare bit for bit."""
+    """The same environment for every child, so runs compare bit for bit (``data_root`` shares the session's engines)."""
+    shared_engines(data_root)
     return {**os.environ, "IMGCLF_DATA_DIR": str(data_root), "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
