@@ -61,6 +61,7 @@ def test_backbones_lists_offline_ones():
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_step_commands_on_one_run_dir(tmp_path):
     from datagen import make_dataset, shared_engines
 

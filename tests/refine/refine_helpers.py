@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from datagen import TINY_REFINE as TINY  # noqa: F401  (re-exported: the refine tests' settings)
 from datagen import shared_engines
 

@@ -3,8 +3,16 @@ every image under its class, corrections by key and by selection, undo, paging, 
 from __future__ import annotations
 
 import pytest
-from ui_helpers import (CLASSES, LONG_CLASS, files_per_class, make_dataset, make_many_classes_dataset, serve_ui, tiny_config,
-                        wait_images_loaded)
+from ui_helpers import (
+    CLASSES,
+    LONG_CLASS,
+    files_per_class,
+    make_dataset,
+    make_many_classes_dataset,
+    serve_ui,
+    tiny_config,
+    wait_images_loaded,
+)
 
 from imgclf.data.annotations import current_state, read_history
 from imgclf.util.files import read_csv
