@@ -5,18 +5,15 @@ import json
 import shutil
 from pathlib import Path
 
-from datagen import shared_engines
-
 # The two tracked runs differ in their SVM settings only (same images, same features).
 SVM_A = ["svm.c_values=[0.01, 1.0, 100.0]"]
 SVM_B = ["svm.c_values=[0.001]", "svm.l2_normalize=false"]
 
 
 def track_config(data_root: Path, images: Path, *extra: str):
-    """tests/conftest.py's tiny config, with tracking on (``data_root`` shares the session's engines)."""
+    """tests/conftest.py's tiny config, with tracking on (``data_root`` is not made: tests check what tracking writes there)."""
     from imgclf.config.settings import load_config
 
-    shared_engines(data_root)
     return load_config(None, [f"data.root={json.dumps(str(data_root))}", f"data.images={json.dumps(str(images))}",
                               "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=true", *extra])
 
