@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import datagen
@@ -18,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one engine cache of the session: every data root made by ``tiny_config``, ``data_root`` or
-    ``shared_engines`` links its ``engines/`` here, so each featurizer is exported once per session."""
+    """The one engine cache of the session: every data root given to ``tiny_config`` or ``shared_engines``
+    links its ``engines/`` here, so each featurizer is exported once per session."""
     datagen.SHARED_ENGINES = tmp_path_factory.mktemp("engines")
     return datagen.SHARED_ENGINES
 
@@ -31,8 +32,9 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data root (datasets/, features/, runs/, tracking store) for one test; its engines/ are the session's."""
-    root = shared_engines(tmp_path / "data")
+    """A fresh data root (datasets/, features/, runs/, tracking store) for one test, not made yet (some tests
+    check that nothing is written there); ``shared_engines(data_root)`` gives it the session's engines."""
+    root = tmp_path / "data"
     monkeypatch.setenv("IMGCLF_DATA_DIR", str(root))
     return root
 
@@ -41,7 +43,8 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real svm run (3 classes × 16 images) shared by tests that need a model bundle.
 
-    Treat it as read-only: copy it (``shutil.copytree``) before changing anything.
+    Read-only: a test that changes the run takes ``run_copy``; one that runs again on its images may
+    use its data root (``trained_run.parent / "data"``), whose feature cache then answers every image.
     """
     from imgclf.api import run
 
@@ -50,3 +53,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_config(base / "data", images)
     run(cfg, base / "run", progress=False)
     return base / "run"
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``trained_run`` (``tmp_path/run``) for a test that changes or logs it."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
