@@ -7,7 +7,7 @@ from pathlib import Path
 
 import datagen
 import pytest
-from datagen import CLASSES, make_dataset, make_image, shared_engines, tiny_config  # noqa: F401  (re-exported)
+from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
 
 # Tests never write into the user's data directory or a shared tracking store.
 os.environ.setdefault("IMGCLF_TEST", "1")
@@ -23,6 +23,7 @@ def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     links its ``engines/`` here, so each featurizer is exported once per session."""
     datagen.SHARED_ENGINES = tmp_path_factory.mktemp("engines")
     return datagen.SHARED_ENGINES
+
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
