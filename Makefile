@@ -3,13 +3,14 @@
 #   make test   set up .venv with the dev extras, check the import layers (lint-imports), run the test suite
 # Both install the exact versions of constraints.txt (those the test suite passed with);
 #   make lock   refreshes it: the newest versions pyproject.toml allows, in a fresh venv (then run make test)
+# and, for the edit loop, `make test-fast`: the tests not marked slow, stopping at the first failure.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 LOCK   := constraints.txt
 PIP_LOCKED = $(BIN)/pip install --quiet -c $(LOCK)
 
-.PHONY: demo test install install-dev lock clean
+.PHONY: demo test test-fast install install-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ test: install-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --quiet src tests benchmarks
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" -x
 
 # The newest versions pyproject.toml allows, installed in a fresh venv, become the new $(LOCK);
 # `make test` then installs and tests them (commit $(LOCK) when it passes).

@@ -1,7 +1,6 @@
 """Class activation maps on real photos: exactness, cost against a prediction, featurization untouched.
 
-    flock /work/bench.lock .venv/bin/python benchmarks/explain.py [--images ../shared/datasets/hymenoptera]
-        [--work /work/bench-work] [--n 40] [--json out.json]
+    python benchmarks/explain.py --images DIR --work W [--n 40] [--json out.json]
 
 In ONE run, on the set's first ``--n`` test images, an SVM head fit on its train features, and each of
 ONNX Runtime fp32 and OpenVINO at the default precision (bf16 on CPUs with bf16):
@@ -53,8 +52,8 @@ def _throughputs(engines, batch: np.ndarray, rounds: int = 7) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", default="/work/shared/datasets/hymenoptera")
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("--images", required=True, help="images folder (one subfolder per class), or 'demo'")
+    ap.add_argument("--work", type=Path, required=True, help="folder for run directories and the caches (kept)")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

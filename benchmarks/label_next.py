@@ -13,7 +13,8 @@ and the labels each strategy needs to reach random selection's final accuracy, a
 random's labels.
 
 ``--timing-pool N`` then times one Label next round (refit + suggest, as the page makes them) on a run
-of 40 clothing10 images per class whose pool holds N images with cached features (median of 5).
+of 40 images per class of the first ``--timing-sets`` folder whose pool holds N images with cached
+features, taken from the rest of that folder and the other ``--timing-sets`` folders (median of 5).
 """
 from __future__ import annotations
 
@@ -157,9 +158,10 @@ def plot(results: list[dict], strategies: list[str], path: Path) -> None:
     fig.savefig(path, dpi=64)
 
 
-def timing(work: Path, pool_size: int, per_class: int = 40, repeats: int = 5) -> dict:
+def timing(work: Path, sets: list[str], pool_size: int, per_class: int = 40, repeats: int = 5) -> dict:
     """Median wall time of one Label next round (refit, then suggest 50; the library calls the page makes) on a
-    run of ``per_class`` clothing10 images per class whose pool holds ``pool_size`` images with cached features."""
+    run of ``per_class`` images per class of ``sets[0]`` whose pool holds ``pool_size`` images with cached
+    features (the rest of ``sets[0]``, then the other sets)."""
     import shutil
 
     from imgclf.api import run
@@ -169,14 +171,15 @@ def timing(work: Path, pool_size: int, per_class: int = 40, repeats: int = 5) ->
     from imgclf.rundir.layout import RunDir
 
     sources = []
-    for name in ("/work/shared/datasets/clothing10", "/work/shared/datasets/cub_warblers"):
+    for name in sets:
         sources += RunDir(prepared(name, work)[1]).split_rows()
+    labelled = str(Path(sets[0]).resolve()) + os.sep
     folder = work / "label-next-timing" / "images"
     shutil.rmtree(folder.parent, ignore_errors=True)
     taken: dict[str, int] = {}
     pool = []
     for r in sorted(sources, key=lambda r: r.path):
-        if "/clothing10/" in r.path and taken.get(r.label, 0) < per_class:
+        if r.path.startswith(labelled) and taken.get(r.label, 0) < per_class:
             taken[r.label] = taken.get(r.label, 0) + 1
             (folder / r.label).mkdir(parents=True, exist_ok=True)
             (folder / r.label / Path(r.path).name).symlink_to(r.path)
@@ -228,14 +231,17 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=None, help="PNG of accuracy vs labels")
     ap.add_argument("--timing-pool", type=int, default=0, help="time one round with this many pool images (0: no timing)")
     ap.add_argument("--timing-only", action="store_true", help="only the timing (no simulation)")
+    ap.add_argument("--timing-sets", nargs="+", default=None,
+                    help="images folders of the timing run: 40 per class of the first are labelled, the pool comes from the rest (default: the DIRs)")
     args = ap.parse_args()
+    timing_sets = args.timing_sets or args.images
     from imgclf.labelnext.strategies import CANDIDATES
 
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
     work = args.work or Path(tempfile.mkdtemp(prefix="label-next-bench-"))
     if args.timing_only:
-        print(json.dumps(timing(work, args.timing_pool or 2000)))
+        print(json.dumps(timing(work, timing_sets, args.timing_pool or 2000)))
         return
     results = [one_set(i, work, args.seeds, args.strategies, args.start, args.batch, args.rounds, args.candidates or CANDIDATES)
                for i in args.images]
@@ -244,7 +250,7 @@ def main() -> None:
         plot(results, args.strategies, args.plot)
     out = {"results": results, "mean_share": means}
     if args.timing_pool:
-        out["timing"] = timing(work, args.timing_pool)
+        out["timing"] = timing(work, timing_sets, args.timing_pool)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 

@@ -1,7 +1,7 @@
 """Presets benchmark: `imgclf run --preset fast|balanced|best` beside fixed featurizer settings, per set.
 
-    flock /work/bench.lock python benchmarks/presets.py [--sets hymenoptera clothing10 cub_warblers demo]
-        [--presets fast balanced best] [--datasets DIR] [--work /work/bench-work] [--seeds 3] [--first-seed 0] [--out presets.json]
+    python benchmarks/presets.py --datasets DIR --work W [--sets hymenoptera clothing10 cub_warblers demo]
+        [--presets fast balanced best] [--seeds 3] [--first-seed 0] [--out presets.json]
 
 Each preset is a whole `imgclf run` (the CLI a user calls, doctor included) in a fresh data root
 whose feature cache is empty and whose engine cache holds the work dir's exports (a network is
@@ -92,8 +92,8 @@ def warm_engines(engines: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["hymenoptera", "clothing10", "cub_warblers", "demo"])
-    ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("--datasets", type=Path, required=True, help="folder holding the --sets folders")
+    ap.add_argument("--work", type=Path, required=True, help="folder for run directories and the caches (kept)")
     ap.add_argument("--seeds", type=int, default=3, help="split seeds of sets without a split of their own")
     ap.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     ap.add_argument("--out", type=Path, default=Path("presets.json"))

@@ -1,7 +1,7 @@
 """`--time-limit` benchmark: do whole `imgclf run --preset P --time-limit L` runs end within L (±10%)?
 
-    flock /work/bench.lock python benchmarks/time_limit.py [--cases hymenoptera:balanced:25 clothing10:balanced:150 ...]
-        [--datasets DIR] [--work /work/bench-work] [--out time_limit.json]
+    python benchmarks/time_limit.py --datasets DIR --work W [--cases hymenoptera:balanced:25 clothing10:balanced:150 ...]
+        [--out time_limit.json]
 
 Each case is a whole `imgclf run` as a user types it (tracking on, doctor included) in a fresh data
 root whose feature cache is empty and whose engine cache holds the work dir's exports (a network is
@@ -54,8 +54,8 @@ def run_case(images: Path, preset: str, limit: float, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), help="SET:PRESET:SECONDS")
-    ap.add_argument("--datasets", type=Path, default=Path("/work/shared/datasets"))
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("--datasets", type=Path, required=True, help="folder holding the sets the cases name")
+    ap.add_argument("--work", type=Path, required=True, help="folder for run directories and the caches (kept)")
     ap.add_argument("--out", type=Path, default=Path("time_limit.json"))
     args = ap.parse_args()
     warm_engines(args.work / "data" / "engines")

@@ -1,7 +1,8 @@
 """Trust benchmark: calibration (ECE before/after) and unknown-image detection, baseline in the same run.
 
-    python benchmarks/trust.py [--sets hymenoptera clothing10 cub_warblers demo] [--work W] [--json out.json]
+    python benchmarks/trust.py DIR [DIR ...] --work W [--json out.json]
 
+``DIR`` is an images folder, or ``demo`` for the embedded generated set; a set is named by its folder.
 Every set is prepared and featurized once by imgclf (efficientnet_lite0 at 224 px, cached in ``W``).
 The classifier is the bundle's: the SVM (C by 5-fold CV on train) with its temperature fit on
 out-of-fold decision values of train; the OOD detector is :func:`imgclf.trust.fit_ood` on the same
@@ -27,14 +28,10 @@ from pathlib import Path
 import numpy as np
 from datasets import prepared
 
-SETS = {"hymenoptera": "/work/shared/datasets/hymenoptera", "clothing10": "/work/shared/datasets/clothing10",
-        "cub_warblers": "/work/shared/datasets/cub_warblers", "demo": "demo"}
-
-
-def load(name: str, work: Path) -> dict:
+def load(images: str, work: Path) -> dict:
     from imgclf.rundir.layout import RunDir
 
-    cfg, rd = prepared(SETS.get(name, name), work)
+    cfg, rd = prepared(images, work)
     rd = RunDir(rd)
     out = {"cfg": cfg}
     for side in ("train", "test"):
@@ -142,12 +139,12 @@ def calibration(clf, x_test: np.ndarray, y_test: np.ndarray, y_train: np.ndarray
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", nargs="+", default=list(SETS))
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("sets", nargs="+", help="images folders, or 'demo'")
+    ap.add_argument("--work", type=Path, required=True, help="folder for run directories and the caches (kept)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     t0 = time.time()
-    data = {n: load(n, args.work) for n in args.sets}
+    data = {Path(n).name: load(n, args.work) for n in args.sets}
     res: dict = {"calibration": {}, "cross": {}, "held_out": {}}
     for n, d in data.items():
         (xtr, ltr), (xte, lte) = d["train"], d["test"]

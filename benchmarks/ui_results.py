@@ -1,6 +1,6 @@
 """Web UI results benchmark: how long the results page's data takes, by how its images are found.
 
-    python benchmarks/ui_results.py DIR [--work W] [--repeats 5] [--json out.json]
+    python benchmarks/ui_results.py DIR --work W [--repeats 5] [--json out.json]
 
 ``DIR`` is an images folder (or ``demo``). The set is prepared and featurized once by imgclf
 (features cached in ``W``); a copy of that run directory is trained (svm), evaluated and examined
@@ -87,7 +87,7 @@ def bench(images: str, work: Path, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("images", nargs="+")
-    ap.add_argument("--work", type=Path, default=Path("/work/bench-work"))
+    ap.add_argument("--work", type=Path, required=True, help="folder for run directories and the caches (kept)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import datagen
 import pytest
 from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Tests never download: the Hugging Face hub reads this once, when it is imported, so it is set before
+# any test imports timm (set later, a missing model costs the hub's network retries, about 40 s).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one engine cache of the session: every data root given to ``tiny_config`` or ``shared_engines``
+    links its ``engines/`` here, so each featurizer is exported once per session."""
+    datagen.SHARED_ENGINES = tmp_path_factory.mktemp("engines")
+    return datagen.SHARED_ENGINES
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -23,7 +37,8 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data root (datasets/, features/, runs/, tracking store) for one test."""
+    """A fresh data root (datasets/, features/, runs/, tracking store) for one test, not made yet (some tests
+    check that nothing is written there); ``shared_engines(data_root)`` gives it the session's engines."""
     root = tmp_path / "data"
     monkeypatch.setenv("IMGCLF_DATA_DIR", str(root))
     return root
@@ -33,7 +48,8 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real svm run (3 classes × 16 images) shared by tests that need a model bundle.
 
-    Treat it as read-only: copy it (``shutil.copytree``) before changing anything.
+    Read-only: a test that changes the run takes ``run_copy``; one that runs again on its images may
+    use its data root (``trained_run.parent / "data"``), whose feature cache then answers every image.
     """
     from imgclf.api import run
 
@@ -42,3 +58,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = tiny_config(base / "data", images)
     run(cfg, base / "run", progress=False)
     return base / "run"
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``trained_run`` (``tmp_path/run``) for a test that changes or logs it."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))

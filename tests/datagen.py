@@ -8,6 +8,12 @@ from PIL import Image, ImageDraw
 
 CLASSES = ("circles", "squares", "stripes")
 
+# one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
+# another process holds a core (the CPU is shared while tests run)
+# refine.backbone/resolution "" / 0: refine model.* (lite0 at 64 px), not the lite2 at 320 px of the defaults
+TINY_REFINE = ("model.resolution=64", 'refine.backbone=""', "refine.resolution=0", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2", "engine.threads=1",
+               "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false")
+
 
 def make_image(cls: str, rng: np.random.Generator, size: int = 96) -> Image.Image:
     """A noisy picture of ``cls`` with random colours: easy for a CNN, not for a pixel mean."""
@@ -42,9 +48,28 @@ def make_dataset(root: Path, n_per_class: int = 12, seed: int = 0, classes=CLASS
     return root
 
 
+SHARED_ENGINES: Path | None = None  # the session's one engine cache (tests/conftest.py sets it)
+
+
+def shared_engines(data_root: Path) -> Path:
+    """Make ``data_root/engines`` (ONNX exports, int8 files) a link to the session's one engine cache, so a
+    featurizer is exported once per test session, not once per data root; returns ``data_root``.
+
+    Exports are keyed by featurizer id and written atomically, so runs sharing them stay independent.
+    A data root whose ``engines`` exists already keeps it (a test of the cache itself makes its own first).
+    """
+    link = data_root / "engines"
+    if SHARED_ENGINES is not None and not link.exists() and not link.is_symlink():
+        data_root.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(SHARED_ENGINES, target_is_directory=True)
+    return data_root
+
+
 def tiny_config(data_root: Path, images: Path, *extra: str):
+    """A fast config (3 CV folds, 3 C values, no tracking) over ``images``; ``data_root`` shares the session's engines."""
     from imgclf.config.settings import load_config
 
+    shared_engines(data_root)
     return load_config(None, [f'data.root="{data_root}"', f'data.images="{images}"', "svm.cv_folds=3",
                               "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false", *extra])
 

@@ -10,6 +10,7 @@ import time
 import pytest
 import typer
 from acquire_helpers import encode, jpeg, make_image
+from datagen import shared_engines
 from typer.testing import CliRunner
 
 from imgclf.acquire.download import download_url_list
@@ -163,10 +164,10 @@ def test_killed_download_resumes_without_partial_files(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_dedup_command_with_cnn_features(tmp_path, monkeypatch):
+def test_dedup_command_with_cnn_features(tmp_path, data_root):
     # pooled CNN features are non-negative, so at threshold 0 every pair is "similar": the wiring
     # through the real featurizer must put all three images (dhash-distinct) in one features group
-    monkeypatch.setenv("IMGCLF_DATA_DIR", str(tmp_path / "data"))
+    shared_engines(data_root)
     ds = tmp_path / "ds"
     for i, d in enumerate(["a", "b", "c"]):
         (ds / d).mkdir(parents=True)

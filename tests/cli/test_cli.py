@@ -61,10 +61,12 @@ def test_backbones_lists_offline_ones():
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_step_commands_on_one_run_dir(tmp_path):
-    from datagen import make_dataset
+    from datagen import make_dataset, shared_engines
 
     images = make_dataset(tmp_path / "imgs", n_per_class=6, seed=5)
+    shared_engines(tmp_path / "data")
     common = ["--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", "--set", "svm.cv_folds=2"]
     rd = str(tmp_path / "run")
     assert _imgclf("prepare", "--run-dir", rd, "--images", str(images), *common).returncode == 0

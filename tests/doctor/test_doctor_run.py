@@ -133,11 +133,11 @@ def test_doctor_command_reruns_on_a_run_directory(planted, capsys):
     assert read_csv(rd / "label_issues.csv") == before, "same data, same seed: the same findings"
 
 
-def test_doctor_disabled_writes_no_findings(tmp_path):
+def test_doctor_disabled_writes_no_findings(trained_run, tmp_path):
     from imgclf.api import run
 
-    images = make_dataset(tmp_path / "images", n_per_class=6, seed=4)
-    m = run(tiny_config(tmp_path / "data", images, "doctor.enabled=false"), tmp_path / "run", progress=False)
+    base = trained_run.parent  # the shared run's images and data root: every feature is cached
+    m = run(tiny_config(base / "data", base / "images", "doctor.enabled=false"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "label_issues.csv").exists()
     assert "dataset_health" not in read_json(tmp_path / "run" / "metrics.json") and m.estimated_label_error_rate is None
 

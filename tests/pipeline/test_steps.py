@@ -173,6 +173,7 @@ def test_annotations_change_the_next_prepare(e2e, tmp_path):
     assert s["excluded_by_annotations"] == 1
 
 
+@pytest.mark.slow
 def test_an_svm_bundle_of_exported_featurizers_is_written_without_importing_torch(tmp_path):
     """Importing torch and timm costs ~5 s of every run: the train step reads the preprocessing and the feature
     width from the exported files instead, and they say what the networks say."""

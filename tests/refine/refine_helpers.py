@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datagen import TINY_REFINE as TINY  # noqa: F401  (re-exported: the refine tests' settings)
+from datagen import shared_engines
 
 from imgclf.bundle.folder import load_bundle
 
-# one compute thread: tiny steps gain nothing from two, and a thread team stalls badly when
-# another process holds a core (the CPU is shared while tests run)
-# refine.backbone/resolution "" / 0: refine model.* (lite0 at 64 px), not the lite2 at 320 px of the defaults
-TINY = ("model.resolution=64", 'refine.backbone=""', "refine.resolution=0", "refine.batch_size=4", "refine.base_lr=0.003", "refine.val_fraction=0.2", "engine.threads=1",
-        "svm.cv_folds=3", "svm.c_values=[0.01, 1.0, 100.0]", "tracking.enabled=false")
-
 
 def child_env(data_root: Path, threads: int = 1) -> dict[str, str]:
-    """The same environment for every child, so runs compare bit for bit."""
+    """The same environment for every child, so runs compare bit for bit (``data_root`` shares the session's engines)."""
+    shared_engines(data_root)
     return {**os.environ, "IMGCLF_DATA_DIR": str(data_root), "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 

@@ -35,6 +35,7 @@ def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "run"
 
 
+@pytest.mark.slow
 def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
     b = load_bundle(dnn_run / "model")
     assert b.meta.classifier["type"] == "dnn" and not b.head.l2_normalize
@@ -59,6 +60,7 @@ def test_dnn_bundle_holds_the_refined_network_and_its_history(dnn_run: Path):
     assert not list((dnn_run / "refine").glob("checkpoint*"))  # removed once the bundle exists
 
 
+@pytest.mark.slow
 def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path):
     b = load_bundle(dnn_run / "model")
     backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
@@ -78,6 +80,7 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
         assert np.abs(proba - expected).max() < 1e-4, backend
 
 
+@pytest.mark.slow
 def test_frozen_layers_and_batchnorm_statistics_keep_their_pretrained_values(dnn_run: Path):
     refined = load_file(str(dnn_run / "model" / "backbone.safetensors"))
     pretrained = create_backbone("efficientnet_lite0", 64, pretrained=True)[0].state_dict()
@@ -88,6 +91,7 @@ def test_frozen_layers_and_batchnorm_statistics_keep_their_pretrained_values(dnn
     assert not torch.equal(refined["blocks.5.0.conv_pw.weight"], pretrained["blocks.5.0.conv_pw.weight"])
 
 
+@pytest.mark.slow
 def test_every_train_image_is_seen_once_per_epoch_and_validation_is_held_out_of_train(dnn_run: Path):
     log = read_json(dnn_run / "refine" / "samples_seen.json")
     rows = load_split(str(dnn_run / "split.csv"))
@@ -103,6 +107,7 @@ def test_every_train_image_is_seen_once_per_epoch_and_validation_is_held_out_of_
         assert sorted(ids) == list(range(len(log["paths"])))
 
 
+@pytest.mark.slow
 def test_svm_on_refined_trains_the_svm_on_the_refined_features(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
     cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=2", 'train.classifier="svm_on_refined"')
@@ -119,6 +124,7 @@ def test_svm_on_refined_trains_the_svm_on_the_refined_features(tmp_path: Path):
     assert m.accuracy >= 0.6 and len(m.training_history) == 2
 
 
+@pytest.mark.slow
 def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=6, seed=5)
     cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=2", 'train.classifier="dnn"', "refine.val_fraction=0")
@@ -134,6 +140,7 @@ def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
     assert [r["path"] for r in rows] == [victim] and rows[0]["reason"]
 
 
+@pytest.mark.slow
 def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_network(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
     sets = (*TINY, "refine.epochs=1", 'train.classifier="dnn"', "engine.calibration_images=8")
@@ -166,6 +173,7 @@ def test_epochs_that_fit_the_time_refinement_may_take():
     assert epochs_that_fit(RefineConfig(epochs=8), 1e6, 1) == 8  # no limit
 
 
+@pytest.mark.slow
 def test_the_run_budget_reaches_refinement(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=6, seed=3)
     cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=50", 'train.classifier="dnn"',
@@ -177,6 +185,7 @@ def test_the_run_budget_reaches_refinement(tmp_path: Path):
     assert read_json(tmp_path / "run" / "config.json")["refine"]["epochs"] == 50, "the user's setting is not rewritten"
 
 
+@pytest.mark.slow
 def test_refinement_out_of_time_stops_after_an_epoch_and_says_so(tmp_path: Path):
     images = make_dataset(tmp_path / "images", n_per_class=6, seed=3)
     cfg = tiny_config(tmp_path / "data", images, *TINY, "refine.epochs=4", 'train.classifier="dnn"', "refine.max_s=0.001",

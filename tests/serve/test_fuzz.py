@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from serve_helpers import metric, running, server_errors
 
 
+@pytest.mark.slow
 def test_fuzzing_the_openapi_spec_finds_no_server_error(predictor, tmp_path):
     exe = Path(sys.executable).parent / "schemathesis"
     assert exe.exists(), "schemathesis is a dev dependency: pip install -e '.[dev]'"

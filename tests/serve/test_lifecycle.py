@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from netutil import free_port
 from serve_helpers import jpeg
 
@@ -26,6 +27,7 @@ def _status(url: str) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

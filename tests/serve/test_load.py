@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from serve_helpers import jpeg, metric, rss_mb, running
 
 from imgclf.serve.client import run_load
 
 
+@pytest.mark.slow
 def test_32_concurrent_clients(predictor):
     images = [jpeg(i, size=160) for i in range(16)]
     with running(predictor) as (url, _):

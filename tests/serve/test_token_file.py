@@ -33,6 +33,7 @@ def test_token_file_gives_the_first_line_and_refuses_ambiguity(tmp_path):
         resolve_token(None, tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_serve_with_a_token_file_keeps_the_token_out_of_the_process_list(bundle_dir, tmp_path, capsys):
     token_file = tmp_path / "token"
     token_file.write_text(SECRET + "\n")

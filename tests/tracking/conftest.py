@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +46,3 @@ def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("store_template") / "mlruns.db"
     client(f"sqlite:///{db}").search_experiments()
     return db
-
-
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the session's trained run directory (safe to log and change)."""
-    dst = tmp_path / "run"
-    shutil.copytree(trained_run, dst)
-    return dst
-

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from tracking_helpers import track_config
 
 from imgclf.api import run, track
@@ -69,6 +70,7 @@ def test_unreachable_server_warns_once_and_keeps_the_run(tracked, tmp_path, caps
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_costs_seconds(run_copy, tracked, capsys, monkeypatch):
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))

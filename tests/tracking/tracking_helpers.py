@@ -11,7 +11,7 @@ SVM_B = ["svm.c_values=[0.001]", "svm.l2_normalize=false"]
 
 
 def track_config(data_root: Path, images: Path, *extra: str):
-    """tests/conftest.py's tiny config, with tracking on."""
+    """tests/conftest.py's tiny config, with tracking on (``data_root`` is not made: tests check what tracking writes there)."""
     from imgclf.config.settings import load_config
 
     return load_config(None, [f"data.root={json.dumps(str(data_root))}", f"data.images={json.dumps(str(images))}",

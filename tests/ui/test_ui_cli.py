@@ -47,6 +47,7 @@ def test_refuses_a_public_address_without_a_token(tmp_path, capsys):
     assert "without a token" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ui_command_serves_the_pages_until_interrupted(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=2, size=32)
     port = free_port()

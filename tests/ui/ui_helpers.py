@@ -37,6 +37,13 @@ def files_per_class(root: Path) -> dict[str, list[str]]:
     return {c: sorted(p.relative_to(root).as_posix() for p in (root / c).iterdir() if p.suffix == ".jpg") for c in CLASSES}
 
 
+def wait_images_loaded(page, selector: str) -> None:
+    """Every matching image in view has loaded (lazy ones further down load when scrolled to)."""
+    page.wait_for_function(
+        "sel => { const imgs = [...document.querySelectorAll(sel)].filter(i => i.getBoundingClientRect().top < innerHeight);"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }", arg=selector)
+
+
 def copy_dataset(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("annotations.csv"))
     return dst

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from datagen import TINY_REFINE as TINY
 from datagen import make_dataset, tiny_config
 from fileaudit import opened_files
-from refine_helpers import TINY
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
@@ -55,6 +55,7 @@ def best(tmp_path_factory):
     return {"base": base, "chosen": rd, "opened": opened, "pinned": RunDir(base / "pinned")}
 
 
+@pytest.mark.slow
 def test_no_test_image_is_read_before_the_bundle_exists(best):
     rd, opened = best["chosen"], best["opened"]
     test = {r.path for r in rd.split_rows("test")}
@@ -65,6 +66,7 @@ def test_no_test_image_is_read_before_the_bundle_exists(best):
     assert test <= set(opened[written:])  # features.npz of every image comes after: the hook saw them
 
 
+@pytest.mark.slow
 def test_the_choice_is_recorded_and_zero_weights_leave_the_bundle(best):
     rd = best["chosen"]
     table = read_json(rd.candidates)["ensemble"]
@@ -144,6 +146,7 @@ def test_a_validation_part_without_errors_does_not_send_the_temperature_to_its_b
         assert map_temperature(z * scale, y, 5.0 / scale) * scale == pytest.approx(map_temperature(z, y, 5.0), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
     rd = best["pinned"]
     meta = load_bundle(rd.model).meta
@@ -175,6 +178,7 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
         assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
 
 
+@pytest.mark.slow
 def test_each_component_is_scored_alone_on_test_and_they_sum_to_the_bundle(best):
     rd = best["pinned"]
     bundle = load_bundle(rd.model)
@@ -194,6 +198,7 @@ def test_each_component_is_scored_alone_on_test_and_they_sum_to_the_bundle(best)
     assert "test, alone" in rd.report.read_text()
 
 
+@pytest.mark.slow
 def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     model = shutil.copytree(best["pinned"].model, tmp_path / "model")
     meta = read_json(model / "bundle.json")
@@ -209,6 +214,7 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     assert abs(sum(predictor.predict_paths([path])[0]["scores"].values()) - 1) < 1e-4
 
 
+@pytest.mark.slow
 def test_time_limit_drops_refinement_first_and_says_so(best, tmp_path, caplog):
     cfg = tiny_config(best["base"] / "data", best["base"] / "images", *SETS, "train.time_limit_s=1",
                       'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96"]')

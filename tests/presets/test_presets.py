@@ -41,6 +41,7 @@ def presets(tmp_path_factory):
     return {"base": base, "images": images, "balanced": balanced, "metrics": metrics}
 
 
+@pytest.mark.slow
 def test_the_choice_never_opens_a_test_image(presets, caplog):
     cfg, rd = presets["balanced"], RunDir(presets["base"] / "audited")
     prepare(cfg, rd.root)  # prepare checks every image (decodable? near duplicates?): the choice comes after it
@@ -60,6 +61,7 @@ def test_the_choice_never_opens_a_test_image(presets, caplog):
     assert chosen.winner == read_json(presets["base"] / "balanced" / "candidates.json")["winner"]  # reproducible
 
 
+@pytest.mark.slow
 def test_candidates_table_and_winner(presets):
     rd = RunDir(presets["base"] / "balanced")
     table = read_json(rd.candidates)
@@ -88,6 +90,7 @@ def test_candidates_table_and_winner(presets):
     assert "Featurizer candidates" in rd.report.read_text()
 
 
+@pytest.mark.slow
 def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, caplog):
     cfg = load_config(None, ['train.candidates=["efficientnet_lite0@96"]'], base=presets["balanced"])
     rd = RunDir(presets["base"] / "single")
@@ -99,6 +102,7 @@ def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, cap
     assert "cross-validation" not in _said(caplog)[-1].splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
     three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
@@ -113,6 +117,7 @@ def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
     assert len(chosen["candidates"]) == (3 if k == 1 else 4)  # a concatenation is listed only when it is the winner
 
 
+@pytest.mark.slow
 def test_ensemble_bundle_predicts_alike_everywhere(presets):
     rd = RunDir(presets["base"] / "ensemble")
     meta = read_json(rd.model / "bundle.json")
@@ -150,6 +155,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
         assert served["label"] == offline["label"] and abs(served["score"] - offline["score"]) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_path):
     """bundle.json version 1 called the further featurizers "ensemble"; version 2 calls them "featurizers"."""
     from imgclf.bundle.folder import FORMAT_VERSION
@@ -176,6 +182,7 @@ def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_pa
         load_bundle(v1)
 
 
+@pytest.mark.slow
 def test_ensemble_file_is_checked_by_the_manifest(presets, tmp_path):
     model = shutil.copytree(presets["base"] / "ensemble" / "model", tmp_path / "model")
     with open(model / "featurizer-1.onnx", "ab") as f:
@@ -212,6 +219,7 @@ def test_plan_drops_the_most_expensive_first():
     assert cands[2].status is Status.TIME_LIMIT
 
 
+@pytest.mark.slow
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
     cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
@@ -237,6 +245,7 @@ def test_preset_options_sit_below_set():
     assert (cfg.train.preset, cfg.train.time_limit_s) == ("fast", 120.0)  # --set wins over the command's options
 
 
+@pytest.mark.slow
 def test_ensemble_bundle_refuses_class_maps_with_a_reason(presets):
     from imgclf.util.errors import NotExplainable
 
