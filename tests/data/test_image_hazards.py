@@ -162,6 +162,6 @@ def test_images_max_pixels_must_be_positive():
     from imgclf.config.settings import load_config
     from imgclf.util.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="images.max_pixels must be >= 1; got 0"):
+    with pytest.raises(ConfigError, match="images.max_pixels must be an integer >= 1 \\(in pixels\\); got 0"):
         load_config(None, ["images.max_pixels=0"])
     assert load_config(None, ["images.max_pixels=1000000"]).images.max_pixels == 1_000_000

@@ -92,8 +92,8 @@ def test_duplicate_pairs_are_sorted_into_within_class_cross_class_and_leak():
 
 
 @pytest.mark.parametrize("setting, words", [("doctor.folds=1", "doctor.folds must be an integer >= 2; got 1"),
-                                            ("doctor.c=0", "doctor.c and doctor.outlier_iqr must be positive"),
-                                            ("doctor.duplicate_cosine=1.5", "doctor.duplicate_cosine must be in (0, 1]")])
+                                            ("doctor.c=0", "doctor.c must be a number > 0; got 0.0"),
+                                            ("doctor.duplicate_cosine=1.5", "doctor.duplicate_cosine must be a number in (0, 1]; got 1.5")])
 def test_doctor_settings_are_checked(setting, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
         load_config(None, [setting])

@@ -193,7 +193,7 @@ def test_config_refuses_precisions_an_engine_cannot_run():
     with pytest.raises(ConfigError, match="bf16") as e:
         load_config(None, ["engine.backend=onnxruntime", "engine.precision=bf16"])
     assert "openvino" in e.value.hint
-    with pytest.raises(ConfigError, match="expected one of: onnxruntime, openvino, torch"):
+    with pytest.raises(ConfigError, match="engine.backend must be one of 'onnxruntime', 'openvino', 'torch'"):
         load_config(None, ["engine.backend=tensorrt"])
 
 

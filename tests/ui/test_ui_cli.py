@@ -16,7 +16,7 @@ from ui_helpers import make_dataset
 from imgclf.cli import main
 from imgclf.config.settings import load_config
 from imgclf.ui.server import ui_settings
-from imgclf.util.errors import DatasetError, ImgclfError, RunDirError
+from imgclf.util.errors import BundleError, DatasetError, ImgclfError
 
 
 def test_help_names_the_options(capsys):
@@ -34,7 +34,7 @@ def test_settings_check_the_folders(tmp_path, ui_run):
     with pytest.raises(ImgclfError):
         ui_settings(cfg, None, None)
     (tmp_path / "empty_run").mkdir()
-    with pytest.raises(RunDirError):
+    with pytest.raises(BundleError, match="missing"):  # a run without a model: nothing to try
         ui_settings(cfg, tmp_path, tmp_path / "empty_run")
     s = ui_settings(cfg, None, ui_run["run"])
     assert s == {"images_dir": str(ui_run["images"].resolve()), "run_dir": str(ui_run["run"].resolve()),

@@ -58,6 +58,8 @@ from ..config.settings import Config, config_from_dict, to_toml
 from ..data.split import SplitRow, load_split
 from ..util.errors import RunDirError
 from ..util.files import read_csv, read_json, read_npz, write_csv, write_json, write_npz, write_text
+from .lock import HOLDER, LOCK
+from .state import INCOMPLETE, MADE_BY
 
 SKIPPED_COLUMNS = ["path", "reason", "stage"]
 LEAKAGE_COLUMNS = ["train_path", "test_path"]
@@ -109,6 +111,10 @@ class RunDir:
     suggestions = property(lambda s: s.root / "suggestions.csv")
     label_next_head = property(lambda s: s.root / "label_next_head.npz")
     label_next = property(lambda s: s.root / "label_next.json")
+    made_by = property(lambda s: s.root / MADE_BY)  # imgclf made this folder (see imgclf.rundir.state)
+    incomplete = property(lambda s: s.root / INCOMPLETE)
+    lock = property(lambda s: s.root / LOCK)
+    lock_holder = property(lambda s: s.root / HOLDER)
 
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "reliability.png", "coverage.png", "report.html", "metrics.json", "config.json", "config.toml",
