@@ -50,9 +50,9 @@ def offline(bundle: Path, paths: list[Path], sets: list[str]) -> tuple[float, st
     from imgclf.inference.predict import Predictor
 
     predictor = Predictor(bundle, load_config(None, sets, base=Config(engine=bundle_engine(bundle))).engine)
-    featurize_paths([str(p) for p in paths[:32]], predictor.engine, progress=False)  # warm-up
+    featurize_paths([str(p) for p in paths[:32]], predictor.compute.engines[0], progress=False)  # warm-up
     t0 = time.perf_counter()
-    res = featurize_paths([str(p) for p in paths], predictor.engine, batch_size=32, cache_dir=None, progress=False)
+    res = featurize_paths([str(p) for p in paths], predictor.compute.engines[0], batch_size=32, cache_dir=None, progress=False)
     seconds = time.perf_counter() - t0
     assert res.ok.all(), res.errors[:3]
     return len(paths) / seconds, predictor.engine_cfg.backend

@@ -139,7 +139,7 @@ def test_predict_answers_a_fifo_and_a_device_given_as_inputs_with_an_error_row(t
     os.symlink("/dev/zero", folder / "zero.png")
     os.symlink("loop2.jpg", folder / "loop1.jpg")
     os.symlink("loop1.jpg", folder / "loop2.jpg")
-    rows = {Path(r["path"]).name: r for r in Predictor(trained_run / "model").predict_paths(expand_inputs([folder]))}
+    rows = {Path(r["path"]).name: r for r in Predictor(trained_run / "model").predict(expand_inputs([folder]))}
     assert set(rows) == {"ok.jpg", "fifo.jpg", "zero.png", "loop1.jpg", "loop2.jpg"}
     assert "label" in rows["ok.jpg"] and "error" not in rows["ok.jpg"]
     assert rows["fifo.jpg"]["error"].startswith("not_a_file") and "FIFO" in rows["fifo.jpg"]["error"]

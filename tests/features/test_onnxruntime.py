@@ -212,10 +212,10 @@ def test_bundle_holds_onnx_and_predict_on_onnxruntime_agrees_with_evaluate(train
     assert meta["featurizer"]["onnx"] == "featurizer.onnx" and onnx_precision(trained_run / "model" / "featurizer.onnx") == "fp32"
     assert "featurizer.onnx" in read_json(trained_run / "model" / "manifest.json")["files"]
     predictor = Predictor(trained_run / "model", EngineConfig(backend="onnxruntime", precision="fp32"))
-    assert isinstance(predictor.engine, OnnxRuntimeEngine)
-    assert predictor.engine.onnx_path == trained_run / "model" / "featurizer.onnx"
+    assert isinstance(predictor.compute.engines[0], OnnxRuntimeEngine)
+    assert predictor.compute.engines[0].onnx_path == trained_run / "model" / "featurizer.onnx"
     preds = read_csv(trained_run / "predictions.csv")
-    out = predictor.predict_paths([p["path"] for p in preds])
+    out = predictor.predict([p["path"] for p in preds])
     assert [o["nearest_label"] for o in out] == [p["predicted"] for p in preds]  # the class, also where the answer is "unknown"
     # the run's own precision may be bf16 (the default engine on CPUs with bf16): scores agree to bf16's error
     atol = 1e-4 if meta["featurizer"]["precision"] == "fp32" else 0.02
@@ -238,9 +238,9 @@ def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     assert onnx_precision(tmp_path / "run" / "model" / "featurizer.onnx") == "int8"
     assert (tmp_path / "data" / "engines" / f"{f['feature_id']}.onnx").is_file()
     predictor = Predictor(tmp_path / "run" / "model")
-    assert predictor.engine.precision == "int8"
+    assert predictor.compute.engines[0].precision == "int8"
     preds = read_csv(tmp_path / "run" / "predictions.csv")
-    assert [o["nearest_label"] for o in predictor.predict_paths([p["path"] for p in preds])] == [p["predicted"] for p in preds]
+    assert [o["nearest_label"] for o in predictor.predict([p["path"] for p in preds])] == [p["predicted"] for p in preds]
 
 
 def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):

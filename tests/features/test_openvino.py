@@ -130,8 +130,8 @@ def test_bundle_records_the_engine_that_made_its_features(trained_run):
     assert (meta["engine"]["backend"], meta["engine"]["precision"]) == (ran.backend, ran.precision)
     assert meta["featurizer"]["precision"] == ran.precision and meta["featurizer"]["feature_id"].endswith(f"-{ran.precision}")
     predictor = Predictor(trained_run / "model")
-    assert type(predictor.engine).__name__ == {"openvino": "OpenVinoEngine", "onnxruntime": "OnnxRuntimeEngine"}[ran.backend]
-    assert predictor.engine.precision == ran.precision
+    assert type(predictor.compute.engines[0]).__name__ == {"openvino": "OpenVinoEngine", "onnxruntime": "OnnxRuntimeEngine"}[ran.backend]
+    assert predictor.compute.engines[0].precision == ran.precision
 
 
 def test_where_openvino_cannot_load_onnxruntime_takes_over_with_one_notice(trained_run, tmp_path):

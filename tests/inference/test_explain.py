@@ -26,7 +26,7 @@ def predictor(trained_run: Path) -> Predictor:
 
 def _inputs(trained_run: Path, predictor: Predictor, n: int = 6) -> np.ndarray:
     paths = sorted(p for p in (trained_run.parent / "images").rglob("*.jpg"))[::8][:n]
-    return np.stack([predictor.prepare(str(p)) for p in paths])  # (n, 3, R, R)
+    return np.stack([predictor.compute.prepare(str(p)) for p in paths])  # (n, 3, R, R)
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
@@ -36,8 +36,8 @@ def test_map_mean_plus_bias_is_the_decision_value(trained_run: Path, predictor: 
     pred = predictor if backend == "onnxruntime" else Predictor(trained_run / "model", EngineConfig(backend=backend, precision="fp32"))
     x = _inputs(trained_run, pred)
     maps = pred.explainer.feature_maps(x)  # (n, D, h, w)
-    assert maps.shape[:2] == (len(x), pred.engine.dim) and maps.shape[2] > 1
-    pooled = pred.engine.run(x)
+    assert maps.shape[:2] == (len(x), pred.compute.engines[0].dim) and maps.shape[2] > 1
+    pooled = pred.compute.engines[0].run(x)
     head = pred.bundle.head
     assert head.l2_normalize
     unnormalised = LinearHead(head.weight, head.bias, 1.0, l2_normalize=False)
@@ -51,7 +51,7 @@ def test_map_mean_plus_bias_is_the_decision_value(trained_run: Path, predictor: 
 def test_explanation_agrees_with_predict(trained_run: Path, predictor: Predictor):
     path = str(sorted((trained_run.parent / "images" / "stripes").glob("*.jpg"))[0])
     e = predictor.explain(path, ["circles"])
-    r = predictor.predict_paths([path])[0]
+    r = predictor.predict([path])[0]
     assert e.label == r["label"] and set(e.maps) == {r["label"], "circles"}
     assert e.proba == pytest.approx([r["scores"][c] for c in CLASSES], abs=1e-5)
     for c, m in e.maps.items():
@@ -69,7 +69,7 @@ def test_peak_lies_on_the_object(predictor: Predictor):
     """A head trained on small generated pictures (one textured square at a random place on a plain
     background): the map of the true class peaks on the square, to the map's resolution (half a cell)."""
     rng = np.random.default_rng(0)
-    spec, engine = predictor.spec, predictor.engine
+    spec, engine = predictor.bundle.spec, predictor.compute.engines[0]
     train = [(make_object_image(c, rng)[0], k) for k, c in enumerate(CLASSES) for _ in range(10)]
     x = np.stack([_pre(img, spec) for img, _ in train])
     svm = SvmClassifier(c_values=(0.1, 1.0, 10.0), cv_folds=3).fit(engine.run(x), np.array([k for _, k in train]))

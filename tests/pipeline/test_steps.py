@@ -96,7 +96,7 @@ def test_split_is_stratified_and_disjoint(e2e):
 def test_predict_agrees_with_evaluate(e2e):
     preds = read_csv(e2e["run"] / "predictions.csv")
     predictor = Predictor(e2e["run"] / "model", e2e["cfg"].engine)
-    out = predictor.predict_paths([p["path"] for p in preds])
+    out = predictor.predict([p["path"] for p in preds])
     for row, res in zip(preds, out):
         assert res["label"] == row["predicted"]
         assert res["score"] == pytest.approx(float(row["score"]), abs=1e-4)

@@ -134,8 +134,8 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     assert len(predictor.engines) == 2
     rows = read_csv(rd.predictions)
     paths = [r["path"] for r in rows]
-    by_path = predictor.predict_paths(paths)
-    by_bytes = predictor.predict_bytes([Path(p).read_bytes() for p in paths])
+    by_path = predictor.predict(paths)
+    by_bytes = predictor.predict([Path(p).read_bytes() for p in paths])
     for r, a, b in zip(rows, by_path, by_bytes):
         assert a["label"] == b["label"]  # "unknown" alike too: the ensemble's features carry the detector
         assert a.get("nearest_label", a["label"]) == r["predicted"]
@@ -174,7 +174,7 @@ def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_pa
     assert len(old.engines) == 2 and old.bundle.meta.featurizers == new.bundle.meta.featurizers
     assert "ensemble" not in old.bundle.meta.extra
     paths = [r["path"] for r in read_csv(RunDir(presets["base"] / "ensemble").predictions)]
-    for a, b in zip(old.predict_paths(paths), new.predict_paths(paths)):
+    for a, b in zip(old.predict(paths), new.predict(paths)):
         assert a == b
     with open(v1 / "featurizer-1.onnx", "ab") as f:  # the v1 name's files are checked by the manifest too
         f.write(b"\0")

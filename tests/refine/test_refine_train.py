@@ -75,7 +75,7 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     from imgclf.config.settings import EngineConfig
 
     for backend in ("onnxruntime", "torch"):
-        got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict_paths(test)
+        got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict(test)
         proba = np.array([[r["scores"][n] for n in b.labels] for r in got])
         assert np.abs(proba - expected).max() < 1e-4, backend
 
@@ -157,7 +157,7 @@ def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_networ
     assert int8["precision"] == "int8" and int8["int8_accuracy"] == int8["accuracy"]
     assert int8["fp32_accuracy"] == fp32["accuracy"] and int8["fp32_class_avg_accuracy"] == fp32["class_avg_accuracy"]
     assert int8["int8_accuracy_drop"] == fp32["accuracy"] - int8["accuracy"]
-    got = Predictor(tmp_path / "int8" / "model").predict_paths([str(p) for p in sorted(images.rglob("*.jpg"))[:3]])
+    got = Predictor(tmp_path / "int8" / "model").predict([str(p) for p in sorted(images.rglob("*.jpg"))[:3]])
     assert all(abs(sum(r["scores"].values()) - 1) < 1e-5 for r in got)
 
 

@@ -36,7 +36,7 @@ def test_concurrent_requests_share_engine_calls(predictor):
     calls = metric(text, "imgclf_batch_size_count")
     assert metric(text, "imgclf_batch_size_sum") == 8 and calls < 8  # some images shared a call
     for r, body in zip(responses, bodies):  # batching does not change the answers
-        offline = predictor.predict_bytes([body])[0]["scores"]
+        offline = predictor.predict([body])[0]["scores"]
         np.testing.assert_allclose(list(r.json()["predictions"][0]["scores"].values()), list(offline.values()), atol=1e-4)
 
 

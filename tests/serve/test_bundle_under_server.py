@@ -51,7 +51,7 @@ def test_explain_keeps_answering_with_the_loaded_bundle_after_the_folder_is_repl
     data = jpeg(7)
     other = tmp_path / "other" / "model"
     _other_network_bundle(model, other)
-    new, old = (list(p.predict_bytes([data])[0]["scores"].values()) for p in (Predictor(other), predictor))
+    new, old = (list(p.predict([data])[0]["scores"].values()) for p in (Predictor(other), predictor))
     assert not np.allclose(new, old, atol=2e-2), "the new network answers otherwise"
     with running(predictor) as (url, _), httpx.Client(timeout=120) as c:
         shutil.rmtree(model)

@@ -24,7 +24,7 @@ def test_call_prints_round_trip_server_and_overhead(secured, tmp_path, capsys, p
     assert main(["call", secured + path, str(image), "-n", "3", "--token", TOKEN]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[-1].startswith("median of 3:")
-    expected = predictor.predict_bytes([image.read_bytes()])[0]["label"]
+    expected = predictor.predict([image.read_bytes()])[0]["label"]
     for i, line in enumerate(lines[:3], 1):
         m = re.match(r"call (\d+): round trip ([\d.]+) ms = server ([\d.]+) ms \+ overhead (-?[\d.]+) ms -> (\S+) \(([\d.]+)\)$", line)
         assert m, line

@@ -12,7 +12,7 @@ from serve_helpers import encode, jpeg, metric, picture
 
 def _offline(predictor, data: bytes) -> np.ndarray:
     """Scores the Predictor gives the same bytes without the server, in label order."""
-    r = predictor.predict_bytes([data])[0]
+    r = predictor.predict([data])[0]
     return np.array([r["scores"][k] for k in predictor.labels])
 
 
@@ -96,7 +96,7 @@ def test_open_inference_protocol(server, client, predictor):
     labels = next(o for o in out["outputs"] if o["name"] == "label")
     ood = next(o for o in out["outputs"] if o["name"] == "ood_score")
     assert ood["datatype"] == "FP32" and ood["shape"] == [2]
-    assert labels["data"] == ["unknown" if s > predictor.unknown_threshold else predictor.labels[i]
+    assert labels["data"] == ["unknown" if s > predictor.compute.unknown_threshold else predictor.labels[i]
                               for s, i in zip(ood["data"], rows.argmax(axis=1))]
     assert out["parameters"]["labels"] == predictor.labels
 

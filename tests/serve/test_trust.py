@@ -32,27 +32,28 @@ def _known(seed: int = 5) -> bytes:
 
 def _with(predictor, **predict):
     """The same loaded model answering under other ``[predict]`` settings."""
-    p = copy.copy(predictor)
-    p.predict_cfg = dataclasses.replace(predictor.predict_cfg, **predict)
-    p.unknown_threshold = p.ood.threshold(p.predict_cfg.unknown_tpr)
+    p, c = copy.copy(predictor), copy.copy(predictor.compute)
+    p.predict_cfg = c.predict_cfg = dataclasses.replace(predictor.predict_cfg, **predict)
+    c.unknown_threshold = c.detector.threshold(c.predict_cfg.unknown_tpr)
+    p.compute = c
     return p
 
 
 def test_predictor_marks_a_far_image_unknown_and_keeps_the_scores(predictor):
-    assert predictor.ood is not None and predictor.unknown_threshold is not None
-    (far, known) = predictor.predict_bytes([_far(), _known()])
+    assert predictor.compute.detector is not None and predictor.compute.unknown_threshold is not None
+    (far, known) = predictor.predict([_far(), _known()])
     assert far["label"] == "unknown" and far["unknown"] is True and far["nearest_label"] in predictor.labels
-    assert far["ood_score"] > predictor.unknown_threshold > known["ood_score"]
+    assert far["ood_score"] > predictor.compute.unknown_threshold > known["ood_score"]
     assert sum(far["scores"].values()) == pytest.approx(1.0, abs=1e-5)
     assert known["label"] == known["nearest_label"] in predictor.labels and known["unknown"] is False
-    kept = _with(predictor, reject_unknown=False).predict_bytes([_far()])[0]
+    kept = _with(predictor, reject_unknown=False).predict([_far()])[0]
     assert kept["label"] == far["nearest_label"] and kept["unknown"] is True and kept["ood_score"] == pytest.approx(far["ood_score"], abs=1e-3)
-    unsure = _with(predictor, reject_unknown=False, min_confidence=1.0).predict_bytes([_known()])[0]
+    unsure = _with(predictor, reject_unknown=False, min_confidence=1.0).predict([_known()])[0]
     assert unsure["label"] == "uncertain" and unsure["nearest_label"] == known["nearest_label"]
 
 
 def test_the_threshold_accepts_the_train_tpr_of_the_train_images(predictor):
-    det = predictor.ood
+    det = predictor.compute.detector
     for tpr in (0.8, 0.95):
         assert (det.train_scores <= det.threshold(tpr)).mean() == pytest.approx(tpr, abs=1.5 / len(det.train_scores))
 
@@ -65,7 +66,7 @@ def test_every_route_answers_unknown_only_with_rejection(predictor, client, reje
         r = client.post(url + "/predict", content=_far(), headers={"Content-Type": "image/png"})
         assert r.status_code == 200, r.text
         (p,) = r.json()["predictions"]
-        assert p["unknown"] is True and p["ood_score"] > pred.unknown_threshold
+        assert p["unknown"] is True and p["ood_score"] > pred.compute.unknown_threshold
         assert p["label"] == ("unknown" if reject else p["nearest_label"])
         s = client.post(url + "/score", json={"input_df": [{"image base64 string": far_b64}]}).json()
         assert s["unknown"] is True and s["oodScore"] == pytest.approx(p["ood_score"], abs=1e-4)
@@ -87,8 +88,8 @@ def test_a_bundle_without_a_detector_answers_as_before(bundle_dir: Path, tmp_pat
     shutil.rmtree(tmp_path / "model" / "trust.npz", ignore_errors=True)
     assert not (old / "trust.npz").exists() and "trust" not in (old / "bundle.json").read_text()
     pred = Predictor(old)
-    assert pred.ood is None
-    r = pred.predict_bytes([_far()])[0]
+    assert pred.compute.detector is None
+    r = pred.predict([_far()])[0]
     assert set(r) == {"label", "score", "scores", "executionTimeMs"} and r["label"] in pred.labels
     assert r["label"] == max(r["scores"], key=r["scores"].get)
     with running(pred) as (url, _):

@@ -159,8 +159,8 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
     assert len(predictor.engines) == 3 and all(isinstance(e, FlipAveraged) for e in predictor.engines)
     rows = read_csv(rd.predictions)
     paths = [r["path"] for r in rows]
-    by_path = predictor.predict_paths(paths)
-    by_bytes = predictor.predict_bytes([Path(p).read_bytes() for p in paths])
+    by_path = predictor.predict(paths)
+    by_bytes = predictor.predict([Path(p).read_bytes() for p in paths])
     for r, a, b in zip(rows, by_path, by_bytes):
         assert a["label"] == b["label"] and a.get("nearest_label", a["label"]) == r["predicted"]
         assert abs(a["score"] - float(r["score"])) < 1e-4 and abs(b["score"] - a["score"]) < 1e-4
@@ -211,7 +211,7 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     assert predictor.bundle.meta.tta is None and not any(isinstance(e, FlipAveraged) for e in predictor.engines)
     assert ".flip" not in predictor.bundle.meta.feature_ids
     path = read_csv(best["pinned"].predictions)[0]["path"]
-    assert abs(sum(predictor.predict_paths([path])[0]["scores"].values()) - 1) < 1e-4
+    assert abs(sum(predictor.predict([path])[0]["scores"].values()) - 1) < 1e-4
 
 
 @pytest.mark.slow

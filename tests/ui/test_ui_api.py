@@ -163,7 +163,7 @@ def test_results_match_the_runs_predictions_and_metrics(client, ui_run, dataset)
 def test_predict_answers_like_the_predictor(client, predictor, dataset):
     path = dataset / "circles" / "circles_004.jpg"
     r = client.post("/ui/api/predict", content=path.read_bytes(), headers={"content-type": "image/jpeg"}).json()
-    expected = predictor.predict_paths([path])[0]
+    expected = predictor.predict([path])[0]
     assert r["label"] == expected["label"] and r["labels"] == list(CLASSES)
     assert r["scores"] == pytest.approx(expected["scores"], abs=1e-4)
     assert "not a usable image" in _error(client.post("/ui/api/predict", content=b"hello"), 400)

@@ -48,7 +48,7 @@ def test_eight_parallel_try_requests_are_all_answered_through_the_batcher(live, 
         answers = list(pool.map(lambda data: httpx.post(live + "/ui/api/predict", content=data, timeout=120), images))
     assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers if r.status_code != 200]
     for data, r in zip(images, answers):
-        expected = predictor.predict_bytes([data])[0]
+        expected = predictor.predict([data])[0]
         assert r.json()["scores"] == pytest.approx(expected["scores"], abs=1e-4)
         assert r.json()["labels"] == list(predictor.labels)
     after = _metric(httpx.get(live + "/metrics").text, "imgclf_images_total")

@@ -22,7 +22,7 @@ def _far_png() -> bytes:
 @pytest.mark.browser
 def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset, artifacts):
     image = dataset / "stripes" / "stripes_003.jpg"
-    expected = predictor.predict_paths([image])[0]
+    expected = predictor.predict([image])[0]
     page.goto(f"{server.url}/ui/try")
     page.wait_for_function("document.getElementById('model-info').textContent.includes('classes')")
     page.locator("#file").set_input_files(str(image))
@@ -46,7 +46,7 @@ def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset,
 @pytest.mark.browser
 def test_try_page_classifies_several_images_at_once(page, server, predictor, dataset, artifacts):
     files = [dataset / c / f"{c}_00{k}.jpg" for k, c in enumerate(CLASSES)]
-    expected = [r["label"] for r in predictor.predict_paths(files)]
+    expected = [r["label"] for r in predictor.predict(files)]
     page.goto(f"{server.url}/ui/try")
     page.wait_for_function("document.getElementById('model-info').textContent.includes('classes')")
     page.locator("#file").set_input_files([str(f) for f in files])
@@ -79,10 +79,10 @@ def test_try_page_without_a_model_says_so_and_sends_nothing(browser, ui_run, tmp
 def test_try_predictions_carry_the_unknown_answer(client, predictor, dataset):
     known = client.post("/ui/api/predict", content=(dataset / "circles" / "circles_004.jpg").read_bytes()).json()
     assert known["unknown"] is False and known["label"] == known["nearest_label"] == "circles"
-    assert known["ood_score"] <= predictor.unknown_threshold
+    assert known["ood_score"] <= predictor.compute.unknown_threshold
     far = client.post("/ui/api/predict", content=_far_png()).json()
     assert far["unknown"] is True and far["label"] == "unknown" and far["nearest_label"] in predictor.labels
-    assert far["ood_score"] > predictor.unknown_threshold
+    assert far["ood_score"] > predictor.compute.unknown_threshold
     assert sum(far["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -101,5 +101,5 @@ def test_try_page_shows_unknown_with_the_nearest_class(page, server, predictor, 
     assert ramp.locator(".pred-label").text_content() == "Unknown"
     nearest = ramp.locator('.fact[data-key="nearest_label"] b').text_content()
     assert nearest in predictor.labels
-    assert float(ramp.locator('.fact[data-key="ood_score"] b').text_content()) > predictor.unknown_threshold
+    assert float(ramp.locator('.fact[data-key="ood_score"] b').text_content()) > predictor.compute.unknown_threshold
     assert circle.get_attribute("data-label") == "circles" and circle.locator(".pred-label").text_content() == "circles"

@@ -165,15 +165,12 @@ class ImageClassifier:
 
     def _prepare(self, sources: Sequence[bytes | str]) -> tuple[list[Any], list[int], list[str]]:
         """(prepared crops, their indices, the error of each input or "") with this object's pixel limit."""
-        from ..features.preprocess import load_and_crop
-
-        p = self._model()
+        compute = self._model().compute
         limit = self.config_.images.max_pixels
         prepared, ok, errors = [], [], []
         for i, src in enumerate(sources):
             try:
-                crops = tuple(load_and_crop(src, e.spec, max_pixels=limit) for e in p.engines)
-                prepared.append(crops[0] if len(crops) == 1 else crops)
+                prepared.append(compute.prepare(src, max_pixels=limit))
                 ok.append(i)
                 errors.append("")
             except ImageError as e:
@@ -192,7 +189,7 @@ class ImageClassifier:
             prepared, ok, errs = self._prepare(sources[start:start + batch_size])
             errors.extend(errs)
             if ok:
-                rows[[start + i for i in ok]] = p.predict_rows(prepared)
+                rows[[start + i for i in ok]] = p.compute.rows(prepared)
         bad = [(n, e) for n, e in zip(names, errors) if e]
         if bad:
             warnings.warn(f"{len(bad)} of {len(names)} images could not be read (their rows are NaN, their label None); "
@@ -227,7 +224,7 @@ class ImageClassifier:
         unknown, nearest_label), plus ``image``; an unreadable image gives ``{"image", "error"}``."""
         p = self._model()
         names, rows, errors = self._rows(x)
-        return [p.result_row(row, image=name) if not err else {"image": name, "error": err, "label": None}
+        return [p.compute.answer_row(row, image=name) if not err else {"image": name, "error": err, "label": None}
                 for name, row, err in zip(names, rows, errors)]
 
     def evaluate(self, data: Any, *, image_col: str = "image", label_col: str = "label") -> "display.Evaluation":

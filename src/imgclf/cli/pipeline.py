@@ -168,7 +168,7 @@ def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     if predictor.run_incomplete:
         typer.echo(f"warning: {predictor.run_incomplete['message']}\nhint: {predictor.run_incomplete['hint']}", err=True)
-    rows = predictor.predict_paths(expand_inputs(inputs))
+    rows = predictor.predict(expand_inputs(inputs))
     for r in rows:
         echo_json(r)
     failed = sum("error" in r for r in rows)

@@ -126,7 +126,7 @@ class Explanation:
     box: tuple[float, float, float]  # the network's crop of ``image``: left, top, side (pixels)
     features: np.ndarray  # (D,) the pooled features the head read
     # the answer predict gives for these features (label, score, scores, and with a detector ood_score, unknown,
-    # nearest_label; see Predictor.result); empty = the head's top class alone
+    # nearest_label; see Compute.answer); empty = the head's top class alone
     prediction: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -164,7 +164,7 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
     def _metadata(name: str, version: str | None = None) -> p.ModelMetadata:
         pred = model(name, version)
         md = p.model_metadata(cfg.model_name, pred.labels, f"imgclf_{pred.engine_cfg.backend}",
-                              ood=getattr(pred, "ood", None) is not None)
+                              ood=pred.compute.detector is not None)
         incomplete = getattr(pred, "run_incomplete", None)
         if incomplete:  # the model's run did not finish (see imgclf.rundir.state)
             md.parameters["run_incomplete"] = incomplete
@@ -228,9 +228,9 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
 
 
 def _answers(predictor: Any, result: Any) -> list[dict[str, Any]]:
-    """:meth:`Predictor.result` of every image of a classified request (its OOD score included)."""
+    """:meth:`Compute.answer` of every image of a classified request (its OOD score included)."""
     ood = result.ood if result.ood is not None else [None] * len(result.proba)
-    return [predictor.result(row, None if s is None else float(s)) for row, s in zip(result.proba, ood)]
+    return [predictor.compute.answer(row, None if s is None else float(s)) for row, s in zip(result.proba, ood)]
 
 
 def _scored(r: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Protocol (KServe v2 REST), plus the base64 decoding they share.
 when several images are sent). ``allScores`` lists the class scores in id order and
 ``Id2Labels`` maps each id (as a string) to its label. Added, for models with an unknown-image
 detector: ``unknown`` (bool) and ``oodScore``; ``label`` is then "unknown" (or "uncertain") as
-:meth:`imgclf.inference.predict.Predictor.result` decides, on every route.
+:meth:`imgclf.inference.compute.Compute.answer` decides, on every route.
 """
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def model_metadata(model_name: str, labels: list[str], platform: str, ood: bool 
 
 
 def score_result(proba_row: np.ndarray, labels: list[str], ms: float, result: dict[str, Any] | None = None) -> ScoreResult:
-    """The sample's answer for one image; ``result`` (:meth:`Predictor.result`) adds the unknown answer."""
+    """The sample's answer for one image; ``result`` (:meth:`Compute.answer`) adds the unknown answer."""
     i = int(np.argmax(proba_row))
     result = result or {}
     return ScoreResult(label=result.get("label", labels[i]), score=round(float(proba_row[i]), 6),

@@ -124,7 +124,7 @@ class InferenceService:
         threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
         self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
         self._explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-explain")
-        self.batcher = MicroBatcher(predictor.predict_rows, max_batch_size=self.cfg.max_batch_size,
+        self.batcher = MicroBatcher(predictor.compute.rows, max_batch_size=self.cfg.max_batch_size,
                                     max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
                                     on_batch=self.metrics.observe_batch).start()
         self.predictor = predictor
@@ -183,7 +183,7 @@ class InferenceService:
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
             rows = await self._within_deadline(self._run(predictor, reservation, images, names, deadline))
-        proba, ood = predictor.split_rows(rows)
+        proba, ood = predictor.compute.split(rows)
         return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood)
 
     async def explain(self, images: Sequence[Source], names: Sequence[str | None], fn: Callable[[object, Source], T]) -> T:
@@ -243,11 +243,11 @@ class InferenceService:
         return await asyncio.wrap_future(reservation.submit(decoded, deadline))
 
     async def _decode(self, predictor, data: Source, pixels: int):
-        """``predictor.prepare(data)`` on the decode pool once the pixels decoding at once leave room for it.
+        """``predictor.compute.prepare(data)`` on the decode pool once the pixels decoding at once leave room for it.
         The room is given back when the decode ends, even after its request gave up (a started decode runs on)."""
         held = await self._decoding.acquire(pixels)
         try:
-            job = self._pool.submit(predictor.prepare, data)
+            job = self._pool.submit(predictor.compute.prepare, data)
         except BaseException:
             self._decoding.release_threadsafe(held)
             raise

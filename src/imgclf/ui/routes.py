@@ -193,7 +193,7 @@ def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> 
             raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
         pred = service.predictor  # the one that answered (the same object as the UI's)
         ood = None if result.ood is None else float(result.ood[0])
-        return pred.result(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms)
+        return pred.compute.answer(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms)
 
 
 def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
