@@ -131,7 +131,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     np.testing.assert_allclose(np.linalg.norm(f[:, 1280:], axis=1), 1.0, atol=1e-5)
 
     predictor = Predictor(rd.model)
-    assert len(predictor.engines) == 2
+    assert len(predictor.compute.engines) == 2
     rows = read_csv(rd.predictions)
     paths = [r["path"] for r in rows]
     by_path = predictor.predict(paths)
@@ -171,7 +171,7 @@ def test_a_version_1_bundle_still_loads_and_predicts_identically(presets, tmp_pa
     manifest["files"]["bundle.json"] = sha256_file(v1 / "bundle.json")
     (v1 / "manifest.json").write_text(json.dumps(manifest))
     old, new = Predictor(v1), Predictor(v2)
-    assert len(old.engines) == 2 and old.bundle.meta.featurizers == new.bundle.meta.featurizers
+    assert len(old.compute.engines) == 2 and old.bundle.meta.featurizers == new.bundle.meta.featurizers
     assert "ensemble" not in old.bundle.meta.extra
     paths = [r["path"] for r in read_csv(RunDir(presets["base"] / "ensemble").predictions)]
     for a, b in zip(old.predict(paths), new.predict(paths)):

@@ -66,7 +66,7 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
     backbone.load_state_dict(load_file(str(dnn_run / "model" / "backbone.safetensors")))
     test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
-    crops = np.stack([Predictor(dnn_run / "model").prepare(p) for p in test])  # (5, H, W, 3) uint8: what engines take
+    crops = np.stack([Predictor(dnn_run / "model").compute.prepare(p) for p in test])  # (5, H, W, 3) uint8: what engines take
     x = torch.from_numpy(normalize(crops, spec))
     with torch.no_grad():
         logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
@@ -120,7 +120,7 @@ def test_svm_on_refined_trains_the_svm_on_the_refined_features(tmp_path: Path):
     engine = b.build_engine(cfg.engine)
     p = Predictor(tmp_path / "run" / "model")
     some = [str(x) for x in z["paths"][:4]]
-    assert np.abs(engine.run(np.stack([p.prepare(s) for s in some])) - z["features"][:4]).max() < 1e-4
+    assert np.abs(engine.run(np.stack([p.compute.prepare(s) for s in some])) - z["features"][:4]).max() < 1e-4
     assert m.accuracy >= 0.6 and len(m.training_history) == 2
 
 

@@ -156,7 +156,7 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
     z = read_npz(rd.features)
     assert str(z["feature_id"]) == meta.feature_ids and z["features"].shape[1] == 3 * 1280
     predictor = Predictor(rd.model)
-    assert len(predictor.engines) == 3 and all(isinstance(e, FlipAveraged) for e in predictor.engines)
+    assert len(predictor.compute.engines) == 3 and all(isinstance(e, FlipAveraged) for e in predictor.compute.engines)
     rows = read_csv(rd.predictions)
     paths = [r["path"] for r in rows]
     by_path = predictor.predict(paths)
@@ -208,7 +208,7 @@ def test_a_bundle_without_the_new_keys_loads_as_before(best, tmp_path):
     manifest["files"]["bundle.json"] = sha256_file(model / "bundle.json")
     (model / "manifest.json").write_text(json.dumps(manifest))
     predictor = Predictor(model)
-    assert predictor.bundle.meta.tta is None and not any(isinstance(e, FlipAveraged) for e in predictor.engines)
+    assert predictor.bundle.meta.tta is None and not any(isinstance(e, FlipAveraged) for e in predictor.compute.engines)
     assert ".flip" not in predictor.bundle.meta.feature_ids
     path = read_csv(best["pinned"].predictions)[0]["path"]
     assert abs(sum(predictor.predict([path])[0]["scores"].values()) - 1) < 1e-4
