@@ -1,10 +1,12 @@
 """Helpers of the web UI tests: the dataset with mislabelled images, a live server, Chromium."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 CHROMIUM = "/usr/bin/chromium"
@@ -79,3 +81,12 @@ def serve_ui(predictor, images, run, thumbs, **serve):
     app = create_ui_app(predictor, ServeConfig(**serve), images_dir=str(images) if images else None,
                         run_dir=str(run) if run else None, thumbs_dir=str(thumbs))
     return ServerThread(app)
+
+
+@contextlib.contextmanager
+def no_500_client(url: str):
+    """An HTTP client of the server at ``url``; when the block ends, no request may have ended in a 500."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        yield c
+        internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
+        assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
