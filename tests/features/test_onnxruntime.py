@@ -1,13 +1,13 @@
 """ONNX Runtime engine: export, fp32 parity with torch, int8 quantisation, threads, memory, bundles."""
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from datagen import make_dataset, tiny_config
 from features_helpers import _cos, _generated, _photos
+from memutil import peak_rss
 
 from imgclf.api import run
 from imgclf.config.settings import ConfigError, EngineConfig, ModelConfig, load_config
@@ -128,31 +128,15 @@ def test_featurize_paths_skips_bad_files_in_a_batch(lite0, tmp_path):
 
 @pytest.mark.slow
 def test_memory_stays_flat_over_600_images(lite0, tmp_path):
-    import psutil
 
     images = make_dataset(tmp_path / "img", n_per_class=20, seed=6, size=128)
     paths = sorted(str(p) for p in images.rglob("*.jpg"))
     engine = OnnxRuntimeEngine(lite0["int8"], lite0["spec"], "q")
     featurize_paths(paths[:64], engine, progress=False)  # warm-up: arenas, thread pools
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.02)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
+    with peak_rss(0.02) as rss:
         res = featurize_paths((paths * 10)[:600], engine, progress=False)
-    finally:
-        done.set()
-        t.join()
     assert res.ok.all() and len(res.paths) == 600
-    assert (peak[0] - base) / 2**20 < 150, f"RSS grew {(peak[0] - base) / 2**20:.0f} MB"
+    assert rss.grew_mb < 150, f"RSS grew {rss.grew_mb:.0f} MB"
 
 
 def test_export_cache_is_reused_and_damage_is_rebuilt(lite0, tmp_path):

@@ -7,13 +7,12 @@ import io
 import logging
 import socket
 import struct
-import threading
 import time
 
 import httpx
 import numpy as np
-import psutil
 import pytest
+from memutil import peak_rss
 from PIL import Image
 from serve_helpers import metric, server_errors
 
@@ -34,25 +33,11 @@ def test_the_map_of_a_long_thin_image_costs_what_its_pixels_cost(server, client)
     not by a Lanczos filter as wide as the scale factor (which allocated 1.7 GB)."""
     buf = io.BytesIO()
     Image.new("RGB", (39_000_000, 1), (120, 30, 200)).save(buf, "PNG")
-    me = psutil.Process()
-    idle = me.memory_info().rss
-    peak, done = [idle], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], me.memory_info().rss)
-            done.wait(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with peak_rss() as rss:
         r = client.post(server + "/explain", content=buf.getvalue(), headers={"Content-Type": "image/png"}, params={"size": 512})
-    finally:
-        done.set()
-        sampler.join()
     assert r.status_code == 200, r.text
     assert Image.open(io.BytesIO(r.content)).size == (512, 1)
-    assert (peak[0] - idle) / 2**20 < 800, f"+{(peak[0] - idle) / 2**20:.0f} MB for one map"
+    assert rss.grew_mb < 800, f"+{rss.grew_mb:.0f} MB for one map"
     assert server_errors(client.get(server + "/metrics").text) == 0
 
 

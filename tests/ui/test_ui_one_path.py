@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
-import psutil
 import pytest
+from memutil import peak_rss
 from PIL import Image
 from ui_helpers import serve_ui
 
@@ -80,26 +80,10 @@ def test_try_loop_beside_a_predict_loop_never_fails(live):
 def test_sixteen_parallel_huge_pngs_to_try_keep_memory_bounded(live):
     data = _big_png()
     assert len(data) < 1_000_000
-    me = psutil.Process()
-    idle = me.memory_info().rss
-    peak = [idle]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], me.memory_info().rss)
-            done.wait(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda _: httpx.post(live + "/ui/api/predict", content=data, timeout=300), range(16)))
-    finally:
-        done.set()
-        sampler.join()
+    with peak_rss() as rss, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: httpx.post(live + "/ui/api/predict", content=data, timeout=300), range(16)))
     assert [r.status_code for r in answers] == [200] * 16, [r.text[:200] for r in answers if r.status_code != 200]
-    assert (peak[0] - idle) / 2**20 < 1024, f"the server grew {(peak[0] - idle) / 2**20:.0f} MB over its idle RSS"
+    assert rss.grew_mb < 1024, f"the server grew {rss.grew_mb:.0f} MB over its idle RSS"
 
 
 def test_ui_maps_meet_the_service_limits(predictor, ui_run, tmp_path):
