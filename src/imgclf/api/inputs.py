@@ -153,6 +153,13 @@ def _content(source: Any) -> bytes:
     return sources[0] if isinstance(sources[0], bytes) else read_bytes(sources[0])
 
 
+def _read(i: int, src: Any) -> bytes:
+    try:
+        return _content(src)
+    except OSError as e:
+        raise DatasetError(f"cannot read item {i} ({src!s:.120}): {e.strerror or e}") from None
+
+
 def labelled_folder(data: Any, root: str | os.PathLike, image_col: str = "image", label_col: str = "label") -> Path:
     """The images folder of labelled ``data``: a folder as given, else the class-folder dataset written once
     under ``root/datasets/api-<digest>`` (files copied byte for byte; a file that cannot be read is refused
@@ -165,23 +172,18 @@ def labelled_folder(data: Any, root: str | os.PathLike, image_col: str = "image"
     pairs = labelled_pairs(data, image_col, label_col)
     if not pairs:
         raise DatasetError("the data holds no images")
-    items = []
-    for i, (src, label) in enumerate(pairs):
-        try:
-            blob = _content(src)
-        except OSError as e:
-            raise DatasetError(f"cannot read item {i} ({src!s:.120}): {e.strerror or e}") from None
-        items.append((check_label(label), blob, src))
-    digest = hashlib.sha256()
-    for label, blob, _ in items:
-        digest.update(label.encode("utf-8") + b"\0" + hashlib.sha256(blob).digest())
+    labels = [check_label(label) for _, label in pairs]
+    digest = hashlib.sha256()  # first pass: the dataset's name, one image in memory at a time
+    for i, ((src, _), label) in enumerate(zip(pairs, labels)):
+        digest.update(label.encode("utf-8") + b"\0" + hashlib.sha256(_read(i, src)).digest())
     target = Path(root) / "datasets" / f"api-{digest.hexdigest()[:16]}"
     if (target / _DONE).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".api-", dir=target.parent))
-    try:
-        for i, (label, blob, src) in enumerate(items):
+    try:  # second pass, only for a dataset not written before
+        for i, ((src, _), label) in enumerate(zip(pairs, labels)):
+            blob = _read(i, src)
             given = Path(str(src)) if isinstance(src, (str, os.PathLike)) else None
             # unknown bytes keep an image extension so that prepare lists them in skipped.csv with the reason
             ext = _EXTENSIONS.get(sniff_format(blob[:64]) or "") or (given.suffix.lower() if given and is_image_file(given) else ".jpg")
@@ -189,7 +191,7 @@ def labelled_folder(data: Any, root: str | os.PathLike, image_col: str = "image"
             d = tmp / label
             d.mkdir(exist_ok=True)
             (d / f"{i:06d}_{stem[:80]}{ext}").write_bytes(blob)
-        write_json(tmp / _DONE, {"images": len(items), "classes": sorted({it[0] for it in items})})
+        write_json(tmp / _DONE, {"images": len(pairs), "classes": sorted(set(labels))})
         if target.exists():  # an interrupted earlier write: ours (no marker), replaced whole
             shutil.rmtree(target)
         os.replace(tmp, target)
