@@ -15,7 +15,7 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -163,8 +163,9 @@ def _state(ann: Any) -> dict[str, Any]:
     return {"label": None, "status": "excluded"}
 
 
-def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache) -> APIRouter:
-    """The routes of the Label next page's API (``/ui/api/label-next/...``)."""
+def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: ThumbnailCache) -> APIRouter:
+    """The routes of the Label next page's API (``/ui/api/label-next/...``) over ``label_next()``, the chosen
+    iteration's."""
     r = APIRouter()
 
     need = needed(label_next, "Label next needs a run and its dataset; start the UI with `imgclf ui --run RUN_DIR` "
