@@ -164,3 +164,78 @@ def test_downloads_are_whole(served, studio, tmp_path):
     ann = served.get("/ui/api/download/annotations")
     assert ann.status_code == 200 and ann.text.count("relabel") == 10
     assert served.get("/ui/api/download/onnx", params={"run": "nope"}).status_code == 404
+
+
+def _row(page, name: str):
+    return page.locator(f'.itrow[data-name="{name}"]')
+
+
+def test_iterations_page_by_mouse_with_every_page_following(served, studio, browser):
+    first, second = studio["first"].name, studio["second"].name
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860}, accept_downloads=True)
+    errors: list[str] = []
+    its, results = ctx.new_page(), ctx.new_page()
+    for pg in (its, results):
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.set_default_timeout(20_000)
+    base = str(served.base_url)
+    results.goto(base + "/ui/results")
+    results.wait_for_selector(f"#live-chosen:text('{first}')")
+    its.goto(base + "/ui/iterations")
+    _row(its, second).get_by_role("button", name=f"Show iteration {second}").click()
+    its.wait_for_selector(f".itrow.chosen[data-name='{second}']")
+    # the other open page follows: it reloads and names the new iteration
+    results.wait_for_selector(f"#live-chosen:text('{second}')", timeout=15_000)
+    _row(its, first).get_by_role("button", name=f"Publish iteration {first}").click()
+    its.wait_for_selector(f"#pub-state strong:text('{first}')")
+    _row(its, second).get_by_role("button", name=f"Publish iteration {second}").click()
+    its.wait_for_selector(f"#rollback:text('Roll back to {first}')")
+    its.locator("#rollback").click()
+    its.wait_for_selector(f"#pub-state strong:text('{first}')")
+    its.select_option("#cmp-before", first)
+    its.select_option("#cmp-after", second)
+    its.locator("#cmp-go").click()
+    its.wait_for_selector("#cmp-warning")
+    assert "Not tested on the same yardstick" in its.locator("#cmp-warning").inner_text()
+    with its.expect_download() as dl:
+        its.locator("#dl-bundle").click()
+    assert dl.value.suggested_filename == f"{first}-model.zip"
+    its.locator("#snippets summary").click()
+    assert "/predict" in its.locator("#snip-curl").inner_text()
+    ctx.close()
+    assert not errors
+
+
+def test_iterations_page_by_touch_on_a_phone_and_by_keyboard(served, studio, browser):
+    first, second = studio["first"].name, studio["second"].name
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    pg.goto(str(served.base_url) + "/ui/iterations")
+    publish = _row(pg, second).get_by_role("button", name=f"Publish iteration {second}")
+    publish.scroll_into_view_if_needed()
+    box = publish.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 44  # reachable, a finger's size
+    publish.tap()
+    pg.wait_for_selector(f"#pub-state strong:text('{second}')")
+    pg.locator("#cmp-go").tap()
+    pg.wait_for_selector("#compare:not([hidden])")
+    wide = pg.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390.5"
+                       " && !e.closest('.cmp-wrap'))"
+                       ".map(e => e.tagName + '.' + e.className + '#' + e.id)")
+    assert pg.evaluate("document.documentElement.scrollWidth") <= 390, wide  # nothing hidden sideways
+    ctx.close()
+    ctx = browser.new_context(viewport={"width": 1366, "height": 860})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    pg.goto(str(served.base_url) + "/ui/iterations")
+    show = _row(pg, first).get_by_role("button", name=f"Show iteration {first}")
+    show.wait_for()
+    pg.keyboard.press("Tab")
+    for _ in range(40):  # Tab through the page to the button: keyboard alone reaches it
+        if pg.evaluate("document.activeElement && document.activeElement.getAttribute('aria-label')") == f"Show iteration {first}":
+            break
+        pg.keyboard.press("Tab")
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector(f".itrow.chosen[data-name='{first}']")
+    ctx.close()
