@@ -119,15 +119,17 @@ def run_app(app: Any, serve_cfg: ServeConfig, *, loader: Callable[[], Any] | Non
 
 
 def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = None, insecure: bool = False,
-                 engine_cfg: EngineConfig | None = None) -> None:
+                 engine_cfg: EngineConfig | None = None, follow: str | Path | None = None) -> None:
     """Verify the bundle, then serve it until SIGTERM/SIGINT; raises ImgclfError on refusal.
 
     The manifest is checked before binding (a tampered bundle never starts); the engine is
-    built after the server is up, so /v2/health/live answers while /ready says 503.
+    built after the server is up, so /v2/health/live answers while /ready says 503. ``follow``: a
+    runs folder whose published iteration is served from then on, every publish and rollback swapped in.
     """
     from ..bundle.folder import load_bundle
     from ..inference.predict import Predictor
     from .app import create_app
+    from .follow import PublishedFollower
 
     check_bind(cfg.serve.host, token, insecure)
     bundle = load_bundle(bundle_dir)  # BundleError with a clear message on a mismatch
@@ -135,7 +137,16 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serving %s (%s) on %s; docs at %s/docs%s", Path(bundle_dir), ", ".join(bundle.labels), url, url,
              "?token=<token>" if token else "")
-    run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg, cfg.predict))
+    follower = None
+    if follow is not None:
+        follower = PublishedFollower(follow, app.state.imgclf, lambda b: Predictor(b, engine_cfg, cfg.predict))
+        follower.start(Path(bundle_dir).resolve().parent)
+        log.info("following the published iteration of %s", follow)
+    try:
+        run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg, cfg.predict))
+    finally:
+        if follower is not None:
+            follower.stop()
 
 
 class ServerThread:
