@@ -132,6 +132,20 @@ def test_publish_and_rollback_switch_every_endpoint_without_a_failed_request(ser
     assert [it["name"] for it in its if it["published"]] == [second]
 
 
+def test_a_publish_made_elsewhere_is_followed(served, studio):
+    import time
+
+    from imgclf.rundir.iterations import publish
+
+    second = studio["second"].name
+    publish(studio["runs"], second)  # as another UI on the same runs folder would
+    until = time.monotonic() + 60
+    while served.get("/ui/api/live").json()["endpoint"] != second:
+        assert time.monotonic() < until, "the UI never followed the publish"
+        time.sleep(0.2)
+    assert _endpoint(served, _image(studio))[0] == second
+
+
 def test_a_refused_switch_says_why(served, studio):
     for body in ({"run": "nope"}, {"run": "../shapes"}, {"run": str(studio["base"])}):
         r = served.post("/ui/api/iterations/select", json=body)

@@ -53,7 +53,9 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
 
     @r.get("/ui/api/live")
     def live_state() -> Any:
-        """The chosen and the published iteration, and the version of this pair (pages poll it)."""
+        """The chosen and the published iteration, and the version of this pair (pages poll it). A publish made
+        elsewhere (another UI on the same runs folder) is followed from here."""
+        live.follow_published()
         return Response(_json(live.state()), media_type="application/json", headers=_NO_CACHE)
 
     @r.get("/ui/api/iterations")

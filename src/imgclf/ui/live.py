@@ -57,6 +57,8 @@ class Live:
         self.label_next: LabelNext | None = None
         self.version = 0
         self.endpoint_run: Path | None = None  # the run whose model the service answers with
+        self._following = threading.Lock()  # one follow of a publish made elsewhere at a time
+        self._failed: Path | None = None  # a published iteration that failed to load (not retried)
 
     def _predictor(self, run_dir: Path) -> Any:
         from ..inference.predict import Predictor
@@ -145,14 +147,27 @@ class Live:
         return self.state()
 
     def follow_published(self) -> None:
-        """Serve the runs folder's published iteration if it is not the one served (another UI or a CLI published)."""
-        if self.runs is None:
+        """Serve the runs folder's published iteration if it is not the one served (another UI, or a script with
+        :func:`imgclf.rundir.iterations.publish`, published it): checked on a thread of its own, one at a time,
+        each time a page polls :meth:`state`."""
+        if self.runs is None or self._following.locked():
             return
         target = published_run(self.runs)
-        if target is None or target.resolve() == self.endpoint_run:
+        if target is None or target.resolve() == self.endpoint_run or target.resolve() == self._failed:
             return
-        with self._lock:
-            self._serve(target.resolve(), self._model_of(target.resolve()))
+        threading.Thread(target=self._follow, args=(target.resolve(),), name="imgclf-follow", daemon=True).start()
+
+    def _follow(self, target: Path) -> None:
+        with self._following:
+            if target == self.endpoint_run:
+                return
+            try:
+                with self._lock:
+                    self._serve(target, self._model_of(target))
+            except Exception as e:  # a broken bundle: keep answering with the model served, say why once
+                self._failed = target
+                log.error("the published iteration %s failed to load (%s); the endpoint still answers with %s",
+                          target.name, e, self.endpoint_run.name if self.endpoint_run else "nothing")
 
     def _model_of(self, run_dir: Path) -> Any:
         """A predictor of ``run_dir``'s bundle: the chosen one's when it is that run, else loaded now."""
