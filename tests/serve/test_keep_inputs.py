@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 from datagen import make_dataset
+from netutil import free_port
 from serve_helpers import jpeg, metric
 
 from imgclf.config.settings import ServeConfig
@@ -190,3 +192,30 @@ def test_an_image_the_decoder_refuses_is_not_kept(predictor, images, client, tmp
     for p in scan_dataset(images).pool:
         decode_image(p.path)
     assert (images / "_unlabeled" / INDEX).is_file()
+
+
+def test_where_kept_images_go(tmp_path, images, bundle_dir, capsys):
+    from imgclf.cli import main
+    from imgclf.rundir.layout import RunDir
+    from imgclf.util.errors import ConfigError
+
+    cfg = ServeConfig(keep_inputs=True)
+    assert keep_place(cfg, images).folder == (images / "_unlabeled").resolve() and (images / "_unlabeled").is_dir()
+    assert keep_place(cfg, images, "inbox").folder == (images / "inbox").resolve()
+    named = keep_place(ServeConfig(keep_inputs=True, keep_dir=str(tmp_path / "kept")), images)
+    assert (named.folder, named.dataset) == ((tmp_path / "kept").resolve(), None)  # outside the dataset: no annotations to read
+    with pytest.raises(ConfigError, match="serve.keep_dir is not set") as e:
+        keep_place(cfg, None)
+    assert "serve.keep_dir" in e.value.hint
+
+    # imgclf serve: the pool of the dataset of the run the bundle lies in; a bundle alone needs serve.keep_dir
+    alone = tmp_path / "alone" / "model"
+    shutil.copytree(bundle_dir, alone)
+    assert main(["serve", str(alone), "--port", str(free_port()), "--set", "serve.keep_inputs=true"]) == 2
+    err = capsys.readouterr().err
+    assert "serve.keep_inputs is on but serve.keep_dir is not set" in err and "the bundle is not inside a run directory" in err
+    saved = RunDir(bundle_dir.parent).saved_config()
+    saved.data.images = str(tmp_path / "moved")
+    RunDir(tmp_path / "alone").save_config(saved)
+    assert main(["serve", str(alone), "--port", str(free_port()), "--set", "serve.keep_inputs=true"]) == 2
+    assert f"the model's dataset folder {tmp_path / 'moved'} does not exist here" in capsys.readouterr().err
