@@ -219,3 +219,19 @@ def test_where_kept_images_go(tmp_path, images, bundle_dir, capsys):
     RunDir(tmp_path / "alone").save_config(saved)
     assert main(["serve", str(alone), "--port", str(free_port()), "--set", "serve.keep_inputs=true"]) == 2
     assert f"the model's dataset folder {tmp_path / 'moved'} does not exist here" in capsys.readouterr().err
+
+
+def test_a_full_queue_drops_and_counts_never_waits(tmp_path):
+    """The keeper's queue holds QUEUE_IMAGES images and QUEUE_BYTES bytes at most; beyond, offer drops at once."""
+    import numpy as np
+
+    from imgclf.serve.keeper import QUEUE_BYTES, QUEUE_IMAGES, Keeper, KeepPlace
+    from imgclf.serve.metrics import Metrics
+
+    for images, dropped in (([jpeg(i) for i in range(QUEUE_IMAGES + 6)], 6),  # too many images
+                            ([b"x" * (QUEUE_BYTES // 2)] * 3, 1)):  # too many bytes: the third one
+        metrics = Metrics()
+        keeper = Keeper(KeepPlace(tmp_path / "kept"), ServeConfig(keep_inputs=True), metrics)  # its worker not started
+        keeper.offer(images, np.full((len(images), 3), 1 / 3), None, None)
+        assert metric(metrics.render().decode(), "imgclf_keep_dropped_total", reason="queue_full") == dropped
+        keeper.close(timeout=0)

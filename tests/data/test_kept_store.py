@@ -1,0 +1,62 @@
+"""The kept-images folder: oldest evicted first but never a labelled one; what a killed writer left is cleaned up
+or adopted on the next open."""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+from datagen import make_dataset
+from PIL import Image
+
+from imgclf.data.annotations import record
+from imgclf.data.dataset import scan_dataset
+from imgclf.data.kept import INDEX, KeptStore, kept_name, read_kept
+
+ANSWER = {"label": "uncertain", "score": 0.4, "nearest_label": "circles"}
+
+
+def picture(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_the_oldest_go_first_but_a_labelled_image_is_never_deleted(tmp_path: Path):
+    images = make_dataset(tmp_path / "images", n_per_class=2)
+    pool = images / "_unlabeled"
+    data = [picture(i) for i in range(4)]
+    store = KeptStore(pool, 10 * len(data[0]), images).open()
+    kept = [store.add(d, ANSWER, time.time()) for d in data]
+    assert store.evict() == []
+    record(images, [(f"_unlabeled/{kept[0].file}", "", "label", "circles")])  # the oldest was labelled meanwhile
+    store.quota_bytes = 2 * len(data[0]) + 10
+    gone = store.evict()
+    store.flush()
+    assert gone == [kept[1].file]  # the oldest not labelled; the labelled one stays, out of the quota's count
+    assert sorted(p.name for p in pool.iterdir() if p.name.startswith("kept-")) == sorted(k.file for k in (kept[0], kept[2], kept[3]))
+    assert sorted(read_kept(pool)) == sorted([kept[2].file, kept[3].file])
+    ds = scan_dataset(images, pool="_unlabeled")
+    assert [it.label for it in ds.items if it.from_pool] == ["circles"]
+
+
+def test_open_removes_temp_files_and_adopts_whole_files_without_a_record(tmp_path: Path):
+    pool = tmp_path / "pool"
+    store = KeptStore(pool, 2**20).open()
+    first = store.add(picture(1), ANSWER, time.time())
+    store.flush()
+    sha, name = kept_name(picture(2))  # written just before a kill, its record not saved yet
+    (pool / name).write_bytes(picture(2))
+    (pool / f".{kept_name(picture(3))[1]}.x1y2.tmp").write_bytes(picture(3)[:100])  # a write cut short
+    (pool / f".{INDEX}.a1b2.tmp").write_text("file,sha")
+    forged = f"kept-{'0' * 64}.png"  # a name of ours whose content does not match: not ours to manage
+    (pool / forged).write_bytes(picture(4))
+
+    again = KeptStore(pool, 2**20).open()
+    assert sorted(p.name for p in pool.iterdir()) == sorted([INDEX, first.file, name, forged])
+    assert [k.file for k in again.images.values()] == [first.file, name]
+    assert again.images[sha].answer == "" and again.images[sha].sha256 == hashlib.sha256(picture(2)).hexdigest()
+    assert again.images[first.sha256].answer == "uncertain"
+    assert again.asked_again(first.sha256, time.time()) and again.images[first.sha256].times_asked == 2
