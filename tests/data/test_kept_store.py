@@ -60,3 +60,19 @@ def test_open_removes_temp_files_and_adopts_whole_files_without_a_record(tmp_pat
     assert again.images[sha].answer == "" and again.images[sha].sha256 == hashlib.sha256(picture(2)).hexdigest()
     assert again.images[first.sha256].answer == "uncertain"
     assert again.asked_again(first.sha256, time.time()) and again.images[first.sha256].times_asked == 2
+
+
+def test_a_record_naming_another_file_is_never_followed(tmp_path: Path):
+    pool = tmp_path / "pool"
+    store = KeptStore(pool, 2**20).open()
+    mine = store.add(picture(1), ANSWER, time.time())
+    store.flush()
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(picture(2))
+    row = ",".join(["../victim.png", "0" * 64, str(len(picture(2))), "unknown", "0.5", "true", "", "", "2026-01-01T00:00:00Z",
+                    "2026-01-01T00:00:00Z", "1"])
+    with open(pool / INDEX, "a", encoding="utf-8") as f:
+        f.write(row + "\n")
+    assert list(read_kept(pool)) == [mine.file]
+    KeptStore(pool, 1).open()  # a quota of one byte: everything it keeps goes, nothing else
+    assert victim.read_bytes() == picture(2) and not (pool / mine.file).exists()

@@ -88,7 +88,8 @@ def kept_name(data: bytes) -> tuple[str, str]:
 
 
 def read_kept(folder: str | os.PathLike) -> dict[str, KeptImage]:
-    """The records of a keep folder by file name (empty when it has none); unreadable rows are left out."""
+    """The records of a keep folder by file name (empty when it has none); unreadable rows, and rows naming a file
+    that is not a ``kept-<sha256>.<ext>`` name, are left out."""
     path = Path(folder) / INDEX
     if not path.is_file():
         return {}
@@ -97,6 +98,8 @@ def read_kept(folder: str | os.PathLike) -> dict[str, KeptImage]:
         try:
             k = KeptImage.from_row(r)
         except (KeyError, ValueError, TypeError):
+            k = None
+        if k is None or not _NAME.fullmatch(k.file):  # only a file of ours, in the folder itself, is ever deleted
             log.warning("%s: a row that is not a kept image's record is left out: %s", path, r)
             continue
         out[k.file] = k
@@ -114,12 +117,9 @@ class KeptStore:
         self.folder = Path(folder)
         self.quota_bytes = int(quota_bytes)
         self.dataset_root = Path(dataset_root) if dataset_root is not None else None
-        self.images: dict[str, KeptImage] = {}  # by SHA-256
+        self.images: dict[str, KeptImage] = {}  # by SHA-256, in the order kept
+        self.used_bytes = 0  # what the images above take
         self.dirty = False  # records changed since the last flush
-
-    @property
-    def used_bytes(self) -> int:
-        return sum(k.bytes for k in self.images.values())
 
     def open(self) -> "KeptStore":
         """Create the folder, remove temp files a killed writer left, read the record and match it to the files:
@@ -131,14 +131,16 @@ class KeptStore:
             if _TEMP.fullmatch(name):
                 (self.folder / name).unlink(missing_ok=True)
                 log.info("removed %s, left by a writer that was stopped", self.folder / name)
-        recorded = {k.file: k for k in read_kept(self.folder).values() if (self.folder / k.file).is_file()}
+        read = read_kept(self.folder)
+        recorded = {k.file: k for k in read.values() if (self.folder / k.file).is_file()}
         unrecorded = [(os.stat(self.folder / n), n, m.group(1)) for n in names
-                      if (m := _NAME.fullmatch(n)) and n not in recorded]
+                      if (m := _NAME.fullmatch(n)) and n not in recorded and (self.folder / n).is_file()]
         for st, name, sha in sorted(unrecorded, key=lambda x: x[0].st_mtime_ns):  # the oldest first, as recorded
             if sha256_file(self.folder / name) == sha:
                 recorded[name] = KeptImage(name, sha, st.st_size, "", 0.0, False, "", None, utc(st.st_mtime), utc(st.st_mtime), 1)
         self.images = {k.sha256: replace(k, bytes=(self.folder / k.file).stat().st_size) for k in recorded.values()}
-        self.dirty = True
+        self.used_bytes = sum(k.bytes for k in self.images.values())
+        self.dirty = set(read) != set(recorded)
         self.evict()
         self.flush()
         return self
@@ -162,6 +164,7 @@ class KeptStore:
         k = KeptImage(name, sha, len(data), str(answer["label"]), float(answer["score"]), bool(answer.get("unknown", False)),
                       str(answer.get("nearest_label", "")), None if ood is None else float(ood), utc(when), utc(when), 1)
         self.images[sha] = k
+        self.used_bytes += k.bytes
         self.dirty = True
         return k
 
@@ -176,6 +179,7 @@ class KeptStore:
             if self.used_bytes <= self.quota_bytes:
                 break
             del self.images[k.sha256]
+            self.used_bytes -= k.bytes
             self.dirty = True
             if k.file in labelled:
                 continue
