@@ -48,7 +48,7 @@ def test_unknown_then_uncertain_lead_the_batch_whatever_the_strategy_ranks(serve
     (pool / plain[0]).unlink()
     kept[plain[0]] = store.add(again, answers[last], when).file
     store.asked_again(read_kept_sha(store, kept[plain[0]]), when)
-    store.flush()
+    store.close()
     assert len(read_kept(pool)) == 4
 
     out = suggest(cfg, run, n=5, strategy="density")

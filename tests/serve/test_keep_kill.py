@@ -95,6 +95,7 @@ def test_kill_9_mid_write_leaves_only_whole_images(bundle_dir, tmp_path):
     for it in ds.pool:
         assert decode_image(it.path).size == (1600, 1600)
 
-    store = KeptStore(pool, 100000 * 2**20, images).open()  # the next start: temp files gone, every whole file recorded
+    store = KeptStore(pool, 100000 * 2**20, images).open()  # the next start: the lock free, temp files gone, all recorded
     assert not [n for n in os.listdir(pool) if TEMP.fullmatch(n)]
+    store.close()
     assert sorted(k.file for k in store.images.values()) == sorted(whole) == sorted(read_kept(pool))

@@ -38,7 +38,7 @@ def served(ui_run, predictor, tmp_path):
     buf = io.BytesIO()
     make_image(CLASSES[0], rng).save(buf, "JPEG", quality=90)
     kept = store.add(buf.getvalue(), {"label": "unknown", "score": 0.8, "unknown": True, "nearest_label": CLASSES[0]}, when)
-    store.flush()
+    store.close()  # the server's keeper takes the folder next
     cfg = ServeConfig(keep_inputs=True)
     app = create_ui_app(predictor, cfg, keep_into=keep_place(cfg, images), images_dir=str(images), run_dir=str(run),
                         thumbs_dir=str(tmp_path / "thumbs"))

@@ -4,6 +4,7 @@ A keep folder (by default the dataset's pool, ``data.pool``) holds, besides any 
 
     kept-<sha256>.<ext>   the bytes a client sent, unchanged, named by their SHA-256: an image asked many
                           times is one file, and two different images never share a name
+    .kept.lock            held by the one process that keeps images here
     kept.csv              one row per kept image (:data:`COLUMNS`), oldest first: its file, size, the service's answer
                           (``answer``: a class, "unknown" or "uncertain"), score, unknown flag, OOD score,
                           nearest class, when it was first and last asked and how many times
@@ -13,8 +14,8 @@ rename), so a process killed mid-write leaves no partial image: its leftover tem
 (dataset scans skip them) and removed by the next :meth:`KeptStore.open`. A kept image stays a pool image
 like any other; once an annotation labels it, it is training data and eviction never deletes it.
 
-:class:`KeptStore` is the writer (one thread at a time); :func:`read_kept` is what readers (Label next)
-use.
+:class:`KeptStore` is the writer (one process and one thread at a time); :func:`read_kept` is what readers
+(Label next) use.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from ..util.errors import DatasetError
 from ..util.files import read_csv, sha256_bytes, sha256_file, write_bytes, write_csv
 from .annotations import LABELLING, current_state
 from .images import decode_image, sniff_format
@@ -32,6 +36,7 @@ from .images import decode_image, sniff_format
 log = logging.getLogger(__name__)
 
 INDEX = "kept.csv"
+LOCK = ".kept.lock"  # hidden: dataset scans skip it
 COLUMNS = ["file", "sha256", "bytes", "answer", "score", "unknown", "nearest_label", "ood_score", "first_asked",
            "last_asked", "times_asked"]
 PREFIX = "kept-"
@@ -120,12 +125,20 @@ class KeptStore:
         self.images: dict[str, KeptImage] = {}  # by SHA-256, in the order kept
         self.used_bytes = 0  # what the images above take
         self.dirty = False  # records changed since the last flush
+        self._lock: FileLock | None = None  # held from open() to close()
 
     def open(self) -> "KeptStore":
-        """Create the folder, remove temp files a killed writer left, read the record and match it to the files:
-        a record whose file is gone is dropped, a ``kept-<sha256>`` file without one (written just before a kill)
+        """Take the folder (one writer at a time: DatasetError when another process keeps into it, until
+        :meth:`close`), remove temp files a killed writer left, read the record and match it to the files: a
+        record whose file is gone is dropped, a ``kept-<sha256>`` file without one (written just before a kill)
         is adopted when its content has that hash; then evict down to the quota."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.folder / LOCK), thread_local=False)
+        try:
+            self._lock.acquire(blocking=False)
+        except Timeout:
+            raise DatasetError(f"another process keeps images in {self.folder} already; two writers would lose each "
+                               "other's records", hint="stop it, or give this one its own folder: serve.keep_dir") from None
         names = os.listdir(self.folder)
         for name in names:
             if _TEMP.fullmatch(name):
@@ -200,6 +213,13 @@ class KeptStore:
         state = current_state(self.dataset_root)
         return {k.file for k in self.images.values()
                 if (a := state.get((rel / k.file).as_posix())) is not None and a.action in LABELLING}
+
+    def close(self) -> None:
+        """Save the record and let another writer take the folder."""
+        self.flush()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def flush(self) -> None:
         """Write kept.csv (atomically) when a record changed since the last flush."""

@@ -134,6 +134,8 @@ class Keeper:
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.store.close()
 
     def _next(self) -> _Asked | None:
         """The next queued image, waiting at most FLUSH_S; None when there is none (or stopping with none left)."""
