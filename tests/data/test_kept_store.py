@@ -45,11 +45,17 @@ def test_the_oldest_go_first_but_a_labelled_image_is_never_deleted(tmp_path: Pat
     store.close()
 
 
+def kept_one(pool: Path):
+    """One image kept in ``pool`` by a store since closed."""
+    store = KeptStore(pool, 2**20).open()
+    k = store.add(picture(1), ANSWER, time.time())
+    store.close()
+    return k
+
+
 def test_open_removes_temp_files_and_adopts_whole_files_without_a_record(tmp_path: Path):
     pool = tmp_path / "pool"
-    store = KeptStore(pool, 2**20).open()
-    first = store.add(picture(1), ANSWER, time.time())
-    store.close()
+    first = kept_one(pool)
     sha, name = kept_name(picture(2))  # written just before a kill, its record not saved yet
     (pool / name).write_bytes(picture(2))
     (pool / f".{kept_name(picture(3))[1]}.x1y2.tmp").write_bytes(picture(3)[:100])  # a write cut short
@@ -68,9 +74,7 @@ def test_open_removes_temp_files_and_adopts_whole_files_without_a_record(tmp_pat
 
 def test_a_record_naming_another_file_is_never_followed(tmp_path: Path):
     pool = tmp_path / "pool"
-    store = KeptStore(pool, 2**20).open()
-    mine = store.add(picture(1), ANSWER, time.time())
-    store.close()
+    mine = kept_one(pool)
     victim = tmp_path / "victim.png"
     victim.write_bytes(picture(2))
     row = ",".join(["../victim.png", "0" * 64, str(len(picture(2))), "unknown", "0.5", "true", "", "", "2026-01-01T00:00:00Z",

@@ -175,9 +175,9 @@ def test_every_route_that_answers_keeps_through_the_one_service_path(predictor, 
         assert records[f"kept-{hashlib.sha256(d).hexdigest()}.jpg"].answer == labels[route], route
 
 
-def test_an_image_the_decoder_refuses_is_not_kept(predictor, images, client, tmp_path):
-    """The keeper checks every image with the safe decoder itself: a request the service answered can still hold a
-    file it must not keep (here a JPEG whose data a header check accepts, sent straight to the keeper)."""
+def test_an_image_the_decoder_refuses_is_not_kept(predictor, images, client):
+    """The keeper checks every image with the safe decoder itself, whoever hands it over: a JPEG cut short, offered
+    straight to the keeper, is dropped as unusable and never reaches the pool."""
     with keeping(predictor, images, **KEEP) as (url, app):
         ok = jpeg(5)
         cut = ok[: len(ok) // 2]  # its header is whole, its data cut short
