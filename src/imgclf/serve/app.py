@@ -31,6 +31,7 @@ from ..util.errors import ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
 from .auth import HostCheckMiddleware, TokenAuthMiddleware
 from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
+from .keeper import Keeper, KeepPlace, keep_place
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .service import InferenceService
@@ -69,13 +70,16 @@ async def _read_upload(request: Request, max_files: int, route: str) -> tuple[li
     return [await request.body()], [None]
 
 
-def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None) -> FastAPI:
+def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None,
+               keep_into: KeepPlace | None = None) -> FastAPI:
     """The service app for ``predictor`` (an :class:`imgclf.inference.predict.Predictor`).
 
     Without one, the model routes answer 404 and /predict 503 until a predictor is loaded with
     ``app.state.imgclf.load_in_background(loader)`` (503 "loading" meanwhile), if ever.
     ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`), routes
     added to the app later included: :func:`imgclf.ui.create_ui_app` adds the web UI's that way.
+    With ``serve.keep_inputs`` the answered images are kept in ``keep_into`` (:func:`imgclf.serve.keeper.keep_place`;
+    default: ``serve.keep_dir``, which must then be set).
     """
     check_section("serve", serve_cfg)  # a ServeConfig built in code has not met load_config's validator
     if token and not (token.isascii() and token.isprintable()):
@@ -84,11 +88,15 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     cfg = serve_cfg
     metrics = Metrics()
     service = InferenceService(cfg, metrics)
+    if cfg.keep_inputs:
+        service.keeper = Keeper(keep_into or keep_place(cfg), cfg, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         if predictor is not None:
             service.install(predictor)
+        if service.keeper is not None:
+            service.keeper.start()
         yield
         service.draining = True
         await run_in_threadpool(service.close)

@@ -133,7 +133,7 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
 
     check_bind(cfg.serve.host, token, insecure)
     bundle = load_bundle(bundle_dir)  # BundleError with a clear message on a mismatch
-    app = create_app(None, cfg.serve, token=token)
+    app = create_app(None, cfg.serve, token=token, keep_into=_keep_place(cfg.serve, bundle_dir))
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serving %s (%s) on %s; docs at %s/docs%s", Path(bundle_dir), ", ".join(bundle.labels), url, url,
              "?token=<token>" if token else "")
@@ -147,6 +147,18 @@ def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = Non
     finally:
         if follower is not None:
             follower.stop()
+
+
+def _keep_place(cfg: ServeConfig, bundle_dir: str | Path):
+    """Where a bundle's server keeps the images it is asked about: ``serve.keep_dir``, else the pool of the dataset
+    of the run the bundle lies in (None when nothing is kept)."""
+    from ..rundir.layout import run_config
+    from .keeper import keep_place
+
+    if not cfg.keep_inputs:
+        return None
+    run = run_config(Path(bundle_dir).resolve().parent)
+    return keep_place(cfg, run.images_dir() if run is not None else None, run.data.pool if run is not None else "")
 
 
 class ServerThread:

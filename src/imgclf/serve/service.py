@@ -6,7 +6,8 @@ bounds. ``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:
 full), reads every image's header (format, size) and refuses a request whose images hold more
 than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), decodes the images on a small thread pool with the one safe decoder, queues them for
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
-batcher then drops the request's images that have not reached the engine yet). ``explain(image, fn)``
+batcher then drops the request's images that have not reached the engine yet). With ``serve.keep_inputs``
+the answered images then go to the :class:`imgclf.serve.keeper.Keeper`'s queue, never waited for. ``explain(image, fn)``
 admits one image the same way (room in the batcher's queue, header, pixel budget, deadline) and runs
 ``fn(predictor, image)`` on a thread of its own, one at a time: class activation maps never hold up
 classification.
@@ -36,6 +37,7 @@ from ..features.engines import cpu_threads
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, QueueFull
 from .batching import MicroBatcher
 from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavailable, restated
+from .keeper import Keeper
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
@@ -125,6 +127,7 @@ class InferenceService:
         self._pool: ThreadPoolExecutor | None = None
         self._explain_pool: ThreadPoolExecutor | None = None
         self._decoding = PixelGate(cfg.max_request_pixels)
+        self.keeper: Keeper | None = None  # serve.keep_inputs: answered images go to it
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
 
@@ -193,9 +196,11 @@ class InferenceService:
         return t
 
     def close(self) -> None:
-        """Finish queued work and stop the worker and decode threads."""
+        """Finish queued work and stop the worker, decode and keeper threads."""
         if self._serving is not None:
             self._serving.batcher.stop(timeout=self.cfg.timeout_s)
+        if self.keeper is not None:
+            self.keeper.close()
         for pool in (self._pool, self._explain_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -229,6 +234,8 @@ class InferenceService:
         with reservation:
             rows = await self._within_deadline(self._run(predictor, reservation, images, names, deadline))
         proba, ood = predictor.compute.split(rows)
+        if self.keeper is not None:
+            self.keeper.offer(images, proba, ood, predictor.compute)
         return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood, predictor)
 
     async def explain(self, images: Sequence[Source], names: Sequence[str | None], fn: Callable[[object, Source], T]) -> T:

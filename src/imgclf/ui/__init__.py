@@ -63,15 +63,18 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     return live
 
 
-def create_ui_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None, **ui: Any) -> FastAPI:
+def create_ui_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None, keep_into: Any = None,
+                  **ui: Any) -> FastAPI:
     """The service app of :func:`imgclf.serve.app.create_app` with the web UI mounted on it.
 
-    ``ui`` are the keyword arguments of :func:`mount_ui` (``images_dir``, ``run_dir``, ``thumbs_dir``, ``runs``, ``cfg``).
+    ``ui`` are the keyword arguments of :func:`mount_ui` (``images_dir``, ``run_dir``, ``thumbs_dir``, ``runs``,
+    ``cfg``); ``keep_into`` is where the service keeps the images it is asked about, with ``serve.keep_inputs``
+    (see :func:`create_app`).
     The UI's routes are added after the service's middleware, which guards every route of the
     app whenever it was added: ``token`` protects the UI's pages, API and static files too.
     """
     from ..serve.app import create_app
 
-    app = create_app(predictor, serve_cfg, token=token)
+    app = create_app(predictor, serve_cfg, token=token, keep_into=keep_into)
     mount_ui(app, predictor=predictor, max_body_mb=serve_cfg.max_body_mb, token_required=bool(token), **ui)
     return app

@@ -68,4 +68,14 @@ def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | o
     published = published_run(ui["runs"])
     served = published if published is not None and (published / "model" / "bundle.json").exists() else ui["run_dir"]
     predictor = Predictor(Path(served) / "model", predict_cfg=cfg.predict) if served is not None else None
-    run_app(create_ui_app(predictor, cfg.serve, token=token, cfg=cfg, **ui), cfg.serve)
+    keep_into = _keep_place(cfg, ui["images_dir"], ui["run_dir"]) if cfg.serve.keep_inputs else None
+    run_app(create_ui_app(predictor, cfg.serve, token=token, cfg=cfg, keep_into=keep_into, **ui), cfg.serve)
+
+
+def _keep_place(cfg: Config, images_dir: str, run_dir: str | os.PathLike | None):
+    """With ``serve.keep_inputs``: ``serve.keep_dir``, else the pool of the UI's dataset (``data.pool`` of the run)."""
+    from ..rundir.layout import run_config
+    from ..serve.keeper import keep_place
+
+    run = run_config(run_dir) if run_dir is not None else None
+    return keep_place(cfg.serve, images_dir, (run or cfg).data.pool)
