@@ -142,7 +142,7 @@ def main() -> None:
     image = next(p for p in sorted(images.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png")).read_bytes()
     app = create_ui_app(Predictor(first / "model"), ServeConfig(), images_dir=str(images), run_dir=str(first),
                         runs=str(first.parent), cfg=cfg, thumbs_dir=str(args.work / "thumbs"))
-    result = {"dataset": images.name}
+    result = {"dataset": str(images)}
     with ServerThread(app) as srv:
         result["first_content_s"] = _first_content(srv.url, args.repeats)
         result["publish"] = _publish(srv.url, image, first.name, second.name)
