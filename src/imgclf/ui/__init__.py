@@ -36,6 +36,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     limit, lets the try page refuse too large a file before sending it. Nothing is read until a page asks.
     """
     from .catalog import Catalog
+    from .intake import build_intake_router
     from .label_next import LabelNext, build_label_next_router
     from .results import RunResults
     from .review import Review
@@ -49,6 +50,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review,
                                     max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(LabelNext(run_dir, images_dir) if run_dir and images_dir else None, thumbs))
+    app.include_router(build_intake_router(catalog))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
