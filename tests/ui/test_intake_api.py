@@ -2,7 +2,6 @@
 each file's outcome, undo of an upload, the pool listed, class rename and merge, the Try page's add."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import httpx
 import pytest
