@@ -74,7 +74,7 @@
     setClasses(summary.classes);
     renderFilters();
     renderClassButtons();
-    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history. Images are never moved or deleted.`;
+    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history; a correction never moves or deletes an image.`;
     document.dispatchEvent(new CustomEvent("imgclf:summary", { detail: summary }));
   }
 
