@@ -16,13 +16,14 @@ answer; a refused file never fails the request. The service's body limit covers 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from ..data.annotations import Annotation
 from ..data.intake import Intake, Upload, merge_classes, rename_class
 from ..util.errors import InvalidRequest
 from .catalog import Catalog, _refused_when_unsaved
@@ -104,20 +105,20 @@ def build_intake_router(catalog: Catalog | None) -> APIRouter:
         cat = need_catalog()
         return {**cat.undo(batch=body.batch), "summary": cat.summary()}
 
+    def relabelled(change: Callable[[Catalog], list[Annotation]]) -> dict[str, Any]:
+        cat = need_catalog()
+        with _refused_when_unsaved():
+            rows = change(cat)
+        return {"changed": len(rows), "summary": cat.summary()}
+
     @r.post("/ui/api/classes/rename")
     def rename(body: RenameIn) -> dict[str, Any]:
         """Rename a class: its images are relabelled (no file moves); undone by the page's undo."""
-        cat = need_catalog()
-        with _refused_when_unsaved():
-            rows = rename_class(cat.root, body.old, body.new, pool=cat.pool)
-        return {"changed": len(rows), "summary": cat.summary()}
+        return relabelled(lambda cat: rename_class(cat.root, body.old, body.new, pool=cat.pool))
 
     @r.post("/ui/api/classes/merge")
     def merge(body: MergeIn) -> dict[str, Any]:
         """Merge classes into one: their images are relabelled (no file moves); undone by the page's undo."""
-        cat = need_catalog()
-        with _refused_when_unsaved():
-            rows = merge_classes(cat.root, body.sources, body.into, pool=cat.pool)
-        return {"changed": len(rows), "summary": cat.summary()}
+        return relabelled(lambda cat: merge_classes(cat.root, body.sources, body.into, pool=cat.pool))
 
     return r

@@ -277,7 +277,12 @@
       classChange("api/classes/merge", { sources, into }, `${sources.join(", ")} merged into ${into}`);
     });
     // The page's listing may have come before this script was run: the classes are asked for here too.
-    limits().then((info) => { if (info && info.dataset && !classes.length) { classes = info.dataset.classes; fillTargets(); } });
+    // A folder without images yet has no listing: it still gets the pool and "New class…" as targets.
+    limits().then((info) => {
+      if (classes.length) return;
+      classes = (info && info.dataset && info.dataset.classes) || [];
+      fillTargets();
+    });
   }
 
   // ------------------------------------------------------------ Try page
