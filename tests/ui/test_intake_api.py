@@ -133,3 +133,13 @@ def test_bad_uploads_get_a_4xx_with_a_json_reason(api):
     big = _upload(c, [("big.jpg", b"\xff\xd8\xff" + b"\0" * (2 << 20))], label="circles")
     assert big.status_code == 413 and big.json()["reason"]
     assert not (images / "zebras").exists() and not list(images.rglob("a.jpg"))
+
+
+def test_a_folder_without_images_gets_its_first_class(tmp_path):
+    images = tmp_path / "empty"
+    images.mkdir()
+    with serve_ui(None, images, None, tmp_path / "thumbs") as srv, no_500_client(srv.url) as c:
+        assert c.get("/ui/api/images").status_code == 404
+        body = _upload(c, [("a.jpg", noise_jpeg(1)), ("b.jpg", noise_jpeg(2))], label="cats", create=1).json()
+        assert body["added"] == 2 and body["summary"]["counts"] == {"cats": 2}
+        assert [it["path"] for it in c.get("/ui/api/images").json()["items"]] == ["cats/a.jpg", "cats/b.jpg"]
