@@ -99,7 +99,7 @@ def test_images_added_to_the_pool_stay_unlabelled(ds: Path):
     scanned = scan_dataset(ds)
     assert sorted(it.rel for it in scanned.pool) == ["_unlabeled/p1.jpg", "_unlabeled/p2.jpg"]
     assert "_unlabeled" not in scanned.labels
-    again = Intake(ds).add([("p1 again.jpg", noise_jpeg(21))], label="circles")
+    again = Intake(ds).add([("p1 again.jpg", noise_jpeg(21))])
     assert (again.outcomes[0].reason, again.outcomes[0].path) == ("exact", "_unlabeled/p1.jpg")
 
 
@@ -165,3 +165,17 @@ def test_merge_relabels_many_keeps_left_out_images_out_and_labels_pool_images(ds
     assert {a.action for a in back} == {"relabel", "label"} and scan_dataset(ds).counts() == {"circles": 12}
     with pytest.raises(InvalidRequest, match="nothing to merge"):
         merge_classes(ds, ["circles"], "circles")
+
+
+def test_a_file_the_pool_holds_without_a_class_is_labelled_in_place_not_copied(ds: Path):
+    intake = Intake(ds)
+    kept = intake.add([("asked.jpg", noise_jpeg(60))])  # as the service keeps the images it is asked about
+    up = intake.add([("photo.jpg", noise_jpeg(60)), ("new.jpg", noise_jpeg(61))], label="circles")
+    assert [(o.status, o.path) for o in up.outcomes] == [("labelled", "_unlabeled/asked.jpg"), ("added", "circles/new.jpg")]
+    scanned = scan_dataset(ds)
+    assert not scanned.pool and scanned.counts()["circles"] == 6 and not (ds / "circles" / "photo.jpg").exists()
+    assert intake.add([("again.jpg", noise_jpeg(60))], label="squares").outcomes[0].status == "duplicate", \
+        "a pool image with a class is not relabelled by an upload"
+    take_back(ds, undo_rows(ds, batch=up.batch))
+    assert [it.rel for it in scan_dataset(ds).pool] == ["_unlabeled/asked.jpg"], "undone: back in the pool, the file kept"
+    assert kept.outcomes[0].path == "_unlabeled/asked.jpg"

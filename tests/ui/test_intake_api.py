@@ -118,6 +118,11 @@ def test_the_try_page_adds_its_image_to_a_class_or_the_pool(api):
     assert (r["added"], r["items"][0]["path"]) == (1, "stripes/photo.jpg")
     again = c.post("/ui/api/intake/add", params={"name": "photo.jpg"}, content=data).json()
     assert (again["duplicates"], again["items"][0]["path"]) == (1, "stripes/photo.jpg")
+    kept = c.post("/ui/api/intake/add", params={"name": "asked.jpg"}, content=noise_jpeg(23)).json()
+    assert kept["items"][0]["path"] == "_unlabeled/asked.jpg"
+    labelled = c.post("/ui/api/intake/add", params={"label": "circles", "name": "asked.jpg"}, content=noise_jpeg(23)).json()
+    assert (labelled["labelled"], labelled["items"][0]["status"], labelled["items"][0]["path"]) == (1, "labelled", "_unlabeled/asked.jpg")
+    assert c.get("/ui/api/images", params={"status": "pool"}).json()["total"] == 0
     _error(c.post("/ui/api/intake/add", params={"label": "zebras"}, content=noise_jpeg(22)), 400, "no_class")
     _error(c.post("/ui/api/intake/add", content=b""), 400, "empty")
 

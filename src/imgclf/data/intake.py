@@ -50,8 +50,9 @@ _RESERVED = ("train", *PREDEFINED_TEST_DIRS)  # top folders that make a predefin
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one file: ``added`` (at ``path``), ``refused`` (``reason``: the decoder's code) or
-    ``duplicate`` (``reason`` ``exact`` or ``near``, of the image at ``path``)."""
+    """What became of one file: ``added`` (at ``path``), ``refused`` (``reason``: the decoder's code),
+    ``duplicate`` (``reason`` ``exact`` or ``near``, of the image at ``path``), or ``labelled``: the same
+    file lies in the pool without a class, and the pool image at ``path`` was given the class instead of a copy."""
 
     name: str  # the file's name as sent
     status: str
@@ -138,11 +139,16 @@ class Intake:
             folder, label = self._folder(ds, state, label, create)
             self._refresh(ds)
             outcomes, rows = [], []
+            unlabelled = {it.rel for it in ds.pool if it.rel not in state}  # pool images without a class, not left out
             for name, data in files:
                 outcome = self._add_one(name, data, folder, force)
-                outcomes.append(outcome)
                 if outcome.status == "added":
                     rows.append((outcome.path, label, ADDED, ""))
+                elif label and outcome.reason == "exact" and outcome.path in unlabelled:
+                    outcome = _labelled(outcome, label)  # a pool image (one the service kept) given its class where it lies
+                    unlabelled.discard(outcome.path)
+                    rows.append((outcome.path, "", "label", label))
+                outcomes.append(outcome)
             if rows:
                 record(self.root, rows, batch=batch)
         log.info("%d of %d files added to %s (%s)", len(rows), len(files), label or "the pool", self.root)
@@ -247,6 +253,11 @@ class Intake:
         return Outcome("", "duplicate", path=rels[best], reason="near", distance=int(dist[best]),
                        message=f"nearly the same image as {rels[best]} ({int(dist[best])} of 256 dhash bits differ; "
                                f"up to {self.max_distance} count as a duplicate, data.duplicate_distance)")
+
+
+def _labelled(dup: Outcome, label: str) -> Outcome:
+    return replace(dup, status="labelled", reason="", message=f"the same file lay in the pool without a class: "
+                                                               f"{dup.path} is given the class {label} where it lies")
 
 
 def _dhash(data: bytes) -> np.ndarray:

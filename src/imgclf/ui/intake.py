@@ -58,8 +58,9 @@ def build_intake_router(catalog: Catalog | None) -> APIRouter:
     def answer(up: Upload) -> dict[str, Any]:
         cat = need_catalog()
         cat.entries(refresh=True)
-        return {"batch": up.batch, "label": up.label, "added": up.count("added"), "refused": up.count("refused"),
-                "duplicates": up.count("duplicate"), "items": [o.__dict__ for o in up.outcomes], "summary": cat.summary()}
+        return {"batch": up.batch, "label": up.label, "added": up.count("added"), "labelled": up.count("labelled"),
+                "refused": up.count("refused"), "duplicates": up.count("duplicate"),
+                "items": [o.__dict__ for o in up.outcomes], "summary": cat.summary()}
 
     def add(files: list[tuple[str, bytes]], label: str, create: bool, force: bool, batch: str) -> dict[str, Any]:
         with _refused_when_unsaved():

@@ -59,7 +59,7 @@
       try {
         const res = await api("api/intake/upload", { method: "POST", body: form });
         batch = res.batch;
-        added += res.added;
+        added += res.added + res.labelled;
         items.push(...res.items);
       } catch (e) {
         error = e.message;
@@ -120,9 +120,9 @@
     }
 
     function row(it) {
-      const tag = { added: "added", duplicate: "duplicate", refused: "refused" }[it.status] || it.status;
+      const tag = it.status;
       const why = it.status === "added" ? `as ${it.path}`
-        : it.status === "duplicate" ? it.message : `${it.reason.replace(/_/g, " ")}: ${it.message}`;
+        : it.status === "refused" ? `${it.reason.replace(/_/g, " ")}: ${it.message}` : it.message;
       const li = el("li", { dataset: { status: it.status, reason: it.reason || "" } },
         el("span", { class: `intake-tag ${it.status}` }, tag),
         el("span", { class: "intake-name", title: it.name }, it.name),
@@ -137,6 +137,7 @@
       const box = $("intake-result");
       const n = (s) => res.items.filter((it) => it.status === s).length;
       const counts = [`${plural(n("added"), "image")} added to ${where(last.target.label)}`];
+      if (n("labelled")) counts.push(`${n("labelled")} from the pool given the class`);
       if (n("duplicate")) counts.push(`${plural(n("duplicate"), "duplicate")} not added`);
       if (n("refused")) counts.push(`${n("refused")} refused`);
       box.replaceChildren(
@@ -319,10 +320,10 @@
           return;
         }
         const it = res.items[0];
-        if (it.status === "added") {
-          status.replaceChildren(`Added to ${where(label)} as ${it.path}`);
+        if (it.status === "added" || it.status === "labelled") {
+          status.replaceChildren(it.status === "added" ? `Added to ${where(label)} as ${it.path}` : `Added to ${where(label)}: ${it.message}`);
           toast(`Added to ${where(label)}`, { action: async () => {
-            try { await api("api/intake/undo", { json: { batch: res.batch } }); status.textContent = "Undone: moved out of the dataset (to .imgclf-removed/)"; } catch (e) { toast(`Undo failed: ${e.message}`, { error: true }); }
+            try { await api("api/intake/undo", { json: { batch: res.batch } }); status.textContent = it.status === "added" ? "Undone: moved out of the dataset (to .imgclf-removed/)" : "Undone: back in the pool without a class"; } catch (e) { toast(`Undo failed: ${e.message}`, { error: true }); }
           } });
         } else if (it.status === "duplicate") {
           status.replaceChildren(`Not added: ${it.message} `,
