@@ -65,6 +65,8 @@ def test_nothing_existing_is_overwritten_and_names_are_made_safe(ds: Path):
                                              "circles/hidden name.jpeg"]
     assert old.read_bytes() == noise_jpeg(10)
     assert not (ds.parent / "etc").exists()
+    long = Intake(ds).add([("写真" * 100 + ".jpg", noise_jpeg(14))], label="circles").outcomes[0]
+    assert long.status == "added" and len(Path(long.path).name.encode()) <= 255, "a name a file system takes"
 
 
 def test_the_same_file_twice_in_one_upload_is_added_once(ds: Path):

@@ -16,6 +16,7 @@ classes relabel their images (one batch of annotations, undone as one); no file 
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 REMOVED_DIR = ".imgclf-removed"  # where an undone addition goes (hidden: never listed as images)
 MAX_CLASS_NAME = 100  # characters
-_MAX_FILE_NAME = 100  # characters of a written file's stem
+_MAX_FILE_NAME = 120  # bytes (UTF-8) of a written file's stem: file systems allow 255 a name
 _EXTENSIONS = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",), "BMP": (".bmp",), "GIF": (".gif",), "WEBP": (".webp",),
                "TIFF": (".tif", ".tiff")}
 _UNSAFE = re.compile(r"[^\w.\- ]+")  # what a written file name keeps: letters, digits, _ . - and spaces
@@ -140,17 +141,19 @@ class Intake:
             self._refresh(ds)
             outcomes, rows = [], []
             unlabelled = {it.rel for it in ds.pool if it.rel not in state}  # pool images without a class, not left out
-            for name, data in files:
-                outcome = self._add_one(name, data, folder, force)
-                if outcome.status == "added":
-                    rows.append((outcome.path, label, ADDED, ""))
-                elif label and outcome.reason == "exact" and outcome.path in unlabelled:
-                    outcome = _labelled(outcome, label)  # a pool image (one the service kept) given its class where it lies
-                    unlabelled.discard(outcome.path)
-                    rows.append((outcome.path, "", "label", label))
-                outcomes.append(outcome)
-            if rows:
-                record(self.root, rows, batch=batch)
+            try:
+                for name, data in files:
+                    outcome = self._add_one(name, data, folder, force)
+                    if outcome.status == "added":
+                        rows.append((outcome.path, label, ADDED, ""))
+                    elif label and outcome.reason == "exact" and outcome.path in unlabelled:
+                        outcome = _labelled(outcome, label)  # a pool image (one the service kept) given its class in place
+                        unlabelled.discard(outcome.path)
+                        rows.append((outcome.path, "", "label", label))
+                    outcomes.append(outcome)
+            finally:  # the files written before a failed write are recorded too: that upload's undo takes them back
+                if rows:
+                    record(self.root, rows, batch=batch)
         log.info("%d of %d files added to %s (%s)", len(rows), len(files), label or "the pool", self.root)
         return Upload(batch, label, outcomes)
 
@@ -161,8 +164,9 @@ class Intake:
         try:
             ds = scan_dataset(self.root, apply_annotations=False, pool=self.pool)
         except DatasetError:
-            if not self.root.is_dir() or self.pool and pool_folder(self.root, self.pool) is None:
+            if not self.root.is_dir():
                 raise
+            pool_folder(self.root, self.pool)  # a data.pool folder that does not exist: that error
             ds = Dataset(self.root, [])
         return ds, current_state(self.root)
 
@@ -194,8 +198,10 @@ class Intake:
         try:
             path = write_new(folder, _file_names(name, sniff_format(data[:32]) or "JPEG"), data)
         except OSError as e:
-            raise DatasetError(f"cannot write into {folder} ({e.strerror or e})",
-                               hint="make the images folder writable", reason="read_only") from None
+            read_only = e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+            raise DatasetError(f"cannot write {name!r} into {folder} ({e.strerror or e}); the files before it were added",
+                               hint="make the images folder writable" if read_only else "free some disk space, then add the rest",
+                               reason="read_only" if read_only else "write_failed") from None
         rel = path.relative_to(self.root).as_posix()
         st = path.stat()
         self._known[rel] = _Known((st.st_mtime_ns, st.st_size), sha, code)
@@ -273,7 +279,7 @@ def _file_names(name: str, fmt: str) -> Iterator[str]:
     The extension is one of its format's (a PNG sent as photo.jpg is written photo.png): scans list files by extension."""
     base = PurePosixPath(str(name).replace("\\", "/")).name
     stem, ext = os.path.splitext(base)
-    stem = _UNSAFE.sub("_", stem).strip(" ._")[:_MAX_FILE_NAME] or "image"
+    stem = _UNSAFE.sub("_", stem).encode()[:_MAX_FILE_NAME].decode(errors="ignore").strip(" ._") or "image"
     ext = ext.lower() if ext.lower() in _EXTENSIONS[fmt] else _EXTENSIONS[fmt][0]
     yield stem + ext
     for k in itertools.count(2):
