@@ -235,3 +235,20 @@ def test_the_try_page_adds_its_image_to_a_class_and_to_the_pool(page, ui_run, pr
         assert page.evaluate("document.activeElement.closest('.try-add-menu') !== null")
         page.keyboard.press("Escape")
         assert page.locator(".try-add-menu").is_hidden()
+
+
+def test_a_folder_picked_adds_every_image_in_it(page, site, tmp_path):
+    srv, images = site
+    folder = tmp_path / "holiday"
+    (folder / "day2").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(noise_jpeg(71))
+    (folder / "day2" / "b.jpg").write_bytes(noise_jpeg(72))
+    intercept_file_choosers(page)
+    page.goto(f"{srv.url}/ui/dataset")
+    page.wait_for_selector(".tile")
+    page.select_option("#intake-target", label="Pool (no class yet)")
+    with page.expect_file_chooser() as chooser:
+        page.click("#intake-pick-folder")
+    chooser.value.set_files(str(folder))
+    page.wait_for_selector("#intake-summary:has-text('2 images added to the pool')")
+    assert sorted(it.rel for it in scan_dataset(images).pool) == ["_unlabeled/a.jpg", "_unlabeled/b.jpg"]
