@@ -76,7 +76,7 @@ def test_corrections_are_recorded_with_history_and_counted(client, dataset):
     client.post("/ui/api/annotate", json={"path": a, "action": "relabel", "label": "stripes"})  # the same again: no new row
     r = client.post("/ui/api/annotate", json={"path": b, "action": "ambiguous"}).json()
     assert r["item"]["label"] is None and r["item"]["status"] == "ambiguous"
-    assert r["summary"]["statuses"] == {"unchanged": 49, "relabeled": 1, "excluded": 0, "ambiguous": 1}
+    assert r["summary"]["statuses"] == {"unchanged": 49, "relabeled": 1, "excluded": 0, "ambiguous": 1, "pool": 0}
     r = client.post("/ui/api/annotate", json={"path": a, "action": "relabel", "label": "circles"}).json()
     assert r["item"]["status"] == "unchanged", "relabelling to the folder's class restores it"
 

@@ -42,23 +42,26 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     """
     from ..config.settings import Config
     from .catalog import Catalog
+    from .intake import build_intake_router
     from .iterations import build_iterations_router
     from .label_next import build_label_next_router
     from .live import Live
     from .routes import STATIC_DIR, build_router
     from .thumbs import ThumbnailCache
 
-    catalog = Catalog(images_dir) if images_dir else None
+    cfg = cfg or Config()
+    catalog = Catalog(images_dir, pool=cfg.data.pool) if images_dir else None
     thumbs = ThumbnailCache(thumbs_dir or default_thumbs_dir())
     if runs is None and run_dir is not None:
         runs = Path(run_dir).resolve().parent
     live = Live(service=app.state.imgclf, catalog=catalog, images_dir=str(images_dir) if images_dir else None,
-                runs=str(runs) if runs is not None else None, cfg=cfg or Config())
+                runs=str(runs) if runs is not None else None, cfg=cfg)
     live.start(run_dir, predictor)
     app.state.ui_live = live
     app.include_router(build_router(catalog=catalog, live=live, thumbs=thumbs, max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(lambda: live.label_next, thumbs))
     app.include_router(build_iterations_router(live, catalog, token_required=token_required))
+    app.include_router(build_intake_router(catalog))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     return live
 
