@@ -83,9 +83,18 @@ class PredictionsFile(ABC):
         return ImgclfError(f"--out {self.out} exists and is not the predictions file of this bundle ({what})",
                            hint="give another --out, or delete the file to start over")
 
-    @abstractmethod
     def write(self, table: pa.Table) -> None:
         """Add the rows of one finished batch (the listing's columns and the prediction's)."""
+        self._append(table)
+        self._count(table)
+
+    def _count(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        self.errors += table.num_rows - table.column("error").null_count
+
+    @abstractmethod
+    def _append(self, table: pa.Table) -> None:
+        """Put ``table``'s rows into the file."""
 
     @abstractmethod
     def close(self) -> None:
@@ -123,11 +132,9 @@ class JsonlPredictions(PredictionsFile):
                 self.errors += "error" in row
         return kept, len(kept) < len(lines)
 
-    def write(self, table: pa.Table) -> None:
+    def _append(self, table: pa.Table) -> None:
         self._f.write("".join(json.dumps(record_row(r), ensure_ascii=False) + "\n" for r in table.to_pylist()))
         self._f.flush()  # whole batches reach the file as they finish: a kill loses at most the line being written
-        self.rows += table.num_rows
-        self.errors += table.num_rows - table.column("error").null_count
 
     def close(self) -> None:
         self._f.close()
@@ -138,8 +145,8 @@ class ParquetPredictions(PredictionsFile):
         super().__init__(out, labels, listed)
         self.parts = out.with_name(out.name + ".parts")
         self._kept = [self._current_rows(t) for t in self._tables()]  # the rows of an earlier job that stand
-        self.rows = sum(t.num_rows for t in self._kept)
-        self.errors = sum(t.num_rows - t.column("error").null_count for t in self._kept)
+        for table in self._kept:
+            self._count(table)
         self._next = 0
         self._new: list[Path] = []
 
@@ -158,7 +165,7 @@ class ParquetPredictions(PredictionsFile):
         keys = zip(table.column("path").to_pylist(), table.column("size").to_pylist(), table.column("mtime_ns").to_pylist())
         return table.filter(pa.array([self._current(p, (s, m)) for p, s, m in keys], type=pa.bool_()))
 
-    def write(self, table: pa.Table) -> None:
+    def _append(self, table: pa.Table) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
         while (self.parts / f"part-{self._next:06d}.parquet").exists():
             self._next += 1
@@ -166,8 +173,6 @@ class ParquetPredictions(PredictionsFile):
         with atomic_path(part) as tmp:
             pq.write_table(table.select(self.schema.names).cast(self.schema), tmp)
         self._new.append(part)
-        self.rows += table.num_rows
-        self.errors += table.num_rows - table.column("error").null_count
 
     def close(self) -> None:
         """One file of the rows that stand and this job's parts, read back one part at a time."""
