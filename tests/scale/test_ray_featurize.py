@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import write_hostile
+from scale_helpers import write_hostile
 from datagen import make_dataset, tiny_config
 
 from imgclf.cli import main
@@ -38,6 +38,12 @@ def test_featurize_through_ray_then_train_gives_the_local_bundle(ray_address, tm
     cached = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray" / "data" / "features").rglob("*.npy"))
     assert len(cached) == int(local["ok"].sum()) and cached == sorted(
         p.relative_to(tmp_path / "local") for p in (tmp_path / "local" / "data" / "features").rglob("*.npy"))
+    # started again (after a kill, say): every image comes from the cache
+    from imgclf.scale.featurize import featurize_run
+
+    again = featurize_run(runs["ray"][0], runs["ray"][1], actors=1, progress=False)
+    assert again["cache_hits"] == again["featurized"] == int(local["ok"].sum())
+    assert np.array_equal(np.load(runs["ray"][1] / "features.npz")["features"], local["features"])
 
     for cfg, run in runs.values():
         train(cfg, run)

@@ -69,6 +69,10 @@ def test_parquet_output_and_the_python_api_give_the_same_rows(ray_address, train
     readable = {p for p in local if "/hostile/" in p and not p.endswith("fifo.jpg")}  # Ray's reader lists regular files only
     assert {r["path"] for r in got} == readable and all("bytes" not in r for r in got)
     assert all(r["error"] for r in got)
+    # paths in, as a list
+    squares = sorted(p for p in local if "/squares/" in p)[:3]
+    got = imgclf.ray.predict(squares, model, actors=1).take_all()
+    assert [r["path"] for r in got] == squares and [r["label"] for r in got] == [local[p]["label"] for p in squares]
 
 
 def test_a_dataset_without_a_path_or_bytes_column_is_refused_by_name(ray_address, trained_run):

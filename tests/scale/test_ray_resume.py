@@ -72,3 +72,22 @@ def test_an_out_file_that_is_not_predictions_is_refused_not_overwritten(trained_
     err = capsys.readouterr().err
     assert f"error: --out {out} exists and is not the predictions file of this bundle (line 1 is not a JSON row with a path)" in err
     assert "hint: give another --out, or delete the file to start over" in err and out.read_text() == "my own notes\n"
+
+
+def test_parquet_parts_left_by_a_kill_are_taken_up_and_each_image_stays_once(ray_address, trained_run, images_200, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    model, out = trained_run / "model", tmp_path / "preds.parquet"
+    folder = images_200 / "hostile"
+    assert main(["predict", str(model), str(folder), "--ray", "--out", str(out), "--actors", "1"]) == 1
+    table = pq.read_table(out)
+    parts = tmp_path / "preds.parquet.parts"
+    parts.mkdir()
+    pq.write_table(table.slice(0, 3), parts / "part-000000.parquet")  # a kill after the file was replaced, before its parts went
+    out.unlink()
+    pq.write_table(table.slice(2), tmp_path / "later.parquet")
+    (tmp_path / "later.parquet").rename(out)  # and an earlier file that holds some of the same rows
+    assert main(["predict", str(model), str(folder), "--ray", "--out", str(out), "--actors", "1"]) == 1
+    assert "predicted 0 of 8 images, 8 written by an earlier job" in capsys.readouterr().out
+    again = pq.read_table(out)
+    assert sorted(again.column("path").to_pylist()) == sorted(table.column("path").to_pylist()) and not parts.exists()
