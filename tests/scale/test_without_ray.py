@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from datagen import make_dataset
 
 # Ray made unimportable in the child (what an install without the extra gives), then the CLI run in it
@@ -42,3 +43,16 @@ def test_out_and_actors_without_ray_are_refused(trained_run, tmp_path, capsys):
 
     assert main(["predict", str(trained_run / "model"), str(tmp_path), "--out", str(tmp_path / "p.jsonl")]) == 2
     assert "error: --out goes with --ray, which was not given" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # Ray Client gives up after 30 s
+def test_a_cluster_that_does_not_answer_is_named_in_one_error(trained_run, tmp_path):
+    images = make_dataset(tmp_path / "images", n_per_class=1)
+    done = subprocess.run([sys.executable, "-m", "imgclf", "predict", str(trained_run / "model"), str(images),
+                           "--ray-address", "ray://127.0.0.1:9", "--out", str(tmp_path / "p.jsonl")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("error: no Ray cluster answers at ray://127.0.0.1:9: ") for line in lines), done.stderr
+    assert "hint: start one with `ray start --head` (then --ray-address auto), or give --ray alone for a local instance" in lines
+    assert "Traceback" not in done.stderr

@@ -35,7 +35,12 @@ def connect(address: str | None = None) -> ModuleType:
     A connection made earlier in this process (a user's own ``ray.init``) is kept as it is."""
     ray = require_ray()
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except ConnectionError as e:
+            raise ImgclfError(f"no Ray cluster answers at {address or '$RAY_ADDRESS'}: {e}",
+                              hint="start one with `ray start --head` (then --ray-address auto), or give --ray alone for a "
+                                   "local instance", reason="ray_unreachable") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own bar
     ctx.print_on_execution_start = False
