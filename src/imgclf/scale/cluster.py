@@ -13,7 +13,7 @@ INSTALL = "pip install 'imgclf[ray]'"
 
 
 class RayMissing(ImgclfError):
-    """``--ray`` (or :mod:`imgclf.scale.ray`) was asked for and Ray Data is not installed."""
+    """``--ray`` (or :func:`imgclf.scale.datasets.predict`) was asked for and Ray Data is not installed."""
 
     reason = "ray_missing"
 

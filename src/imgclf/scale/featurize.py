@@ -1,4 +1,4 @@
-"""The driver of ``imgclf featurize --run-dir R --ray [ADDRESS]``: the run's featurize step, its images
+"""The driver of ``imgclf featurize --run-dir R --ray`` (or ``--ray-address ADDRESS``): the run's featurize step, its images
 featurized by the cluster's actor pool.
 
 What it writes is what a local featurize writes: each image's features in the feature cache of

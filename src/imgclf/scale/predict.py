@@ -1,9 +1,8 @@
-"""The driver of ``imgclf predict MODEL INPUTS --ray [ADDRESS] --out FILE``: the inputs listed here, the
-images predicted by the cluster's actor pool (:func:`imgclf.scale.ray.predict`), the rows streamed into
+"""The driver of ``imgclf predict MODEL INPUTS --ray --out FILE`` (or ``--ray-address ADDRESS``): the inputs listed
+here, the images predicted by the cluster's actor pool (:func:`imgclf.scale.datasets.predict`), the rows streamed into
 ``FILE`` as batches finish (:mod:`imgclf.scale.output`: a rerun after a kill skips what is written)."""
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -13,10 +12,8 @@ from ..bundle.folder import load_bundle
 from ..config.settings import Config
 from ..util.progress import progress_bar
 from .cluster import connect
-from .output import listing_table, open_predictions, stamp
 from .datasets import blocks, predict
-
-log = logging.getLogger(__name__)
+from .output import listing_table, open_predictions, stamp
 
 
 def predict_files(model: str | os.PathLike, inputs: Sequence[str], out: str | os.PathLike, cfg: Config, *,
