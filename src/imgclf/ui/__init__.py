@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 if TYPE_CHECKING:
-    from ..config.settings import ServeConfig
+    from ..config.settings import Config, ServeConfig
 
 
 def default_thumbs_dir() -> Path:
@@ -27,13 +27,14 @@ def default_thumbs_dir() -> Path:
 
 def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | None,
              run_dir: str | os.PathLike | None, thumbs_dir: str | os.PathLike | None = None,
-             max_body_mb: float | None = None) -> None:
+             max_body_mb: float | None = None, cfg: Config | None = None) -> None:
     """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``, ``/ui/label``), their API and static files to ``app``.
 
     ``images_dir``: the dataset to browse and correct; ``run_dir``: a run whose test results to
     show; ``predictor``: the loaded model for the try page. Any of them may be None. Thumbnails
     are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs); ``max_body_mb``, the service's body
-    limit, lets the try page refuse too large a file before sending it. Nothing is read until a page asks.
+    limit, lets the try page refuse too large a file before sending it; ``cfg``, the UI's settings, lets the
+    Train page start runs of ``images_dir`` with them. Nothing is read until a page asks.
     """
     from .catalog import Catalog
     from .label_next import LabelNext, build_label_next_router
@@ -41,6 +42,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     from .review import Review
     from .routes import STATIC_DIR, build_router
     from .thumbs import ThumbnailCache
+    from .train import build_train_router
 
     catalog = Catalog(images_dir) if images_dir else None
     results = RunResults(run_dir, catalog) if run_dir else None
@@ -49,13 +51,14 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review,
                                     max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(LabelNext(run_dir, images_dir) if run_dir and images_dir else None, thumbs))
+    app.include_router(build_train_router(cfg, images_dir))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
 def create_ui_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None, **ui: Any) -> FastAPI:
     """The service app of :func:`imgclf.serve.app.create_app` with the web UI mounted on it.
 
-    ``ui`` are the keyword arguments of :func:`mount_ui` (``images_dir``, ``run_dir``, ``thumbs_dir``).
+    ``ui`` are the keyword arguments of :func:`mount_ui` (``images_dir``, ``run_dir``, ``thumbs_dir``, ``cfg``).
     The UI's routes are added after the service's middleware, which guards every route of the
     app whenever it was added: ``token`` protects the UI's pages, API and static files too.
     """

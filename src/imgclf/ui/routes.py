@@ -53,6 +53,7 @@ PAGES = {
     "results": Page("Results", "Results", "results", "Skip to the results", viewer=True),
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
     "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
+    "train": Page("Train", "Train", "train-form", "Skip to the training form"),
 }
 
 

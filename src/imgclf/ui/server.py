@@ -43,4 +43,4 @@ def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | o
     check_bind(cfg.serve.host, token, insecure)
     ui = ui_settings(cfg, images_dir, run_dir)
     predictor = Predictor(Path(run_dir) / "model", predict_cfg=cfg.predict) if run_dir is not None else None
-    run_app(create_ui_app(predictor, cfg.serve, token=token, **ui), cfg.serve)
+    run_app(create_ui_app(predictor, cfg.serve, token=token, cfg=cfg, **ui), cfg.serve)
