@@ -52,7 +52,9 @@ const JOBS = (() => {
   }
 
   // Make the finished job's run the UI's iteration; a UI that cannot switch (404) says so and points to the Train page.
-  let canSwitch = true;
+  // (remembered for the tab: the Train page the fallback leads to then says so at once)
+  const NO_SWITCH = "imgclf-no-switch";
+  let canSwitch = (() => { try { return sessionStorage.getItem(NO_SWITCH) !== "1"; } catch (_) { return true; } })();
   async function switchTo(job, button) {
     button.disabled = true;
     try {
@@ -61,6 +63,7 @@ const JOBS = (() => {
       button.disabled = false;
       if (e.status === 404) {
         canSwitch = false;
+        try { sessionStorage.setItem(NO_SWITCH, "1"); } catch (_) { /* private mode */ }
         publish(last);
         const fallback = document.getElementById("jobstrip-train") || document.getElementById("switch-note");
         if (fallback) fallback.focus();
