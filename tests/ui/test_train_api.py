@@ -103,12 +103,13 @@ def test_cancel_from_a_restarted_ui_stops_the_job_and_leaves_its_run_incomplete(
         assert (seen["id"], seen["state"], seen["pid"]) == (job["id"], "running", job["pid"])
         refused = c2.post("/ui/api/train/start", json={"preset": "fast"})
         assert refused.status_code == 409 and job["id"] in refused.json()["error"]
-        out = c2.post("/ui/api/train/cancel").json()["job"]
+        assert c2.post("/ui/api/train/cancel", data={"id": job["id"]}).status_code == 422  # a form another site could post
+        out = c2.post("/ui/api/train/cancel", json={"id": job["id"]}).json()["job"]
     assert out["state"] == "cancelled" and out["cancel_requested"]
     assert not _running(job["pid"])
     assert (Path(job["run_dir"]) / "INCOMPLETE").is_file()  # never looks finished
     assert wait_job(c, ended)["job"]["state"] == "cancelled"  # the UI that started it agrees
-    assert c.post("/ui/api/train/cancel").status_code == 404  # nothing runs now
+    assert c.post("/ui/api/train/cancel", json={"id": job["id"]}).status_code == 404  # it runs no more
 
 
 def test_a_job_killed_from_outside_fails_and_the_ui_keeps_answering(site, finished):

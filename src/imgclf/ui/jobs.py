@@ -143,12 +143,13 @@ class JobManager:
                 job = self._end(job, proc.wait() if proc is not None else None)
             return job
 
-    def cancel(self) -> Job:
-        """Stop the running job: SIGINT to its process group, SIGKILL after :data:`GRACE_S`; returns it, ended."""
+    def cancel(self, job_id: str) -> Job:
+        """Stop job ``job_id`` if it runs: SIGINT to its process group, SIGKILL after :data:`GRACE_S`; returns it, ended."""
         with self._lock:
             job = self.current()
-            if job is None or job.state != "running":
-                raise NotFound(f"no training job of {self.images.name} is running", reason="no_job")
+            if job is None or job.id != job_id or job.state != "running":
+                raise NotFound(f"training job {job_id!r} of {self.images.name} is not running"
+                               + (f" (the newest is {job.id}, {job.state})" if job else ""), reason="no_job")
             job.cancel_requested = True
             self._save(job)
         self._signal(job, signal.SIGINT)

@@ -3,7 +3,7 @@
     GET  /ui/api/train/job      the newest job, its progress and the page's defaults (every page polls it)
     POST /ui/api/train/start    {preset, time_limit_s, settings: ["section.key=value", ...]} → 202 and the job;
                                 400 with the validator's message when a setting is refused, 409 while one runs
-    POST /ui/api/train/cancel   stop the running job (gone within 5 s)
+    POST /ui/api/train/cancel   {id}: stop that job if it runs (gone within 5 s)
     GET  /ui/api/train/log      the end of the job's log (``max_bytes``)
 
 The jobs themselves are :class:`imgclf.ui.jobs.JobManager`'s.
@@ -21,6 +21,10 @@ from ..config.settings import Config
 from ..util.errors import ConfigError, InvalidRequest
 from .jobs import JobManager
 from .routes import needed
+
+
+class CancelIn(BaseModel):
+    id: str  # the job to stop (its run's name): a Cancel never stops a job started since the page last looked
 
 
 class StartIn(BaseModel):
@@ -59,10 +63,10 @@ def build_train_router(cfg: Config | None, images_dir: str | os.PathLike | None)
         return JSONResponse(state(manager), status_code=202)
 
     @r.post("/ui/api/train/cancel")
-    def cancel() -> dict[str, Any]:
-        """Stop the running job: SIGINT, then SIGKILL after a grace; its run stays marked incomplete."""
+    def cancel(body: CancelIn) -> dict[str, Any]:
+        """Stop the running job ``id``: SIGINT, then SIGKILL after a grace; its run stays marked incomplete."""
         manager = need_jobs()
-        manager.cancel()
+        manager.cancel(body.id)
         return state(manager)
 
     @r.get("/ui/api/train/log")

@@ -39,9 +39,10 @@
   }
 
   async function cancel() {
+    if (!job) return;
     $("cancel").disabled = true;
     try {
-      await api("api/train/cancel", { json: {} });
+      await api("api/train/cancel", { json: { id: job.id } });
       toast("Training cancelled");
     } catch (e) {
       toast(`Not cancelled: ${e.message}`, { error: true });
