@@ -134,6 +134,7 @@ def test_every_control_by_keyboard_alone(browser, sites, finished):
     _tab_to(pg, "#log summary")
     pg.keyboard.press("Enter")
     pg.wait_for_function("() => document.getElementById('log-text').textContent.length > 0")
+    assert pg.locator("#job-command").inner_text().startswith("imgclf run --images ")
     _tab_to(pg, "#cancel", back=True)
     pg.keyboard.press("Enter")
     pg.wait_for_function("() => document.getElementById('job-state').textContent.startsWith('Training cancelled')")

@@ -1,5 +1,6 @@
-"""The one progress bar of every long loop (featurize, refine, download, dedup): tqdm on stderr in a terminal,
-a notebook widget in Jupyter (``tqdm.auto``); and the progress file a run reports to when asked.
+"""The one progress bar of every long loop (check images, featurize, the C search, refine, download, dedup): tqdm
+on stderr in a terminal, a notebook widget in Jupyter (``tqdm.auto``); and the progress file a run reports to
+when asked.
 
 The progress file (opt-in: ``$IMGCLF_PROGRESS_FILE``, which the web UI's training jobs set) holds one JSON
 object, replaced atomically::
@@ -10,8 +11,9 @@ object, replaced atomically::
 ``stage``: the step of the run (:func:`report_stage`, called by :mod:`imgclf.pipeline.steps`); ``task``,
 ``done``, ``total``, ``unit``: the innermost bar running now (null between bars); ``rate``: units per
 second over the last seconds; ``eta_s``: seconds left at that rate; times are Unix seconds. Bars update it
-at most twice a second, and a heartbeat thread rewrites it every second while the process lives, so a
-step without a bar (the C search's single fits, the doctor) still shows it is alive.
+at most twice a second, and a heartbeat thread rewrites it about every second while the process lives, so a
+step without a bar (building a featurizer, the doctor) still shows it is alive. A native call that holds the
+interpreter (exporting a network to ONNX) can delay a heartbeat by a second or two.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any
 
 ENV = "IMGCLF_PROGRESS_FILE"
 MIN_INTERVAL_S = 0.5  # bars write at most twice a second
-HEARTBEAT_S = 1.0  # the file is rewritten at least this often while the process lives
+HEARTBEAT_S = 0.75  # the heartbeat rewrites the file when its last write is this old
 _RATE_WINDOW_S = 10.0  # the rate is measured over the last seconds of a bar
 
 
@@ -149,7 +151,7 @@ class ProgressFile:
         self._stop.set()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S / 2):
+        while not self._stop.wait(HEARTBEAT_S / 3):
             if time.monotonic() - self._written >= HEARTBEAT_S:
                 with self._lock:
                     self._write()

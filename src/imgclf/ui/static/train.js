@@ -34,6 +34,9 @@
     }
   }
 
+  // An argument as a POSIX shell reads it back.
+  const quoted = (arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`);
+
   function showError(message) {
     $("train-error").textContent = message;
   }
@@ -85,6 +88,7 @@
     $("job-run").textContent = `Run directory ${job.run_dir} · preset ${job.preset}` +
       (job.time_limit_s ? ` · time limit ${JOBS.duration(job.time_limit_s)}` : "") +
       (job.settings.length ? ` · ${job.settings.join(", ")}` : "");
+    $("job-command").textContent = ["imgclf", ...job.command.slice(3)].map(quoted).join(" ");
     $("cancel").hidden = !running;
     $("job-switch").hidden = job.state !== "finished" || !JOBS.canSwitch();
     $("switch-note").hidden = job.state !== "finished" || JOBS.canSwitch();
