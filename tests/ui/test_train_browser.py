@@ -178,6 +178,10 @@ def test_every_control_by_touch_on_a_phone(browser, sites, finished, artifacts):
     pg.screenshot(path=str(artifacts / "phone-train-running.png"))
     box = pg.locator("#cancel").bounding_box()
     assert box["x"] + box["width"] <= PHONE["width"] and box["height"] >= 40, "Cancel is a tap target on the phone"
+    pg.locator("#start").tap()  # a second start says what runs and since when
+    pg.wait_for_function("() => document.getElementById('train-error').textContent.includes('is running')")
+    job = sites["scratch"]["client"].get("/ui/api/train/job").json()["job"]
+    assert job["id"] in pg.locator("#train-error").inner_text() and "started" in pg.locator("#train-error").inner_text()
     pg.locator("#log summary").tap()
     pg.locator("#cancel").tap()
     pg.wait_for_function("() => document.getElementById('job-state').textContent.startsWith('Training cancelled')")
