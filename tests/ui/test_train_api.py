@@ -130,3 +130,15 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_run_that_fails_says_why_in_one_line(tmp_path):
+    images = make_dataset(tmp_path / "lonely", n_per_class=6, classes=("circles",))  # one class: nothing to tell apart
+    with ServerThread(train_app(images, tmp_path / "data")) as srv, no_500_client(srv.url) as c:
+        assert c.post("/ui/api/train/start", json={"preset": "fast"}).status_code == 202
+        job = wait_job(c, ended)["job"]
+        log = c.get("/ui/api/train/log").json()["text"]
+    assert (job["state"], job["exit_code"]) == ("failed", 2)
+    error = next(ln for ln in log.splitlines() if ln.startswith("error:"))
+    assert job["message"].startswith("exit code 2: error:") and error in job["message"]
+    assert not (Path(job["run_dir"]) / "metrics.json").exists()
