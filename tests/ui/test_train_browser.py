@@ -79,11 +79,13 @@ def test_train_with_the_mouse_and_follow_it_from_another_page(page, sites, artif
     assert page.locator("#jobstrip .text").inner_text().startswith("Training finished: new iteration ")
     page.screenshot(path=str(artifacts / "train-finished-strip.png"))
     _switch(page, lambda: page.click("#jobstrip-switch"))
+    job = sites["done"]["client"].get("/ui/api/train/job").json()["job"]
     if page.locator("#jobstrip-train").count():
         page.click("#jobstrip-train")
         page.wait_for_selector("#switch-note:not([hidden])")
-        job = sites["done"]["client"].get("/ui/api/train/job").json()["job"]
         assert job["run_dir"] in page.locator("#switch-note").inner_text()
+    else:  # every page now shows (and Try answers with) the new iteration
+        page.wait_for_function("id => (document.getElementById('live-chosen') || {}).textContent === id", arg=job["id"])
 
 
 def _tab_to(pg, selector: str, back: bool = False, limit: int = 80) -> None:

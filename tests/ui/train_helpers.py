@@ -8,14 +8,16 @@ JOB_LIMIT_S = 900  # a fast training of the tiny dataset on a shared 2-core mach
 
 
 def train_app(images: Path, data: Path, *extra: str):
-    """The UI app over ``images`` (no run loaded) with a tiny config under ``data``: its Train page can start runs."""
+    """The UI app over ``images`` (no run loaded; its runs folder DATA/runs/<dataset>, as `imgclf ui --images` opens
+    it) with a tiny config under ``data``: its Train page can start runs."""
     from datagen import tiny_config
 
     from imgclf.config.settings import ServeConfig
     from imgclf.ui import create_ui_app
 
     cfg = tiny_config(data, images, "engine.threads=1", *extra)
-    return create_ui_app(None, ServeConfig(), images_dir=str(images), run_dir=None, thumbs_dir=str(data / "thumbs"), cfg=cfg)
+    return create_ui_app(None, ServeConfig(), images_dir=str(images), run_dir=None, thumbs_dir=str(data / "thumbs"), cfg=cfg,
+                         runs=str(data.resolve() / "runs" / images.name))
 
 
 def wait_job(client, until, limit_s: float = JOB_LIMIT_S, every_s: float = 0.1, seen: list | None = None) -> dict:

@@ -1,7 +1,8 @@
 """Training jobs the web UI starts: exactly what ``imgclf run`` runs, in a process of its own, one per dataset.
 
-    RUNS/<run>/                       the run directory the job writes (RUNS: DATA_ROOT/runs/<dataset>, where
-                                      `imgclf run` puts a run without --run-dir)
+    RUNS/<run>/                       the run directory the job writes (RUNS: the dataset's runs folder, by default
+                                      DATA_ROOT/runs/<dataset>, where `imgclf run` puts a run without --run-dir;
+                                      <run>: the time it started, as `imgclf run` names it)
     RUNS/.jobs/job.json               the dataset's newest job (:class:`Job`): a UI started again still sees it
     RUNS/.jobs/<run>/config.json      the UI's own settings the run starts from (its --config)
     RUNS/.jobs/<run>/log.txt          the job's stdout and stderr
@@ -80,14 +81,15 @@ class JobRunning(Conflict):
 
 
 class JobManager:
-    """The training jobs of the dataset ``images_dir``, with the settings of ``cfg`` (the UI's own)."""
+    """The training jobs of the dataset ``images_dir``, with the settings of ``cfg`` (the UI's own), writing their
+    runs into ``runs`` (default: where `imgclf run` puts them)."""
 
-    def __init__(self, cfg: Config, images_dir: str | os.PathLike):
+    def __init__(self, cfg: Config, images_dir: str | os.PathLike, runs: str | os.PathLike | None = None):
         self.images = Path(images_dir).resolve()
         self.base = copy.deepcopy(cfg)
         self.base.data.images = str(self.images)
         self.base.data.root = str(Path(cfg.data.root).resolve())
-        self.runs = default_run_dir(self.base).parent
+        self.runs = Path(runs).resolve() if runs is not None else default_run_dir(self.base).parent
         self.folder = self.runs / JOBS
         self._lock = threading.RLock()
         self._procs: dict[str, subprocess.Popen] = {}  # the jobs this process started
@@ -114,7 +116,7 @@ class JobManager:
                 raise JobRunning(f"a training job of {self.images.name} is running: run {running.id}, started "
                                  f"{running.to_dict()['started_at']} (pid {running.pid}); only one runs per dataset",
                                  hint="wait for it to finish, or cancel it on the Train page")
-            run_dir = _free(default_run_dir(cfg))
+            run_dir = _free(self.runs / default_run_dir(cfg).name)
             files = self.folder / run_dir.name
             write_json(files / "config.json", self._inherited())
             command = [sys.executable, "-m", "imgclf", "run", "--images", str(self.images), "--run-dir", str(run_dir),

@@ -33,10 +33,12 @@ class StartIn(BaseModel):
     settings: list[str] = []  # section.key=value, the value in TOML syntax, as --set takes them
 
 
-def build_train_router(cfg: Config | None, images_dir: str | os.PathLike | None) -> APIRouter:
-    """The Train page's routes for the dataset ``images_dir`` with the UI's settings ``cfg`` (either None: no training)."""
+def build_train_router(cfg: Config | None, images_dir: str | os.PathLike | None,
+                       runs: str | os.PathLike | None = None) -> APIRouter:
+    """The Train page's routes for the dataset ``images_dir`` with the UI's settings ``cfg`` (either None: no
+    training); runs go into ``runs``, the dataset's runs folder (default: where `imgclf run` puts them)."""
     r = APIRouter()
-    jobs = JobManager(cfg, images_dir) if cfg is not None and images_dir else None
+    jobs = JobManager(cfg, images_dir, runs) if cfg is not None and images_dir else None
     need_jobs = needed(jobs, "training needs a dataset and the UI's settings; start the UI with `imgclf ui --images DIR`",
                        reason="no_training")
 
