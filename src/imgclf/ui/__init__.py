@@ -30,7 +30,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
              run_dir: str | os.PathLike | None, thumbs_dir: str | os.PathLike | None = None,
              max_body_mb: float | None = None, runs: str | os.PathLike | None = None,
              cfg: Config | None = None, token_required: bool = False) -> Live:
-    """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``, ``/ui/label``, ``/ui/iterations``), their
+    """Add the UI pages (``/ui/dataset``, ``/ui/results``, ``/ui/try``, ``/ui/label``, ``/ui/iterations``, ``/ui/train``), their
     API and static files to ``app``; returns the :class:`Live` state (the chosen and the published iteration).
 
     ``images_dir``: the dataset to browse and correct; ``run_dir``: the iteration shown first;
@@ -39,6 +39,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     be None. Thumbnails are cached in ``thumbs_dir`` (default DATA_ROOT/thumbs); ``max_body_mb``, the
     service's body limit, lets the try page refuse too large a file before sending it. Nothing is read
     until a page asks. ``token_required``: the service checks a token (the publish panel's snippets send one).
+    The Train page starts runs of ``images_dir`` into ``runs`` with the settings ``cfg``.
     """
     from ..config.settings import Config
     from .catalog import Catalog
@@ -48,6 +49,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     from .live import Live
     from .routes import STATIC_DIR, build_router
     from .thumbs import ThumbnailCache
+    from .train import build_train_router
 
     cfg = cfg or Config()
     catalog = Catalog(images_dir, pool=cfg.data.pool) if images_dir else None
@@ -62,6 +64,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     app.include_router(build_label_next_router(lambda: live.label_next, thumbs))
     app.include_router(build_iterations_router(live, catalog, token_required=token_required))
     app.include_router(build_intake_router(catalog))
+    app.include_router(build_train_router(cfg, images_dir, runs))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     return live
 

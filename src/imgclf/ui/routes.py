@@ -59,6 +59,7 @@ PAGES = {
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
     "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
     "iterations": Page("Iterations", "Iterations", "iterations", "Skip to the iterations"),
+    "train": Page("Train", "Train", "train-form", "Skip to the training form"),
 }
 
 
