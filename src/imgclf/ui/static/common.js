@@ -217,7 +217,7 @@ const UI = (() => {
       toast(`Undo failed: ${e.message}`, { error: true });
       return;
     }
-    if (!res.undone) { toast("Nothing left to undo: every change made on this page is undone"); return; }
+    if (!res.undone) { toast("Nothing to undo: every change made on this page is undone already"); return; }
     onUndone(res);
     toast(undoneText(res.back || []));
   }
@@ -275,15 +275,22 @@ const UI = (() => {
 
   // Handle the page's keys: ``actions`` (a list, or a function giving it at the time) says which it
   // offers, ``onAction(action, ev, digit)`` handles one and returns false when it did nothing with it.
-  function keys(actions, onAction) {
+  // Without ``onAction`` the keys are only listed (another script of the page handles them).
+  function keys(actions, onAction = null) {
     const mine = typeof actions === "function" ? actions : () => actions;
     offered.push(mine);
-    document.addEventListener("keydown", (ev) => {
+    if (onAction) document.addEventListener("keydown", (ev) => {
       if (!isShortcut(ev) || helpOpen()) return;
       const entry = BY_KEY.get(ev.key);
       if (!entry || !mine().includes(entry.action)) return;
       if (onAction(entry.action, ev, entry.action === "class" ? Number(ev.key) : null) !== false) ev.preventDefault();
     });
+  }
+
+  // On a phone the images are below the filters: a filter chosen there scrolls to what it shows.
+  const PHONE = window.matchMedia("(max-width: 700px)");
+  function scrollToOnPhone(node) {
+    if (PHONE.matches && node) node.scrollIntoView({ block: "start" });
   }
 
   const helpOpen = () => Boolean(document.querySelector("dialog#keys-help[open]"));
@@ -363,5 +370,5 @@ const UI = (() => {
   }
 
   return { api, el, bars, badge, colour, contrast, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, thumb, show,
-    onReturn, selection, swipe, keys, showKeys, disableAll };
+    onReturn, selection, swipe, keys, showKeys, disableAll, scrollToOnPhone };
 })();
