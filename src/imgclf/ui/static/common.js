@@ -306,7 +306,7 @@ const UI = (() => {
     dlg.replaceChildren(
       el("h2", { id: "keys-help-title" }, "Keys on this page"),
       el("p", { class: "muted small" }, "Every page uses the same keys for the same things."),
-      el("dl", { class: "keys" }, KEYMAP.filter((k) => now.has(k.action)).map((k) => [
+      el("dl", { class: "keys" }, KEYMAP.filter((k) => now.has(k.action)).flatMap((k) => [
         el("dt", { dataset: { action: k.action } }, el("kbd", {}, k.label)), el("dd", {}, k.what)])),
       el("form", { method: "dialog" }, el("button", { class: "btn", type: "submit", id: "keys-help-close" }, el("kbd", {}, "Esc"), " Close")));
     helpReturn = document.activeElement;
