@@ -9,7 +9,7 @@
   const STEP = 60;  // cards added per "Show more"
   const MAX_CLASS_BUTTONS = 5;  // more classes than this: a menu instead of one button each
   const PHONE = window.matchMedia("(max-width: 700px)");
-  const YARDSTICK = "this changes the test split, the yardstick every run is scored on";
+  const YARDSTICK = "the test split, the yardstick every run is scored on";
   const $ = (id) => document.getElementById(id);
 
   const state = { data: null, side: "test", shown: [], limit: STEP, sel: -1, truth: "", pred: "", errors: false, sort: "errors",
@@ -221,7 +221,7 @@
     const test = state.side === "test";
     if (!it.correct && current !== it.predicted) {  // on a test image not the first choice: it would move the yardstick
       actions.push(el("button", { type: "button", class: test ? "btn" : "btn primary", onclick: () => relabel(it, "relabel", it.predicted),
-        title: test ? `Test image: ${YARDSTICK}` : null }, `Relabel as ${it.predicted}`));
+        title: test ? `A test image: relabelling it changes ${YARDSTICK}` : null }, `Relabel as ${it.predicted}`));
     }
     const others = state.data.labels.filter((l) => l !== current && (it.correct || l !== it.predicted));
     if (others.length <= MAX_CLASS_BUTTONS) {
@@ -234,7 +234,7 @@
     }
     if (ds.status !== "excluded") actions.push(el("button", { type: "button", class: "btn danger", onclick: () => relabel(it, "exclude") }, "Exclude"));
     if (ds.status !== "unchanged") actions.push(el("button", { type: "button", class: "btn", onclick: () => relabel(it, "restore") }, "Restore"));
-    if (test) actions.push(el("p", { class: "yardstick" }, `A test image: relabelling or excluding it ${YARDSTICK}.`));
+    if (test) actions.push(el("p", { class: "yardstick" }, `A test image: relabelling or excluding it changes ${YARDSTICK}.`));
     return actions;
   }
 
@@ -310,7 +310,7 @@
     const res = await UI.save("api/annotate/many", { paths, action, label }, (r) => {
       r.items.forEach(refreshDatasetState);
       return `${paths.length} images → ${action === "relabel" ? label : action} in the dataset (${r.changed} changed)`;
-    }, undo, { note: state.side === "test" ? YARDSTICK : "" });
+    }, undo, { note: state.side === "test" ? `this changes ${YARDSTICK}` : "" });
     if (res) picked.clear();
   }
 
@@ -336,7 +336,7 @@
     await UI.save("api/annotate", { path: it.dataset_path, action, label }, (res) => {
       refreshDatasetState(res.item);
       return `${it.name} → ${res.item.label || res.item.status} in the dataset`;
-    }, undo, { note: state.side === "test" ? YARDSTICK : "" });
+    }, undo, { note: state.side === "test" ? `this changes ${YARDSTICK}` : "" });
   }
 
   function undo() {
