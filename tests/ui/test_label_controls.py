@@ -5,10 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from test_ui_label_next import POOL, pool, pool_server  # noqa: F401  (the served dataset with a pool)
+from ui_helpers import PHONE
 
 from imgclf.data.annotations import current_state, read_history
-
-PHONE = {"width": 390, "height": 844}
 
 
 def _cards(pg) -> list[dict]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from ui_helpers import make_many_classes_dataset, serve_ui
+from ui_helpers import PHONE, phone_on_many_classes, serve_ui
 
 from imgclf.data.annotations import record
 from imgclf.ui.routes import PAGES
 
 pytestmark = pytest.mark.browser
-PHONE = {"width": 390, "height": 844}
 
 
 def test_one_h1_and_one_main_on_every_page(page, server, dataset):
@@ -78,12 +77,7 @@ def _overlaps(a: dict, b: dict) -> bool:
 
 
 def test_phone_filter_scrolls_to_the_images_and_the_toast_leaves_the_viewer_buttons_free(browser, tmp_path, artifacts):
-    images = make_many_classes_dataset(tmp_path / "many", n_classes=14)
-    with serve_ui(None, images, None, tmp_path / "thumbs") as srv:
-        ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
-        pg = ctx.new_page()
-        pg.goto(f"{srv.url}/ui/dataset")
-        pg.wait_for_selector(".tile")
+    with phone_on_many_classes(browser, tmp_path) as pg:
         assert pg.locator(".tile").first.bounding_box()["y"] > PHONE["height"] / 2, "the filters come first"
         pg.locator('.filter[data-label="class12"]').tap()  # then the images it shows come into view
         pg.wait_for_function("() => { const t = document.querySelector('.tile'); const r = t && t.getBoundingClientRect();"
@@ -101,7 +95,6 @@ def test_phone_filter_scrolls_to_the_images_and_the_toast_leaves_the_viewer_butt
                 box = pg.locator(sel).nth(k).bounding_box()
                 assert not _overlaps(toast, box), f"the toast covers {sel} #{k}"
         pg.screenshot(path=str(artifacts / "phone-viewer-toast.png"))
-        ctx.close()
 
 
 def test_try_errors_read_once_as_one_block_without_a_broken_image(page, server, dataset, tmp_path):

@@ -360,7 +360,8 @@
     else if (action === "pick" && state.items[state.sel]) picked.toggle(state.items[state.sel].path);
     else if (action === "escape" && !viewerOpen && picked.size) picked.clear();
     else if (action === "open") {
-      if (ev.target && ev.target.tagName === "BUTTON" && !ev.target.classList.contains("tile") && ev.target.id !== "viewer-close") return false;
+      const t = ev.target;  // Enter on a link or another button is theirs, not "open the chosen image"
+      if (t.closest("a, summary") || (t.tagName === "BUTTON" && !t.classList.contains("tile") && t.id !== "viewer-close")) return false;
       viewerOpen ? closeViewer() : openViewer();
     } else return false;
     return true;
