@@ -89,4 +89,5 @@ def test_review_view_decides_with_one_key_each(page, server, ui_run, dataset, ar
     page.locator("#tab-images").click()
     page.wait_for_selector(".tile")
     page.keyboard.press("x")  # the Images view's keys work again, and the review keys are off there
+    page.wait_for_selector('.tile[data-status="excluded"]')
     assert "view=review" not in page.url

@@ -37,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -182,11 +182,15 @@ def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annota
     return undone[0] if undone else None
 
 
-def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None, batch: str = "") -> list[Annotation]:
+def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None, batch: str = "",
+              among: Collection[str] | None = None) -> list[Annotation]:
     """:func:`undo_last`, returning every row it undid (newest first): several for a batch.
 
-    ``batch``: undo that correction of several images (its rows not undone yet), whatever came after it."""
+    ``batch``: undo that correction of several images (its rows not undone yet), whatever came after it.
+    ``among``: undo the newest correction of one of these images only (a batch whole), so that a
+    page undoes what it changed itself and never a correction made elsewhere."""
     want = None if path is None else Path(path).as_posix()
+    scope = None if among is None else {Path(p).as_posix() for p in among}
     with _locked(dataset_dir):
         history = read_history(dataset_dir)
         undone: set[int] = set()
@@ -197,7 +201,8 @@ def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None, batch: st
                 undone.add(int(a.undoes))
             elif n in undone:
                 continue
-            elif not targets and (want is None or a.path == want) and (not batch or a.batch == batch):
+            elif not targets and (want is None or a.path == want) and (not batch or a.batch == batch) \
+                    and (scope is None or a.path in scope):
                 targets.append(n)
                 if want is not None or not a.batch:
                     break

@@ -29,6 +29,7 @@ from .thumbs import file_version
 #: What an image can be: used as its folder label, relabelled, left out (two ways), or in the pool without a class.
 STATUSES = ("unchanged", "relabeled", "excluded", "ambiguous", "pool")
 _LEFT_OUT = {"exclude": "excluded", "ambiguous": "ambiguous"}  # annotation action → status
+MAX_UNDO_SCOPE = 20_000  # images a page may name as its own for an undo
 _RESCAN_AFTER_S = 2.0  # a path missing from the listing triggers a rescan at most this often
 
 
@@ -232,22 +233,31 @@ class Catalog:
         views = self.views([e.rel for e in entries])
         return {"items": [{**views[e.rel], "changed": e.rel in changed} for e in entries], "changed": len(changed)}
 
-    def undo(self, rel: str = "", batch: str = "") -> dict[str, Any]:
-        """Undo the newest correction (of ``rel`` if given; a batch whole; batch ``batch`` if given); ``{"undone":
-        row|None, "item": view|None, "items": views, "removed": paths}``: the newest row undone, the views of every
-        image it changed back, and the images an undone addition took out of the dataset."""
+    def undo(self, rel: str = "", batch: str = "", among: list[str] | None = None) -> dict[str, Any]:
+        """Undo the newest correction (of ``rel`` if given; a batch whole; batch ``batch`` if given), of one of
+        the images ``among`` when given (what a page changed itself: a page never undoes another's correction).
+
+        ``{"undone": row|None, "item": view|None, "items": views, "back": [...], "removed": paths}``: the newest
+        row undone, the views of the listed images it changed back, for every image it changed back (pool
+        images too) ``{"path", "label", "status", "undid": {"action", "label"}}`` (which image, what it is now
+        and what was undone), and the images an undone addition took out of the dataset."""
         if rel:
             self.resolve(rel)
+        if among is not None and len(among) > MAX_UNDO_SCOPE:
+            raise InvalidRequest(f"paths names {len(among)} images; at most {MAX_UNDO_SCOPE}", reason="too_many")
         with self._lock, _refused_when_unsaved():
-            undone = undo_rows(self.root, rel or None, batch=batch)
+            undone = undo_rows(self.root, rel or None, batch=batch, among=among)
             removed = take_back(self.root, undone)
         if removed:
             self.entries(refresh=True)
         if not undone:
-            return {"undone": None, "item": None, "items": [], "removed": []}
+            return {"undone": None, "item": None, "items": [], "back": [], "removed": []}
         views = self.views([a.path for a in undone])
+        state = current_state(self.root)
+        back = [{**_now_state(views.get(a.path), state.get(a.path)), "path": a.path,
+                 "undid": {"action": a.action, "label": a.label}} for a in undone]
         return {"undone": undone[0].__dict__, "item": views.get(undone[0].path), "items": list(views.values()),
-                "removed": removed}
+                "back": back, "removed": removed}
 
     def history(self, limit: int = 50) -> list[dict[str, str]]:
         """The newest ``limit`` rows of annotations.csv, newest first."""
@@ -262,6 +272,18 @@ def _refused_when_unsaved() -> Iterator[None]:
         yield
     except DatasetError as e:
         raise InvalidRequest(f"{e.message}; {e.hint}" if e.hint else e.message, reason=e.reason) from None
+
+
+def _now_state(view: dict[str, Any] | None, ann: Annotation | None) -> dict[str, Any]:
+    """``label`` and ``status`` of an image after an undo: its view's for a listed image; for a pool
+    image (not listed: it has no folder label) ``labelled`` with its class, ``excluded`` or ``unlabelled``."""
+    if view is not None:
+        return {"label": view["label"], "status": view["status"]}
+    if ann is None or ann.action == "restore":
+        return {"label": None, "status": "unlabelled"}
+    if ann.action in LABELLING:
+        return {"label": ann.label, "status": "labelled"}
+    return {"label": None, "status": _LEFT_OUT.get(ann.action, "excluded")}
 
 
 def _correction(e: Entry, ann: Annotation | None, action: str, label: str) -> tuple[str, str, str, str] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -35,6 +36,7 @@ from .routes import _thumbnail, needed
 from .thumbs import ThumbnailCache, file_version
 
 BATCH = 20  # images per batch unless the page asks for another number
+_RESCAN_AFTER_S = 2.0  # a thumbnail of a path missing from the last listing rescans the pool at most this often
 
 
 class LabelIn(BaseModel):
@@ -55,6 +57,8 @@ class LabelNext:
         self.rd = RunDir(Path(run_dir).resolve())
         self.images = Path(images_dir).resolve()
         self._lock = threading.Lock()  # one suggest or refit at a time: they write the run's files
+        self._listed: dict[str, Item] = {}  # the pool as last listed: what thumbnails are looked up in
+        self._listed_at = 0.0
 
     def config(self) -> Config:
         """The run's saved config, reading images from the UI's dataset folder."""
@@ -64,7 +68,19 @@ class LabelNext:
 
     def _pool(self) -> dict[str, Item]:
         """Every pool image by rel path, whatever its annotation (the listing requests are checked against)."""
-        return {it.rel: it for it in scan_dataset(self.images, apply_annotations=False, pool=self.config().data.pool).pool}
+        pool = {it.rel: it for it in scan_dataset(self.images, apply_annotations=False, pool=self.config().data.pool).pool}
+        self._listed, self._listed_at = pool, time.monotonic()
+        return pool
+
+    def listed(self, rel: str) -> Item:
+        """The pool image at ``rel`` as the last listing has it (a batch's thumbnails do not scan the dataset
+        again, one each); a path it lacks rescans the pool, at most every couple of seconds; NotFound after."""
+        item = self._listed.get(rel)
+        if item is None and time.monotonic() - self._listed_at > _RESCAN_AFTER_S:
+            item = self._pool().get(rel)
+        if item is None:
+            raise NotFound(f"no image {rel!r} in the pool of {self.images}; reload the page", reason="not_in_pool")
+        return item
 
     def resolve(self, rel: str) -> Item:
         """The pool image at ``rel``; NotFound when the pool listing has no such image."""
@@ -209,7 +225,7 @@ def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: 
     def thumb(path: str, size: int = 256, v: str = "") -> Response:
         """JPEG thumbnail of a pool image (``v``, from the batch, makes the URL cacheable)."""
         with _as_request_errors():
-            item = need().resolve(path)
+            item = need().listed(path)
         return _thumbnail(thumbs, item.path, size, path, cacheable=bool(v))
 
     return r

@@ -82,6 +82,7 @@ class ReviewIn(BaseModel):
 
 class UndoIn(BaseModel):
     path: str = ""  # undo the newest correction of this image; empty = of any image
+    paths: list[str] | None = None  # the images a page changed itself: undo the newest correction of one of them
 
 
 MAX_BATCH = 5000  # images one bulk correction may name
@@ -200,7 +201,8 @@ def _add_predict_route(r: APIRouter, live: Live) -> None:
         except ImageTooLarge as e:
             raise restated(e, f"image too large: {e.detail}") from None
         except ImageError as e:
-            raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
+            formats = "" if e.reason == "not_an_image" else "; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file"  # that detail lists them
+            raise restated(e, f"not a usable image: {e.detail}{formats}") from None
         pred = result.predictor  # the one that answered (another may have been chosen since)
         ood = None if result.ood is None else float(result.ood[0])
         return pred.compute.answer(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms,
@@ -233,9 +235,10 @@ def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumb
 
     @r.post("/ui/api/undo")
     def undo(body: UndoIn) -> dict[str, Any]:
-        """Undo the newest correction (as a new history row); says which image changed back."""
+        """Undo the newest correction (as a new history row), of the images ``paths`` when given; says which
+        image changed back, to what, and what was undone."""
         cat = need_catalog()
-        return {**cat.undo(body.path), "summary": cat.summary()}
+        return {**cat.undo(body.path, among=body.paths), "summary": cat.summary()}
 
     @r.get("/ui/api/history")
     def history(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
