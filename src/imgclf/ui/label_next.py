@@ -1,6 +1,7 @@
 """The Label next page's API: the suggested batch of pool images, one label per image, and the refit.
 
-The batch is the run's suggestions.csv (made by ``imgclf suggest``, or here when there is none).
+The batch is the run's suggestions.csv (made by ``imgclf suggest``, or here when there is none); an image the
+service kept after answering "unknown" or "uncertain" (``serve.keep_inputs``) comes first and says so (``served``).
 A label is an annotation of the dataset (action ``label``; ``x`` excludes the image from the
 pool), saved at once, undone by the dataset's undo like any correction. ``refit`` refits the head
 on the labels given so far, reports the run's test accuracy before and after, and suggests the
@@ -15,7 +16,7 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 from ..config.settings import Config
 from ..data.annotations import LABELLING, current_state, record
 from ..data.dataset import Item, scan_dataset
+from ..data.kept import KeptImage, read_kept
 from ..labelnext import DEFAULT_STRATEGY, STRATEGIES
 from ..labelnext.step import POOL_EMPTY, suggest
 from ..labelnext.step import refit as refit_head
@@ -96,8 +98,10 @@ class LabelNext:
 
     def _batch(self, rows: list[dict[str, Any]], state: dict) -> list[dict[str, Any]]:
         pool = self._pool()
+        kept: dict[Path, dict[str, KeptImage]] = {}
         return [{"path": r["rel"], "predicted": r["predicted"], "score": r["score"], "reason": r["reason"],
-                 "v": file_version(pool[r["rel"]].path), **_state(state.get(r["rel"]))} for r in rows if r["rel"] in pool]
+                 "v": file_version(pool[r["rel"]].path), "served": _served(pool[r["rel"]].path, kept),
+                 **_state(state.get(r["rel"]))} for r in rows if r["rel"] in pool]
 
     def progress(self, state: dict | None = None) -> dict[str, Any]:
         """Labelled / pool size, and the test accuracy of the run and after every refit."""
@@ -154,6 +158,18 @@ def _checked(strategy: str) -> str:
     return strategy
 
 
+def _served(path: str, kept: dict[Path, dict[str, KeptImage]]) -> dict[str, Any] | None:
+    """What the service answered when asked about the pool image ``path``, when it kept it unsure (``serve.keep_inputs``:
+    "unknown" or "uncertain"), else None; ``kept`` caches the records of each folder."""
+    folder = Path(path).parent
+    if folder not in kept:
+        kept[folder] = read_kept(folder)
+    k = kept[folder].get(Path(path).name)
+    if k is None or not k.unsure:
+        return None
+    return {"answer": k.answer, "unknown": k.unknown, "first_asked": k.first_asked, "times_asked": k.times_asked}
+
+
 def _state(ann: Any) -> dict[str, Any]:
     """What happened to a suggested image so far: ``label`` given (None), ``status`` labelled | excluded | ''."""
     if ann is None:
@@ -163,8 +179,9 @@ def _state(ann: Any) -> dict[str, Any]:
     return {"label": None, "status": "excluded"}
 
 
-def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache) -> APIRouter:
-    """The routes of the Label next page's API (``/ui/api/label-next/...``)."""
+def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: ThumbnailCache) -> APIRouter:
+    """The routes of the Label next page's API (``/ui/api/label-next/...``) over ``label_next()``, the chosen
+    iteration's."""
     r = APIRouter()
 
     need = needed(label_next, "Label next needs a run and its dataset; start the UI with `imgclf ui --run RUN_DIR` "

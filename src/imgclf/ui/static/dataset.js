@@ -74,7 +74,8 @@
     setClasses(summary.classes);
     renderFilters();
     renderClassButtons();
-    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history. Images are never moved or deleted.`;
+    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history; a correction never moves or deletes an image.`;
+    document.dispatchEvent(new CustomEvent("imgclf:summary", { detail: summary }));
   }
 
   // ------------------------------------------------------------ rendering
@@ -94,6 +95,7 @@
     items.push(entry("Relabeled", s.statuses.relabeled, "", "relabeled"));
     items.push(entry("Excluded", s.statuses.excluded, "", "excluded"));
     items.push(entry("Ambiguous", s.statuses.ambiguous, "", "ambiguous"));
+    items.push(entry("Pool (no class yet)", s.statuses.pool || 0, "", "pool"));
     $("filters").replaceChildren(...items);
   }
 
@@ -110,6 +112,7 @@
   function labelText(it) {
     if (it.status === "excluded") return "excluded";
     if (it.status === "ambiguous") return "ambiguous";
+    if (it.status === "pool") return "in the pool, no class yet";
     return it.label;
   }
 
@@ -139,7 +142,8 @@
     flag.textContent = it.status === "unchanged" ? "" : it.status.toUpperCase();
     flag.hidden = !flag.textContent;
     const tag = it.label ? badge(it.label) : el("span", { class: `badge ${it.status}` }, it.status);
-    const was = it.status !== "unchanged" ? [el("span", { class: "was" }, `folder: ${it.original}`)] : [];
+    const was = it.status === "unchanged" || it.status === "pool" ? []
+      : [el("span", { class: "was" }, it.pool ? "from the pool" : `folder: ${it.original}`)];
     node.querySelector(".cap").replaceChildren(tag, ...was, el("span", { class: "name", title: it.path }, fileName(it.path)));
   }
 
@@ -154,9 +158,10 @@
     state.items.forEach((it, i) => {
       if (it.original !== group) {
         group = it.original;
-        nodes.push(el("h3", { class: "group", role: "presentation" },
-          el("span", { class: "swatch", style: { background: colour(group) }, "aria-hidden": "true" }), group,
-          el("span", { class: "muted" }, "folder")));
+        nodes.push(it.pool ? el("h3", { class: "group", role: "presentation" }, "Pool", el("span", { class: "muted" }, "unlabelled images"))
+          : el("h3", { class: "group", role: "presentation" },
+            el("span", { class: "swatch", style: { background: colour(group) }, "aria-hidden": "true" }), group,
+            el("span", { class: "muted" }, "folder")));
       }
       nodes.push(tile(it, i));
     });
@@ -296,6 +301,10 @@
 
   function showUndone(res) {
     setSummary(res.summary);
+    if ((res.removed || []).length) {  // an upload undone: its images left the dataset
+      load({ refresh: true });
+      return `Undone: ${res.removed.length} added image${res.removed.length === 1 ? "" : "s"} moved out of the dataset (to .imgclf-removed/, not deleted)`;
+    }
     (res.items || []).forEach(updateItem);
     if (!res.item) return "";
     const i = updateItem(res.item);
@@ -332,6 +341,7 @@
   // ------------------------------------------------------------ keys and clicks
   function onKey(ev) {
     if (!isShortcut(ev) || document.body.dataset.view === "review") return;  // review.js has its own keys
+    if (document.querySelector("dialog[open]:not(#viewer)")) return;  // another dialog (intake.js's) has the keys
     const k = ev.key;
     const viewerOpen = $("viewer").open;
     const classes = state.summary ? state.summary.classes : [];
@@ -384,6 +394,7 @@
       load();
     });
     UI.onReturn(() => load({ refresh: true }));
+    document.addEventListener("imgclf:dataset-changed", () => load({ refresh: true }));  // intake.js added or relabelled images
     let timer = null;
     $("search").addEventListener("input", () => {
       clearTimeout(timer);

@@ -49,6 +49,13 @@
     return "";
   }
 
+  // Why an image the service kept comes first: what it answered, and when (serve.keep_inputs).
+  function servedText(s) {
+    const flagged = s.unknown && s.answer !== "unknown" ? ", flagged unknown," : "";
+    return `The service answered ${s.answer}${flagged} on ${new Date(s.first_asked).toLocaleDateString()}` +
+      (s.times_asked > 1 ? ` · asked ${s.times_asked} times` : "");
+  }
+
   function card(it, i) {
     return el("li", {}, el("button", {
       type: "button", class: "ln-card", role: "option", tabindex: "-1", "aria-selected": "false",
@@ -57,7 +64,8 @@
     el("span", { class: "cap" },
       el("span", { class: "name", title: it.path }, fileName(it.path)),
       el("span", {}, "looks like ", badge(it.predicted)),
-      el("span", { class: "muted" }, `${it.reason} · ${it.score.toFixed(2)}`),
+      it.served ? el("span", { class: "ln-served", dataset: { role: "served" } }, servedText(it.served))
+        : el("span", { class: "muted" }, `${it.reason} · ${it.score.toFixed(2)}`),
       el("span", { dataset: { role: "state" } }, stateText(it)))));
   }
 
