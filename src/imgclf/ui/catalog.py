@@ -215,9 +215,10 @@ class Catalog:
         The view's ``changed`` is False when the image already was so (nothing is written then)."""
         return self.annotate_many([rel], action, label)["items"][0]
 
-    def annotate_many(self, rels: list[str], action: str, label: str = "") -> dict[str, Any]:
+    def annotate_many(self, rels: list[str], action: str, label: str = "", batch: str = "") -> dict[str, Any]:
         """One correction of several images at once: one history row per image that changes, all of
-        one batch (so one undo takes them all back). ``{"items": views, "changed": n}``."""
+        one batch (so one undo takes them all back; ``batch`` joins them to rows written by an earlier
+        call). ``{"items": views, "changed": n}``."""
         if action == "relabel" and label not in (classes := self.classes()):
             raise InvalidRequest(f"label must be one of the classes {', '.join(classes)}; got {label!r}")
         if action not in ("relabel", "exclude", "ambiguous", "restore", "keep"):
@@ -228,7 +229,7 @@ class Catalog:
             rows = [row for e in entries if (row := _correction(e, state.get(e.rel), action, label)) is not None]
             if rows:
                 with _refused_when_unsaved():
-                    record(self.root, rows, batch=new_batch_id() if len(rows) > 1 else "")
+                    record(self.root, rows, batch=batch or (new_batch_id() if len(rows) > 1 else ""))
         changed = {row[0] for row in rows}
         views = self.views([e.rel for e in entries])
         return {"items": [{**views[e.rel], "changed": e.rel in changed} for e in entries], "changed": len(changed)}

@@ -80,6 +80,11 @@ class ReviewIn(BaseModel):
     action: str  # accept | keep | exclude
 
 
+class ReviewManyIn(BaseModel):
+    paths: list[str]  # image paths relative to the dataset folder
+    action: str  # accept | keep | exclude
+
+
 class UndoIn(BaseModel):
     path: str = ""  # undo the newest correction of this image; empty = of any image
     paths: list[str] | None = None  # the images a page changed itself: undo the newest correction of one of them
@@ -281,6 +286,14 @@ def _add_review_routes(r: APIRouter, review: Callable[[], Review | None]) -> Non
         """Accept the suggestion, keep the label or exclude the image; saved at once to annotations.csv."""
         rv = need_review()
         return {"item": rv.act(body.path, body.action), "summary": rv.catalog.summary()}
+
+    @r.post("/ui/api/review/act-many")
+    def review_act_many(body: ReviewManyIn) -> dict[str, Any]:
+        """One decision on several findings, saved as one correction (one undo takes them all back)."""
+        if len(body.paths) > MAX_BATCH:
+            raise InvalidRequest(f"one review decision may name at most {MAX_BATCH} images; got {len(body.paths)}")
+        rv = need_review()
+        return {**rv.act_many(body.paths, body.action), "summary": rv.catalog.summary()}
 
 
 def _page(name: str) -> Callable[[Request], Response]:
