@@ -110,7 +110,7 @@ def build_intake_router(catalog: Catalog | None) -> APIRouter:
         cat = need_catalog()
         with _refused_when_unsaved():
             rows = change(cat)
-        return {"changed": len(rows), "summary": cat.summary()}
+        return {"changed": len(rows), "paths": [a.path for a in rows], "summary": cat.summary()}
 
     @r.post("/ui/api/classes/rename")
     def rename(body: RenameIn) -> dict[str, Any]:

@@ -369,6 +369,6 @@ const UI = (() => {
     root.querySelectorAll("button, select, input, textarea").forEach((c) => { if (!except.includes(c)) c.disabled = off; });
   }
 
-  return { api, el, bars, badge, colour, contrast, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, thumb, show,
+  return { api, el, bars, badge, colour, contrast, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, remember, thumb, show,
     onReturn, selection, swipe, keys, showKeys, disableAll, scrollToOnPhone };
 })();

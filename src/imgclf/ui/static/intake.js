@@ -61,6 +61,7 @@
         batch = res.batch;
         added += res.added + res.labelled;
         items.push(...res.items);
+        UI.remember(res.items.filter((it) => it.status === "added" || it.status === "labelled").map((it) => it.path));
       } catch (e) {
         error = e.message;
         part.forEach((f) => items.push({ name: f.name, status: "refused", reason: "not_sent", message: e.message }));
@@ -242,6 +243,7 @@
         return;
       }
       $("classes-dialog").close();
+      UI.remember(res.paths);  // this page's undo takes the rename or merge back
       document.dispatchEvent(new CustomEvent("imgclf:dataset-changed"));
       toast(`${text}: ${plural(res.changed, "image")} relabelled · saved (u undoes it)`);
     }
