@@ -44,7 +44,7 @@ def test_listed_newest_first_with_labels_changed_and_test_changes(tmp_path):
                                          "calibration": {"after": {"ece": 0.07}}, "wall_seconds": 12.5})
     _iteration(runs, "two", {**base, "a.jpg": ("train", "dog")}, 2000, {"accuracy": 0.75})
     _iteration(runs, "three", {**base, "a.jpg": ("train", "dog"), "b.jpg": ("test", "cat")}, 3000,
-               {"draft": {"cv_accuracy": 0.8, "parent": "two"}})
+               {"draft": True, "cv_accuracy": 0.8, "parent": {"name": "two", "run": "/x/two"}})
     (runs / "not-a-run").mkdir()
     (runs / "notes.txt").write_text("x")
     its = list_iterations(runs)

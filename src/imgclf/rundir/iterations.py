@@ -108,9 +108,11 @@ def _iteration(rd: RunDir) -> Iteration:
                    featurizers=list(cfg.model.featurizers) if cfg is not None and cfg.model.featurizers else
                    ([f"{cfg.model.backbone}@{cfg.model.resolution}"] if cfg is not None else []),
                    classifier=cfg.train.classifier if cfg is not None else None)
-    if draft:
-        it.cv_accuracy = (draft or {}).get("cv_accuracy") if isinstance(draft, dict) else metrics.get("cv_accuracy")
-        it.parent = (draft or {}).get("parent") if isinstance(draft, dict) else None
+    if draft:  # metrics.json of a quick update: cv_accuracy on train and the parent iteration, no test figure
+        parent = metrics.get("parent")
+        it.cv_accuracy = metrics.get("cv_accuracy")
+        it.class_avg_accuracy = metrics.get("cv_class_avg_accuracy")
+        it.parent = parent.get("name") if isinstance(parent, dict) else parent
     else:
         it.accuracy = metrics.get("accuracy")
         it.class_avg_accuracy = metrics.get("class_avg_accuracy")
