@@ -143,11 +143,17 @@
     catch (e) { toast(`Cannot compare: ${e.message}`, { error: true }); return; }
     const notes = [];
     if (!c.comparable) {
-      notes.push(el("p", { class: "alert", role: "alert", id: "cmp-warning" },
-        "Not tested on the same yardstick: ",
-        !c.same_images ? `${c.only_before.length} test image(s) only in ${c.before}, ${c.only_after.length} only in ${c.after}. ` : "",
-        !c.same_labels ? `${c.relabelled.length} test image(s) relabelled (${c.relabelled.slice(0, 5).map((r) => `${r.image}: ${r.before} → ${r.after}`).join("; ")}${c.relabelled.length > 5 ? "; …" : ""}). ` : "",
-        `Both are scored on the ${c.n_shared} test images they share, with ${c.after}'s labels.`));
+      const which = (title, items) => (items.length ? el("div", {}, el("h4", {}, `${title} (${items.length})`),
+        el("ul", { class: "cmp-images" }, items.map((t) => el("li", {}, t)))) : null);
+      notes.push(el("div", { class: "alert", role: "alert", id: "cmp-warning" },
+        el("p", {}, "Not tested on the same yardstick: ",
+          !c.same_images ? `${c.only_before.length} test image(s) only in ${c.before}, ${c.only_after.length} only in ${c.after}. ` : "",
+          !c.same_labels ? `${c.relabelled.length} test image(s) relabelled. ` : "",
+          `Both are scored on the ${c.n_shared} test images they share, with ${c.after}'s labels.`),
+        el("details", { id: "cmp-which" }, el("summary", {}, "Which images"),
+          which("Relabelled", c.relabelled.map((r) => `${r.image}: ${r.before} → ${r.after}`)),
+          which(`Only in ${c.before}'s test split`, c.only_before),
+          which(`Only in ${c.after}'s test split`, c.only_after))));
     }
     const table = el("table", { class: "cmp-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "class"), el("th", {}, "precision"), el("th", {}, "Δ"), el("th", {}, "recall"),
