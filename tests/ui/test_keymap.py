@@ -22,7 +22,8 @@ def test_question_mark_lists_the_same_keys_on_every_page_and_escape_gives_the_fo
         page.keyboard.press("?")
         page.wait_for_selector("dialog#keys-help[open]")
         keys = page.eval_on_selector_all("#keys-help dt", "ds => ds.map(d => [d.innerText, d.nextElementSibling.innerText])")
-        assert ("?", "show these keys") in [tuple(k) for k in keys] and len(keys) >= 2, (name, keys)
+        assert ("?", "show these keys") in [tuple(k) for k in keys], (name, keys)
+        assert name not in READY or len(keys) >= 2, (name, keys)  # the image pages have keys of their own
         meaning[name] = dict(keys)
         page.keyboard.press("Escape")
         page.wait_for_selector("dialog#keys-help[open]", state="detached")

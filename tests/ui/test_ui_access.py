@@ -48,7 +48,7 @@ def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser,
         pg = ctx.new_page()
         assert pg.goto(f"{srv.url}/ui/dataset").status == 401
         pg.goto(f"{srv.url}/ui/dataset?token=s3cret")
-        assert pg.url == f"{srv.url}/ui/dataset", "the token leaves the address bar"
+        assert pg.url.split("#")[0] == f"{srv.url}/ui/dataset", "the token leaves the address bar"
         pg.wait_for_selector(".tile")
         wait_images_loaded(pg, ".tile img")
         pg.locator(".tile").first.click()

@@ -278,7 +278,7 @@ def _refused_when_unsaved() -> Iterator[None]:
 def _now_state(view: dict[str, Any] | None, ann: Annotation | None) -> dict[str, Any]:
     """``label`` and ``status`` of an image after an undo: its view's for a listed image; for a pool
     image (not listed: it has no folder label) ``labelled`` with its class, ``excluded`` or ``unlabelled``."""
-    if view is not None:
+    if view is not None and view["status"] != "pool":
         return {"label": view["label"], "status": view["status"]}
     if ann is None or ann.action == "restore":
         return {"label": None, "status": "unlabelled"}
