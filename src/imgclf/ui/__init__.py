@@ -37,6 +37,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     """
     from .catalog import Catalog
     from .label_next import LabelNext, build_label_next_router
+    from .quick import build_quick_router
     from .results import RunResults
     from .review import Review
     from .routes import STATIC_DIR, build_router
@@ -49,6 +50,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     app.include_router(build_router(catalog=catalog, results=results, predictor=predictor, thumbs=thumbs, review=review,
                                     max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(LabelNext(run_dir, images_dir) if run_dir and images_dir else None, thumbs))
+    app.include_router(build_quick_router(lambda: run_dir, images_dir))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
