@@ -140,3 +140,26 @@ def test_a_draft_of_a_draft_compares_with_its_parents_cross_validated_accuracy(p
     assert cv_figures(second["run"]) == {k: second[k] for k in ("cv_accuracy", "cv_class_avg_accuracy")}
     with pytest.raises(RunDirError, match="not a run directory"):
         quick_update(images, images)
+
+
+def test_a_draft_is_an_iteration_predict_and_the_run_history_accept(parent, images, tmp_path, capsys):
+    import json
+
+    from imgclf.cli import main
+    from imgclf.labelnext.quick import quick_update
+    from imgclf.tracking.store import log_run
+
+    draft = quick_update(parent["run"], images)
+    image = next(r.path for r in load_split(str(Path(draft["run"]) / "split.csv")) if r.split == "test")
+    assert main(["predict", str(Path(draft["run"]) / "model"), image]) == 0
+    answer = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert sorted(answer["scores"]) == draft["labels"] and sum(answer["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+
+    cfg = RunDir(Path(draft["run"])).saved_config()
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    cfg.tracking.enabled, cfg.tracking.uri = True, uri
+    assert log_run(cfg, draft["run"], "quick-update")
+    assert main(["runs", "list", "--json", "--set", f"tracking.uri={json.dumps(uri)}"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["name"] == draft["name"] and row["tags"]["command"] == "quick-update"
+    assert row["metrics"]["cv_accuracy"] == pytest.approx(draft["cv_accuracy"]) and "accuracy" not in row["metrics"]
