@@ -140,6 +140,11 @@ def test_a_draft_of_a_draft_compares_with_its_parents_cross_validated_accuracy(p
     assert cv_figures(second["run"]) == {k: second[k] for k in ("cv_accuracy", "cv_class_avg_accuracy")}
     with pytest.raises(RunDirError, match="not a run directory"):
         quick_update(images, images)
+    taken = Path(first["run"])
+    with pytest.raises(RunDirError, match="exists already"):
+        quick_update(parent["run"], images, out_dir=taken)
+    assert not [p for p in taken.parent.iterdir() if p.name.startswith(".")], "no half-written draft is left"
+    assert read_json(taken / "metrics.json")["cv_accuracy"] == first["cv_accuracy"], "the folder there is left as it was"
 
 
 def test_a_draft_is_an_iteration_predict_and_the_run_history_accept(parent, images, tmp_path, capsys):

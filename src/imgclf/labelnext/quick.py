@@ -4,7 +4,8 @@
     images labelled since, excluded images left out)
       → each image's features: the parent's features.npz, its pool_features.npz, else the parent bundle's
         featurizer through the content-keyed feature cache (only those images)
-      → the parent's split kept: an image it split stays on its side, a new image trains (nothing joins test)
+      → the parent's split kept: an image it split stays on its side, a new image trains (nothing joins test),
+        unless the dataset's folders predefine its split (``test/``: the user put it there, as ``imgclf run`` would)
       → one LinearSVC at the parent's C on the train rows (no search), scored by stratified k-fold
         cross-validation on the train rows only; the temperature and the unknown-image detector from the
         same out-of-fold decision values
@@ -20,6 +21,7 @@ whole or not at all: it is written in a hidden folder beside, then renamed into 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -176,7 +178,8 @@ def _labelled(cfg: Config, rd: RunDir, meta: Any, items: list[Item], unusable: s
         known.update({p: f for p, f, good in zip(res.paths, res.features, res.ok) if good})
         failed = res.errors
         log.info("quick update: %d new images featurized, %d unreadable", int(res.ok.sum()), len(failed))
-    rows = [SplitRow(it.path, it.label, m.split if m is not None else "train", it.rel) for it, m in usable if it.path in known]
+    rows = [SplitRow(it.path, it.label, m.split if m is not None else it.split or "train", it.rel) for it, m in usable
+            if it.path in known]
     x = np.stack([known[r.path] for r in rows]) if rows else np.zeros((0, feats.shape[1]), np.float32)
     return _Labelled(rows, x.astype(np.float32, copy=False), not all(r.path in index for r in rows), failed, n_unusable)
 
@@ -238,7 +241,7 @@ def _scores(y: np.ndarray, oof: np.ndarray, labels: list[str]) -> dict[str, Any]
 
 
 def _draft_dir(parent: Path) -> Path:
-    """A new folder name beside ``parent``: <time>-quick, numbered when that name is taken."""
+    """A new folder name beside ``parent`` (a run directory or a draft): <time>-quick, numbered when that name is taken."""
     base = time.strftime("%Y%m%d-%H%M%S") + DRAFT_SUFFIX
     name, n = base, 2
     while (parent.parent / name).exists():
@@ -296,14 +299,33 @@ def quick_update(run_dir: str | os.PathLike, images_dir: str | os.PathLike, out_
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 3)
             derive_bundle(bundle_dir, rd.model, draft_meta, fit.head, metrics=metrics, ood=ood)
             write_json(rd.metrics, metrics)
-        os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700; a run directory is an ordinary folder
-        os.rename(stage, target)  # refused when a non-empty folder of that name appeared meanwhile
-        fsync_dir(target.parent)
+        target = _publish(stage, target, pick_another=out_dir is None)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     log.info("quick update of %s → draft %s in %.2f s", parent.root.name, target.name, time.perf_counter() - t0)
     return {"run": str(target), "name": target.name, **metrics}
+
+
+def _publish(stage: Path, target: Path, pick_another: bool) -> Path:
+    """Rename the finished ``stage`` to ``target`` (a folder of that name made meanwhile, by a draft of the same
+    second: the next free name when ``pick_another``, else a RunDirError); returns where it went."""
+    os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp makes 0700; a run directory is an ordinary folder
+    while True:
+        try:
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(target))
+            os.rename(stage, target)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if not pick_another:
+                raise RunDirError(f"{target} exists already; the draft was not written",
+                                  hint="give a new folder, or leave the draft's folder to the quick update") from None
+            target = _draft_dir(target)
+    fsync_dir(target.parent)
+    return target
 
 
 def _features_of(parent: RunDir, rd: RunDir, rows: list[SplitRow], x: np.ndarray, new_id: str | None) -> None:
