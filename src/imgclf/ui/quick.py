@@ -57,6 +57,14 @@ def _track(draft: Path) -> None:
     threading.Thread(target=log_run, args=(cfg, draft, "quick-update"), name="track-draft", daemon=True).start()
 
 
+def _warm_up() -> None:
+    """Import what a quick update fits with (scikit-learn, joblib: a second or more on a first use), so that the
+    click that follows the bar's appearance pays only for the work."""
+    import joblib  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.svm  # noqa: F401
+
+
 class QuickUpdate:
     """The quick update of the chosen iteration (``run_dir()``) over the dataset folder ``images_dir``."""
 
@@ -64,6 +72,7 @@ class QuickUpdate:
         self.run_dir = run_dir
         self.images = Path(images_dir).resolve() if images_dir else None
         self._lock = threading.Lock()  # one draft at a time
+        self._warm: threading.Thread | None = None
 
     def _needed(self) -> tuple[Path, Path]:
         run = self.run_dir()
@@ -82,6 +91,9 @@ class QuickUpdate:
             raise InvalidRequest(e.message, reason=e.reason) from None
         except (RunDirError, BundleError) as e:
             raise NotFound(e.message, reason=e.reason) from None
+        if changes.total and self._warm is None:  # the bar will offer a quick update: load its libraries meanwhile
+            self._warm = threading.Thread(target=_warm_up, name="quick-update-warm-up", daemon=True)
+            self._warm.start()
         return {"run": str(run), "name": run.name, "draft": is_draft(run), "changes": changes.to_dict(), **figures}
 
     def update(self) -> dict[str, Any]:
