@@ -8,8 +8,9 @@ to its annotations.csv, never to DATA_DIR. ``WORK_DIR/data`` is the data root; t
 no model. Then, in this process: one untimed quick update (it loads scikit-learn and joblib, as the UI
 server's first one does), and ``--repeats`` times: ``--relabel`` more train images relabelled to another
 class (annotations.csv), the label changes counted (what the UI's bar asks), and one quick update timed
-(:func:`imgclf.labelnext.quick.quick_update`: what POST /ui/api/quick-update and Label next's Refit run).
-Prints the median, min and max of each, and the first call's time.
+(:func:`imgclf.labelnext.quick.quick_update`: what POST /ui/api/quick-update and Label next's Refit run),
+with its CPU time (every thread of the process: what other jobs on a shared machine do not change much).
+Prints the median, min and max of each, the first call's time and the load average.
 """
 from __future__ import annotations
 
@@ -74,18 +75,19 @@ def main() -> None:
     first = quick_update(run, images)
     first_s = time.perf_counter() - t0
     shutil.rmtree(first["run"])
-    times, status, drafts = [], [], []
+    times, cpu, status, drafts = [], [], [], []
     for k in range(args.repeats):
         batch = picks[k * args.relabel:(k + 1) * args.relabel]
         record(images, [(r.rel, r.label, "relabel", labels[(labels.index(r.label) + 1) % len(labels)]) for r in batch])
         t0 = time.perf_counter()
         changes = label_changes(run, images)
         status.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         draft = quick_update(run, images)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         drafts.append(draft)
-        print(f"quick update {k + 1}: {times[-1]:.3f} s · {changes.relabelled} relabelled · {draft['n_train']} train images · "
+        print(f"quick update {k + 1}: {times[-1]:.3f} s ({cpu[-1]:.2f} CPU s) · {changes.relabelled} relabelled · {draft['n_train']} train images · "
               f"cv accuracy {draft['cv_accuracy']:.4f} (class-averaged {draft['cv_class_avg_accuracy']:.4f})", flush=True)
         shutil.rmtree(draft["run"])
     (images / "annotations.csv").unlink(missing_ok=True)
@@ -93,8 +95,9 @@ def main() -> None:
            "classes": len(labels), "cv_folds": drafts[-1]["cv_folds"], "cpus": os.cpu_count(), "first_s": round(first_s, 3),
            "quick_update_s": {"median": round(statistics.median(times), 3), "min": round(min(times), 3), "max": round(max(times), 3),
                               "each": [round(t, 3) for t in times]},
+           "quick_update_cpu_s": {"median": round(statistics.median(cpu), 3), "min": round(min(cpu), 3)},
            "label_changes_s": {"median": round(statistics.median(status), 3), "max": round(max(status), 3)},
-           "parent_cv_class_avg_accuracy": drafts[-1]["parent"]["cv_class_avg_accuracy"]}
+           "parent_cv_class_avg_accuracy": drafts[-1]["parent"]["cv_class_avg_accuracy"], "load_average": os.getloadavg()}
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
