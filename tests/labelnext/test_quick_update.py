@@ -140,6 +140,10 @@ def test_a_draft_of_a_draft_compares_with_its_parents_cross_validated_accuracy(p
     assert cv_figures(second["run"]) == {k: second[k] for k in ("cv_accuracy", "cv_class_avg_accuracy")}
     with pytest.raises(RunDirError, match="not a run directory"):
         quick_update(images, images)
+    (Path(first["run"]) / "INCOMPLETE").write_text("{}")  # a draft whose writer was killed: unreadable marker
+    with pytest.raises(RunDirError, match="is incomplete"):
+        quick_update(first["run"], images)
+    (Path(first["run"]) / "INCOMPLETE").unlink()
     taken = Path(first["run"])
     with pytest.raises(RunDirError, match="exists already"):
         quick_update(parent["run"], images, out_dir=taken)

@@ -45,6 +45,7 @@ from ..features.featurize import featurize_many
 from ..features.step import feature_cache_dir
 from ..rundir.guard import writing
 from ..rundir.layout import RunDir
+from ..rundir.state import RunIncomplete, read_incomplete
 from ..trust.calibration import fit_temperature, softmax
 from ..trust.ood import fit_ood
 from ..util.arrays import class_averaged_accuracy
@@ -255,6 +256,9 @@ def quick_update(run_dir: str | os.PathLike, images_dir: str | os.PathLike, out_
     t0 = time.perf_counter()
     parent = RunDir(Path(run_dir).resolve())
     cfg = _config(parent, images_dir)
+    unfinished = read_incomplete(parent.root)
+    if unfinished is not None:  # its model, split and features may not belong together
+        raise RunIncomplete(f"{unfinished.describe(parent.root)}; a quick update would build on it", hint=unfinished.hint(parent.root))
     bundle_dir, meta, head = load_head(parent.model)
     features = parent.load_features()
     if meta.feature_ids != features[3] or "C" not in meta.classifier:
