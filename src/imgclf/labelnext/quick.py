@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -74,6 +75,20 @@ class LabelChanges:
 
     def to_dict(self) -> dict[str, int]:
         return {**dataclasses.asdict(self), "total": self.total}
+
+
+def _features(rd: RunDir) -> tuple[dict[str, int], np.ndarray, np.ndarray, str]:
+    """The run's features.npz, read once per version of the file (a server makes many drafts of one iteration, and
+    a draft's file is its parent's, hard-linked, when no image was added)."""
+    st = os.stat(rd.need(rd.features, "featurize"))
+    return _read_features(str(rd.features), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_features(path: str, inode: int, mtime_ns: int, size: int) -> tuple[dict[str, int], np.ndarray, np.ndarray, str]:
+    index, feats, ok, fid = RunDir(Path(path).parent).load_features()
+    feats.flags.writeable = False  # shared by every draft made from it
+    return index, feats, ok, fid
 
 
 def _current_items(cfg: Config, rd: RunDir) -> tuple[list[Item], set[str]]:
@@ -260,7 +275,7 @@ def quick_update(run_dir: str | os.PathLike, images_dir: str | os.PathLike, out_
     if unfinished is not None:  # its model, split and features may not belong together
         raise RunIncomplete(f"{unfinished.describe(parent.root)}; a quick update would build on it", hint=unfinished.hint(parent.root))
     bundle_dir, meta, head = load_head(parent.model)
-    features = parent.load_features()
+    features = _features(parent)
     if meta.feature_ids != features[3] or "C" not in meta.classifier:
         raise RunDirError(f"the model of {parent.root} is a {meta.kind or 'model'} on features of {meta.feature_ids}, not a "
                           "linear SVM head on its features.npz: the quick update refits that head only",
