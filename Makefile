@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv and run the whole pipeline on the embedded demo data
-#   make test   set up .venv with the dev extras, check the import layers (lint-imports), run the test suite
+#   make test   set up .venv with the dev and ray extras, check the import layers (lint-imports), run the test suite
 # Both install the exact versions of constraints.txt (those the test suite passed with);
 #   make lock   refreshes it: the newest versions pyproject.toml allows, in a fresh venv (then run make test)
 # and, for the edit loop, `make test-fast`: the tests not marked slow, stopping at the first failure.
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
 	@echo "installing the locked versions of $(LOCK) ($$(grep -c '==' $(LOCK)) pins; refresh them with make lock)"
-	$(PIP_LOCKED) -e '.[dev]'
+	$(PIP_LOCKED) -e '.[dev,ray]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -47,7 +47,7 @@ lock:
 	rm -rf $(VENV)-lock
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)-lock/bin/pip install --quiet -e '.[dev]'
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev,ray]'
 	{ echo "# Exact versions of every package the test suite passed with (pip freeze, imgclf excluded)."; \
 	  echo "# make demo / make test install them (pip install -c $(LOCK)); make lock refreshes them."; \
 	  $(VENV)-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > $(LOCK).tmp

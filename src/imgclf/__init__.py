@@ -2,7 +2,8 @@
 
 The public API: :class:`ImageClassifier` (fit / predict / predict_proba / evaluate / explain / doctor /
 suggest / leaderboard / save) and :func:`load`; below them :func:`load_config`, :func:`run`,
-:class:`Predictor`, :func:`load_bundle` (imported on first use, so ``import imgclf`` stays cheap).
+:class:`Predictor`, :func:`load_bundle` (imported on first use, so ``import imgclf`` stays cheap); ``imgclf.ray``:
+predict inside a user's own Ray pipeline (the extra ``imgclf[ray]``, see :mod:`imgclf.scale.datasets`).
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ __version__ = "0.1.0"
 __all__ = ["ImageClassifier", "load", "load_config", "run", "Predictor", "load_bundle"]
 
 _API = {"ImageClassifier": "imgclf.api", "load": "imgclf.api", "load_config": "imgclf.config.settings", "run": "imgclf.api", "Predictor": "imgclf.inference.predict", "load_bundle": "imgclf.bundle.folder"}
+_MODULES = {"ray": "imgclf.scale.datasets"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
+    if name in _API or name in _MODULES:
         import importlib
 
+        if name in _MODULES:
+            return importlib.import_module(_MODULES[name])
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'imgclf' has no attribute {name!r}")

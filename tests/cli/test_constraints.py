@@ -1,4 +1,4 @@
-"""Locked installs: constraints.txt pins every package of imgclf[dev]'s dependency tree to the version
+"""Locked installs: constraints.txt pins every package of imgclf[dev,ray]'s dependency tree to the version
 the suite passed with, inside pyproject's ranges, and `make demo` / `make test` install with it."""
 import subprocess
 import tomllib
@@ -24,7 +24,7 @@ def _pins() -> dict[str, str]:
 
 def _requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    return [Requirement(r) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), [])]
 
 
 def test_every_dependency_is_pinned_inside_its_range():

@@ -18,6 +18,7 @@ from serve_helpers import metric, server_errors
 
 from imgclf.serve.batching import MicroBatcher
 from imgclf.util.errors import QueueFull
+from imgclf.util.aio import run_sync
 
 
 def test_json_posted_to_explain_is_told_about_explain(server, client):
@@ -144,4 +145,4 @@ def test_the_pixels_decoding_at_once_stay_within_the_budget():
         assert gate.used == 0
         return seen
 
-    assert asyncio.run(scenario()) == ["a+6", "c+9", "d+10"]
+    assert run_sync(scenario()) == ["a+6", "c+9", "d+10"]

@@ -76,7 +76,7 @@ def test_corrections_are_recorded_with_history_and_counted(client, dataset):
     client.post("/ui/api/annotate", json={"path": a, "action": "relabel", "label": "stripes"})  # the same again: no new row
     r = client.post("/ui/api/annotate", json={"path": b, "action": "ambiguous"}).json()
     assert r["item"]["label"] is None and r["item"]["status"] == "ambiguous"
-    assert r["summary"]["statuses"] == {"unchanged": 49, "relabeled": 1, "excluded": 0, "ambiguous": 1}
+    assert r["summary"]["statuses"] == {"unchanged": 49, "relabeled": 1, "excluded": 0, "ambiguous": 1, "pool": 0}
     r = client.post("/ui/api/annotate", json={"path": a, "action": "relabel", "label": "circles"}).json()
     assert r["item"]["status"] == "unchanged", "relabelling to the folder's class restores it"
 
@@ -197,8 +197,11 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
         assert "--images" in _error(c.get("/ui/api/images"), 404)
         assert "--run" in _error(c.get("/ui/api/results"), 404)
         assert "no model" in _error(c.post("/ui/api/predict", content=b"x"), 404)
-        assert c.get("/ui/api/info").json() == {"dataset": None, "dataset_error": None, "run": None, "model": None,
-                                                "model_loading": False, "max_body_mb": ServeConfig().max_body_mb}
+        info = c.get("/ui/api/info").json()
+        live = info.pop("live")
+        assert info == {"dataset": None, "dataset_error": None, "run": None, "model": None,
+                        "model_loading": False, "max_body_mb": ServeConfig().max_body_mb}
+        assert live["chosen"] is None and live["published"] is None and live["runs"] is None
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     app = create_ui_app(None, ServeConfig(), images_dir=str(tmp_path / "empty"), run_dir=None, thumbs_dir=str(tmp_path))
     with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:

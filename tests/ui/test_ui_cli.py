@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -38,7 +39,13 @@ def test_settings_check_the_folders(tmp_path, ui_run):
         ui_settings(cfg, tmp_path, tmp_path / "empty_run")
     s = ui_settings(cfg, None, ui_run["run"])
     assert s == {"images_dir": str(ui_run["images"].resolve()), "run_dir": str(ui_run["run"].resolve()),
-                 "thumbs_dir": str((tmp_path / "data" / "thumbs").resolve())}
+                 "runs": str(ui_run["run"].resolve().parent), "thumbs_dir": str((tmp_path / "data" / "thumbs").resolve())}
+    # without --run: the newest iteration of the dataset's runs folder (DATA_ROOT/runs/<dataset>), else none
+    assert ui_settings(cfg, ui_run["images"], None)["run_dir"] is None
+    runs = tmp_path / "data" / "runs" / ui_run["images"].name
+    shutil.copytree(ui_run["run"], runs / "20261205-120000", symlinks=True)
+    s = ui_settings(cfg, ui_run["images"], None)
+    assert s["run_dir"] == str((runs / "20261205-120000").resolve()) and s["runs"] == str(runs.resolve())
 
 
 def test_refuses_a_public_address_without_a_token(tmp_path, capsys):

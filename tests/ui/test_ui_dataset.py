@@ -94,7 +94,7 @@ def test_undo_restores_the_previous_label_and_keeps_the_history(page, server, da
     _tile(page, rel).click()
     page.keyboard.press("1")
     page.wait_for_selector(f'.tile[data-path="{rel}"][data-label="circles"]')
-    page.keyboard.press("a")  # the selection moved on: mark the next one ambiguous
+    page.keyboard.press("q")  # the selection moved on: mark the next one ambiguous
     page.wait_for_selector('.tile[data-status="ambiguous"]')
     page.keyboard.press("u")
     page.wait_for_selector('.tile[data-status="ambiguous"]', state="detached")

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from ui_helpers import make_many_classes_dataset, serve_ui
+from ui_helpers import phone_on_many_classes, serve_ui
 
 from imgclf.data.annotations import read_history
 from imgclf.util.files import read_json
@@ -42,12 +42,7 @@ def test_phone_layout(browser, server, ui_run, dataset, tmp_path, artifacts):
         pg.wait_for_function("t => document.getElementById('viewer-title').textContent !== t", arg=first)
     ctx.close()
 
-    images = make_many_classes_dataset(tmp_path / "many", n_classes=14)
-    with serve_ui(None, images, None, tmp_path / "thumbs") as srv:
-        ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
-        pg = ctx.new_page()
-        pg.goto(f"{srv.url}/ui/dataset")
-        pg.wait_for_selector(".tile")
+    with phone_on_many_classes(browser, tmp_path) as pg:
         assert pg.locator("#filters").bounding_box()["y"] < PHONE["height"] / 2, "the page opens at the filters"
         pg.locator(".tile").first.scroll_into_view_if_needed()
         assert pg.locator("#actions").bounding_box()["height"] <= 0.2 * PHONE["height"], "14 classes, one toolbar row"
@@ -60,7 +55,6 @@ def test_phone_layout(browser, server, ui_run, dataset, tmp_path, artifacts):
         assert pg.locator("#viewer-actions button").count() == 14, "13 other classes and Exclude"
         pg.evaluate(swipe, [-150])
         pg.wait_for_function("t => document.getElementById('viewer-title').textContent !== t", arg=title)
-        ctx.close()
 
 
 def test_error_texts_say_what_happened_and_what_to_change(browser, predictor, dataset, ui_run, tmp_path):

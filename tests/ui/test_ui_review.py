@@ -5,7 +5,7 @@ import httpx
 import pytest
 from ui_helpers import CLASSES, STRAYS
 
-from imgclf.data.annotations import current_state
+from imgclf.data.annotations import current_state, read_history
 from imgclf.util.files import read_csv
 
 
@@ -88,5 +88,11 @@ def test_review_view_decides_with_one_key_each(page, server, ui_run, dataset, ar
     assert page.locator("#tab-review").get_attribute("aria-selected") == "true"
     page.locator("#tab-images").click()
     page.wait_for_selector(".tile")
+    rows = len(read_history(dataset))
     page.keyboard.press("x")  # the Images view's keys work again, and the review keys are off there
+    for _ in range(100):  # the exclusion is written before the test ends (the fixture then clears the history)
+        if len(read_history(dataset)) > rows:
+            break
+        page.wait_for_timeout(100)
+    assert len(read_history(dataset)) == rows + 1 and current_state(dataset)
     assert "view=review" not in page.url

@@ -83,6 +83,22 @@ def serve_ui(predictor, images, run, thumbs, **serve):
     return ServerThread(app)
 
 
+PHONE = {"width": 390, "height": 844}
+
+
+@contextlib.contextmanager
+def phone_on_many_classes(browser, tmp_path: Path):
+    """A phone's tab (390x844, touch) on the Dataset page of ``make_many_classes_dataset`` (14 classes), served."""
+    images = make_many_classes_dataset(tmp_path / "many", n_classes=14)
+    with serve_ui(None, images, None, tmp_path / "thumbs") as srv:
+        ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+        pg = ctx.new_page()
+        pg.goto(f"{srv.url}/ui/dataset")
+        pg.wait_for_selector(".tile")
+        yield pg
+        ctx.close()
+
+
 @contextlib.contextmanager
 def no_500_client(url: str):
     """An HTTP client of the server at ``url``; when the block ends, no request may have ended in a 500."""

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from ..config.settings import SvmConfig
 from ..trust.calibration import fit_temperature
 from ..util.arrays import l2_normalize
+from ..util.progress import progress_bar
 from .linear import LinearHead, head_rows
 
 
@@ -107,14 +108,16 @@ class SvmClassifier(ClassifierMixin, BaseEstimator):
         scores: dict[float, float] = {}
         order = sorted(float(c) for c in self.c_values)
         t0, last, growth = time.perf_counter(), 0.0, 2.0
-        for i, c in enumerate(order):
-            if self.max_s and scores and time.perf_counter() - t0 + 2.2 * last * growth > self.max_s:
-                return scores, order[i:]  # the next C's CV and, should it win, the final fits at it would not fit
-            t = time.perf_counter()
-            scores[c] = float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
-            spent = time.perf_counter() - t
-            growth = max(2.0, spent / last) if last > 0 else growth
-            last = spent
+        with progress_bar(len(order), "C search", unit="C", show=False) as bar:
+            for i, c in enumerate(order):
+                if self.max_s and scores and time.perf_counter() - t0 + 2.2 * last * growth > self.max_s:
+                    return scores, order[i:]  # the next C's CV and, should it win, the final fits at it would not fit
+                t = time.perf_counter()
+                scores[c] = float(np.mean(cross_val_score(self._svc(c), x, y, cv=cv, scoring="balanced_accuracy")))
+                spent = time.perf_counter() - t
+                growth = max(2.0, spent / last) if last > 0 else growth
+                last = spent
+                bar.update()
         return scores, []
 
     def nested_score(self, features: np.ndarray, y: np.ndarray, outer_folds: int = 3, inner_folds: int = 3) -> float:

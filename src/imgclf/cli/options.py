@@ -37,6 +37,13 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", help="fast (one fe
 TimeLimitOpt = Annotated[Optional[str], typer.Option("--time-limit", help="Seconds the run should take at most, e.g. 90, 90s, "
                                                      "10m, 1h (sets train.time_limit_s): best shortens, then drops refinement; "
                                                      "balanced drops its most expensive candidates to fit.")]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (imgclf's ray extra): the cluster of $RAY_ADDRESS or "
+                                                  "--ray-address, else a local instance.")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDRESS", help="The Ray cluster to run on "
+                                                      "(implies --ray): auto (started on this machine by `ray start`), "
+                                                      "HOST:6379 (its head node), ray://HOST:10001 (Ray Client).")]
+ActorsOpt = Annotated[Optional[int], typer.Option("--actors", min=1, help="With --ray: actors in the pool, each holding the "
+                                                  "model (default: the cluster's CPUs / CPUs per actor, which is engine.threads or 1).")]
 InsecureOpt = Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback address without a token.")]
 
 

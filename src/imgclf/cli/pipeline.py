@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,11 +13,14 @@ from ..evaluation.metrics import Metrics
 from ..rundir.layout import RunDir
 from .errors import resumable, resumable_epoch
 from .options import (
+    ActorsOpt,
     BundleSetOpt,
     ConfigOpt,
     ImagesOpt,
     PresetOpt,
     QuietOpt,
+    RayAddressOpt,
+    RayOpt,
     RunDirOpt,
     RunDirReq,
     SetOpt,
@@ -26,6 +29,7 @@ from .options import (
     echo_json,
     preset_flags,
 )
+from .scale import no_ray_options
 
 
 def step_config(run_dir: Path | None, config: Path | None, overrides: list[str] | None, images: Path | None = None,
@@ -126,11 +130,18 @@ def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = No
     typer.echo(f"run dir: {run_dir}")
 
 
-def featurize(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -> None:
-    """Step 2: compute (or reuse cached) CNN features of every image → features.npz."""
+def featurize(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None, ray: RayOpt = False,
+              ray_address: RayAddressOpt = None, actors: ActorsOpt = None) -> None:
+    """Step 2: compute (or reuse cached) CNN features of every image → features.npz (--ray: on a Ray cluster)."""
     from ..pipeline.steps import featurize as do
 
-    s = do(step_config(run_dir, config, set), run_dir)
+    cfg = step_config(run_dir, config, set)
+    if ray or ray_address:
+        from .scale import ray_featurize
+
+        return ray_featurize(cfg, run_dir, ray_address, actors)
+    no_ray_options(actors=actors)
+    s = do(cfg, run_dir)
     typer.echo(f"featurized {s['featurized']}/{s['images']} images ({s['cache_hits']} from cache) in {s['seconds']} s"
                f" [{s['feature_id']}]")
 
@@ -160,11 +171,20 @@ def evaluate(run_dir: RunDirReq, config: ConfigOpt = None, set: SetOpt = None) -
 
 def predict(model: Annotated[Path, typer.Argument(help="Model bundle folder (RUN_DIR/model).")],
             inputs: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
-            config: ConfigOpt = None, set: BundleSetOpt = None) -> None:
-    """Classify images with a model bundle; prints one JSON line per image (exit status 1 when one could not be read)."""
+            config: ConfigOpt = None, set: BundleSetOpt = None, ray: RayOpt = False, ray_address: RayAddressOpt = None,
+            out: Annotated[Optional[Path], typer.Option("--out", "-o", help="With --ray: the predictions file (.jsonl or "
+                                                        ".parquet); a rerun skips the images it holds.")] = None,
+            actors: ActorsOpt = None) -> None:
+    """Classify images with a model bundle; prints one JSON line per image (exit status 1 when one could not be read);
+    with --ray, on a Ray cluster into --out."""
     from ..inference.predict import Predictor, expand_inputs
 
     cfg = bundle_config(model, config, set, command="predict")
+    if ray or ray_address:
+        from .scale import ray_predict
+
+        raise typer.Exit(ray_predict(model, expand_inputs(inputs), out, cfg, ray_address, actors))
+    no_ray_options(out=out, actors=actors)
     predictor = Predictor(model, cfg.engine, predict_cfg=cfg.predict)
     if predictor.run_incomplete:
         typer.echo(f"warning: {predictor.run_incomplete['message']}\nhint: {predictor.run_incomplete['hint']}", err=True)

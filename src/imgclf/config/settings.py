@@ -231,6 +231,13 @@ class ServeConfig:
     body_min_rate: int = setting(1000, "bytes per second that earn a slow upload 1 more second (see serve.body_timeout_s)", ge=1,
                                  unit="bytes/s")
     allowed_hosts: list[str] = setting([], 'Host names accepted without a token besides loopback ("*": any)', zero="loopback only")
+    keep_inputs: bool = setting(False, "keep the images the service is asked about (once each, with its answer) for labelling "
+                                       "next; never delays an answer")
+    keep_dir: str = setting("", "folder the kept images go to", zero="not set: the pool (data.pool) of the model's dataset")
+    keep_quota_mb: float = setting(1000.0, "disk the kept images may take; beyond it the oldest kept images are deleted",
+                                   gt=0, unit="MB")
+    keep_rate_per_min: int = setting(60, "new images kept per minute at most; more are dropped (counted in /metrics)", ge=1,
+                                     zero="no limit", unit="images/min")
 
 
 @dataclass

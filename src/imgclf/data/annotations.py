@@ -12,6 +12,10 @@
   label, and the data doctor no longer lists it.
 - ``label``     — an image of the pool of unlabelled images (``data.pool``) was given class ``label``:
   it is used like an image of that class's folder, without being moved.
+- ``add``       — the file was added to the dataset (:mod:`imgclf.data.intake`: the web UI's upload) into
+  the folder of class ``original_label`` (the pool when empty). It corrects nothing: the image is what
+  its folder says. The row is there to be undone: undoing it takes the file out of the dataset
+  (moved, never deleted; see :func:`imgclf.data.intake.take_back`).
 
 The last row per path decides the image's state. An undo is a row too: it sets the state the
 image had before the row it undoes, whose number (1-based, in file order) it names in
@@ -33,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -42,8 +46,10 @@ from ..util.files import read_csv, write_csv
 
 FILENAME = "annotations.csv"
 COLUMNS = ["timestamp", "path", "original_label", "action", "label", "undoes", "batch"]
-ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label")
+ACTIONS = ("relabel", "exclude", "ambiguous", "restore", "keep", "label", "add")
 LABELLING = ("relabel", "keep", "label")  # the actions that give an image the class ``label``
+ADDED = "add"  # the action of a file added to the dataset
+_NO_OVERRIDE = ("restore", ADDED)  # rows after which an image is what its folder says
 
 LOCK_FILENAME = ".annotations.csv.lock"  # hidden: dataset scans skip it
 READ_ONLY = "read_only"  # reason of the DatasetError a correction gets where annotations.csv cannot be written
@@ -77,10 +83,10 @@ def read_history(dataset_dir: str | os.PathLike) -> list[Annotation]:
 
 
 def current_state(dataset_dir: str | os.PathLike) -> dict[str, Annotation]:
-    """The effective annotation per relative path (``restore`` rows drop out)."""
+    """The effective annotation per relative path (``restore`` and ``add`` rows drop out)."""
     state: dict[str, Annotation] = {}
     for a in read_history(dataset_dir):
-        if a.action == "restore":
+        if a.action in _NO_OVERRIDE:
             state.pop(a.path, None)
         else:
             state[a.path] = a
@@ -176,9 +182,15 @@ def undo_last(dataset_dir: str | os.PathLike, path: str | None = None) -> Annota
     return undone[0] if undone else None
 
 
-def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None) -> list[Annotation]:
-    """:func:`undo_last`, returning every row it undid (newest first): several for a batch."""
+def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None, batch: str = "",
+              among: Collection[str] | None = None) -> list[Annotation]:
+    """:func:`undo_last`, returning every row it undid (newest first): several for a batch.
+
+    ``batch``: undo that correction of several images (its rows not undone yet), whatever came after it.
+    ``among``: undo the newest correction of one of these images only (a batch whole), so that a
+    page undoes what it changed itself and never a correction made elsewhere."""
     want = None if path is None else Path(path).as_posix()
+    scope = None if among is None else {Path(p).as_posix() for p in among}
     with _locked(dataset_dir):
         history = read_history(dataset_dir)
         undone: set[int] = set()
@@ -189,7 +201,8 @@ def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None) -> list[A
                 undone.add(int(a.undoes))
             elif n in undone:
                 continue
-            elif not targets and (want is None or a.path == want):
+            elif not targets and (want is None or a.path == want) and (not batch or a.batch == batch) \
+                    and (scope is None or a.path in scope):
                 targets.append(n)
                 if want is not None or not a.batch:
                     break
@@ -202,7 +215,7 @@ def undo_rows(dataset_dir: str | os.PathLike, path: str | None = None) -> list[A
             before = None  # the image's state just before the undone row: replay the rows above it
             for a in history[: target - 1]:
                 if a.path == last.path:
-                    before = None if a.action == "restore" else a
+                    before = None if a.action in _NO_OVERRIDE else a
             action, label = (before.action, before.label) if before else ("restore", "")
             rows.append(Annotation(now, last.path, last.original_label, action, label, str(target)))
         if rows:

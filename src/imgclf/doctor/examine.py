@@ -7,7 +7,9 @@ writing the run directory is :mod:`imgclf.doctor.step`'s job.
 
 A person's review is final: an image whose label a person set or confirmed (``relabel`` or
 ``keep`` in annotations.csv) is not listed again as a label issue, and one marked ``keep`` is not
-listed for anything; such findings are only counted as ``dismissed``.
+listed for anything. Such findings are counted as ``dismissed`` and returned apart, as ``decided``
+rows (kind ``label``, ``outlier``, ``duplicate`` or ``leakage``, the image, the suggestion and the
+decision), so that the Review view can show them as decided instead of losing them.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ class Findings:
     health: dict[str, Any]
     self_confidence: np.ndarray  # (N,) out-of-fold probability of every image's given label
     proba: np.ndarray | None = None  # (N, K) the out-of-fold probabilities of every image (classes in examine's order)
+    decided: list[dict[str, Any]] = field(default_factory=list)  # findings a person already settled (decided_findings.csv)
 
 
 def examine(images: Images, classes: Sequence[str], cfg: DoctorConfig, *, input_size: int, max_distance: int,
@@ -114,4 +117,28 @@ def examine(images: Images, classes: Sequence[str], cfg: DoctorConfig, *, input_
         "images_below_input_size": small, "input_size": input_size,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    return Findings(label_rows, outlier_rows, dup_rows, health, issues.self_confidence, issues.proba)
+    decided = _decided(images, reason, suggested, settled, [int(i) for i in np.flatnonzero(far.flagged)],
+                       [p for p in pairs if p not in shown_pairs])
+    return Findings(label_rows, outlier_rows, dup_rows, health, issues.self_confidence, issues.proba, decided)
+
+
+def _decided(images: Images, reason: dict[int, str], suggested: dict[int, str], settled: set[str], far: list[int],
+             kept_pairs: list) -> list[dict[str, Any]]:
+    """The findings left out because a person already decided on the image: one row per (image, kind)."""
+    rows = []
+
+    def add(i: int, kind: str, suggestion: str) -> None:
+        rows.append({"kind": kind, "path": images.paths[i], "rel": images.rels[i], "split": images.splits[i],
+                     "given_label": images.labels[i], "suggested_label": suggestion,
+                     "decision": images.reviewed[images.rels[i]]})
+
+    for i in sorted(reason):
+        if images.rels[i] in settled:
+            add(i, "label", suggested[i])
+    for i in far:
+        if images.reviewed.get(images.rels[i]) == "keep":
+            add(i, "outlier", "exclude")
+    for p in kept_pairs:
+        i = p.a if images.reviewed.get(images.rels[p.a]) == "keep" else p.b
+        add(i, "leakage" if p.leak else "duplicate", "exclude")
+    return rows

@@ -44,7 +44,7 @@ def doctor(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
                            hint=f"see {rd.split} and {rd.skipped}")
     found = examine(images, classes, cfg.doctor, input_size=cfg.model.resolution,
                     max_distance=cfg.data.duplicate_distance, seed=cfg.data.seed)
-    rd.write_findings(found.label_issues, found.outliers, found.duplicates)
+    rd.write_findings(found.label_issues, found.outliers, found.duplicates, found.decided)
     rd.write_oof_predictions([SplitRow(p, lb, sp, rel) for p, rel, lb, sp in zip(images.paths, images.rels, images.labels, images.splits)],
                              found.proba, classes)
     health = found.health

@@ -129,7 +129,7 @@ def featurize_paths(
     errors: list[tuple[str, str]] = []
     cache = FeatureCache(cache_dir, engine.feature_id) if cache_dir else None
     hits = 0
-    bar = progress_bar(n, desc) if progress else None
+    bar = progress_bar(n, desc, show=progress)
     r = engine.spec.resolution
     buffers = [np.empty((batch_size, r, r, 3), dtype=np.uint8) for _ in range(ahead + 1)]  # (B, H, W, 3) crops
     starts = range(0, n, batch_size)
@@ -168,10 +168,8 @@ def featurize_paths(
                 if cache is not None:
                     pool.submit(_put_all, cache, digests, out)
             submit(k + ahead + 1)  # this batch's buffer is free again
-            if bar is not None:
-                bar.update(min(batch_size, n - first))
-    if bar is not None:
-        bar.close()
+            bar.update(min(batch_size, n - first))
+    bar.close()
     return FeatureResult(paths, feats, ok, errors, hits)
 
 

@@ -2,7 +2,8 @@
 
     suggest   the pool's images (``data.pool``) → pool_features.npz (only new or changed files are
               featurized, through the feature cache) → the run's head's probabilities → a strategy
-              of :mod:`imgclf.labelnext` → suggestions.csv
+              of :mod:`imgclf.labelnext` → suggestions.csv; the images a service kept after answering
+              "unknown" or "uncertain" (:mod:`imgclf.data.kept`) lead the batch, each with that reason
 
 Label next's Refit is the quick update (:mod:`imgclf.labelnext.quick`): the head refit on the current
 labels as a draft iteration, whose own head then suggests. The labelled pool images only train, here
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,14 +24,15 @@ from ..bundle.folder import load_head
 from ..classifier.linear import LinearHead
 from ..config.settings import Config
 from ..data.dataset import Item, scan_dataset
+from ..data.kept import KeptImage, read_kept
 from ..features.featurize import featurize_many
 from ..features.ids import join_ids
 from ..features.step import feature_cache_dir, run_featurizers
 from ..rundir.layout import RunDir
 from ..util.errors import DatasetError, RunDirError
-from .strategies import DEFAULT_STRATEGY, check_strategy, select
+from .strategies import DEFAULT_STRATEGY, check_strategy, select, uncertainty
 
-__all__ = ["Pool", "load_pool", "current_head", "suggest", "POOL_EMPTY"]
+__all__ = ["Pool", "load_pool", "current_head", "suggest", "served_unsure", "POOL_EMPTY"]
 
 POOL_EMPTY = "pool_empty"  # the reason of the error suggest raises when no unlabelled image is left
 
@@ -125,11 +128,39 @@ def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str 
     x_pool = np.stack([pool.features[it.path] for it in pool.unlabelled])
     x_lab = _labelled_features(rd, pool)
     proba = head.predict_proba(x_pool)
-    sel = select(strategy, proba, x_pool, x_lab, n, seed=cfg.data.seed, duplicate_cosine=cfg.doctor.duplicate_cosine)
+    first = served_unsure(pool.unlabelled)[:n]
+    sel = select(strategy, proba, x_pool, x_lab, n + len(first), seed=cfg.data.seed, duplicate_cosine=cfg.doctor.duplicate_cosine)
+    served = {i for i, _ in first}
+    picks = [(i, float(uncertainty(proba[i:i + 1])[0]), why) for i, why in first]
+    picks += [(int(i), float(s), sel.reason) for i, s in zip(sel.indices, sel.scores) if int(i) not in served][:n - len(first)]
     rows = [{"rank": k + 1, "path": pool.unlabelled[i].path, "rel": pool.unlabelled[i].rel,
-             "predicted": labels[int(proba[i].argmax())], "score": round(float(s), 6), "reason": sel.reason}
-            for k, (i, s) in enumerate(zip(sel.indices, sel.scores))]
+             "predicted": labels[int(proba[i].argmax())], "score": round(s, 6), "reason": why}
+            for k, (i, s, why) in enumerate(picks)]
     rd.write_suggestions(rows)
     return {"strategy": strategy, "suggested": len(rows), "pool": len(pool.unlabelled), "labelled_in_pool": len(pool.labelled),
-            "near_duplicates_skipped": len(sel.skipped), "unreadable": len(pool.failed), "labels": labels,
-            "seconds": round(time.perf_counter() - t0, 3), "rows": rows}
+            "served_unsure_first": len(first), "near_duplicates_skipped": len(sel.skipped), "unreadable": len(pool.failed),
+            "labels": labels, "seconds": round(time.perf_counter() - t0, 3), "rows": rows}
+
+
+def served_unsure(items: list[Item]) -> list[tuple[int, str]]:
+    """(index in ``items``, why) of the images a service kept (``serve.keep_inputs``) after answering "unknown" or
+    "uncertain": unknown first, then the most asked, then the most recently asked. Label next puts them first."""
+    records: dict[Path, dict[str, KeptImage]] = {}
+    found = []
+    for i, it in enumerate(items):
+        folder = Path(it.path).parent
+        if folder not in records:
+            records[folder] = read_kept(folder)
+        k = records[folder].get(Path(it.path).name)
+        if k is not None and k.unsure:
+            found.append((i, k))
+    found.sort(key=lambda x: x[1].last_asked, reverse=True)
+    found.sort(key=lambda x: (not x[1].unknown, -x[1].times_asked))
+    return [(i, served_reason(k)) for i, k in found]
+
+
+def served_reason(k: KeptImage) -> str:
+    """Why a kept image is suggested: ``the service answered unknown on 2026-12-05 (asked 3 times)``."""
+    flagged = ", flagged unknown," if k.unknown and k.answer != "unknown" else ""
+    return (f"the service answered {k.answer}{flagged} on {k.first_asked[:10]}"
+            + (f" (asked {k.times_asked} times)" if k.times_asked > 1 else ""))

@@ -13,7 +13,8 @@
 2017 sample's numbered scripts. Every function here that writes a run directory holds it while it works
 (:func:`imgclf.rundir.guard.writing`: one writer at a time, the run marked incomplete until its model, split
 and metrics belong together again, a full disk reported in one line). This module only orchestrates: the
-work is in the modules it calls.
+work is in the modules it calls. Each step names itself to the progress file when one is set
+(:func:`imgclf.util.progress.report_stage`).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from ..rundir.state import incomplete_info
 from ..train.trainers import get_trainer, trainer_name
 from ..util.budget import TimeBudget
 from ..util.files import write_json
+from ..util.progress import report_stage
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,14 @@ __all__ = ["prepare", "featurize", "train", "evaluate", "doctor", "refine", "sug
 def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     """Scan the images, split them → split.csv, skipped.csv, leakage.csv, config.json (see imgclf.prepare.step)."""
     with writing(run_dir, "prepare"):
+        report_stage("prepare")
         return prepare_step(cfg, run_dir)
 
 
 def featurize(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Features of every image in split.csv with the configured backbone → features.npz."""
     with writing(run_dir, "featurize"):
+        report_stage("featurize")
         return _featurize(cfg, run_dir, progress)
 
 
@@ -64,6 +68,7 @@ def train(cfg: Config, run_dir: str | os.PathLike, trainer_as: str | None = None
     """Train ``cfg.train.classifier`` (``ensemble`` for preset best, see :func:`trainer_name`; ``trainer_as``
     another) and write the model bundle; ``budget``: what its time-limited part (the C search, refinement) may take."""
     with writing(run_dir, "train"):
+        report_stage("train")
         return _train(cfg, run_dir, trainer_as, budget)
 
 
@@ -71,12 +76,14 @@ def evaluate(cfg: Config, run_dir: str | os.PathLike) -> Metrics:
     """Evaluate the bundle on the test split → metrics.json, plots, predictions.csv, report.html (see
     imgclf.evaluation.step); refused while the run is incomplete before evaluate."""
     with writing(run_dir, "evaluate"):
+        report_stage("evaluate")
         return evaluate_step(cfg, run_dir)
 
 
 def doctor(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     """The data doctor's findings and the dataset's health (see imgclf.doctor.step); returns the health."""
     with writing(run_dir, "doctor"):
+        report_stage("doctor")
         return doctor_step(cfg, run_dir)
 
 
@@ -85,6 +92,7 @@ def refine(cfg: Config, run_dir: str | os.PathLike, *, resume: bool = False, pro
     from ..train.dnn import refine as refine_step  # torch is imported only by the commands that refine
 
     with writing(run_dir, "refine"):
+        report_stage("refine")
         return refine_step(cfg, run_dir, resume=resume, progress=progress)
 
 
@@ -137,12 +145,14 @@ def run(cfg: Config, run_dir: str | os.PathLike, progress: bool = True) -> Metri
 def _run(cfg: Config, run_dir: str | os.PathLike, progress: bool) -> Metrics:
     budget = TimeBudget.start(cfg.train.time_limit_s)
     t0 = time.perf_counter()
+    report_stage("prepare")
     steps = {"prepare": prepare_step(cfg, run_dir)}
     rd = RunDir(run_dir)
     rows = rd.split_rows()
     name = trainer_name(cfg)
     train_budget = TimeBudget()  # what the trainer's time-limited part may take: none unless planned below
     if needs_selection(cfg):
+        report_stage("select")
         chosen = select_featurizers(cfg, rd, budget)
         cfg = with_featurizers(cfg, chosen.winner)
         rd.save_config(cfg)
@@ -159,10 +169,14 @@ def _run(cfg: Config, run_dir: str | os.PathLike, progress: bool) -> Metrics:
         train_budget = budget.before(post_seconds(len(rows)))
     trainer = get_trainer(name)
     if (trainer.needs_features or cfg.doctor.enabled) and not trainer.writes_features:
+        report_stage("featurize")
         steps["featurize"] = _featurize(cfg, run_dir, progress=progress)
+    report_stage("train")
     steps["train"] = _train(cfg, run_dir, trainer_as=name, budget=train_budget)
+    report_stage("evaluate")
     metrics = evaluate_step(cfg, run_dir)
     if cfg.doctor.enabled:
+        report_stage("doctor")
         health = doctor_step(cfg, run_dir)
         steps["doctor"] = {k: health.get(k) for k in SUMMARY_KEYS}
         metrics.estimated_label_error_rate = health["estimated_label_error_rate"]

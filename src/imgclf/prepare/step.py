@@ -17,6 +17,7 @@ from ..data.split import SplitRow, make_split, save_split
 from ..features.engines import cpu_threads
 from ..rundir.layout import RunDir
 from ..util.errors import ImageError
+from ..util.progress import progress_bar
 
 
 def _check(path: str, want_hash: bool) -> tuple[str, np.ndarray | None]:
@@ -36,8 +37,11 @@ def prepare(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
     rd.root.mkdir(parents=True, exist_ok=True)
     ds = scan_dataset(cfg.images_dir(), pool=cfg.data.pool)
     want_hash = cfg.data.check_leakage or cfg.data.group_duplicates
-    with ThreadPoolExecutor(cpu_threads()) as pool:
-        checked = list(pool.map(lambda it: _check(it.path, want_hash), ds.items))
+    checked = []
+    with ThreadPoolExecutor(cpu_threads()) as pool, progress_bar(len(ds.items), "check images", show=False) as bar:
+        for result in pool.map(lambda it: _check(it.path, want_hash), ds.items):
+            checked.append(result)
+            bar.update()
     bad = [(path, r, "prepare") for path, r in ds.skipped]  # not a usable file: a FIFO, a link loop or out of the folder
     bad += [(it.path, r, "prepare") for it, (r, _) in zip(ds.items, checked) if r]
     good = [(it, code) for it, (r, code) in zip(ds.items, checked) if not r]

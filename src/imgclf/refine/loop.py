@@ -110,7 +110,7 @@ def _train_epoch(model: Any, net: RefineNet, prefix: OnnxPrefix | None, opt: Any
     plan = epoch_plan(data.labels, epoch, cfg.data.seed, balance=rcfg.balance, cap=rcfg.max_images_per_epoch)
     slices = step_slices(len(plan), rcfg.batch_size, d.world)
     parts = [(list(pos), plan[list(pos)]) for pos in (rank_part(s, e, d.rank, d.world) for s, e in slices)]
-    bar = progress_bar(len(plan), f"refine epoch {epoch + 1}/{rcfg.epochs}") if progress and d.is_main else None
+    bar = progress_bar(len(plan), f"refine epoch {epoch + 1}/{rcfg.epochs}", show=progress) if d.is_main else None
     set_train_mode(net, rcfg.bn_freeze)
     loss_sum = correct = count = 0.0
     seen: list[int] = []

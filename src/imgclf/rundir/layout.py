@@ -19,6 +19,8 @@
       outliers.csv               path, rel, split, label, distance, threshold, rank: images far from every train image
       duplicates.csv             path_a, path_b, rel_a, rel_b, label_a, label_b, split_a, split_b, kind, leak, cosine,
                                  dhash_distance: near-duplicate pairs (kind within_class | cross_class; leak 1 = train/test)
+      decided_findings.csv       kind, path, rel, split, given_label, suggested_label, decision: the doctor's findings on
+                                 images a person already decided on (annotations.csv), left out of the three files above
       oof_predictions.csv        path, rel, split, label, predicted, score, p_<label> for every class: the data doctor's
                                  out-of-fold probabilities of every usable image, each from models that never saw its label
                                  (a draft's: its train images', from its cross-validation)
@@ -64,6 +66,7 @@ from .state import INCOMPLETE, MADE_BY
 SKIPPED_COLUMNS = ["path", "reason", "stage"]
 LEAKAGE_COLUMNS = ["train_path", "test_path"]
 LABEL_ISSUE_COLUMNS = ["path", "rel", "split", "given_label", "suggested_label", "score", "rank", "reason"]
+DECIDED_COLUMNS = ["kind", "path", "rel", "split", "given_label", "suggested_label", "decision"]
 OUTLIER_COLUMNS = ["path", "rel", "split", "label", "distance", "threshold", "rank"]
 DUPLICATE_COLUMNS = ["path_a", "path_b", "rel_a", "rel_b", "label_a", "label_b", "split_a", "split_b", "kind", "leak",
                      "cosine", "dhash_distance"]
@@ -95,6 +98,7 @@ class RunDir:
     outliers = property(lambda s: s.root / "outliers.csv")
     duplicates = property(lambda s: s.root / "duplicates.csv")
     oof_predictions = property(lambda s: s.root / "oof_predictions.csv")
+    decided_findings = property(lambda s: s.root / "decided_findings.csv")
     model = property(lambda s: s.root / "model")
     metrics = property(lambda s: s.root / "metrics.json")
     predictions = property(lambda s: s.root / "predictions.csv")
@@ -117,7 +121,7 @@ class RunDir:
     #: Files kept with the run in the tracking store (the model/ folder goes in too).
     ARTIFACTS = ("roc.png", "confusion_matrix.png", "reliability.png", "coverage.png", "report.html", "metrics.json", "config.json", "config.toml",
                  "split.csv", "skipped.csv", "predictions.csv", "leakage.csv", "label_issues.csv", "outliers.csv",
-                 "duplicates.csv", "candidates.json", "oof_predictions.csv")
+                 "duplicates.csv", "candidates.json", "oof_predictions.csv", "decided_findings.csv")
 
     def need(self, path: Path, step: str) -> Path:
         """``path``, or a RunDirError saying which step makes it."""
@@ -183,10 +187,12 @@ class RunDir:
 
     # ---------------------------------------------------------------- the doctor's findings
 
-    def write_findings(self, label_issues: Sequence[dict], outliers: Sequence[dict], duplicates: Sequence[dict]) -> None:
-        """label_issues.csv, outliers.csv and duplicates.csv from rows given as dicts."""
+    def write_findings(self, label_issues: Sequence[dict], outliers: Sequence[dict], duplicates: Sequence[dict],
+                       decided: Sequence[dict] = ()) -> None:
+        """label_issues.csv, outliers.csv, duplicates.csv and decided_findings.csv from rows given as dicts."""
         for path, columns, rows in ((self.label_issues, LABEL_ISSUE_COLUMNS, label_issues),
-                                    (self.outliers, OUTLIER_COLUMNS, outliers), (self.duplicates, DUPLICATE_COLUMNS, duplicates)):
+                                    (self.outliers, OUTLIER_COLUMNS, outliers), (self.duplicates, DUPLICATE_COLUMNS, duplicates),
+                                    (self.decided_findings, DECIDED_COLUMNS, decided)):
             write_csv(path, columns, ([r[c] for c in columns] for r in rows))
 
     def read_findings(self) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:

@@ -12,6 +12,7 @@ without one. Errors are answered as :mod:`imgclf.serve.errors` says.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -30,6 +31,7 @@ from ..util.errors import ImgclfError, InvalidRequest, NotFound
 from . import protocol as p
 from .auth import HostCheckMiddleware, TokenAuthMiddleware
 from .errors import ERROR_RESPONSES, STATUS, ErrorBody, Unavailable, UnsupportedMediaType, install_error_handlers
+from .keeper import Keeper, KeepPlace, keep_place
 from .limits import BodyLimitMiddleware
 from .metrics import Metrics, MetricsMiddleware
 from .service import InferenceService
@@ -68,13 +70,16 @@ async def _read_upload(request: Request, max_files: int, route: str) -> tuple[li
     return [await request.body()], [None]
 
 
-def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None) -> FastAPI:
+def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | None = None,
+               keep_into: KeepPlace | None = None) -> FastAPI:
     """The service app for ``predictor`` (an :class:`imgclf.inference.predict.Predictor`).
 
     Without one, the model routes answer 404 and /predict 503 until a predictor is loaded with
     ``app.state.imgclf.load_in_background(loader)`` (503 "loading" meanwhile), if ever.
     ``token`` protects every route but the health probes (see :mod:`imgclf.serve.auth`), routes
     added to the app later included: :func:`imgclf.ui.create_ui_app` adds the web UI's that way.
+    With ``serve.keep_inputs`` the answered images are kept in ``keep_into`` (:func:`imgclf.serve.keeper.keep_place`;
+    default: ``serve.keep_dir``, which must then be set).
     """
     check_section("serve", serve_cfg)  # a ServeConfig built in code has not met load_config's validator
     if token and not (token.isascii() and token.isprintable()):
@@ -83,11 +88,15 @@ def create_app(predictor: Any | None, serve_cfg: ServeConfig, *, token: str | No
     cfg = serve_cfg
     metrics = Metrics()
     service = InferenceService(cfg, metrics)
+    if cfg.keep_inputs:
+        service.keeper = Keeper(keep_into or keep_place(cfg), cfg, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         if predictor is not None:
             service.install(predictor)
+        if service.keeper is not None:
+            service.keeper.start()
         yield
         service.draining = True
         await run_in_threadpool(service.close)
@@ -168,12 +177,14 @@ def _add_v2_routes(app: FastAPI, service: InferenceService, cfg: ServeConfig) ->
         incomplete = getattr(pred, "run_incomplete", None)
         if incomplete:  # the model's run did not finish (see imgclf.rundir.state)
             md.parameters["run_incomplete"] = incomplete
+        if (iteration := iteration_of(pred)) is not None:
+            md.parameters["iteration"] = iteration
         return md
 
     async def _infer(name: str, req: p.InferRequest, version: str | None = None) -> p.InferResponse:
-        pred = model(name, version)
+        model(name, version)
         result = await service.classify(p.infer_images(req))
-        return p.infer_response(cfg.model_name, req, result.proba, pred.labels, _answers(pred, result))
+        return p.infer_response(cfg.model_name, req, result.proba, result.predictor.labels, _answers(result))
 
     @app.get("/v2/models/{name}", tags=["v2"], response_model=p.ModelMetadata, responses=ERROR_RESPONSES)
     def model_metadata(name: str = name_param) -> p.ModelMetadata:
@@ -210,27 +221,36 @@ def _add_predict_routes(app: FastAPI, service: InferenceService, cfg: ServeConfi
               openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> p.PredictResponse:
         """Classify image files (multipart field `files`, repeatable) or one raw image body."""
-        pred = service.require_model()
+        service.require_model()
         images, names = await _read_upload(request, cfg.queue_size, "/predict")
         result = await service.classify(images, names)
         preds = [p.Prediction(filename=name, executionTimeMs=result.ms, **_scored(r))
-                 for name, r in zip(names, _answers(pred, result))]
-        return p.PredictResponse(model=cfg.model_name, predictions=preds, executionTimeMs=result.ms)
+                 for name, r in zip(names, _answers(result))]
+        return p.PredictResponse(model=cfg.model_name, iteration=iteration_of(result.predictor), predictions=preds,
+                                 executionTimeMs=result.ms)
 
     @app.post("/score", tags=["predict"], response_model=p.ScoreResult | list[p.ScoreResult], responses=ERROR_RESPONSES)
     async def score(req: p.ScoreRequest) -> Any:
         """The 2017 sample's contract: one object per image (a list when several are sent)."""
-        pred = service.require_model()
+        service.require_model()
         images = [p.decode_base64(row.image, f"input_df[{i}]['image base64 string']") for i, row in enumerate(req.input_df)]
         result = await service.classify(images)
-        out = [p.score_result(row, pred.labels, result.ms, r) for row, r in zip(result.proba, _answers(pred, result))]
+        out = [p.score_result(row, result.predictor.labels, result.ms, r) for row, r in zip(result.proba, _answers(result))]
         return out[0] if len(out) == 1 else out
 
 
-def _answers(predictor: Any, result: Any) -> list[dict[str, Any]]:
-    """:meth:`Compute.answer` of every image of a classified request (its OOD score included)."""
+def _answers(result: Any) -> list[dict[str, Any]]:
+    """:meth:`Compute.answer` of every image of a classified request (its OOD score included), by the predictor
+    that answered it."""
     ood = result.ood if result.ood is not None else [None] * len(result.proba)
-    return [predictor.compute.answer(row, None if s is None else float(s)) for row, s in zip(result.proba, ood)]
+    return [result.predictor.compute.answer(row, None if s is None else float(s)) for row, s in zip(result.proba, ood)]
+
+
+def iteration_of(predictor: Any) -> str | None:
+    """The name of the run whose bundle ``predictor`` holds (RUN/model → RUN's folder name), or None for a bundle
+    outside a run directory."""
+    folder = Path(getattr(predictor, "bundle_dir", "") or "")
+    return folder.parent.name if folder.name == "model" else None
 
 
 def _scored(r: dict[str, Any]) -> dict[str, Any]:

@@ -129,6 +129,15 @@ class MicroBatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def stop_if_idle(self) -> bool:
+        """Stop taking reservations and end the worker, if nothing admitted is left; whether it stopped."""
+        with self._cond:
+            if self._reserved:
+                return False
+            self._stopping = True
+            self._cond.notify_all()
+        return True
+
     def reserve(self, n: int, batched: bool = True) -> Reservation:
         """Room for ``n`` images, or :class:`QueueFull` when the budget is spent (``batched=False``:
         room only, for work run outside the batches; see :class:`Reservation`)."""

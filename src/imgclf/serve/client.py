@@ -127,6 +127,8 @@ def run_load(url: str, images: list[bytes], *, clients: int = 32, duration_s: fl
     """``clients`` concurrent callers POST the images (round robin) to /predict for ``duration_s``."""
     import asyncio
 
+    from ..util.aio import run_sync
+
     full, _ = endpoint(url)
     headers = {"Content-Type": "application/octet-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
     latencies: list[float] = []
@@ -154,5 +156,5 @@ def run_load(url: str, images: list[bytes], *, clients: int = 32, duration_s: fl
             await asyncio.gather(*(caller(client, k, t0 + duration_s) for k in range(clients)))
             return time.perf_counter() - t0
 
-    seconds = asyncio.run(main())
+    seconds = run_sync(main())
     return LoadResult(seconds, latencies, errors)

@@ -63,6 +63,12 @@ class Unavailable(ImgclfError):
         self.retry_after = retry_after
 
 
+class Conflict(ImgclfError):
+    """The request clashes with work in progress (a training job of the same dataset runs)."""
+
+    reason = "conflict"
+
+
 class DeadlinePassed(ImgclfError):
     """The request took longer than ``serve.timeout_s``."""
 
@@ -104,6 +110,7 @@ STATUS: dict[type[ImgclfError], int] = {
     ImageTooLarge: 413,
     UnsupportedMediaType: 415,
     UnsupportedFormat: 415,
+    Conflict: 409,
     ForeignHost: 421,
     NotExplainable: 422,  # a model whose scores class activation maps cannot decompose
     Unavailable: 503,

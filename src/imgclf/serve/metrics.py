@@ -37,6 +37,12 @@ class Metrics:
                                           registry=r)
         self.internal_errors = Counter("imgclf_internal_errors", "Unexpected exceptions (bugs) answered with 500", registry=r)
         self.model_ready = Gauge("imgclf_model_ready", "1 when the model is loaded and the server is not draining", registry=r)
+        self.kept = Counter("imgclf_kept_images", "Images kept for labelling (serve.keep_inputs)", registry=r)
+        self.kept_repeats = Counter("imgclf_kept_repeats", "Answered images already kept: their count raised", registry=r)
+        self.keep_dropped = Counter("imgclf_keep_dropped", "Answered images not kept, by reason", ["reason"], registry=r)
+        self.kept_evicted = Counter("imgclf_kept_evicted", "Kept images deleted, oldest first, within serve.keep_quota_mb",
+                                    registry=r)
+        self.kept_bytes = Gauge("imgclf_kept_bytes", "Bytes the kept images take", registry=r)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

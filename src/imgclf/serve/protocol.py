@@ -40,6 +40,7 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     model: str
+    iteration: str | None = None  # the run whose bundle answered (its folder name), when the bundle is a run's
     predictions: list[Prediction]
     executionTimeMs: float
 

@@ -119,23 +119,46 @@ def run_app(app: Any, serve_cfg: ServeConfig, *, loader: Callable[[], Any] | Non
 
 
 def serve_bundle(bundle_dir: str | Path, cfg: Config, *, token: str | None = None, insecure: bool = False,
-                 engine_cfg: EngineConfig | None = None) -> None:
+                 engine_cfg: EngineConfig | None = None, follow: str | Path | None = None) -> None:
     """Verify the bundle, then serve it until SIGTERM/SIGINT; raises ImgclfError on refusal.
 
     The manifest is checked before binding (a tampered bundle never starts); the engine is
-    built after the server is up, so /v2/health/live answers while /ready says 503.
+    built after the server is up, so /v2/health/live answers while /ready says 503. ``follow``: a
+    runs folder whose published iteration is served from then on, every publish and rollback swapped in.
     """
     from ..bundle.folder import load_bundle
     from ..inference.predict import Predictor
     from .app import create_app
+    from .follow import PublishedFollower
 
     check_bind(cfg.serve.host, token, insecure)
     bundle = load_bundle(bundle_dir)  # BundleError with a clear message on a mismatch
-    app = create_app(None, cfg.serve, token=token)
+    app = create_app(None, cfg.serve, token=token, keep_into=_keep_place(cfg.serve, bundle_dir))
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     log.info("serving %s (%s) on %s; docs at %s/docs%s", Path(bundle_dir), ", ".join(bundle.labels), url, url,
              "?token=<token>" if token else "")
-    run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg, cfg.predict))
+    follower = None
+    if follow is not None:
+        follower = PublishedFollower(follow, app.state.imgclf, lambda b: Predictor(b, engine_cfg, cfg.predict))
+        follower.start(Path(bundle_dir).resolve().parent)
+        log.info("following the published iteration of %s", follow)
+    try:
+        run_app(app, cfg.serve, loader=lambda: Predictor(bundle_dir, engine_cfg, cfg.predict))
+    finally:
+        if follower is not None:
+            follower.stop()
+
+
+def _keep_place(cfg: ServeConfig, bundle_dir: str | Path):
+    """Where a bundle's server keeps the images it is asked about: ``serve.keep_dir``, else the pool of the dataset
+    of the run the bundle lies in (None when nothing is kept)."""
+    from ..rundir.layout import run_config
+    from .keeper import keep_place
+
+    if not cfg.keep_inputs:
+        return None
+    run = run_config(Path(bundle_dir).resolve().parent)
+    return keep_place(cfg, run.images_dir() if run is not None else None, run.data.pool if run is not None else "")
 
 
 class ServerThread:

@@ -6,7 +6,8 @@ bounds. ``classify(images)`` reserves room in the :class:`MicroBatcher` (:class:
 full), reads every image's header (format, size) and refuses a request whose images hold more
 than ``serve.max_request_pixels`` together (:class:`PixelBudgetExceeded`, 413), decodes the images on a small thread pool with the one safe decoder, queues them for
 the engine and waits, all within ``serve.timeout_s`` (:class:`DeadlinePassed` after it; the
-batcher then drops the request's images that have not reached the engine yet). ``explain(image, fn)``
+batcher then drops the request's images that have not reached the engine yet). With ``serve.keep_inputs``
+the answered images then go to the :class:`imgclf.serve.keeper.Keeper`'s queue, never waited for. ``explain(image, fn)``
 admits one image the same way (room in the batcher's queue, header, pixel budget, deadline) and runs
 ``fn(predictor, image)`` on a thread of its own, one at a time: class activation maps never hold up
 classification.
@@ -36,6 +37,7 @@ from ..features.engines import cpu_threads
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, QueueFull
 from .batching import MicroBatcher
 from .errors import DeadlinePassed, PixelBudgetExceeded, TooManyImages, Unavailable, restated
+from .keeper import Keeper
 from .metrics import Metrics
 
 log = logging.getLogger("imgclf.serve")
@@ -49,6 +51,15 @@ class Classified:
     proba: np.ndarray  # (n, K)
     ms: float  # server time for the request (decode + queue + inference)
     ood: np.ndarray | None = None  # (n,) OOD scores (NaN for a bundle without a detector)
+    predictor: object = None  # the predictor that answered (a swap may have installed another since)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A predictor and the batcher that feeds it: read together, so a request never mixes two models."""
+
+    predictor: object
+    batcher: MicroBatcher
 
 
 class PixelGate:
@@ -98,13 +109,17 @@ class PixelGate:
 
 
 class InferenceService:
-    """Holds the predictor (once loaded) and serves classification requests."""
+    """Holds the predictor (once loaded) and serves classification requests.
+
+    :meth:`install` of a second predictor swaps models without a failed request: requests admitted
+    before the swap finish on the old predictor and its batcher, which then stops; later ones
+    meet the new one. Each request reads the (predictor, batcher) pair once.
+    """
 
     def __init__(self, cfg: ServeConfig, metrics: Metrics):
         self.cfg = cfg
         self.metrics = metrics
-        self.predictor = None  # set by install(); the UI may read it at request time
-        self.batcher: MicroBatcher | None = None
+        self._serving: Serving | None = None  # set by install(); the UI may read it at request time
         self.loading = False
         self.load_error: str | None = None
         self.draining = False
@@ -112,22 +127,54 @@ class InferenceService:
         self._pool: ThreadPoolExecutor | None = None
         self._explain_pool: ThreadPoolExecutor | None = None
         self._decoding = PixelGate(cfg.max_request_pixels)
+        self.keeper: Keeper | None = None  # serve.keep_inputs: answered images go to it
         metrics.model_ready.set_function(lambda: float(self.ready))
         metrics.track_queue(lambda: float(self.batcher.depth if self.batcher else 0))
+
+    @property
+    def predictor(self):
+        """The predictor new requests meet (None before :meth:`install`)."""
+        serving = self._serving
+        return serving.predictor if serving is not None else None
+
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        serving = self._serving
+        return serving.batcher if serving is not None else None
 
     @property
     def ready(self) -> bool:
         return self.predictor is not None and not self.draining
 
     def install(self, predictor) -> None:
-        """Start serving ``predictor`` (an :class:`imgclf.inference.predict.Predictor`)."""
-        threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
-        self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
-        self._explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-explain")
-        self.batcher = MicroBatcher(predictor.compute.rows, max_batch_size=self.cfg.max_batch_size,
-                                    max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
-                                    on_batch=self.metrics.observe_batch).start()
-        self.predictor = predictor
+        """Serve ``predictor`` (an :class:`imgclf.inference.predict.Predictor`) from now on.
+
+        A predictor already installed is swapped out: new requests meet ``predictor`` at once, and the
+        old batcher stops on a thread of its own once the requests admitted to it are answered.
+        """
+        if self._pool is None:
+            threads = cpu_threads(getattr(predictor.engine_cfg, "threads", 0))
+            self._pool = ThreadPoolExecutor(max_workers=max(2, threads), thread_name_prefix="imgclf-decode")
+            self._explain_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-explain")
+        batcher = MicroBatcher(predictor.compute.rows, max_batch_size=self.cfg.max_batch_size,
+                               max_wait_s=self.cfg.max_wait_ms / 1000.0, capacity=self.cfg.queue_size,
+                               on_batch=self.metrics.observe_batch).start()
+        old, self._serving = self._serving, Serving(predictor, batcher)
+        if old is not None:
+            threading.Thread(target=self._retire, args=(old.batcher,), name="imgclf-retire", daemon=True).start()
+
+    def _retire(self, batcher: MicroBatcher) -> None:
+        """Stop a swapped-out batcher once nothing admitted to it is left (at most the request deadline)."""
+        until = time.monotonic() + self.cfg.timeout_s + 1.0
+        while not batcher.stop_if_idle() and time.monotonic() < until:
+            time.sleep(0.02)
+        batcher.stop(timeout=self.cfg.timeout_s)
+
+    def retire(self) -> None:
+        """Close this service once the requests admitted to it are answered (a service no longer used)."""
+        if self._serving is not None:
+            self._retire(self._serving.batcher)
+        self.close()
 
     def load_in_background(self, loader: Callable[[], object]) -> threading.Thread:
         """Call ``loader`` on a thread and install its predictor; ready stays 503 until then."""
@@ -149,9 +196,11 @@ class InferenceService:
         return t
 
     def close(self) -> None:
-        """Finish queued work and stop the worker and decode threads."""
-        if self.batcher is not None:
-            self.batcher.stop(timeout=self.cfg.timeout_s)
+        """Finish queued work and stop the worker, decode and keeper threads."""
+        if self._serving is not None:
+            self._serving.batcher.stop(timeout=self.cfg.timeout_s)
+        if self.keeper is not None:
+            self.keeper.close()
         for pool in (self._pool, self._explain_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -171,7 +220,7 @@ class InferenceService:
 
     async def classify(self, images: Sequence[Source], names: Sequence[str | None] | None = None) -> Classified:
         """Probabilities of each image; an ImgclfError for a request that cannot be answered."""
-        predictor = self.require_model()
+        self.require_model()
         n = len(images)
         if n == 0:
             raise InvalidRequest("no image in the request; send at least one image file", reason="no_image")
@@ -179,22 +228,26 @@ class InferenceService:
             raise TooManyImages(f"{n} images in one request; at most {self.cfg.queue_size} (serve.queue_size) "
                                 "are accepted")
         t0 = time.perf_counter()
-        reservation = self._reserve(n)
+        serving, reservation = self._reserve(n)
+        predictor = serving.predictor
         deadline = time.monotonic() + self.cfg.timeout_s
         with reservation:
             rows = await self._within_deadline(self._run(predictor, reservation, images, names, deadline))
         proba, ood = predictor.compute.split(rows)
-        return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood)
+        if self.keeper is not None:
+            self.keeper.offer(images, proba, ood, predictor.compute)
+        return Classified(proba, round((time.perf_counter() - t0) * 1000.0, 3), ood, predictor)
 
     async def explain(self, images: Sequence[Source], names: Sequence[str | None], fn: Callable[[object, Source], T]) -> T:
         """``fn(predictor, image)`` for the one image of a request, ``predictor`` the one /predict uses (an
         ImgclfError for a request that cannot be answered)."""
-        predictor = self.require_model()
+        self.require_model()
         if len(images) != 1:
             raise InvalidRequest(f"{len(images)} images in the request; maps are made for exactly one image per request",
                                  reason="one_image")
-        with self._reserve(1, batched=False):
-            return await self._within_deadline(self._explain(predictor, images, names, fn))
+        serving, reservation = self._reserve(1, batched=False)
+        with reservation:
+            return await self._within_deadline(self._explain(serving.predictor, images, names, fn))
 
     async def _explain(self, predictor, images: Sequence[Source], names: Sequence[str | None],
                        fn: Callable[[object, Source], T]) -> T:
@@ -206,12 +259,17 @@ class InferenceService:
             raise
 
     def _reserve(self, n: int, batched: bool = True):
-        """Room for ``n`` images in the batcher's queue, or QueueFull (503 with Retry-After)."""
-        try:
-            return self.batcher.reserve(n, batched)
-        except QueueFull as e:
-            self.metrics.rejected.labels("queue_full").inc()
-            raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
+        """The serving pair and room for ``n`` images in its batcher's queue, or QueueFull (503 with Retry-After).
+        A batcher stopped by a swap between reading the pair and reserving sends the request to the new pair."""
+        while True:
+            serving = self._serving
+            try:
+                return serving, serving.batcher.reserve(n, batched)
+            except QueueFull as e:
+                if self._serving is not serving:
+                    continue
+                self.metrics.rejected.labels("queue_full").inc()
+                raise restated(e, f"server busy: {e}; retry after {e.retry_after} s") from None
 
     async def _within_deadline(self, work):
         try:

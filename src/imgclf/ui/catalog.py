@@ -4,6 +4,10 @@ Paths from requests are checked here and nowhere else: a path must be relative, 
 inside the dataset folder and must name an image the dataset scan listed. Corrections go
 through :mod:`imgclf.data.annotations` (an atomic, append-only history); images are never touched.
 Refusals are :class:`InvalidRequest` (a malformed value) or :class:`NotFound` (nothing by that name).
+
+The images of the pool of unlabelled images (``data.pool``) are listed too, with status ``pool`` until
+one is given a class. Files added through :mod:`imgclf.data.intake` appear after :meth:`Catalog.entries`
+is asked to rescan; the undo of an addition takes the file out of the dataset (see ``take_back``).
 """
 from __future__ import annotations
 
@@ -15,15 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from ..data.annotations import Annotation, current_state, new_batch_id, read_history, record, undo_rows
+from ..data.annotations import LABELLING, Annotation, current_state, new_batch_id, read_history, record, undo_rows
 from ..data.dataset import scan_dataset
+from ..data.intake import class_of, take_back
 from ..util.errors import DatasetError, InvalidRequest, NotFound
 from ..util.files import sha256_file
 from .thumbs import file_version
 
-#: What an image can be: used as its folder label, relabelled, or left out (two ways).
-STATUSES = ("unchanged", "relabeled", "excluded", "ambiguous")
+#: What an image can be: used as its folder label, relabelled, left out (two ways), or in the pool without a class.
+STATUSES = ("unchanged", "relabeled", "excluded", "ambiguous", "pool")
 _LEFT_OUT = {"exclude": "excluded", "ambiguous": "ambiguous"}  # annotation action → status
+MAX_UNDO_SCOPE = 20_000  # images a page may name as its own for an undo
 _RESCAN_AFTER_S = 2.0  # a path missing from the listing triggers a rescan at most this often
 
 
@@ -33,14 +39,16 @@ class Entry:
 
     rel: str
     path: str
-    original: str
+    original: str  # "" for an image of the pool
+    pool: bool = False
 
 
 class Catalog:
     """Lists a dataset folder (cached) and applies corrections to it."""
 
-    def __init__(self, images_dir: str | os.PathLike):
+    def __init__(self, images_dir: str | os.PathLike, pool: str = ""):
         self.root = Path(os.path.realpath(images_dir))
+        self.pool = pool  # data.pool: "" = DATASET/_unlabeled
         self._entries: dict[str, Entry] | None = None
         self._scanned_at = 0.0
         self._by_hash: dict[str, str] | None = None  # content SHA-256 → rel, made when first needed
@@ -54,18 +62,19 @@ class Catalog:
         with self._lock:
             if self._entries is None or refresh:
                 try:
-                    ds = scan_dataset(self.root, apply_annotations=False)
+                    ds = scan_dataset(self.root, apply_annotations=False, pool=self.pool)
                 except DatasetError as e:
                     raise NotFound(f"{e}; {e.hint}", reason="no_images") from None
-                items = sorted(ds.items, key=lambda it: (it.label, it.rel))
-                self._entries = {it.rel: Entry(it.rel, it.path, it.label) for it in items}
+                items = sorted(ds.items + ds.pool, key=lambda it: (it.from_pool, it.label, it.rel))
+                self._entries = {it.rel: Entry(it.rel, it.path, it.label, it.from_pool) for it in items}
                 self._scanned_at = time.monotonic()
                 self._by_hash = None
             return self._entries
 
-    def classes(self) -> list[str]:
-        """The folder classes: the labels an image can be given."""
-        return sorted({e.original for e in self.entries().values()})
+    def classes(self, state: dict[str, Annotation] | None = None) -> list[str]:
+        """The classes, as the annotations make them (a renamed class by its new name): the labels an image can be given."""
+        state = current_state(self.root) if state is None else state
+        return sorted({c for e in self.entries().values() if (c := class_of(e.original, state.get(e.rel)))})
 
     def resolve(self, rel: str) -> Entry:
         """The listed image at ``rel``; InvalidRequest for a malformed or escaping path, NotFound if unlisted."""
@@ -145,27 +154,27 @@ class Catalog:
     def view(entry: Entry, ann: Annotation | None) -> dict[str, Any]:
         """JSON of one image: current ``label`` (None when left out) and ``status``."""
         label, status = _label_status(entry, ann)
-        return {"path": entry.rel, "original": entry.original, "label": label, "status": status,
+        return {"path": entry.rel, "original": entry.original, "pool": entry.pool, "label": label, "status": status,
                 "checked": ann is not None and ann.action == "keep", "v": file_version(entry.path)}
 
     def summary(self, state: dict[str, Annotation] | None = None) -> dict[str, Any]:
         """Counts: images per current class (what training will use) and per status."""
         state = current_state(self.root) if state is None else state
-        per_class = {c: 0 for c in self.classes()}
+        per_class = {c: 0 for c in self.classes(state)}
         per_status = {s: 0 for s in STATUSES}
         for e in self.entries().values():
             label, status = _label_status(e, state.get(e.rel))
             per_status[status] += 1
             if label is not None:
                 per_class[label] = per_class.get(label, 0) + 1
-        return {"root": str(self.root), "name": self.root.name, "classes": self.classes(), "counts": per_class,
+        return {"root": str(self.root), "name": self.root.name, "classes": self.classes(state), "counts": per_class,
                 "statuses": per_status, "total": len(self.entries())}
 
     def _filtered(self, label: str, status: str, q: str, state: dict[str, Annotation]) -> list[Entry]:
         if status and status not in STATUSES:
             raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
-        if label and label not in self.classes():
-            raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
+        if label and label not in (classes := self.classes(state)):
+            raise InvalidRequest(f"label must be one of the classes {', '.join(classes)}; got {label!r}")
         q = q.lower()
         hits = []
         for e in self.entries().values():
@@ -206,11 +215,12 @@ class Catalog:
         The view's ``changed`` is False when the image already was so (nothing is written then)."""
         return self.annotate_many([rel], action, label)["items"][0]
 
-    def annotate_many(self, rels: list[str], action: str, label: str = "") -> dict[str, Any]:
+    def annotate_many(self, rels: list[str], action: str, label: str = "", batch: str = "") -> dict[str, Any]:
         """One correction of several images at once: one history row per image that changes, all of
-        one batch (so one undo takes them all back). ``{"items": views, "changed": n}``."""
-        if action == "relabel" and label not in self.classes():
-            raise InvalidRequest(f"label must be one of the classes {', '.join(self.classes())}; got {label!r}")
+        one batch (so one undo takes them all back; ``batch`` joins them to rows written by an earlier
+        call). ``{"items": views, "changed": n}``."""
+        if action == "relabel" and label not in (classes := self.classes()):
+            raise InvalidRequest(f"label must be one of the classes {', '.join(classes)}; got {label!r}")
         if action not in ("relabel", "exclude", "ambiguous", "restore", "keep"):
             raise InvalidRequest(f"action must be one of relabel, exclude, ambiguous, restore, keep; got {action!r}")
         entries = [self.resolve(rel) for rel in dict.fromkeys(rels)]
@@ -219,22 +229,36 @@ class Catalog:
             rows = [row for e in entries if (row := _correction(e, state.get(e.rel), action, label)) is not None]
             if rows:
                 with _refused_when_unsaved():
-                    record(self.root, rows, batch=new_batch_id() if len(rows) > 1 else "")
+                    record(self.root, rows, batch=batch or (new_batch_id() if len(rows) > 1 else ""))
         changed = {row[0] for row in rows}
         views = self.views([e.rel for e in entries])
         return {"items": [{**views[e.rel], "changed": e.rel in changed} for e in entries], "changed": len(changed)}
 
-    def undo(self, rel: str = "") -> dict[str, Any]:
-        """Undo the newest correction (of ``rel`` if given; a batch whole); ``{"undone": row|None,
-        "item": view|None, "items": views}``: the newest row undone and the views of every image it changed back."""
+    def undo(self, rel: str = "", batch: str = "", among: list[str] | None = None) -> dict[str, Any]:
+        """Undo the newest correction (of ``rel`` if given; a batch whole; batch ``batch`` if given), of one of
+        the images ``among`` when given (what a page changed itself: a page never undoes another's correction).
+
+        ``{"undone": row|None, "item": view|None, "items": views, "back": [...], "removed": paths}``: the newest
+        row undone, the views of the listed images it changed back, for every image it changed back (pool
+        images too) ``{"path", "label", "status", "undid": {"action", "label"}}`` (which image, what it is now
+        and what was undone), and the images an undone addition took out of the dataset."""
         if rel:
             self.resolve(rel)
+        if among is not None and len(among) > MAX_UNDO_SCOPE:
+            raise InvalidRequest(f"paths names {len(among)} images; at most {MAX_UNDO_SCOPE}", reason="too_many")
         with self._lock, _refused_when_unsaved():
-            undone = undo_rows(self.root, rel or None)
+            undone = undo_rows(self.root, rel or None, batch=batch, among=among)
+            removed = take_back(self.root, undone)
+        if removed:
+            self.entries(refresh=True)
         if not undone:
-            return {"undone": None, "item": None, "items": []}
+            return {"undone": None, "item": None, "items": [], "back": [], "removed": []}
         views = self.views([a.path for a in undone])
-        return {"undone": undone[0].__dict__, "item": views.get(undone[0].path), "items": list(views.values())}
+        state = current_state(self.root)
+        back = [{**_now_state(views.get(a.path), state.get(a.path)), "path": a.path,
+                 "undid": {"action": a.action, "label": a.label}} for a in undone]
+        return {"undone": undone[0].__dict__, "item": views.get(undone[0].path), "items": list(views.values()),
+                "back": back, "removed": removed}
 
     def history(self, limit: int = 50) -> list[dict[str, str]]:
         """The newest ``limit`` rows of annotations.csv, newest first."""
@@ -251,10 +275,27 @@ def _refused_when_unsaved() -> Iterator[None]:
         raise InvalidRequest(f"{e.message}; {e.hint}" if e.hint else e.message, reason=e.reason) from None
 
 
+def _now_state(view: dict[str, Any] | None, ann: Annotation | None) -> dict[str, Any]:
+    """``label`` and ``status`` of an image after an undo: its view's for a listed image; for a pool
+    image (not listed: it has no folder label) ``labelled`` with its class, ``excluded`` or ``unlabelled``."""
+    if view is not None:
+        return {"label": view["label"], "status": view["status"]}
+    if ann is None or ann.action == "restore":
+        return {"label": None, "status": "unlabelled"}
+    if ann.action in LABELLING:
+        return {"label": ann.label, "status": "labelled"}
+    return {"label": None, "status": _LEFT_OUT.get(ann.action, "excluded")}
+
+
 def _correction(e: Entry, ann: Annotation | None, action: str, label: str) -> tuple[str, str, str, str] | None:
     """The history row that applies ``action`` to image ``e`` in state ``ann``; None when it is so already."""
     if action == "keep":
-        label = ann.label if ann is not None and ann.action in ("relabel", "keep") else e.original
+        label = ann.label if ann is not None and ann.action in LABELLING else e.original
+        if not label:
+            raise InvalidRequest(f"{e.rel} is in the pool without a class: there is no label to keep; give it one",
+                                 reason="no_label")
+    elif action == "relabel" and e.pool:
+        action = "label"  # a pool image given a class stays where it is
     elif action != "relabel":
         label = ""
     elif label == e.original:
@@ -268,7 +309,7 @@ def _correction(e: Entry, ann: Annotation | None, action: str, label: str) -> tu
 
 def _label_status(entry: Entry, ann: Annotation | None) -> tuple[str | None, str]:
     if ann is None:
-        return entry.original, "unchanged"
-    if ann.action in ("relabel", "keep"):
+        return (None, "pool") if entry.pool else (entry.original, "unchanged")
+    if ann.action in LABELLING:
         return ann.label, "unchanged" if ann.label == entry.original else "relabeled"
     return None, _LEFT_OUT[ann.action]

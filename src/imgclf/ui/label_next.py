@@ -1,6 +1,7 @@
 """The Label next page's API: the suggested batch of pool images, one label per image, and the refit.
 
-The batch is the iteration's suggestions.csv (made by ``imgclf suggest``, or here when there is none).
+The batch is the iteration's suggestions.csv (made by ``imgclf suggest``, or here when there is none); an image
+the service kept after answering "unknown" or "uncertain" (``serve.keep_inputs``) comes first and says so (``served``).
 A label is an annotation of the dataset (action ``label``; ``x`` excludes the image from the
 pool), saved at once, undone by the dataset's undo like any correction. ``refit`` is the quick
 update (:func:`imgclf.ui.quick.make_draft`, the same as every page's): the head refit on the current
@@ -15,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -24,6 +26,7 @@ from pydantic import BaseModel
 from ..config.settings import Config
 from ..data.annotations import LABELLING, current_state, record
 from ..data.dataset import Item, scan_dataset
+from ..data.kept import KeptImage, read_kept
 from ..labelnext import DEFAULT_STRATEGY, STRATEGIES
 from ..labelnext.quick import cv_figures, is_draft
 from ..labelnext.step import POOL_EMPTY, suggest
@@ -36,6 +39,7 @@ from .thumbs import ThumbnailCache, file_version
 
 BATCH = 20  # images per batch unless the page asks for another number
 MAX_HISTORY = 50  # iterations of the chain of drafts the page lists, newest last
+_RESCAN_AFTER_S = 2.0  # a thumbnail of a path missing from the last listing rescans the pool at most this often
 
 
 class LabelIn(BaseModel):
@@ -56,6 +60,8 @@ class LabelNext:
         self.rd = RunDir(Path(run_dir).resolve())
         self.images = Path(images_dir).resolve()
         self._lock = threading.Lock()  # one suggest or refit at a time: they write the run's files
+        self._listed: dict[str, Item] = {}  # the pool as last listed: what thumbnails are looked up in
+        self._listed_at = 0.0
 
     def config(self) -> Config:
         """The run's saved config, reading images from the UI's dataset folder."""
@@ -65,7 +71,19 @@ class LabelNext:
 
     def _pool(self) -> dict[str, Item]:
         """Every pool image by rel path, whatever its annotation (the listing requests are checked against)."""
-        return {it.rel: it for it in scan_dataset(self.images, apply_annotations=False, pool=self.config().data.pool).pool}
+        pool = {it.rel: it for it in scan_dataset(self.images, apply_annotations=False, pool=self.config().data.pool).pool}
+        self._listed, self._listed_at = pool, time.monotonic()
+        return pool
+
+    def listed(self, rel: str) -> Item:
+        """The pool image at ``rel`` as the last listing has it (a batch's thumbnails do not scan the dataset
+        again, one each); a path it lacks rescans the pool, at most every couple of seconds; NotFound after."""
+        item = self._listed.get(rel)
+        if item is None and time.monotonic() - self._listed_at > _RESCAN_AFTER_S:
+            item = self._pool().get(rel)
+        if item is None:
+            raise NotFound(f"no image {rel!r} in the pool of {self.images}; reload the page", reason="not_in_pool")
+        return item
 
     def resolve(self, rel: str) -> Item:
         """The pool image at ``rel``; NotFound when the pool listing has no such image."""
@@ -99,8 +117,10 @@ class LabelNext:
 
     def _batch(self, rows: list[dict[str, Any]], state: dict) -> list[dict[str, Any]]:
         pool = self._pool()
+        kept: dict[Path, dict[str, KeptImage]] = {}
         return [{"path": r["rel"], "predicted": r["predicted"], "score": r["score"], "reason": r["reason"],
-                 "v": file_version(pool[r["rel"]].path), **_state(state.get(r["rel"]))} for r in rows if r["rel"] in pool]
+                 "v": file_version(pool[r["rel"]].path), "served": _served(pool[r["rel"]].path, kept),
+                 **_state(state.get(r["rel"]))} for r in rows if r["rel"] in pool]
 
     def progress(self, state: dict | None = None) -> dict[str, Any]:
         """Labelled / pool size, and the cross-validated train figures of the iteration and the drafts before it."""
@@ -170,6 +190,18 @@ def _checked(strategy: str) -> str:
     return strategy
 
 
+def _served(path: str, kept: dict[Path, dict[str, KeptImage]]) -> dict[str, Any] | None:
+    """What the service answered when asked about the pool image ``path``, when it kept it unsure (``serve.keep_inputs``:
+    "unknown" or "uncertain"), else None; ``kept`` caches the records of each folder."""
+    folder = Path(path).parent
+    if folder not in kept:
+        kept[folder] = read_kept(folder)
+    k = kept[folder].get(Path(path).name)
+    if k is None or not k.unsure:
+        return None
+    return {"answer": k.answer, "unknown": k.unknown, "first_asked": k.first_asked, "times_asked": k.times_asked}
+
+
 def _state(ann: Any) -> dict[str, Any]:
     """What happened to a suggested image so far: ``label`` given (None), ``status`` labelled | excluded | ''."""
     if ann is None:
@@ -179,8 +211,9 @@ def _state(ann: Any) -> dict[str, Any]:
     return {"label": None, "status": "excluded"}
 
 
-def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache) -> APIRouter:
-    """The routes of the Label next page's API (``/ui/api/label-next/...``)."""
+def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: ThumbnailCache) -> APIRouter:
+    """The routes of the Label next page's API (``/ui/api/label-next/...``) over ``label_next()``, the chosen
+    iteration's."""
     r = APIRouter()
 
     need = needed(label_next, "Label next needs a run and its dataset; start the UI with `imgclf ui --run RUN_DIR` "
@@ -208,7 +241,7 @@ def build_label_next_router(label_next: LabelNext | None, thumbs: ThumbnailCache
     def thumb(path: str, size: int = 256, v: str = "") -> Response:
         """JPEG thumbnail of a pool image (``v``, from the batch, makes the URL cacheable)."""
         with _as_request_errors():
-            item = need().resolve(path)
+            item = need().listed(path)
         return _thumbnail(thumbs, item.path, size, path, cacheable=bool(v))
 
     return r

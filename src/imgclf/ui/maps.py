@@ -20,8 +20,8 @@ _NO_CACHE = {"Cache-Control": "no-cache"}  # the map changes with the model
 
 
 def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalog: Callable[[], Any],
-                   loaded_model: Callable[[Request], Any]) -> None:
-    """``GET /ui/api/explain`` on router ``r``."""
+                   loaded_model: Callable[[Request], Any], answering: Callable[[], Any]) -> None:
+    """``GET /ui/api/explain`` on router ``r``: maps made by ``answering()``, the service of the chosen iteration."""
 
     @r.get("/ui/api/explain")
     async def explain(request: Request, result: int | None = Query(None, ge=0, description="Row of the run's predictions.csv."),
@@ -29,8 +29,8 @@ def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalo
                       which: Literal["predicted", "true"] = "predicted",
                       cls: str = Query("", alias="class", max_length=200, description="Class to map (overrides which)."),
                       size: int = 256, format: Literal["png", "json"] = "png") -> Response:
-        """Where the loaded model finds a class in one image: its predicted class, its true class (a test
-        result's), or ``class``."""
+        """Where the chosen iteration's model finds a class in one image: its predicted class, its true class (a
+        test result's), or ``class``."""
         pred = loaded_model(request)
         if pred is None:
             raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`", reason="no_model")
@@ -48,7 +48,7 @@ def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalo
                 raise InvalidRequest("which=true needs a test result (result=...); for a dataset image pass class=NAME")
             cls = truth
         try:
-            out = await request.app.state.imgclf.explain([file], [what], lambda p, source: _answer(p, source, cls, size, format))
+            out = await answering().explain([file], [what], lambda p, source: _answer(p, source, cls, size, format))
         except OSError as err:
             raise NotFound(f"{what} cannot be read ({err.strerror or err}); reload the page", reason="unreadable") from None
         except ImageError as err:

@@ -6,7 +6,14 @@ the label it has, what the doctor suggests (a class, or ``exclude`` for an outli
 copy) and the nearest train images of the given and of the suggested class, from features.npz.
 Items are addressed by their dataset path, and acted on through the :class:`Catalog` (so every
 decision lands in annotations.csv, with its history): ``accept`` applies the suggestion, ``keep``
-confirms the label (the doctor then stops listing the image), ``exclude`` leaves it out.
+confirms the label (the doctor then stops listing the image), ``exclude`` leaves it out; several
+items at once are one correction (one undo takes them all back).
+
+Each item says how sure the doctor is: for a suspected label, the out-of-fold probabilities of the
+given and the suggested class (oof_predictions.csv) and how many of the image's nearest train images
+carry each label; for a pair, its similarity; for an outlier, its distance against the threshold.
+Findings on images a person decided on in an earlier review (decided_findings.csv) are listed too,
+marked ``decided``: the view hides them unless asked.
 """
 from __future__ import annotations
 
@@ -17,13 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from ..data.annotations import new_batch_id
 from ..rundir.layout import RunDir
 from ..util.errors import InvalidRequest, NotFound
+from ..util.files import read_csv
 from .catalog import Catalog
 
 NEIGHBOURS = 4  # nearest train images shown per class
+VOTERS = 10  # nearest train images whose labels are counted for a suspected label
 ACTIONS = ("accept", "keep", "exclude")
 _ORDER = {"label_issue": 0, "cross_class_duplicate": 1, "leak": 2, "outlier": 3, "duplicate": 4}
+#: The filter types of the view: what each kind of finding is filed under.
+TYPES = {"label_issue": "label", "cross_class_duplicate": "label", "leak": "leakage", "duplicate": "duplicate",
+         "outlier": "outlier"}
+_DECIDED_KIND = {"label": "label_issue", "outlier": "outlier", "duplicate": "duplicate", "leakage": "leak"}
 
 
 class Review:
@@ -80,9 +94,30 @@ class Review:
         for r in outliers:
             add(r["path"], r["rel"], r["label"], r["split"], {"kind": "outlier", "distance": float(r["distance"]),
                                                      "threshold": float(r["threshold"])}, "exclude", -float(r["distance"]))
-        ordered = sorted(items.values(), key=lambda it: (_ORDER[it["findings"][0]["kind"]], it["score"], it["path"]))
+        open_items = set(items)
+        for r in read_csv(self.rd.decided_findings) if self.rd.decided_findings.exists() else []:
+            add(r["path"], r["rel"], r["given_label"], r["split"], {"kind": _DECIDED_KIND[r["kind"]], "decision": r["decision"]},
+                r["suggested_label"], 1.0)
+        for rel, it in items.items():
+            it["types"] = sorted({TYPES[f["kind"]] for f in it["findings"]})
+            it["decided"] = "" if rel in open_items else it["findings"][0]["decision"]
+        ordered = sorted(items.values(), key=lambda it: (bool(it["decided"]), _ORDER[it["findings"][0]["kind"]], it["score"], it["path"]))
+        self._add_oof(ordered)
         self._add_neighbours(ordered)
         return ordered
+
+    def _add_oof(self, items: list[dict[str, Any]]) -> None:
+        """The out-of-fold probabilities of the given and the suggested class on every label finding."""
+        if not self.rd.oof_predictions.exists():
+            return
+        _, rows = self.rd.read_oof_predictions()
+        scores = {r["path"]: r["scores"] for r in rows}
+        for it in items:
+            p = scores.get(it["file"])
+            for f in it["findings"]:
+                if p is not None and f["kind"] in ("label_issue", "cross_class_duplicate"):
+                    f["p_given"] = round(p.get(it["given"], 0.0), 6)
+                    f["p_suggested"] = round(p.get(it["suggestion"], 0.0), 6)
 
     def _add_neighbours(self, items: list[dict[str, Any]]) -> None:
         """The nearest train images of the given and of the suggested class, by feature cosine."""
@@ -101,6 +136,9 @@ class Review:
                 continue
             q = feats[index[it["file"]]].astype(np.float32)
             sim = x @ (q / max(float(np.linalg.norm(q)), 1e-12))
+            voters = [i for i in np.argsort(-sim)[: VOTERS + 1] if train[i].path != it["file"]][:VOTERS]
+            it["votes"] = {"of": len(voters), "given": int(sum(labels[i] == it["given"] for i in voters)),
+                           "suggested": int(sum(labels[i] == it["suggestion"] for i in voters))}
             for cls in dict.fromkeys([it["given"], it["suggestion"]]):
                 if cls == "exclude":
                     continue
@@ -117,20 +155,40 @@ class Review:
 
     def act(self, rel: str, action: str) -> dict[str, Any]:
         """Apply ``accept`` (the suggestion), ``keep`` (confirm the label) or ``exclude`` to the item at ``rel``."""
+        return self.act_many([rel], action)["items"][0]
+
+    def act_many(self, rels: list[str], action: str) -> dict[str, Any]:
+        """:meth:`act` on several items as one correction; ``{"items": views (in the order of rels), "changed": n}``."""
         if action not in ACTIONS:
             raise InvalidRequest(f"review action must be one of {', '.join(ACTIONS)}; got {action!r}")
-        item = next((it for it in self._load() if it["path"] == rel), None)
-        if item is None:
-            raise NotFound(f"no finding for {rel!r} in the run {self.rd.root}; reload the Review view")
-        if action == "exclude" or (action == "accept" and item["suggestion"] == "exclude"):
-            return self.catalog.annotate(rel, "exclude")
-        if action == "keep":
-            return self.catalog.annotate(rel, "keep")
-        entry = self.catalog.resolve(rel)
-        if item["suggestion"] == entry.original:  # back to the folder's label, and confirmed
-            self.catalog.annotate(rel, "restore")
-            return self.catalog.annotate(rel, "keep")
-        return self.catalog.annotate(rel, "relabel", item["suggestion"])
+        if not rels:
+            raise InvalidRequest("review paths must name at least one finding; got none")
+        found = {it["path"]: it for it in self._load()}
+        missing = [rel for rel in rels if rel not in found]
+        if missing:
+            raise NotFound(f"no finding for {missing[0]!r} in the run {self.rd.root}; reload the Review view")
+        groups: dict[tuple[str, str], list[str]] = {}  # (catalog action, label) -> images
+        for rel in dict.fromkeys(rels):
+            suggestion = found[rel]["suggestion"]
+            if action == "exclude" or (action == "accept" and suggestion == "exclude"):
+                groups.setdefault(("exclude", ""), []).append(rel)
+            elif action == "keep":
+                groups.setdefault(("keep", ""), []).append(rel)
+            elif suggestion == self.catalog.resolve(rel).original:  # back to the folder's label, and confirmed
+                groups.setdefault(("restore", ""), []).append(rel)
+                groups.setdefault(("keep", ""), []).append(rel)
+            else:
+                groups.setdefault(("relabel", suggestion), []).append(rel)
+        batch = new_batch_id()
+        views: dict[str, dict[str, Any]] = {}
+        changed: set[str] = set()
+        for (what, label), members in groups.items():
+            done = self.catalog.annotate_many(members, what, label, batch=batch)
+            for view in done["items"]:
+                if view["changed"]:
+                    changed.add(view["path"])
+                views[view["path"]] = {**view, "changed": view["path"] in changed}
+        return {"items": [views[rel] for rel in dict.fromkeys(rels)], "changed": len(changed)}
 
 
 def _num(v: str) -> float | None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Callable, TypeVar
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -23,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
 from ..rundir.state import incomplete_info
+from ..serve.app import iteration_of
 from ..serve.errors import restated
 from ..util.errors import ImageError, ImageTooLarge, InvalidRequest, NotFound
 from .catalog import Catalog
@@ -30,6 +32,9 @@ from .maps import add_map_routes
 from .results import RunResults
 from .review import Review
 from .thumbs import SIZES, ThumbnailCache
+
+if TYPE_CHECKING:
+    from .live import Live
 
 STATIC_DIR = Path(__file__).parent / "static"
 _IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # thumbnail URLs carry a version
@@ -53,6 +58,8 @@ PAGES = {
     "results": Page("Results", "Results", "results", "Skip to the results", viewer=True),
     "try": Page("Try", "Try the model", "pick", "Skip to the image picker"),
     "label": Page("Label next", "Label next", "batch", "Skip to the batch"),
+    "iterations": Page("Iterations", "Iterations", "iterations", "Skip to the iterations"),
+    "train": Page("Train", "Train", "train-form", "Skip to the training form"),
 }
 
 
@@ -73,35 +80,43 @@ class ReviewIn(BaseModel):
     action: str  # accept | keep | exclude
 
 
+class ReviewManyIn(BaseModel):
+    paths: list[str]  # image paths relative to the dataset folder
+    action: str  # accept | keep | exclude
+
+
 class UndoIn(BaseModel):
     path: str = ""  # undo the newest correction of this image; empty = of any image
+    paths: list[str] | None = None  # the images a page changed itself: undo the newest correction of one of them
 
 
 MAX_BATCH = 5000  # images one bulk correction may name
 
 
-def needed(part: T | None, missing: str, reason: str | None = None) -> Callable[[], T]:
-    """A getter of ``part``, a loaded part of the UI, that answers NotFound (``missing``, ``reason``) when it is None."""
+def needed(part: T | Callable[[], T | None] | None, missing: str, reason: str | None = None) -> Callable[[], T]:
+    """A getter of ``part``, a loaded part of the UI (or a function that returns the current one: the chosen
+    iteration's, see :mod:`imgclf.ui.live`), that answers NotFound (``missing``, ``reason``) when it is None."""
 
     def need() -> T:
-        if part is None:
+        current = part() if isinstance(part, FunctionType) else part
+        if current is None:
             raise NotFound(missing, reason=reason)
-        return part
+        return current
 
     return need
 
 
-def build_router(*, catalog: Catalog | None, results: RunResults | None, predictor: Any,
-                 thumbs: ThumbnailCache, review: Review | None = None, max_body_mb: float | None = None) -> APIRouter:
-    """The UI's routes over what was loaded (each part may be None: its page then says so)."""
+def build_router(*, catalog: Catalog | None, live: Live, thumbs: ThumbnailCache,
+                 max_body_mb: float | None = None) -> APIRouter:
+    """The UI's routes over the dataset and the chosen iteration (each part may be missing: its page then says so)."""
     r = APIRouter()
 
     need_catalog = needed(catalog, "no dataset is loaded; start the UI with `imgclf ui --images DIR`")
-    need_results = needed(results, "no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
+    need_results = needed(lambda: live.results, "no run is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`")
 
     def loaded_model(request: Request) -> Any:
-        """The predictor given, else the one the service loads in the background (None until loaded)."""
-        return predictor or getattr(getattr(request.app.state, "imgclf", None), "predictor", None)
+        """The chosen iteration's predictor (None while the service still loads it)."""
+        return live.predictor()
 
     _add_page_routes(r)
 
@@ -119,19 +134,20 @@ def build_router(*, catalog: Catalog | None, results: RunResults | None, predict
                 dataset = catalog.summary()
             except NotFound as e:  # an empty dataset folder must not hide the run and the model
                 problem = e.message
-        service = getattr(request.app.state, "imgclf", None)
+        results = live.results
         incomplete = incomplete_info(results.rd.root) if results is not None else None  # see imgclf.rundir.state
         return {"dataset": dataset, "dataset_error": problem,
                 "run": str(results.rd.root) if results is not None else None, "model": model,
-                "model_loading": bool(pred is None and getattr(service, "loading", False)), "max_body_mb": max_body_mb,
-                **({"run_incomplete": incomplete} if incomplete else {})}
+                "model_loading": bool(pred is None and live.answering.loading), "max_body_mb": max_body_mb,
+                "live": live.state(), **({"run_incomplete": incomplete} if incomplete else {})}
 
     _add_dataset_routes(r, need_catalog, thumbs)
     _add_bulk_routes(r, need_catalog)
-    add_map_routes(r, need_results=need_results, need_catalog=need_catalog, loaded_model=loaded_model)
-    _add_review_routes(r, review)
+    add_map_routes(r, need_results=need_results, need_catalog=need_catalog, loaded_model=loaded_model,
+                   answering=lambda: live.answering)
+    _add_review_routes(r, lambda: live.review)
     _add_results_routes(r, need_results, thumbs)
-    _add_predict_route(r, loaded_model)
+    _add_predict_route(r, live)
     return r
 
 
@@ -170,15 +186,15 @@ def _add_results_routes(r: APIRouter, need_results: Callable[[], RunResults], th
         return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=_NO_CACHE)
 
 
-def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> None:
-    """The Try page's API: one image classified by the loaded model."""
+def _add_predict_route(r: APIRouter, live: Live) -> None:
+    """The Try page's API: one image classified by the chosen iteration's model."""
 
     @r.post("/ui/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        """Classify the image sent as the request body with the loaded model, through the service's batcher
-        like /predict (the same queue, pixel budget, deadline and memory bounds)."""
-        service = request.app.state.imgclf
-        pred = loaded_model(request)
+        """Classify the image sent as the request body with the chosen iteration's model, through a service's
+        batcher like /predict (the same queue, pixel budget, deadline and memory bounds)."""
+        service = live.answering
+        pred = service.predictor
         if pred is None and not service.loading:
             raise NotFound("no model is loaded; start the UI with `imgclf ui --images DIR --run RUN_DIR`",
                            reason="no_model")
@@ -190,10 +206,12 @@ def _add_predict_route(r: APIRouter, loaded_model: Callable[[Request], Any]) -> 
         except ImageTooLarge as e:
             raise restated(e, f"image too large: {e.detail}") from None
         except ImageError as e:
-            raise restated(e, f"not a usable image: {e.detail}; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file") from None
-        pred = service.predictor  # the one that answered (the same object as the UI's)
+            formats = "" if e.reason == "not_an_image" else "; send a JPEG, PNG, BMP, GIF, WEBP or TIFF file"  # that detail lists them
+            raise restated(e, f"not a usable image: {e.detail}{formats}") from None
+        pred = result.predictor  # the one that answered (another may have been chosen since)
         ood = None if result.ood is None else float(result.ood[0])
-        return pred.compute.answer(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms)
+        return pred.compute.answer(result.proba[0], ood, labels=list(pred.labels), executionTimeMs=result.ms,
+                                   iteration=iteration_of(pred))
 
 
 def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumbs: ThumbnailCache) -> None:
@@ -222,9 +240,10 @@ def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumb
 
     @r.post("/ui/api/undo")
     def undo(body: UndoIn) -> dict[str, Any]:
-        """Undo the newest correction (as a new history row); says which image changed back."""
+        """Undo the newest correction (as a new history row), of the images ``paths`` when given; says which
+        image changed back, to what, and what was undone."""
         cat = need_catalog()
-        return {**cat.undo(body.path), "summary": cat.summary()}
+        return {**cat.undo(body.path, among=body.paths), "summary": cat.summary()}
 
     @r.get("/ui/api/history")
     def history(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
@@ -251,7 +270,7 @@ def _add_bulk_routes(r: APIRouter, need_catalog: Callable[[], Catalog]) -> None:
         return {"paths": need_catalog().paths(label=label, status=status, q=q)}
 
 
-def _add_review_routes(r: APIRouter, review: Review | None) -> None:
+def _add_review_routes(r: APIRouter, review: Callable[[], Review | None]) -> None:
     """The Review view's API: the data doctor's findings, and one decision per finding."""
 
     need_review = needed(review, "no run with the data doctor's findings is loaded; start the UI with "
@@ -267,6 +286,14 @@ def _add_review_routes(r: APIRouter, review: Review | None) -> None:
         """Accept the suggestion, keep the label or exclude the image; saved at once to annotations.csv."""
         rv = need_review()
         return {"item": rv.act(body.path, body.action), "summary": rv.catalog.summary()}
+
+    @r.post("/ui/api/review/act-many")
+    def review_act_many(body: ReviewManyIn) -> dict[str, Any]:
+        """One decision on several findings, saved as one correction (one undo takes them all back)."""
+        if len(body.paths) > MAX_BATCH:
+            raise InvalidRequest(f"one review decision may name at most {MAX_BATCH} images; got {len(body.paths)}")
+        rv = need_review()
+        return {**rv.act_many(body.paths, body.action), "summary": rv.catalog.summary()}
 
 
 def _page(name: str) -> Callable[[Request], Response]:

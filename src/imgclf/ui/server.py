@@ -10,9 +10,12 @@ from ..util.errors import DatasetError, ImgclfError
 
 
 def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None) -> dict[str, Any]:
-    """The UI keywords of :func:`imgclf.ui.create_ui_app`: checked folders, the thumbnail cache under data.root.
+    """The UI keywords of :func:`imgclf.ui.create_ui_app`: checked folders, the runs folder, the thumbnail cache
+    under data.root.
 
-    Without ``images_dir`` the run's own dataset (from its config.json) is opened.
+    Without ``images_dir`` the run's own dataset (from its config.json) is opened. The runs folder (the
+    dataset's iterations) is ``run_dir``'s parent, else DATA_ROOT/runs/<dataset>; without ``run_dir`` the
+    published iteration is shown, else the newest one with a model.
     """
     from ..bundle.folder import locate_bundle
     from ..rundir.layout import RunDir, run_config
@@ -27,20 +30,52 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
     if not Path(images_dir).is_dir():
         raise DatasetError(f"images folder {images_dir} does not exist",
                            hint="pass --images DIR (a folder with one subfolder per class)")
-    return {"images_dir": str(Path(images_dir).resolve()),
+    images = Path(images_dir).resolve()
+    runs = Path(run_dir).resolve().parent if run_dir is not None else Path(cfg.data.root).resolve() / "runs" / images.name
+    if run_dir is None:
+        run_dir = _first_shown(runs, images)
+    return {"images_dir": str(images),
             "run_dir": str(Path(run_dir).resolve()) if run_dir is not None else None,
+            "runs": str(runs),
             "thumbs_dir": str(Path(cfg.data.root).resolve() / "thumbs")}
+
+
+def _first_shown(runs: Path, images: Path) -> Path | None:
+    """The iteration a UI opened without --run shows: the published one, else the newest with a model."""
+    from ..rundir.iterations import list_iterations, published_run
+
+    published = published_run(runs)
+    if published is not None and (published / "model" / "bundle.json").exists():
+        return published
+    for it in list_iterations(runs, images):
+        if (Path(it.path) / "model" / "bundle.json").exists():
+            return Path(it.path)
+    return None
 
 
 def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None, *,
              token: str | None = None, insecure: bool = False) -> None:
     """Serve the UI pages and the REST API on ``cfg.serve.host:port`` until SIGTERM/SIGINT,
-    draining in-flight requests like ``imgclf serve``."""
+    draining in-flight requests like ``imgclf serve``. The REST API answers with the runs folder's published
+    iteration, else with the iteration shown first."""
     from ..inference.predict import Predictor
+    from ..rundir.iterations import published_run
     from ..serve.server import check_bind, run_app
     from . import create_ui_app
 
     check_bind(cfg.serve.host, token, insecure)
     ui = ui_settings(cfg, images_dir, run_dir)
-    predictor = Predictor(Path(run_dir) / "model", predict_cfg=cfg.predict) if run_dir is not None else None
-    run_app(create_ui_app(predictor, cfg.serve, token=token, **ui), cfg.serve)
+    published = published_run(ui["runs"])
+    served = published if published is not None and (published / "model" / "bundle.json").exists() else ui["run_dir"]
+    predictor = Predictor(Path(served) / "model", predict_cfg=cfg.predict) if served is not None else None
+    keep_into = _keep_place(cfg, ui["images_dir"], ui["run_dir"]) if cfg.serve.keep_inputs else None
+    run_app(create_ui_app(predictor, cfg.serve, token=token, cfg=cfg, keep_into=keep_into, **ui), cfg.serve)
+
+
+def _keep_place(cfg: Config, images_dir: str, run_dir: str | os.PathLike | None):
+    """With ``serve.keep_inputs``: ``serve.keep_dir``, else the pool of the UI's dataset (``data.pool`` of the run)."""
+    from ..rundir.layout import run_config
+    from ..serve.keeper import keep_place
+
+    run = run_config(run_dir) if run_dir is not None else None
+    return keep_place(cfg.serve, images_dir, (run or cfg).data.pool)

@@ -59,6 +59,42 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_new(folder: str | os.PathLike, names: Iterable[str], data: bytes) -> Path:
+    """Write ``data`` atomically into ``folder`` under the first of ``names`` that names nothing yet; its path.
+
+    Never replaces a file, even one made meanwhile by another writer: the finished temp file is
+    hard-linked to its name, which fails when the name is taken (where the filesystem has no hard
+    links, an exclusive create reserves the name first). FileExistsError when every name is taken."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".new.", suffix=".tmp", dir=folder)  # hidden: dataset scans skip it
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
+        for name in names:
+            target = folder / name
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                    raise
+                try:
+                    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                except FileExistsError:
+                    continue
+                os.replace(tmp, target)
+            return target
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    raise FileExistsError(errno.EEXIST, "every name offered is taken", os.fspath(folder))
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes(path, text.encode("utf-8"))

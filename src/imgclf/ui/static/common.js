@@ -47,13 +47,32 @@ const UI = (() => {
 
   let classOrder = [];
   function setClasses(labels) { classOrder = labels.slice(); }
-  // Ten hand-picked colours, then hues spread by the golden angle at three lightnesses: every class
-  // of a large label set gets its own colour, all dark enough for white text.
+  // Ten hand-picked colours, then hues spread by the golden angle at three lightnesses, each darkened
+  // until white text on it has a contrast of at least 4.5:1: every class of a large label set gets
+  // its own colour, and its name stays readable on it.
   function colour(label) {
     const i = Math.max(0, classOrder.indexOf(label));
     if (i < PALETTE.length) return PALETTE[i];
     const j = i - PALETTE.length;
-    return `hsl(${Math.round((j * 137.508 + 20) % 360)}, ${62 - 10 * (j % 2)}%, ${[34, 42, 28][j % 3]}%)`;
+    const h = Math.round((j * 137.508 + 20) % 360), s = 62 - 10 * (j % 2);
+    let l = [34, 42, 28][j % 3];
+    while (l > 5 && contrast([255, 255, 255], hslToRgb(h, s, l)) < 4.6) l -= 2;
+    return `hsl(${h}, ${s}%, ${l}%)`;
+  }
+  function hslToRgb(h, s, l) {
+    s /= 100; l /= 100;
+    const k = (n) => (n + h / 30) % 12;
+    const a = s * Math.min(l, 1 - l);
+    return [0, 8, 4].map((n) => 255 * (l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1))));
+  }
+  // WCAG 2 contrast ratio of two sRGB colours ([r, g, b], 0-255).
+  function contrast(a, b) {
+    const lum = ([r, g, bl]) => {
+      const [R, G, B] = [r, g, bl].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+      return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+    };
+    const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
   }
   function badge(label) {
     return el("span", { class: "badge", style: { background: colour(label) } }, label);
@@ -144,10 +163,24 @@ const UI = (() => {
     }
   }
 
+  // The images this page changed itself (this tab; kept over a reload): its undo acts on these only,
+  // never on a correction made on another page.
+  const OWN_KEY = `imgclf:changed:${location.pathname}`;
+  const MAX_OWN = 20000;
+  function ownPaths() {
+    try { return JSON.parse(sessionStorage.getItem(OWN_KEY) || "[]"); } catch (_) { return []; }
+  }
+  function remember(paths) {
+    const fresh = new Set(paths);
+    const all = ownPaths().filter((p) => !fresh.has(p)).concat(paths).slice(-MAX_OWN);
+    try { sessionStorage.setItem(OWN_KEY, JSON.stringify(all)); } catch (_) { /* storage full: undo still scoped to what fits */ }
+  }
+
   // Save one correction (POST ``json`` to ``path``): ``onSaved(res)`` applies it to the page and returns
   // the toast's text, which offers ``undo``. Returns the answer, or null when nothing was saved.
   // A correction that changed nothing (the image already was so) is said so, with nothing to undo.
-  async function save(path, json, onSaved, undo) {
+  // ``note``: a sentence the toast adds when something changed (e.g. that it changed the test split).
+  async function save(path, json, onSaved, undo, { note = "" } = {}) {
     let res;
     try {
       res = await api(path, { json });
@@ -157,8 +190,10 @@ const UI = (() => {
     }
     const text = onSaved(res);
     const changed = res.item ? res.item.changed !== false : res.changed !== 0;
-    if (changed) toast(`${text} · saved`, { action: undo });
-    else toast(`${text} already: nothing changed`);
+    if (changed) {
+      remember(json.paths || [json.path]);
+      toast(`${text} · saved${note ? ` · ${note}` : ""}`, { action: undo });
+    } else toast(`${text} already: nothing changed`);
     return res;
   }
 
@@ -170,19 +205,117 @@ const UI = (() => {
     window.addEventListener("pageshow", (ev) => { if (ev.persisted) reload(); });
   }
 
-  // Undo the newest correction: ``onUndone(res)`` applies it to the page and returns the toast's text.
+  // Undo the newest correction this page made: ``onUndone(res)`` applies it to the page. The toast
+  // always says what was undone, on which image, and what the image is now.
   async function undoLast(onUndone) {
+    const mine = ownPaths();
+    if (!mine.length) { toast("Nothing to undo: no change was made on this page"); return; }
     let res;
     try {
-      res = await api("api/undo", { json: {} });
+      res = await api("api/undo", { json: { paths: mine } });
     } catch (e) {
       toast(`Undo failed: ${e.message}`, { error: true });
       return;
     }
-    if (!res.undone) { toast("Nothing to undo"); return; }
-    const text = onUndone(res);
-    if (text) toast(text);
+    if (!res.undone) { toast("Nothing to undo: every change made on this page is undone already"); return; }
+    onUndone(res);
+    toast(undoneText(res.back || []));
   }
+
+  const fileOf = (p) => p.split("/").pop();
+  function didText(undid) {
+    if (undid.action === "relabel" || undid.action === "label" || undid.action === "keep") {
+      return undid.action === "keep" ? `“keep ${undid.label}”` : `“→ ${undid.label}”`;
+    }
+    return `“${undid.action}”`;
+  }
+  function nowText(b) {
+    if (b.status === "unlabelled") return "unlabelled in the pool again";
+    if (b.status === "excluded" || b.status === "ambiguous") return `${b.status} again`;
+    if (b.status === "unchanged") return `back to ${b.label} (its folder's label)`;
+    return `back to ${b.label}`;
+  }
+  // "Undone “→ squares” on circles_003.jpg: back to circles (its folder's label)"; several images name a few.
+  function undoneText(back) {
+    if (!back.length) return "Undone";
+    if (back.length === 1) return `Undone ${didText(back[0].undid)} on ${fileOf(back[0].path)}: ${nowText(back[0])}`;
+    const some = back.slice(0, 3).map((b) => `${fileOf(b.path)} ${nowText(b)}`).join(", ");
+    return `Undone ${didText(back[0].undid)} on ${back.length} images: ${some}${back.length > 3 ? `, and ${back.length - 3} more` : ""}`;
+  }
+
+  // ------------------------------------------------------------ keys
+  // One keymap for every page: a key means the same wherever it is used. A page lists the actions it
+  // offers (``keys``) and handles them by name; ``?`` shows the page's keys in a dialog.
+  const DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
+  const KEYMAP = [
+    { action: "prev", keys: ["ArrowLeft"], label: "←", what: "previous image" },
+    { action: "next", keys: ["ArrowRight"], label: "→", what: "next image" },
+    { action: "up", keys: ["ArrowUp"], label: "↑", what: "previous image (the row above in a grid)" },
+    { action: "down", keys: ["ArrowDown"], label: "↓", what: "next image (the row below in a grid)" },
+    { action: "first", keys: ["Home"], label: "Home", what: "first image" },
+    { action: "last", keys: ["End"], label: "End", what: "last image" },
+    { action: "pageUp", keys: ["PageUp"], label: "PgUp", what: "previous page of images" },
+    { action: "pageDown", keys: ["PageDown"], label: "PgDn", what: "next page of images" },
+    { action: "open", keys: ["Enter"], label: "Enter", what: "the chosen image's main action: enlarge it (close again), or on Label next accept its suggested class" },
+    { action: "class", keys: DIGITS, label: "1–9", what: "give the chosen image class 1 to 9; every class is also in the page's class buttons or menu" },
+    { action: "restore", keys: ["0"], label: "0", what: "back to its folder's label" },
+    { action: "accept", keys: ["a", "A"], label: "a", what: "accept the suggested class (the model's prediction or the data doctor's suggestion)" },
+    { action: "keep", keys: ["k", "K"], label: "k", what: "keep the label as it is (a person checked it)" },
+    { action: "exclude", keys: ["x", "X"], label: "x", what: "exclude the image (from training and testing, or drop it from the pool)" },
+    { action: "ambiguous", keys: ["q", "Q"], label: "q", what: "mark the image ambiguous (left out)" },
+    { action: "undo", keys: ["u", "U"], label: "u", what: "undo the last change made on this page" },
+    { action: "pick", keys: ["m", "M"], label: "m", what: "select / unselect the image for an action on several" },
+    { action: "maps", keys: ["w", "W"], label: "w", what: "where the model looks (class maps) on / off" },
+    { action: "refit", keys: ["r", "R"], label: "r", what: "refit the model on the labels given and suggest the next batch" },
+    { action: "escape", keys: ["Escape"], label: "Esc", what: "close, or clear the selection" },
+    { action: "help", keys: ["?"], label: "?", what: "show these keys" },
+  ];
+  const BY_KEY = new Map(KEYMAP.flatMap((k) => k.keys.map((key) => [key, k])));
+  const offered = [];  // functions giving the actions a page offers now
+
+  // Handle the page's keys: ``actions`` (a list, or a function giving it at the time) says which it
+  // offers, ``onAction(action, ev, digit)`` handles one and returns false when it did nothing with it.
+  // Without ``onAction`` the keys are only listed (another script of the page handles them).
+  function keys(actions, onAction = null) {
+    const mine = typeof actions === "function" ? actions : () => actions;
+    offered.push(mine);
+    if (onAction) document.addEventListener("keydown", (ev) => {
+      if (!isShortcut(ev) || helpOpen()) return;
+      const entry = BY_KEY.get(ev.key);
+      if (!entry || !mine().includes(entry.action)) return;
+      if (onAction(entry.action, ev, entry.action === "class" ? Number(ev.key) : null) !== false) ev.preventDefault();
+    });
+  }
+
+  // On a phone the images are below the filters: a filter chosen there scrolls to what it shows.
+  const PHONE = window.matchMedia("(max-width: 700px)");
+  function scrollToOnPhone(node) {
+    if (PHONE.matches && node) node.scrollIntoView({ block: "start" });
+  }
+
+  const helpOpen = () => Boolean(document.querySelector("dialog#keys-help[open]"));
+  let helpReturn = null;
+  function showKeys() {
+    let dlg = document.getElementById("keys-help");
+    if (!dlg) {
+      dlg = el("dialog", { id: "keys-help", class: "keys-help", "aria-labelledby": "keys-help-title" });
+      dlg.addEventListener("close", () => { if (helpReturn && helpReturn.isConnected) helpReturn.focus({ preventScroll: true }); });
+      document.body.append(dlg);
+    }
+    const now = new Set([].concat(...offered.map((f) => f()), "help"));
+    dlg.replaceChildren(
+      el("h2", { id: "keys-help-title" }, "Keys on this page"),
+      el("p", { class: "muted small" }, "Every page uses the same keys for the same things."),
+      el("dl", { class: "keys" }, KEYMAP.filter((k) => now.has(k.action)).flatMap((k) => [
+        el("dt", { dataset: { action: k.action } }, el("kbd", {}, k.label)), el("dd", {}, k.what)])),
+      el("form", { method: "dialog" }, el("button", { class: "btn", type: "submit", id: "keys-help-close" }, el("kbd", {}, "Esc"), " Close")));
+    helpReturn = document.activeElement;
+    dlg.showModal();
+    dlg.querySelector("#keys-help-close").focus();
+  }
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "?" && isShortcut(ev) && !helpOpen()) { ev.preventDefault(); showKeys(); }
+  });
 
   // A dialog closing with the toast inside hands it back to the page.
   document.addEventListener("close", () => {
@@ -230,6 +363,12 @@ const UI = (() => {
     });
   }
 
-  return { api, el, bars, badge, colour, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, thumb, show, onReturn,
-    selection, swipe };
+  // Disable (or enable again) every control inside ``root`` but those ``except``: a page without what
+  // they need (a run, a model) shows its message and offers nothing that would fail.
+  function disableAll(root, off, except = []) {
+    root.querySelectorAll("button, select, input, textarea").forEach((c) => { if (!except.includes(c)) c.disabled = off; });
+  }
+
+  return { api, el, bars, badge, colour, contrast, setClasses, toast, pct, mb, isShortcut, showContext, save, undoLast, remember, thumb, show,
+    onReturn, selection, swipe, keys, showKeys, disableAll, scrollToOnPhone };
 })();

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { api, el, badge, colour, setClasses, toast, isShortcut, showContext } = UI;
+  const { api, el, badge, colour, setClasses, toast, showContext } = UI;
   const PAGE_SIZE = 100;
   const $ = (id) => document.getElementById(id);
 
@@ -74,7 +74,8 @@
     setClasses(summary.classes);
     renderFilters();
     renderClassButtons();
-    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history. Images are never moved or deleted.`;
+    $("saved-where").textContent = `Corrections are saved at once to ${summary.root}/annotations.csv, with their history; a correction never moves or deletes an image.`;
+    document.dispatchEvent(new CustomEvent("imgclf:summary", { detail: summary }));
   }
 
   // ------------------------------------------------------------ rendering
@@ -84,7 +85,11 @@
       const pressed = state.label === label && state.status === status;
       return el("li", {}, el("button", {
         type: "button", class: "filter", "aria-pressed": String(pressed), dataset: { label, status },
-        onclick: () => { state.label = label; state.status = status; state.page = 0; load(); },
+        onclick: async () => {
+          state.label = label; state.status = status; state.page = 0;
+          await load();
+          UI.scrollToOnPhone($("actions"));
+        },
       }, extra, el("span", {}, text), el("span", { class: "count" }, String(count))));
     };
     const items = [entry("All images", s.total, "", "")];
@@ -94,6 +99,7 @@
     items.push(entry("Relabeled", s.statuses.relabeled, "", "relabeled"));
     items.push(entry("Excluded", s.statuses.excluded, "", "excluded"));
     items.push(entry("Ambiguous", s.statuses.ambiguous, "", "ambiguous"));
+    items.push(entry("Pool (no class yet)", s.statuses.pool || 0, "", "pool"));
     $("filters").replaceChildren(...items);
   }
 
@@ -110,6 +116,7 @@
   function labelText(it) {
     if (it.status === "excluded") return "excluded";
     if (it.status === "ambiguous") return "ambiguous";
+    if (it.status === "pool") return "in the pool, no class yet";
     return it.label;
   }
 
@@ -139,7 +146,8 @@
     flag.textContent = it.status === "unchanged" ? "" : it.status.toUpperCase();
     flag.hidden = !flag.textContent;
     const tag = it.label ? badge(it.label) : el("span", { class: `badge ${it.status}` }, it.status);
-    const was = it.status !== "unchanged" ? [el("span", { class: "was" }, `folder: ${it.original}`)] : [];
+    const was = it.status === "unchanged" || it.status === "pool" ? []
+      : [el("span", { class: "was" }, it.pool ? "from the pool" : `folder: ${it.original}`)];
     node.querySelector(".cap").replaceChildren(tag, ...was, el("span", { class: "name", title: it.path }, fileName(it.path)));
   }
 
@@ -154,9 +162,10 @@
     state.items.forEach((it, i) => {
       if (it.original !== group) {
         group = it.original;
-        nodes.push(el("h3", { class: "group", role: "presentation" },
-          el("span", { class: "swatch", style: { background: colour(group) }, "aria-hidden": "true" }), group,
-          el("span", { class: "muted" }, "folder")));
+        nodes.push(it.pool ? el("h3", { class: "group", role: "presentation" }, "Pool", el("span", { class: "muted" }, "unlabelled images"))
+          : el("h3", { class: "group", role: "presentation" },
+            el("span", { class: "swatch", style: { background: colour(group) }, "aria-hidden": "true" }), group,
+            el("span", { class: "muted" }, "folder")));
       }
       nodes.push(tile(it, i));
     });
@@ -296,6 +305,10 @@
 
   function showUndone(res) {
     setSummary(res.summary);
+    if ((res.removed || []).length) {  // an upload undone: its images left the dataset
+      load({ refresh: true });
+      return `Undone: ${res.removed.length} added image${res.removed.length === 1 ? "" : "s"} moved out of the dataset (to .imgclf-removed/, not deleted)`;
+    }
     (res.items || []).forEach(updateItem);
     if (!res.item) return "";
     const i = updateItem(res.item);
@@ -313,10 +326,11 @@
     $("viewer-title").textContent = cur.path;
     $("viewer-label").replaceChildren(cur.label ? badge(cur.label) : el("span", { class: `badge ${cur.status}` }, cur.status));
     const classes = state.summary ? state.summary.classes : [];
-    $("viewer-actions").replaceChildren(
+    $("viewer-actions").replaceChildren(...[
       ...classes.filter((c) => c !== cur.label).map((c) => el("button", { type: "button", class: "btn", onclick: () => act("relabel", c) }, `→ ${c}`)),
       cur.status !== "excluded" ? el("button", { type: "button", class: "btn danger", onclick: () => act("exclude") }, "Exclude") : null,
-      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => act("restore") }, "Restore") : null);
+      cur.status !== "unchanged" ? el("button", { type: "button", class: "btn", onclick: () => act("restore") }, "Restore") : null,
+    ].filter(Boolean));
     document.dispatchEvent(new CustomEvent("imgclf:viewer", { detail: { slot: $("viewer-overlay"), item: cur, side: "dataset" } }));
   }
   function openViewer() {
@@ -330,36 +344,42 @@
   }
 
   // ------------------------------------------------------------ keys and clicks
-  function onKey(ev) {
-    if (!isShortcut(ev) || document.body.dataset.view === "review") return;  // review.js has its own keys
-    const k = ev.key;
+  const KEYS = ["prev", "next", "up", "down", "first", "last", "pageUp", "pageDown", "open", "class", "restore", "keep", "exclude",
+    "ambiguous", "undo", "pick", "escape"];
+  const REVIEW_KEYS = ["up", "down", "accept", "keep", "exclude", "undo"];  // the Review view's (review.js handles them)
+
+  function onKey(action, ev, digit) {
+    if (document.body.dataset.view === "review") return false;
+    if (document.querySelector("dialog[open]:not(#viewer)")) return false;  // another dialog (intake.js's) has the keys
     const viewerOpen = $("viewer").open;
     const classes = state.summary ? state.summary.classes : [];
-    let handled = true;
-    if (k === "ArrowRight") move(1);
-    else if (k === "ArrowLeft") move(-1);
-    else if (k === "ArrowDown") viewerOpen ? move(1) : moveVertical(1);
-    else if (k === "ArrowUp") viewerOpen ? move(-1) : moveVertical(-1);
-    else if (k === "Home") selectIndex(0, { focus: true });
-    else if (k === "End") selectIndex(state.items.length - 1, { focus: true });
-    else if (k === "PageDown") { if (!$("next").disabled) { state.page += 1; load(); } }
-    else if (k === "PageUp") { if (!$("prev").disabled) { state.page -= 1; load(); } }
-    else if (/^[1-9]$/.test(k) && classes[Number(k) - 1]) act("relabel", classes[Number(k) - 1]);
-    else if (k === "0") act("restore");
-    else if (k === "x" || k === "X") act("exclude");
-    else if (k === "a" || k === "A") act("ambiguous");
-    else if (k === "u" || k === "U") undo();
-    else if ((k === "m" || k === "M") && state.items[state.sel]) picked.toggle(state.items[state.sel].path);
-    else if (k === "Escape" && !viewerOpen && picked.size) picked.clear();
-    else if (k === "Enter" || k === " ") {
-      if (ev.target && ev.target.tagName === "BUTTON" && !ev.target.classList.contains("tile") && ev.target.id !== "viewer-close") return;
+    if (action === "next") move(1);
+    else if (action === "prev") move(-1);
+    else if (action === "down") viewerOpen ? move(1) : moveVertical(1);
+    else if (action === "up") viewerOpen ? move(-1) : moveVertical(-1);
+    else if (action === "first") selectIndex(0, { focus: true });
+    else if (action === "last") selectIndex(state.items.length - 1, { focus: true });
+    else if (action === "pageDown") { if (!$("next").disabled) { state.page += 1; load(); } }
+    else if (action === "pageUp") { if (!$("prev").disabled) { state.page -= 1; load(); } }
+    else if (action === "class" && classes[digit - 1]) act("relabel", classes[digit - 1]);
+    else if (action === "restore") act("restore");
+    else if (action === "keep") act("keep");
+    else if (action === "exclude") act("exclude");
+    else if (action === "ambiguous") act("ambiguous");
+    else if (action === "undo") undo();
+    else if (action === "pick" && state.items[state.sel]) picked.toggle(state.items[state.sel].path);
+    else if (action === "escape" && !viewerOpen && picked.size) picked.clear();
+    else if (action === "open") {
+      const t = ev.target;  // Enter on a link or another button is theirs, not "open the chosen image"
+      if (t.closest("a, summary") || (t.tagName === "BUTTON" && !t.classList.contains("tile") && t.id !== "viewer-close")) return false;
       viewerOpen ? closeViewer() : openViewer();
-    } else handled = false;
-    if (handled) ev.preventDefault();
+    } else return false;
+    return true;
   }
 
   function wire() {
-    document.addEventListener("keydown", onKey);
+    UI.keys(() => (document.body.dataset.view === "review" ? [] : KEYS), onKey);
+    UI.keys(() => (document.body.dataset.view === "review" ? REVIEW_KEYS : []));
     $("actions").addEventListener("click", (ev) => {
       const b = ev.target.closest("[data-act]");
       if (b) act(b.dataset.act, b.dataset.label || "");
@@ -384,6 +404,8 @@
       load();
     });
     UI.onReturn(() => load({ refresh: true }));
+    document.addEventListener("imgclf:dataset-changed", () => load({ refresh: true }));  // intake.js added or relabelled images
+    new ResizeObserver(() => document.documentElement.style.setProperty("--toolbar-h", `${$("actions").offsetHeight}px`)).observe($("actions"));
     let timer = null;
     $("search").addEventListener("input", () => {
       clearTimeout(timer);

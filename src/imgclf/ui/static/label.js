@@ -1,12 +1,14 @@
 // Label next page: the batch of pool images the model would learn most from, and the refit.
-// One key per image: Enter accepts the predicted class, 1-9 gives another, x drops the image from the
-// pool; each is saved at once to the dataset's annotations.csv (u undoes). Refit (r) is the quick update:
-// the head refit on every label of the dataset as a draft iteration, scored by cross-validation on train
-// (never on the test split); the next batch is suggested by the draft's head.
+// The bar above the batch acts on the chosen image: accept the suggested class (a, or Enter on the
+// chosen card), any class by its button or the class menu (1-9 for the first nine), drop it from the
+// pool (x); each is saved at once to the dataset's annotations.csv (u undoes). Refit (r) is the quick
+// update: the head refit on every label of the dataset as a draft iteration, scored by cross-validation
+// on train (never on the test split); the next batch is suggested by the draft's head.
 "use strict";
 
 (() => {
-  const { api, el, badge, setClasses, toast, pct, isShortcut, showContext, save, undoLast } = UI;
+  const { api, el, badge, colour, setClasses, pct, showContext, save, undoLast } = UI;
+  const MAX_CLASS_BUTTONS = 10;  // more classes than this: one menu of them all instead of a button each
   const $ = (id) => document.getElementById(id);
   const state = { classes: [], batch: [], sel: 0, busy: false };
   const fileName = (p) => p.split("/").pop();
@@ -17,9 +19,13 @@
   async function load() {
     try {
       show(await api(`api/label-next?${query()}`));
+      UI.disableAll(document.querySelector(".label-next"), false);
     } catch (e) {
       $("progress").textContent = "";
       $("batch").replaceChildren(el("li", { class: "empty" }, e.message));
+      state.batch = [];
+      UI.disableAll(document.querySelector(".label-next"), true, [$("ln-keys")]);  // nothing to label or refit
+      chosen();
     }
   }
 
@@ -27,11 +33,27 @@
     state.classes = data.classes;
     setClasses(data.classes);
     state.batch = data.batch;
-    $("class-keys").replaceChildren(...data.classes.slice(0, 9).map((c, i) => el("span", {}, el("kbd", {}, String(i + 1)), " ", c, " ")));
+    renderClassControls();
     showProgress(data.progress);
     render();
     const next = state.batch.findIndex((it) => !it.status);
     select(next >= 0 ? next : 0);
+  }
+
+  // A button per class (1-9 on the first nine), or one menu of every class when there are many.
+  function renderClassControls() {
+    const give = (c) => act({ label: c });
+    if (state.classes.length <= MAX_CLASS_BUTTONS) {
+      $("ln-classes").replaceChildren(...state.classes.map((c, i) => el("button", {
+        type: "button", class: "btn", dataset: { label: c }, title: `Give the class ${c}`, onclick: () => give(c),
+      }, i < 9 ? el("kbd", {}, String(i + 1)) : null, el("span", { class: "swatch", style: { background: colour(c) }, "aria-hidden": "true" }), c)));
+      return;
+    }
+    const menu = el("select", { class: "btn", id: "ln-class-menu", "aria-label": "Give the chosen image the class",
+      onchange: () => { const c = menu.value; menu.value = ""; if (c) give(c); } },
+    el("option", { value: "" }, "Give the class…"),
+    state.classes.map((c, i) => el("option", { value: c }, i < 9 ? `${i + 1} · ${c}` : c)));
+    $("ln-classes").replaceChildren(menu);
   }
 
   function showProgress(p) {
@@ -51,6 +73,13 @@
     return "";
   }
 
+  // Why an image the service kept comes first: what it answered, and when (serve.keep_inputs).
+  function servedText(s) {
+    const flagged = s.unknown && s.answer !== "unknown" ? ", flagged unknown," : "";
+    return `The service answered ${s.answer}${flagged} on ${new Date(s.first_asked).toLocaleDateString()}` +
+      (s.times_asked > 1 ? ` · asked ${s.times_asked} times` : "");
+  }
+
   function card(it, i) {
     return el("li", {}, el("button", {
       type: "button", class: "ln-card", role: "option", tabindex: "-1", "aria-selected": "false",
@@ -59,7 +88,8 @@
     el("span", { class: "cap" },
       el("span", { class: "name", title: it.path }, fileName(it.path)),
       el("span", {}, "looks like ", badge(it.predicted)),
-      el("span", { class: "muted" }, `${it.reason} · ${it.score.toFixed(2)}`),
+      it.served ? el("span", { class: "ln-served", dataset: { role: "served" } }, servedText(it.served))
+        : el("span", { class: "muted" }, `${it.reason} · ${it.score.toFixed(2)}`),
       el("span", { dataset: { role: "state" } }, stateText(it)))));
   }
 
@@ -71,6 +101,17 @@
     $("batch").replaceChildren(...state.batch.map(card));
   }
 
+  // The bar names the chosen image and its suggestion; without one its actions are off.
+  function chosen() {
+    const it = state.batch[state.sel];
+    $("ln-chosen").textContent = it ? fileName(it.path) : "No image chosen";
+    $("ln-chosen").title = it ? it.path : "";
+    $("ln-accept-text").textContent = it ? `Accept: ${it.predicted}` : "Accept";
+    for (const c of $("ln-actions").querySelectorAll("[data-act], #ln-classes button, #ln-classes select")) c.disabled = !it;
+    $("ln-prev").disabled = !it || state.sel <= 0;
+    $("ln-next").disabled = !it || state.sel >= state.batch.length - 1;
+  }
+
   function cards() { return [...document.querySelectorAll(".ln-card")]; }
 
   function select(i, focus = true) {
@@ -78,7 +119,17 @@
     if (!all.length) return;
     state.sel = Math.max(0, Math.min(all.length - 1, i));
     all.forEach((c, k) => { c.setAttribute("aria-selected", String(k === state.sel)); c.tabIndex = k === state.sel ? 0 : -1; });
-    if (focus) all[state.sel].focus();
+    if (focus) all[state.sel].focus({ preventScroll: true });
+    all[state.sel].scrollIntoView({ block: "nearest" });
+    chosen();
+  }
+
+  // Cards per row of the grid: up and down move by a row.
+  function perRow() {
+    const all = cards();
+    if (!all.length) return 1;
+    const top = all[0].getBoundingClientRect().top;
+    return Math.max(1, all.filter((c) => Math.abs(c.getBoundingClientRect().top - top) < 4).length);
   }
 
   function apply(item) {
@@ -96,8 +147,12 @@
     return Math.min(from + 1, state.batch.length - 1);
   }
 
-  async function act(json) {
+  // Label the chosen image: ``what`` is {label} or {action: "exclude"}.
+  async function act(what) {
     const i = state.sel;
+    const it = state.batch[i];
+    if (!it) return;
+    const json = { path: it.path, ...what };
     const res = await save("api/label-next/label", json, (r) => {
       apply(r.item);
       showProgress(r.progress);
@@ -107,10 +162,7 @@
   }
 
   function undo() {
-    undoLast((res) => {
-      load();
-      return `Undone: ${fileName(res.undone.path)}`;
-    });
+    return undoLast(() => load());
   }
 
   async function refit() {
@@ -146,24 +198,30 @@
     }
   }
 
-  document.addEventListener("keydown", (ev) => {
-    if (!isShortcut(ev)) return;
-    const t = ev.target;
-    if (t && t.tagName === "BUTTON" && !t.classList.contains("ln-card") && (ev.key === "Enter" || ev.key === " ")) return;
+  // Enter accepts only on the chosen card itself: pressed anywhere else (a link, a button, the page)
+  // it labels nothing.
+  UI.keys(["prev", "next", "up", "down", "open", "class", "accept", "exclude", "undo", "refit"], (action, ev, digit) => {
     const it = state.batch[state.sel];
-    if (ev.key === "r") { ev.preventDefault(); refit(); return; }
-    if (ev.key === "u") { ev.preventDefault(); undo(); return; }
-    if (ev.key === "ArrowRight" || ev.key === "j") { ev.preventDefault(); select(state.sel + 1); return; }
-    if (ev.key === "ArrowLeft" || ev.key === "k") { ev.preventDefault(); select(state.sel - 1); return; }
-    if (!it) return;
-    if (ev.key === "Enter" || ev.key === "a") { ev.preventDefault(); act({ path: it.path, label: it.predicted }); return; }
-    if (ev.key === "x") { ev.preventDefault(); act({ path: it.path, action: "exclude" }); return; }
-    const d = Number(ev.key);
-    if (Number.isInteger(d) && d >= 1 && d <= Math.min(9, state.classes.length)) {
-      ev.preventDefault();
-      act({ path: it.path, label: state.classes[d - 1] });
-    }
+    if (action === "refit") refit();
+    else if (action === "undo") undo();
+    else if (action === "next" || action === "prev") select(state.sel + (action === "next" ? 1 : -1));
+    else if (action === "down" || action === "up") select(state.sel + (action === "down" ? 1 : -1) * perRow());
+    else if (!it) return false;
+    else if (action === "open") {
+      if (ev.target !== cards()[state.sel]) return false;
+      act({ label: it.predicted });
+    } else if (action === "accept") act({ label: it.predicted });
+    else if (action === "exclude") act({ action: "exclude" });
+    else if (action === "class" && state.classes[digit - 1]) act({ label: state.classes[digit - 1] });
+    else return false;
+    return true;
   });
+  $("ln-accept").addEventListener("click", () => { const it = state.batch[state.sel]; if (it) act({ label: it.predicted }); });
+  $("ln-drop").addEventListener("click", () => act({ action: "exclude" }));
+  $("ln-prev").addEventListener("click", () => select(state.sel - 1));
+  $("ln-next").addEventListener("click", () => select(state.sel + 1));
+  $("ln-undo").addEventListener("click", undo);
+  $("ln-keys").addEventListener("click", UI.showKeys);
   $("controls").addEventListener("submit", (ev) => { ev.preventDefault(); refit(); });
 
   showContext();

@@ -5,10 +5,11 @@
 "use strict";
 
 (() => {
-  const { api, el, bars, badge, setClasses, toast, pct, isShortcut, showContext } = UI;
+  const { api, el, bars, badge, setClasses, toast, pct, showContext } = UI;
   const STEP = 60;  // cards added per "Show more"
   const MAX_CLASS_BUTTONS = 5;  // more classes than this: a menu instead of one button each
   const PHONE = window.matchMedia("(max-width: 700px)");
+  const YARDSTICK = "the test split, the yardstick every run is scored on";
   const $ = (id) => document.getElementById(id);
 
   const state = { data: null, side: "test", shown: [], limit: STEP, sel: -1, truth: "", pred: "", errors: false, sort: "errors",
@@ -43,9 +44,11 @@
       $("results").removeAttribute("aria-busy");
       $("more").hidden = true;
       renderSide(e.message);
+      UI.disableAll(document.querySelector(".layout"), true);  // no run: nothing to filter, pick or correct
       return;
     }
     $("results").removeAttribute("aria-busy");
+    UI.disableAll(document.querySelector(".layout"), false);
     setClasses(state.data.labels);
     renderSide();
     renderSelects();
@@ -115,13 +118,12 @@
       const total = cm[i].reduce((a, b) => a + b, 0) || 1;
       return el("tr", {}, el("th", { scope: "row", class: "rowh", title: t }, t), labels.map((p, j) => {
         const n = cm[i][j];
-        const a = n ? 0.15 + 0.75 * (n / total) : 0;
-        const bg = i === j ? `rgba(24, 121, 78, ${a})` : `rgba(194, 50, 31, ${a})`;
+        const { bg, ink } = cellColours(n ? 0.15 + 0.75 * (n / total) : 0, i === j);
         const active = state.truth === t && state.pred === p;
         return el("td", {}, el("button", {
           type: "button", class: `cell${n ? "" : " zero"}`, "aria-pressed": String(active),
           dataset: { truth: t, pred: p }, "aria-label": `true ${t}, predicted ${p}: ${n} images`,
-          style: { background: n ? bg : "", color: a > 0.55 ? "#fff" : "" },
+          style: { background: n ? bg : "", color: n ? ink : "" },
           onclick: () => {
             if (active) { state.truth = ""; state.pred = ""; } else { state.truth = t; state.pred = p; state.errors = false; }
             apply();
@@ -135,9 +137,21 @@
       el("tbody", {}, rows)));
   }
 
+  // A cell's shade (green on the diagonal, red off it, stronger for more images) and the text colour,
+  // white or ink, that reads on it at a contrast of at least 4.5:1 (the shade is lightened until one does).
+  const WHITE = [255, 255, 255], INK = [29, 35, 43];
+  function cellColours(alpha, diagonal) {
+    const base = diagonal ? [24, 121, 78] : [194, 50, 31];
+    for (let a = alpha; ; a -= 0.05) {
+      const rgb = base.map((c) => Math.round(a * c + (1 - a) * 255));  // over the panel's white
+      const ink = [WHITE, INK].find((t) => UI.contrast(t, rgb) >= 4.5);
+      if (ink || a <= 0) return { bg: `rgb(${rgb.join(", ")})`, ink: `rgb(${(ink || INK).join(", ")})` };
+    }
+  }
+
   // On a phone the list is below the sidebar: a choice made there scrolls to what it shows.
   function scrollToList() {
-    if (PHONE.matches) $("bulk").scrollIntoView({ block: "start" });
+    UI.scrollToOnPhone($("bulk"));
   }
 
   function renderSelects() {
@@ -204,9 +218,10 @@
     const current = ds ? ds.label : null;
     const actions = [];
     if (!ds) return actions;
-    if (!it.correct && current !== it.predicted) {
-      actions.push(el("button", { type: "button", class: "btn primary", onclick: () => relabel(it, "relabel", it.predicted) },
-        `Relabel as ${it.predicted}`));
+    const test = state.side === "test";
+    if (!it.correct && current !== it.predicted) {  // on a test image not the first choice: it would move the yardstick
+      actions.push(el("button", { type: "button", class: test ? "btn" : "btn primary", onclick: () => relabel(it, "relabel", it.predicted),
+        title: test ? `A test image: relabelling it changes ${YARDSTICK}` : null }, `Relabel as ${it.predicted}`));
     }
     const others = state.data.labels.filter((l) => l !== current && (it.correct || l !== it.predicted));
     if (others.length <= MAX_CLASS_BUTTONS) {
@@ -219,6 +234,7 @@
     }
     if (ds.status !== "excluded") actions.push(el("button", { type: "button", class: "btn danger", onclick: () => relabel(it, "exclude") }, "Exclude"));
     if (ds.status !== "unchanged") actions.push(el("button", { type: "button", class: "btn", onclick: () => relabel(it, "restore") }, "Restore"));
+    if (test) actions.push(el("p", { class: "yardstick" }, `A test image: relabelling or excluding it changes ${YARDSTICK}.`));
     return actions;
   }
 
@@ -294,7 +310,7 @@
     const res = await UI.save("api/annotate/many", { paths, action, label }, (r) => {
       r.items.forEach(refreshDatasetState);
       return `${paths.length} images → ${action === "relabel" ? label : action} in the dataset (${r.changed} changed)`;
-    }, undo);
+    }, undo, { note: state.side === "test" ? `this changes ${YARDSTICK}` : "" });
     if (res) picked.clear();
   }
 
@@ -320,15 +336,11 @@
     await UI.save("api/annotate", { path: it.dataset_path, action, label }, (res) => {
       refreshDatasetState(res.item);
       return `${it.name} → ${res.item.label || res.item.status} in the dataset`;
-    }, undo);
+    }, undo, { note: state.side === "test" ? `this changes ${YARDSTICK}` : "" });
   }
 
   function undo() {
-    return UI.undoLast((res) => {
-      (res.items || [res.item]).filter(Boolean).forEach(refreshDatasetState);
-      const n = (res.items || []).length;
-      return n > 1 ? `Undone: ${n} images` : `Undone: ${res.undone.path}`;
-    });
+    return UI.undoLast((res) => (res.items || []).forEach(refreshDatasetState));
   }
 
   // ------------------------------------------------------------ viewer
@@ -337,7 +349,10 @@
     if (!it) return;
     UI.show($("viewer-img"), $("viewer-stage"), thumbSrc(it, 1024));
     $("viewer-img").alt = it.name;
-    $("viewer-title").textContent = `${it.name} · true ${it.label} · predicted ${it.predicted} ${pct(it.score)}`;
+    $("viewer-title").textContent = it.name;  // the name may be cut short; what was predicted never is
+    $("viewer-title").title = it.rel || it.name;
+    $("viewer-label").replaceChildren(el("span", { class: "verdict-line" }, "true ", badge(it.label), " · predicted ", badge(it.predicted),
+      ` ${pct(it.score)}`));
     $("viewer-actions").replaceChildren(...actionsOf(it));
     $("viewer-prev").disabled = state.sel <= 0;
     $("viewer-next").disabled = state.sel >= Math.min(state.shown.length, state.limit) - 1;
@@ -360,26 +375,27 @@
   }
 
   // ------------------------------------------------------------ wiring
-  function onKey(ev) {
-    if (!isShortcut(ev) || !state.data) return;
+  const KEYS = ["up", "down", "prev", "next", "open", "class", "restore", "keep", "exclude", "pick", "undo"];
+
+  function onKey(action, ev, digit) {
+    if (!state.data) return false;
     const viewerOpen = $("viewer").open;
     const cur = state.shown[state.sel];
-    const k = ev.key;
-    let handled = true;
-    if (viewerOpen && (k === "ArrowRight" || k === "ArrowDown")) viewerMove(1);
-    else if (viewerOpen && (k === "ArrowLeft" || k === "ArrowUp")) viewerMove(-1);
-    else if (viewerOpen && k === "Escape") handled = false;
-    else if (k === "ArrowDown" || k === "j") focusCard(state.sel + 1);
-    else if (k === "ArrowUp" || k === "k") focusCard(state.sel - 1);
-    else if (k === "u" || k === "U") undo();
-    else if (!cur && (/^[0-9]$/.test(k) || k === "x" || k === "X" || k === "m")) toast("Choose an image first: ↓, or click it");
-    else if (/^[1-9]$/.test(k) && state.data.labels[Number(k) - 1]) relabel(cur, "relabel", state.data.labels[Number(k) - 1]);
-    else if (k === "0") relabel(cur, "restore");
-    else if (k === "x" || k === "X") relabel(cur, "exclude");
-    else if (k === "m" && cur.dataset) picked.toggle(cur.i);
-    else if (k === "Enter" && !viewerOpen && ev.target.classList.contains("result")) openViewer();
-    else handled = false;
-    if (handled) ev.preventDefault();
+    const onImage = ["class", "restore", "keep", "exclude", "pick"].includes(action);
+    if (viewerOpen && (action === "next" || action === "down")) viewerMove(1);
+    else if (viewerOpen && (action === "prev" || action === "up")) viewerMove(-1);
+    else if (action === "down") focusCard(state.sel + 1);
+    else if (action === "up") focusCard(state.sel - 1);
+    else if (action === "undo") undo();
+    else if (!cur && onImage) toast("Choose an image first: ↓, or click it");
+    else if (action === "class" && state.data.labels[digit - 1]) relabel(cur, "relabel", state.data.labels[digit - 1]);
+    else if (action === "restore") relabel(cur, "restore");
+    else if (action === "keep") relabel(cur, "keep");
+    else if (action === "exclude") relabel(cur, "exclude");
+    else if (action === "pick" && cur.dataset) picked.toggle(cur.i);
+    else if (action === "open" && !viewerOpen && ev.target.classList.contains("result")) openViewer();
+    else return false;
+    return true;
   }
 
   function reload() {
@@ -391,7 +407,8 @@
 
   readHash();
   if (PHONE.matches) $("per-class-panel").open = false;  // on a phone the images come first
-  document.addEventListener("keydown", onKey);
+  UI.keys(KEYS, onKey);
+  UI.keys(["maps"]);  // cam.js handles it
   $("results").addEventListener("focusin", (ev) => {
     const node = ev.target.closest(".result");
     if (node && Number(node.dataset.index) !== state.sel) markCurrent(Number(node.dataset.index));

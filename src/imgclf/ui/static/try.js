@@ -6,7 +6,8 @@
 (() => {
   const { api, el, bars, setClasses, pct, mb, showContext } = UI;
   const $ = (id) => document.getElementById(id);
-  const SHOWN = new Set(["label", "score", "scores", "labels", "executionTimeMs", "nearest_label", "ood_score"]);
+  // Fields said in words already ("unknown" is the label "Unknown"), not listed again as raw fields.
+  const SHOWN = new Set(["label", "score", "scores", "labels", "executionTimeMs", "nearest_label", "ood_score", "unknown"]);
   let labels = [];
   let ready = false;  // a model is loaded
   let maxBytes = 0;  // the service's body limit (serve.max_body_mb); 0 = unknown
@@ -66,8 +67,9 @@
   function outcome(file) {
     const url = URL.createObjectURL(file);
     urls.push(url);
-    const preview = el("span", { class: "thumbwrap", dataset: { overlay: "try" } },
-      el("img", { class: "preview", src: url, alt: file.name || "the pasted image" }));
+    const img = el("img", { class: "preview", src: url, alt: file.name || "the pasted image" });
+    const preview = el("span", { class: "thumbwrap", dataset: { overlay: "try" } }, img);
+    img.onerror = () => img.replaceWith(el("span", { class: "no-preview" }, "no preview: the browser cannot show this file"));
     return el("li", { class: "outcome panel", dataset: { state: "busy" }, "aria-busy": "true" },
       preview,
       el("div", { class: "prediction" },
@@ -89,8 +91,8 @@
     const q = (sel) => node.querySelector(sel);
     const fail = (message) => {
       node.dataset.state = "error";
-      q(".pred-label").textContent = "not classified";
-      q(".pred-score").replaceChildren(el("span", { class: "alert" }, message));
+      q(".pred-label").textContent = "Not classified";
+      q(".pred-score").replaceWith(el("p", { class: "alert pred-error" }, message));
     };
     try {
       const big = tooLarge(file);
@@ -123,7 +125,7 @@
     if (res.nearest_label !== undefined) facts.push(el("span", { class: "fact", dataset: { key: "nearest_label" } }, "nearest class ", el("b", {}, res.nearest_label)));
     if (res.ood_score !== undefined) facts.push(el("span", { class: "fact", dataset: { key: "ood_score" } }, "out-of-distribution score ", el("b", {}, Number(res.ood_score).toFixed(3))));
     for (const [k, v] of Object.entries(res)) {  // any other plain field a newer service adds
-      if (SHOWN.has(k) || v === null || typeof v === "object") continue;
+      if (SHOWN.has(k) || v === null || typeof v === "object" || typeof v === "boolean") continue;
       facts.push(el("span", { class: "fact", dataset: { key: k } }, `${k.replace(/_/g, " ")} `, el("b", {}, typeof v === "number" ? String(+v.toFixed(4)) : String(v))));
     }
     q(".trust").replaceChildren(...facts);
@@ -155,5 +157,6 @@
     done = 0; total = 0;
     count();
   });
+  UI.keys(["maps"]);  // cam.js handles it
   describe();
 })();
