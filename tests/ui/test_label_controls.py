@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_ui_label_next import POOL, pool  # noqa: F401  (the served dataset with a pool)
+from test_ui_label_next import POOL, pool, pool_server  # noqa: F401  (the served dataset with a pool)
 from ui_helpers import PHONE
 
 from imgclf.data.annotations import current_state, read_history

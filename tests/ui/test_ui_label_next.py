@@ -16,7 +16,7 @@ POOL = 12
 
 
 @pytest.fixture
-def pool(ui_run, predictor, tmp_path_factory):
+def pool_server(ui_run, predictor, tmp_path_factory):
     """The UI over a fresh copy of the UI run and its dataset, whose pool holds 12 unlabelled images (4 per class):
     Label next goes on with the drafts its refits make, so each test starts from the run."""
     from datagen import make_image
@@ -37,6 +37,12 @@ def pool(ui_run, predictor, tmp_path_factory):
     with ServerThread(app) as srv:
         srv.images, srv.run = images, run
         yield srv
+
+
+@pytest.fixture
+def pool(pool_server):
+    """The served dataset with the pool (the other Label next tests import both names)."""
+    return pool_server
 
 
 def _error(r: httpx.Response, status: int) -> str:
