@@ -8,29 +8,23 @@ from pathlib import Path
 import pytest
 from ui_helpers import CLASSES, no_500_client, serve_ui
 
-from imgclf.data.annotations import annotations_path, record
+from imgclf.data.annotations import record
 from imgclf.data.split import load_split
 from imgclf.util.files import read_json
 
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="module")
-def quick_server(ui_run, predictor, tmp_path_factory):
-    """The UI over a copy of the UI run and its dataset (drafts are written beside the copy)."""
+@pytest.fixture
+def quick(ui_run, predictor, tmp_path_factory):
+    """The UI over a fresh copy of the UI run and its dataset (drafts are written beside the copy; a test may
+    switch the UI to one)."""
     base = tmp_path_factory.mktemp("quick_ui")
     images = Path(shutil.copytree(ui_run["images"], base / "images", ignore=shutil.ignore_patterns("annotations.csv")))
     run = Path(shutil.copytree(ui_run["run"], base / "runs" / "run"))
     with serve_ui(predictor, images, run, base / "thumbs") as srv:
         srv.images, srv.run = images, run
         yield srv
-
-
-@pytest.fixture
-def quick(quick_server):
-    """The served dataset; its annotations are wiped after each test."""
-    yield quick_server
-    annotations_path(quick_server.images).unlink(missing_ok=True)
 
 
 def _class_rels(run: Path, label: str) -> list[str]:
@@ -105,8 +99,11 @@ def test_the_bar_appears_after_a_label_change_on_any_page_and_makes_a_draft_with
     out = _wait_result(page)
     assert out["metrics"]["changes"]["relabelled"] == 1 and out["metrics"]["labels"] == list(CLASSES)
     assert page.evaluate("document.activeElement.id") == "quick-switch"
-    assert _switch_request(page, lambda: page.locator("#quick-switch").click()) == {"run": str(out["run"])}
     page.screenshot(path=str(artifacts / "quick-update.png"))
+    assert _switch_request(page, lambda: page.locator("#quick-switch").click()) == {"run": str(out["run"])}
+    page.wait_for_function("n => document.getElementById('live-chosen')?.textContent === n", arg=out["run"].name)
+    page.wait_for_selector("#results li")
+    assert page.locator("#quick-update").is_hidden(), "the draft holds the current labels: nothing to update"
 
 
 @pytest.mark.browser
