@@ -52,6 +52,7 @@ from ..trust.ood import fit_ood
 from ..util.arrays import class_averaged_accuracy
 from ..util.errors import DatasetError, RunDirError
 from ..util.files import current_umask, read_json, write_json
+from .step import _stamp  # the pool features' (size, mtime) stamp
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +199,6 @@ def _labelled(cfg: Config, rd: RunDir, meta: Any, items: list[Item], unusable: s
             if it.path in known]
     x = np.stack([known[r.path] for r in rows]) if rows else np.zeros((0, feats.shape[1]), np.float32)
     return _Labelled(rows, x.astype(np.float32, copy=False), not all(r.path in index for r in rows), failed, n_unusable)
-
-
-def _stamp(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return -1, -1
-    return st.st_size, st.st_mtime_ns
 
 
 def _trainable(rows: list[SplitRow], parent_labels: list[str], min_new: int) -> tuple[list[str], dict[str, int]]:
