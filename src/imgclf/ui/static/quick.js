@@ -15,7 +15,8 @@
 
   document.head.append(el("link", { rel: "stylesheet", href: "static/quick.css" }));
   bar.append(text, el("span", { class: "quick-actions" }, runBtn, switchBtn));
-  (document.querySelector(".topbar") || document.body.firstElementChild).after(bar);
+  // under the strip that names the chosen iteration (else under the top bar): the update is of that iteration
+  (document.getElementById("live") || document.querySelector(".topbar") || document.body.firstElementChild).after(bar);
   switchBtn.addEventListener("click", () => switchTo());
 
   const figure = (v) => (v === null || v === undefined ? "—" : pct(v));
