@@ -12,7 +12,8 @@ start from the same labelled images. Reported per set: the mean accuracy curves 
 and the labels each strategy needs to reach random selection's final accuracy, as a share of
 random's labels.
 
-``--timing-pool N`` then times one Label next round (refit + suggest, as the page makes them) on a run
+``--timing-pool N`` then times one Label next round (refit, i.e. the quick update, + suggest with the draft, as the
+page makes them) on a run
 of 40 images per class of the first ``--timing-sets`` folder whose pool holds N images with cached
 features, taken from the rest of that folder and the other ``--timing-sets`` folders (median of 5).
 """
@@ -159,15 +160,16 @@ def plot(results: list[dict], strategies: list[str], path: Path) -> None:
 
 
 def timing(work: Path, sets: list[str], pool_size: int, per_class: int = 40, repeats: int = 5) -> dict:
-    """Median wall time of one Label next round (refit, then suggest 50; the library calls the page makes) on a
-    run of ``per_class`` images per class of ``sets[0]`` whose pool holds ``pool_size`` images with cached
-    features (the rest of ``sets[0]``, then the other sets)."""
+    """Median wall time of one Label next round (the quick update, then suggest 50 with the draft; the library calls
+    the page makes) on a run of ``per_class`` images per class of ``sets[0]`` whose pool holds ``pool_size`` images
+    with cached features (the rest of ``sets[0]``, then the other sets)."""
     import shutil
 
     from imgclf.api import run
     from imgclf.config.settings import load_config
     from imgclf.data.annotations import record
-    from imgclf.labelnext.step import refit, suggest
+    from imgclf.labelnext.quick import quick_update
+    from imgclf.labelnext.step import suggest
     from imgclf.rundir.layout import RunDir
 
     sources = []
@@ -200,7 +202,7 @@ def timing(work: Path, sets: list[str], pool_size: int, per_class: int = 40, rep
     for _ in range(repeats):
         record(folder, [(r["rel"], "", "label", r["predicted"]) for r in rows[:10]])
         t0 = time.perf_counter()
-        refit(cfg, rd)
+        rd = Path(quick_update(rd, folder)["run"])  # Label next goes on with the draft
         t1 = time.perf_counter()
         rows = suggest(cfg, rd, n=50)["rows"]
         t2 = time.perf_counter()

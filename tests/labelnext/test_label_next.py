@@ -1,4 +1,5 @@
-"""Label next on a real run: imgclf suggest, the refit, and labels given in the pool flowing into the next run."""
+"""Label next on a real run: imgclf suggest, the refit (the quick update), and labels given in the pool flowing into
+the next run."""
 from __future__ import annotations
 
 import json
@@ -64,7 +65,8 @@ def test_suggest_command_writes_suggestions_from_the_pool(pooled_run, capsys):
 
 def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics(pooled_run):
     from imgclf.api import run as run_pipeline
-    from imgclf.labelnext.step import refit, suggest
+    from imgclf.labelnext.quick import quick_update
+    from imgclf.labelnext.step import suggest
 
     cfg, images, run = pooled_run["cfg"], pooled_run["images"], pooled_run["run"]
     first = suggest(cfg, run, n=8)
@@ -73,10 +75,11 @@ def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics
     record(images, [(rel, "", "label", _true(rel)) for rel in given] + [(dropped, "", "exclude", "")])
 
     n_train = len(RunDir(run).split_rows("train"))
-    r = refit(cfg, run)
-    assert r["labels"] == n_train + 6 and r["pool_labels"] == 6 and r["rounds"] == 1
-    assert 0.0 <= r["accuracy_before"] <= 1.0 and 0.0 <= r["accuracy"] <= 1.0 and r["n_test"] > 0
-    assert read_json(RunDir(run).label_next)["rounds"][0]["labels"] == n_train + 6
+    r = quick_update(run, images)
+    assert r["n_train"] == n_train + 6 and r["changes"] == {"relabelled": 0, "added": 6, "removed": 0, "total": 6}
+    assert 0.0 <= r["cv_accuracy"] <= 1.0 and "accuracy" not in read_json(Path(r["run"]) / "metrics.json")
+    draft_rows = load_split(str(Path(r["run"]) / "split.csv"))
+    assert {x.rel: x.split for x in draft_rows if x.rel.startswith("_unlabeled/")} == dict.fromkeys(given, "train")
 
     again = suggest(cfg, run, n=10)
     assert again["pool"] == POOL - 7 and again["labelled_in_pool"] == 6
@@ -96,10 +99,10 @@ def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics
     assert metrics.steps["prepare"]["labelled_from_pool"] == 6 and metrics.steps["prepare"]["pool_unlabelled"] == POOL - 7
 
     # a refit of the new run counts each labelled pool image once: they are its train rows already
-    assert refit(cfg, run2)["labels"] == len(RunDir(run2).split_rows("train"))
+    assert quick_update(run2, images)["n_train"] == len(RunDir(run2).split_rows("train"))
     # a split made before (a labelled pool image drawn into test) keeps working: that image is not trained on
     split = (run2 / "split.csv").read_text().splitlines()
     i = next(k for k, line in enumerate(split) if "_unlabeled/" in line)
     split[i] = split[i].replace(",train,", ",test,")
     (run2 / "split.csv").write_text("\n".join(split) + "\n")
-    assert refit(cfg, run2)["labels"] == len(RunDir(run2).split_rows("train"))
+    assert quick_update(run2, images)["n_train"] == len(RunDir(run2).split_rows("train"))

@@ -1,4 +1,4 @@
-"""The Label next page: its API over HTTP, and the page in a real browser (keys, refit, next batch)."""
+"""The Label next page: its API over HTTP, and the page in a real browser (keys, refit as a quick update, next batch)."""
 from __future__ import annotations
 
 import shutil
@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 from ui_helpers import CLASSES
 
-from imgclf.data.annotations import annotations_path, current_state, read_history, record
+from imgclf.data.annotations import current_state, read_history, record
+from imgclf.data.split import load_split
 from imgclf.util.files import read_json
 
 POOL = 12
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pool_server(ui_run, predictor, tmp_path_factory):
-    """The UI over a copy of the UI run and its dataset, whose pool holds 12 unlabelled images (4 per class)."""
+    """The UI over a fresh copy of the UI run and its dataset, whose pool holds 12 unlabelled images (4 per class):
+    Label next goes on with the drafts its refits make, so each test starts from the run."""
     from datagen import make_image
 
     from imgclf.config.settings import ServeConfig
@@ -39,11 +41,8 @@ def pool_server(ui_run, predictor, tmp_path_factory):
 
 @pytest.fixture
 def pool(pool_server):
-    """The served dataset with the pool; annotations and Label next's files are wiped after each test."""
-    yield pool_server
-    annotations_path(pool_server.images).unlink(missing_ok=True)
-    for name in ("suggestions.csv", "label_next.json", "label_next_head.npz"):
-        (pool_server.run / name).unlink(missing_ok=True)
+    """The served dataset with the pool (the other Label next tests import both names)."""
+    return pool_server
 
 
 def _error(r: httpx.Response, status: int) -> str:
@@ -56,7 +55,9 @@ def test_api_batch_labels_refit_and_refusals(pool):
     with httpx.Client(base_url=pool.url, timeout=60) as c:
         data = c.get("/ui/api/label-next", params={"n": 5}).json()
         assert data["classes"] == list(CLASSES) and len(data["batch"]) == 5
-        assert data["progress"] == {**data["progress"], "pool": POOL, "labelled": 0, "left": POOL, "history": []}
+        assert data["progress"] == {**data["progress"], "pool": POOL, "labelled": 0, "left": POOL, "name": "run"}
+        [run] = data["progress"]["history"]  # the run itself: its class-averaged accuracy from its C search, no test figure
+        assert run["name"] == "run" and not run["draft"] and run["cv_accuracy"] is None and 0 < run["cv_class_avg_accuracy"] <= 1
         first = data["batch"][0]
         assert first["path"].startswith("_unlabeled/") and first["predicted"] in CLASSES and first["status"] == ""
         r = c.get("/ui/api/label-next/thumb", params={"path": first["path"], "v": first["v"]})
@@ -74,7 +75,10 @@ def test_api_batch_labels_refit_and_refusals(pool):
         r = c.post("/ui/api/label-next/label", json={"path": first["path"], "label": "squares"}).json()
         assert r["item"] == {"path": first["path"], "label": "squares", "status": "labelled"} and r["progress"]["labelled"] == 1
         out = c.post("/ui/api/label-next/refit", json={"n": 4, "strategy": "margin"}).json()
-        assert out["refit"]["pool_labels"] == 1 and out["progress"]["history"][-1]["accuracy"] == out["refit"]["accuracy"]
+        draft = out["refit"]
+        assert draft["changes"] == {"relabelled": 0, "added": 1, "removed": 0, "total": 1} and "accuracy" not in draft
+        assert [h["name"] for h in out["progress"]["history"]] == ["run", draft["name"]] and out["progress"]["name"] == draft["name"]
+        assert out["progress"]["history"][-1]["cv_accuracy"] == draft["cv_accuracy"] and draft["parent"]["name"] == "run"
         assert len(out["batch"]) == 4 and first["path"] not in {it["path"] for it in out["batch"]}
         rest = [it["path"] for it in c.get("/ui/api/label-next", params={"n": POOL}).json()["batch"] if not it["status"]]
         for path in rest:  # label what the batch holds, then refit until the pool is empty
@@ -85,8 +89,9 @@ def test_api_batch_labels_refit_and_refusals(pool):
                 c.post("/ui/api/label-next/label", json={"path": it["path"], "action": "exclude"}).raise_for_status()
         assert out["batch"] == [] and out["progress"]["left"] == 0
         assert c.get("/ui/api/label-next").json()["batch"] == []
-        record(pool.images, [("_unlabeled/p00_circles.jpg", "", "label", "dogs")])  # a class the run does not know
-        assert "does not know" in _error(c.post("/ui/api/label-next/refit", json={}), 400)
+        record(pool.images, [("_unlabeled/p00_circles.jpg", "", "label", "dogs")])  # a new class of one image: too few
+        left_out = c.post("/ui/api/label-next/refit", json={}).json()["refit"]["left_out"]
+        assert left_out["classes_with_too_few_images"] == {"dogs": 1}
         internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
         assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
 
@@ -118,15 +123,23 @@ def test_keys_label_the_batch_and_refit_shows_accuracy_and_the_next_batch(pool, 
     assert paths[2] not in current_state(pool.images)
 
     page.locator("#batch-size").fill("5")
+    steps = page.locator("#history li").count()
     page.locator("#refit").click()
     page.wait_for_selector("#refit-result[data-after]")
-    last = read_json(pool.run / "label_next.json")["rounds"][-1]
     result = page.locator("#refit-result")
-    assert float(result.get_attribute("data-before")) == pytest.approx(last["accuracy_before"])
-    assert float(result.get_attribute("data-after")) == pytest.approx(last["accuracy"])
-    assert "Test accuracy" in result.inner_text() and last["pool_labels"] == 2
+    run = pool.run.parent / result.get_attribute("data-run")
+    draft = read_json(run / "metrics.json")
+    assert draft["draft"] and "accuracy" not in draft
+    rows = {r.rel: (r.label, r.split) for r in load_split(str(run / "split.csv"))}
+    assert {p: rows[p] for p in paths[:2]} == {paths[0]: (predicted, "train"), paths[1]: ("squares", "train")}
+    key = "cv_class_avg_accuracy" if draft["parent"]["cv_accuracy"] is None else "cv_accuracy"  # what the parent can compare
+    assert float(result.get_attribute("data-after")) == pytest.approx(draft[key])
+    assert float(result.get_attribute("data-before")) == pytest.approx(draft["parent"][key])
+    text = result.inner_text()
+    assert "cross-validated" in text and "test results only for full iterations" in text and "Test accuracy" not in text
     page.wait_for_function("n => document.querySelectorAll('.ln-card').length === n", arg=5)
     shown = {cards.nth(i).get_attribute("data-path") for i in range(5)}
     assert not shown & set(paths[:2]), "the next batch holds only unlabelled images"
-    assert page.locator("#history li").count() == 2  # the run, then the refit
+    assert page.locator("#history li").count() == steps + 1  # the draft joins the iterations listed
+    assert page.locator("#history li").last.get_attribute("data-run") == run.name
     page.screenshot(path=str(artifacts / "label-next.png"))

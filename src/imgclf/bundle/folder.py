@@ -54,7 +54,7 @@ from ..features.ids import FeatureId, join_ids
 from ..trust.ood import OodDetector
 from ..util.errors import BundleError, ImgclfError
 from ..util.files import read_json, sha256_bytes, sha256_file, write_json, write_npz
-from .swap import remove_stale, resolve_dir, swap_dir
+from .swap import link_or_copy, remove_stale, resolve_dir, swap_dir
 
 FORMAT = "imgclf-bundle"
 FORMAT_VERSION = 2
@@ -260,11 +260,13 @@ def write_bundle(
     files: dict[str, str | os.PathLike] | None = None,
     metrics: dict[str, Any] | None = None,
     ood: OodDetector | None = None,
+    link: bool = False,
 ) -> Path:
     """Write a complete bundle to ``out_dir`` (replacing any previous one atomically).
 
-    ``files`` maps bundle file names to existing files to copy in (ONNX, safetensors); ``ood`` the
-    unknown-image detector (trust.npz, named in bundle.json's ``trust``).
+    ``files`` maps bundle file names to existing files to copy in (ONNX, safetensors), hard-linked instead
+    with ``link`` (copied where the file system has no hard links); ``ood`` the unknown-image detector
+    (trust.npz, named in bundle.json's ``trust``).
     """
     out_dir = Path(out_dir)
     if head.weight.shape[0] != len(meta.labels):
@@ -282,7 +284,7 @@ def write_bundle(
         write_npz(tmp / HEAD, **head.to_arrays())
         for name, src in (files or {}).items():
             if Path(src).resolve() != (tmp / name).resolve():
-                shutil.copyfile(src, tmp / name)
+                (link_or_copy if link else shutil.copyfile)(src, tmp / name)
         if metrics is not None:
             write_json(tmp / "metrics.json", metrics)
         _publish(tmp, out_dir)
@@ -480,6 +482,47 @@ def rewrite_bundle(bundle_dir: str | os.PathLike, *, metrics: dict[str, Any] | N
         staged.update(files or {})
         write_bundle(bundle_dir, meta, b.head, staged, metrics if metrics is not None else (b.metrics or None))
     return load_bundle(bundle_dir)
+
+
+def load_head(bundle_dir: str | os.PathLike) -> tuple[Path, BundleMeta, LinearHead]:
+    """(folder, description, linear head) of a bundle: bundle.json and head.npz only, each checked against the
+    manifest, its featurizer files neither read nor parsed: what a refit of the head needs (see :func:`derive_bundle`)."""
+    d = locate_bundle(bundle_dir)
+    listed = _manifest(d)
+    data = {}
+    for name in (META, HEAD):
+        data[name] = (d / name).read_bytes() if name in listed and (d / name).is_file() else b""
+        if sha256_bytes(data[name]) != listed.get(name):
+            raise BundleError(f"model bundle {d}: {name} is missing or does not match {MANIFEST}", hint=_REBUILD)
+    try:
+        meta = BundleMeta.from_dict(json.loads(data[META]))
+        head = LinearHead.from_arrays(_npz(data[HEAD]))
+    except (ValueError, KeyError, OSError, TypeError) as e:
+        raise BundleError(f"model bundle {d} cannot be read ({e})", hint=_REBUILD) from None
+    return d, meta, head
+
+
+def derive_bundle(parent_dir: str | os.PathLike, out_dir: str | os.PathLike, meta: BundleMeta, head: LinearHead, *,
+                  metrics: dict[str, Any] | None = None, ood: OodDetector | None = None) -> Path:
+    """A bundle at ``out_dir`` with a new ``head`` (``meta``, ``metrics``, detector ``ood``) over the featurizer files
+    of the bundle ``parent_dir`` (those ``meta`` names): hard-linked, not read, parsed or exported again, and each
+    checked against the SHA-256 the parent's manifest lists before anything is written (BundleError otherwise)."""
+    parent = locate_bundle(parent_dir)
+    listed = _manifest(parent)
+    out_dir = Path(out_dir)
+    names = [n for n, _ in _loaded_files(parent, json.dumps(meta.to_dict()).encode()) if n not in (META, HEAD, TRUST, "metrics.json")]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.stage-{os.getpid()}-", dir=out_dir.parent) as staging:
+        files: dict[str, str | os.PathLike] = {}
+        for name in names:
+            files[name] = Path(staging) / name
+            if name not in listed or not (parent / name).is_file():
+                raise BundleError(f"model bundle {parent}: {name} is missing or not listed in {MANIFEST}", hint=_REBUILD)
+            link_or_copy(parent / name, files[name])
+            if sha256_file(files[name]) != listed[name]:
+                raise BundleError(f"model bundle {parent} was modified: SHA-256 of {name} does not match {MANIFEST}",
+                                  hint="the bundle is corrupt or tampered with; re-run `imgclf train` or restore it")
+        return write_bundle(out_dir, meta, head, files, metrics, ood, link=True)
 
 
 def describe(bundle: Bundle) -> str:

@@ -80,13 +80,14 @@ def _carry_unlisted(target: Path, new: Path, listed_in: str) -> None:
         if p.is_symlink():
             os.symlink(os.readlink(p), dst)
         elif p.is_dir():
-            shutil.copytree(p, dst, symlinks=True, copy_function=_link_or_copy)
+            shutil.copytree(p, dst, symlinks=True, copy_function=link_or_copy)
         else:
-            _link_or_copy(p, dst)
+            link_or_copy(p, dst)
         log.info("kept %s in %s (it is not part of the bundle)", p.name, target)
 
 
-def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """A hard link of ``src`` at ``dst``, or a copy where the file system has none."""
     try:
         os.link(src, dst)
     except OSError:  # a file system without hard links

@@ -1,4 +1,4 @@
-"""The linear head every bundle's classifier reduces to, and the one-C refit of Label next.
+"""The linear head every bundle's classifier reduces to, and the one-C fit of the quick update.
 
 Probabilities are calibrated by temperature scaling: ``p = softmax(T * d)`` over the one-vs-rest
 decision values ``d``, with the single temperature ``T`` fit by minimising log-loss on
@@ -67,7 +67,7 @@ def fit_head(features: np.ndarray, y: np.ndarray, c: float, *, temperature: floa
              class_weight: str | None = "balanced", max_iter: int = 10000, seed: int = 0) -> LinearHead:
     """One LinearSVC at a given ``C`` and ``temperature`` (no cross-validation) → LinearHead over classes 0..K-1.
 
-    The quick refit of Label next: a run chose C and T by CV (dozens of fits); one fit of the dual problem
+    The quick update's fit (:mod:`imgclf.labelnext.quick`): a run chose C and T by CV (dozens of fits); one fit of the dual problem
     costs a small share of that. Every class 0..max(y) must have an image.
     """
     from sklearn.svm import LinearSVC

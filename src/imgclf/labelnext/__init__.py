@@ -5,7 +5,8 @@
   near duplicates of labelled images skipped.
 
 Everything here works on arrays; :mod:`imgclf.labelnext.step` reads the run directory and the
-pool, and writes suggestions.csv.
+pool, and writes suggestions.csv; :mod:`imgclf.labelnext.quick` is the quick update (Label next's
+Refit): the head refit on the current labels as a draft iteration.
 """
 from .strategies import DEFAULT_STRATEGY, STRATEGIES, Selection, kcenter_greedy, select, uncertainty
 

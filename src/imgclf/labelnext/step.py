@@ -1,17 +1,14 @@
-"""Label next on a run directory: which pool images to label (``suggest``), and the quick ``refit``.
+"""Label next on a run directory: which pool images to label (``suggest``).
 
     suggest   the pool's images (``data.pool``) → pool_features.npz (only new or changed files are
-              featurized, through the feature cache) → the current head's probabilities → a strategy
+              featurized, through the feature cache) → the run's head's probabilities → a strategy
               of :mod:`imgclf.labelnext` → suggestions.csv; the images a service kept after answering
               "unknown" or "uncertain" (:mod:`imgclf.data.kept`) lead the batch, each with that reason
-    refit     the run's train features + the pool images labelled since (annotations ``label``) → one
-              LinearSVC at the C and temperature the run chose → label_next_head.npz, and the test
-              accuracy before and after in label_next.json
 
-The current head is label_next_head.npz once a refit wrote one (and the model was not retrained
-since), else the run's bundle. The run's test split stays the measure: here the labelled pool images
-only train, and in the next ``imgclf run`` too (:mod:`imgclf.data.split`). Needs a run
-whose model is a linear head on features.npz (``train.classifier = "svm"``).
+Label next's Refit is the quick update (:mod:`imgclf.labelnext.quick`): the head refit on the current
+labels as a draft iteration, whose own head then suggests. The labelled pool images only train, here
+and in the next ``imgclf run`` too (:mod:`imgclf.data.split`). Needs a run whose model is a linear head
+on features.npz (``train.classifier = "svm"``).
 """
 from __future__ import annotations
 
@@ -23,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle.folder import HEAD, load_bundle
-from ..classifier.linear import LinearHead, fit_head
+from ..bundle.folder import load_head
+from ..classifier.linear import LinearHead
 from ..config.settings import Config
 from ..data.dataset import Item, scan_dataset
 from ..data.kept import KeptImage, read_kept
@@ -33,10 +30,9 @@ from ..features.ids import join_ids
 from ..features.step import feature_cache_dir, run_featurizers
 from ..rundir.layout import RunDir
 from ..util.errors import DatasetError, RunDirError
-from ..util.files import read_npz, write_json, write_npz
 from .strategies import DEFAULT_STRATEGY, check_strategy, select, uncertainty
 
-__all__ = ["Pool", "load_pool", "current_head", "suggest", "refit", "served_unsure", "POOL_EMPTY"]
+__all__ = ["Pool", "load_pool", "current_head", "suggest", "served_unsure", "POOL_EMPTY"]
 
 POOL_EMPTY = "pool_empty"  # the reason of the error suggest raises when no unlabelled image is left
 
@@ -97,33 +93,25 @@ def _pool_features(cfg: Config, rd: RunDir, paths: list[str], progress: bool) ->
 
 
 def current_head(rd: RunDir) -> tuple[LinearHead, list[str], dict[str, Any]]:
-    """(head, class labels, the bundle's classifier section): label_next_head.npz if a refit made it after the
-    model was written, else the bundle's head. Refuses a model that is not a head on features.npz."""
-    bundle = load_bundle(rd.model)  # recovers a bundle swap killed between its renames
+    """(head, class labels, the bundle's classifier section) of the run's model. Refuses a model that is not a
+    head on features.npz."""
+    _, meta, head = load_head(rd.model)  # recovers a bundle swap killed between its renames
     run_fid = rd.load_features()[3]
-    if bundle.meta.feature_ids != run_fid:
-        raise RunDirError(f"the model of {rd.root} classifies features of {bundle.meta.feature_ids}, not those of "
-                          f"features.npz ({run_fid}); Label next refits a linear head on features.npz",
+    if meta.feature_ids != run_fid:
+        raise RunDirError(f"the model of {rd.root} classifies features of {meta.feature_ids}, not those of "
+                          f"features.npz ({run_fid}); Label next ranks with a linear head on features.npz",
                           hint="use a run made with train.classifier = \"svm\"")
-    head = bundle.head
-    if rd.label_next_head.exists() and rd.label_next_head.stat().st_mtime_ns >= (bundle.dir / HEAD).stat().st_mtime_ns:
-        head = LinearHead.from_arrays(read_npz(rd.label_next_head))
-    return head, bundle.labels, bundle.meta.classifier
+    return head, list(meta.labels), meta.classifier
 
 
-def _labelled_features(rd: RunDir, pool: Pool, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(features, class indices) of the run's train images and the pool images given a class since the run's split
-    (one already in it is a train row, or, in a split made before pool images trained only, a test row: never trained on)."""
-    rows, x = rd.split_features("train")
+def _labelled_features(rd: RunDir, pool: Pool) -> np.ndarray:
+    """Features of the run's train images and of the pool images given a class since the run's split (the
+    labelled images a suggestion should not duplicate)."""
+    _, x = rd.split_features("train")
     in_split = {r.path for r in rd.split_rows()}
     since = [it for it in pool.labelled if it.path not in in_split]
-    unknown = sorted({it.label for it in since} - set(labels))
-    if unknown:
-        raise DatasetError(f"pool images were labelled {unknown}, which the run's model does not know (it knows {labels})",
-                           hint="run `imgclf run` again to train a model with the new class")
     x_pool = np.stack([pool.features[it.path] for it in since]) if since else np.zeros((0, x.shape[1]), np.float32)
-    y = [labels.index(r.label) for r in rows] + [labels.index(it.label) for it in since]
-    return np.concatenate([x, x_pool]), np.array(y, dtype=int)
+    return np.concatenate([x, x_pool])
 
 
 def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str = DEFAULT_STRATEGY,
@@ -138,7 +126,7 @@ def suggest(cfg: Config, run_dir: str | os.PathLike, n: int = 50, strategy: str 
         raise DatasetError(f"the pool of {cfg.images_dir()} has no unlabelled images left",
                            hint="put images to label in IMAGES/_unlabeled (or the folder data.pool names)", reason=POOL_EMPTY)
     x_pool = np.stack([pool.features[it.path] for it in pool.unlabelled])
-    x_lab, _ = _labelled_features(rd, pool, labels)
+    x_lab = _labelled_features(rd, pool)
     proba = head.predict_proba(x_pool)
     first = served_unsure(pool.unlabelled)[:n]
     sel = select(strategy, proba, x_pool, x_lab, n + len(first), seed=cfg.data.seed, duplicate_cosine=cfg.doctor.duplicate_cosine)
@@ -176,33 +164,3 @@ def served_reason(k: KeptImage) -> str:
     flagged = ", flagged unknown," if k.unknown and k.answer != "unknown" else ""
     return (f"the service answered {k.answer}{flagged} on {k.first_asked[:10]}"
             + (f" (asked {k.times_asked} times)" if k.times_asked > 1 else ""))
-
-
-def refit(cfg: Config, run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Refit the head on the run's train images plus the pool images labelled so far; test accuracy before and after."""
-    t0 = time.perf_counter()
-    rd = RunDir(run_dir)
-    before, labels, classifier = current_head(rd)
-    pool = load_pool(cfg, rd)
-    x, y = _labelled_features(rd, pool, labels)
-    c = float(classifier.get("C") or 1.0)
-    head = fit_head(x, y, c, temperature=before.temperature, normalize=before.l2_normalize,
-                    class_weight=cfg.svm.class_weight, max_iter=cfg.svm.max_iter, seed=cfg.data.seed)
-    test_rows, x_test = rd.split_features("test")
-    y_test = np.array([labels.index(r.label) for r in test_rows])
-    acc_before, _ = _accuracy(before, x_test, y_test, len(labels))
-    acc, class_avg = _accuracy(head, x_test, y_test, len(labels))
-    write_npz(rd.label_next_head, **head.to_arrays())
-    history = rd.label_next_history()
-    entry = {"labels": len(y), "pool_labels": len(pool.labelled), "accuracy_before": acc_before, "accuracy": acc,
-             "class_avg_accuracy": class_avg, "seconds": round(time.perf_counter() - t0, 3)}
-    history = {**history, "C": c, "rounds": history.get("rounds", []) + [entry]}
-    write_json(rd.label_next, history)
-    return {**entry, "C": c, "n_test": len(y_test), "rounds": len(history["rounds"])}
-
-
-def _accuracy(head: LinearHead, x: np.ndarray, y: np.ndarray, k: int) -> tuple[float, float]:
-    """(accuracy, class-averaged accuracy) of ``head`` on features ``x`` with true classes ``y``."""
-    pred = head.predict(x) if len(x) else np.zeros(0, int)
-    per_class = [float((pred[y == c] == c).mean()) for c in range(k) if (y == c).any()]
-    return round(float((pred == y).mean()), 6) if len(y) else 0.0, round(float(np.mean(per_class)), 6) if per_class else 0.0

@@ -23,8 +23,11 @@
                                  images a person already decided on (annotations.csv), left out of the three files above
       oof_predictions.csv        path, rel, split, label, predicted, score, p_<label> for every class: the data doctor's
                                  out-of-fold probabilities of every usable image, each from models that never saw its label
+                                 (a draft's: its train images', from its cross-validation)
       model/                     the model bundle (see imgclf.bundle)
-      metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics)
+      metrics.json               test metrics (see imgclf.evaluation.metrics.Metrics); a draft iteration's (made by the
+                                 quick update, see imgclf.labelnext.quick) holds ``"draft": true`` and cross-validated
+                                 train figures (cv_*) instead, never a test figure
       predictions.csv            path, rel, label, predicted, score, p_<label> for every class
       roc.png, confusion_matrix.png, reliability.png, coverage.png, training_curves.png, report.html
       class_maps/                <row>.predicted.png, <row>.true.png: class activation maps of misclassified test
@@ -35,9 +38,6 @@
                                  feature_id (str): features of the pool's unlabelled images (``imgclf suggest``)
       suggestions.csv            rank, path, rel, predicted, score, reason: the pool images to label next, first first
                                  (score: uncertainty in [0, 1], or for kcenter the cosine distance to the labelled images)
-      label_next_head.npz        the head refit on the labels given in the pool (LinearHead arrays), once refit
-      label_next.json            Label next's history: {"C", "rounds": [{labels, pool_labels, accuracy_before, accuracy,
-                                 class_avg_accuracy, seconds}]}
 
       .imgclf-run.json           written by the first imgclf command that writes the folder: imgclf made it
       INCOMPLETE                 {command, started, pid, host, next[, finished]} while the model, split and metrics may
@@ -113,8 +113,6 @@ class RunDir:
     checkpoints = property(lambda s: s.root / "refine")
     pool_features = property(lambda s: s.root / "pool_features.npz")
     suggestions = property(lambda s: s.root / "suggestions.csv")
-    label_next_head = property(lambda s: s.root / "label_next_head.npz")
-    label_next = property(lambda s: s.root / "label_next.json")
     made_by = property(lambda s: s.root / MADE_BY)  # imgclf made this folder (see imgclf.rundir.state)
     incomplete = property(lambda s: s.root / INCOMPLETE)
     lock = property(lambda s: s.root / LOCK)
@@ -270,9 +268,6 @@ class RunDir:
         if not self.suggestions.exists():
             return []
         return [{**r, "rank": int(r["rank"]), "score": float(r["score"])} for r in read_csv(self.suggestions)]
-
-    def label_next_history(self) -> dict[str, Any]:
-        return read_json(self.label_next) if self.label_next.exists() else {"rounds": []}
 
 
 def run_config(run_dir: str | os.PathLike) -> Config | None:

@@ -36,7 +36,7 @@ FORMAT = "imgclf-run-dir"
 CHAIN = ("prepare", "featurize", "train", "evaluate", "doctor")
 #: The steps each command writes, as (first, last) positions in CHAIN.
 SPANS = {"prepare": (0, 0), "featurize": (1, 1), "train": (2, 2), "refine": (2, 2), "evaluate": (3, 3),
-         "doctor": (4, 4), "run": (0, 4)}
+         "doctor": (4, 4), "run": (0, 4), "quick-update": (0, 4)}
 #: Training may follow a pending featurize: the refining trainers need no features.npz, and the svm reads each
 #: image's features by path, whichever split they were computed for.
 _MAY_FOLLOW = {"train": 1, "refine": 1}

@@ -47,6 +47,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     from .iterations import build_iterations_router
     from .label_next import build_label_next_router
     from .live import Live
+    from .quick import build_quick_router
     from .routes import STATIC_DIR, build_router
     from .thumbs import ThumbnailCache
     from .train import build_train_router
@@ -62,6 +63,7 @@ def mount_ui(app: FastAPI, *, predictor: Any, images_dir: str | os.PathLike | No
     app.state.ui_live = live
     app.include_router(build_router(catalog=catalog, live=live, thumbs=thumbs, max_body_mb=max_body_mb))
     app.include_router(build_label_next_router(lambda: live.label_next, thumbs))
+    app.include_router(build_quick_router(lambda: live.run_dir, images_dir))
     app.include_router(build_iterations_router(live, catalog, token_required=token_required))
     app.include_router(build_intake_router(catalog))
     app.include_router(build_train_router(cfg, images_dir, runs))

@@ -1,11 +1,12 @@
 """The Label next page's API: the suggested batch of pool images, one label per image, and the refit.
 
-The batch is the run's suggestions.csv (made by ``imgclf suggest``, or here when there is none); an image the
-service kept after answering "unknown" or "uncertain" (``serve.keep_inputs``) comes first and says so (``served``).
+The batch is the iteration's suggestions.csv (made by ``imgclf suggest``, or here when there is none); an image
+the service kept after answering "unknown" or "uncertain" (``serve.keep_inputs``) comes first and says so (``served``).
 A label is an annotation of the dataset (action ``label``; ``x`` excludes the image from the
-pool), saved at once, undone by the dataset's undo like any correction. ``refit`` refits the head
-on the labels given so far, reports the run's test accuracy before and after, and suggests the
-next batch (:mod:`imgclf.labelnext.step` does the work).
+pool), saved at once, undone by the dataset's undo like any correction. ``refit`` is the quick
+update (:func:`imgclf.ui.quick.make_draft`, the same as every page's): the head refit on the current
+labels of the whole dataset as a draft iteration, scored by cross-validation on train, never on the
+test split; Label next then goes on with the draft and suggests the next batch with its head.
 
 Pool images are addressed by their path relative to the dataset folder, and only a path the pool
 listing holds is accepted: no file name from a request is ever opened.
@@ -27,15 +28,17 @@ from ..data.annotations import LABELLING, current_state, record
 from ..data.dataset import Item, scan_dataset
 from ..data.kept import KeptImage, read_kept
 from ..labelnext import DEFAULT_STRATEGY, STRATEGIES
+from ..labelnext.quick import cv_figures, is_draft
 from ..labelnext.step import POOL_EMPTY, suggest
-from ..labelnext.step import refit as refit_head
 from ..rundir.layout import RunDir
 from ..util.errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDirError
 from ..util.files import read_json
+from .quick import make_draft
 from .routes import _thumbnail, needed
 from .thumbs import ThumbnailCache, file_version
 
 BATCH = 20  # images per batch unless the page asks for another number
+MAX_HISTORY = 50  # iterations of the chain of drafts the page lists, newest last
 _RESCAN_AFTER_S = 2.0  # a thumbnail of a path missing from the last listing rescans the pool at most this often
 
 
@@ -51,7 +54,7 @@ class RefitIn(BaseModel):
 
 
 class LabelNext:
-    """Label next over one run directory and its dataset folder."""
+    """Label next over one iteration (a run directory; after a refit, the draft it made) and its dataset folder."""
 
     def __init__(self, run_dir: str | os.PathLike, images_dir: str | os.PathLike):
         self.rd = RunDir(Path(run_dir).resolve())
@@ -120,14 +123,26 @@ class LabelNext:
                  **_state(state.get(r["rel"]))} for r in rows if r["rel"] in pool]
 
     def progress(self, state: dict | None = None) -> dict[str, Any]:
-        """Labelled / pool size, and the test accuracy of the run and after every refit."""
+        """Labelled / pool size, and the cross-validated train figures of the iteration and the drafts before it."""
         state = current_state(self.images) if state is None else state
         pool = self._pool()
         given = sum(1 for rel in pool if rel in state and state[rel].action in LABELLING)
         dropped = sum(1 for rel in pool if rel in state and state[rel].action not in LABELLING)
-        run_accuracy = read_json(self.rd.metrics).get("accuracy") if self.rd.metrics.exists() else None
         return {"pool": len(pool), "labelled": given, "excluded": dropped, "left": len(pool) - given - dropped,
-                "run_accuracy": run_accuracy, "history": self.rd.label_next_history().get("rounds", [])}
+                "run": str(self.rd.root), "name": self.rd.root.name, "history": self.history()}
+
+    def history(self) -> list[dict[str, Any]]:
+        """The iteration and the drafts it descends from, oldest first, each with its cross-validated train figures
+        (a full run's class-averaged accuracy from its C search; never a test figure)."""
+        out: list[dict[str, Any]] = []
+        run: Path | None = self.rd.root
+        while run is not None and len(out) < MAX_HISTORY:
+            draft = is_draft(run)
+            metrics = read_json(RunDir(run).metrics) if draft else {}
+            out.append({"run": str(run), "name": run.name, "draft": draft, "n_train": metrics.get("n_train"), **cv_figures(run)})
+            parent = Path(metrics["parent"]["run"]) if draft else None
+            run = parent if parent is not None and (parent / "model").is_dir() else None
+        return out[::-1]
 
     def label(self, body: LabelIn) -> dict[str, Any]:
         """Give pool image ``body.path`` the class ``body.label``, or exclude it (``action = "exclude"``)."""
@@ -144,14 +159,15 @@ class LabelNext:
         return {"item": {"path": item.rel, **_state(state.get(item.rel))}, "progress": self.progress(state)}
 
     def refit(self, body: RefitIn) -> dict[str, Any]:
-        """Refit the head on every label given so far, then suggest the next batch."""
+        """The quick update on every label of the dataset now (a draft iteration Label next goes on with), then the
+        next batch suggested by the draft's head."""
         if not 1 <= body.n <= 500:
             raise InvalidRequest(f"n must be from 1 to 500; got {body.n}")
         _checked(body.strategy)
         with self._lock:
-            cfg = self.config()
-            result = refit_head(cfg, self.rd.root)
-            self._suggest(cfg, body.n, body.strategy)
+            result = make_draft(self.rd.root, self.images)
+            self.rd = RunDir(Path(result["run"]))
+            self._suggest(self.config(), body.n, body.strategy)
             state = current_state(self.images)
             return {"refit": result, "classes": self.classes(), "batch": self._batch(self.rd.read_suggestions(), state),
                     "progress": self.progress(state)}
@@ -217,7 +233,7 @@ def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: 
 
     @r.post("/ui/api/label-next/refit")
     def refit_route(body: RefitIn) -> dict[str, Any]:
-        """Refit the head on the labels given, with the test accuracy before and after, and the next batch."""
+        """The quick update (a draft iteration scored by cross-validation on train), and the next batch."""
         with _as_request_errors():
             return need().refit(body)
 

@@ -3,6 +3,9 @@
 Two sides: ``test`` is predictions.csv (the bundle on the test split); ``train`` is the train rows
 of oof_predictions.csv, the data doctor's out-of-fold probabilities (each image scored by models
 that never saw its label), the only honest score of an image the model was trained on.
+A draft iteration (a quick update, :mod:`imgclf.labelnext.quick`) has the train side only, from its
+cross-validation: its test side is refused with the reason ``draft``, since test results exist for
+full iterations only.
 
 Result images are addressed by their row in those files, never by a path from the request, so
 the results page cannot be used to read files: the paths come from the run's own artifacts.
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.metrics import per_class_scores
+from ..labelnext.quick import is_draft
 from ..rundir.layout import RunDir
 from ..util.errors import InvalidRequest, NotFound
 from ..util.files import read_json
@@ -25,7 +29,8 @@ from .catalog import Catalog
 from .thumbs import file_version
 
 _METRIC_KEYS = ("accuracy", "class_avg_accuracy", "n_test", "n_train", "per_class_accuracy", "backbone", "resolution",
-                "macro_auc")
+                "macro_auc", "draft", "cv_accuracy", "cv_class_avg_accuracy", "cv_folds", "parent")
+DRAFT = "draft"  # the reason of the refusal of a draft's test side
 SIDES = ("test", "train")
 #: The run files the Results page shows: its name for each → the RunDir attribute that names the file.
 RUN_FILES = {"roc": "roc", "confusion": "confusion", "curves": "training_curves", "report": "report"}
@@ -42,6 +47,13 @@ class RunResults:
         self._lock = threading.Lock()
 
     def _metrics_file(self) -> Path:
+        if is_draft(self.rd.root):
+            m = read_json(self.rd.metrics)
+            raise NotFound(f"{self.rd.root.name} is a draft iteration (a quick update), scored by cross-validation on its "
+                           f"{m.get('n_train')} train images only: accuracy {_pct(m.get('cv_accuracy'))}, class-averaged "
+                           f"{_pct(m.get('cv_class_avg_accuracy'))}. Test results exist only for full iterations: train one "
+                           "(`imgclf run`) to measure it on the test split; its train images are under Train images",
+                           reason=DRAFT)
         for p in (self.rd.predictions, self.rd.metrics):
             if not p.exists():
                 raise NotFound(f"{p} is missing: the run has not been evaluated; "
@@ -51,12 +63,15 @@ class RunResults:
     def _load(self, side: str = "test") -> tuple[list[dict[str, Any]], dict[str, Any]]:
         if side not in SIDES:
             raise InvalidRequest(f"split must be one of {', '.join(SIDES)}; got {side!r}")
-        files = [self._metrics_file(), self.rd.predictions]
         if side == "train":
+            if not is_draft(self.rd.root):
+                self._metrics_file()  # a full run's train side, like its test side, once it was evaluated
             if not self.rd.oof_predictions.exists():
                 raise NotFound(f"the run {self.rd.root} has no scores of its train images ({self.rd.oof_predictions.name}): "
                                f"run `imgclf doctor --run-dir {self.rd.root}` to compute them", reason="no_train_scores")
             files = [self.rd.metrics, self.rd.oof_predictions]
+        else:
+            files = [self._metrics_file(), self.rd.predictions]
         stamp = tuple(p.stat().st_mtime_ns for p in files)
         with self._lock:
             cached = self._cache.get(side)
@@ -126,3 +141,7 @@ class RunResults:
         if not path.exists():
             raise NotFound(f"{path} is missing: run `imgclf evaluate --run-dir {self.rd.root}`")
         return path
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, (int, float)) else "unknown"

@@ -1,8 +1,9 @@
 // Label next page: the batch of pool images the model would learn most from, and the refit.
 // The bar above the batch acts on the chosen image: accept the suggested class (a, or Enter on the
 // chosen card), any class by its button or the class menu (1-9 for the first nine), drop it from the
-// pool (x); each is saved at once to the dataset's annotations.csv (u undoes). Refit (r) retrains the
-// head on every label given, shows the test accuracy before and after, and brings the next batch.
+// pool (x); each is saved at once to the dataset's annotations.csv (u undoes). Refit (r) is the quick
+// update: the head refit on every label of the dataset as a draft iteration, scored by cross-validation
+// on train (never on the test split); the next batch is suggested by the draft's head.
 "use strict";
 
 (() => {
@@ -58,12 +59,13 @@
   function showProgress(p) {
     $("progress").textContent = `${p.labelled} labelled of ${p.pool} in the pool · ${p.left} left` +
       (p.excluded ? ` · ${p.excluded} dropped` : "");
-    const steps = [];
-    if (p.run_accuracy !== null && p.run_accuracy !== undefined) steps.push(el("li", {}, `run: ${pct(p.run_accuracy)}`));
-    p.history.forEach((h, i) => steps.push(el("li", { dataset: { labels: String(h.labels) } },
-      `refit ${i + 1} (${h.labels} labels): ${pct(h.accuracy)}`)));
-    $("history").replaceChildren(...steps);
+    $("history").replaceChildren(...p.history.map((h) => el("li", { dataset: { run: h.name, draft: String(h.draft) } },
+      h.draft ? `draft ${h.name} (${h.n_train} train images): cross-validated accuracy ${cvPct(h.cv_accuracy)}, ` +
+        `class-averaged ${cvPct(h.cv_class_avg_accuracy)}`
+        : `iteration ${h.name}: cross-validated class-averaged accuracy ${cvPct(h.cv_class_avg_accuracy)}`)));
   }
+
+  function cvPct(v) { return v === null || v === undefined ? "—" : pct(v); }
 
   function stateText(it) {
     if (it.status === "labelled") return `labelled ${it.label}`;
@@ -170,16 +172,22 @@
     $("error").textContent = "";
     const out = $("refit-result");
     out.hidden = false;
-    out.textContent = "Refitting…";
+    out.textContent = "Refitting (quick update)…";
     try {
       const res = await api("api/label-next/refit", { json: { n: batchSize(), strategy: $("strategy").value } });
       const r = res.refit;
-      const diff = r.accuracy - r.accuracy_before;
-      out.dataset.before = String(r.accuracy_before);
-      out.dataset.after = String(r.accuracy);
-      out.replaceChildren(`Test accuracy ${pct(r.accuracy_before)} → `,
-        el("span", { class: diff > 0 ? "up" : diff < 0 ? "down" : "" }, pct(r.accuracy)),
-        ` on ${r.n_test} test images · head refit on ${r.labels} labels (${r.pool_labels} from the pool) in ${r.seconds.toFixed(1)} s`);
+      const was = r.parent.cv_accuracy ?? null;
+      const key = was === null ? "cv_class_avg_accuracy" : "cv_accuracy";
+      const before = r.parent[key] ?? null;
+      const diff = before === null ? 0 : r[key] - before;
+      out.dataset.run = r.name;
+      out.dataset.after = String(r[key]);
+      out.dataset.before = before === null ? "" : String(before);
+      out.replaceChildren(`Draft ${r.name}: cross-validated ${key === "cv_accuracy" ? "accuracy" : "class-averaged accuracy"} `,
+        el("span", { class: diff > 0 ? "up" : diff < 0 ? "down" : "" }, pct(r[key])),
+        ` on ${r.n_train} train images (was ${cvPct(before)} for ${r.parent.name}) · ` +
+        `accuracy ${pct(r.cv_accuracy)}, class-averaged ${pct(r.cv_class_avg_accuracy)} · ${r.wall_seconds.toFixed(1)} s · ` +
+        "test results only for full iterations");
       show(res);
     } catch (e) {
       out.hidden = true;
