@@ -6,7 +6,7 @@
 (() => {
   const { api, el, pct, toast } = UI;
   // requests after which the labels may differ from the chosen iteration's
-  const LABELLING = /\/ui\/api\/(annotate|undo|review\/act|label-next\/(label|refit))\b/;
+  const LABELLING = /\/ui\/api\/(annotate|undo|review\/act|label-next\/(label|refit)|intake\/(upload|add|undo)|classes\/(rename|merge))\b/;
   const bar = el("section", { id: "quick-update", class: "quickbar", "aria-label": "Quick update", hidden: true });
   const text = el("p", { id: "quick-text", class: "quick-text", role: "status", "aria-live": "polite" });
   const runBtn = el("button", { type: "button", class: "btn primary", id: "quick-run", onclick: () => run() }, "Quick update");
