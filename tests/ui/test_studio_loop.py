@@ -3,8 +3,10 @@ Review, quick update, train again, compare (the fixed image listed), publish, /p
 iteration, roll back, download the bundle — with the mouse at 1366 px, then every action by touch at 390x844."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from train_helpers import JOB_LIMIT_S, train_app
+from train_helpers import ended, train_app, wait_job
 from ui_helpers import make_mislabelled_dataset, no_500_client
 
 from imgclf.serve.server import ServerThread
@@ -31,18 +33,20 @@ def _context(browser, **kw):
     return ctx, pg, errors
 
 
-def _train(pg, url: str, press) -> str:
+def _train(pg, url: str, press, c) -> str:
     """Start a fast training on the Train page and switch to the iteration it makes; its name."""
+    before = (c.get("/ui/api/train/job").json()["job"] or {}).get("run_dir")
     pg.goto(f"{url}/ui/train")
     press(pg.locator("#start"))
-    pg.wait_for_selector("#jobstrip-switch", timeout=JOB_LIMIT_S * 1000)
-    run = pg.evaluate("() => document.getElementById('jobstrip').textContent")
-    press(pg.locator("#jobstrip-switch"))
+    job = wait_job(c, lambda a: ended(a) and a["job"]["run_dir"] != before)["job"]
+    assert job["state"] == "finished", job
+    name = Path(job["run_dir"]).name
+    pg.wait_for_function("name => document.getElementById('job').innerText.includes(name)", arg=name)
+    pg.wait_for_selector("#job-switch:visible")
+    press(pg.locator("#job-switch"))
     pg.wait_for_load_state()
     pg.goto(f"{url}/ui/iterations")
-    pg.wait_for_selector(".itrow.chosen")
-    name = pg.locator(".itrow.chosen").get_attribute("data-name")
-    assert name in run
+    pg.wait_for_selector(f".itrow.chosen[data-name='{name}']")
     return name
 
 
@@ -61,7 +65,7 @@ def test_the_loop_with_the_mouse(studio, browser):
     url, c = studio["url"], studio["client"]
     ctx, pg, errors = _context(browser, viewport={"width": 1366, "height": 860})
     click = lambda loc: loc.click()  # noqa: E731
-    first = _train(pg, url, click)
+    first = _train(pg, url, click, c)
     pg.get_by_role("button", name=f"Publish iteration {first}").click()
     pg.wait_for_selector(f"#pub-state strong:text('{first}')")
     assert _endpoint(c, studio["images"]) == first
@@ -87,7 +91,7 @@ def test_the_loop_with_the_mouse(studio, browser):
     draft = [it for it in _iterations(c) if it["state"] == "draft"]
     assert draft and draft[0]["accuracy"] is None and draft[0]["cv_accuracy"] is not None
 
-    second = _train(pg, url, click)
+    second = _train(pg, url, click, c)
     assert second not in (first, draft[0]["name"])
     pg.select_option("#cmp-before", first)
     pg.select_option("#cmp-after", second)
