@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from types import ModuleType
 from typing import Any
 
@@ -28,6 +29,20 @@ def require_ray() -> ModuleType:
     return ray
 
 
+def _reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """ConnectionError at once when a ``ray://HOST:PORT`` address refuses or does not answer a TCP connection
+    (Ray's client would retry for about 30 s before saying so); other addresses are Ray's to check."""
+    if not address or not address.startswith("ray://"):
+        return
+    host, _, port = address[len("ray://"):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"{host}:{port} does not accept connections ({e.strerror or e})") from None
+
+
 def connect(address: str | None = None) -> ModuleType:
     """Ray, connected: ``address`` None is Ray's own default ($RAY_ADDRESS when set, else a new local
     instance with this machine's cores); ``"auto"`` the cluster started on this machine by ``ray start``;
@@ -36,6 +51,7 @@ def connect(address: str | None = None) -> ModuleType:
     ray = require_ray()
     if not ray.is_initialized():
         try:
+            _reachable(address)
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         except ConnectionError as e:
             raise ImgclfError(f"no Ray cluster answers at {address or '$RAY_ADDRESS'}: {e}",
