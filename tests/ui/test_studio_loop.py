@@ -66,7 +66,7 @@ def test_the_loop_with_the_mouse(studio, browser):
     ctx, pg, errors = _context(browser, viewport={"width": 1366, "height": 860})
     click = lambda loc: loc.click()  # noqa: E731
     first = _train(pg, url, click, c)
-    pg.get_by_role("button", name=f"Publish iteration {first}").click()
+    pg.get_by_role("button", name=f"Publish iteration {first}", exact=True).click()
     pg.wait_for_selector(f"#pub-state strong:text('{first}')")
     assert _endpoint(c, studio["images"]) == first
 
@@ -102,7 +102,7 @@ def test_the_loop_with_the_mouse(studio, browser):
         pg.locator("#cmp-which summary").click()
     assert fixed in body.inner_text() or fixed.split("/")[-1] in body.inner_text()
 
-    pg.get_by_role("button", name=f"Publish iteration {second}").click()
+    pg.get_by_role("button", name=f"Publish iteration {second}", exact=True).click()
     pg.wait_for_selector(f"#pub-state strong:text('{second}')")
     assert _endpoint(c, studio["images"]) == second
     pg.locator("#rollback").click()
@@ -137,13 +137,13 @@ def test_every_action_of_the_loop_by_touch_on_a_phone(studio, browser):
     tap(pg.locator("#cancel"))
     pg.wait_for_selector("#job-state:has-text('ancel')", timeout=60_000)
 
-    # Review: a finding decided by taps
+    # Review: a finding's suggestion accepted by taps (a label changes: the quick update is offered)
     pg.goto(f"{url}/ui/dataset?view=review")
-    pg.wait_for_selector(".finding")
-    tap(pg.locator(".finding").first)
-    keep = pg.locator("[data-review='keep']")
-    reachable(keep)
-    tap(keep)
+    pg.wait_for_selector(".finding[data-done='false']")
+    tap(pg.locator(".finding[data-done='false']").first)
+    accept = pg.locator("[data-review='accept']")
+    reachable(accept)
+    tap(accept)
 
     # Quick update by a tap
     pg.wait_for_selector("#quick-run:visible")
@@ -155,13 +155,13 @@ def test_every_action_of_the_loop_by_touch_on_a_phone(studio, browser):
 
     # Iterations: show, compare, publish, roll back, download, all by taps
     pg.goto(f"{url}/ui/iterations")
-    tap(pg.get_by_role("button", name=f"Show iteration {newest}"))
+    tap(pg.get_by_role("button", name=f"Show iteration {newest}", exact=True))
     pg.wait_for_selector(f".itrow.chosen[data-name='{newest}']")
     pg.select_option("#cmp-before", older)
     pg.select_option("#cmp-after", newest)
     tap(pg.locator("#cmp-go"))
     pg.wait_for_selector("#compare:not([hidden])")
-    tap(pg.get_by_role("button", name=f"Publish iteration {newest}"))
+    tap(pg.get_by_role("button", name=f"Publish iteration {newest}", exact=True))
     pg.wait_for_selector(f"#pub-state strong:text('{newest}')")
     assert _endpoint(c, studio["images"]) == newest
     tap(pg.locator("#rollback"))
