@@ -36,10 +36,10 @@ demo: install
 test: install-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --quiet src tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 test-fast: install-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" -x
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile -m "not slow" -x
 
 # The newest versions pyproject.toml allows, installed in a fresh venv, become the new $(LOCK);
 # `make test` then installs and tests them (commit $(LOCK) when it passes).
