@@ -99,5 +99,5 @@
     return res;
   };
   window.addEventListener("focus", refresh);
-  refresh();
+  setTimeout(refresh, 600);  // after the page's own first content: counting the changes reads the whole dataset
 })();
