@@ -99,6 +99,7 @@ def test_cancel_from_a_restarted_ui_stops_the_job_and_leaves_its_run_incomplete(
     c = site["client"]
     assert c.post("/ui/api/train/start", json={"preset": "fast"}).status_code == 202
     job = wait_job(c, marked_incomplete)["job"]
+    os.kill(job["pid"], signal.SIGSTOP)  # held running: a fast job on an idle machine could finish before the cancel
     with ServerThread(train_app(site["images"], site["data"])) as again, no_500_client(again.url) as c2:
         seen = c2.get("/ui/api/train/job").json()["job"]  # a UI started again finds the job from its record
         assert (seen["id"], seen["state"], seen["pid"]) == (job["id"], "running", job["pid"])

@@ -104,5 +104,7 @@ def no_500_client(url: str):
     """An HTTP client of the server at ``url``; when the block ends, no request may have ended in a 500."""
     with httpx.Client(base_url=url, timeout=60) as c:
         yield c
-        internal = [ln for ln in c.get("/metrics").text.splitlines() if ln.startswith("imgclf_internal_errors_total")]
-        assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
+        lines = c.get("/metrics").text.splitlines()
+        internal = [ln for ln in lines if ln.startswith("imgclf_internal_errors_total")]
+        routes = [ln for ln in lines if ln.startswith("imgclf_requests_total{") and 'status="500"' in ln]
+        assert internal == ["imgclf_internal_errors_total 0.0"], f"no request may end in a 500: {routes}"
