@@ -76,10 +76,11 @@ def annotations_path(dataset_dir: str | os.PathLike) -> Path:
 
 def read_history(dataset_dir: str | os.PathLike) -> list[Annotation]:
     """Every row of the history, oldest first (empty when there is no file)."""
-    p = annotations_path(dataset_dir)
-    if not p.exists():
+    try:  # no exists() first: the file may be removed between the two (a user deleting it while the UI reads)
+        rows = read_csv(annotations_path(dataset_dir))
+    except FileNotFoundError:
         return []
-    return [Annotation(**{c: row.get(c, "") or "" for c in COLUMNS}) for row in read_csv(p)]
+    return [Annotation(**{c: row.get(c, "") or "" for c in COLUMNS}) for row in rows]
 
 
 def current_state(dataset_dir: str | os.PathLike) -> dict[str, Annotation]:
