@@ -27,7 +27,7 @@ from ..data.annotations import Annotation
 from ..data.intake import Intake, Upload, merge_classes, rename_class
 from ..util.errors import InvalidRequest
 from .catalog import Catalog, _refused_when_unsaved
-from .routes import needed
+from .parts import needed
 
 MAX_FILES = 1000  # files one upload request may hold (the multipart parser's own limit)
 _TRUE = ("1", "true", "on", "yes")

@@ -27,8 +27,7 @@ from ..util.errors import InvalidRequest, NotFound
 from ..util.files import csv_cell
 from .catalog import Catalog
 from .live import Live
-
-_NO_CACHE = {"Cache-Control": "no-cache"}
+from .parts import NO_CACHE
 
 
 class RunIn(BaseModel):
@@ -56,14 +55,12 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
         """The chosen and the published iteration, and the version of this pair (pages poll it). A publish made
         elsewhere (another UI on the same runs folder) is followed from here."""
         live.follow_published()
-        return Response(_json(live.state()), media_type="application/json", headers=_NO_CACHE)
+        return Response(_json(live.state()), media_type="application/json", headers=NO_CACHE)
 
     @r.get("/ui/api/iterations")
     def iterations() -> dict[str, Any]:
         """Every iteration of the dataset, newest first, with the chosen and the published one."""
-        if live.runs is None:
-            raise NotFound("this UI has no runs folder; start it with `imgclf ui --run RUN_DIR`", reason="no_runs")
-        its = list_iterations(live.runs, live.images_dir)
+        its = list_iterations(live.need_runs(), live.images_dir)
         try:
             back = rollback_target(live.runs)
         except NotFound:
@@ -90,7 +87,7 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
     def compare(before: str, after: str) -> dict[str, Any]:
         """``after`` against ``before``: per-class deltas and the test images fixed or broken, scored with the later
         labels; says when the two were not tested on the same images with the same labels."""
-        runs = _runs(live)
+        runs = live.need_runs()
         a = check_iteration(runs, _name(live, before), need_model=False)
         b = check_iteration(runs, _name(live, after), need_model=False)
         out = compare_runs(a.root, b.root)
@@ -109,7 +106,7 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
     @r.get("/ui/api/download/bundle")
     def download_bundle(run: str = Query("", description="Iteration name (default: the published one, else the chosen one).")) -> Response:
         """The iteration's model bundle as a zip (bundle.json, manifest and every file it lists, as written)."""
-        rd = check_iteration(_runs(live), _default(live, run))
+        rd = check_iteration(live.need_runs(), _default(live, run))
         fd, tmp = tempfile.mkstemp(prefix="imgclf-bundle-", suffix=".zip")
         os.close(fd)
         try:
@@ -121,12 +118,12 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
             os.unlink(tmp)
             raise
         return FileResponse(tmp, media_type="application/zip", filename=f"{rd.root.name}-model.zip",
-                            background=BackgroundTask(os.unlink, tmp), headers=_NO_CACHE)
+                            background=BackgroundTask(os.unlink, tmp), headers=NO_CACHE)
 
     @r.get("/ui/api/download/onnx")
     def download_onnx(run: str = "", file: str = "") -> Response:
         """An ONNX file of the iteration's bundle (its featurizer network; ``file`` picks one when there are several)."""
-        rd = check_iteration(_runs(live), _default(live, run))
+        rd = check_iteration(live.need_runs(), _default(live, run))
         files = sorted(p for p in rd.model.rglob("*.onnx") if p.is_file())
         if not files:
             raise NotFound(f"the bundle of {rd.root.name} holds no ONNX file", reason="no_onnx")
@@ -134,7 +131,7 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
         if not chosen:
             raise NotFound(f"no ONNX file {file!r} in the bundle of {rd.root.name}; one of "
                            f"{', '.join(p.name for p in files)}", reason="no_onnx")
-        return FileResponse(chosen[0], media_type="application/octet-stream", filename=chosen[0].name, headers=_NO_CACHE)
+        return FileResponse(chosen[0], media_type="application/octet-stream", filename=chosen[0].name, headers=NO_CACHE)
 
     @r.get("/ui/api/download/annotations")
     def download_annotations() -> Response:
@@ -143,7 +140,7 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
         path = annotations_path(cat.root)
         if not path.exists():
             raise NotFound("the dataset has no annotations.csv yet: no image has been corrected", reason="no_annotations")
-        return FileResponse(path, media_type="text/csv", filename=ANNOTATIONS_FILE, headers=_NO_CACHE)
+        return FileResponse(path, media_type="text/csv", filename=ANNOTATIONS_FILE, headers=NO_CACHE)
 
     @r.get("/ui/api/download/listing")
     def download_listing() -> Response:
@@ -157,15 +154,9 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
             w.writerow([csv_cell(x) for x in (rel, v["label"] or "", v["original"], v["status"])])
         name = f"{cat.root.name}-labels.csv"
         return Response(out.getvalue(), media_type="text/csv",
-                        headers={**_NO_CACHE, "Content-Disposition": f'attachment; filename="{name}"'})
+                        headers={**NO_CACHE, "Content-Disposition": f'attachment; filename="{name}"'})
 
     return r
-
-
-def _runs(live: Live) -> Path:
-    if live.runs is None:
-        raise NotFound("this UI has no runs folder; start it with `imgclf ui --run RUN_DIR`", reason="no_runs")
-    return live.runs
 
 
 def _default(live: Live, run: str) -> str:

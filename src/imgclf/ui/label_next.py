@@ -34,7 +34,7 @@ from ..rundir.layout import RunDir
 from ..util.errors import BundleError, DatasetError, InvalidRequest, NotFound, RunDirError
 from ..util.files import read_json
 from .quick import make_draft
-from .routes import _thumbnail, needed
+from .parts import needed, thumbnail_response
 from .thumbs import ThumbnailCache, file_version
 
 BATCH = 20  # images per batch unless the page asks for another number
@@ -242,6 +242,6 @@ def build_label_next_router(label_next: Callable[[], LabelNext | None], thumbs: 
         """JPEG thumbnail of a pool image (``v``, from the batch, makes the URL cacheable)."""
         with _as_request_errors():
             item = need().listed(path)
-        return _thumbnail(thumbs, item.path, size, path, cacheable=bool(v))
+        return thumbnail_response(thumbs, item.path, size, path, cacheable=bool(v))
 
     return r

@@ -102,14 +102,15 @@ class Live:
         self.label_next = LabelNext(run_dir, self.images_dir) if self.images_dir else None
         self.version += 1
 
-    def _need_runs(self) -> Path:
+    def need_runs(self) -> Path:
+        """The runs folder; NotFound (reason ``no_runs``) for a UI without one."""
         if self.runs is None:
             raise NotFound("this UI has no runs folder; start it with `imgclf ui --run RUN_DIR`", reason="no_runs")
         return self.runs
 
     def select(self, name: str) -> dict[str, Any]:
         """Choose iteration ``name``: every page shows it and Try and the maps answer with it."""
-        rd = check_iteration(self._need_runs(), name)
+        rd = check_iteration(self.need_runs(), name)
         with self._lock:
             if rd.root == self.run_dir:
                 return self.state()
@@ -129,17 +130,17 @@ class Live:
 
     def publish(self, name: str) -> dict[str, Any]:
         """Publish iteration ``name``: the service's endpoints answer with it from now on, and the UI chooses it."""
-        rd = check_iteration(self._need_runs(), name)
+        rd = check_iteration(self.need_runs(), name)
         with self._lock:
             pred = self._model_of(rd.root)
-            record_publish(self._need_runs(), name)
+            record_publish(self.need_runs(), name)
             self._serve(rd.root, pred)
         return self.state()
 
     def rollback(self) -> dict[str, Any]:
         """Publish again the iteration published before the current one."""
         with self._lock:
-            runs = self._need_runs()
+            runs = self.need_runs()
             target = (runs / rollback_target(runs)).resolve()
             pred = self._model_of(target)
             record_rollback(runs)

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 
 from ..serve.errors import restated
 from ..util.errors import ImageError, InvalidRequest, NotFound
+from .parts import NO_CACHE  # the map changes with the model
 from .thumbs import SIZES
 
-_NO_CACHE = {"Cache-Control": "no-cache"}  # the map changes with the model
 
 
 def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalog: Callable[[], Any],
@@ -54,8 +54,8 @@ def add_map_routes(r: APIRouter, *, need_results: Callable[[], Any], need_catalo
         except ImageError as err:
             raise restated(err, f"{what} is not a usable image ({err.detail})") from None
         if format == "json":
-            return JSONResponse(out, headers=_NO_CACHE)
-        return Response(out, media_type="image/png", headers=_NO_CACHE)
+            return JSONResponse(out, headers=NO_CACHE)
+        return Response(out, media_type="image/png", headers=NO_CACHE)
 
 
 def _answer(pred: Any, source: str, cls: str, size: int, format: str) -> Any:

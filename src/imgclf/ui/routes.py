@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from types import FunctionType
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,15 +30,13 @@ from .catalog import Catalog
 from .maps import add_map_routes
 from .results import RunResults
 from .review import Review
-from .thumbs import SIZES, ThumbnailCache
+from .parts import NO_CACHE, needed, thumbnail_response
+from .thumbs import ThumbnailCache
 
 if TYPE_CHECKING:
     from .live import Live
 
 STATIC_DIR = Path(__file__).parent / "static"
-_IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}  # thumbnail URLs carry a version
-_NO_CACHE = {"Cache-Control": "no-cache"}
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,19 +88,6 @@ class UndoIn(BaseModel):
 
 
 MAX_BATCH = 5000  # images one bulk correction may name
-
-
-def needed(part: T | Callable[[], T | None] | None, missing: str, reason: str | None = None) -> Callable[[], T]:
-    """A getter of ``part``, a loaded part of the UI (or a function that returns the current one: the chosen
-    iteration's, see :mod:`imgclf.ui.live`), that answers NotFound (``missing``, ``reason``) when it is None."""
-
-    def need() -> T:
-        current = part() if isinstance(part, FunctionType) else part
-        if current is None:
-            raise NotFound(missing, reason=reason)
-        return current
-
-    return need
 
 
 def build_router(*, catalog: Catalog | None, live: Live, thumbs: ThumbnailCache,
@@ -177,13 +161,13 @@ def _add_results_routes(r: APIRouter, need_results: Callable[[], RunResults], th
     def result_thumb(index: int, size: int = 256, v: str = "", split: str = "test") -> Response:
         """JPEG thumbnail of result ``index`` (its row in predictions.csv, or of the train rows of
         oof_predictions.csv for ``split=train``; ``v`` as for /thumb)."""
-        return _thumbnail(thumbs, need_results().image_path(index, split), size, f"result {index}", cacheable=bool(v))
+        return thumbnail_response(thumbs, need_results().image_path(index, split), size, f"result {index}", cacheable=bool(v))
 
     @r.get("/ui/api/run/{name}")
     def run_file(name: str) -> Response:
         """The run's report.html (``report``) or one of its plots (``roc``, ``confusion``, ``curves``)."""
         path = need_results().file(name)
-        return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=_NO_CACHE)
+        return FileResponse(path, media_type="text/html" if path.suffix == ".html" else "image/png", headers=NO_CACHE)
 
 
 def _add_predict_route(r: APIRouter, live: Live) -> None:
@@ -230,7 +214,7 @@ def _add_dataset_routes(r: APIRouter, need_catalog: Callable[[], Catalog], thumb
     def thumb(path: str, size: int = 256, v: str = "") -> Response:
         """JPEG thumbnail of a dataset image (``v``, from the listing, makes the URL cacheable)."""
         entry = need_catalog().resolve(path)
-        return _thumbnail(thumbs, entry.path, size, path, cacheable=bool(v))
+        return thumbnail_response(thumbs, entry.path, size, path, cacheable=bool(v))
 
     @r.post("/ui/api/annotate")
     def annotate(body: AnnotateIn) -> dict[str, Any]:
@@ -301,7 +285,7 @@ def _page(name: str) -> Callable[[Request], Response]:
         if "token" in request.query_params:  # the service's auth has set its cookie: drop the token from the address bar
             query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
             return RedirectResponse(request.url.path + (f"?{query}" if query else ""), 303)
-        return HTMLResponse(_render_page(name), headers=_NO_CACHE)
+        return HTMLResponse(_render_page(name), headers=NO_CACHE)
 
     page.__name__ = f"{name}_page"
     return page
@@ -322,15 +306,3 @@ def _render_page(name: str) -> str:
 def _nav_link(name: str, text: str, current: bool) -> str:
     here = ' aria-current="page"' if current else ""
     return f'      <a href="{name}"{here}>{text}</a>'
-
-
-def _thumbnail(thumbs: ThumbnailCache, path: str, size: int, what: str, cacheable: bool) -> Response:
-    if size not in SIZES:
-        raise InvalidRequest(f"size must be one of {', '.join(map(str, SIZES))}; got {size}")
-    try:
-        data = thumbs.get(path, size)
-    except OSError as e:
-        raise NotFound(f"{what} cannot be read ({e.strerror or e}); reload the page", reason="unreadable") from None
-    except ImageError as e:
-        raise restated(e, f"{what} is not a usable image ({e.detail}); exclude it with x") from None
-    return Response(data, media_type="image/jpeg", headers=_IMMUTABLE if cacheable else _NO_CACHE)

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ..config.settings import Config
 from ..util.errors import ConfigError, InvalidRequest
 from .jobs import JobManager
-from .routes import needed
+from .parts import needed
 
 
 class CancelIn(BaseModel):
