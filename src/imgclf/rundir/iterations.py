@@ -58,6 +58,11 @@ class Iteration:
         return asdict(self)
 
 
+def has_model(run_dir: str | os.PathLike) -> bool:
+    """Whether the run directory holds a model bundle (its bundle.json)."""
+    return (RunDir(Path(run_dir)).model / "bundle.json").exists()
+
+
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` is a run directory imgclf made (its marker file, or config.json + split.csv of an older release)."""
     return path.is_dir() and ((path / MADE_BY).exists() or ((path / "config.json").exists() and (path / "split.csv").exists()))
@@ -185,7 +190,7 @@ def check_iteration(runs: str | os.PathLike, name: str, *, need_model: bool = Tr
     if not name or Path(name).name != name or path.parent != folder or not is_run_dir(path):
         raise NotFound(f"no iteration {name!r} in {folder}; reload the list of iterations", reason="no_iteration")
     rd = RunDir(path)
-    if need_model and not (rd.model / "bundle.json").exists():
+    if need_model and not has_model(rd.root):
         raise NotFound(f"iteration {name!r} has no model ({rd.model} is missing): it cannot answer requests",
                        reason="no_model")
     return rd
@@ -215,7 +220,7 @@ def rollback_target(runs: str | os.PathLike) -> str:
     folder = Path(runs).resolve()
     stack = _stack(read_published(folder)["history"])
     for name in reversed(stack[:-1]):
-        if name != stack[-1] and (folder / name / "model" / "bundle.json").exists():
+        if name != stack[-1] and has_model(folder / name):
             return name
     raise NotFound("nothing to roll back to: no earlier published iteration with a model is left", reason="no_rollback")
 

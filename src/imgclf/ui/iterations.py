@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import tempfile
 import zipfile
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
@@ -55,7 +54,7 @@ def build_iterations_router(live: Live, catalog: Catalog | None, *, token_requir
         """The chosen and the published iteration, and the version of this pair (pages poll it). A publish made
         elsewhere (another UI on the same runs folder) is followed from here."""
         live.follow_published()
-        return Response(_json(live.state()), media_type="application/json", headers=NO_CACHE)
+        return JSONResponse(live.state(), headers=NO_CACHE)
 
     @r.get("/ui/api/iterations")
     def iterations() -> dict[str, Any]:
@@ -174,7 +173,3 @@ def _catalog(catalog: Catalog | None) -> Catalog:
     if catalog is None:
         raise NotFound("no dataset is loaded; start the UI with `imgclf ui --images DIR`")
     return catalog
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj).encode()

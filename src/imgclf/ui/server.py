@@ -42,13 +42,13 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
 
 def _first_shown(runs: Path, images: Path) -> Path | None:
     """The iteration a UI opened without --run shows: the published one, else the newest with a model."""
-    from ..rundir.iterations import list_iterations, published_run
+    from ..rundir.iterations import has_model, list_iterations, published_run
 
     published = published_run(runs)
-    if published is not None and (published / "model" / "bundle.json").exists():
+    if published is not None and has_model(published):
         return published
     for it in list_iterations(runs, images):
-        if (Path(it.path) / "model" / "bundle.json").exists():
+        if has_model(it.path):
             return Path(it.path)
     return None
 
@@ -59,14 +59,14 @@ def serve_ui(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | o
     draining in-flight requests like ``imgclf serve``. The REST API answers with the runs folder's published
     iteration, else with the iteration shown first."""
     from ..inference.predict import Predictor
-    from ..rundir.iterations import published_run
+    from ..rundir.iterations import has_model, published_run
     from ..serve.server import check_bind, run_app
     from . import create_ui_app
 
     check_bind(cfg.serve.host, token, insecure)
     ui = ui_settings(cfg, images_dir, run_dir)
     published = published_run(ui["runs"])
-    served = published if published is not None and (published / "model" / "bundle.json").exists() else ui["run_dir"]
+    served = published if published is not None and has_model(published) else ui["run_dir"]
     predictor = Predictor(Path(served) / "model", predict_cfg=cfg.predict) if served is not None else None
     keep_into = _keep_place(cfg, ui["images_dir"], ui["run_dir"]) if cfg.serve.keep_inputs else None
     run_app(create_ui_app(predictor, cfg.serve, token=token, cfg=cfg, keep_into=keep_into, **ui), cfg.serve)
