@@ -17,9 +17,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session", autouse=True)
 def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one engine cache of the session: every data root given to ``tiny_config`` or ``shared_engines``
-    links its ``engines/`` here, so each featurizer is exported once per session."""
-    datagen.SHARED_ENGINES = tmp_path_factory.mktemp("engines")
+    """The one engine cache of the test run: every data root given to ``tiny_config`` or ``shared_engines``
+    links its ``engines/`` here, so each featurizer is exported once, not once per data root. Under xdist the
+    workers share it (their temp folders have one parent); an export is written atomically, so two workers
+    exporting the same featurizer at once both leave a whole file."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    datagen.SHARED_ENGINES = root / "engines"
+    datagen.SHARED_ENGINES.mkdir(exist_ok=True)
     return datagen.SHARED_ENGINES
 
 

@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from intake_files import NOT_AN_IMAGE, huge_png, noise_jpeg
 from ui_helpers import copy_dataset, serve_ui
 
@@ -114,7 +115,7 @@ def test_a_drop_onto_a_class_of_the_sidebar_adds_to_it_and_the_pool_is_listed(pa
     page.wait_for_selector("#intake-summary:has-text('1 image added to the pool')")
     page.click('.filter[data-status="pool"]')
     page.wait_for_selector('.tile[data-path="_unlabeled/p.jpg"][data-status="pool"]')
-    assert page.locator(".tile").count() == 1
+    expect(page.locator(".tile")).to_have_count(1)  # the grid is redrawn for the filter: wait for it
     page.keyboard.press("2")  # the second class, as for any image: a pool image gets its class in place
     page.wait_for_selector('.tile[data-path="_unlabeled/p.jpg"][data-status="relabeled"][data-label="squares"]')
     assert (images / "_unlabeled" / "p.jpg").exists()
