@@ -50,9 +50,8 @@ from datasets import prepared
 JUDGEMENTS = ("error", "hard", "ambiguous")
 
 
-def examined(images: str, work: Path, overrides: list[str], flip: bool = False):
-    """(images, classes, the doctor's findings) of ``images`` featurized with ``overrides`` (flip-averaged with ``flip``)."""
-    from imgclf.doctor.examine import examine
+def loaded(images: str, work: Path, overrides: list[str], flip: bool = False):
+    """(config, images) of ``images`` featurized with ``overrides``, the features flip-averaged with ``flip``."""
     from imgclf.doctor.step import load_images
     from imgclf.features.engines import FlipAveraged
     from imgclf.features.featurize import featurize_paths
@@ -65,10 +64,31 @@ def examined(images: str, work: Path, overrides: list[str], flip: bool = False):
         engine = FlipAveraged(run_featurizer(cfg, RunDir(rd)))
         data.features = featurize_paths(data.paths, engine, cache_dir=feature_cache_dir(cfg), batch_size=cfg.featurize.batch_size,
                                         threads=cfg.engine.threads, progress=False).features
+    return cfg, data
+
+
+def examined(images: str, work: Path, overrides: list[str], flip: bool = False):
+    """(images, classes, the doctor's findings) of ``images`` featurized with ``overrides`` (flip-averaged with ``flip``)."""
+    from imgclf.doctor.examine import examine
+
+    cfg, data = loaded(images, work, overrides, flip)
     classes = sorted(set(data.labels))
     found = examine(data, classes, cfg.doctor, input_size=cfg.model.resolution,
                     max_distance=cfg.data.duplicate_distance, seed=cfg.data.seed)
     return data, classes, found
+
+
+def rank_key(proba, y, rank: str):
+    """(N,) suspicion of every image's label, lowest first: its self-confidence, its normalised ``margin`` (p of the
+    label minus the largest other p), or minus the probability of the ``alternative`` (the most likely other class)."""
+    import numpy as np
+
+    rows = np.arange(len(y))
+    others = proba.copy()
+    others[rows, y] = -1.0
+    if rank == "self_confidence":
+        return proba[rows, y]
+    return proba[rows, y] - others.max(axis=1) if rank == "margin" else -others.max(axis=1)
 
 
 def featurizer_overrides(spec: str) -> list[str]:
@@ -141,9 +161,7 @@ def ranked_findings(images: str, work: Path, overrides: list[str], rank: str = "
     if prune != "none":
         findings = rows(pruned(proba, y, prune))
     if rank != "self_confidence":
-        others = proba.copy()
-        others[np.arange(len(y)), y] = -1.0
-        key = (proba[np.arange(len(y)), y] - others.max(axis=1)) if rank == "margin" else -others.max(axis=1)
+        key = rank_key(proba, y, rank)
         findings = sorted(findings, key=lambda r: key[row[r["path"]]])
     if knn_agree:
         x = l2_normalize(np.asarray(data.features, dtype=np.float64))
