@@ -1,7 +1,7 @@
 """Data-doctor benchmark: planted label flips found, against the plain baseline in the same run.
 
     python benchmarks/doctor.py DIR [DIR ...] [--rates 0.05 0.1] [--seeds 0 1 2] [--work W] [--json out.json]
-        [--rank self_confidence|margin|alternative] [--flip] [--also NAME@RES ...]
+        [--rank self_confidence|margin|alternative] [--flip] [--also NAME@RES ...] [--detection-only]
 
 ``DIR`` is an images folder, or ``demo`` for the embedded generated set. Each set is prepared and
 featurized once by imgclf (efficientnet_lite0 at 224 px, features cached in ``W``); then, for each
@@ -22,8 +22,8 @@ The variants of ``doctor_precision.py`` (its docstring) can be measured on the s
 orders every image by its normalised margin or by the probability of the alternative class instead of
 its self-confidence; ``--flip`` averages every image's features with its mirror image's; ``--also
 NAME@RES`` averages the out-of-fold probabilities of separately featurized models, listed by the
-doctor's cut on the mean. A variant's runs report the doctor's detection only (no baseline, no accuracy
-after accepting: those are the default run's).
+doctor's cut on the mean. A variant's runs, and ``--detection-only`` ones, report the doctor's detection
+only (no baseline, no accuracy after accepting: those are the default run's).
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def svm_accuracy(cfg, x, y_train, train, y_test_true) -> float:
 
 
 def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes: list[str], rank: str = "self_confidence",
-            flip: bool = False, also: Sequence[str] = ()) -> dict:
+            flip: bool = False, also: Sequence[str] = (), detection_only: bool = False) -> dict:
     from doctor_precision import doctor_cut, featurizer_overrides, loaded, rank_key
 
     from imgclf.doctor.examine import examine
@@ -95,7 +95,7 @@ def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes
     others = [loaded(images, work, featurizer_overrides(spec), flip)[1] for spec in also]
     if any(o.paths != base.paths for o in others):
         raise SystemExit(f"{images}: the featurizers {also} did not read the same images")
-    variant = rank != "self_confidence" or flip or bool(also)
+    variant = detection_only or rank != "self_confidence" or flip or bool(also)
     classes = sorted(set(base.labels))
     k = len(classes)
     y = np.array([classes.index(lb) for lb in base.labels])
@@ -203,10 +203,12 @@ def main() -> None:
     ap.add_argument("--flip", action="store_true", help="features averaged with the mirror image's")
     ap.add_argument("--also", action="append", default=[], metavar="NAME@RES",
                     help="another featurizer whose own out-of-fold probabilities are averaged in (repeatable)")
+    ap.add_argument("--detection-only", action="store_true", help="the doctor's detection only: no baseline, no accuracy runs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="doctor-bench-"))
-    results = [one_set(images, work, args.rates, args.seeds, args.modes, args.rank, args.flip, args.also) for images in args.images]
+    results = [one_set(images, work, args.rates, args.seeds, args.modes, args.rank, args.flip, args.also, args.detection_only)
+               for images in args.images]
     summarise(results, args.rates)
     out = {"results": results}
     if args.timing_images:

@@ -151,7 +151,10 @@ def ranked_findings(images: str, work: Path, overrides: list[str], rank: str = "
                  "score": round(float(sc[i]), 6)} for i in sorted((int(i) for i in idx), key=lambda i: (sc[i], i))]
 
     if also:
-        models = [found] + [examined(images, work, [*overrides, *featurizer_overrides(s)], flip)[2] for s in also]
+        runs = [examined(images, work, [*overrides, *featurizer_overrides(s)], flip) for s in also]
+        if any(d.paths != data.paths for d, _, _ in runs):
+            raise SystemExit(f"{images}: the featurizers {also} did not read the same images")
+        models = [found] + [f for _, _, f in runs]
         proba = np.mean([m.proba for m in models], axis=0)
         if combine == "agree":
             votes = Counter(r["path"] for m in models for r in m.label_issues)
