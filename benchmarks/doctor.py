@@ -1,6 +1,7 @@
 """Data-doctor benchmark: planted label flips found, against the plain baseline in the same run.
 
     python benchmarks/doctor.py DIR [DIR ...] [--rates 0.05 0.1] [--seeds 0 1 2] [--work W] [--json out.json]
+        [--rank self_confidence|margin|alternative] [--flip] [--also NAME@RES ...] [--detection-only]
 
 ``DIR`` is an images folder, or ``demo`` for the embedded generated set. Each set is prepared and
 featurized once by imgclf (efficientnet_lite0 at 224 px, features cached in ``W``); then, for each
@@ -16,6 +17,13 @@ test) get a wrong label, and:
   on the noisy train labels, after accepting the doctor's suggestions for the train images it
   flagged, and on the clean labels; always judged against the clean test labels;
 - the doctor step's wall time on a run directory of ``--timing-images`` cached images (median of 3).
+
+The variants of ``doctor_precision.py`` (its docstring) can be measured on the same flips: ``--rank``
+orders every image by its normalised margin or by the probability of the alternative class instead of
+its self-confidence; ``--flip`` averages every image's features with its mirror image's; ``--also
+NAME@RES`` averages the out-of-fold probabilities of separately featurized models, listed by the
+doctor's cut on the mean. A variant's runs, and ``--detection-only`` ones, report the doctor's detection
+only (no baseline, no accuracy after accepting: those are the default run's).
 """
 from __future__ import annotations
 
@@ -27,12 +35,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from datasets import prepared
 
 
-def flip(y: np.ndarray, k: int, rate: float, seed: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def flip_labels(y: np.ndarray, k: int, rate: float, seed: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """(noisy labels, bool mask of the flipped images)."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(y), int(round(rate * len(y))), replace=False)
@@ -76,37 +85,46 @@ def svm_accuracy(cfg, x, y_train, train, y_test_true) -> float:
     return float((clf.predict(x[~train]) == y_test_true).mean())
 
 
-def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes: list[str]) -> dict:
-    from imgclf.doctor.examine import examine
-    from imgclf.doctor.step import load_images
-    from imgclf.rundir.layout import RunDir
+def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes: list[str], rank: str = "self_confidence",
+            flip: bool = False, also: Sequence[str] = (), detection_only: bool = False) -> dict:
+    from doctor_precision import doctor_cut, featurizer_overrides, loaded, rank_key
 
-    cfg, rd = prepared(images, work)
-    base = load_images(cfg, RunDir(rd))
+    from imgclf.doctor.examine import examine
+
+    cfg, base = loaded(images, work, [], flip)
+    others = [loaded(images, work, featurizer_overrides(spec), flip)[1] for spec in also]
+    if any(o.paths != base.paths for o in others):
+        raise SystemExit(f"{images}: the featurizers {also} did not read the same images")
+    variant = detection_only or rank != "self_confidence" or flip or bool(also)
     classes = sorted(set(base.labels))
     k = len(classes)
     y = np.array([classes.index(lb) for lb in base.labels])
     train = np.array([s == "train" for s in base.splits])
     out = {"set": Path(images).name, "images": len(y), "classes": k, "runs": [], "accuracy": []}
     clean_acc = svm_accuracy(cfg, base.features, y[train], train, y[~train])
+    examine_kw = {"input_size": cfg.model.resolution, "max_distance": cfg.data.duplicate_distance}
     for mode in (modes if k > 2 else ["uniform"]):  # with 2 classes both modes are the same flips
         for rate in rates:
             for seed in seeds:
-                noisy, flipped = flip(y, k, rate, seed, mode)
-                base.labels = [classes[i] for i in noisy]
+                noisy, flipped = flip_labels(y, k, rate, seed, mode)
+                for data in (base, *others):
+                    data.labels = [classes[i] for i in noisy]
                 t0 = time.perf_counter()
-                found = examine(base, classes, cfg.doctor, input_size=cfg.model.resolution,
-                                max_distance=cfg.data.duplicate_distance, seed=seed)
+                found = examine(base, classes, cfg.doctor, seed=seed, **examine_kw)
                 seconds = time.perf_counter() - t0
                 flagged = np.isin(np.array(base.paths), [r["path"] for r in found.label_issues])
+                proba = found.proba
+                if others:  # the models' mean out-of-fold probabilities, listed by the doctor's cut
+                    proba = np.mean([proba, *(examine(o, classes, cfg.doctor, seed=seed, **examine_kw).proba for o in others)], axis=0)
+                    flagged = np.isin(np.arange(len(y)), doctor_cut(proba, noisy))
                 hits = int((flagged & flipped).sum())
                 row = {"mode": mode, "rate": rate, "seed": seed, "flips": int(flipped.sum()),
-                       "baseline": detection(baseline_scores(base.features, noisy, k, seed), flipped),
-                       "doctor": {**detection(found.self_confidence, flipped), "flagged": int(flagged.sum()),
+                       "baseline": None if variant else detection(baseline_scores(base.features, noisy, k, seed), flipped),
+                       "doctor": {**detection(rank_key(proba, noisy, rank), flipped), "flagged": int(flagged.sum()),
                                   "recall": hits / max(1, int(flipped.sum())), "precision": hits / max(1, int(flagged.sum())),
                                   "estimated_errors": found.health["estimated_label_errors"], "seconds": round(seconds, 3)}}
                 out["runs"].append(row)
-                if rate == max(rates):
+                if rate == max(rates) and not variant:
                     fixed = noisy.copy()
                     suggested = {r["path"]: classes.index(r["suggested_label"]) for r in found.label_issues}
                     for i, p in enumerate(base.paths):
@@ -117,7 +135,6 @@ def one_set(images: str, work: Path, rates: list[float], seeds: list[int], modes
                     out["accuracy"].append({"mode": mode, "rate": rate, "seed": seed, "noisy": noisy_acc, "accepted": fixed_acc,
                                             "clean": clean_acc})
                 print(json.dumps({"set": out["set"], **row}), flush=True)
-    base.labels = [classes[i] for i in y]
     return out
 
 
@@ -155,10 +172,11 @@ def summarise(results: list[dict], rates: list[float]) -> None:
                 if not rs:
                     continue
                 m = lambda f: statistics.mean(f(x) for x in rs)  # noqa: E731
-                print(f"| {r['set']} | {mode} | {rate:.0%} | {m(lambda x: x['baseline']['p_at_k']):.3f} | "
+                base = lambda key: "—" if rs[0]["baseline"] is None else f"{m(lambda x: x['baseline'][key]):.3f}"  # noqa: E731
+                print(f"| {r['set']} | {mode} | {rate:.0%} | {base('p_at_k')} | "
                       f"**{m(lambda x: x['doctor']['p_at_k']):.3f}** | {m(lambda x: x['doctor']['recall']):.3f} / "
                       f"{m(lambda x: x['doctor']['precision']):.3f} | {m(lambda x: x['doctor']['flagged']):.1f} / "
-                      f"{m(lambda x: x['flips']):.1f} | {m(lambda x: x['baseline']['auroc']):.3f} / {m(lambda x: x['doctor']['auroc']):.3f} |")
+                      f"{m(lambda x: x['flips']):.1f} | {base('auroc')} / {m(lambda x: x['doctor']['auroc']):.3f} |")
     print("\n| set | noise | accuracy clean | with noise | after accepting | recovered |")
     print("|---|---|---|---|---|---|")
     for r in results:
@@ -180,10 +198,17 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for run directories and the feature cache (kept)")
     ap.add_argument("--timing-images", type=int, default=1000, help="images of the timing run (0: no timing)")
     ap.add_argument("--timing-set", default=None, help="images folder of the timing run (default: the largest set)")
+    ap.add_argument("--rank", choices=["self_confidence", "margin", "alternative"], default="self_confidence",
+                    help="the doctor's order of the images for p@k and AUROC")
+    ap.add_argument("--flip", action="store_true", help="features averaged with the mirror image's")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME@RES",
+                    help="another featurizer whose own out-of-fold probabilities are averaged in (repeatable)")
+    ap.add_argument("--detection-only", action="store_true", help="the doctor's detection only: no baseline, no accuracy runs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="doctor-bench-"))
-    results = [one_set(images, work, args.rates, args.seeds, args.modes) for images in args.images]
+    results = [one_set(images, work, args.rates, args.seeds, args.modes, args.rank, args.flip, args.also, args.detection_only)
+               for images in args.images]
     summarise(results, args.rates)
     out = {"results": results}
     if args.timing_images:
