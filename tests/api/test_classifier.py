@@ -3,27 +3,27 @@ suggest / leaderboard / save / load, every input type through the one safe decod
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import make_dataset
+from datagen import make_dataset, shared_engines
 from PIL import Image
 
 import imgclf
+from imgclf.cli import main
 from imgclf.util.errors import ConfigError, ImgclfError
 
-FAST = {"svm__cv_folds": 3, "svm__c_values": [0.01, 1.0, 100.0], "tracking__enabled": False, "model__resolution": 96}
+FAST = {"svm__cv_folds": 3, "svm__c_values": [0.01, 1.0, 100.0], "tracking__enabled": False, "model__resolution": 64}
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("api")
     images = make_dataset(base / "images", n_per_class=12, seed=3)
-    clf = imgclf.ImageClassifier(data__root=str(base / "data"), **FAST)
+    clf = imgclf.ImageClassifier(data__root=str(shared_engines(base / "data")), **FAST)
     assert clf.fit(images, run_dir=base / "run", progress=False) is clf
     return clf, images, base
 
@@ -129,7 +129,7 @@ def test_fit_from_pairs_and_a_dataframe_stage_the_same_dataset(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=9, seed=5)
     files = sorted(images.rglob("*.jpg"))
     pairs = [(str(f), f.parent.name) for f in files]
-    root = tmp_path / "data"
+    root = shared_engines(tmp_path / "data")
     clf = imgclf.ImageClassifier(data__root=str(root), doctor__enabled=False, **FAST).fit(pairs, run_dir=tmp_path / "r1", progress=False)
     frame = pd.DataFrame({"picture": [f.read_bytes() for f in files], "kind": [f.parent.name for f in files]})
     clf2 = imgclf.ImageClassifier(data__root=str(root), doctor__enabled=False, **FAST).fit(
@@ -193,12 +193,11 @@ def test_the_fitted_classifier_shows_its_metrics_and_errors(fitted):
 
 def test_api_and_cli_fit_identical_bundles(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=9, seed=7)
-    sets = {"data__root": str(tmp_path / "data"), "doctor__enabled": False, **FAST}
+    sets = {"data__root": str(shared_engines(tmp_path / "data")), "doctor__enabled": False, **FAST}
     imgclf.ImageClassifier(**sets).fit(images, run_dir=tmp_path / "api", progress=False)
-    args = [f"{k.replace('__', '.')}={v if not isinstance(v, (bool, list, str)) else __import__('json').dumps(v)}" for k, v in sets.items()]
-    cli = subprocess.run([sys.executable, "-m", "imgclf", "run", "--images", str(images), "--run-dir", str(tmp_path / "cli"), "--quiet",
-                          *[x for a in args for x in ("--set", a)]], capture_output=True, text=True, timeout=600)
-    assert cli.returncode == 0, cli.stderr
+    args = [f"{k.replace('__', '.')}={v if not isinstance(v, (bool, list, str)) else json.dumps(v)}" for k, v in sets.items()]
+    assert main(["run", "--images", str(images), "--run-dir", str(tmp_path / "cli"), "--quiet",
+                 *[x for a in args for x in ("--set", a)]]) == 0
     a, b = imgclf.load_bundle(tmp_path / "api" / "model"), imgclf.load_bundle(tmp_path / "cli" / "model")
     assert a.meta.labels == b.meta.labels and a.meta.classifier == b.meta.classifier
     np.testing.assert_array_equal(a.head.weight, b.head.weight)
@@ -233,7 +232,7 @@ def test_readme_python_section_runs_as_written(tmp_path, monkeypatch):
     code = readme[start + len("```python\n"): readme.index("```", start + 10)]
     make_dataset(tmp_path / "photos", n_per_class=9, seed=2)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("IMGCLF_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMGCLF_DATA_DIR", str(shared_engines(tmp_path / "data")))
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert len(namespace["clf"].classes_) == 3

@@ -21,7 +21,7 @@ def test_featurize_through_ray_then_train_gives_the_local_bundle(ray_address, tm
     write_hostile(tmp_path / "images" / "circles")  # hostile files inside a class: prepare lists most, featurize the rest
     runs = {}
     for name in ("local", "ray"):
-        cfg = tiny_config(tmp_path / name / "data", images, "engine.threads=1")
+        cfg = tiny_config(tmp_path / name / "data", images, "engine.threads=1", "model.resolution=64")
         runs[name] = (cfg, tmp_path / name / "run")
     prepare(runs["local"][0], runs["local"][1])
     shutil.copytree(runs["local"][1], runs["ray"][1])  # one split for both

@@ -1,15 +1,14 @@
 """Token auth on every route but the health probes, browser cookie, bind policy, no-model app."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 from fastapi.responses import PlainTextResponse
 from serve_helpers import jpeg, running
+
+from imgclf.cli import main
 
 TOKEN = "s3cret tok;en=x"  # odd characters on purpose: the cookie must quote them
 
@@ -78,11 +77,11 @@ def test_non_loopback_bind_needs_a_token_or_insecure():
         check_bind("0.0.0.0", None, False)
 
 
-def test_cli_refuses_an_open_public_bind(bundle_dir):
-    env = {k: v for k, v in os.environ.items() if k != "IMGCLF_TOKEN"}
-    p = subprocess.run([sys.executable, "-m", "imgclf", "serve", str(bundle_dir), "--host", "0.0.0.0", "--port", "1"],
-                       capture_output=True, text=True, timeout=120, env=env)
-    assert p.returncode == 2 and "refusing to serve on 0.0.0.0" in p.stderr and "--insecure" in p.stderr
+def test_cli_refuses_an_open_public_bind(bundle_dir, monkeypatch, capsys):
+    monkeypatch.delenv("IMGCLF_TOKEN", raising=False)
+    assert main(["serve", str(bundle_dir), "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0" in err and "--insecure" in err
 
 
 def test_app_without_a_model_and_while_loading(predictor):

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from imgclf.cli import main
 from imgclf.rundir.iterations import publish, rollback
 
 
@@ -36,10 +37,10 @@ def _iteration(url: str) -> str | None:
     return r.json()["parameters"].get("iteration") if r.status_code == 200 else None
 
 
-def test_serve_follows_the_published_iteration(runs, tmp_path):
+def test_serve_follows_the_published_iteration(runs, tmp_path, capsys):
     first, second = "20261205-100000", "20261205-110000"
-    out = subprocess.run([sys.executable, "-m", "imgclf", "serve", str(runs)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "no published iteration" in out.stderr
+    assert main(["serve", str(runs)]) == 2
+    assert "no published iteration" in capsys.readouterr().err
     publish(runs, first)
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

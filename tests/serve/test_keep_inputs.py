@@ -71,26 +71,26 @@ def predict(c: httpx.Client, url: str, data: bytes, **kw) -> httpx.Response:
     return c.post(url + "/predict", files={"files": ("x.jpg", data, "image/jpeg")}, **kw)
 
 
-def test_200_calls_of_50_images_keep_each_once_in_the_pool_within_the_quota(predictor, images, client):
+def test_100_calls_of_50_images_keep_each_once_in_the_pool_within_the_quota(predictor, images, client):
     pictures = [jpeg(seed) for seed in range(50)]
     with keeping(predictor, images, keep_quota_mb=1.0, **KEEP) as (url, _):
         answers = {}
-        for i in range(200):
+        for i in range(100):
             r = predict(client, url, pictures[i % 50])
             assert r.status_code == 200, r.text
             answers[i % 50] = r.json()["predictions"][0]
-        text = settled(client, url, 200)
+        text = settled(client, url, 100)
     pool = images / "_unlabeled"
     files = kept_files(pool)
     assert len(files) == 50
-    assert metric(text, "imgclf_kept_images_total") == 50 and metric(text, "imgclf_kept_repeats_total") == 150
+    assert metric(text, "imgclf_kept_images_total") == 50 and metric(text, "imgclf_kept_repeats_total") == 50
     assert sum(map(len, files.values())) <= 1024 * 1024
     assert metric(text, "imgclf_kept_bytes") == sum(map(len, files.values()))
     for name, data in files.items():  # named by content, the bytes sent unchanged
         assert name == f"kept-{hashlib.sha256(data).hexdigest()}.jpg"
     assert sorted(files.values()) == sorted(pictures)
     records = read_kept(pool)
-    assert len(records) == 50 and {k.times_asked for k in records.values()} == {4}
+    assert len(records) == 50 and {k.times_asked for k in records.values()} == {2}
     for i, data in enumerate(pictures):
         k = records[f"kept-{hashlib.sha256(data).hexdigest()}.jpg"]
         assert (k.answer, k.score, k.unknown) == (answers[i]["label"], answers[i]["score"], bool(answers[i].get("unknown")))

@@ -1,4 +1,4 @@
-"""A real ``python -m imgclf serve`` process: readiness, graceful SIGTERM, tampered bundle."""
+"""A real ``python -m imgclf serve`` process: readiness, graceful SIGTERM; a tampered bundle refused before listening."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,8 @@ import httpx
 import pytest
 from netutil import free_port
 from serve_helpers import jpeg
+
+from imgclf.cli import main
 
 
 def _serve(bundle, port: int, *extra: str) -> subprocess.Popen:
@@ -73,7 +75,7 @@ def test_ready_after_loading_then_graceful_sigterm(bundle_dir):
             proc.wait()
 
 
-def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path):
+def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path, capsys):
     bad = tmp_path / "model"
     shutil.copytree(bundle_dir, bad)
     head = bad / "head.npz"
@@ -81,14 +83,14 @@ def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path):
     data[-10] ^= 0xFF
     head.write_bytes(bytes(data))
     port = free_port()
-    proc = _serve(bad, port)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2
+    assert main(["serve", str(bad), "--port", str(port)]) == 2
+    out = "".join(capsys.readouterr())
     assert "head.npz" in out and "error:" in out
     assert _status(f"http://127.0.0.1:{port}/v2/health/live") is None  # it never listened
 
 
-def test_serve_and_call_have_help():
+def test_serve_and_call_have_help(capsys):
     for cmd, options in (("serve", ("--token", "--insecure", "--host", "--port")), ("call", ("-n", "--token"))):
-        p = subprocess.run([sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True, text=True, timeout=60)
-        assert p.returncode == 0 and all(o in p.stdout for o in options), p.stdout
+        assert main([cmd, "--help"]) == 0
+        out = capsys.readouterr().out
+        assert all(o in out for o in options), out

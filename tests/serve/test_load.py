@@ -14,7 +14,7 @@ def test_32_concurrent_clients(predictor):
     with running(predictor) as (url, _):
         warm = run_load(url, images, clients=32, duration_s=1.5)
         before = rss_mb()
-        load = run_load(url, images, clients=32, duration_s=4.0)
+        load = run_load(url, images, clients=32, duration_s=3.0)
         grown = rss_mb() - before
         text = httpx.get(url + "/metrics").text
     assert warm.errors == {} and load.errors == {}, (warm.errors, load.errors)
