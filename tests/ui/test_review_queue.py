@@ -64,16 +64,17 @@ def test_bad_bulk_decisions_are_refused_with_a_reason(client, dataset, body, sta
     assert current_state(dataset) == {}
 
 
-@pytest.fixture
-def decided_run(ui_run, tmp_path):
+@pytest.fixture(scope="module")
+def decided_run(ui_run, tmp_path_factory):
     """A copy of the run and its dataset where a person kept one stray's label and relabelled another,
-    then the doctor ran again: (images, run, the kept finding, the accepted finding)."""
+    then the doctor ran again: (images, run, the kept finding, the accepted finding). Read-only."""
     from imgclf.doctor.step import doctor
     from imgclf.ui.catalog import Catalog
     from imgclf.ui.review import Review
 
-    images = copy_dataset(ui_run["images"], tmp_path / "images")
-    run = tmp_path / "run"
+    base = tmp_path_factory.mktemp("decided")
+    images = copy_dataset(ui_run["images"], base / "images")
+    run = base / "run"
     shutil.copytree(ui_run["run"], run, ignore=shutil.ignore_patterns("model", "class_maps"))
     review = Review(run, Catalog(images))
     strays = [it for it in review.payload()["items"] if "stray" in it["path"] and it["findings"][0]["kind"] == "label_issue"]

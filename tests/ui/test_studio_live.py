@@ -30,8 +30,9 @@ def studio(tmp_path_factory):
     cat = Catalog(images)
     cat.annotate_many(cat.paths(label="stripes"), "relabel", "squares")
     run(cfg, runs / "20261205-110000", progress=False)
-    return {"images": images, "runs": runs, "cfg": cfg, "first": runs / "20261205-100000",
-            "second": runs / "20261205-110000", "base": base}
+    first = runs / "20261205-100000"
+    return {"images": images, "runs": runs, "cfg": cfg, "first": first, "second": runs / "20261205-110000", "base": base,
+            "predictor": Predictor(first / "model")}  # the first iteration's model, loaded once: nothing changes it
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def served(studio):
     from imgclf.ui import create_ui_app
 
     (studio["runs"] / "published.json").unlink(missing_ok=True)
-    app = create_ui_app(Predictor(studio["first"] / "model"), ServeConfig(), images_dir=str(studio["images"]),
+    app = create_ui_app(studio["predictor"], ServeConfig(), images_dir=str(studio["images"]),
                         run_dir=str(studio["first"]), runs=str(studio["runs"]), cfg=studio["cfg"],
                         thumbs_dir=str(studio["base"] / "thumbs"))
     with ServerThread(app) as srv, no_500_client(srv.url) as c:

@@ -38,7 +38,7 @@ def _train(pg, url: str, press, c) -> str:
     before = (c.get("/ui/api/train/job").json()["job"] or {}).get("run_dir")
     pg.goto(f"{url}/ui/train")
     press(pg.locator("#start"))
-    job = wait_job(c, lambda a: ended(a) and a["job"]["run_dir"] != before)["job"]
+    job = wait_job(c, lambda a: ended(a) and a["job"]["run_dir"] != before, every_s=0.5)["job"]
     assert job["state"] == "finished", job
     name = Path(job["run_dir"]).name
     pg.wait_for_function("name => document.getElementById('job').innerText.includes(name)", arg=name)
