@@ -62,8 +62,9 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
 def test_ctrl_c_leaves_the_run_incomplete(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=8)
     rd = tmp_path / "run"
-    (tmp_path / "data" / "engines").mkdir(parents=True)  # an engine cache of its own: featurize exports (seconds), so
-    # the Ctrl-C a second after the split lands in it, not in a later step; the run is stopped there anyway
+    # an engine cache of its own: featurize exports (seconds), so the Ctrl-C a second after the split lands in it,
+    # not in a later step (the session's engines would make featurize too quick to hit)
+    (tmp_path / "data" / "engines").mkdir(parents=True)
     proc = start("run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"))
     wait_for(lambda: (rd / "split.csv").exists(), proc, "the run wrote its split")
     time.sleep(1)  # into featurize
