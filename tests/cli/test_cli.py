@@ -1,7 +1,7 @@
-"""The command line: every command has --help, user errors are one line plus a hint."""
-import subprocess
-import sys
+"""The command line: every command has --help, user errors are one line plus a hint.
 
+In-process through ``main`` (what the command line does is the same in the test's process); a real
+process's streams are checked in test_usage_errors.py."""
 import pytest
 
 from imgclf.cli import app, main
@@ -9,8 +9,11 @@ from imgclf.cli import app, main
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
 
 
-def _imgclf(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+def _imgclf(capsys, *args):
+    """``imgclf ARGS`` in this process → (exit status, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_core_commands_are_registered():
@@ -34,45 +37,46 @@ def test_every_command_has_help(command, capsys):
         (["predict", "/definitely/missing/model", "x.jpg"], ["not a model bundle"]),
     ],
 )
-def test_user_errors_are_one_line_and_a_hint(args, words, tmp_path):
-    proc = _imgclf(*args, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+def test_user_errors_are_one_line_and_a_hint(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _imgclf(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
     assert lines[0].startswith("error: ") and lines[-1].startswith("hint: ") and len(lines) == 2
     for w in words:
-        assert w in proc.stderr
+        assert w in err
 
 
-def test_config_prints_toml_that_loads_back(tmp_path):
-    proc = _imgclf("config", "--set", "model.resolution=320")
-    assert proc.returncode == 0
+def test_config_prints_toml_that_loads_back(tmp_path, capsys):
+    code, out, err = _imgclf(capsys, "config", "--set", "model.resolution=320")
+    assert code == 0
     f = tmp_path / "c.toml"
-    f.write_text(proc.stdout)
+    f.write_text(out)
     from imgclf.config.settings import load_config
 
     assert load_config(f).model.resolution == 320
 
 
-def test_backbones_lists_offline_ones():
-    proc = _imgclf("backbones")
-    assert proc.returncode == 0
+def test_backbones_lists_offline_ones(capsys):
+    code, out, err = _imgclf(capsys, "backbones")
+    assert code == 0
     for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
-        assert name in proc.stdout
+        assert name in out
 
 
 @pytest.mark.slow
-def test_step_commands_on_one_run_dir(tmp_path):
+def test_step_commands_on_one_run_dir(tmp_path, capsys):
     from datagen import make_dataset, shared_engines
 
     images = make_dataset(tmp_path / "imgs", n_per_class=6, seed=5)
     shared_engines(tmp_path / "data")
     common = ["--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", "--set", "svm.cv_folds=2"]
     rd = str(tmp_path / "run")
-    assert _imgclf("prepare", "--run-dir", rd, "--images", str(images), *common).returncode == 0
+    assert _imgclf(capsys, "prepare", "--run-dir", rd, "--images", str(images), *common)[0] == 0
     for step in ("featurize", "train", "evaluate"):
-        proc = _imgclf(step, "--run-dir", rd)  # the saved config carries the settings
-        assert proc.returncode == 0, proc.stderr
-    assert "test accuracy" in proc.stdout and "report:" in proc.stdout
+        code, out, err = _imgclf(capsys, step, "--run-dir", rd)  # the saved config carries the settings
+        assert code == 0, err
+    assert "test accuracy" in out and "report:" in out
     assert (tmp_path / "run" / "report.html").exists()
     assert (tmp_path / "data" / "features").is_dir()  # data.root came from the saved config

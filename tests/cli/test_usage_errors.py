@@ -1,12 +1,15 @@
 """One error path for the whole command line: usage mistakes, --version and bare ``imgclf`` answer in at
-most three lines on stderr, never a traceback, whatever typer (and its click) is installed."""
+most three lines on stderr, never a traceback, whatever typer (and its click) is installed.
+
+The mistakes are made in-process (``main``); a real process checks what its own streams carry: a usage
+mistake, a mistake ``imgclf run`` finds (after its heavy imports), bare ``imgclf`` and --version."""
 import subprocess
 import sys
 
 import pytest
 
 import imgclf
-from imgclf.cli import app
+from imgclf.cli import app, main
 from imgclf.cli.errors import click_exceptions
 
 
@@ -14,15 +17,22 @@ def _imgclf(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-def _short(proc):
+def _here(capsys, *args):
+    """``imgclf ARGS`` in this process → (exit status, stdout, stderr)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _short(out, err):
     """stderr's lines, after checking what every answer to a mistake shares."""
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert 1 <= len(lines) <= 3, proc.stderr
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert 1 <= len(lines) <= 3, err
     return lines
 
 
-@pytest.mark.parametrize("args, error, hint", [
+MISTAKES = [
     (["run", "--imagez", "x"], "error: imgclf run has no option --imagez", "hint: did you mean --images?"),
     (["ui", "--imags", "x"], "error: imgclf ui has no option --imags", "hint: did you mean --images?"),
     (["nosuch"], "error: imgclf has no command 'nosuch'", "hint: the commands are backbones, call, config"),
@@ -32,17 +42,32 @@ def _short(proc):
     (["run", "--images"], "error: imgclf run: option '--images' requires an argument", "hint: imgclf run --help"),
     (["predict"], "error: imgclf predict: missing argument", "hint: usage: imgclf predict [OPTIONS]"),
     (["call", "http://127.0.0.1:9", "x.jpg", "-n", "many"], "error: imgclf call: invalid value for '-n'", "hint: usage: imgclf call"),
-])
-def test_usage_mistakes_are_an_error_and_a_hint(args, error, hint, tmp_path):
+]
+
+
+@pytest.mark.parametrize("args, error, hint", MISTAKES)
+def test_usage_mistakes_are_an_error_and_a_hint(args, error, hint, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _here(capsys, *args)
+    assert code == 2
+    lines = _short(out, err)
+    assert len(lines) == 2
+    assert lines[0].startswith(error) and lines[1].startswith(hint), err
+
+
+def test_a_usage_mistake_is_the_same_two_lines_on_a_real_process_stderr(tmp_path):
+    args, error, hint = MISTAKES[0]
     proc = _imgclf(*args, cwd=tmp_path)
     assert proc.returncode == 2
-    lines = _short(proc)
+    lines = _short(proc.stdout, proc.stderr)
     assert len(lines) == 2
     assert lines[0].startswith(error) and lines[1].startswith(hint), proc.stderr
 
 
-def test_an_unknown_command_is_not_offered_a_far_match(tmp_path):
-    lines = _short(_imgclf("zzzz", cwd=tmp_path))
+def test_an_unknown_command_is_not_offered_a_far_match(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _here(capsys, "zzzz")
+    lines = _short(out, err)
     assert "did you mean" not in lines[1] and "run" in lines[1]
 
 
@@ -52,14 +77,14 @@ def test_images_given_a_file_is_one_error(tmp_path):
     proc = _imgclf("run", "--images", str(f), "--set", "tracking.enabled=false", "--set", f'data.root="{tmp_path / "data"}"',
                    cwd=tmp_path)
     assert proc.returncode == 2
-    lines = _short(proc)
+    lines = _short(proc.stdout, proc.stderr)
     assert lines[0].startswith("error: ") and lines[-1].startswith("hint: ")
 
 
 def test_bare_imgclf_prints_a_short_usage(tmp_path):
     proc = _imgclf(cwd=tmp_path)
     assert proc.returncode == 2
-    lines = _short(proc)
+    lines = _short(proc.stdout, proc.stderr)
     assert lines[0].startswith("usage: imgclf COMMAND")
     names = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
     assert set(lines[1].removeprefix("commands: ").split(", ")) == names
@@ -72,11 +97,11 @@ def test_version():
     assert proc.stdout.strip() == f"imgclf {imgclf.__version__}"
 
 
-def test_a_group_without_its_command_shows_its_commands():
-    proc = _imgclf("runs")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+def test_a_group_without_its_command_shows_its_commands(capsys):
+    code, out, err = _here(capsys, "runs")
+    assert code == 2 and "Traceback" not in err
     for name in ("list", "show", "compare"):
-        assert name in proc.stdout + proc.stderr
+        assert name in out + err
 
 
 def test_the_click_that_typer_uses_is_the_one_caught():

@@ -1,7 +1,5 @@
 """The data folder (run history, feature cache, datasets) is the same from any folder of a project."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,14 +64,18 @@ def test_without_a_project_the_per_user_folder(tmp_path, monkeypatch):
     assert find_data_root(tmp_path)[0] == tmp_path / "home" / ".local" / "share" / "imgclf"
 
 
-def test_config_and_runs_list_state_the_data_folder(project):
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("IMGCLF_DATA_DIR", "MLFLOW_TRACKING_URI")}
+def test_config_and_runs_list_state_the_data_folder(project, monkeypatch, capsys):
+    from imgclf.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for cwd in (project, project / "photos" / "cats"):
-        out = subprocess.run([sys.executable, "-m", "imgclf", "config"], capture_output=True, text=True, cwd=cwd, env=env,
-                             timeout=300).stdout
+        monkeypatch.chdir(cwd)
+        assert main(["config"]) == 0
+        out = capsys.readouterr().out
         assert out.splitlines()[0] == f"# data folder: {project / 'data'} (the nearest data/ folder upward with imgclf data)"
         assert f"root = {json.dumps(str(project / 'data'))}" in out
-    proc = subprocess.run([sys.executable, "-m", "imgclf", "runs", "list"], capture_output=True, text=True,
-                          cwd=project / "photos", env=env, timeout=300)
-    assert proc.returncode == 2 and f"no tracking store at {project / 'data' / 'mlruns.db'}" in proc.stderr
-    assert "the nearest data/ upward" in proc.stderr
+    monkeypatch.chdir(project / "photos")
+    assert main(["runs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert f"no tracking store at {project / 'data' / 'mlruns.db'}" in err
+    assert "the nearest data/ upward" in err

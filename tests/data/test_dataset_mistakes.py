@@ -1,6 +1,4 @@
 """A newcomer's folder mistakes and too-small classes: each answered in one line that names the fix."""
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -86,18 +84,18 @@ def test_a_predefined_split_with_one_training_image_says_to_move_test_images(tmp
     assert "test/ folder" in e.value.hint
 
 
-def _imgclf(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
 @pytest.mark.parametrize("mistake", ["two_per_class", "file"])
-def test_run_answers_in_one_line_and_a_hint(tmp_path, mistake):
+def test_run_answers_in_one_line_and_a_hint(tmp_path, mistake, monkeypatch, capsys):
+    from imgclf.cli import main
+
     for cls in ("a", "b"):
         _images(tmp_path / "images" / cls, 2)
     images = tmp_path / "images" / ("a/img0.png" if mistake == "file" else "")
-    proc = _imgclf("run", "--images", str(images), "--run-dir", str(tmp_path / "run"), "-q",
-                   "--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", cwd=tmp_path)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--images", str(images), "--run-dir", str(tmp_path / "run"), "-q",
+                 "--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err
     assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: ")
     assert ("needs at least 3" if mistake == "two_per_class" else f"--images {tmp_path / 'images'}") in lines[1]

@@ -1,22 +1,21 @@
 """README.md in step with the tool: the run-directory table against what a real run writes, predict's example
 against predict's keys, every `imgclf ...` command line shown parsed by the real command line, the documented
-CSV columns against the code. One tiny run (3 classes × 8 images, through the CLI) serves the whole module."""
+CSV columns against the code. One tiny run (3 classes × 8 images, through the command line, in-process) serves the whole module."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import typer.main
-from datagen import make_dataset
+from datagen import make_dataset, shared_engines
 
 from imgclf.acquire.download import REPORT_COLUMNS
-from imgclf.cli import app
+from imgclf.cli import app, main
 from imgclf.config.settings import load_config
 from imgclf.data.annotations import COLUMNS as ANNOTATION_COLUMNS
 from imgclf.pipeline import steps
@@ -26,23 +25,30 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 
 
-def _imgclf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, env=env, timeout=600)
+def _imgclf(*args: str) -> tuple[int, str, str]:
+    """``imgclf ARGS`` through the real command line, in this process → (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """``imgclf run`` as a user types it (tracking on, one unreadable file), then ``imgclf predict``."""
+    """``imgclf run`` as a user types it (tracking on, one unreadable file), then ``imgclf predict``; the data
+    folder has the session's engines (what a run writes there is not the README table's)."""
     base = tmp_path_factory.mktemp("readme")
     images = make_dataset(base / "images", n_per_class=8, seed=2)
     (images / "circles" / "broken.jpg").write_bytes(b"not a jpeg")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"IMGCLF_DATA_DIR": str(base / "data")}
-    run = _imgclf("run", "--images", str(images), "--run-dir", str(base / "run"), "-q",
-                  "--set", "svm.cv_folds=2", "--set", "svm.c_values=[0.1, 10.0]", env=env)
-    assert run.returncode == 0, run.stderr
-    predict = _imgclf("predict", str(base / "run" / "model"), str(images / "squares" / "squares_000.jpg"), env=env)
-    assert predict.returncode == 0, predict.stderr
-    return {"run_dir": base / "run", "data": base / "data", "stdout": run.stdout, "predicted": json.loads(predict.stdout)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("IMGCLF_DATA_DIR", str(shared_engines(base / "data")))
+        code, out, err = _imgclf("run", "--images", str(images), "--run-dir", str(base / "run"), "-q",
+                                 "--set", "svm.cv_folds=2", "--set", "svm.c_values=[0.1, 10.0]")
+        assert code == 0, err
+        p_code, predicted, p_err = _imgclf("predict", str(base / "run" / "model"), str(images / "squares" / "squares_000.jpg"))
+        assert p_code == 0, p_err
+    return {"run_dir": base / "run", "data": base / "data", "stdout": out, "predicted": json.loads(predicted)}
 
 
 def _section(title: str) -> str:

@@ -103,15 +103,14 @@ def test_predict_agrees_with_evaluate(e2e):
         assert sum(res["scores"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_predict_cli_prints_one_json_line_per_image(e2e):
-    import subprocess
-    import sys
+def test_predict_cli_prints_one_json_line_per_image(e2e, capsys):
+    from imgclf.cli import main
 
     folder = e2e["images"] / "stripes"
-    proc = subprocess.run([sys.executable, "-m", "imgclf", "predict", str(e2e["run"] / "model"), str(folder),
-                           "--set", f"engine.backend={e2e['cfg'].engine.backend}"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "1 of" in proc.stderr, proc.stderr  # empty.JPG could not be read; the others answered
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    code = main(["predict", str(e2e["run"] / "model"), str(folder), "--set", f"engine.backend={e2e['cfg'].engine.backend}"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "1 of" in err, err  # empty.JPG could not be read; the others answered
+    lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == len(list(folder.iterdir()))
     errors = [line for line in lines if "error" in line]
     assert [Path(e["path"]).name for e in errors] == ["empty.JPG"]

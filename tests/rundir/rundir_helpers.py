@@ -1,4 +1,5 @@
-"""Running the real ``imgclf`` command line in another process, with the tiny settings of :func:`datagen.tiny_config`."""
+"""Running the real ``imgclf`` command line, in another process or in this one, with the tiny settings of
+:func:`datagen.tiny_config`."""
 from __future__ import annotations
 
 import signal
@@ -8,9 +9,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
+from datagen import shared_engines
+
 
 def tiny_sets(data_root: Path) -> list[str]:
-    """--set options of a small, fast svm run whose caches live under ``data_root``."""
+    """--set options of a small, fast svm run whose caches live under ``data_root`` (given the session's engines)."""
+    shared_engines(data_root)
     return ["--set", f'data.root="{data_root}"', "--set", "svm.cv_folds=3", "--set", "svm.c_values=[0.01, 1.0, 100.0]",
             "--set", "tracking.enabled=false"]
 
@@ -19,8 +24,16 @@ def command(*args: object) -> list[str]:
     return [sys.executable, "-m", "imgclf", *(str(a) for a in args)]
 
 
-def imgclf(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout)
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> subprocess.CompletedProcess:
+    """``imgclf ARGS`` in this process, through ``imgclf.cli.main``: what a test of the command's own behaviour
+    needs, without an interpreter's start-up and imports (a test of a process's behaviour takes :func:`start`)."""
+    from imgclf.cli import main
+
+    argv = [str(a) for a in args]
+    capsys.readouterr()  # what the test printed before: not this command's
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def start(*args: object) -> subprocess.Popen:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from rundir_helpers import imgclf
+from rundir_helpers import cli
 
 from imgclf.bundle.folder import load_bundle
 from imgclf.rundir.state import read_incomplete
@@ -43,13 +43,13 @@ def _fill(disk, leave: int) -> None:
     (disk / "reserve").unlink()
 
 
-def test_train_on_a_full_disk_is_one_line_and_leaves_the_previous_bundle_loadable(trained_run, small_disk):
+def test_train_on_a_full_disk_is_one_line_and_leaves_the_previous_bundle_loadable(trained_run, small_disk, capsys):
     rd = small_disk / "run"
     shutil.copytree(trained_run, rd)
     manifest = (rd / "model" / "manifest.json").read_bytes()
     _fill(small_disk, _RESERVE)
 
-    proc = imgclf("train", "--run-dir", rd, "--set", "svm.c_values=[2.0]")
+    proc = cli(capsys, "train", "--run-dir", rd, "--set", "svm.c_values=[2.0]")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     error, hint = proc.stderr.strip().splitlines()
@@ -62,12 +62,12 @@ def test_train_on_a_full_disk_is_one_line_and_leaves_the_previous_bundle_loadabl
     assert load_bundle(rd / "model").meta.classifier["C"] != 2.0  # the previous bundle, whole
     assert not [p.name for p in rd.iterdir() if p.name.startswith(".model.")]  # no half-written bundle left
 
-    ev = imgclf("evaluate", "--run-dir", rd)
+    ev = cli(capsys, "evaluate", "--run-dir", rd)
     assert ev.returncode == 2 and "`imgclf train` started at" in ev.stderr and "did not finish" in ev.stderr
 
     (small_disk / "filler").unlink()
-    assert imgclf("train", "--run-dir", rd, "--set", "svm.c_values=[2.0]").returncode == 0
-    ev = imgclf("evaluate", "--run-dir", rd)
+    assert cli(capsys, "train", "--run-dir", rd, "--set", "svm.c_values=[2.0]").returncode == 0
+    ev = cli(capsys, "evaluate", "--run-dir", rd)
     assert ev.returncode == 0, ev.stderr
     assert read_incomplete(rd) is None and load_bundle(rd / "model").meta.classifier["C"] == 2.0
     assert read_json(rd / "metrics.json")["n_test"] > 0

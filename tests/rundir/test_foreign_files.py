@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import imgclf, tiny_sets
+from rundir_helpers import cli, tiny_sets
 
 from imgclf.bundle.folder import load_bundle, verify_bundle
 from imgclf.pipeline.steps import evaluate, prepare, train
@@ -30,10 +30,10 @@ def users_folder(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["run", "demo"])
-def test_run_and_demo_refuse_a_folder_of_the_users_files_and_leave_it_as_it_was(users_folder, tmp_path, command):
+def test_run_and_demo_refuse_a_folder_of_the_users_files_and_leave_it_as_it_was(users_folder, tmp_path, command, capsys):
     before = _tree(users_folder)
     args = ["-q", "--images", make_dataset(tmp_path / "images", n_per_class=6)] if command == "run" else ["--n-per-class", "4"]
-    proc = imgclf(command, *args, "--run-dir", users_folder, *tiny_sets(tmp_path / "data"))
+    proc = cli(capsys, command, *args, "--run-dir", users_folder, *tiny_sets(tmp_path / "data"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"error: {users_folder} holds files imgclf did not write (e.g. config.json, model, report.html)" in proc.stderr
     assert "hint: give another --run-dir" in proc.stderr

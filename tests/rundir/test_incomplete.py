@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import imgclf, start, tiny_sets, wait_for
+from rundir_helpers import cli, start, tiny_sets, wait_for
 
 from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import evaluate, featurize, prepare, train
@@ -30,7 +30,7 @@ def _images(rd):
     return read_json(rd / "config.json")["data"]["images"]
 
 
-def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_and_predict_flags(run_copy, tmp_path):
+def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_and_predict_flags(run_copy, tmp_path, capsys):
     old_split, old_metrics = (run_copy / "split.csv").read_bytes(), (run_copy / "metrics.json").read_bytes()
     rerun = start("run", "-q", "--images", _images(run_copy), "--run-dir", run_copy, *tiny_sets(tmp_path / "data"),
                   "--set", "data.seed=5")
@@ -38,7 +38,7 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
     rerun.send_signal(signal.SIGKILL)
     rerun.wait()
 
-    ev = imgclf("evaluate", "--run-dir", run_copy)
+    ev = cli(capsys, "evaluate", "--run-dir", run_copy)
     assert ev.returncode == 2 and "Traceback" not in ev.stderr
     error, hint = ev.stderr.strip().splitlines()
     assert error.startswith(f"error: run {run_copy} is incomplete: `imgclf run` started at ") and "did not finish" in error
@@ -46,7 +46,7 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
     assert (run_copy / "metrics.json").read_bytes() == old_metrics  # no figures from the old model on the new split
 
     image = next(iter(sorted(Path(_images(run_copy)).rglob("*.jpg"))))
-    pr = imgclf("predict", run_copy / "model", image)
+    pr = cli(capsys, "predict", run_copy / "model", image)
     assert pr.returncode == 0 and len(pr.stdout.splitlines()) == 1 and json.loads(pr.stdout)["path"] == str(image)
     assert pr.stderr.startswith(f"warning: run {run_copy} is incomplete: `imgclf run` started at ")
     assert Predictor(run_copy / "model").run_incomplete["command"] == "run"
@@ -54,14 +54,17 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
     cfg = tiny_config(tmp_path / "data", _images(run_copy))
     with pytest.raises(RunIncomplete):
         featurize(cfg, run_copy)  # it would build on the unfinished split
-    ev = imgclf("run", "-q", "--images", _images(run_copy), "--run-dir", run_copy, *tiny_sets(tmp_path / "data"))
+    ev = cli(capsys, "run", "-q", "--images", _images(run_copy), "--run-dir", run_copy, *tiny_sets(tmp_path / "data"))
     assert ev.returncode == 0, ev.stderr
     assert read_incomplete(run_copy) is None and Predictor(run_copy / "model").run_incomplete is None
 
 
-def test_ctrl_c_leaves_the_run_incomplete(tmp_path):
+def test_ctrl_c_leaves_the_run_incomplete(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=8)
     rd = tmp_path / "run"
+    # an engine cache of its own: featurize exports (seconds), so the Ctrl-C a second after the split lands in it,
+    # not in a later step (the session's engines would make featurize too quick to hit)
+    (tmp_path / "data" / "engines").mkdir(parents=True)
     proc = start("run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"))
     wait_for(lambda: (rd / "split.csv").exists(), proc, "the run wrote its split")
     time.sleep(1)  # into featurize
@@ -69,7 +72,7 @@ def test_ctrl_c_leaves_the_run_incomplete(tmp_path):
     proc.communicate(timeout=120)
     marker = read_incomplete(rd)
     assert (marker.command, marker.next, marker.finished, marker.pid) == ("run", "prepare", None, proc.pid)
-    ev = imgclf("evaluate", "--run-dir", rd)
+    ev = cli(capsys, "evaluate", "--run-dir", rd)
     assert ev.returncode == 2 and "`imgclf run` started at" in ev.stderr and "did not finish" in ev.stderr
 
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import imgclf, start, tiny_sets, wait_for
+from rundir_helpers import cli, start, tiny_sets, wait_for
 
 from imgclf.pipeline.steps import prepare
 from imgclf.rundir.lock import HOLDER, RunDirLocked, holder, locked
@@ -25,12 +25,12 @@ _HOLD = textwrap.dedent("""
 """)
 
 
-def test_two_runs_on_one_run_dir_the_second_is_refused_naming_the_first(tmp_path):
+def test_two_runs_on_one_run_dir_the_second_is_refused_naming_the_first(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=10, seed=1)
     rd = tmp_path / "run"
     first = start("run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"))
     wait_for(lambda: (rd / HOLDER).is_file(), first, "the first run held the run directory")
-    second = imgclf("run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"), "--set", "data.seed=7")
+    second = cli(capsys, "run", "-q", "--images", images, "--run-dir", rd, *tiny_sets(tmp_path / "data"), "--set", "data.seed=7")
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert second.returncode == 2
