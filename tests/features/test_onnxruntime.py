@@ -84,9 +84,10 @@ def test_engine_threads_follow_the_config(lite0, tmp_path):
     assert one.session.get_session_options().intra_op_num_threads == 1 == one.threads
     all_cores = OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f", threads=0)
     assert all_cores.session.get_session_options().intra_op_num_threads == cpu_threads()
-    shutil.copy(lite0["fp32"], tmp_path / f"{'efficientnet_lite0-r224-imagenet-fp32'}.onnx")
-    engine = build_featurizer(ModelConfig(), EngineConfig(backend="onnxruntime", threads=1), cache_dir=tmp_path)
-    assert isinstance(engine, OnnxRuntimeEngine) and engine.threads == 1
+    cached = tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx"  # the export's own (native) resampler: the id it is cached under
+    shutil.copy(lite0["fp32"], cached)
+    engine = build_featurizer(ModelConfig(resampler="native"), EngineConfig(backend="onnxruntime", threads=1), cache_dir=tmp_path)
+    assert isinstance(engine, OnnxRuntimeEngine) and engine.threads == 1 and engine.onnx_path == cached  # from the cache, not exported again
 
 
 class _Recorder:
