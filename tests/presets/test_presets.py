@@ -221,7 +221,7 @@ def test_plan_drops_the_most_expensive_first():
 
 @pytest.mark.slow
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
-    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
+    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast", "model.resolution=64"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
     assert read_json(tmp_path / "run" / "metrics.json")["steps"]["train"]["max_s"] == 1.0
     assert read_json(tmp_path / "run" / "config.json")["svm"]["max_s"] == 0.0, "the user's setting is not rewritten"
