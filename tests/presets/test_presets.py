@@ -105,7 +105,7 @@ def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, cap
 @pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
-    three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
+    three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@32"]'
     cfg = load_config(None, [three, f"train.concat_best={k}"], base=presets["balanced"])
     rd = RunDir(presets["base"] / f"concat{k}")
     prepare(cfg, rd.root)
