@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
+from imgclf.config.settings import EngineConfig
 from imgclf.data.split import load_split
 from imgclf.features.backbones import create_backbone
 from imgclf.features.preprocess import normalize
@@ -69,16 +70,15 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
     backbone.load_state_dict(load_file(str(dnn_run / "model" / "backbone.safetensors")))
     test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
-    crops = np.stack([Predictor(dnn_run / "model").compute.prepare(p) for p in test])  # (5, H, W, 3) uint8: what engines take
+    predictors = {backend: Predictor(dnn_run / "model", EngineConfig(backend=backend)) for backend in ("onnxruntime", "torch")}
+    crops = np.stack([predictors["torch"].compute.prepare(p) for p in test])  # (5, H, W, 3) uint8: what every engine takes
     x = torch.from_numpy(normalize(crops, spec))
     with torch.no_grad():
         logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
-    from imgclf.config.settings import EngineConfig
-
-    for backend in ("onnxruntime", "torch"):
-        got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict(test)
+    for backend, predictor in predictors.items():
+        got = predictor.predict(test)
         proba = np.array([[r["scores"][n] for n in b.labels] for r in got])
         assert np.abs(proba - expected).max() < 1e-4, backend
 
