@@ -21,6 +21,7 @@ from imgclf.features.onnxruntime import OnnxRuntimeEngine
 from imgclf.features.preprocess import normalize
 from imgclf.features.quantize import calibration_digest, onnx_precision
 from imgclf.inference.predict import Predictor
+from imgclf.util.errors import ImgclfError
 from imgclf.util.files import read_csv, read_json
 
 
@@ -83,9 +84,10 @@ def test_engine_threads_follow_the_config(lite0, tmp_path):
     assert one.session.get_session_options().intra_op_num_threads == 1 == one.threads
     all_cores = OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f", threads=0)
     assert all_cores.session.get_session_options().intra_op_num_threads == cpu_threads()
-    shutil.copy(lite0["fp32"], tmp_path / f"{'efficientnet_lite0-r224-imagenet-fp32'}.onnx")
-    engine = build_featurizer(ModelConfig(), EngineConfig(backend="onnxruntime", threads=1), cache_dir=tmp_path)
-    assert isinstance(engine, OnnxRuntimeEngine) and engine.threads == 1
+    cached = tmp_path / "efficientnet_lite0-r224-imagenet-fp32.onnx"  # the export's own (native) resampler: the id it is cached under
+    shutil.copy(lite0["fp32"], cached)
+    engine = build_featurizer(ModelConfig(resampler="native"), EngineConfig(backend="onnxruntime", threads=1), cache_dir=tmp_path)
+    assert isinstance(engine, OnnxRuntimeEngine) and engine.threads == 1 and engine.onnx_path == cached  # from the cache, not exported again
 
 
 class _Recorder:
@@ -141,12 +143,14 @@ def test_memory_stays_flat_over_600_images(lite0, tmp_path):
 
 def test_export_cache_is_reused_and_damage_is_rebuilt(lite0, tmp_path):
     fid = "efficientnet_lite0-r224-imagenet-fp32"
-    first = cached_onnx(lite0["module"], lite0["spec"], fid, tmp_path)
+    with pytest.raises(ImgclfError, match="no exported featurizer"):  # absent: it exports (below, the same branch)
+        cached_onnx(None, lite0["spec"], fid, tmp_path)
+    damaged = tmp_path / f"{fid}.onnx"
+    damaged.write_bytes(b"garbage")
+    first = cached_onnx(lite0["module"], lite0["spec"], fid, tmp_path)  # the one export of this test
+    assert first == damaged and first.stat().st_size > 1_000_000
     stamp = first.stat().st_mtime_ns
     assert cached_onnx(None, lite0["spec"], fid, tmp_path) == first and first.stat().st_mtime_ns == stamp
-    first.write_bytes(b"garbage")
-    again = cached_onnx(lite0["module"], lite0["spec"], fid, tmp_path)
-    assert again.stat().st_size > 1_000_000
 
 
 def test_calibration_digest_and_feature_ids(tmp_path):
@@ -209,7 +213,7 @@ def test_bundle_holds_onnx_and_predict_on_onnxruntime_agrees_with_evaluate(train
 @pytest.mark.slow
 def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=12, seed=8)
-    cfg = tiny_config(tmp_path / "data", images, 'engine.precision="int8"', "engine.calibration_images=12")
+    cfg = tiny_config(tmp_path / "data", images, 'engine.precision="int8"', "engine.calibration_images=12", "model.resolution=64")
     m = run(cfg, tmp_path / "run", progress=False)
     for key in ("int8_accuracy", "int8_class_avg_accuracy", "fp32_accuracy", "fp32_class_avg_accuracy", "int8_accuracy_drop"):
         assert 0.0 <= abs(m.int8[key]) <= 1.0, key
@@ -217,7 +221,7 @@ def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     meta = read_json(tmp_path / "run" / "model" / "bundle.json")
     f = meta["featurizer"]
     assert f["precision"] == "int8" and f["quantization"]["calibration_images"] == 12
-    assert f["feature_id"].startswith("efficientnet_lite0-r224.area-imagenet-int8-")  # the default resampler
+    assert f["feature_id"].startswith("efficientnet_lite0-r64.area-imagenet-int8-")  # the default resampler
     assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12])
     assert onnx_precision(tmp_path / "run" / "model" / "featurizer.onnx") == "int8"
     assert (tmp_path / "data" / "engines" / f"{f['feature_id']}.onnx").is_file()

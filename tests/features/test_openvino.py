@@ -72,7 +72,6 @@ def test_every_batch_size_gives_the_same_rows(lite0):
 def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     """uint8 crops (normalised inside OpenVINO's network, in numpy for the others) give the features of
     the float input normalize() makes from them."""
-    from imgclf.features.backbones import create_backbone
     from imgclf.features.engines import TorchEngine
     from imgclf.features.preprocess import normalize
 
@@ -80,9 +79,8 @@ def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     assert crops.dtype == np.uint8 and crops.shape[1:] == (224, 224, 3)
     floats = normalize(crops, lite0["spec"])
     assert floats.shape == (len(crops), 3, 224, 224)
-    module, _ = create_backbone("efficientnet_lite0", 224, pretrained=True)
     engines = [OpenVinoEngine(lite0["fp32"], lite0["spec"], "f", precision="fp32"),
-               OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f"), TorchEngine(module, lite0["spec"], "t")]
+               OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f"), TorchEngine(lite0["module"], lite0["spec"], "t")]  # the exported network
     for e in engines:
         a, b = e.run(crops), e.run(floats)
         assert _cos(a, b).min() > 0.99999 and np.abs(a - b).max() < 1e-3, type(e).__name__

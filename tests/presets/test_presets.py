@@ -105,7 +105,7 @@ def test_one_candidate_is_not_said_to_be_chosen_by_cross_validation(presets, cap
 @pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_concat_best_takes_that_many_of_the_best_candidates(presets, k):
-    three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@128"]'
+    three = 'train.candidates=["efficientnet_lite0@64", "efficientnet_lite0@96", "efficientnet_lite0@32"]'
     cfg = load_config(None, [three, f"train.concat_best={k}"], base=presets["balanced"])
     rd = RunDir(presets["base"] / f"concat{k}")
     prepare(cfg, rd.root)
@@ -221,7 +221,7 @@ def test_plan_drops_the_most_expensive_first():
 
 @pytest.mark.slow
 def test_a_time_limit_leaves_the_svm_what_is_left(presets, tmp_path):
-    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast"], base=presets["balanced"])
+    cfg = load_config(None, ["train.time_limit_s=1", "train.preset=fast", "model.resolution=64"], base=presets["balanced"])
     run(cfg, tmp_path / "run", progress=False)  # a limit long passed when the SVM starts: its C search gets 1 s
     assert read_json(tmp_path / "run" / "metrics.json")["steps"]["train"]["max_s"] == 1.0
     assert read_json(tmp_path / "run" / "config.json")["svm"]["max_s"] == 0.0, "the user's setting is not rewritten"

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
+from imgclf.config.settings import EngineConfig
 from imgclf.data.split import load_split
 from imgclf.features.backbones import create_backbone
 from imgclf.features.preprocess import normalize
@@ -24,14 +25,17 @@ from imgclf.util.budget import TimeBudget
 from imgclf.util.files import read_csv, read_json
 
 
+# refine.resolution wins over model.resolution
+DNN = (*TINY, "refine.epochs=3", 'train.classifier="dnn"', "refine.log_samples=true", "model.resolution=96", "refine.resolution=64")
+
+
 @pytest.fixture(scope="module")
 def dnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One dnn run (3 classes × 10 images, 64 px, 3 epochs) shared by the tests of this module; read-only."""
+    """One dnn run (3 classes × 10 images in ``../images``, 64 px, 3 epochs, settings ``DNN``) shared by the tests
+    of this module; read-only."""
     base = tmp_path_factory.mktemp("refine")
     images = make_dataset(base / "images", n_per_class=10, seed=2)
-    cfg = tiny_config(base / "data", images, *TINY, "refine.epochs=3", 'train.classifier="dnn"', "refine.log_samples=true",
-                      "model.resolution=96", "refine.resolution=64")  # refine.resolution wins over model.resolution
-    run(cfg, base / "run", progress=False)
+    run(tiny_config(base / "data", images, *DNN), base / "run", progress=False)
     return base / "run"
 
 
@@ -66,16 +70,15 @@ def test_bundle_predictions_equal_the_refined_network_in_eval_mode(dnn_run: Path
     backbone, spec = create_backbone("efficientnet_lite0", 64, pretrained=False)
     backbone.load_state_dict(load_file(str(dnn_run / "model" / "backbone.safetensors")))
     test = [r.path for r in load_split(str(dnn_run / "split.csv")) if r.split == "test"][:5]
-    crops = np.stack([Predictor(dnn_run / "model").compute.prepare(p) for p in test])  # (5, H, W, 3) uint8: what engines take
+    predictors = {backend: Predictor(dnn_run / "model", EngineConfig(backend=backend)) for backend in ("onnxruntime", "torch")}
+    crops = np.stack([predictors["torch"].compute.prepare(p) for p in test])  # (5, H, W, 3) uint8: what every engine takes
     x = torch.from_numpy(normalize(crops, spec))
     with torch.no_grad():
         logits = b.head.temperature * (backbone.eval()(x).numpy() @ b.head.weight.T + b.head.bias)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
-    from imgclf.config.settings import EngineConfig
-
-    for backend in ("onnxruntime", "torch"):
-        got = Predictor(dnn_run / "model", EngineConfig(backend=backend)).predict(test)
+    for backend, predictor in predictors.items():
+        got = predictor.predict(test)
         proba = np.array([[r["scores"][n] for n in b.labels] for r in got])
         assert np.abs(proba - expected).max() < 1e-4, backend
 
@@ -141,19 +144,19 @@ def test_a_corrupt_training_image_is_skipped_counted_and_listed(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_network(tmp_path: Path):
-    images = make_dataset(tmp_path / "images", n_per_class=8, seed=4)
-    sets = (*TINY, "refine.epochs=1", 'train.classifier="dnn"', "engine.calibration_images=8")
-    fp32 = run(tiny_config(tmp_path / "d32", images, *sets), tmp_path / "fp32", progress=False).to_dict()
-    int8 = run(tiny_config(tmp_path / "d8", images, *sets, 'engine.precision="int8"'), tmp_path / "int8", progress=False).to_dict()
+def test_int8_refined_bundle_is_quantised_and_judged_against_its_own_fp32_network(dnn_run: Path, tmp_path: Path):
+    images = dnn_run.parent / "images"
+    fp32 = read_json(dnn_run / "metrics.json")  # the fp32 run: dnn_run, with the same settings but the precision
+    int8 = run(tiny_config(tmp_path / "d8", images, *DNN, "engine.calibration_images=8", 'engine.precision="int8"'), tmp_path / "int8",
+               progress=False).to_dict()
     b = load_bundle(tmp_path / "int8" / "model")
     f = b.meta.featurizer
     assert f["precision"] == "int8" and onnx_precision(tmp_path / "int8" / "model" / "featurizer.onnx") == "int8"
     assert f["feature_id"].endswith(f["quantization"]["calibration_digest"][:12]) and "-int8-" in f["feature_id"]
     assert f["quantization"]["calibration_images"] == 8
-    assert onnx_precision(tmp_path / "fp32" / "model" / "featurizer.onnx") == "fp32"
+    assert onnx_precision(dnn_run / "model" / "featurizer.onnx") == "fp32"
     # the same refinement (same seed) in both runs: int8's fp32 reference is exactly the fp32 run
-    assert load_bundle(tmp_path / "fp32" / "model").meta.featurizer["weights"] == f["weights"]
+    assert load_bundle(dnn_run / "model").meta.featurizer["weights"] == f["weights"]
     assert int8["precision"] == "int8" and int8["int8_accuracy"] == int8["accuracy"]
     assert int8["fp32_accuracy"] == fp32["accuracy"] and int8["fp32_class_avg_accuracy"] == fp32["class_avg_accuracy"]
     assert int8["int8_accuracy_drop"] == fp32["accuracy"] - int8["accuracy"]

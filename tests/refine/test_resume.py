@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from datagen import make_dataset
-from refine_helpers import TINY, bundle_state, child_env, refine_cmd, run_ok
+from refine_helpers import TINY, bundle_state, child_env, refine_cmd
 
 from imgclf.cli import main as cli_main
 from imgclf.config.settings import load_config
@@ -20,12 +20,20 @@ from imgclf.util.files import read_json
 SETS = (*TINY, "refine.epochs=3", "refine.batch_size=2", 'train.classifier="dnn"')
 
 
+def _refine_here(*args: str, sets: tuple[str, ...] = ()) -> list[str]:
+    """The arguments of ``imgclf refine ARGS`` for ``cli_main`` in this process: the same arithmetic as in a
+    child, since refinement computes with ``engine.threads`` (1 here) wherever it runs."""
+    return refine_cmd(*args, sets=sets)[3:]
+
+
 @pytest.mark.slow
-def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: Path):
+def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture):
     images = make_dataset(tmp_path / "images", n_per_class=12, seed=6)
     env = child_env(tmp_path / "data")
+    monkeypatch.setenv("IMGCLF_DATA_DIR", env["IMGCLF_DATA_DIR"])
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    run_ok(refine_cmd("--run-dir", str(ref), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS), env)
+    assert cli_main(_refine_here("--run-dir", str(ref), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS)) == 0
 
     p = subprocess.Popen(refine_cmd("--run-dir", str(cut), "--images", str(images), "--quiet", "--no-evaluate", sets=SETS),
                          env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -43,8 +51,10 @@ def test_sigkill_in_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_pat
     ck = read_json(cut / "refine" / "checkpoint.json")
     assert ck["epoch"] == 1 and not (cut / "model").exists(), "the kill should land inside epoch 2"
 
-    out = run_ok(refine_cmd("--resume", str(cut), "--no-evaluate"), env)
-    assert "resuming" in out.stderr and "after epoch 1/3" in out.stderr  # logged: the CLI shows imgclf's INFO lines
+    capsys.readouterr()
+    assert cli_main(_refine_here("--resume", str(cut), "--no-evaluate")) == 0
+    err = capsys.readouterr().err
+    assert "resuming" in err and "after epoch 1/3" in err  # logged: the CLI shows imgclf's INFO lines
     a, b = bundle_state(ref / "model"), bundle_state(cut / "model")
     assert a[0] == b[0], "the refined weights differ (their SHA-256 is in the weights id)"
     assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
