@@ -58,11 +58,14 @@ def _limit_memory() -> None:
 
 
 @pytest.mark.slow
-def test_out_of_memory_stops_with_a_smaller_batch_size_hint(tmp_path: Path):
+@pytest.mark.parametrize("where", ["training", "probe"])
+def test_out_of_memory_stops_with_a_smaller_batch_size_hint(tmp_path: Path, where: str):
+    """Out of memory in a training step, or already in the linear probe's forward passes (at 896 px), is the same
+    two-line error naming a smaller batch size."""
     images = make_dataset(tmp_path / "images", n_per_class=12, seed=9)
+    sets = ("model.resolution=512", 'refine.head_init="random"') if where == "training" else ("model.resolution=896",)
     cmd = refine_cmd("--run-dir", str(tmp_path / "run"), "--images", str(images), "--quiet", "--no-evaluate",
-                     sets=(*TINY, "model.resolution=512", "refine.batch_size=32", "refine.freeze_stages=0", "refine.epochs=1",
-                           'refine.head_init="random"'))  # no linear probe: its forward pass over every image at 512 px is not what runs out
+                     sets=(*TINY, "refine.batch_size=32", "refine.freeze_stages=0", "refine.epochs=1", *sets))
     p = subprocess.run(cmd, env=child_env(tmp_path / "data"), capture_output=True, text=True, timeout=300, preexec_fn=_limit_memory)
     assert p.returncode == 2, p.stderr[-2000:]
     assert "out of memory" in p.stderr and "refine.batch_size=16" in p.stderr and "Traceback" not in p.stderr

@@ -9,6 +9,7 @@ with DistributedDataParallel, each process on its share of every step, and only 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -79,6 +80,18 @@ def _oom_error(rcfg: RefineConfig, resolution: int, device: str) -> RefineError:
     smaller = max(1, rcfg.batch_size // 2)
     return RefineError(f"out of memory training at refine.batch_size={rcfg.batch_size}, model.resolution={resolution} on {device}",
                        hint=f"set refine.batch_size={smaller} (or a lower model.resolution, or refine.freeze_stages higher)")
+
+
+@contextlib.contextmanager
+def _oom_as_hint(rcfg: RefineConfig, resolution: int, device: str) -> Iterator[None]:
+    """Out of memory inside (the linear probe's forward passes, an epoch, its validation) becomes the
+    two-line error that names a smaller batch size, never a traceback."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        if _is_oom(e):
+            raise _oom_error(rcfg, resolution, device) from None
+        raise
 
 
 # ---------------------------------------------------------------- one epoch
@@ -297,7 +310,8 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
             # on refine.max_images_per_epoch images at most: the probe is a starting point, not the model
             pick = np.sort(np.random.default_rng([cfg.data.seed, 0x9B0]).permutation(len(data.paths))[: rcfg.max_images_per_epoch or None])
             probe_data = BatchLoader([data.paths[i] for i in pick], data.labels[pick], spec, pool, aug=None)
-            _probe_head(net, prefix, prec, len(pick), probe_data, cfg, d)
+            with _oom_as_hint(rcfg, cfg.model.resolution, d.device):
+                _probe_head(net, prefix, prec, len(pick), probe_data, cfg, d)
         # frozen BatchNorm statistics never change: no need to broadcast them every step
         model = DistributedDataParallel(net, device_ids=[d.device] if d.device.startswith("cuda") else None,
                                         broadcast_buffers=not rcfg.bn_freeze) if d.active else net
@@ -308,14 +322,10 @@ def fit(cfg: Config, rd: RunDir, d: Dist, *, resume: bool = False, progress: boo
             torch.manual_seed(int(np.random.default_rng([cfg.data.seed, epoch, d.rank, 0xD0]).integers(2**62)))
             loader = BatchLoader(data.paths, data.labels, spec, pool, aug=Augment.from_config(rcfg), seed=cfg.data.seed, epoch=epoch)
             t0 = time.perf_counter()
-            try:
+            with _oom_as_hint(rcfg, cfg.model.resolution, d.device):
                 st = _train_epoch(model, net, prefix, opt, prec, data, loader, cfg, d, epoch, progress)
                 train_s = time.perf_counter() - t0
                 val_loss, val_error, n_val, val_failed = _validate(net, prefix, prec, data, val_loader, cfg, d)
-            except (RuntimeError, MemoryError) as e:
-                if _is_oom(e):
-                    raise _oom_error(rcfg, cfg.model.resolution, d.device) from None
-                raise
             loss_sum, correct, count = distributed.all_sum(d, [st["loss_sum"], st["correct"], st["count"]])
             failed = _gather_failed(d, st["failed"], data.paths) | _gather_failed(d, val_failed, data.val_paths)
             skipped.update(failed)
