@@ -117,6 +117,7 @@ def test_dedup_command(tmp_path, capsys):
     assert {p: a.action for p, a in current_state(ds).items()} == {"b/y.jpg": "exclude"}
 
 
+@pytest.mark.slow
 def test_killed_download_resumes_without_partial_files(server, tmp_path):
     n = 24
 

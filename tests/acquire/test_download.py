@@ -21,6 +21,7 @@ def stem(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+@pytest.mark.slow
 def test_hazard_catalogue(server, tmp_path):
     u = server.url
     cases = {  # url -> (status, reason)

@@ -123,6 +123,7 @@ def test_evaluate_gives_a_dict_and_dataframes(fitted):
         clf.evaluate([(str(sorted(images.rglob("*.jpg"))[0]), "zebra")])
 
 
+@pytest.mark.slow
 def test_fit_from_pairs_and_a_dataframe_stage_the_same_dataset(tmp_path):
     import pandas as pd
 
@@ -191,6 +192,7 @@ def test_the_fitted_classifier_shows_its_metrics_and_errors(fitted):
     assert "<script" not in html
 
 
+@pytest.mark.slow
 def test_api_and_cli_fit_identical_bundles(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=9, seed=7)
     sets = {"data__root": str(shared_engines(tmp_path / "data")), "doctor__enabled": False, **FAST}
@@ -225,6 +227,7 @@ def test_help_shows_the_parameters():
     assert "imgclf.load" in (imgclf.load.__doc__ or "")
 
 
+@pytest.mark.slow
 def test_readme_python_section_runs_as_written(tmp_path, monkeypatch):
     """The README's Python section, executed as a user would paste it (in a folder with a `photos/` dataset)."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()

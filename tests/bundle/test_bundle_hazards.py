@@ -197,6 +197,7 @@ def test_kill_after_the_second_rename_leaves_the_new_bundle_and_no_debris_after_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+@pytest.mark.slow
 def test_kill_9_during_repeated_bundle_saves_always_leaves_a_loadable_bundle(tmp_path):
     target = tmp_path / "model"
     _save(target, ["a", "b"])

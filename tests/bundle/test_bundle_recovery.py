@@ -41,6 +41,7 @@ def _images(images: Path) -> list[str]:
     return ["--set", f'data.images="{images}"', "--set", "doctor.enabled=false"]
 
 
+@pytest.mark.slow
 def test_evaluate_recovers_the_bundle(killed_mid_swap, capsys):
     run = killed_mid_swap["run"]
     assert main(["evaluate", "--run-dir", str(run), *_images(killed_mid_swap["images"])]) == 0, capsys.readouterr().err

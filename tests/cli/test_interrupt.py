@@ -36,6 +36,7 @@ def _settings(tmp_path):
     return ["--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", "--quiet"]
 
 
+@pytest.mark.slow
 def test_sigint_during_run_says_interrupted_and_exits_130(tmp_path):
     images = make_dataset(tmp_path / "images", n_per_class=12, seed=3)
     run_dir = tmp_path / "run"
@@ -81,6 +82,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after_live_s", [0.3, 0.6])
 def test_sigint_while_serve_loads_its_model_ends_cleanly(trained_run, tmp_path, after_live_s):
     """The engine compiles on a loader thread once the server listens; Ctrl-C in that window used

@@ -71,6 +71,7 @@ def test_an_unknown_command_is_not_offered_a_far_match(tmp_path, monkeypatch, ca
     assert "did you mean" not in lines[1] and "run" in lines[1]
 
 
+@pytest.mark.slow
 def test_images_given_a_file_is_one_error(tmp_path):
     f = tmp_path / "photo.jpg"
     f.write_bytes(b"not a folder")

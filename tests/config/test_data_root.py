@@ -64,6 +64,7 @@ def test_without_a_project_the_per_user_folder(tmp_path, monkeypatch):
     assert find_data_root(tmp_path)[0] == tmp_path / "home" / ".local" / "share" / "imgclf"
 
 
+@pytest.mark.slow
 def test_config_and_runs_list_state_the_data_folder(project, monkeypatch, capsys):
     from imgclf.cli import main
 

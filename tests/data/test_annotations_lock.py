@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from imgclf.data.annotations import read_history, record, undo_last
 
@@ -38,6 +39,7 @@ def _go(*procs: subprocess.Popen) -> None:
         p.stdin.flush()
 
 
+@pytest.mark.slow
 def test_two_processes_recording_100_corrections_each_keep_all_200_rows(tmp_path):
     procs = [_writer(tmp_path, name, 100) for name in ("ui", "dedup")]
     _go(*procs)
@@ -61,6 +63,7 @@ def test_a_thread_undoing_while_another_process_records_loses_nothing(tmp_path):
     assert len(rows) == 1 + 1 + 50 and sum(r.undoes == "1" for r in rows) == 1
 
 
+@pytest.mark.slow
 def test_kill_9_during_annotation_saves_leaves_a_complete_history(tmp_path):
     rng = np.random.default_rng(0)
     for attempt in range(3):

@@ -238,6 +238,7 @@ def test_every_csv_cell_a_spreadsheet_would_execute_is_neutralised_and_read_back
     assert list(back[0]) == ["value", "=header"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_class_named_like_a_formula_stays_text_in_every_csv_of_a_run_and_keeps_its_label(tmp_path):
     from imgclf.api import run

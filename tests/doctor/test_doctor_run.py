@@ -99,6 +99,7 @@ def test_health_is_in_metrics_and_report_beside_the_plain_accuracy(planted):
     assert "Dataset health" in html and "estimated label error rate" in html
 
 
+@pytest.mark.slow
 def test_reviewed_images_stay_dismissed_and_a_rerun_reuses_every_feature(planted, tmp_path):
     from imgclf.api import run
 
@@ -133,6 +134,7 @@ def test_doctor_command_reruns_on_a_run_directory(planted, capsys):
     assert read_csv(rd / "label_issues.csv") == before, "same data, same seed: the same findings"
 
 
+@pytest.mark.slow
 def test_doctor_disabled_writes_no_findings(trained_run, tmp_path):
     from imgclf.api import run
 

@@ -58,6 +58,7 @@ def test_first_batchnorm_statistics_match_the_preprocessing(lite0_1000, flower):
     assert float(ratio_wrong) > 2.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, dim", [("efficientnet_lite0", 1280), ("efficientnet_lite1", 1280), ("efficientnet_lite2", 1280)])
 def test_offline_backbones_give_pooled_features(name, dim):
     model, spec = create_backbone(name, 64)
@@ -66,6 +67,7 @@ def test_offline_backbones_give_pooled_features(name, dim):
     assert y.shape == (2, dim) and torch.isfinite(y).all() and model.num_features == dim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_each_registry_entry_holds_the_cost_its_network_counts(name):
     entry = BACKBONES.lookup(name)

@@ -141,6 +141,7 @@ def test_memory_stays_flat_over_600_images(lite0, tmp_path):
     assert rss.grew_mb < 150, f"RSS grew {rss.grew_mb:.0f} MB"
 
 
+@pytest.mark.slow
 def test_export_cache_is_reused_and_damage_is_rebuilt(lite0, tmp_path):
     fid = "efficientnet_lite0-r224-imagenet-fp32"
     with pytest.raises(ImgclfError, match="no exported featurizer"):  # absent: it exports (below, the same branch)
@@ -231,6 +232,7 @@ def test_int8_run_reports_both_precisions_and_bundles_the_int8_model(tmp_path):
     assert [o["nearest_label"] for o in predictor.predict([p["path"] for p in preds])] == [p["predicted"] for p in preds]
 
 
+@pytest.mark.slow
 def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
     import subprocess
     import sys

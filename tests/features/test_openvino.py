@@ -34,6 +34,7 @@ def test_default_engine_is_openvino_on_x86_with_bf16_where_the_cpu_has_it():
     assert resolve_engine(EngineConfig(backend="openvino", precision="int8")).precision == "int8"
 
 
+@pytest.mark.slow
 def test_openvino_fp32_matches_onnxruntime_and_bf16_stays_close(lite0):
     x = _photos(lite0["spec"])
     ref = OnnxRuntimeEngine(lite0["fp32"], lite0["spec"], "f").run(x)
@@ -47,6 +48,7 @@ def test_openvino_fp32_matches_onnxruntime_and_bf16_stays_close(lite0):
     assert np.abs(ref).max() > 0.1  # real activations, not a degenerate all-zero comparison
 
 
+@pytest.mark.slow
 def test_every_batch_size_gives_the_same_rows(lite0):
     """Sizes met once run on the dynamic-batch model, repeated ones on a static compile, large ones on
     one stream per thread: same numbers."""
@@ -69,6 +71,7 @@ def test_every_batch_size_gives_the_same_rows(lite0):
     assert one.streams == 1 and one._streams is None
 
 
+@pytest.mark.slow
 def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     """uint8 crops (normalised inside OpenVINO's network, in numpy for the others) give the features of
     the float input normalize() makes from them."""
@@ -88,6 +91,7 @@ def test_every_engine_takes_crops_and_normalised_input_alike(lite0):
     assert _cos(bf16.run(crops), bf16.run(floats)).min() > 0.9995
 
 
+@pytest.mark.slow
 def test_flip_averaging_mirrors_the_width_of_crops_and_of_normalised_input(lite0):
     """Flip TTA mirrors left-right whatever the input layout (never the colour channels)."""
     from imgclf.features.engines import FlipAveraged, flip_id
@@ -103,6 +107,7 @@ def test_flip_averaging_mirrors_the_width_of_crops_and_of_normalised_input(lite0
     assert tta.feature_id == flip_id(engine.feature_id) == "efficientnet_lite0-r224-imagenet.flip-fp32"
 
 
+@pytest.mark.slow
 def test_openvino_runs_the_int8_file_like_onnxruntime(lite0):
     x = _photos(lite0["spec"])
     ort = OnnxRuntimeEngine(lite0["int8"], lite0["spec"], "q").run(x)
@@ -132,6 +137,7 @@ def test_bundle_records_the_engine_that_made_its_features(trained_run):
     assert predictor.compute.engines[0].precision == ran.precision
 
 
+@pytest.mark.slow
 def test_where_openvino_cannot_load_onnxruntime_takes_over_with_one_notice(trained_run, tmp_path):
     """A stand-in ``openvino`` package that fails to import, as on a CPU OpenVINO does not support."""
     fake = tmp_path / "fake" / "openvino"

@@ -29,6 +29,7 @@ def _inputs(trained_run: Path, predictor: Predictor, n: int = 6) -> np.ndarray:
     return np.stack([predictor.compute.prepare(str(p)) for p in paths])  # (n, 3, R, R)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
 def test_map_mean_plus_bias_is_the_decision_value(trained_run: Path, predictor: Predictor, backend: str):
     """fp32: mean(M_c) + b_c equals the decision value the predict path computes from the pooled

@@ -63,6 +63,7 @@ def test_suggest_command_writes_suggestions_from_the_pool(pooled_run, capsys):
     assert "unknown selection strategy 'busiest'" in err and "hybrid" in err
 
 
+@pytest.mark.slow
 def test_labels_given_in_the_pool_flow_into_the_refit_the_next_split_and_metrics(pooled_run):
     from imgclf.api import run as run_pipeline
     from imgclf.labelnext.quick import quick_update

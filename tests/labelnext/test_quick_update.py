@@ -72,6 +72,7 @@ def test_relabelling_a_whole_class_shows_in_the_drafts_labels_and_cross_validate
     assert _rows(parent["run"]) == before, "the parent run is left as it was"
 
 
+@pytest.mark.slow
 def test_a_draft_holds_no_test_figure_and_its_bundle_predicts_as_its_head(parent, images):
     from imgclf.bundle.folder import load_bundle
     from imgclf.inference.predict import Predictor
@@ -151,6 +152,7 @@ def test_a_draft_of_a_draft_compares_with_its_parents_cross_validated_accuracy(p
     assert read_json(taken / "metrics.json")["cv_accuracy"] == first["cv_accuracy"], "the folder there is left as it was"
 
 
+@pytest.mark.slow
 def test_a_draft_is_an_iteration_predict_and_the_run_history_accept(parent, images, tmp_path, capsys):
     import json
 

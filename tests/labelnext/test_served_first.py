@@ -29,6 +29,7 @@ def served_pool(trained_run: Path, tmp_path: Path) -> dict:
             "cfg": tiny_config(trained_run.parent / "data", images, "doctor.enabled=false")}
 
 
+@pytest.mark.slow
 def test_unknown_then_uncertain_lead_the_batch_whatever_the_strategy_ranks(served_pool):
     cfg, run, pool = served_pool["cfg"], served_pool["run"], served_pool["images"] / "_unlabeled"
     plain = [Path(r["path"]).name for r in suggest(cfg, run, n=POOL, strategy="density")["rows"]]

@@ -135,6 +135,7 @@ def test_rerun_hits_the_feature_cache(e2e, tmp_path):
         new.unlink()
 
 
+@pytest.mark.slow
 def test_steps_rerun_alone_give_the_same_result(e2e, tmp_path):
     rd = tmp_path / "steps"
     shutil.copytree(e2e["run"], rd)

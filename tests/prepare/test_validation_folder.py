@@ -60,6 +60,7 @@ def test_refinement_validates_on_the_validation_folder(tmp_path):
     assert sorted(Counter(data.val_labels.tolist()).values()) == [2, 2, 2]
 
 
+@pytest.mark.slow
 def test_prepare_and_run_say_what_each_folder_became(tmp_path, capsys):
     from imgclf.cli import main
     from imgclf.util.files import read_json

@@ -43,6 +43,7 @@ def _fill(disk, leave: int) -> None:
     (disk / "reserve").unlink()
 
 
+@pytest.mark.slow
 def test_train_on_a_full_disk_is_one_line_and_leaves_the_previous_bundle_loadable(trained_run, small_disk, capsys):
     rd = small_disk / "run"
     shutil.copytree(trained_run, rd)

@@ -41,6 +41,7 @@ def test_run_and_demo_refuse_a_folder_of_the_users_files_and_leave_it_as_it_was(
     assert not (tmp_path / "data" / "datasets").exists()  # the demo drew nothing
 
 
+@pytest.mark.slow
 def test_an_empty_folder_and_a_run_dir_of_an_older_release_are_accepted(trained_run, tmp_path):
     cfg = tiny_config(tmp_path / "data", make_dataset(tmp_path / "images", n_per_class=6))
     (tmp_path / "empty").mkdir()
@@ -62,6 +63,7 @@ def test_an_empty_folder_and_a_run_dir_of_an_older_release_are_accepted(trained_
     assert (half / "split.csv").read_text() == "path,rel,label,split\n"
 
 
+@pytest.mark.slow
 def test_retraining_keeps_the_users_files_in_the_model_folder(trained_run, tmp_path):
     rd = tmp_path / "run"
     shutil.copytree(trained_run, rd)

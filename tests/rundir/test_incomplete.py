@@ -30,6 +30,7 @@ def _images(rd):
     return read_json(rd / "config.json")["data"]["images"]
 
 
+@pytest.mark.slow
 def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_and_predict_flags(run_copy, tmp_path, capsys):
     old_split, old_metrics = (run_copy / "split.csv").read_bytes(), (run_copy / "metrics.json").read_bytes()
     rerun = start("run", "-q", "--images", _images(run_copy), "--run-dir", run_copy, *tiny_sets(tmp_path / "data"),
@@ -59,6 +60,7 @@ def test_a_rerun_killed_after_its_new_split_leaves_a_run_that_evaluate_refuses_a
     assert read_incomplete(run_copy) is None and Predictor(run_copy / "model").run_incomplete is None
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_the_run_incomplete(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=8)
     rd = tmp_path / "run"
@@ -76,6 +78,7 @@ def test_ctrl_c_leaves_the_run_incomplete(tmp_path, capsys):
     assert ev.returncode == 2 and "`imgclf run` started at" in ev.stderr and "did not finish" in ev.stderr
 
 
+@pytest.mark.slow
 def test_a_new_split_alone_makes_evaluate_refuse_until_the_model_is_trained_on_it(run_copy, tmp_path):
     cfg = tiny_config(tmp_path / "data", _images(run_copy), "data.seed=9")
     prepare(cfg, run_copy)

@@ -25,6 +25,7 @@ _HOLD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_run_dir_the_second_is_refused_naming_the_first(tmp_path, capsys):
     images = make_dataset(tmp_path / "images", n_per_class=10, seed=1)
     rd = tmp_path / "run"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import httpx
+import pytest
 from datagen import tiny_config
 
 from imgclf.config.settings import ServeConfig
@@ -17,6 +18,7 @@ from imgclf.ui import create_ui_app
 from imgclf.util.files import read_json
 
 
+@pytest.mark.slow
 def test_health_metadata_and_ui_info_say_the_run_is_incomplete_until_it_is_whole(trained_run, tmp_path):
     rd = tmp_path / "run"
     shutil.copytree(trained_run, rd)
@@ -58,6 +60,7 @@ def test_suggest_says_when_it_ranks_with_the_model_of_an_incomplete_run(trained_
     assert s["run_incomplete"]["command"] == "train"
 
 
+@pytest.mark.slow
 def test_runs_list_and_show_warn_of_a_tracked_run_that_is_incomplete_now(trained_run, tmp_path, capsys, monkeypatch):
     from imgclf.api import run
     from imgclf.cli import main
@@ -78,6 +81,7 @@ def test_runs_list_and_show_warn_of_a_tracked_run_that_is_incomplete_now(trained
     assert f"warning     run {rd.resolve()} is incomplete: `imgclf train`" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_serve_prints_a_warning_line_for_the_model_of_an_incomplete_run(trained_run, tmp_path):
     import socket
     import subprocess

@@ -30,6 +30,7 @@ def test_without_the_extra_ray_says_how_to_install_it_in_one_line(trained_run, t
     assert not (tmp_path / "p.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_predict_without_ray_never_imports_it(trained_run, tmp_path):
     """A fresh interpreter: imgclf and its CLI imported, a local predict run, and still no module of Ray loaded."""
     images = make_dataset(tmp_path / "images", n_per_class=1)

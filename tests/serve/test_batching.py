@@ -6,6 +6,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from serve_helpers import jpeg, metric, running
 
 
@@ -48,6 +49,7 @@ def _wait_for_depth(url: str, depth: int, timeout: float = 60) -> None:
             time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predictor):
     n = 64
     files = [("files", (f"{i}.jpg", jpeg(i, size=640), "image/jpeg")) for i in range(n)]
@@ -72,6 +74,7 @@ def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predi
     assert metric(text, "imgclf_rejected_total", reason="queue_full") == len(refused)
 
 
+@pytest.mark.slow
 def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
     one = jpeg(1)
     n = 64  # the most files one request may carry

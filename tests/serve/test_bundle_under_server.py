@@ -44,6 +44,7 @@ def model(bundle_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(bundle_dir, tmp_path / "model"))
 
 
+@pytest.mark.slow
 def test_explain_keeps_answering_with_the_loaded_bundle_after_the_folder_is_replaced(model, tmp_path):
     from imgclf.inference.predict import Predictor
 
@@ -62,6 +63,7 @@ def test_explain_keeps_answering_with_the_loaded_bundle_after_the_folder_is_repl
         assert server_errors(c.get(url + "/metrics").text) == 0
 
 
+@pytest.mark.slow
 def test_explain_answers_after_the_folder_is_moved_away(model, tmp_path):
     from imgclf.inference.predict import Predictor
 

@@ -98,6 +98,7 @@ def test_too_many_images_in_one_request(server, client):
     _error(client.post(server + "/v2/models/imgclf/infer", json=many), 413, "too_many_images")
 
 
+@pytest.mark.slow
 def test_multipart_abuse_is_refused_with_flat_memory(server, client):
     fields = "&".join(f"f{i}=x" for i in range(5000))
     many_fields = [("f%d" % i, (None, "x")) for i in range(5000)]
@@ -119,6 +120,7 @@ def test_bad_input_never_reaches_the_catch_all(server, client):
     assert metric(text, "imgclf_requests_total", endpoint="/predict", method="POST", status="400") >= 5
 
 
+@pytest.mark.slow
 def test_the_status_table_decides_and_errors_outside_it_are_bugs():
     import httpx
 

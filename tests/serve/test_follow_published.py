@@ -37,6 +37,7 @@ def _iteration(url: str) -> str | None:
     return r.json()["parameters"].get("iteration") if r.status_code == 200 else None
 
 
+@pytest.mark.slow
 def test_serve_follows_the_published_iteration(runs, tmp_path, capsys):
     first, second = "20261205-100000", "20261205-110000"
     assert main(["serve", str(runs)]) == 2

@@ -71,6 +71,7 @@ def predict(c: httpx.Client, url: str, data: bytes, **kw) -> httpx.Response:
     return c.post(url + "/predict", files={"files": ("x.jpg", data, "image/jpeg")}, **kw)
 
 
+@pytest.mark.slow
 def test_100_calls_of_50_images_keep_each_once_in_the_pool_within_the_quota(predictor, images, client):
     pictures = [jpeg(seed) for seed in range(50)]
     with keeping(predictor, images, keep_quota_mb=1.0, **KEEP) as (url, _):
@@ -111,6 +112,7 @@ def test_off_by_default_keeps_nothing(predictor, images, client):
     assert metric(text, "imgclf_kept_images_total") == 0
 
 
+@pytest.mark.slow
 def test_the_oldest_are_evicted_first_under_a_tiny_quota(predictor, images, client):
     pictures = [jpeg(seed, size=128) for seed in range(10)]
     quota_mb = 3.5 * max(map(len, pictures)) / 2**20
@@ -131,6 +133,7 @@ def test_the_oldest_are_evicted_first_under_a_tiny_quota(predictor, images, clie
     assert sorted(k.file for k in read_kept(images / "_unlabeled").values()) == sorted(files)
 
 
+@pytest.mark.slow
 def test_the_rate_cap_drops_new_images_and_counts_them(predictor, images, client):
     with keeping(predictor, images, keep_inputs=True, keep_rate_per_min=3) as (url, _):
         for seed in range(8):
@@ -143,6 +146,7 @@ def test_the_rate_cap_drops_new_images_and_counts_them(predictor, images, client
     assert len(kept_files(images / "_unlabeled")) == 3
 
 
+@pytest.mark.slow
 def test_requests_that_fail_authentication_keep_nothing(predictor, images, client):
     with keeping(predictor, images, token="s3cret", **KEEP) as (url, _):
         for seed in range(4):
@@ -157,6 +161,7 @@ def test_requests_that_fail_authentication_keep_nothing(predictor, images, clien
     assert metric(text, "imgclf_kept_images_total") == 1
 
 
+@pytest.mark.slow
 def test_every_route_that_answers_keeps_through_the_one_service_path(predictor, images, client):
     data = {name: jpeg(seed) for seed, name in enumerate(["predict", "score", "v2", "ui"])}
     b64 = {k: base64.b64encode(v).decode() for k, v in data.items()}
@@ -175,6 +180,7 @@ def test_every_route_that_answers_keeps_through_the_one_service_path(predictor, 
         assert records[f"kept-{hashlib.sha256(d).hexdigest()}.jpg"].answer == labels[route], route
 
 
+@pytest.mark.slow
 def test_an_image_the_decoder_refuses_is_not_kept(predictor, images, client):
     """The keeper checks every image with the safe decoder itself, whoever hands it over: a JPEG cut short, offered
     straight to the keeper, is dropped as unusable and never reaches the pool."""

@@ -29,6 +29,7 @@ def test_json_posted_to_explain_is_told_about_explain(server, client):
     assert r.json()["error"].startswith("/predict takes image files") and "/score" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_the_map_of_a_long_thin_image_costs_what_its_pixels_cost(server, client):
     """A 39,000,000 x 1 PNG (under the pixel limits): its overlay is scaled down by a box reduction first,
     not by a Lanczos filter as wide as the scale factor (which allocated 1.7 GB)."""

@@ -20,6 +20,7 @@ def _hang_up(port: int, head: bytes, part: bytes) -> None:
     s.close()
 
 
+@pytest.mark.slow
 def test_client_hanging_up_mid_body_is_counted_apart_not_as_an_internal_error(predictor):
     with running(predictor) as (url, _):
         port = int(url.rsplit(":", 1)[1])
@@ -108,6 +109,7 @@ def test_health_probes_answer_any_host_and_a_token_lifts_the_host_check(predicto
         assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "model.internal"}, timeout=30).status_code == 401
 
 
+@pytest.mark.slow
 def test_allowed_hosts_adds_names(predictor):
     with running(predictor, allowed_hosts=["imgclf.lan"]) as (url, _):
         assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "imgclf.lan:8000"}, timeout=30).status_code == 200

@@ -72,6 +72,7 @@ def _metrics(url: str) -> str:
     return httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text
 
 
+@pytest.mark.slow
 def test_slow_client_dripping_headers_is_cut_off_with_408_before_the_token_check(guarded):
     url, port = guarded
     answer, seconds = _drip(port, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Drip: 1\r\n")
@@ -81,6 +82,7 @@ def test_slow_client_dripping_headers_is_cut_off_with_408_before_the_token_check
     assert metric(_metrics(url), "imgclf_rejected_total", reason="header_timeout") >= 1
 
 
+@pytest.mark.slow
 def test_slow_client_dripping_a_body_is_cut_off_with_408(guarded):
     url, port = guarded
     head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN.encode() +
@@ -93,12 +95,14 @@ def test_slow_client_dripping_a_body_is_cut_off_with_408(guarded):
     assert server_errors(text) == 0 and metric(text, "imgclf_client_disconnects_total") == 0
 
 
+@pytest.mark.slow
 def test_a_connection_that_sends_nothing_is_closed(guarded):
     _, port = guarded
     answer, _ = _drip(port, b"", b"", every_s=GIVE_UP_S)  # connect and wait: never sends a byte
     assert _status(answer) == 408
 
 
+@pytest.mark.slow
 def test_slow_clients_cannot_exhaust_the_connection_slots(guarded):
     url, port = guarded
     hogs = [socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S) for _ in range(6)]  # every slot
@@ -125,6 +129,7 @@ def test_slow_clients_cannot_exhaust_the_connection_slots(guarded):
             s.close()
 
 
+@pytest.mark.slow
 def test_a_slow_but_moving_upload_earns_time_and_is_answered(guarded):
     _, port = guarded
     body = json.dumps({"input_df": [{"image base64 string": "x" * 20_000}]}).encode()

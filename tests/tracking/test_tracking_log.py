@@ -89,6 +89,7 @@ def test_env_selects_the_store_and_tracking_uri_overrides_it(run_copy, tmp_path,
     assert client(f"sqlite:///{cfg_db}").get_run(rid2).data.metrics["accuracy"] > 0
 
 
+@pytest.mark.slow
 def test_git_commit_tag_names_the_working_dirs_commit(run_copy, tmp_path, monkeypatch, trained_run, store_template):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -54,6 +54,7 @@ def test_importing_tracking_or_tracking_off_does_not_import_mlflow(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_unreachable_server_warns_once_and_keeps_the_run(tracked, tmp_path, capsys):
     port = _closed_port()
     cfg = track_config(tracked.data_root, tracked.images, f'tracking.uri="http://127.0.0.1:{port}"')
@@ -93,6 +94,7 @@ def test_http_defaults_are_short_and_restored(monkeypatch):
     assert not any(k in os.environ for k in _HTTP_ENV)
 
 
+@pytest.mark.slow
 def test_cli_run_with_a_bad_tracking_uri_succeeds_with_one_warning(tracked, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuch://nowhere")
     rc = main(["run", "--quiet", "--images", str(tracked.images), "--run-dir", str(tmp_path / "run"),

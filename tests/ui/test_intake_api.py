@@ -49,6 +49,7 @@ def _upload(c: httpx.Client, files: list[tuple[str, bytes]], **fields) -> httpx.
                   data={k: str(v) for k, v in fields.items()})
 
 
+@pytest.mark.slow
 def test_six_files_onto_a_new_class_then_undo(api):
     c, images = api
     dup = next((images / "squares").iterdir())
@@ -140,6 +141,7 @@ def test_bad_uploads_get_a_4xx_with_a_json_reason(api):
     assert not (images / "zebras").exists() and not list(images.rglob("a.jpg"))
 
 
+@pytest.mark.slow
 def test_a_folder_without_images_gets_its_first_class(tmp_path):
     images = tmp_path / "empty"
     images.mkdir()

@@ -79,6 +79,7 @@ def assert_undone(page, images: Path) -> None:
     assert sorted(p.name for p in (images / REMOVED_DIR).rglob("*.jpg")) == ["one.jpg", "three.jpg", "two.jpg"]
 
 
+@pytest.mark.slow
 def test_six_files_dropped_onto_a_new_class_then_undone(page, site, tmp_path, artifacts):
     srv, images = site
     files = six_files(images, tmp_path)
@@ -102,6 +103,7 @@ def test_six_files_dropped_onto_a_new_class_then_undone(page, site, tmp_path, ar
     assert "owls" not in scan_dataset(images).labels and not (images / "owls").exists()
 
 
+@pytest.mark.slow
 def test_a_drop_onto_a_class_of_the_sidebar_adds_to_it_and_the_pool_is_listed(page, site, tmp_path):
     srv, images = site
     (tmp_path / "a.jpg").write_bytes(noise_jpeg(7))
@@ -123,6 +125,7 @@ def test_a_drop_onto_a_class_of_the_sidebar_adds_to_it_and_the_pool_is_listed(pa
     assert page.locator('.filter[data-status="pool"] .count').inner_text() == "0"
 
 
+@pytest.mark.slow
 def test_the_same_flow_by_keyboard_and_classes_renamed(page, site, tmp_path):
     srv, images = site
     files = six_files(images, tmp_path)
@@ -167,6 +170,7 @@ def test_the_same_flow_by_keyboard_and_classes_renamed(page, site, tmp_path):
     assert "rings" not in scan_dataset(images).labels
 
 
+@pytest.mark.slow
 def test_the_same_flow_by_touch_on_a_phone(browser, site, tmp_path, artifacts):
     srv, images = site
     files = six_files(images, tmp_path)
@@ -214,6 +218,7 @@ def test_the_same_flow_by_touch_on_a_phone(browser, site, tmp_path, artifacts):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.mark.slow
 def test_the_try_page_adds_its_image_to_a_class_and_to_the_pool(page, ui_run, predictor, tmp_path):
     images = copy_dataset(ui_run["images"], tmp_path / "images")
     photo = tmp_path / "photo.jpg"
@@ -238,6 +243,7 @@ def test_the_try_page_adds_its_image_to_a_class_and_to_the_pool(page, ui_run, pr
         assert page.locator(".try-add-menu").is_hidden()
 
 
+@pytest.mark.slow
 def test_a_folder_picked_adds_every_image_in_it(page, site, tmp_path):
     srv, images = site
     folder = tmp_path / "holiday"

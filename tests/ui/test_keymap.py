@@ -13,6 +13,7 @@ pytestmark = pytest.mark.browser
 READY = {"dataset": ".tile", "results": ".result", "try": "#model-info", "label": ".ln-card"}
 
 
+@pytest.mark.slow
 def test_question_mark_lists_the_same_keys_on_every_page_and_escape_gives_the_focus_back(pool, page):  # noqa: F811
     meaning: dict[str, dict[str, str]] = {}
     for name in PAGES:
@@ -34,6 +35,7 @@ def test_question_mark_lists_the_same_keys_on_every_page_and_escape_gives_the_fo
     assert {"x", "u"} <= set(meaning["dataset"]) & set(meaning["results"]) & set(meaning["label"])
 
 
+@pytest.mark.slow
 def test_k_keeps_and_a_accepts_wherever_they_are_offered(pool, page):  # noqa: F811
     rel = files_per_class(pool.images)["squares"][0]
     page.goto(f"{pool.url}/ui/dataset#q={rel.split('/')[-1]}")

@@ -15,6 +15,7 @@ def _cards(pg) -> list[dict]:
                                                " label: c.dataset.label, predicted: c.querySelector('.badge').textContent}))")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_every_class_and_action_by_mouse_and_enter_only_on_the_chosen_card(pool, page):  # noqa: F811
     page.goto(f"{pool.url}/ui/label")
@@ -58,6 +59,7 @@ def test_every_class_and_action_by_mouse_and_enter_only_on_the_chosen_card(pool,
     assert cards[7]["path"] not in current_state(pool.images)
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_phone_labels_by_touch(pool, browser, artifacts):  # noqa: F811
     ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
@@ -76,6 +78,7 @@ def test_phone_labels_by_touch(pool, browser, artifacts):  # noqa: F811
     ctx.close()
 
 
+@pytest.mark.slow
 def test_thumbnails_do_not_rescan_the_dataset(pool, monkeypatch):  # noqa: F811
     import imgclf.ui.label_next as label_next
 

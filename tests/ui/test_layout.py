@@ -15,6 +15,7 @@ from imgclf.ui.routes import PAGES
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.slow
 def test_one_h1_and_one_main_on_every_page(page, server, dataset):
     for name in PAGES:
         page.goto(f"{server.url}/ui/{name}")
@@ -23,6 +24,7 @@ def test_one_h1_and_one_main_on_every_page(page, server, dataset):
         assert counts == [1, 1], f"{name}: {counts[0]} h1, {counts[1]} main"
 
 
+@pytest.mark.slow
 def test_pages_without_a_run_say_so_at_full_width_and_disable_what_needs_one(browser, predictor, dataset, tmp_path):
     with serve_ui(predictor, dataset, None, tmp_path / "thumbs") as srv:
         pg = browser.new_page(viewport={"width": 1366, "height": 860})
@@ -42,6 +44,7 @@ def test_pages_without_a_run_say_so_at_full_width_and_disable_what_needs_one(bro
         pg.close()
 
 
+@pytest.mark.slow
 def test_moving_up_keeps_the_chosen_tile_below_the_sticky_toolbar(page, server, dataset):
     page.goto(f"{server.url}/ui/dataset")
     page.wait_for_selector(".tile")
@@ -54,6 +57,7 @@ def test_moving_up_keeps_the_chosen_tile_below_the_sticky_toolbar(page, server, 
         assert tile["y"] >= bar["y"] + bar["height"] - 1, f"the chosen tile (top {tile['y']}) is under the toolbar ({bar})"
 
 
+@pytest.mark.slow
 def test_viewer_prints_no_null_and_a_picked_tile_keeps_its_focus_ring(page, server, dataset):
     record(dataset, [("circles/circles_000.jpg", "", "exclude", "")])
     page.goto(f"{server.url}/ui/dataset")
@@ -76,6 +80,7 @@ def _overlaps(a: dict, b: dict) -> bool:
     return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
 
 
+@pytest.mark.slow
 def test_phone_filter_scrolls_to_the_images_and_the_toast_leaves_the_viewer_buttons_free(browser, tmp_path, artifacts):
     with phone_on_many_classes(browser, tmp_path) as pg:
         assert pg.locator(".tile").first.bounding_box()["y"] > PHONE["height"] / 2, "the filters come first"
@@ -97,6 +102,7 @@ def test_phone_filter_scrolls_to_the_images_and_the_toast_leaves_the_viewer_butt
         pg.screenshot(path=str(artifacts / "phone-viewer-toast.png"))
 
 
+@pytest.mark.slow
 def test_try_errors_read_once_as_one_block_without_a_broken_image(page, server, dataset, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not an image")

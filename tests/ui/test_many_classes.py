@@ -69,6 +69,7 @@ def _text_contrasts(pg, selector: str) -> list[tuple[str, float]]:
     return [(text, _contrast(_rgb(fg, _rgb(bg)), _rgb(bg))) for text, fg, bg in styles]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [1366, 1920])
 def test_confusion_matrix_shows_every_column_and_reads_at_4_5(many, browser, width):
     pg = browser.new_page(viewport={"width": width, "height": 900})
@@ -84,6 +85,7 @@ def test_confusion_matrix_shows_every_column_and_reads_at_4_5(many, browser, wid
     pg.close()
 
 
+@pytest.mark.slow
 def test_class_colours_past_the_tenth_keep_white_text_readable(many, page):
     page.goto(f"{many.url}/ui/dataset")
     page.wait_for_selector(".tile .badge")
@@ -93,6 +95,7 @@ def test_class_colours_past_the_tenth_keep_white_text_readable(many, page):
     assert not low, f"class badges below 4.5:1: {low}"
 
 
+@pytest.mark.slow
 def test_label_next_gives_any_class_from_its_menu(many, page):
     page.goto(f"{many.url}/ui/label")
     page.wait_for_selector(".ln-card")
@@ -111,6 +114,7 @@ def test_label_next_gives_any_class_from_its_menu(many, page):
     page.wait_for_function("() => document.querySelectorAll('.ln-card[data-status=\"labelled\"]').length === 0")
 
 
+@pytest.mark.slow
 def test_results_viewer_never_cuts_the_prediction(many, page):
     page.goto(f"{many.url}/ui/results")
     page.wait_for_selector(".result .thumbwrap")

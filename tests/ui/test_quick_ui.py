@@ -31,6 +31,7 @@ def _class_rels(run: Path, label: str) -> list[str]:
     return sorted(r.rel for r in load_split(str(run / "split.csv")) if r.label == label)
 
 
+@pytest.mark.slow
 def test_quick_update_and_label_next_refit_make_the_same_draft_of_the_current_labels(quick):
     from imgclf.ui.results import DRAFT, RunResults
     from imgclf.util.errors import NotFound
@@ -86,6 +87,7 @@ def _switch_request(page, action) -> dict:
     return req.value.post_data_json
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_bar_appears_after_a_label_change_on_any_page_and_makes_a_draft_with_the_mouse(quick, page, artifacts):
     page.goto(f"{quick.url}/ui/results")
@@ -106,6 +108,7 @@ def test_the_bar_appears_after_a_label_change_on_any_page_and_makes_a_draft_with
     assert page.locator("#quick-update").is_hidden(), "the draft holds the current labels: nothing to update"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_bar_works_by_touch_on_a_phone(quick, browser, artifacts):
     record(quick.images, [(_class_rels(quick.run, "squares")[0], "", "exclude", "")])
@@ -129,6 +132,7 @@ def test_the_bar_works_by_touch_on_a_phone(quick, browser, artifacts):
     assert not errors, errors
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_bar_works_with_the_keyboard(quick, page):
     record(quick.images, [(_class_rels(quick.run, "stripes")[0], "", "relabel", "circles")])

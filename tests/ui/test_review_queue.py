@@ -100,6 +100,7 @@ def test_findings_decided_in_a_review_stay_decided_on_a_new_run(decided_run):
     assert open_items and list(items.values())[: len(open_items)] == open_items, "open findings first"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_review_filters_and_decides_on_a_selection_with_the_mouse(page, server, dataset, ui_run, artifacts):
     page.goto(f"{server.url}/ui/dataset?view=review")
@@ -136,6 +137,7 @@ def test_review_filters_and_decides_on_a_selection_with_the_mouse(page, server, 
     assert current_state(dataset) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_review_selects_several_with_the_keyboard(page, server, dataset):
     page.goto(f"{server.url}/ui/dataset?view=review")
@@ -156,6 +158,7 @@ def test_review_selects_several_with_the_keyboard(page, server, dataset):
     assert page.locator("#review-picked").inner_text() == ""
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_decided_findings_are_hidden_until_asked_for(browser, predictor, decided_run, tmp_path):
     images, run, kept, _ = decided_run
@@ -186,6 +189,7 @@ _CONTRAST = """n => {
 }"""
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_review_on_a_phone_keeps_its_actions_next_to_the_list(browser, server, dataset, artifacts):
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)

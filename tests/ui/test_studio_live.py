@@ -79,6 +79,7 @@ def test_iterations_are_listed_newest_first_with_the_labels_changed(served, stud
     assert body["live"]["chosen"] == first["name"] and body["live"]["published"] is None and body["rollback_to"] is None
 
 
+@pytest.mark.slow
 def test_choosing_switches_try_and_maps_but_not_the_endpoint(served, studio):
     data = _image(studio)
     three, two = {"circles", "squares", "stripes"}, {"circles", "squares"}
@@ -95,6 +96,7 @@ def test_choosing_switches_try_and_maps_but_not_the_endpoint(served, studio):
     assert _endpoint(served, data) == (studio["first"].name, three)  # chosen is not published
 
 
+@pytest.mark.slow
 def test_publish_and_rollback_switch_every_endpoint_without_a_failed_request(served, studio):
     data = _image(studio)
     first, second = studio["first"].name, studio["second"].name
@@ -164,6 +166,7 @@ def test_compare_says_the_test_split_differs(served, studio):
     assert {r["class"] for r in c["per_class"]} == {"circles", "squares", "stripes"}
 
 
+@pytest.mark.slow
 def test_downloads_are_whole(served, studio, tmp_path):
     r = served.get("/ui/api/download/bundle", params={"run": studio["first"].name})
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
@@ -185,6 +188,7 @@ def _row(page, name: str):
     return page.locator(f'.itrow[data-name="{name}"]')
 
 
+@pytest.mark.slow
 def test_iterations_page_by_mouse_with_every_page_following(served, studio, browser):
     first, second = studio["first"].name, studio["second"].name
     ctx = browser.new_context(viewport={"width": 1366, "height": 860}, accept_downloads=True)
@@ -221,6 +225,7 @@ def test_iterations_page_by_mouse_with_every_page_following(served, studio, brow
     assert not errors
 
 
+@pytest.mark.slow
 def test_iterations_page_by_touch_on_a_phone_and_by_keyboard(served, studio, browser):
     first, second = studio["first"].name, studio["second"].name
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)

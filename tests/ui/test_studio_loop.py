@@ -61,6 +61,7 @@ def _endpoint(c, images) -> str:
     return r.json()["iteration"]
 
 
+@pytest.mark.slow
 def test_the_loop_with_the_mouse(studio, browser):
     url, c = studio["url"], studio["client"]
     ctx, pg, errors = _context(browser, viewport={"width": 1366, "height": 860})
@@ -115,6 +116,7 @@ def test_the_loop_with_the_mouse(studio, browser):
     assert not errors
 
 
+@pytest.mark.slow
 def test_every_action_of_the_loop_by_touch_on_a_phone(studio, browser):
     url, c = studio["url"], studio["client"]
     its = [it for it in _iterations(c) if it["state"] == "finished"]

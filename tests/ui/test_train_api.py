@@ -95,6 +95,7 @@ def test_an_invalid_setting_is_refused_before_anything_starts(site, finished, bo
     assert site["client"].get("/ui/api/train/job").json()["job"]["id"] == finished["job"]["id"]
 
 
+@pytest.mark.slow
 def test_cancel_from_a_restarted_ui_stops_the_job_and_leaves_its_run_incomplete(site, finished):
     c = site["client"]
     assert c.post("/ui/api/train/start", json={"preset": "fast"}).status_code == 202
@@ -114,6 +115,7 @@ def test_cancel_from_a_restarted_ui_stops_the_job_and_leaves_its_run_incomplete(
     assert c.post("/ui/api/train/cancel", json={"id": job["id"]}).status_code == 404  # it runs no more
 
 
+@pytest.mark.slow
 def test_a_job_killed_from_outside_fails_and_the_ui_keeps_answering(site, finished):
     c = site["client"]
     assert c.post("/ui/api/train/start", json={"preset": "fast"}).status_code == 202
@@ -134,6 +136,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_says_why_in_one_line(tmp_path):
     images = make_dataset(tmp_path / "lonely", n_per_class=6, classes=("circles",))  # one class: nothing to tell apart
     with ServerThread(train_app(images, tmp_path / "data")) as srv, no_500_client(srv.url) as c:

@@ -58,6 +58,7 @@ def _switch(pg, press) -> None:
         pg.wait_for_function("() => document.getElementById('jobstrip').hidden")
 
 
+@pytest.mark.slow
 def test_train_with_the_mouse_and_follow_it_from_another_page(page, sites, artifacts):
     url = sites["done"]["url"]
     page.goto(f"{url}/ui/train")
@@ -96,6 +97,7 @@ def _tab_to(pg, selector: str, back: bool = False, limit: int = 80) -> None:
     raise AssertionError(f"{selector} cannot be reached with Tab")
 
 
+@pytest.mark.slow
 def test_every_control_by_keyboard_alone(browser, sites, finished):
     ctx = browser.new_context(viewport={"width": 1366, "height": 860})
     pg = ctx.new_page()
@@ -152,6 +154,7 @@ def test_every_control_by_keyboard_alone(browser, sites, finished):
     assert not errors, errors
 
 
+@pytest.mark.slow
 def test_every_control_by_touch_on_a_phone(browser, sites, finished, artifacts):
     ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
     pg = ctx.new_page()

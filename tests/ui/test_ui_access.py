@@ -35,6 +35,7 @@ def test_root_redirects_to_the_ui(server):
     assert httpx.get(server.url + "/", follow_redirects=True, timeout=30).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_pages_behind_a_token_open_once_with_it_and_then_use_the_cookie(browser, ui_run, dataset):
     from imgclf.config.settings import ServeConfig

@@ -29,6 +29,7 @@ def _tile(page, rel: str):
     return page.locator(f'.tile[data-path="{rel}"]')
 
 
+@pytest.mark.slow
 def test_dataset_page_shows_every_image_under_its_class(page, server, dataset, artifacts):
     files = files_per_class(dataset)
     _open_dataset(page, server)
@@ -54,6 +55,7 @@ def test_dataset_page_shows_every_image_under_its_class(page, server, dataset, a
     page.wait_for_selector("dialog#viewer:not([open])", state="attached")
 
 
+@pytest.mark.slow
 def test_keyboard_relabel_persists_across_reload_and_is_used_by_prepare(page, server, dataset, ui_run, tmp_path, artifacts):
     from imgclf.pipeline.steps import prepare
 
@@ -88,6 +90,7 @@ def test_keyboard_relabel_persists_across_reload_and_is_used_by_prepare(page, se
     assert summary["classes"]["squares"] == len(files_per_class(dataset)["squares"]) + 1
 
 
+@pytest.mark.slow
 def test_undo_restores_the_previous_label_and_keeps_the_history(page, server, dataset):
     rel = files_per_class(dataset)[CLASSES[2]][0]
     _open_dataset(page, server)
@@ -109,6 +112,7 @@ def test_undo_restores_the_previous_label_and_keeps_the_history(page, server, da
     assert len(read_history(dataset)) == 4
 
 
+@pytest.mark.slow
 def test_shift_click_selects_a_range_and_one_key_corrects_it_with_one_undo(page, server, dataset, artifacts):
     files = files_per_class(dataset)
     page.goto(f"{server.url}/ui/dataset")
@@ -138,6 +142,7 @@ def test_shift_click_selects_a_range_and_one_key_corrects_it_with_one_undo(page,
     assert len(current_state(dataset)) == len(files[CLASSES[1]])
 
 
+@pytest.mark.slow
 def test_undo_in_the_toast_is_reachable_while_the_viewer_is_open(page, server, dataset):
     rel = files_per_class(dataset)["circles"][0]
     page.goto(f"{server.url}/ui/dataset")
@@ -157,6 +162,7 @@ def test_undo_in_the_toast_is_reachable_while_the_viewer_is_open(page, server, d
     assert page.locator("dialog#viewer[open]").count() == 1
 
 
+@pytest.mark.slow
 def test_thousands_of_images_are_paged_and_the_keys_cross_pages(browser, tmp_path):
     from imgclf.config.settings import ServeConfig
     from imgclf.serve.server import ServerThread
@@ -189,6 +195,7 @@ def test_thousands_of_images_are_paged_and_the_keys_cross_pages(browser, tmp_pat
         pg.close()
 
 
+@pytest.mark.slow
 def test_many_classes_get_distinct_colours_and_a_long_name_keeps_its_count_in_view(browser, tmp_path):
     images = make_many_classes_dataset(tmp_path / "many")
     with serve_ui(None, images, None, tmp_path / "thumbs") as srv:

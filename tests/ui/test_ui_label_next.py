@@ -51,6 +51,7 @@ def _error(r: httpx.Response, status: int) -> str:
     return r.json()["error"]
 
 
+@pytest.mark.slow
 def test_api_batch_labels_refit_and_refusals(pool):
     with httpx.Client(base_url=pool.url, timeout=60) as c:
         data = c.get("/ui/api/label-next", params={"n": 5}).json()
@@ -96,6 +97,7 @@ def test_api_batch_labels_refit_and_refusals(pool):
         assert internal == ["imgclf_internal_errors_total 0.0"], "no request may end in a 500"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_keys_label_the_batch_and_refit_shows_accuracy_and_the_next_batch(pool, page, artifacts):
     page.goto(f"{pool.url}/ui/label")

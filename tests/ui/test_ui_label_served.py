@@ -47,6 +47,7 @@ def served(ui_run, predictor, tmp_path):
         yield srv
 
 
+@pytest.mark.slow
 def test_the_kept_unknown_image_leads_the_batch_with_its_reason(served, browser):
     with httpx.Client(base_url=served.url, timeout=60) as c:
         batch = c.get("/ui/api/label-next", params={"n": 4}).json()["batch"]

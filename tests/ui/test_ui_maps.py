@@ -67,6 +67,7 @@ def _no_maps(page, selector: str) -> None:
     page.wait_for_function("sel => document.querySelectorAll(sel + ' img.cam-overlay').length === 0", arg=selector)
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_overlay_toggles_on_results_cards_viewer_and_try_page(page, server, ui_run, dataset, artifacts):
     page.goto(f"{server.url}/ui/results")

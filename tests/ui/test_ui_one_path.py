@@ -59,6 +59,7 @@ def test_eight_parallel_try_requests_are_all_answered_through_the_batcher(live, 
     assert after - before == 8, "every Try image is counted by the batcher, as /predict's are"
 
 
+@pytest.mark.slow
 def test_try_loop_beside_a_predict_loop_never_fails(live):
     failures: list[str] = []
 
@@ -81,6 +82,7 @@ def test_try_loop_beside_a_predict_loop_never_fails(live):
     assert _metric(text, "imgclf_internal_errors_total") == 0
 
 
+@pytest.mark.slow
 def test_sixteen_parallel_huge_pngs_to_try_keep_memory_bounded(predictor, ui_run, tmp_path):
     """The decode budget bounds the Try path's memory: 16 images decoded at once would take 768 MB, the
     budget lets two at a time take about 100 MB (the bound leaves room for the threads and the allocator)."""
@@ -94,6 +96,7 @@ def test_sixteen_parallel_huge_pngs_to_try_keep_memory_bounded(predictor, ui_run
     assert rss.grew_mb < 512, f"the server grew {rss.grew_mb:.0f} MB over its idle RSS"
 
 
+@pytest.mark.slow
 def test_ui_maps_meet_the_service_limits(predictor, ui_run, tmp_path):
     """The map endpoint admits its image like /explain: over the pixel budget it is a 413, counted."""
     with serve_ui(predictor, ui_run["images"], ui_run["run"], tmp_path / "thumbs", max_request_pixels=5000) as srv:

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
 
 
+@pytest.mark.slow
 def test_phone_layout(browser, server, ui_run, dataset, tmp_path, artifacts):
     ctx = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
     pg = ctx.new_page()
@@ -57,6 +58,7 @@ def test_phone_layout(browser, server, ui_run, dataset, tmp_path, artifacts):
         pg.wait_for_function("t => document.getElementById('viewer-title').textContent !== t", arg=title)
 
 
+@pytest.mark.slow
 def test_error_texts_say_what_happened_and_what_to_change(browser, predictor, dataset, ui_run, tmp_path):
     big = tmp_path / "big.png"  # noise: about 0.5 MB, over a 0.2 MB limit
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(big)

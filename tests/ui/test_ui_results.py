@@ -28,6 +28,7 @@ def _loss(row) -> float:
     return -math.log(max(float(row[f"p_{row['label']}"]), 1e-12))
 
 
+@pytest.mark.slow
 def test_results_page_filters_to_the_errors(page, server, ui_run, artifacts):
     rows, errors = _predictions(ui_run["run"])
     assert errors, "the mislabelled images make errors on the test split"
@@ -53,6 +54,7 @@ def test_results_page_filters_to_the_errors(page, server, ui_run, artifacts):
     assert [by_index[i] for i in scores] == sorted(by_index[i] for i in scores)
 
 
+@pytest.mark.slow
 def test_confusion_matrix_cell_filters_the_results(page, server, ui_run):
     rows, errors = _predictions(ui_run["run"])
     metrics = read_json(ui_run["run"] / "metrics.json")
@@ -73,6 +75,7 @@ def test_confusion_matrix_cell_filters_the_results(page, server, ui_run):
     page.wait_for_function("n => document.querySelectorAll('.result').length === n", arg=len(rows))
 
 
+@pytest.mark.slow
 def test_one_click_on_a_result_relabels_the_image_in_the_dataset(page, server, ui_run, dataset, artifacts):
     _, errors = _predictions(ui_run["run"])
     page.goto(f"{server.url}/ui/results#errors=1")
@@ -88,6 +91,7 @@ def test_one_click_on_a_result_relabels_the_image_in_the_dataset(page, server, u
     page.screenshot(path=str(artifacts / "results-relabelled.png"))
 
 
+@pytest.mark.slow
 def test_results_selection_is_corrected_in_one_step(page, server, ui_run, dataset):
     rows = read_csv(ui_run["run"] / "predictions.csv")
     page.goto(f"{server.url}/ui/results")
@@ -104,6 +108,7 @@ def test_results_selection_is_corrected_in_one_step(page, server, ui_run, datase
     assert current_state(dataset) == {}
 
 
+@pytest.mark.slow
 def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, server, ui_run, artifacts):
     train = [r for r in read_csv(ui_run["run"] / "oof_predictions.csv") if r["split"] in ("train", "val")]
     page.goto(f"{server.url}/ui/results")
@@ -129,6 +134,7 @@ def test_train_images_are_scored_out_of_fold_and_sorted_by_loss_per_class(page, 
     assert page.locator("#sort").input_value() == "loss"
 
 
+@pytest.mark.slow
 def test_per_class_figures_are_in_metrics_the_report_and_the_results_page(page, server, ui_run):
     m = read_json(ui_run["run"] / "metrics.json")
     for key in ("accuracy", "per_class_accuracy", "roc_auc", "confusion_matrix"):
@@ -151,6 +157,7 @@ def test_per_class_figures_are_in_metrics_the_report_and_the_results_page(page, 
     assert httpx.get(f"{server.url}/ui/api/run/config").status_code == 404
 
 
+@pytest.mark.slow
 def test_results_find_a_copied_dataset_by_relative_path_and_a_renamed_image_by_content(browser, ui_run, predictor, tmp_path):
     copy = copy_dataset(ui_run["images"], tmp_path / "copy")
     moved_run = tmp_path / "run"  # a shared run: its absolute paths lead nowhere on this machine
@@ -179,6 +186,7 @@ def test_results_find_a_copied_dataset_by_relative_path_and_a_renamed_image_by_c
         pg.close()
 
 
+@pytest.mark.slow
 def test_a_button_far_down_keeps_the_scroll_and_the_focus_on_its_card(page, server, ui_run, dataset):
     page.set_viewport_size({"width": 1000, "height": 500})
     page.goto(f"{server.url}/ui/results")
@@ -196,6 +204,7 @@ def test_a_button_far_down_keeps_the_scroll_and_the_focus_on_its_card(page, serv
     assert len(current_state(dataset)) == 1
 
 
+@pytest.mark.slow
 def test_result_keys_act_on_the_chosen_card_only(page, server, ui_run, dataset):
     rows = read_csv(ui_run["run"] / "predictions.csv")
     page.goto(f"{server.url}/ui/results")
@@ -216,6 +225,7 @@ def test_result_keys_act_on_the_chosen_card_only(page, server, ui_run, dataset):
     assert {p: a.action for p, a in current_state(dataset).items()} == {rel: "exclude"}
 
 
+@pytest.mark.slow
 def test_back_to_results_and_hash_edits_show_the_current_state(page, server, ui_run, dataset):
     i, row = _errors(ui_run["run"])[0]
     page.goto(f"{server.url}/ui/results")

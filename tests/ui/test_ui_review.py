@@ -14,6 +14,7 @@ def _strays(ui_run) -> dict[str, str]:
     return {f"{c}/stray_{j:03d}.jpg": CLASSES[(i + 1) % len(CLASSES)] for i, c in enumerate(CLASSES) for j in range(STRAYS)}
 
 
+@pytest.mark.slow
 def test_review_lists_the_doctors_findings_worst_first_with_neighbours(client, ui_run, dataset):
     data = client.get("/ui/api/review").json()
     issues = read_csv(ui_run["run"] / "label_issues.csv")
@@ -61,6 +62,7 @@ def test_bad_review_requests_are_refused_with_a_reason(client, dataset, body, st
     assert current_state(dataset) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_review_view_decides_with_one_key_each(page, server, ui_run, dataset, artifacts):
     page.goto(f"{server.url}/ui/dataset?view=review")

@@ -19,6 +19,7 @@ def _far_png() -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset, artifacts):
     image = dataset / "stripes" / "stripes_003.jpg"
@@ -43,6 +44,7 @@ def test_try_page_classifies_an_uploaded_image(page, server, predictor, dataset,
     assert page.locator(".outcome[data-label]").count() == 1, "the good image's answer stays"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_try_page_classifies_several_images_at_once(page, server, predictor, dataset, artifacts):
     files = [dataset / c / f"{c}_00{k}.jpg" for k, c in enumerate(CLASSES)]
@@ -58,6 +60,7 @@ def test_try_page_classifies_several_images_at_once(page, server, predictor, dat
     assert page.locator(".outcome").count() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_try_page_without_a_model_says_so_and_sends_nothing(browser, ui_run, tmp_path):
     with serve_ui(None, ui_run["images"], None, tmp_path / "thumbs") as srv:
@@ -86,6 +89,7 @@ def test_try_predictions_carry_the_unknown_answer(client, predictor, dataset):
     assert sum(far["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_try_page_shows_unknown_with_the_nearest_class(page, server, predictor, dataset, tmp_path):
     far = tmp_path / "ramp.png"

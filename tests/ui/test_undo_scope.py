@@ -30,6 +30,7 @@ def test_catalog_undo_among_the_images_a_page_changed(tmp_path):
     assert back == [{"path": theirs, "label": None, "status": "unlabelled", "undid": {"action": "label", "label": "circles"}}]
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_each_page_undoes_its_own_changes_and_says_what_it_undid(pool, browser):  # noqa: F811
     ctx = browser.new_context(viewport={"width": 1366, "height": 860})
@@ -73,6 +74,7 @@ def test_each_page_undoes_its_own_changes_and_says_what_it_undid(pool, browser):
     ctx.close()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_results_says_a_test_image_is_the_yardstick(page, server, dataset):
     page.goto(f"{server.url}/ui/results#errors=1")

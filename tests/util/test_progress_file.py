@@ -31,6 +31,7 @@ def _next_update(path, after: float, limit_s: float = 30.0) -> dict:
     raise AssertionError(f"{path} was not rewritten")
 
 
+@pytest.mark.slow
 def test_a_bar_reports_its_counts_and_the_stage(progress_file):
     progress.report_stage("featurize")
     first = _read(progress_file)
