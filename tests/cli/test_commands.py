@@ -4,6 +4,7 @@ import json
 import socket
 
 import pytest
+from netutil import refused
 
 from imgclf.cli import main
 
@@ -21,7 +22,7 @@ def busy_port():
 def test_a_busy_port_is_refused_before_any_address(command, busy_port, trained_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     target = [str(trained_run / "model")] if command == "serve" else ["--run", str(trained_run)]
-    assert main([command, *target, "--port", str(busy_port)]) == 2
+    assert refused([command, *target, "--port", str(busy_port)]) == 2
     out, err = capsys.readouterr()
     assert "http://" not in out + err and "Traceback" not in err
     error, hint = err.strip().splitlines()
@@ -34,7 +35,7 @@ def test_a_busy_port_is_refused_before_any_address(command, busy_port, trained_r
 
 def test_ui_on_a_folder_without_a_model_announces_nothing(trained_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["ui", "--run", str(trained_run / "model")]) == 2  # the bundle, not its run
+    assert refused(["ui", "--run", str(trained_run / "model")]) == 2  # the bundle, not its run
     out, err = capsys.readouterr()
     assert "web UI" not in out and "http://" not in out
     lines = err.strip().splitlines()

@@ -5,10 +5,10 @@ import threading
 
 import httpx
 import pytest
+from netutil import refused
 from fastapi.responses import PlainTextResponse
 from serve_helpers import jpeg, running
 
-from imgclf.cli import main
 
 TOKEN = "s3cret tok;en=x"  # odd characters on purpose: the cookie must quote them
 
@@ -79,7 +79,7 @@ def test_non_loopback_bind_needs_a_token_or_insecure():
 
 def test_cli_refuses_an_open_public_bind(bundle_dir, monkeypatch, capsys):
     monkeypatch.delenv("IMGCLF_TOKEN", raising=False)
-    assert main(["serve", str(bundle_dir), "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert refused(["serve", str(bundle_dir), "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert "refusing to serve on 0.0.0.0" in err and "--insecure" in err
 

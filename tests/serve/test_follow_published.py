@@ -10,8 +10,8 @@ import time
 
 import httpx
 import pytest
+from netutil import refused
 
-from imgclf.cli import main
 from imgclf.rundir.iterations import publish, rollback
 
 
@@ -40,7 +40,7 @@ def _iteration(url: str) -> str | None:
 @pytest.mark.slow
 def test_serve_follows_the_published_iteration(runs, tmp_path, capsys):
     first, second = "20261205-100000", "20261205-110000"
-    assert main(["serve", str(runs)]) == 2
+    assert refused(["serve", str(runs)]) == 2
     assert "no published iteration" in capsys.readouterr().err
     publish(runs, first)
     port = _free_port()

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from netutil import free_port
+from netutil import free_port, refused
 from serve_helpers import jpeg
 
 from imgclf.cli import main
@@ -83,7 +83,7 @@ def test_tampered_bundle_refuses_to_start(bundle_dir, tmp_path, capsys):
     data[-10] ^= 0xFF
     head.write_bytes(bytes(data))
     port = free_port()
-    assert main(["serve", str(bad), "--port", str(port)]) == 2
+    assert refused(["serve", str(bad), "--port", str(port)]) == 2
     out = "".join(capsys.readouterr())
     assert "head.npz" in out and "error:" in out
     assert _status(f"http://127.0.0.1:{port}/v2/health/live") is None  # it never listened
