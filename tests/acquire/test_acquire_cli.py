@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from cliutil import cli
 import typer
 from acquire_helpers import encode, jpeg, make_image
 from datagen import shared_engines
@@ -19,18 +20,10 @@ from imgclf.acquire.fetch import FetchOptions
 from imgclf.acquire.providers import PROVIDERS
 from imgclf.acquire.urls import url_file_stem
 from imgclf.cli import acquire as acquire_cli
-from imgclf.cli import main
 from imgclf.data.annotations import current_state
 from imgclf.data.images import decode_image
 from imgclf.util.files import read_csv
 
-
-def imgclf(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess:
-    """``imgclf ARGS`` in this process → its exit status, stdout and stderr."""
-    capsys.readouterr()  # what the test printed before: not this command's
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def test_download_command(server, tmp_path, monkeypatch, capsys):
@@ -38,7 +31,7 @@ def test_download_command(server, tmp_path, monkeypatch, capsys):
     urls.write_text(f"cat\t{server.url('/img/1.jpg')}\ndog\t{server.url('/png/2')}\nbroken line\n"
                     f"dog\t{server.url('/notfound')}\n")
     monkeypatch.setenv("IMGCLF_DATA_DIR", str(tmp_path / "data"))
-    r = imgclf(capsys, "download", str(urls), "--dataset", "pets", "--allow-private", "-q", "--retries", "0")
+    r = cli(capsys, "download", str(urls), "--dataset", "pets", "--allow-private", "-q", "--retries", "0")
     assert r.returncode == 0, r.stderr
     ds = tmp_path / "data" / "datasets" / "pets"
     assert r.stdout.splitlines() == ["ok 2, exists 0, failed 1 (http_404: 1), malformed lines 1",
@@ -50,7 +43,7 @@ def test_download_command(server, tmp_path, monkeypatch, capsys):
 
     # without --allow-private the loopback server is refused before any connection
     hits = sum(server.hits.values())
-    r = imgclf(capsys, "download", str(urls), "--images", str(tmp_path / "other"), "-q")
+    r = cli(capsys, "download", str(urls), "--images", str(tmp_path / "other"), "-q")
     assert r.stdout.splitlines()[0] == "ok 0, exists 0, failed 3 (private_address: 3), malformed lines 1"
     assert sum(server.hits.values()) == hits
 
@@ -58,16 +51,16 @@ def test_download_command(server, tmp_path, monkeypatch, capsys):
 def test_bad_input_is_one_line_error(tmp_path, capsys):
     urls = tmp_path / "urls.tsv"
     urls.write_text("")
-    r = imgclf(capsys, "download", str(urls), "--dataset", "../escape")
+    r = cli(capsys, "download", str(urls), "--dataset", "../escape")
     assert r.returncode == 2 and r.stderr.startswith("error: invalid dataset name") and "Traceback" not in r.stderr
-    r = imgclf(capsys, "download", str(tmp_path / "missing.tsv"), "--dataset", "x")
+    r = cli(capsys, "download", str(tmp_path / "missing.tsv"), "--dataset", "x")
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
 def test_scrape_command_offline_says_no_provider(tmp_path, monkeypatch, capsys):
     for name, value in {"IMGCLF_DATA_DIR": str(tmp_path), "DDGS_PROXY": "http://127.0.0.1:9", "BRAVE_SEARCH_API_KEY": ""}.items():
         monkeypatch.setenv(name, value)
-    r = imgclf(capsys, "scrape", "--items", "blouse,shirt", "--attributes", "striped", "--dataset", "tex")
+    r = cli(capsys, "scrape", "--items", "blouse,shirt", "--attributes", "striped", "--dataset", "tex")
     assert r.returncode == 2
     assert r.stdout.startswith("note: Images found by search belong to their authors.")
     assert r.stderr.startswith("error: no image-search provider is reachable (brave: no API key")
@@ -106,10 +99,10 @@ def test_dedup_command(tmp_path, capsys):
     (ds / "a" / "x.jpg").write_bytes(encode(img, "JPEG", quality=95))
     (ds / "b" / "y.jpg").write_bytes(encode(img.resize((80, 60)), "JPEG", quality=80))
     (ds / "b" / "z.jpg").write_bytes(encode(make_image(4, (160, 120)), "JPEG"))
-    r = imgclf(capsys, "dedup", "--images", str(ds), "-q", "--set", "data.duplicate_distance=0", "--dry-run")
+    r = cli(capsys, "dedup", "--images", str(ds), "-q", "--set", "data.duplicate_distance=0", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("3 images: ") and current_state(ds) == {}
-    r = imgclf(capsys, "dedup", "--images", str(ds), "-q")  # default distance: data.duplicate_distance = 10
+    r = cli(capsys, "dedup", "--images", str(ds), "-q")  # default distance: data.duplicate_distance = 10
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "3 images: 1 duplicate groups (exact 0, near 1, by features 0); 1 images excluded in annotations.csv",

@@ -3,17 +3,12 @@
 In-process through ``main`` (what the command line does is the same in the test's process); a real
 process's streams are checked in test_usage_errors.py."""
 import pytest
+from cliutil import cli
 
 from imgclf.cli import app, main
 
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
 
-
-def _imgclf(capsys, *args):
-    """``imgclf ARGS`` in this process → (exit status, stdout, stderr)."""
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_core_commands_are_registered():
@@ -39,7 +34,7 @@ def test_every_command_has_help(command, capsys):
 )
 def test_user_errors_are_one_line_and_a_hint(args, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _imgclf(capsys, *args)
+    code, out, err = cli(capsys, *args)
     assert code == 2
     assert "Traceback" not in err
     lines = err.strip().splitlines()
@@ -49,7 +44,7 @@ def test_user_errors_are_one_line_and_a_hint(args, words, tmp_path, monkeypatch,
 
 
 def test_config_prints_toml_that_loads_back(tmp_path, capsys):
-    code, out, err = _imgclf(capsys, "config", "--set", "model.resolution=320")
+    code, out, err = cli(capsys, "config", "--set", "model.resolution=320")
     assert code == 0
     f = tmp_path / "c.toml"
     f.write_text(out)
@@ -59,7 +54,7 @@ def test_config_prints_toml_that_loads_back(tmp_path, capsys):
 
 
 def test_backbones_lists_offline_ones(capsys):
-    code, out, err = _imgclf(capsys, "backbones")
+    code, out, err = cli(capsys, "backbones")
     assert code == 0
     for name in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         assert name in out
@@ -73,9 +68,9 @@ def test_step_commands_on_one_run_dir(tmp_path, capsys):
     shared_engines(tmp_path / "data")
     common = ["--set", f'data.root="{tmp_path / "data"}"', "--set", "tracking.enabled=false", "--set", "svm.cv_folds=2"]
     rd = str(tmp_path / "run")
-    assert _imgclf(capsys, "prepare", "--run-dir", rd, "--images", str(images), *common)[0] == 0
+    assert cli(capsys, "prepare", "--run-dir", rd, "--images", str(images), *common)[0] == 0
     for step in ("featurize", "train", "evaluate"):
-        code, out, err = _imgclf(capsys, step, "--run-dir", rd)  # the saved config carries the settings
+        code, out, err = cli(capsys, step, "--run-dir", rd)  # the saved config carries the settings
         assert code == 0, err
     assert "test accuracy" in out and "report:" in out
     assert (tmp_path / "run" / "report.html").exists()

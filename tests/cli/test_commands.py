@@ -4,7 +4,7 @@ import json
 import socket
 
 import pytest
-from netutil import refused
+from cliutil import refused
 
 from imgclf.cli import main
 

@@ -7,21 +7,16 @@ import subprocess
 import sys
 
 import pytest
+from cliutil import cli
 
 import imgclf
-from imgclf.cli import app, main
+from imgclf.cli import app
 from imgclf.cli.errors import click_exceptions
 
 
 def _imgclf(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "imgclf", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
-
-def _here(capsys, *args):
-    """``imgclf ARGS`` in this process → (exit status, stdout, stderr)."""
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _short(out, err):
@@ -48,7 +43,7 @@ MISTAKES = [
 @pytest.mark.parametrize("args, error, hint", MISTAKES)
 def test_usage_mistakes_are_an_error_and_a_hint(args, error, hint, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _here(capsys, *args)
+    code, out, err = cli(capsys, *args)
     assert code == 2
     lines = _short(out, err)
     assert len(lines) == 2
@@ -66,7 +61,7 @@ def test_a_usage_mistake_is_the_same_two_lines_on_a_real_process_stderr(tmp_path
 
 def test_an_unknown_command_is_not_offered_a_far_match(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _here(capsys, "zzzz")
+    code, out, err = cli(capsys, "zzzz")
     lines = _short(out, err)
     assert "did you mean" not in lines[1] and "run" in lines[1]
 
@@ -99,7 +94,7 @@ def test_version():
 
 
 def test_a_group_without_its_command_shows_its_commands(capsys):
-    code, out, err = _here(capsys, "runs")
+    code, out, err = cli(capsys, "runs")
     assert code == 2 and "Traceback" not in err
     for name in ("list", "show", "compare"):
         assert name in out + err

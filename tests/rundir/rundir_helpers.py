@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
 from datagen import shared_engines
 
 
@@ -23,17 +22,6 @@ def tiny_sets(data_root: Path) -> list[str]:
 def command(*args: object) -> list[str]:
     return [sys.executable, "-m", "imgclf", *(str(a) for a in args)]
 
-
-def cli(capsys: pytest.CaptureFixture[str], *args: object) -> subprocess.CompletedProcess:
-    """``imgclf ARGS`` in this process, through ``imgclf.cli.main``: what a test of the command's own behaviour
-    needs, without an interpreter's start-up and imports (a test of a process's behaviour takes :func:`start`)."""
-    from imgclf.cli import main
-
-    argv = [str(a) for a in args]
-    capsys.readouterr()  # what the test printed before: not this command's
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def start(*args: object) -> subprocess.Popen:

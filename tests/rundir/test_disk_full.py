@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from rundir_helpers import cli
+from cliutil import cli
 
 from imgclf.bundle.folder import load_bundle
 from imgclf.rundir.state import read_incomplete

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import cli, tiny_sets
+from cliutil import cli
+from rundir_helpers import tiny_sets
 
 from imgclf.bundle.folder import load_bundle, verify_bundle
 from imgclf.pipeline.steps import evaluate, prepare, train

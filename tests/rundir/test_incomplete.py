@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import cli, start, tiny_sets, wait_for
+from cliutil import cli
+from rundir_helpers import start, tiny_sets, wait_for
 
 from imgclf.inference.predict import Predictor
 from imgclf.pipeline.steps import evaluate, featurize, prepare, train

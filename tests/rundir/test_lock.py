@@ -10,7 +10,8 @@ import threading
 
 import pytest
 from datagen import make_dataset, tiny_config
-from rundir_helpers import cli, start, tiny_sets, wait_for
+from cliutil import cli
+from rundir_helpers import start, tiny_sets, wait_for
 
 from imgclf.pipeline.steps import prepare
 from imgclf.rundir.lock import HOLDER, RunDirLocked, holder, locked

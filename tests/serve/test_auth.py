@@ -5,7 +5,7 @@ import threading
 
 import httpx
 import pytest
-from netutil import refused
+from cliutil import refused
 from fastapi.responses import PlainTextResponse
 from serve_helpers import jpeg, running
 

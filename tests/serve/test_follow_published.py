@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from netutil import refused
+from cliutil import refused
 
 from imgclf.rundir.iterations import publish, rollback
 

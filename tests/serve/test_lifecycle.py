@@ -11,7 +11,8 @@ import time
 
 import httpx
 import pytest
-from netutil import free_port, refused
+from cliutil import refused
+from netutil import free_port
 from serve_helpers import jpeg
 
 from imgclf.cli import main
