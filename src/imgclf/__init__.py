@@ -17,10 +17,10 @@ _MODULES = {"ray": "imgclf.scale.datasets"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API or name in _MODULES:
-        import importlib
+    import importlib
 
-        if name in _MODULES:
-            return importlib.import_module(_MODULES[name])
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
