@@ -33,13 +33,17 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/imgclf demo
 
+# PYTHONDONTWRITEBYTECODE emptied: the hundred Python processes a test run starts (commands, servers, Ray
+# workers) then load imgclf's compiled modules instead of compiling them again, and pytest its rewritten tests.
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
+
 test: install-dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check --quiet src tests benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
+	$(PYTEST)
 
 test-fast: install-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile -m "not slow" -x
+	$(PYTEST) -m "not slow" -x
 
 # The newest versions pyproject.toml allows, installed in a fresh venv, become the new $(LOCK);
 # `make test` then installs and tests them (commit $(LOCK) when it passes).

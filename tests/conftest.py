@@ -7,7 +7,8 @@ from pathlib import Path
 
 import datagen
 import pytest
-from datagen import CLASSES, make_dataset, make_image, tiny_config  # noqa: F401  (re-exported)
+import schedule
+from datagen import CLASSES, build_once, make_dataset, make_image, run_wide_temp, tiny_config  # noqa: F401  (re-exported)
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Tests never download: the Hugging Face hub reads this once, when it is imported, so it is set before
@@ -19,12 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one engine cache of the test run: every data root given to ``tiny_config`` or ``shared_engines``
     links its ``engines/`` here, so each featurizer is exported once, not once per data root. Under xdist the
-    workers share it (their temp folders have one parent); an export is written atomically, so two workers
-    exporting the same featurizer at once both leave a whole file."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    datagen.SHARED_ENGINES = root / "engines"
+    workers share it; an export is written atomically, so two workers exporting the same featurizer at once
+    both leave a whole file."""
+    datagen.SHARED_ENGINES = run_wide_temp(tmp_path_factory) / "engines"
     datagen.SHARED_ENGINES.mkdir(exist_ok=True)
     return datagen.SHARED_ENGINES
 
@@ -52,21 +50,44 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real svm run (3 classes × 16 images) shared by tests that need a model bundle.
+    """One real svm run (3 classes × 16 images) shared by tests that need a model bundle, built once for the
+    whole test run (every xdist worker uses the same one).
 
     Read-only: a test that changes the run takes ``run_copy``; one that runs again on its images may
     use its data root (``trained_run.parent / "data"``), whose feature cache then answers every image.
     """
-    from imgclf.api import run
+    def build(base: Path) -> None:
+        from imgclf.api import run
 
-    base = tmp_path_factory.mktemp("trained")
-    images = make_dataset(base / "images", n_per_class=16, seed=1)
-    cfg = tiny_config(base / "data", images)
-    run(cfg, base / "run", progress=False)
-    return base / "run"
+        images = make_dataset(base / "images", n_per_class=16, seed=1)
+        run(tiny_config(base / "data", images), base / "run", progress=False)
+
+    return build_once(tmp_path_factory, "trained", build) / "run"
 
 
 @pytest.fixture
 def run_copy(trained_run: Path, tmp_path: Path) -> Path:
     """A private copy of ``trained_run`` (``tmp_path/run``) for a test that changes or logs it."""
     return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+# xdist: the costliest test files first (see schedule.py)
+_durations = schedule.DurationRecorder()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    schedule.order_by_cost(items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    return schedule.CostOrderScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations.add(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controlling process (or a run without xdist)
+        _durations.write()

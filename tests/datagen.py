@@ -1,10 +1,17 @@
-"""Small generated datasets for tests (importable as ``datagen`` from any test folder)."""
+"""Small generated datasets for tests, and folders built once for the whole test run (importable as ``datagen``
+from any test folder)."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+    import pytest
 
 CLASSES = ("circles", "squares", "stripes")
 
@@ -80,3 +87,24 @@ def make_object_image(cls: str, rng: np.random.Generator, size: int = 224, obj: 
     x0, y0 = (int(v) for v in rng.integers(0, size - obj, 2))
     img.paste(make_image(cls, rng, obj), (x0, y0))
     return img, (x0, y0, x0 + obj, y0 + obj)
+
+
+def run_wide_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temp folder of the whole test run: under xdist the parent of the workers' own temp folders."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """``run_wide_temp/name``, made by ``build(folder)`` in the first worker that asks for it; the others wait for
+    it under a file lock, then use the same folder. What is built this way is read-only to the tests."""
+    from filelock import FileLock
+
+    root = run_wide_temp(tmp_path_factory)
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half way in another worker
+            build(folder)
+            done.touch()
+    return folder

@@ -55,7 +55,8 @@ def _switch(pg, press) -> None:
     else:
         assert answer.value.ok
         pg.wait_for_load_state()
-        pg.wait_for_function("() => document.getElementById('jobstrip').hidden")
+        # the reload may still be parsing the new page: no strip there yet is not yet hidden
+        pg.wait_for_function("() => document.getElementById('jobstrip')?.hidden === true")
 
 
 @pytest.mark.slow

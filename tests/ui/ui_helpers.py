@@ -9,7 +9,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium headless shell (package chromium-headless-shell: the same engine without the browser's
+# window layer, a quarter less CPU per test), else the whole browser run headless
+CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium-headless-shell", "/usr/bin/chromium") if os.path.exists(p)),
+                "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -54,7 +57,7 @@ def copy_dataset(src: Path, dst: Path) -> Path:
 def chromium_available() -> tuple[bool, str]:
     if os.path.exists(CHROMIUM):
         return True, ""
-    return False, f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium) to run the browser tests"
+    return False, f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium-headless-shell) to run the browser tests"
 
 
 LONG_CLASS = "a_class_whose_name_is_far_too_long_for_the_sidebar_of_the_dataset_page_" + "x" * 40
