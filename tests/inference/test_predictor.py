@@ -29,3 +29,20 @@ def test_predict_takes_paths_and_bytes_alike_and_lists_what_it_cannot_read(train
     assert proba.shape == (5, len(p.labels)) and np.isnan(proba[-1]).all()
     np.testing.assert_allclose(proba[:-1].sum(axis=1), 1.0, atol=1e-5)
     assert [p.labels[i] for i in proba[:-1].argmax(axis=1)] == [r.get("nearest_label", r["label"]) for r in by_path[:-1]]
+
+
+def test_loading_an_fp32_bundle_and_predicting_does_not_import_onnx(trained_run):
+    """The bundle's checks read the ONNX file's bytes (external data, quantisation) without the onnx package, whose
+    import costs more than half a second of CPU in each server, Ray actor and `imgclf predict`."""
+    import subprocess
+    import sys
+
+    image = sorted((trained_run.parent / "images").rglob("*.jpg"))[0]
+    for backend in ("openvino", "onnxruntime"):
+        code = ("import sys; from imgclf.config.settings import EngineConfig; from imgclf.inference.predict import Predictor\n"
+                f"p = Predictor({str(trained_run / 'model')!r}, EngineConfig(backend={backend!r}))\n"
+                f"row = p.predict([{str(image)!r}])[0]; assert 'error' not in row, row\n"
+                "print(sorted(m for m in ('onnx', 'ml_dtypes') if m in sys.modules))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "[]", (backend, out.stdout)

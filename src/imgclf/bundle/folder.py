@@ -52,7 +52,7 @@ from ..features.backbones import OPENCV_RESAMPLERS, DataSpec
 from ..features.engines import FlipAveraged, flip_id
 from ..features.ids import FeatureId, join_ids
 from ..trust.ood import OodDetector
-from ..util.errors import BundleError, ImgclfError
+from ..util.errors import BundleError, ImgclfError, ModelFileError
 from ..util.files import read_json, sha256_bytes, sha256_file, write_json, write_npz
 from .swap import link_or_copy, remove_stale, resolve_dir, swap_dir
 
@@ -246,9 +246,12 @@ class _readable:
         return None
 
     def __exit__(self, kind: type | None, e: BaseException | None, tb: object) -> bool:
-        if e is None or isinstance(e, (ImgclfError, KeyboardInterrupt, MemoryError)) or not isinstance(e, Exception):
+        if isinstance(e, ModelFileError):  # the runtime's own words, said of the bundle's file
+            first = e.detail[:300]
+        elif e is None or isinstance(e, (ImgclfError, KeyboardInterrupt, MemoryError)) or not isinstance(e, Exception):
             return False
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        else:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise BundleError(f"{self.path} cannot be loaded by {self.reader}: {first}",
                           hint=f"the file is damaged or not what the bundle says; {_REBUILD}") from None
 
@@ -410,7 +413,14 @@ def _loaded_files(d: Path, meta_bytes: bytes) -> list[tuple[str, bool]]:
 
 
 def _refuse_external_data(path: Path, data: bytes) -> None:
-    """Refuse an ONNX file whose tensors live in files beside it: the manifest vouches for this file's bytes only."""
+    """Refuse an ONNX file whose tensors live in files beside it: the manifest vouches for this file's bytes only.
+
+    A tensor kept outside names its file under the key "location" (the ONNX format requires it), so a file
+    without those bytes has none and is not parsed here: ``import onnx`` costs more than half a second of CPU
+    in every process that loads a bundle, and the engine parses the file anyway.
+    """
+    if b"location" not in data:
+        return
     import onnx
 
     with _readable(path, "onnx"):

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..config.settings import EngineConfig
-from ..util.errors import ImgclfError
+from ..util.errors import ImgclfError, ModelFileError
 from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_vnni, cpu_threads, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
@@ -56,8 +56,9 @@ class OnnxRuntimeEngine(OnnxFileEngine):
                                                 session_options(threads, spinning=spinning),
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for bad files
-            raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path}: {e}",
-                              hint="re-run `imgclf train` to rewrite the model bundle") from None
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelFileError(f"cannot load the ONNX featurizer {self.onnx_path}: {detail}",
+                                 hint="re-run `imgclf train` to rewrite the model bundle", detail=detail) from None
         out = self.session.get_outputs()[0]
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = out.name

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..config.settings import EngineConfig
-from ..util.errors import ImgclfError
+from ..util.errors import ImgclfError, ModelFileError
 from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
@@ -90,8 +90,10 @@ class OpenVinoEngine(OnnxFileEngine):
         try:
             self._model = ov_core().read_model(io.BytesIO(model) if model is not None else str(self.onnx_path))
         except Exception as e:  # OpenVINO raises its own exception types for bad files
-            raise ImgclfError(f"cannot load the ONNX featurizer {self.onnx_path} in OpenVINO: {str(e).strip().splitlines()[0]}",
-                              hint="re-run `imgclf train` to rewrite the model bundle") from None
+            # OpenVINO's text runs from where it was raised to why: "Exception from ...", "Check ... failed", the reason
+            detail = ([line for line in str(e).strip().splitlines() if line.strip()] or [type(e).__name__])[-1]
+            raise ModelFileError(f"cannot load the ONNX featurizer {self.onnx_path} in OpenVINO: {detail}",
+                                 hint="re-run `imgclf train` to rewrite the model bundle", detail=detail) from None
         self.dim = int(self._model.output(0).get_partial_shape()[-1].get_length())
         self._crops = self._with_crop_input(self._model)
         self._compiled: dict[tuple[str, int], Any] = {("crops", -1): self._compile(self._crops, -1)}  # (input, batch; -1 dynamic) → model

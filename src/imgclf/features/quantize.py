@@ -97,12 +97,22 @@ def cached_int8(fp32_path: str | os.PathLike, spec: DataSpec, feature_id: Featur
     return path, fid
 
 
+_QUANTIZED_OPS = ("QuantizeLinear", "QLinearConv")
+
+
 def onnx_precision(path: str | os.PathLike | bytes) -> str:
-    """"int8" when the ONNX graph (a file, or its content) holds quantisation nodes, else "fp32"."""
+    """"int8" when the ONNX graph (a file, or its content) holds quantisation nodes, else "fp32".
+
+    A node's operator is stored as its name's bytes, so content without those names is fp32 without being
+    parsed (``import onnx`` costs more than half a second of CPU in every process that loads a bundle).
+    """
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    if not any(op.encode() in data for op in _QUANTIZED_OPS):
+        return "fp32"
     import onnx
 
-    model = onnx.load_model_from_string(path) if isinstance(path, bytes) else onnx.load(str(path), load_external_data=False)
-    return "int8" if any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in model.graph.node) else "fp32"
+    model = onnx.load_model_from_string(data)
+    return "int8" if any(n.op_type in _QUANTIZED_OPS for n in model.graph.node) else "fp32"
 
 
 def quantization_info(n_images: int, digest: str) -> dict[str, Any]:

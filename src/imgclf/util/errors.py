@@ -45,6 +45,15 @@ class BundleError(ImgclfError):
     reason = "bundle"
 
 
+class ModelFileError(ImgclfError):
+    """An ONNX file its runtime (OpenVINO, ONNX Runtime) cannot load: damaged, or not a model. ``detail`` is the
+    runtime's own first line; a bundle's loader reports it as a :class:`BundleError`."""
+
+    def __init__(self, message: str, hint: str = "", *, detail: str):
+        super().__init__(message, hint)
+        self.detail = detail
+
+
 class RunDirError(ImgclfError):
     """A run directory that lacks the output of an earlier step."""
 
