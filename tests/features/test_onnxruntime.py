@@ -244,9 +244,31 @@ def test_cached_export_builds_the_engine_without_torch(lite0, tmp_path):
     for backend, engine in (("onnxruntime", "OnnxRuntimeEngine"), ("openvino", "OpenVinoEngine")):
         code = ("import sys; from imgclf.config.settings import ModelConfig, EngineConfig; from imgclf.features.featurize import build_featurizer; "
                 f"e = build_featurizer(ModelConfig(resampler='native'), EngineConfig(backend={backend!r}, precision='fp32'), cache_dir={str(tmp_path)!r}); "
-                "print(type(e).__name__, e.dim, 'torch' in sys.modules)")
+                "print(type(e).__name__, e.dim, 'torch' in sys.modules, 'onnx' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert out.stdout.split() == [engine, "1280", "False"], out.stderr
+        assert out.stdout.split() == [engine, "1280", "False", "False"], out.stderr
+
+
+@pytest.mark.parametrize("reader", ["openvino", "onnx"])
+def test_an_export_says_its_preprocessing_and_width_whoever_reads_it(lite0, tmp_path, monkeypatch, reader):
+    """onnx_featurizer reads with OpenVINO where it runs, else with the onnx package: the same answers, and None
+    for a file cut short, one without imgclf's metadata, and none at all."""
+    import onnx
+
+    import imgclf.features.openvino as ov_engine
+    from imgclf.features.export import onnx_featurizer
+
+    if reader == "onnx":
+        monkeypatch.setattr(ov_engine, "openvino_problem", lambda: "OpenVINO refused for this test")
+    elif ov_engine.openvino_problem():
+        pytest.skip(f"OpenVINO cannot run here: {ov_engine.openvino_problem()}")
+    assert onnx_featurizer(lite0["fp32"]) == (lite0["spec"], 1280)
+    cut, bare = tmp_path / "cut.onnx", tmp_path / "bare.onnx"
+    cut.write_bytes(lite0["fp32"].read_bytes()[:1_000_000])
+    model = onnx.load(str(lite0["fp32"]))
+    del model.metadata_props[:]
+    onnx.save(model, str(bare))
+    assert onnx_featurizer(cut) is None and onnx_featurizer(bare) is None and onnx_featurizer(tmp_path / "none.onnx") is None
 
 
 def test_precise_int8_kernels_only_where_the_cpu_lacks_vnni():

@@ -131,14 +131,28 @@ def onnx_spec(path: str | os.PathLike) -> DataSpec | None:
 
 def onnx_featurizer(path: str | os.PathLike) -> tuple[DataSpec, int] | None:
     """(preprocessing, feature width) of an export by :func:`export_onnx`, read from the file alone (no
-    network is built, torch is not imported), or None (absent, damaged, older file, width not static)."""
-    import onnx
+    network is built, torch is not imported), or None (absent, damaged, older file, width not static).
+
+    OpenVINO reads it where it runs (the whole file is parsed, so a damaged one is None; its import is a
+    fifth of the onnx package's, which pulls in ml_dtypes), else the onnx package.
+    """
+    from .openvino import openvino_problem, ov_core
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        spec = DataSpec.from_dict(json.loads({p.key: p.value for p in model.metadata_props}[SPEC_KEY]))
-        dim = int(model.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
-    except Exception:  # missing, damaged (protobuf errors), or written without the metadata
+        if not openvino_problem():
+            model = ov_core().read_model(str(path))
+            if not model.has_rt_info(["framework", SPEC_KEY]):
+                return None
+            spec = DataSpec.from_dict(json.loads(model.get_rt_info(["framework", SPEC_KEY]).astype(str)))
+            width = model.output(0).get_partial_shape()[1]
+            dim = width.get_length() if width.is_static else 0
+        else:
+            import onnx
+
+            proto = onnx.load(str(path), load_external_data=False)
+            spec = DataSpec.from_dict(json.loads({p.key: p.value for p in proto.metadata_props}[SPEC_KEY]))
+            dim = int(proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
+    except Exception:  # missing, damaged (parse errors), or written without the metadata
         return None
     return (spec, dim) if dim > 0 else None
 
