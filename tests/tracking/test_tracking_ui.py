@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,14 +19,19 @@ from imgclf.tracking.store import browse_hint, log_run
 
 
 @pytest.mark.slow
-def test_mlflow_ui_serves_the_tracked_runs_and_takes_new_ones(tracked, run_copy):
-    command = browse_hint(tracked.uri).split()
-    assert command[:3] == ["mlflow", "ui", "--backend-store-uri"] and command[3] == tracked.uri
+def test_mlflow_ui_serves_the_tracked_runs_and_takes_new_ones(tracked, run_copy, tmp_path):
+    # the server takes a new run below: it serves a copy of the store, so the one the other tests read keeps its
+    # two runs (their artifacts are where the copy says, by absolute path)
+    (tmp_path / "store").mkdir()
+    db = Path(shutil.copy2(tracked.db, tmp_path / "store" / "mlruns.db"))
+    uri = f"sqlite:///{db}"
+    command = browse_hint(uri).split()
+    assert command[:3] == ["mlflow", "ui", "--backend-store-uri"] and command[3] == uri
     port = free_port()
     exe = str(Path(sys.executable).parent / "mlflow")
     # without MLflow's job runner (its own server jobs, nothing of imgclf's): three fewer processes importing MLflow
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen([exe, *command[1:], "--port", str(port), "--workers", "1"], cwd=tracked.db.parent.parent,
+    proc = subprocess.Popen([exe, *command[1:], "--port", str(port), "--workers", "1"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
