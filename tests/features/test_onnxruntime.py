@@ -255,7 +255,7 @@ def test_an_export_says_its_preprocessing_and_width_whoever_reads_it(lite0, tmp_
     for a file cut short, one without imgclf's metadata, and none at all."""
     import onnx
 
-    import imgclf.features.openvino as ov_engine
+    import imgclf.features.ovcore as ov_engine
     from imgclf.features.export import onnx_featurizer
 
     if reader == "onnx":

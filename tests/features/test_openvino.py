@@ -13,7 +13,8 @@ from imgclf.config.settings import EngineConfig, ModelConfig, load_config
 from imgclf.features.engines import cpu_flags, cpu_has_bf16, resolve_engine
 from imgclf.features.featurize import build_featurizer
 from imgclf.features.onnxruntime import OnnxRuntimeEngine
-from imgclf.features.openvino import OpenVinoEngine, openvino_problem
+from imgclf.features.openvino import OpenVinoEngine
+from imgclf.features.ovcore import openvino_problem
 from imgclf.inference.predict import Predictor
 from imgclf.refine.model import Precision
 from imgclf.util.files import read_json

@@ -174,7 +174,7 @@ def test_linear_probe_fit_separates_separable_features_and_l2_shrinks_it():
 
 
 def test_frozen_stages_on_an_inference_engine_give_the_same_logits_as_torch():
-    from imgclf.features.openvino import openvino_problem
+    from imgclf.features.ovcore import openvino_problem
     from imgclf.refine.model import onnx_prefix
 
     cfg = _cfg("refine.freeze_stages=3")

@@ -136,7 +136,7 @@ def onnx_featurizer(path: str | os.PathLike) -> tuple[DataSpec, int] | None:
     OpenVINO reads it where it runs (the whole file is parsed, so a damaged one is None; its import is a
     fifth of the onnx package's, which pulls in ml_dtypes), else the onnx package.
     """
-    from .openvino import openvino_problem, ov_core
+    from .ovcore import openvino_problem, ov_core
 
     try:
         if not openvino_problem():

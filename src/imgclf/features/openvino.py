@@ -4,7 +4,7 @@ OpenVINO reads the ONNX file directly (no conversion step) and runs it in bf16 o
 bf16 instructions (AVX512_BF16 or AMX, :func:`~imgclf.features.engines.cpu_has_bf16`), faster than
 ONNX Runtime in fp32 with features close to fp32's; it also runs the QDQ int8 file of
 :mod:`.quantize` faster than ONNX Runtime does (figures: BENCHMARKS.md). Where OpenVINO
-cannot load, :func:`openvino_problem` says why and the engine falls back to ONNX Runtime with a
+cannot load, :func:`~imgclf.features.ovcore.openvino_problem` says why and the engine falls back to ONNX Runtime with a
 one-line notice.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
+from .ovcore import openvino_problem, ov_core
 from .preprocess import is_crops
 
 log = logging.getLogger(__name__)
@@ -34,37 +35,6 @@ log = logging.getLogger(__name__)
 _MAX_STATIC = 2  # batch sizes compiled with a static shape (each costs a compile and some memory once)
 _STREAM_MIN = 16  # crops per stream from which a batch is split over streams (featurize's 32; not a server's micro-batches of <= 16)
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16"}  # int8: the layers left in float run in bf16
-
-
-@functools.lru_cache(maxsize=1)
-def ov_core() -> Any:
-    import openvino as ov
-
-    return ov.Core()
-
-
-def _interrupted(e: BaseException) -> bool:
-    """True when ``e`` was raised while a KeyboardInterrupt was being handled (an extension module's import
-    turns one into an ImportError)."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
-
-
-@functools.lru_cache(maxsize=1)
-def openvino_problem() -> str:
-    """Why OpenVINO cannot run here ("" when it can): not installed, or no CPU device it supports."""
-    try:
-        devices = ov_core().available_devices
-    except Exception as e:  # ImportError, or the runtime refusing this CPU
-        if _interrupted(e):  # Ctrl-C during the import surfaces as "ImportError: initialization failed"
-            raise KeyboardInterrupt from e
-        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    return "" if "CPU" in devices else f"no CPU device (devices: {', '.join(devices) or 'none'})"
 
 
 class OpenVinoEngine(OnnxFileEngine):

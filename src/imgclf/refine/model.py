@@ -84,7 +84,7 @@ class OnnxPrefix:
         from pathlib import Path
 
         from ..features.export import INPUT_NAME, export_onnx
-        from ..features.openvino import openvino_problem
+        from ..features.ovcore import openvino_problem
 
         self.stages = stages
         self.input_name = INPUT_NAME
@@ -109,7 +109,7 @@ def _ort_prefix(path: Any, threads: int) -> Any:
 
 
 def _openvino_prefix(path: Any, threads: int, precision: str) -> Any:
-    from ..features.openvino import ov_core
+    from ..features.ovcore import ov_core
 
     core = ov_core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {
