@@ -117,14 +117,15 @@ def _load_lite_state(model: Any, w: _LiteWeights) -> None:
     path = getattr(mod, w.file_class).get_model_file_path()
     src = torch.load(path, map_location="cpu", weights_only=True)
     src = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
-    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    own = model.state_dict()  # once: each call walks every module of the network
+    dst = [k for k in own if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
         raise BackboneError(f"{path} has {len(src)} tensors, {w.timm_name} expects {len(dst)}")
     # The package uses lukemelas' EfficientNet names; both list the same tensors in the same order.
     mapped = {}
     for k, (sk, sv) in zip(dst, src):
-        if tuple(model.state_dict()[k].shape) != tuple(sv.shape):
-            raise BackboneError(f"weight {sk} {tuple(sv.shape)} does not fit {k} {tuple(model.state_dict()[k].shape)}")
+        if tuple(own[k].shape) != tuple(sv.shape):
+            raise BackboneError(f"weight {sk} {tuple(sv.shape)} does not fit {k} {tuple(own[k].shape)}")
         mapped[k] = sv
     model.load_state_dict(mapped, strict=False)
 
