@@ -153,3 +153,32 @@ def test_where_openvino_cannot_load_onnxruntime_takes_over_with_one_notice(train
     assert len(notices) == 1 and "OpenVINO cannot run here" in notices[0] and "simulated" in notices[0]
     assert "Traceback" not in out.stderr
     assert len(out.stdout.splitlines()) == len(images) and all('"label"' in line for line in out.stdout.splitlines())
+
+
+def _tiny_onnx(path: Path, width: int) -> Path:
+    """An ONNX graph (B, 3) → (B, ``width``) written whole and moved into place, as exports are."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((3, width), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])], [w])
+    tmp = path.with_suffix(".tmp")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def test_a_file_is_read_once_per_version_and_a_replaced_file_is_read_again(tmp_path):
+    from imgclf.features.ovcore import read_model
+
+    path = _tiny_onnx(tmp_path / "f.onnx", 4)
+    first = read_model(path)
+    assert read_model(str(path)) is first and first.output(0).get_partial_shape()[1].get_length() == 4
+    _tiny_onnx(path, 6)  # a new export moved over the old one: another file, another model
+    again = read_model(path)
+    assert again is not first and again.output(0).get_partial_shape()[1].get_length() == 6
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        read_model(path)

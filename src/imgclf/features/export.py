@@ -134,13 +134,14 @@ def onnx_featurizer(path: str | os.PathLike) -> tuple[DataSpec, int] | None:
     network is built, torch is not imported), or None (absent, damaged, older file, width not static).
 
     OpenVINO reads it where it runs (the whole file is parsed, so a damaged one is None; its import is a
-    fifth of the onnx package's, which pulls in ml_dtypes), else the onnx package.
+    fifth of the onnx package's, which pulls in ml_dtypes), once per version of the file, as the engine then
+    uses it (:func:`~imgclf.features.ovcore.read_model`); else the onnx package.
     """
-    from .ovcore import openvino_problem, ov_core
+    from .ovcore import openvino_problem, read_model
 
     try:
         if not openvino_problem():
-            model = ov_core().read_model(str(path))
+            model = read_model(path)
             if not model.has_rt_info(["framework", SPEC_KEY]):
                 return None
             spec = DataSpec.from_dict(json.loads(model.get_rt_info(["framework", SPEC_KEY]).astype(str)))

@@ -27,7 +27,7 @@ from .backbones import DataSpec
 from .engines import Engine, OnnxFileEngine, cpu_has_bf16, register_engine
 from .export import cached_onnx, export_dir, onnx_spec
 from .ids import FeatureId
-from .ovcore import openvino_problem, ov_core
+from .ovcore import openvino_problem, ov_core, read_model
 from .preprocess import is_crops
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class OpenVinoEngine(OnnxFileEngine):
                  precision: str = "fp32", streams: int = 0, model: bytes | None = None):
         super().__init__(onnx_path, spec, feature_id, threads=threads, precision=precision, model=model)
         try:
-            self._model = ov_core().read_model(io.BytesIO(model) if model is not None else str(self.onnx_path))
+            self._model = ov_core().read_model(io.BytesIO(model)) if model is not None else read_model(self.onnx_path)
         except Exception as e:  # OpenVINO raises its own exception types for bad files
             # OpenVINO's text runs from where it was raised to why: "Exception from ...", "Check ... failed", the reason
             detail = ([line for line in str(e).strip().splitlines() if line.strip()] or [type(e).__name__])[-1]

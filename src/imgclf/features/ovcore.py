@@ -3,6 +3,7 @@ which both use it."""
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 
@@ -11,6 +12,23 @@ def ov_core() -> Any:
     import openvino as ov
 
     return ov.Core()
+
+
+def read_model(path: str | os.PathLike) -> Any:
+    """OpenVINO's model of the ONNX file at ``path``, read once per version of the file in this process.
+
+    Reading converts the whole graph, and a run reads the same export several times (its description, then
+    the engine, for featurize, calibration and evaluation). Exports are written whole and moved into place, so
+    the file's identity (device, inode, size, modification and change times) stands for its content. The model is shared:
+    callers clone it before changing it (compiling does not change it).
+    """
+    st = os.stat(path)
+    return _read_model(os.path.abspath(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_model(path: str, identity: tuple[int, ...]) -> Any:
+    return ov_core().read_model(path)
 
 
 def _interrupted(e: BaseException) -> bool:
