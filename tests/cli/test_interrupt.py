@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from datagen import make_dataset
+import web
 
 
 def _start(*args, cwd):
@@ -94,7 +95,7 @@ def test_sigint_while_serve_loads_its_model_ends_cleanly(trained_run, tmp_path, 
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         assert time.monotonic() < until, "the server did not start"
         try:
-            httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
+            web.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
             break
         except httpx.TransportError:
             time.sleep(0.05)

@@ -5,11 +5,11 @@ import logging
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from datagen import make_dataset, tiny_config
 from fileaudit import opened_files
+import web
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
@@ -147,7 +147,7 @@ def test_ensemble_bundle_predicts_alike_everywhere(presets):
     from imgclf.serve.server import ServerThread
 
     cfg = ServeConfig()
-    with ServerThread(create_app(predictor, cfg), cfg) as srv, httpx.Client(timeout=60) as client:
+    with ServerThread(create_app(predictor, cfg), cfg) as srv, web.client(timeout=60) as client:
         reply = client.post(srv.url + "/predict", files=[("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg"))
                                                          for p in paths[:4]])
     assert reply.status_code == 200, reply.text

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import httpx
 import pytest
 from datagen import tiny_config
+import web
 
 from imgclf.config.settings import ServeConfig
 from imgclf.inference.predict import Predictor
@@ -25,7 +25,7 @@ def test_health_metadata_and_ui_info_say_the_run_is_incomplete_until_it_is_whole
     images = read_json(rd / "config.json")["data"]["images"]
     app = create_ui_app(Predictor(rd / "model"), ServeConfig(), images_dir=images, run_dir=str(rd),
                         thumbs_dir=str(tmp_path / "thumbs"))
-    with ServerThread(app, ServeConfig()) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+    with ServerThread(app, ServeConfig()) as srv, web.client(base_url=srv.url, timeout=60) as client:
         def seen() -> list:
             return [client.get("/v2/health/ready").json().get("run_incomplete"),
                     client.get("/v2/models/imgclf").json()["parameters"].get("run_incomplete"),

@@ -7,6 +7,7 @@ from typing import Iterator
 import httpx
 import pytest
 from serve_helpers import running
+import web
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,7 @@ def server(predictor) -> Iterator[str]:
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=60) as c:
+    with web.client(timeout=60) as c:
         yield c
 
 

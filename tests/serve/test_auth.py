@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import threading
 
-import httpx
 import pytest
 from cliutil import refused
 from fastapi.responses import PlainTextResponse
 from serve_helpers import jpeg, running
+import web
 
 
 TOKEN = "s3cret tok;en=x"  # odd characters on purpose: the cookie must quote them
@@ -21,8 +21,8 @@ def secured(predictor):
 
 def test_health_probes_need_no_token(secured):
     url, _ = secured
-    assert httpx.get(url + "/v2/health/live").json() == {"live": True}
-    assert httpx.get(url + "/v2/health/ready").json() == {"ready": True}
+    assert web.get(url + "/v2/health/live").json() == {"live": True}
+    assert web.get(url + "/v2/health/ready").json() == {"ready": True}
 
 
 @pytest.mark.parametrize("method, path", [
@@ -33,7 +33,7 @@ def test_health_probes_need_no_token(secured):
 def test_every_other_route_needs_the_token(secured, method, path):
     url, _ = secured
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + TOKEN}):
-        r = httpx.request(method, url + path, headers=headers, content=b"x")
+        r = web.request(method, url + path, headers=headers, content=b"x")
         assert r.status_code == 401, (path, headers, r.text)
         assert r.json()["reason"] == "unauthorized" and r.headers["www-authenticate"].startswith("Bearer")
 
@@ -41,9 +41,9 @@ def test_every_other_route_needs_the_token(secured, method, path):
 def test_bearer_token_lets_requests_in(secured):
     url, _ = secured
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    r = httpx.post(url + "/predict", content=jpeg(1), headers={**auth, "Content-Type": "image/jpeg"}, timeout=60)
+    r = web.post(url + "/predict", content=jpeg(1), headers={**auth, "Content-Type": "image/jpeg"}, timeout=60)
     assert r.status_code == 200 and r.json()["predictions"][0]["label"]
-    assert httpx.get(url + "/metrics", headers=auth).status_code == 200
+    assert web.get(url + "/metrics", headers=auth).status_code == 200
 
 
 def test_browser_opens_a_page_once_with_the_token_then_uses_the_cookie(secured):
@@ -53,15 +53,15 @@ def test_browser_opens_a_page_once_with_the_token_then_uses_the_cookie(secured):
     def later_page() -> PlainTextResponse:
         return PlainTextResponse("hello")
 
-    with httpx.Client(base_url=url) as browser:
+    with web.client(base_url=url) as browser:
         assert browser.get("/later-page").status_code == 401
         first = browser.get("/docs", params={"token": TOKEN})
         assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
         assert "SameSite=Strict" in first.headers["set-cookie"]
         assert browser.get("/openapi.json").status_code == 200  # the cookie is enough now
         assert browser.get("/later-page").text == "hello"
-    assert httpx.post(url + "/score", params={"token": TOKEN}, json={}).status_code == 401  # query only on GET
-    assert httpx.get(url + "/later-page", params={"token": "wrong"}).status_code == 401
+    assert web.post(url + "/score", params={"token": TOKEN}, json={}).status_code == 401  # query only on GET
+    assert web.get(url + "/later-page", params={"token": "wrong"}).status_code == 401
 
 
 def test_non_loopback_bind_needs_a_token_or_insecure():
@@ -90,27 +90,27 @@ def test_app_without_a_model_and_while_loading(predictor):
     from imgclf.serve.server import ServerThread
 
     with ServerThread(create_app(None, ServeConfig())) as srv:
-        assert httpx.get(srv.url + "/v2/health/live").status_code == 200
-        assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
-        assert httpx.get(srv.url + "/v2/models/imgclf").json()["reason"] == "no_model"
-        r = httpx.post(srv.url + "/predict", content=jpeg(1))
+        assert web.get(srv.url + "/v2/health/live").status_code == 200
+        assert web.get(srv.url + "/v2/health/ready").status_code == 503
+        assert web.get(srv.url + "/v2/models/imgclf").json()["reason"] == "no_model"
+        r = web.post(srv.url + "/predict", content=jpeg(1))
         assert r.status_code == 503 and r.json()["reason"] == "no_model"
 
     gate = threading.Event()
     app = create_app(None, ServeConfig())
     with ServerThread(app) as srv:
         app.state.imgclf.load_in_background(lambda: gate.wait(60) and predictor)
-        ready = httpx.get(srv.url + "/v2/health/ready")
+        ready = web.get(srv.url + "/v2/health/ready")
         assert ready.status_code == 503 and "loading" in ready.json()["error"]
-        r = httpx.post(srv.url + "/predict", content=jpeg(1))
+        r = web.post(srv.url + "/predict", content=jpeg(1))
         assert r.status_code == 503 and r.json()["reason"] == "loading" and r.headers["retry-after"] == "1"
-        assert httpx.get(srv.url + "/v2/models/imgclf/ready").status_code == 503
+        assert web.get(srv.url + "/v2/models/imgclf/ready").status_code == 503
         gate.set()
         for _ in range(500):
-            if httpx.get(srv.url + "/v2/health/ready").status_code == 200:
+            if web.get(srv.url + "/v2/health/ready").status_code == 200:
                 break
             threading.Event().wait(0.01)
-        assert httpx.post(srv.url + "/predict", content=jpeg(1), timeout=60).status_code == 200
+        assert web.post(srv.url + "/predict", content=jpeg(1), timeout=60).status_code == 200
 
 
 def test_the_ui_mounted_after_create_app_is_guarded(predictor, tmp_path):
@@ -122,10 +122,10 @@ def test_the_ui_mounted_after_create_app_is_guarded(predictor, tmp_path):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with ServerThread(app) as srv:
         for path in ("/ui/dataset", "/ui/api/info", "/ui/static/common.js", "/ui/static/missing.js"):
-            assert httpx.get(srv.url + path).status_code == 401, path
-        assert httpx.get(srv.url + "/ui/static/common.js", headers=auth).status_code == 200
-        assert httpx.get(srv.url + "/ui/static/missing.js", headers=auth).status_code == 404
-        r = httpx.get(srv.url + "/ui/api/images", headers=auth)  # the UI's refusals come from the service's handler
+            assert web.get(srv.url + path).status_code == 401, path
+        assert web.get(srv.url + "/ui/static/common.js", headers=auth).status_code == 200
+        assert web.get(srv.url + "/ui/static/missing.js", headers=auth).status_code == 404
+        r = web.get(srv.url + "/ui/api/images", headers=auth)  # the UI's refusals come from the service's handler
         assert (r.status_code, r.json()["reason"]) == (404, "not_found")
 
 

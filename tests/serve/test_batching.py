@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 from serve_helpers import jpeg, metric, running
+import web
 
 
 def _post_all(url: str, bodies: list[bytes]) -> list[httpx.Response]:
@@ -16,7 +17,7 @@ def _post_all(url: str, bodies: list[bytes]) -> list[httpx.Response]:
     gate = threading.Barrier(len(bodies))
 
     def one(i: int) -> None:
-        with httpx.Client(timeout=120) as c:
+        with web.client(timeout=120) as c:
             gate.wait()
             out[i] = c.post(url + "/predict", content=bodies[i], headers={"Content-Type": "image/jpeg"})
 
@@ -32,7 +33,7 @@ def test_concurrent_requests_share_engine_calls(predictor):
     bodies = [jpeg(i) for i in range(8)]
     with running(predictor, max_batch_size=8, max_wait_ms=200) as (url, _):
         responses = _post_all(url, bodies)
-        text = httpx.get(url + "/metrics").text
+        text = web.get(url + "/metrics").text
     assert all(r.status_code == 200 for r in responses)
     calls = metric(text, "imgclf_batch_size_count")
     assert metric(text, "imgclf_batch_size_sum") == 8 and calls < 8  # some images shared a call
@@ -43,7 +44,7 @@ def test_concurrent_requests_share_engine_calls(predictor):
 
 def _wait_for_depth(url: str, depth: int, timeout: float = 60) -> None:
     until = time.monotonic() + timeout
-    with httpx.Client() as c:
+    with web.client() as c:
         while metric(c.get(url + "/metrics").text, "imgclf_queue_depth") < depth:
             assert time.monotonic() < until, "the first request never filled the queue"
             time.sleep(0.002)
@@ -55,16 +56,16 @@ def test_full_queue_answers_503_with_retry_after_and_queued_work_completes(predi
     files = [("files", (f"{i}.jpg", jpeg(i, size=640), "image/jpeg")) for i in range(n)]
     with running(predictor, queue_size=n, max_batch_size=1) as (url, _):
         first: dict[str, httpx.Response] = {}
-        t = threading.Thread(target=lambda: first.setdefault("r", httpx.post(url + "/predict", files=files, timeout=120)))
+        t = threading.Thread(target=lambda: first.setdefault("r", web.post(url + "/predict", files=files, timeout=120)))
         t.start()
         _wait_for_depth(url, n)  # the first request holds the whole queue until it is answered
         tries: list[httpx.Response] = []
-        with httpx.Client(timeout=60) as c:
+        with web.client(timeout=60) as c:
             while t.is_alive():  # knock while the queue is (probably) full; a fast engine may drain it first
                 tries.append(c.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}))
         t.join()
-        later = httpx.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}, timeout=60)
-        text = httpx.get(url + "/metrics").text
+        later = web.post(url + "/predict", content=jpeg(99), headers={"Content-Type": "image/jpeg"}, timeout=60)
+        text = web.get(url + "/metrics").text
     refused = [r for r in tries if r.status_code == 503]
     assert refused, [r.status_code for r in tries]
     assert all(r.status_code in (200, 503) for r in tries)
@@ -81,7 +82,7 @@ def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
     files = [("files", (f"{i}.jpg", jpeg(i, size=640), "image/jpeg")) for i in range(n)]
     with running(predictor, max_batch_size=1) as (url, _):  # the whole request, one image per engine call, now
         t0 = time.perf_counter()
-        assert httpx.post(url + "/predict", files=files, timeout=120).status_code == 200
+        assert web.post(url + "/predict", files=files, timeout=120).status_code == 200
         whole = time.perf_counter() - t0
     # The request gets a fraction of what it needs; a machine far faster than this one just now gets
     # a smaller fraction: the invariants below are what is asserted, not the timing.
@@ -89,14 +90,14 @@ def test_deadline_answers_504_and_drops_the_queued_rest(predictor):
         limit = whole / share
         with running(predictor, max_batch_size=1, timeout_s=limit) as (url, _):
             t0 = time.perf_counter()
-            r = httpx.post(url + "/predict", files=files, timeout=120)
+            r = web.post(url + "/predict", files=files, timeout=120)
             waited = time.perf_counter() - t0
             time.sleep(max(0.2, limit))  # let the engine finish the call it was in
-            done = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
+            done = metric(web.get(url + "/metrics").text, "imgclf_batch_size_sum")
             time.sleep(max(0.5, 2 * limit))
-            still = metric(httpx.get(url + "/metrics").text, "imgclf_batch_size_sum")
-            after = httpx.post(url + "/predict", content=one, timeout=60)
-            text = httpx.get(url + "/metrics").text
+            still = metric(web.get(url + "/metrics").text, "imgclf_batch_size_sum")
+            after = web.post(url + "/predict", content=one, timeout=60)
+            text = web.get(url + "/metrics").text
         if r.status_code == 504:
             break
         assert r.status_code == 200, r.text

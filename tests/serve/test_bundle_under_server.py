@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 from serve_helpers import jpeg, running, server_errors
+import web
 
 from imgclf.bundle.folder import load_bundle, write_bundle
 from imgclf.util.errors import BundleError
@@ -54,7 +55,7 @@ def test_explain_keeps_answering_with_the_loaded_bundle_after_the_folder_is_repl
     _other_network_bundle(model, other)
     new, old = (list(p.predict([data])[0]["scores"].values()) for p in (Predictor(other), predictor))
     assert not np.allclose(new, old, atol=2e-2), "the new network answers otherwise"
-    with running(predictor) as (url, _), httpx.Client(timeout=120) as c:
+    with running(predictor) as (url, _), web.client(timeout=120) as c:
         shutil.rmtree(model)
         shutil.copytree(other, model)  # the folder replaced under the running server
         predicted = _scores(c.post(url + "/predict", content=data), predictor.labels)
@@ -69,7 +70,7 @@ def test_explain_answers_after_the_folder_is_moved_away(model, tmp_path):
 
     predictor = Predictor(model)
     data = jpeg(8)
-    with running(predictor) as (url, _), httpx.Client(timeout=120) as c:
+    with running(predictor) as (url, _), web.client(timeout=120) as c:
         model.rename(tmp_path / "elsewhere")
         predicted = _scores(c.post(url + "/predict", content=data), predictor.labels)
         r = c.post(url + "/explain", content=data, params={"format": "png", "size": 64})

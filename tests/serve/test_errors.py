@@ -5,6 +5,7 @@ import base64
 
 import pytest
 from serve_helpers import encode, gif_bomb, jpeg, metric, picture, png_bomb, rss_mb, server_errors
+import web
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -122,8 +123,6 @@ def test_bad_input_never_reaches_the_catch_all(server, client):
 
 @pytest.mark.slow
 def test_the_status_table_decides_and_errors_outside_it_are_bugs():
-    import httpx
-
     from imgclf.config.settings import ServeConfig
     from imgclf.serve.app import create_app
     from imgclf.serve.errors import status_of
@@ -143,7 +142,7 @@ def test_the_status_table_decides_and_errors_outside_it_are_bugs():
     def broken() -> None:
         raise errors[6]
 
-    with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
+    with ServerThread(app) as srv, web.client(base_url=srv.url) as c:
         r = c.get("/full")
         assert (r.status_code, r.headers["retry-after"], r.json()["reason"]) == (503, "7", "queue_full")
         r = c.get("/broken")

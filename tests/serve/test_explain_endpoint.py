@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from serve_helpers import jpeg, metric, running, server_errors
+import web
 
 
 def test_png_overlay_of_a_raw_body(server, client):
@@ -55,13 +56,11 @@ def test_bad_requests_get_a_4xx_json_reason(server, client, kwargs, status, reas
 
 
 def test_the_limits_of_predict_apply(predictor):
-    import httpx
-
     with running(predictor, token="s3cret", max_request_pixels=5000) as (url, _):
-        assert httpx.post(url + "/explain", content=jpeg(1)).status_code == 401
-        r = httpx.post(url + "/explain", content=jpeg(1), headers={"Authorization": "Bearer s3cret"})
+        assert web.post(url + "/explain", content=jpeg(1)).status_code == 401
+        r = web.post(url + "/explain", content=jpeg(1), headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 413 and r.json()["reason"] == "pixel_budget"
-        assert metric(httpx.get(url + "/metrics", headers={"Authorization": "Bearer s3cret"}).text,
+        assert metric(web.get(url + "/metrics", headers={"Authorization": "Bearer s3cret"}).text,
                       "imgclf_rejected_total", reason="pixel_budget") == 1
 
 
@@ -92,16 +91,14 @@ def _two_featurizer_bundle(tmp_path):
 
 
 def test_a_model_maps_cannot_explain_gets_422(tmp_path):
-    import httpx
-
     from imgclf.config.settings import EngineConfig
     from imgclf.inference.predict import Predictor
 
     predictor = Predictor(_two_featurizer_bundle(tmp_path), EngineConfig(backend="onnxruntime", precision="fp32"))
     with running(predictor) as (url, _):
-        assert httpx.post(url + "/predict", content=jpeg(1)).status_code == 200
+        assert web.post(url + "/predict", content=jpeg(1)).status_code == 200
         for fmt in ("png", "json"):
-            r = httpx.post(url + "/explain", content=jpeg(1), params={"format": fmt})
+            r = web.post(url + "/explain", content=jpeg(1), params={"format": fmt})
             assert r.status_code == 422 and r.json()["reason"] == "not_explainable"
             assert "single CNN featurizer" in r.json()["error"] and "Concat" in r.json()["error"]
-        assert server_errors(httpx.get(url + "/metrics").text) == 0
+        assert server_errors(web.get(url + "/metrics").text) == 0

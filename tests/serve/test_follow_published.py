@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 from cliutil import refused
+import web
 
 from imgclf.rundir.iterations import publish, rollback
 
@@ -33,7 +34,7 @@ def _free_port() -> int:
 
 
 def _iteration(url: str) -> str | None:
-    r = httpx.get(url + "/v2/models/imgclf", timeout=10)
+    r = web.get(url + "/v2/models/imgclf", timeout=10)
     return r.json()["parameters"].get("iteration") if r.status_code == 200 else None
 
 

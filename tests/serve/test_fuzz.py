@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from serve_helpers import metric, running, server_errors
+import web
 
 
 @pytest.mark.slow
@@ -20,7 +20,7 @@ def test_fuzzing_the_openapi_spec_finds_no_server_error(predictor, tmp_path):
              "--max-examples", "8", "--max-time", "30", "--seed", "1", "--workers", "1", "--request-timeout", "30",
              "--no-shrink", "--warnings", "off"],
             capture_output=True, text=True, timeout=150, cwd=tmp_path)
-        text = httpx.get(url + "/metrics").text
+        text = web.get(url + "/metrics").text
     report = p.stdout[-3000:] + p.stderr[-2000:]
     assert p.returncode == 0, report
     assert "passed" in p.stdout and "failed" not in p.stdout.split("SUMMARY")[-1], report

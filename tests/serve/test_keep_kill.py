@@ -19,6 +19,7 @@ import pytest
 from datagen import make_dataset
 from netutil import free_port
 from PIL import Image
+import web
 
 from imgclf.data.dataset import scan_dataset
 from imgclf.data.images import decode_image
@@ -52,7 +53,7 @@ def test_kill_9_mid_write_leaves_only_whole_images(bundle_dir, tmp_path):
         while True:
             assert proc.poll() is None and time.monotonic() < until, "the server did not become ready"
             try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                if web.get(url + "/v2/health/ready", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -62,7 +63,7 @@ def test_kill_9_mid_write_leaves_only_whole_images(bundle_dir, tmp_path):
             if stop.is_set():
                 return
             try:
-                httpx.post(url + "/predict", content=big_png(i), headers={"Content-Type": "image/png"}, timeout=60)
+                web.post(url + "/predict", content=big_png(i), headers={"Content-Type": "image/png"}, timeout=60)
             except httpx.TransportError:  # the server was killed
                 stop.set()
 

@@ -14,6 +14,7 @@ import pytest
 from cliutil import refused
 from netutil import free_port
 from serve_helpers import jpeg
+import web
 
 from imgclf.cli import main
 
@@ -25,7 +26,7 @@ def _serve(bundle, port: int, *extra: str) -> subprocess.Popen:
 
 def _status(url: str) -> int | None:
     try:
-        return httpx.get(url, timeout=2).status_code
+        return web.get(url, timeout=2).status_code
     except httpx.TransportError:
         return None
 

@@ -1,9 +1,9 @@
 """32 concurrent clients: no errors, bounded tail latency, flat memory."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from serve_helpers import jpeg, metric, rss_mb, running
+import web
 
 from imgclf.serve.client import run_load
 
@@ -16,7 +16,7 @@ def test_32_concurrent_clients(predictor):
         before = rss_mb()
         load = run_load(url, images, clients=32, duration_s=3.0)
         grown = rss_mb() - before
-        text = httpx.get(url + "/metrics").text
+        text = web.get(url + "/metrics").text
     assert warm.errors == {} and load.errors == {}, (warm.errors, load.errors)
     assert load.ok >= 32
     assert load.percentile(99) < 10_000  # bounded by the queue, far below the 30 s deadline

@@ -9,12 +9,12 @@ import socket
 import struct
 import time
 
-import httpx
 import numpy as np
 import pytest
 from memutil import peak_rss
 from PIL import Image
 from serve_helpers import metric, server_errors
+import web
 
 from imgclf.serve.batching import MicroBatcher
 from imgclf.util.errors import QueueFull
@@ -103,7 +103,7 @@ def test_a_client_that_reset_the_connection_before_the_lingering_close_is_counte
         while not proto.transport.is_closing():
             assert time.monotonic() < until
             time.sleep(0.01)
-        text = httpx.get(srv.url + "/metrics").text
+        text = web.get(srv.url + "/metrics").text
     assert metric(text, "imgclf_client_disconnects_total") >= 1
     assert server_errors(text) == 0
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -8,9 +8,9 @@ import struct
 import time
 import zlib
 
-import httpx
 import pytest
 from serve_helpers import encode, jpeg, metric, picture, running, server_errors
+import web
 
 
 def _hang_up(port: int, head: bytes, part: bytes) -> None:
@@ -35,14 +35,14 @@ def test_client_hanging_up_mid_body_is_counted_apart_not_as_an_internal_error(pr
         _hang_up(port, score, b'{"input_df": [{"image base64 string": "')
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            text = httpx.get(url + "/metrics", timeout=30).text
+            text = web.get(url + "/metrics", timeout=30).text
             if metric(text, "imgclf_client_disconnects_total") >= 3:
                 break
             time.sleep(0.2)
         assert metric(text, "imgclf_client_disconnects_total") == 3
         assert metric(text, "imgclf_internal_errors_total") == 0 and server_errors(text) == 0
         assert metric(text, "imgclf_requests_total", endpoint="/predict", method="POST", status="499") == 2
-        assert httpx.post(url + "/predict", content=jpeg(3), headers={"Content-Type": "image/jpeg"}, timeout=60).status_code == 200
+        assert web.post(url + "/predict", content=jpeg(3), headers={"Content-Type": "image/jpeg"}, timeout=60).status_code == 200
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -60,18 +60,18 @@ def _files(*images: bytes) -> list:
 def test_request_over_the_pixel_budget_is_413_before_decoding(predictor):
     img = encode(picture(1, 100), "PNG")  # 10,000 pixels each
     with running(predictor, max_request_pixels=25_000) as (url, _):
-        ok = httpx.post(url + "/predict", files=_files(img, img), timeout=60)
+        ok = web.post(url + "/predict", files=_files(img, img), timeout=60)
         assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
-        r = httpx.post(url + "/predict", files=_files(img, img, img), timeout=60)
+        r = web.post(url + "/predict", files=_files(img, img, img), timeout=60)
         assert r.status_code == 413 and r.json()["reason"] == "pixel_budget"
         assert "30,000 pixels" in r.json()["error"] and "serve.max_request_pixels" in r.json()["error"]
-        text = httpx.get(url + "/metrics", timeout=30).text
+        text = web.get(url + "/metrics", timeout=30).text
         assert metric(text, "imgclf_rejected_total", reason="pixel_budget") == 1
 
 
 def test_small_file_that_decodes_huge_is_413_at_the_server(server):
     data = _png_claiming(9450, 9450)  # 89.3 Mpx in under 200 bytes
-    r = httpx.post(server + "/predict", content=data, headers={"Content-Type": "image/png"}, timeout=60)
+    r = web.post(server + "/predict", content=data, headers={"Content-Type": "image/png"}, timeout=60)
     assert r.status_code == 413 and r.json()["reason"] == "too_large" and "images.max_pixels" in r.json()["error"]
 
 
@@ -93,7 +93,7 @@ def test_serve_host_default_is_loopback():
                                       ("attacker.example:8000", False), ("127.0.0.1.attacker.example", False),
                                       ("10.0.0.5:8000", False), ("[2001:db8::1]:80", False)])
 def test_foreign_host_header_is_refused_without_a_token(server, host, ok):
-    r = httpx.get(server + "/v2/models/imgclf", headers={"Host": host}, timeout=30)
+    r = web.get(server + "/v2/models/imgclf", headers={"Host": host}, timeout=30)
     if ok:
         assert r.status_code == 200
     else:
@@ -102,17 +102,17 @@ def test_foreign_host_header_is_refused_without_a_token(server, host, ok):
 
 def test_health_probes_answer_any_host_and_a_token_lifts_the_host_check(predictor):
     with running(predictor) as (url, _):
-        assert httpx.get(url + "/v2/health/live", headers={"Host": "10.1.2.3:80"}, timeout=30).status_code == 200
+        assert web.get(url + "/v2/health/live", headers={"Host": "10.1.2.3:80"}, timeout=30).status_code == 200
     with running(predictor, token="t0k") as (url, _):
-        r = httpx.get(url + "/v2/models/imgclf", headers={"Host": "model.internal", "Authorization": "Bearer t0k"}, timeout=30)
+        r = web.get(url + "/v2/models/imgclf", headers={"Host": "model.internal", "Authorization": "Bearer t0k"}, timeout=30)
         assert r.status_code == 200
-        assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "model.internal"}, timeout=30).status_code == 401
+        assert web.get(url + "/v2/models/imgclf", headers={"Host": "model.internal"}, timeout=30).status_code == 401
 
 
 @pytest.mark.slow
 def test_allowed_hosts_adds_names(predictor):
     with running(predictor, allowed_hosts=["imgclf.lan"]) as (url, _):
-        assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "imgclf.lan:8000"}, timeout=30).status_code == 200
-        assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "other.lan"}, timeout=30).status_code == 421
+        assert web.get(url + "/v2/models/imgclf", headers={"Host": "imgclf.lan:8000"}, timeout=30).status_code == 200
+        assert web.get(url + "/v2/models/imgclf", headers={"Host": "other.lan"}, timeout=30).status_code == 421
     with running(predictor, allowed_hosts=["*"]) as (url, _):
-        assert httpx.get(url + "/v2/models/imgclf", headers={"Host": "other.lan"}, timeout=30).status_code == 200
+        assert web.get(url + "/v2/models/imgclf", headers={"Host": "other.lan"}, timeout=30).status_code == 200

@@ -14,6 +14,7 @@ from typing import Iterator
 import httpx
 import pytest
 from serve_helpers import jpeg, metric, running, server_errors
+import web
 
 TIMEOUT_S = 1.0  # serve.header_timeout_s and serve.body_timeout_s of these servers
 GIVE_UP_S = 45.0  # a drip still connected after this long was never cut off
@@ -69,7 +70,7 @@ def _json(answer: bytes) -> dict:
 
 
 def _metrics(url: str) -> str:
-    return httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text
+    return web.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text
 
 
 @pytest.mark.slow
@@ -113,7 +114,7 @@ def test_slow_clients_cannot_exhaust_the_connection_slots(guarded):
         status = None
         while time.monotonic() < deadline:  # the hogs are cut off after the header timeout; then we get in
             try:
-                status = httpx.get(url + "/v2/models/imgclf", headers={"Authorization": f"Bearer {TOKEN}"},
+                status = web.get(url + "/v2/models/imgclf", headers={"Authorization": f"Bearer {TOKEN}"},
                                    timeout=10).status_code
             except httpx.HTTPError:
                 status = None
@@ -148,10 +149,10 @@ def test_a_slow_but_moving_upload_earns_time_and_is_answered(guarded):
 
 def test_legitimate_clients_are_answered_by_a_guarded_server(guarded):
     url, _ = guarded
-    r = httpx.post(url + "/predict", content=jpeg(3), headers={"Authorization": f"Bearer {TOKEN}",
+    r = web.post(url + "/predict", content=jpeg(3), headers={"Authorization": f"Bearer {TOKEN}",
                                                                "Content-Type": "image/jpeg"}, timeout=60)
     assert r.status_code == 200 and r.json()["predictions"][0]["label"]
-    assert httpx.get(url + "/v2/health/live", timeout=10).json() == {"live": True}
+    assert web.get(url + "/v2/health/live", timeout=10).json() == {"live": True}
 
 
 def test_a_body_over_the_limit_sent_whole_by_urllib_reads_the_413(predictor):

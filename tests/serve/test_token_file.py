@@ -12,6 +12,7 @@ import psutil
 import pytest
 from netutil import free_port
 from serve_helpers import jpeg
+import web
 
 from imgclf.cli.options import resolve_token
 from imgclf.util.errors import ImgclfError
@@ -47,15 +48,15 @@ def test_serve_with_a_token_file_keeps_the_token_out_of_the_process_list(bundle_
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(url + "/v2/health/ready", timeout=5).status_code == 200:
+                if web.get(url + "/v2/health/ready", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "the server did not become ready"
             time.sleep(0.3)
         assert SECRET not in " ".join(psutil.Process(proc.pid).cmdline())
-        assert httpx.get(url + "/v2/models/imgclf", timeout=30).status_code == 401
-        ok = httpx.get(url + "/v2/models/imgclf", headers={"Authorization": f"Bearer {SECRET}"}, timeout=30)
+        assert web.get(url + "/v2/models/imgclf", timeout=30).status_code == 401
+        ok = web.get(url + "/v2/models/imgclf", headers={"Authorization": f"Bearer {SECRET}"}, timeout=30)
         assert ok.status_code == 200
 
         from imgclf.cli import main

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from netutil import free_port
 from tracking_helpers import run_id_of, track_config
+import web
 
 from imgclf.tracking.store import browse_hint, log_run
 
@@ -39,31 +40,31 @@ def test_mlflow_ui_serves_the_tracked_runs_and_takes_new_ones(tracked, run_copy,
         while True:
             assert proc.poll() is None, "mlflow ui exited"
             try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                if web.get(f"{base}/health", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, "mlflow ui did not come up"
             time.sleep(1)
-        exps = httpx.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 10}, timeout=30).json()
+        exps = web.get(f"{base}/api/2.0/mlflow/experiments/search", params={"max_results": 10}, timeout=30).json()
         ids = [e["experiment_id"] for e in exps["experiments"] if e["name"] == "images"]
-        runs = httpx.post(f"{base}/api/2.0/mlflow/runs/search", json={"experiment_ids": ids}, timeout=30).json()["runs"]
+        runs = web.post(f"{base}/api/2.0/mlflow/runs/search", json={"experiment_ids": ids}, timeout=30).json()["runs"]
         assert {r["info"]["run_id"] for r in runs} == {run_id_of(d) for d in tracked.runs.values()}
         rd = tracked.runs["svm_a"]
         rid = run_id_of(rd)
-        files = httpx.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": rid}, timeout=30).json()["files"]
+        files = web.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": rid}, timeout=30).json()["files"]
         assert {"roc.png", "model", "report.html"} <= {f["path"] for f in files}
-        got = httpx.get(f"{base}/get-artifact", params={"path": "metrics.json", "run_uuid": rid}, timeout=30)
+        got = web.get(f"{base}/get-artifact", params={"path": "metrics.json", "run_uuid": rid}, timeout=30)
         assert got.status_code == 200 and got.content == (rd / "metrics.json").read_bytes()
 
         # The same server as a shared tracking server: artifacts go up through its proxy.
         cfg = track_config(tracked.data_root, tracked.images, f'tracking.uri="{base}"', 'tracking.experiment="shared"')
         rid = log_run(cfg, run_copy, "evaluate")
         assert rid is not None
-        run = httpx.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": rid}, timeout=30).json()["run"]
+        run = web.get(f"{base}/api/2.0/mlflow/runs/get", params={"run_id": rid}, timeout=30).json()["run"]
         accuracy = {m["key"]: m["value"] for m in run["data"]["metrics"]}["accuracy"]
         assert accuracy == pytest.approx(json.loads((run_copy / "metrics.json").read_text())["accuracy"])
-        files = httpx.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": rid, "path": "model"}, timeout=30).json()
+        files = web.get(f"{base}/api/2.0/mlflow/artifacts/list", params={"run_id": rid, "path": "model"}, timeout=30).json()
         assert "model/bundle.json" in {f["path"] for f in files["files"]}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

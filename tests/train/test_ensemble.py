@@ -7,12 +7,12 @@ import logging
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from datagen import TINY_REFINE as TINY
 from datagen import make_dataset, tiny_config
 from fileaudit import opened_files
+import web
 
 from imgclf.api import run
 from imgclf.bundle.folder import load_bundle
@@ -171,7 +171,7 @@ def test_pinned_ensemble_with_flip_predicts_alike_everywhere(best):
     from imgclf.serve.server import ServerThread
 
     cfg = ServeConfig()
-    with ServerThread(create_app(predictor, cfg), cfg) as srv, httpx.Client(timeout=60) as client:
+    with ServerThread(create_app(predictor, cfg), cfg) as srv, web.client(timeout=60) as client:
         reply = client.post(srv.url + "/predict", files=[("files", (Path(p).name, Path(p).read_bytes(), "image/jpeg")) for p in paths[:3]])
     assert reply.status_code == 200, reply.text
     for served, offline in zip(reply.json()["predictions"], by_bytes):

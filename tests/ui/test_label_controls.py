@@ -2,10 +2,10 @@
 labels only the chosen card; undo says what it undid; the batch's thumbnails never rescan the dataset."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from test_ui_label_next import POOL, pool, pool_server  # noqa: F401  (the served dataset with a pool)
 from ui_helpers import PHONE
+import web
 
 from imgclf.data.annotations import current_state, read_history
 
@@ -85,7 +85,7 @@ def test_thumbnails_do_not_rescan_the_dataset(pool, monkeypatch):  # noqa: F811
     scans = []
     real = label_next.scan_dataset
     monkeypatch.setattr(label_next, "scan_dataset", lambda *a, **k: scans.append(1) or real(*a, **k))
-    with httpx.Client(base_url=pool.url, timeout=60) as c:
+    with web.client(base_url=pool.url, timeout=60) as c:
         batch = c.get("/ui/api/label-next", params={"n": POOL}).json()["batch"]
         assert len(batch) == POOL and scans, "the batch lists the pool"
         scans.clear()

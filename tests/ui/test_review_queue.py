@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import httpx
 import pytest
 from ui_helpers import CLASSES, copy_dataset, serve_ui, tiny_config
+import web
 
 from imgclf.data.annotations import current_state, read_history
 from imgclf.util.files import read_csv
@@ -105,7 +105,7 @@ def test_findings_decided_in_a_review_stay_decided_on_a_new_run(decided_run):
 def test_review_filters_and_decides_on_a_selection_with_the_mouse(page, server, dataset, ui_run, artifacts):
     page.goto(f"{server.url}/ui/dataset?view=review")
     page.wait_for_selector(".finding")
-    items = {it["path"]: it for it in httpx.get(f"{server.url}/ui/api/review").json()["items"]}
+    items = {it["path"]: it for it in web.get(f"{server.url}/ui/api/review").json()["items"]}
     page.select_option("#review-type", "label")
     shown = page.locator(".finding").evaluate_all("ns => ns.map(n => n.dataset.path)")
     assert shown and all("label" in items[p]["types"] for p in shown)

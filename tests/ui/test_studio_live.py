@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from ui_helpers import make_dataset, no_500_client, tiny_config
+import web
 
 from imgclf.bundle.folder import load_bundle
 from imgclf.inference.predict import Predictor
@@ -103,7 +104,7 @@ def test_publish_and_rollback_switch_every_endpoint_without_a_failed_request(ser
     failures, answers, stop = [], [], threading.Event()
 
     def client() -> None:
-        with httpx.Client(base_url=str(served.base_url), timeout=60) as c:
+        with web.client(base_url=str(served.base_url), timeout=60) as c:
             while not stop.is_set():
                 r = c.post("/predict", files={"files": ("x.jpg", data, "image/jpeg")})
                 if r.status_code != 200:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from PIL import Image
 from ui_helpers import CLASSES, STRAYS, files_per_class
+import web
 
 from imgclf.data.annotations import LOCK_FILENAME, current_state, read_history
 from imgclf.util.files import read_csv, read_json, sha256_file
@@ -193,7 +194,7 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
     from imgclf.ui import create_ui_app
 
     app = create_ui_app(None, ServeConfig(), images_dir=None, run_dir=None, thumbs_dir=str(tmp_path))
-    with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
+    with ServerThread(app) as srv, web.client(base_url=srv.url) as c:
         assert "--images" in _error(c.get("/ui/api/images"), 404)
         assert "--run" in _error(c.get("/ui/api/results"), 404)
         assert "no model" in _error(c.post("/ui/api/predict", content=b"x"), 404)
@@ -204,7 +205,7 @@ def test_without_dataset_or_run_the_api_says_what_to_pass(tmp_path):
         assert live["chosen"] is None and live["published"] is None and live["runs"] is None
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     app = create_ui_app(None, ServeConfig(), images_dir=str(tmp_path / "empty"), run_dir=None, thumbs_dir=str(tmp_path))
-    with ServerThread(app) as srv, httpx.Client(base_url=srv.url) as c:
+    with ServerThread(app) as srv, web.client(base_url=srv.url) as c:
         assert "no images found" in _error(c.get("/ui/api/images"), 404)
         info = c.get("/ui/api/info").json()
         assert info["dataset"] is None and "one subfolder per class" in info["dataset_error"]

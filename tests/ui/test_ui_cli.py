@@ -13,6 +13,7 @@ import httpx
 import pytest
 from netutil import free_port
 from ui_helpers import make_dataset
+import web
 
 from imgclf.cli import main
 from imgclf.config.settings import load_config
@@ -66,13 +67,13 @@ def test_ui_command_serves_the_pages_until_interrupted(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                info = httpx.get(f"{url}/ui/api/info").json()
+                info = web.get(f"{url}/ui/api/info").json()
                 break
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
                 time.sleep(0.2)
         assert info["dataset"]["total"] == 6 and info["model"] is None
-        r = httpx.get(f"{url}/ui/api/thumb", params={"path": "circles/circles_000.jpg"})
+        r = web.get(f"{url}/ui/api/thumb", params={"path": "circles/circles_000.jpg"})
         assert r.status_code == 200
         assert list((tmp_path / "data" / "thumbs").rglob("*-256.jpg")), "thumbnails are cached under data.root"
     finally:

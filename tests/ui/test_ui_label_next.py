@@ -7,6 +7,7 @@ import httpx
 import numpy as np
 import pytest
 from ui_helpers import CLASSES
+import web
 
 from imgclf.data.annotations import current_state, read_history, record
 from imgclf.data.split import load_split
@@ -53,7 +54,7 @@ def _error(r: httpx.Response, status: int) -> str:
 
 @pytest.mark.slow
 def test_api_batch_labels_refit_and_refusals(pool):
-    with httpx.Client(base_url=pool.url, timeout=60) as c:
+    with web.client(base_url=pool.url, timeout=60) as c:
         data = c.get("/ui/api/label-next", params={"n": 5}).json()
         assert data["classes"] == list(CLASSES) and len(data["batch"]) == 5
         assert data["progress"] == {**data["progress"], "pool": POOL, "labelled": 0, "left": POOL, "name": "run"}

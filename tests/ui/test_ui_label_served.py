@@ -5,10 +5,10 @@ import io
 import shutil
 import time
 
-import httpx
 import numpy as np
 import pytest
 from ui_helpers import CLASSES
+import web
 
 from imgclf.data.annotations import current_state
 from imgclf.data.kept import KeptStore
@@ -49,7 +49,7 @@ def served(ui_run, predictor, tmp_path):
 
 @pytest.mark.slow
 def test_the_kept_unknown_image_leads_the_batch_with_its_reason(served, browser):
-    with httpx.Client(base_url=served.url, timeout=60) as c:
+    with web.client(base_url=served.url, timeout=60) as c:
         batch = c.get("/ui/api/label-next", params={"n": 4}).json()["batch"]
     first = batch[0]
     assert first["path"] == served.kept and first["reason"] == f"the service answered unknown on {served.day}"

@@ -6,12 +6,12 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import numpy as np
 import pytest
 from memutil import peak_rss
 from PIL import Image
 from ui_helpers import serve_ui
+import web
 
 
 def _metric(text: str, name: str) -> float:
@@ -47,15 +47,15 @@ def live(predictor, ui_run, tmp_path_factory):
 
 def test_eight_parallel_try_requests_are_all_answered_through_the_batcher(live, predictor):
     images = [_jpeg(i) for i in range(8)]
-    before = _metric(httpx.get(live + "/metrics").text, "imgclf_images_total")
+    before = _metric(web.get(live + "/metrics").text, "imgclf_images_total")
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda data: httpx.post(live + "/ui/api/predict", content=data, timeout=120), images))
+        answers = list(pool.map(lambda data: web.post(live + "/ui/api/predict", content=data, timeout=120), images))
     assert [r.status_code for r in answers] == [200] * 8, [r.text for r in answers if r.status_code != 200]
     for data, r in zip(images, answers):
         expected = predictor.predict([data])[0]
         assert r.json()["scores"] == pytest.approx(expected["scores"], abs=1e-4)
         assert r.json()["labels"] == list(predictor.labels)
-    after = _metric(httpx.get(live + "/metrics").text, "imgclf_images_total")
+    after = _metric(web.get(live + "/metrics").text, "imgclf_images_total")
     assert after - before == 8, "every Try image is counted by the batcher, as /predict's are"
 
 
@@ -64,7 +64,7 @@ def test_try_loop_beside_a_predict_loop_never_fails(live):
     failures: list[str] = []
 
     def loop(path: str, seed: int) -> None:
-        with httpx.Client(timeout=120) as c:
+        with web.client(timeout=120) as c:
             for i in range(12):
                 data = _jpeg(seed + i)
                 r = c.post(live + path, content=data, headers={"content-type": "image/jpeg"})
@@ -78,7 +78,7 @@ def test_try_loop_beside_a_predict_loop_never_fails(live):
     for t in threads:
         t.join()
     assert failures == []
-    text = httpx.get(live + "/metrics").text
+    text = web.get(live + "/metrics").text
     assert _metric(text, "imgclf_internal_errors_total") == 0
 
 
@@ -91,7 +91,7 @@ def test_sixteen_parallel_huge_pngs_to_try_keep_memory_bounded(predictor, ui_run
     budget = DECODING_AT_ONCE * BIG_SIDE**2
     with serve_ui(predictor, ui_run["images"], ui_run["run"], tmp_path / "thumbs", max_request_pixels=budget) as srv:
         with peak_rss() as rss, ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda _: httpx.post(srv.url + "/ui/api/predict", content=data, timeout=300), range(16)))
+            answers = list(pool.map(lambda _: web.post(srv.url + "/ui/api/predict", content=data, timeout=300), range(16)))
     assert [r.status_code for r in answers] == [200] * 16, [r.text[:200] for r in answers if r.status_code != 200]
     assert rss.grew_mb < 512, f"the server grew {rss.grew_mb:.0f} MB over its idle RSS"
 
@@ -100,11 +100,11 @@ def test_sixteen_parallel_huge_pngs_to_try_keep_memory_bounded(predictor, ui_run
 def test_ui_maps_meet_the_service_limits(predictor, ui_run, tmp_path):
     """The map endpoint admits its image like /explain: over the pixel budget it is a 413, counted."""
     with serve_ui(predictor, ui_run["images"], ui_run["run"], tmp_path / "thumbs", max_request_pixels=5000) as srv:
-        r = httpx.get(srv.url + "/ui/api/explain", params={"result": 0})
+        r = web.get(srv.url + "/ui/api/explain", params={"result": 0})
         assert r.status_code == 413 and r.json()["reason"] == "pixel_budget", r.text
-        assert 'imgclf_rejected_total{reason="pixel_budget"} 1.0' in httpx.get(srv.url + "/metrics").text
+        assert 'imgclf_rejected_total{reason="pixel_budget"} 1.0' in web.get(srv.url + "/metrics").text
     with serve_ui(predictor, ui_run["images"], ui_run["run"], tmp_path / "thumbs") as srv:
-        r = httpx.get(srv.url + "/ui/api/explain", params={"result": 0, "format": "json"})
+        r = web.get(srv.url + "/ui/api/explain", params={"result": 0, "format": "json"})
         body = r.json()
         assert r.status_code == 200 and body["label"] in (*predictor.labels, "unknown", "uncertain"), r.text
         assert body.get("nearest_label", body["label"]) in predictor.labels  # the map is drawn for a known class

@@ -2,11 +2,11 @@
 what happened and what to change (try and dataset)."""
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 from ui_helpers import phone_on_many_classes, serve_ui
+import web
 
 from imgclf.data.annotations import read_history
 from imgclf.util.files import read_json
@@ -68,7 +68,7 @@ def test_error_texts_say_what_happened_and_what_to_change(browser, predictor, da
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     try:
         with serve_ui(predictor, dataset, ui_run["run"], tmp_path / "thumbs", max_body_mb=0.2) as srv:
-            r = httpx.post(f"{srv.url}/ui/api/predict", content=big.read_bytes())
+            r = web.post(f"{srv.url}/ui/api/predict", content=big.read_bytes())
             assert r.status_code == 413 and "0.2 MB" in r.json()["error"] and "serve.max_body_mb" in r.json()["error"]
             pg = browser.new_page()
             pg.goto(f"{srv.url}/ui/try")

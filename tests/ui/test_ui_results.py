@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import shutil
 
-import httpx
 import pytest
 from ui_helpers import CLASSES, copy_dataset, serve_ui, wait_images_loaded
+import web
 
 from imgclf.data.annotations import current_state
 from imgclf.util.files import read_csv, read_json, write_csv
@@ -151,10 +151,10 @@ def test_per_class_figures_are_in_metrics_the_report_and_the_results_page(page, 
     links = page.eval_on_selector_all("#run-links a", "as => as.map(a => a.href)")
     assert any(h.endswith("api/run/report") for h in links) and any(h.endswith("api/run/roc") for h in links)
     for href in links:
-        r = httpx.get(href)
+        r = web.get(href)
         assert r.status_code == 200 and r.headers["content-type"].split(";")[0] in ("text/html", "image/png")
-    assert "<th>precision</th><th>recall</th><th>F1</th><th>support</th>" in httpx.get(f"{server.url}/ui/api/run/report").text
-    assert httpx.get(f"{server.url}/ui/api/run/config").status_code == 404
+    assert "<th>precision</th><th>recall</th><th>F1</th><th>support</th>" in web.get(f"{server.url}/ui/api/run/report").text
+    assert web.get(f"{server.url}/ui/api/run/config").status_code == 404
 
 
 @pytest.mark.slow
@@ -169,10 +169,10 @@ def test_results_find_a_copied_dataset_by_relative_path_and_a_renamed_image_by_c
               ([r["path"].replace(str(ui_run["images"]), "/nowhere/images") if i else r["path"]] + list(r.values())[1:]
                for i, r in enumerate(rows)))
     with serve_ui(predictor, copy, moved_run, tmp_path / "thumbs") as srv:
-        items = httpx.get(f"{srv.url}/ui/api/results", timeout=30).json()["items"]
+        items = web.get(f"{srv.url}/ui/api/results", timeout=30).json()["items"]
         assert [it["dataset_path"] for it in items] == [renamed.replace(".jpg", "_renamed.jpg")] + [r["rel"] for r in rows[1:]]
         for it in items[:3]:
-            assert httpx.get(f"{srv.url}/ui/api/results/{it['i']}/thumb").status_code == 200, "a moved run shows the dataset's image"
+            assert web.get(f"{srv.url}/ui/api/results/{it['i']}/thumb").status_code == 200, "a moved run shows the dataset's image"
         pg = browser.new_page()
         pg.goto(f"{srv.url}/ui/results#errors=1")
         pg.wait_for_selector(".result .actions")

@@ -1,9 +1,9 @@
 """The dataset page's Review view: the data doctor's findings over HTTP and in a real browser."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from ui_helpers import CLASSES, STRAYS
+import web
 
 from imgclf.data.annotations import current_state, read_history
 from imgclf.util.files import read_csv
@@ -70,7 +70,7 @@ def test_review_view_decides_with_one_key_each(page, server, ui_run, dataset, ar
     first = page.locator('.finding[aria-selected="true"]').get_attribute("data-path")
     page.wait_for_selector("#review-detail .neighbours img")
     page.screenshot(path=str(artifacts / "review.png"))
-    items = {it["path"]: it for it in httpx.get(f"{server.url}/ui/api/review").json()["items"]}
+    items = {it["path"]: it for it in web.get(f"{server.url}/ui/api/review").json()["items"]}
     page.keyboard.press("a")  # accept the suggestion; the selection moves on
     page.wait_for_selector(f'.finding[data-path="{first}"][data-done="true"]')
     second = page.locator('.finding[aria-selected="true"]').get_attribute("data-path")

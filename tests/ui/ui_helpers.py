@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
+import web
 
 # Debian's Chromium headless shell (package chromium-headless-shell: the same engine without the browser's
 # window layer, a quarter less CPU per test), else the whole browser run headless
@@ -105,7 +105,7 @@ def phone_on_many_classes(browser, tmp_path: Path):
 @contextlib.contextmanager
 def no_500_client(url: str):
     """An HTTP client of the server at ``url``; when the block ends, no request may have ended in a 500."""
-    with httpx.Client(base_url=url, timeout=60) as c:
+    with web.client(base_url=url, timeout=60) as c:
         yield c
         lines = c.get("/metrics").text.splitlines()
         internal = [ln for ln in lines if ln.startswith("imgclf_internal_errors_total")]
