@@ -209,3 +209,29 @@ def test_many_classes_get_distinct_colours_and_a_long_name_keeps_its_count_in_vi
             assert count["width"] > 0 and count["x"] + count["width"] <= outer["x"] + outer["width"] + 0.5
         assert pg.locator(f'.filter[data-label="{LONG_CLASS}"] .count').inner_text() == "2"
         pg.close()
+
+
+@pytest.mark.slow
+def test_thumbnails_still_loading_off_screen_are_not_animated(page, tmp_path):
+    """A lazy thumbnail far down the page stays "loading" until it is scrolled to: only frames in view shimmer,
+    so a page left open does not keep the browser busy (each shimmering frame costs CPU every frame)."""
+    images = make_dataset(tmp_path / "images", n_per_class=60, seed=3)
+    with serve_ui(None, images, None, tmp_path / "thumbs") as srv:
+        page.goto(f"{srv.url}/ui/dataset")
+        page.wait_for_selector(".tile")
+        wait_images_loaded(page, ".tile img")
+        page.wait_for_timeout(300)  # the observer's first answers
+        state = page.evaluate("""() => {
+            const below = (f) => f.getBoundingClientRect().top > innerHeight;
+            const loading = [...document.querySelectorAll('.thumbwrap.loading')];
+            return {offscreen: loading.filter(below).length,
+                    animatedOffscreen: document.getAnimations().filter((a) => below(a.effect.target)).length};
+        }""")
+        assert state["offscreen"] > 0, "the page should hold lazy thumbnails not fetched yet"
+        assert state["animatedOffscreen"] == 0
+        # scrolled to, a frame shows its image, or shimmers while it loads
+        last = page.locator(".tile .thumbwrap").last
+        last.scroll_into_view_if_needed()
+        page.wait_for_function("f => !f.classList.contains('loading') || (f.classList.contains('inview') && f.getAnimations().length === 1)",
+                               arg=last.element_handle())
+        page.wait_for_function("f => !f.classList.contains('loading')", arg=last.element_handle())

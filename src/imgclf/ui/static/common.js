@@ -101,15 +101,27 @@ const UI = (() => {
     return wrap;
   }
 
+  // A loading frame shimmers only while it is in view (class ``inview``): a lazy thumbnail far down a page
+  // stays "loading" until it is scrolled to, and animating those off screen kept the page busy for nothing.
+  const inView = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => entries.forEach((e) => e.target.classList.toggle("inview", e.isIntersecting)))
+    : null;
+
+  function loaded(frame) {
+    frame.classList.remove("loading", "inview");
+    if (inView) inView.unobserve(frame);
+  }
+
   // Load ``src`` into ``img``, its ``frame`` saying "loading" until it is shown, and why when it cannot be.
   function show(img, frame, src) {
     frame.classList.add("loading");
+    if (inView) inView.observe(frame); else frame.classList.add("inview");
     frame.classList.remove("broken");
     frame.querySelectorAll(":scope > .why").forEach((n) => n.remove());
-    img.onload = () => { if (img.src.endsWith(src)) frame.classList.remove("loading"); };
+    img.onload = () => { if (img.src.endsWith(src)) loaded(frame); };
     img.onerror = async () => {
       if (!img.src.endsWith(src)) return;
-      frame.classList.remove("loading");
+      loaded(frame);
       frame.classList.add("broken");
       frame.append(el("span", { class: "why", role: "note" }, `cannot show the image: ${await failure(src)}`));
     };
