@@ -18,9 +18,9 @@ def read_model(path: str | os.PathLike) -> Any:
     """OpenVINO's model of the ONNX file at ``path``, read once per version of the file in this process.
 
     Reading converts the whole graph, and a run reads the same export several times (its description, then
-    the engine, for featurize, calibration and evaluation). Exports are written whole and moved into place, so
-    the file's identity (device, inode, size, modification and change times) stands for its content. The model is shared:
-    callers clone it before changing it (compiling does not change it).
+    the engine, for featurize, calibration and evaluation). Exports are written whole and moved into place,
+    so the file's identity (device, inode, size, modification and change times) stands for its content. The
+    model is shared: callers clone it before changing it (compiling does not change it).
     """
     st = os.stat(path)
     return _read_model(os.path.abspath(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
