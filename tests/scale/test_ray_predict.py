@@ -2,14 +2,20 @@
 scores within 1e-5, unreadable files listed with their reason, never fatal."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from imgclf.bundle.folder import bundle_engine
 from imgclf.cli import main
+from imgclf.config.settings import ImagesConfig, PredictConfig
 from imgclf.inference.predict import Predictor, expand_inputs
+from imgclf.scale.workers import PredictWorker
+from imgclf.util.errors import ImgclfError
 
 
 def _same_answer(local: dict, remote: dict) -> None:
@@ -82,10 +88,19 @@ def test_parquet_output_and_the_python_api_give_the_same_rows(ray_address, train
     assert [r["path"] for r in got] == squares and [r["label"] for r in got] == [expected[p]["label"] for p in squares]
 
 
-def test_a_dataset_without_a_path_or_bytes_column_is_refused_by_name(ray_address, trained_run):
+def test_a_dataset_without_a_path_or_bytes_column_is_refused_by_name_before_it_runs(ray_address, trained_run):
     import ray
 
     import imgclf
 
-    with pytest.raises(Exception, match="needs a 'path' or a 'bytes' column; it has id"):
-        imgclf.ray.predict(ray.data.range(3), trained_run / "model", actors=1).take_all()
+    with pytest.raises(ImgclfError, match="needs a 'path' or a 'bytes' column; it has id"):
+        imgclf.ray.predict(ray.data.range(3), trained_run / "model", actors=1)  # its columns are known: no actor starts
+
+
+def test_an_actor_refuses_a_batch_without_a_path_or_bytes_column(trained_run):
+    """What a dataset whose columns show only when it runs (a map) meets in the first actor."""
+    model = trained_run / "model"
+    worker = PredictWorker(str(model), dataclasses.asdict(bundle_engine(model)), dataclasses.asdict(PredictConfig()),
+                           dataclasses.asdict(ImagesConfig()))
+    with pytest.raises(ImgclfError, match="needs a 'path' or a 'bytes' column; it has id, size"):
+        worker(pa.table({"id": [1, 2], "size": [3, 4]}))

@@ -16,7 +16,7 @@ import pyarrow as pa
 from ..bundle.folder import bundle_engine
 from ..config.settings import EngineConfig, ImagesConfig, PredictConfig
 from .cluster import actor_pool, require_ray
-from .workers import PREDICTION_COLUMNS, PredictWorker
+from .workers import PREDICTION_COLUMNS, PredictWorker, require_image_column
 
 if TYPE_CHECKING:
     import ray.data
@@ -36,7 +36,8 @@ def predict(data: "ray.data.Dataset | Iterable[str | os.PathLike]", bundle: str 
     """Predictions of ``data`` by the bundle at ``bundle``, as a (lazy) Ray Dataset.
 
     ``data``: a Ray Dataset with a ``path`` column (image files every node reads at that path) or a ``bytes``
-    column (encoded images: ``ray.data.read_binary_files(..., include_paths=True)``), or paths. Each row of the
+    column (encoded images: ``ray.data.read_binary_files(..., include_paths=True)``), or paths. A dataset
+    without either is refused here when its columns are known without running it, else by the first actor. Each row of the
     result holds its input columns (``bytes`` left out) and :data:`PREDICTION_COLUMNS`: local predict's answer
     (``scores`` a struct of the bundle's labels; ``error`` set, the others null, for an unreadable image).
 
@@ -49,6 +50,9 @@ def predict(data: "ray.data.Dataset | Iterable[str | os.PathLike]", bundle: str 
     if not isinstance(data, ray.data.Dataset):
         paths = [os.path.abspath(p) for p in data]
         data = ray.data.from_arrow(blocks(pa.table({"path": pa.array(paths, type=pa.string())}), batch_size))
+    schema = data.schema(fetch_if_missing=False)  # known without running anything (a read, a table) or None (a map)
+    if schema is not None:
+        require_image_column(schema.names)  # refused here, before an actor loads the bundle for nothing
     kwargs = {"bundle_dir": str(bundle), "engine": dataclasses.asdict(engine or bundle_engine(bundle)),
               "predict": dataclasses.asdict(predict or PredictConfig()), "images": dataclasses.asdict(images or ImagesConfig()),
               "actor_cpus": actor_cpus, "batch_size": batch_size}

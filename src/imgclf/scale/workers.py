@@ -37,6 +37,13 @@ def predictions_table(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
                     schema=schema)
 
 
+def require_image_column(columns: Sequence[str]) -> None:
+    """Refuse a dataset to predict that has neither a ``path`` nor a ``bytes`` column, naming the columns it has."""
+    if not {"path", "bytes"} & set(columns):
+        raise ImgclfError(f"a dataset to predict needs a 'path' or a 'bytes' column; it has {', '.join(columns)}",
+                          hint="ray.data.read_binary_files(..., include_paths=True) gives both")
+
+
 def record_row(record: dict[str, Any]) -> dict[str, Any]:
     """One record of a predictions table as local predict's row: ``path`` first, then what the prediction
     holds (the columns that are null for it left out), then the other input columns (``size``, ``mtime_ns``)."""
@@ -67,9 +74,7 @@ class PredictWorker:
         self.batch_size = batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if not {"path", "bytes"} & set(batch.column_names):
-            raise ImgclfError(f"a dataset to predict needs a 'path' or a 'bytes' column; it has {', '.join(batch.column_names)}",
-                              hint="ray.data.read_binary_files(..., include_paths=True) gives both")
+        require_image_column(batch.column_names)  # a dataset whose columns the driver could not know before it ran
         if "bytes" in batch.column_names:
             rows = self.predictor.predict([bytes(b) for b in batch.column("bytes").to_pylist()], batch_size=self.batch_size)
             rows = [{k: v for k, v in r.items() if k != "reason"} for r in rows]
