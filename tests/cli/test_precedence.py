@@ -117,6 +117,7 @@ def test_config(cfg_file, capsys):
 
 def test_run(monkeypatch, tmp_path, cfg_file):
     flag, file_images, set_images = (tmp_path / d for d in ("flag_images", "file_images", "set_images"))
+    flag.mkdir(), set_images.mkdir()  # a folder that does not exist is refused before the run starts
     write_toml(cfg_file, {**FILE, "data.images": str(file_images)})
     argv = ["run", "--config", str(cfg_file), "--images", str(flag), "--run-dir", str(tmp_path / "run")]
     cfg = resolved(monkeypatch, "imgclf.api.run", argv + sets(*SET))

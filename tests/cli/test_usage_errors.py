@@ -2,7 +2,8 @@
 most three lines on stderr, never a traceback, whatever typer (and its click) is installed.
 
 The mistakes are made in-process (``main``); a real process checks what its own streams carry: a usage
-mistake, a mistake ``imgclf run`` finds (after its heavy imports), bare ``imgclf`` and --version."""
+mistake, a mistake ``imgclf run`` finds, bare ``imgclf`` and --version; and that a wrong images folder is
+answered before the imports of a whole run (scikit-learn, torch, MLflow, OpenVINO: seconds)."""
 import subprocess
 import sys
 
@@ -75,6 +76,23 @@ def test_images_given_a_file_is_one_error(tmp_path):
     assert proc.returncode == 2
     lines = _short(proc.stdout, proc.stderr)
     assert lines[0].startswith("error: ") and lines[-1].startswith("hint: ")
+
+
+HEAVY = ("sklearn", "torch", "timm", "mlflow", "openvino", "matplotlib")
+
+
+@pytest.mark.parametrize("command", ["run", "refine"])
+def test_a_missing_images_folder_is_answered_before_the_heavy_imports(command, tmp_path):
+    script = ("import sys; from imgclf.cli import main; code = main(sys.argv[1:]); "
+              f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules)); sys.exit(code)")
+    args = [command, "--images", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "run"),
+            "--set", f'data.root="{tmp_path / "data"}"']
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = _short("", proc.stderr)
+    assert lines[0] == f"error: images folder {tmp_path / 'nowhere'} does not exist" and lines[1].startswith("hint: ")
+    assert proc.stdout.strip() == "", f"imported before answering: {proc.stdout.strip()}"
+    assert not (tmp_path / "run").exists()
 
 
 def test_bare_imgclf_prints_a_short_usage(tmp_path):

@@ -100,10 +100,14 @@ def print_metrics(metrics: Metrics, run_dir: Path) -> None:
 def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt = None, set: SetOpt = None,
         quiet: QuietOpt = False, preset: PresetOpt = None, time_limit: TimeLimitOpt = None) -> None:
     """Split, featurize, train and evaluate in one go; prints the run directory."""
+    from ..data.dataset import check_images_folder
+
+    cfg = step_config(None, config, set, images, flags=preset_flags(preset, time_limit))
+    check_images_folder(cfg.images_dir())  # a wrong folder is answered before the imports of a whole run
+
     from ..api import run as run_pipeline
     from ..pipeline.steps import default_run_dir
 
-    cfg = step_config(None, config, set, images, flags=preset_flags(preset, time_limit))
     rd = run_dir or default_run_dir(cfg)
     epoch = resumable_epoch(rd)
     if epoch is not None:

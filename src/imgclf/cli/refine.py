@@ -28,10 +28,7 @@ def register(app: typer.Typer) -> None:
         train.classifier picks dnn (default here) or svm_on_refined. For several GPUs or
         processes: torchrun --nproc_per_node=N -m imgclf refine --run-dir R.
         """
-        from ..api import track
-        from ..pipeline.steps import evaluate as do_evaluate
-        from ..pipeline.steps import refine as do_refine
-        from ..refine import distributed
+        from ..data.dataset import check_images_folder
         from ..rundir.layout import RunDir
         from .pipeline import print_metrics, step_config
 
@@ -43,6 +40,14 @@ def register(app: typer.Typer) -> None:
         if resume and not RunDir(resume).config.is_file():
             raise ImgclfError(f"{resume} holds no refinement to resume (no config.json)", hint=f"start one with `imgclf refine --run-dir {resume}`")
         cfg = step_config(rd, config, set, images)
+        if not RunDir(rd).split.exists():  # the run is prepared first: a wrong folder is answered before torch is imported
+            check_images_folder(cfg.images_dir())
+
+        from ..api import track
+        from ..pipeline.steps import evaluate as do_evaluate
+        from ..pipeline.steps import refine as do_refine
+        from ..refine import distributed
+
         try:
             with resumable(rd):
                 summary = do_refine(cfg, rd, resume=resume is not None, progress=not quiet)

@@ -144,11 +144,9 @@ def _class_items(root: Path, class_parent: Path, split: str, skipped: list[tuple
     return items
 
 
-def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, pool: str = "") -> Dataset:
-    """List the images of ``images_dir`` with labels, applying ``annotations.csv`` corrections.
-
-    ``pool``: the folder of unlabelled images (``data.pool``; "" = ``images_dir/_unlabeled``), relative
-    to ``images_dir`` or absolute inside it; its images are never a class (see the module docstring)."""
+def check_images_folder(images_dir: str | os.PathLike) -> None:
+    """Refuse an images folder that is a file or does not exist: a look at one path, so a command can answer
+    before its imports of a whole run (seconds), as well as :func:`scan_dataset` does."""
     root = Path(images_dir)
     if root.is_file():
         above = f"its class folder's parent, e.g. --images {root.resolve().parent.parent}" if is_image_file(root) else "a folder"
@@ -159,6 +157,15 @@ def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, 
             f"images folder {root} does not exist",
             hint="pass --images DIR (a folder with one subfolder per class) or set data.images / data.dataset",
         )
+
+
+def scan_dataset(images_dir: str | os.PathLike, apply_annotations: bool = True, pool: str = "") -> Dataset:
+    """List the images of ``images_dir`` with labels, applying ``annotations.csv`` corrections.
+
+    ``pool``: the folder of unlabelled images (``data.pool``; "" = ``images_dir/_unlabeled``), relative
+    to ``images_dir`` or absolute inside it; its images are never a class (see the module docstring)."""
+    root = Path(images_dir)
+    check_images_folder(root)
     root = Path(os.path.realpath(root))
     skipped: list[tuple[str, str]] = []
     folders = _predefined_folders({p.name.lower(): p for p in root.iterdir() if p.is_dir() and _visible(p)})
