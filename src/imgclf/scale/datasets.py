@@ -36,10 +36,10 @@ def predict(data: "ray.data.Dataset | Iterable[str | os.PathLike]", bundle: str 
     """Predictions of ``data`` by the bundle at ``bundle``, as a (lazy) Ray Dataset.
 
     ``data``: a Ray Dataset with a ``path`` column (image files every node reads at that path) or a ``bytes``
-    column (encoded images: ``ray.data.read_binary_files(..., include_paths=True)``), or paths. A dataset
-    without either is refused here when its columns are known without running it, else by the first actor. Each row of the
-    result holds its input columns (``bytes`` left out) and :data:`PREDICTION_COLUMNS`: local predict's answer
-    (``scores`` a struct of the bundle's labels; ``error`` set, the others null, for an unreadable image).
+    column (encoded images: ``ray.data.read_binary_files(..., include_paths=True)``), or paths. A dataset with
+    neither is refused here when Ray knows its columns without running it, else by the first actor. Each row of
+    the result holds its input columns (``bytes`` left out) and :data:`PREDICTION_COLUMNS`: local predict's
+    answer (``scores`` a struct of the bundle's labels; ``error`` set, the others null, for an unreadable image).
 
     An actor pool of ``actors`` actors (None: the cluster's CPUs / ``actor_cpus``) of ``actor_cpus`` CPUs each;
     each loads the bundle (which every node must read at the path ``bundle``) once. ``engine`` (default: the
