@@ -33,6 +33,9 @@ def test_settings_check_the_folders(tmp_path, ui_run):
     with pytest.raises(DatasetError) as e:
         ui_settings(cfg, tmp_path / "nope", None)
     assert "does not exist" in str(e.value) and e.value.hint
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="is a file; expected a folder with one subfolder per class"):
+        ui_settings(cfg, tmp_path / "photo.jpg", None)  # as `imgclf run` answers it
     with pytest.raises(ImgclfError):
         ui_settings(cfg, None, None)
     (tmp_path / "empty_run").mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.settings import Config
-from ..util.errors import DatasetError, ImgclfError
+from ..util.errors import ImgclfError
 
 
 def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -18,6 +18,7 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
     published iteration is shown, else the newest one with a model.
     """
     from ..bundle.folder import locate_bundle
+    from ..data.dataset import check_images_folder
     from ..rundir.layout import RunDir, run_config
 
     if run_dir is not None:
@@ -27,9 +28,7 @@ def ui_settings(cfg: Config, images_dir: str | os.PathLike | None, run_dir: str 
             images_dir = saved.images_dir() if saved is not None else None
     if images_dir is None:
         raise ImgclfError("no dataset to open", hint="pass --images DIR (a folder with one subfolder per class)")
-    if not Path(images_dir).is_dir():
-        raise DatasetError(f"images folder {images_dir} does not exist",
-                           hint="pass --images DIR (a folder with one subfolder per class)")
+    check_images_folder(images_dir)
     images = Path(images_dir).resolve()
     runs = Path(run_dir).resolve().parent if run_dir is not None else Path(cfg.data.root).resolve() / "runs" / images.name
     if run_dir is None:
