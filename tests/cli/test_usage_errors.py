@@ -81,7 +81,7 @@ def test_images_given_a_file_is_one_error(tmp_path):
 HEAVY = ("sklearn", "torch", "timm", "mlflow", "openvino", "matplotlib")
 
 
-@pytest.mark.parametrize("command", ["run", "refine"])
+@pytest.mark.parametrize("command", ["run", "prepare", "refine"])
 def test_a_missing_images_folder_is_answered_before_the_heavy_imports(command, tmp_path):
     script = ("import sys; from imgclf.cli import main; code = main(sys.argv[1:]); "
               f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules)); sys.exit(code)")

@@ -122,9 +122,14 @@ def run(images: ImagesOpt = None, run_dir: RunDirOpt = None, config: ConfigOpt =
 
 def prepare(run_dir: RunDirReq, images: ImagesOpt = None, config: ConfigOpt = None, set: SetOpt = None) -> None:
     """Step 1: scan the images, list unreadable ones, split into train and test (split.csv)."""
+    from ..data.dataset import check_images_folder
+
+    cfg = step_config(None, config, set, images)
+    check_images_folder(cfg.images_dir())  # as run: answered before the imports of the pipeline
+
     from ..pipeline.steps import prepare as do
 
-    s = do(step_config(None, config, set, images), run_dir)
+    s = do(cfg, run_dir)
     val = f", validation {s['validation']}" if s.get("validation") else ""
     typer.echo(f"{s['images']} images in {len(s['classes'])} classes: train {s['train']}{val}, test {s['test']}, "
                f"skipped {s['skipped']} (see skipped.csv), excluded by annotations {s['excluded_by_annotations']}")
